@@ -1,0 +1,44 @@
+//! Pure, synchronous statistics for cutover.
+//!
+//! # Overview
+//!
+//! This crate holds the parts of canary analysis that need no I/O and no clock:
+//!
+//! - [`Verdict`]: the three-way answer of every analysis, `Pass | Fail | Inconclusive`.
+//! - [`Tally`] and [`RunLimits`]: how repeated measurements add up to one result, with the
+//!   semantics of Argo Rollouts' analysis runs (`count`, `failureLimit`, `inconclusiveLimit`,
+//!   `consecutiveErrorLimit`). A measurement that could not be taken ([`Measurement::Error`]) is
+//!   kept apart from one that was taken and was bad ([`Measurement::Fail`]).
+//! - [`quantile_r7`]: sample quantiles as R and NumPy compute them by default.
+//! - [`two_proportion_test`]: the comparison of two rates (error or conversion rates) that A/B
+//!   tests report as a winner, an effect and a confidence.
+//!
+//! Everything here works on plain numbers (`&[f64]`, counts) and is deterministic, so it is easy
+//! to check against reference implementations (R, SciPy).
+//!
+//! # Usage
+//!
+//! ```
+//! use cutover_analysis::{Measurement, RunLimits, RunStatus, Tally};
+//!
+//! let limits = RunLimits { count: Some(3), ..RunLimits::default() };
+//! let mut tally = Tally::default();
+//! tally.record(Measurement::Pass);
+//! assert_eq!(tally.status(&limits), RunStatus::Running);
+//! tally.record(Measurement::Fail);
+//! // failure_limit defaults to 0: the first failed measurement fails the run.
+//! assert_eq!(tally.status(&limits), RunStatus::Failed);
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod proportions;
+mod quantile;
+mod tally;
+mod verdict;
+
+pub use self::error::AnalysisError;
+pub use self::proportions::{Proportion, ProportionTest, two_proportion_test};
+pub use self::quantile::quantile_r7;
+pub use self::tally::{Measurement, RunLimits, RunStatus, Tally};
+pub use self::verdict::Verdict;

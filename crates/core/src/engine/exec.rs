@@ -1,0 +1,346 @@
+//! Carrying out actions through the providers, with the engine's retries.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutover_analysis::Measurement;
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+use tracing::{Instrument as _, debug_span, warn};
+
+use super::{Engine, RolloutEvent};
+use crate::analysis::AnalysisContext;
+use crate::planner::{Action, ActionResult, Slot};
+use crate::retry::{Jitter, RetryPolicy};
+use crate::{
+    ErrorKind, GateContext, Health, MigrationContext, ProviderError, RevisionId, TrafficRouter,
+    TrafficSplit,
+};
+
+/// A provider error that makes the rollout fail, kept to be returned by `run`.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub(super) op: String,
+    pub(super) provider: String,
+    pub(super) error: ProviderError,
+}
+
+/// Retries provider calls on retryable errors, with backoff and jitter.
+#[derive(Debug)]
+pub(super) struct Retrier {
+    policy: RetryPolicy,
+    jitter: Mutex<Jitter>,
+    events: broadcast::Sender<RolloutEvent>,
+}
+
+impl Retrier {
+    pub(super) fn new(
+        policy: RetryPolicy,
+        jitter: Jitter,
+        events: broadcast::Sender<RolloutEvent>,
+    ) -> Self {
+        Retrier {
+            policy,
+            jitter: Mutex::new(jitter),
+            events,
+        }
+    }
+
+    pub(super) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let unit = self.jitter.lock().next_unit();
+        let delay = self.policy.backoff(attempt, unit);
+        retry_after.map_or(delay, |after| delay.max(after))
+    }
+
+    /// Calls `f` until it succeeds, fails with an error that is not retryable, or has been
+    /// tried `max_attempts` times. Each attempt runs in a `provider{name, op, attempt}` span.
+    pub(super) async fn call<T, F, Fut>(
+        &self,
+        op: &'static str,
+        provider: &str,
+        mut f: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let span = debug_span!("provider", name = provider, op, attempt);
+            match f().instrument(span).await {
+                Ok(value) => return Ok(value),
+                Err(error) if error.is_retryable() && attempt < self.policy.max_attempts => {
+                    let delay = self.delay(attempt, error.retry_after());
+                    warn!(provider, op, attempt, error = %error.chain(), delay = ?delay, "retrying");
+                    let _ = self.events.send(RolloutEvent::Retrying {
+                        op: op.to_owned(),
+                        provider: provider.to_owned(),
+                        attempt,
+                        delay,
+                        error: error.chain(),
+                    });
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+fn failed(op: &str, provider: &str, error: ProviderError) -> (ActionResult, Option<Failure>) {
+    let result = ActionResult::Failed {
+        kind: error.kind(),
+        error: format!("{op} on `{provider}`: {}", error.chain()),
+    };
+    let failure = Failure {
+        op: op.to_owned(),
+        provider: provider.to_owned(),
+        error,
+    };
+    (result, Some(failure))
+}
+
+fn missing(what: &str) -> (ActionResult, Option<Failure>) {
+    failed(
+        what,
+        "engine",
+        ProviderError::permanent(format!("no provider for {what}")),
+    )
+}
+
+impl Engine {
+    /// Carries out `action`. `resumed` is true for an action a previous run saved as pending.
+    pub(super) async fn execute(
+        &self,
+        action: &Action,
+        resumed: bool,
+    ) -> (ActionResult, Option<Failure>) {
+        let op = action.op();
+        let p = &self.providers;
+        let revisions = &self.setup.revisions;
+        match action {
+            Action::CheckGate { gate } => {
+                let Some(g) = p.gates.iter().find(|g| g.name() == gate) else {
+                    return missing(&format!("gate `{gate}`"));
+                };
+                let stage = self
+                    .setup
+                    .gates
+                    .iter()
+                    .find(|i| i.name == *gate)
+                    .map(|i| i.stage);
+                let ctx = GateContext::new(
+                    self.id.clone(),
+                    revisions.clone(),
+                    stage.unwrap_or(crate::GateStage::PreFlight),
+                );
+                match self.retrier.call(op, g.name(), || g.check(&ctx)).await {
+                    Ok(verdict) => (ActionResult::Gate(verdict), None),
+                    // A gate that cannot be asked is closed; that is not a failure of the rollout.
+                    Err(e) => (failed(op, g.name(), e).0, None),
+                }
+            }
+            Action::ApplyMigration { id } | Action::RevertMigration { id } => {
+                let apply = matches!(action, Action::ApplyMigration { .. });
+                let Some(m) = p.migrations.iter().find(|m| m.id() == id) else {
+                    return missing(&format!("migration `{id}`"));
+                };
+                let ctx = MigrationContext::new(self.id.clone(), revisions.clone());
+                if resumed {
+                    match self
+                        .retrier
+                        .call("is_applied", id, || m.is_applied(&ctx))
+                        .await
+                    {
+                        Ok(Some(applied)) if applied == apply => {
+                            return (ActionResult::AlreadyDone, None);
+                        }
+                        Ok(_) => {}
+                        Err(e) => return failed("is_applied", id, e),
+                    }
+                }
+                let outcome = if apply {
+                    self.retrier.call(op, id, || m.apply(&ctx)).await
+                } else {
+                    self.retrier.call(op, id, || m.revert(&ctx)).await
+                };
+                match outcome {
+                    Ok(()) => (ActionResult::Done, None),
+                    Err(e) => failed(op, id, e),
+                }
+            }
+            Action::SetSplit { split } => {
+                for router in &p.routers {
+                    if let Err(e) = self
+                        .retrier
+                        .call(op, router.name(), || set_and_verify(router.as_ref(), split))
+                        .await
+                    {
+                        return failed(op, router.name(), e);
+                    }
+                }
+                (ActionResult::Done, None)
+            }
+            Action::SetHeaderRoute { route } => {
+                self.each_router(op, |r| r.set_header_route(route, &revisions.candidate))
+                    .await
+            }
+            Action::RemoveHeaderRoute { name } => {
+                self.each_router(op, |r| r.remove_header_route(name)).await
+            }
+            Action::SetMirror { mirror } => {
+                self.each_router(op, |r| r.set_mirror(mirror, &revisions.candidate))
+                    .await
+            }
+            Action::RemoveMirror { name } => self.each_router(op, |r| r.remove_mirror(name)).await,
+            Action::Scale { revision, replicas } => {
+                let Some(w) = &p.workload else {
+                    return missing("scaling");
+                };
+                match self
+                    .retrier
+                    .call(op, w.name(), || w.scale(revision, *replicas))
+                    .await
+                {
+                    Ok(()) => (ActionResult::Done, None),
+                    Err(e) => failed(op, w.name(), e),
+                }
+            }
+            Action::ObserveWorkload { revisions } => {
+                let Some(w) = &p.workload else {
+                    return missing("replica status");
+                };
+                let mut statuses = BTreeMap::new();
+                for revision in revisions {
+                    match self.retrier.call(op, w.name(), || w.status(revision)).await {
+                        Ok(status) => {
+                            statuses.insert(revision.clone(), status);
+                        }
+                        Err(e) => return observation_failed(op, w.name(), e),
+                    }
+                }
+                (ActionResult::Workload(statuses), None)
+            }
+            Action::CheckHealth { revision } => self.check_health(op, revision).await,
+            Action::Measure {
+                slot,
+                analysis,
+                measurement,
+            } => {
+                let Some(a) = p.analyses.get(analysis) else {
+                    return missing(&format!("analysis `{analysis}`"));
+                };
+                let now = self.clock.now();
+                let progress = match slot {
+                    Slot::Step => self.state.analysis.as_ref(),
+                    Slot::Background => self.state.background.as_ref(),
+                };
+                let started = progress.map_or(self.state.step_started_at, |p| p.started_at);
+                let ctx = AnalysisContext::new(
+                    self.id.clone(),
+                    revisions.clone(),
+                    analysis.clone(),
+                    *measurement,
+                    now.saturating_since(started),
+                );
+                match self.retrier.call(op, analysis, || a.evaluate(&ctx)).await {
+                    Ok(result) => (
+                        ActionResult::Measured {
+                            measurement: Measurement::from(result.verdict),
+                            result: Some(result),
+                            error: None,
+                        },
+                        None,
+                    ),
+                    Err(e) => (
+                        ActionResult::Measured {
+                            measurement: Measurement::Error,
+                            result: None,
+                            error: Some(e.chain()),
+                        },
+                        None,
+                    ),
+                }
+            }
+        }
+    }
+
+    async fn each_router<'a, F, Fut>(
+        &'a self,
+        op: &'static str,
+        f: F,
+    ) -> (ActionResult, Option<Failure>)
+    where
+        F: Fn(&'a Arc<dyn TrafficRouter>) -> Fut,
+        Fut: Future<Output = Result<(), ProviderError>>,
+    {
+        for router in &self.providers.routers {
+            if let Err(e) = self.retrier.call(op, router.name(), || f(router)).await {
+                return failed(op, router.name(), e);
+            }
+        }
+        (ActionResult::Done, None)
+    }
+
+    /// Every probe must report ready; the first failure, else the first progress, wins.
+    async fn check_health(
+        &self,
+        op: &'static str,
+        revision: &RevisionId,
+    ) -> (ActionResult, Option<Failure>) {
+        let mut progressing = None;
+        for probe in &self.providers.probes {
+            match self
+                .retrier
+                .call(op, probe.name(), || probe.check(revision))
+                .await
+            {
+                Ok(Health::Failed { reason }) => {
+                    let reason = format!("{}: {reason}", probe.name());
+                    return (ActionResult::Health(Health::Failed { reason }), None);
+                }
+                Ok(Health::Progressing { detail }) => {
+                    progressing.get_or_insert(Health::Progressing {
+                        detail: format!("{}: {detail}", probe.name()),
+                    });
+                }
+                Ok(Health::Ready) => {}
+                Err(e) => return observation_failed(op, probe.name(), e),
+            }
+        }
+        (
+            ActionResult::Health(progressing.unwrap_or(Health::Ready)),
+            None,
+        )
+    }
+}
+
+/// An observation that failed: retryable errors (retries spent) are reported and polled again;
+/// others fail the rollout.
+fn observation_failed(
+    op: &str,
+    provider: &str,
+    error: ProviderError,
+) -> (ActionResult, Option<Failure>) {
+    let fatal = !matches!(error.kind(), ErrorKind::Transient | ErrorKind::Throttled);
+    let (result, failure) = failed(op, provider, error);
+    (result, failure.filter(|_| fatal))
+}
+
+/// Sets the split and reads it back; a router that reports another split has not done its job.
+async fn set_and_verify(
+    router: &dyn TrafficRouter,
+    split: &TrafficSplit,
+) -> Result<(), ProviderError> {
+    router.set_split(split).await?;
+    match router.current_split().await? {
+        Some(actual) if !actual.same_traffic(split) => Err(ProviderError::transient(format!(
+            "router `{}` reports split {actual} after being set to {split}",
+            router.name()
+        ))),
+        _ => Ok(()),
+    }
+}

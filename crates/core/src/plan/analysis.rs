@@ -1,0 +1,292 @@
+//! Analysis as written in plans: runs (how often, how many, which limits) and templates (what
+//! to measure).
+
+use std::time::Duration;
+
+use cutover_analysis::RunLimits;
+use serde::{Deserialize, Serialize};
+
+use crate::time::serde_duration;
+
+fn one_minute() -> Duration {
+    Duration::from_mins(1)
+}
+fn five_minutes() -> Duration {
+    Duration::from_mins(5)
+}
+fn four() -> u32 {
+    4
+}
+fn one() -> u64 {
+    1
+}
+fn alpha() -> f64 {
+    0.05
+}
+
+/// One run of an analysis: which analysis, how often, how many measurements, and how many bad
+/// ones are tolerated (Argo Rollouts semantics, see [`RunLimits`]).
+///
+/// ```yaml
+/// { name: error-rate, interval: 1m, count: 5, failure_limit: 1, on_inconclusive: abort }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisRun {
+    /// The analysis: a template in the plan's `analyses`, or one registered with
+    /// [`RolloutBuilder::analysis`](crate::RolloutBuilder::analysis).
+    pub name: String,
+    /// Time between measurements.
+    #[serde(default = "one_minute", with = "serde_duration")]
+    pub interval: Duration,
+    /// Time before the first measurement.
+    #[serde(default, with = "serde_duration")]
+    pub initial_delay: Duration,
+    /// Measurements for the run to succeed. Defaults to 1 in steps; background analysis without
+    /// a count runs until promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Failed measurements tolerated; the run fails on one more. `-1` never fails.
+    #[serde(default)]
+    pub failure_limit: i32,
+    /// Inconclusive measurements tolerated; the run is inconclusive on one more.
+    #[serde(default)]
+    pub inconclusive_limit: u32,
+    /// Consecutive measurement errors tolerated; the run ends in error on one more.
+    #[serde(default = "four")]
+    pub consecutive_error_limit: u32,
+    /// What an inconclusive run does.
+    #[serde(default)]
+    pub on_inconclusive: OnInconclusive,
+}
+
+impl AnalysisRun {
+    /// A run of `name` with Argo's defaults: one measurement a minute, no failure tolerated.
+    pub fn new(name: impl Into<String>) -> Self {
+        AnalysisRun {
+            name: name.into(),
+            interval: one_minute(),
+            initial_delay: Duration::ZERO,
+            count: None,
+            failure_limit: 0,
+            inconclusive_limit: 0,
+            consecutive_error_limit: four(),
+            on_inconclusive: OnInconclusive::default(),
+        }
+    }
+
+    /// Sets the number of measurements.
+    pub fn with_count(mut self, count: u32) -> Self {
+        self.count = Some(count);
+        self
+    }
+
+    /// Sets the time between measurements.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Sets what an inconclusive run does.
+    pub fn with_on_inconclusive(mut self, action: OnInconclusive) -> Self {
+        self.on_inconclusive = action;
+        self
+    }
+
+    /// Sets the failure limit.
+    pub fn with_failure_limit(mut self, limit: i32) -> Self {
+        self.failure_limit = limit;
+        self
+    }
+
+    /// The limits of this run; `default_count` applies when no count is set.
+    pub fn limits(&self, default_count: Option<u32>) -> RunLimits {
+        RunLimits {
+            count: self.count.or(default_count),
+            failure_limit: self.failure_limit,
+            inconclusive_limit: self.inconclusive_limit,
+            consecutive_error_limit: self.consecutive_error_limit,
+        }
+    }
+}
+
+/// What happens when an analysis run is inconclusive.
+///
+/// ```yaml
+/// on_inconclusive: pause                                  # default: wait for a person
+/// on_inconclusive: abort                                  # roll back
+/// on_inconclusive: { extend: { times: 2, then: abort } }  # run again, up to twice
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum OnInconclusive {
+    /// Pause for a person: resume or promote accepts the step, abort rolls back.
+    #[default]
+    Pause,
+    /// Roll back.
+    Abort,
+    /// Run the analysis again from scratch, up to `times` more times; then do `then`.
+    Extend {
+        /// Extra runs allowed.
+        times: u32,
+        /// What to do when the extra runs are used up and still inconclusive.
+        then: AfterExtensions,
+    },
+}
+
+/// What an inconclusive analysis does once its extensions are used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterExtensions {
+    /// Pause for a person.
+    Pause,
+    /// Roll back.
+    Abort,
+}
+
+/// What an analysis measures, defined in the plan. Analyses can also be written in Rust and
+/// registered with the builder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum AnalysisTemplate {
+    /// Bounds on metric values (Argo / Flagger style).
+    Threshold(ThresholdTemplate),
+    /// A comparison of two rates between stable and candidate (A/B tests).
+    Proportions(ProportionsTemplate),
+}
+
+/// Bounds on metric values; every metric must be within its bounds for a measurement to pass.
+///
+/// ```yaml
+/// threshold:
+///   metrics:
+///     - { name: error-rate, source: proxy, query: errors, max: 0.01, min_samples: 100 }
+///     - { name: p99, source: prom, query: 'histogram_quantile(0.99, ...)', aggregate: max, max: 0.25 }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdTemplate {
+    /// The metrics, all of which must pass.
+    pub metrics: Vec<ThresholdMetric>,
+}
+
+/// One bounded metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdMetric {
+    /// The metric's name in records.
+    pub name: String,
+    /// The metric source, as registered with
+    /// [`RolloutBuilder::metric_source`](crate::RolloutBuilder::metric_source).
+    pub source: String,
+    /// The source-specific query.
+    pub query: String,
+    /// Which revision's values are checked.
+    #[serde(default)]
+    pub revision: Target,
+    /// The window the source aggregates over.
+    #[serde(default = "five_minutes", with = "serde_duration")]
+    pub window: Duration,
+    /// How values are reduced to one number (counts always become events / total).
+    #[serde(default)]
+    pub aggregate: Aggregate,
+    /// The value must be at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The value must be at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Fewer samples (values, or total count) than this is inconclusive, never a pass.
+    #[serde(default = "one")]
+    pub min_samples: u64,
+}
+
+impl ThresholdMetric {
+    /// A metric from `source` with a maximum, checked on the candidate over 5 minutes.
+    pub fn at_most(
+        name: impl Into<String>,
+        source: impl Into<String>,
+        query: impl Into<String>,
+        max: f64,
+    ) -> Self {
+        ThresholdMetric {
+            name: name.into(),
+            source: source.into(),
+            query: query.into(),
+            revision: Target::Candidate,
+            window: five_minutes(),
+            aggregate: Aggregate::Mean,
+            min: None,
+            max: Some(max),
+            min_samples: one(),
+        }
+    }
+}
+
+/// Which revision a metric is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The revision being rolled out.
+    #[default]
+    Candidate,
+    /// The current stable revision.
+    Stable,
+}
+
+/// How a metric's values are reduced to one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// Arithmetic mean.
+    #[default]
+    Mean,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Last value.
+    Last,
+    /// Sum of values.
+    Sum,
+    /// Median (R-7 quantile).
+    P50,
+    /// 90th percentile (R-7).
+    P90,
+    /// 95th percentile (R-7).
+    P95,
+    /// 99th percentile (R-7).
+    P99,
+}
+
+/// A comparison of the rate of an event (errors, conversions) between stable and candidate,
+/// with a two-proportion z-test. The source must return counts.
+///
+/// ```yaml
+/// proportions: { source: proxy, query: checkout_conversions, higher_is_better: true, alpha: 0.05 }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProportionsTemplate {
+    /// The metric source.
+    pub source: String,
+    /// The source-specific query; it must return [`Samples::Counts`](crate::Samples::Counts).
+    pub query: String,
+    /// The window the source counts over. Defaults to the time since the test began.
+    #[serde(
+        default,
+        with = "serde_duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
+    /// Whether a higher rate is better (conversions) or worse (errors, the default).
+    #[serde(default)]
+    pub higher_is_better: bool,
+    /// Significance level: a winner is named when the p-value is below it.
+    #[serde(default = "alpha")]
+    pub alpha: f64,
+    /// Fewer requests than this in either revision is inconclusive.
+    #[serde(default = "one")]
+    pub min_samples: u64,
+}

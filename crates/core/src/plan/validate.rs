@@ -1,0 +1,478 @@
+//! Checks of a plan that need no providers. Every error names the field.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{
+    AbTest, AnalysisRun, AnalysisTemplate, BlueGreen, Canary, CanaryStep, OnInconclusive, Plan,
+    PlanError, Rolling, Strategy,
+};
+use crate::{TOTAL_BASIS_POINTS, Weight};
+
+type Result = std::result::Result<(), PlanError>;
+
+pub(super) fn plan(plan: &Plan) -> Result {
+    positive("progress_deadline", plan.progress_deadline)?;
+    positive("poll_interval", plan.poll_interval)?;
+    plan.retry
+        .validate()
+        .map_err(|(field, reason)| PlanError::invalid(format!("retry.{field}"), reason))?;
+    for (name, template) in &plan.analyses {
+        analysis_template(&format!("analyses.{name}"), name, template)?;
+    }
+    match &plan.strategy {
+        Strategy::Canary(c) => canary("strategy.canary", c, plan),
+        Strategy::BlueGreen(b) => blue_green("strategy.blue_green", b, plan),
+        Strategy::Rolling(r) => rolling("strategy.rolling", r),
+        Strategy::AbTest(a) => ab_test("strategy.ab_test", a, plan),
+    }
+}
+
+fn positive(path: &str, d: Duration) -> Result {
+    if d.is_zero() {
+        return Err(PlanError::invalid(path, "must be longer than zero"));
+    }
+    Ok(())
+}
+
+fn canary(path: &str, c: &Canary, plan: &Plan) -> Result {
+    if c.steps.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{path}.steps"),
+            "a canary needs at least one step (`set_weight: 100` switches at once)",
+        ));
+    }
+    let mut routes = BTreeSet::new();
+    let mut mirrors = BTreeSet::new();
+    for (i, step) in c.steps.iter().enumerate() {
+        let at = format!("{path}.steps[{i}].{}", step.kind());
+        match step {
+            CanaryStep::SetWeight(_) | CanaryStep::Scale(_) => {}
+            CanaryStep::Pause(p) => {
+                if p.duration.is_some_and(|d| d.is_zero()) {
+                    return Err(PlanError::invalid(
+                        format!("{at}.duration"),
+                        "must be longer than zero (write `pause: {}` to wait until resumed)",
+                    ));
+                }
+            }
+            CanaryStep::Analysis(run) => analysis_run(&at, run, plan, false)?,
+            CanaryStep::SetHeaderRoute(route) => {
+                route
+                    .validate()
+                    .map_err(|e| PlanError::invalid(&at, e.to_string()))?;
+                routes.insert(route.name.clone());
+            }
+            CanaryStep::RemoveHeaderRoute(name) => {
+                if !routes.remove(name) {
+                    return Err(PlanError::invalid(
+                        at,
+                        format!("no earlier step sets a header route named `{name}`"),
+                    ));
+                }
+            }
+            CanaryStep::SetMirror(mirror) => {
+                mirror
+                    .validate()
+                    .map_err(|e| PlanError::invalid(&at, e.to_string()))?;
+                mirrors.insert(mirror.name.clone());
+            }
+            CanaryStep::RemoveMirror(name) => {
+                if !mirrors.remove(name) {
+                    return Err(PlanError::invalid(
+                        at,
+                        format!("no earlier step sets a mirror named `{name}`"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(bg) = &c.background_analysis {
+        let at = format!("{path}.background_analysis");
+        if bg.starting_step >= c.steps.len() {
+            return Err(PlanError::invalid(
+                format!("{at}.starting_step"),
+                format!(
+                    "is {}, but the canary has only {} steps",
+                    bg.starting_step,
+                    c.steps.len()
+                ),
+            ));
+        }
+        analysis_run(&format!("{at}.analysis"), &bg.analysis, plan, true)?;
+    }
+    if c.replicas == Some(0) {
+        return Err(PlanError::invalid(
+            format!("{path}.replicas"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+fn blue_green(path: &str, b: &BlueGreen, plan: &Plan) -> Result {
+    if let Some(route) = &b.preview_route {
+        route
+            .validate()
+            .map_err(|e| PlanError::invalid(format!("{path}.preview_route"), e.to_string()))?;
+    }
+    if let Some(run) = &b.pre_promotion_analysis {
+        analysis_run(&format!("{path}.pre_promotion_analysis"), run, plan, false)?;
+    }
+    if let Some(run) = &b.post_promotion_analysis {
+        analysis_run(&format!("{path}.post_promotion_analysis"), run, plan, false)?;
+    }
+    if let super::AutoPromotion::After(d) = b.auto_promotion {
+        positive(&format!("{path}.auto_promotion.after"), d)?;
+    }
+    match (b.replicas, b.preview_replicas) {
+        (Some(0), _) => Err(PlanError::invalid(
+            format!("{path}.replicas"),
+            "must be at least 1",
+        )),
+        (None, Some(_)) => Err(PlanError::invalid(
+            format!("{path}.preview_replicas"),
+            "needs `replicas`: the candidate's size once it takes all traffic",
+        )),
+        (Some(full), Some(preview)) if preview > full => Err(PlanError::invalid(
+            format!("{path}.preview_replicas"),
+            format!("{preview} is more than replicas ({full})"),
+        )),
+        (_, Some(0)) => Err(PlanError::invalid(
+            format!("{path}.preview_replicas"),
+            "must be at least 1",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn rolling(path: &str, r: &Rolling) -> Result {
+    if r.replicas == 0 {
+        return Err(PlanError::invalid(
+            format!("{path}.replicas"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+fn ab_test(path: &str, a: &AbTest, plan: &Plan) -> Result {
+    if a.split.is_none() && a.routes.is_empty() {
+        return Err(PlanError::invalid(
+            path,
+            "an A/B test needs a `split`, `routes`, or both, to send traffic to the candidate",
+        ));
+    }
+    if let Some(split) = a.split
+        && (split == Weight::ZERO || split.basis_points() == TOTAL_BASIS_POINTS)
+    {
+        return Err(PlanError::invalid(
+            format!("{path}.split"),
+            format!("{split} leaves one side without traffic; use a share between 0% and 100%"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (i, route) in a.routes.iter().enumerate() {
+        let at = format!("{path}.routes[{i}]");
+        route
+            .validate()
+            .map_err(|e| PlanError::invalid(&at, e.to_string()))?;
+        if !names.insert(&route.name) {
+            return Err(PlanError::invalid(
+                at,
+                format!("route name `{}` is used twice", route.name),
+            ));
+        }
+    }
+    positive(&format!("{path}.duration"), a.duration)?;
+    if a.analysis.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{path}.analysis"),
+            "must name an analysis",
+        ));
+    }
+    if let Some(AnalysisTemplate::Threshold(_)) = plan.analyses.get(&a.analysis) {
+        return Err(PlanError::invalid(
+            format!("{path}.analysis"),
+            format!(
+                "`{}` is a threshold analysis; an A/B test needs one that compares the revisions (`proportions`)",
+                a.analysis
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn analysis_run(path: &str, run: &AnalysisRun, plan: &Plan, background: bool) -> Result {
+    if run.name.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{path}.name"),
+            "must name an analysis",
+        ));
+    }
+    if let Some(AnalysisTemplate::Proportions(_)) = plan.analyses.get(&run.name) {
+        return Err(PlanError::invalid(
+            format!("{path}.name"),
+            format!(
+                "`{}` compares revisions for A/B tests; use a threshold analysis here",
+                run.name
+            ),
+        ));
+    }
+    if run.count == Some(0) {
+        return Err(PlanError::invalid(
+            format!("{path}.count"),
+            "must be at least 1",
+        ));
+    }
+    let repeats = background || run.count.is_some_and(|c| c > 1);
+    if repeats && run.interval.is_zero() {
+        return Err(PlanError::invalid(
+            format!("{path}.interval"),
+            "must be longer than zero when measuring more than once",
+        ));
+    }
+    if run.failure_limit < -1 {
+        return Err(PlanError::invalid(
+            format!("{path}.failure_limit"),
+            format!(
+                "is {}; use -1 to never fail, or a count of 0 or more",
+                run.failure_limit
+            ),
+        ));
+    }
+    if let OnInconclusive::Extend { times: 0, .. } = run.on_inconclusive {
+        return Err(PlanError::invalid(
+            format!("{path}.on_inconclusive.extend.times"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+fn analysis_template(path: &str, name: &str, template: &AnalysisTemplate) -> Result {
+    if name.is_empty() {
+        return Err(PlanError::invalid(
+            "analyses",
+            "an analysis name must not be empty",
+        ));
+    }
+    match template {
+        AnalysisTemplate::Threshold(t) => {
+            if t.metrics.is_empty() {
+                return Err(PlanError::invalid(
+                    format!("{path}.threshold.metrics"),
+                    "needs at least one metric",
+                ));
+            }
+            let mut names = BTreeSet::new();
+            for (i, m) in t.metrics.iter().enumerate() {
+                let at = format!("{path}.threshold.metrics[{i}]");
+                if m.name.is_empty() {
+                    return Err(PlanError::invalid(
+                        format!("{at}.name"),
+                        "must not be empty",
+                    ));
+                }
+                if !names.insert(&m.name) {
+                    return Err(PlanError::invalid(
+                        format!("{at}.name"),
+                        format!("`{}` is used twice", m.name),
+                    ));
+                }
+                source_and_query(&at, &m.source, &m.query)?;
+                positive(&format!("{at}.window"), m.window)?;
+                match (m.min, m.max) {
+                    (None, None) => {
+                        return Err(PlanError::invalid(
+                            &at,
+                            "needs `min`, `max` or both: a metric with no bound never fails",
+                        ));
+                    }
+                    (Some(x), _) | (_, Some(x)) if x.is_nan() => {
+                        return Err(PlanError::invalid(&at, "bounds must be numbers, not NaN"));
+                    }
+                    (Some(lo), Some(hi)) if lo > hi => {
+                        return Err(PlanError::invalid(
+                            &at,
+                            format!("min {lo} is above max {hi}"),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        AnalysisTemplate::Proportions(p) => {
+            let at = format!("{path}.proportions");
+            source_and_query(&at, &p.source, &p.query)?;
+            if let Some(w) = p.window {
+                positive(&format!("{at}.window"), w)?;
+            }
+            if !(p.alpha > 0.0 && p.alpha < 1.0) {
+                return Err(PlanError::invalid(
+                    format!("{at}.alpha"),
+                    format!("must be between 0 and 1, got {}", p.alpha),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn source_and_query(at: &str, source: &str, query: &str) -> Result {
+    if source.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{at}.source"),
+            "must name a metric source",
+        ));
+    }
+    if query.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{at}.query"),
+            "must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> (String, String) {
+        match Plan::from_yaml(yaml).unwrap_err() {
+            PlanError::Invalid { path, reason } => (path, reason),
+            other @ PlanError::Syntax { .. } => panic!("expected a field error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let (path, reason) = err(
+            "strategy: { canary: { steps: [ { set_weight: 10 }, { pause: { duration: soon } } ] } }",
+        );
+        assert_eq!(path, "strategy.canary.steps[1].pause.duration");
+        assert!(reason.contains("invalid duration `soon`"), "{reason}");
+
+        let (path, reason) = err("strategy: { canary: { steps: [ { set_wieght: 10 } ] } }");
+        assert_eq!(path, "strategy.canary.steps[0]");
+        assert!(reason.contains("unknown variant `set_wieght`"), "{reason}");
+
+        let (path, reason) = err("strategy: { canary: { steps: [] } }\nprogress_deadlin: 5m");
+        assert_eq!(path, "progress_deadlin");
+        assert!(
+            reason.contains("unknown field `progress_deadlin`"),
+            "{reason}"
+        );
+
+        let (path, _) = err("strategy: { rolling: { replicas: 3, max_surge: lots } }");
+        assert_eq!(path, "strategy.rolling.max_surge");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        let cases = [
+            (
+                "strategy: { canary: { steps: [] } }",
+                "strategy.canary.steps",
+            ),
+            (
+                "strategy: { canary: { steps: [ { remove_header_route: beta } ] } }",
+                "strategy.canary.steps[0].remove_header_route",
+            ),
+            (
+                "strategy: { canary: { steps: [ { analysis: { name: x, count: 0 } } ] } }",
+                "strategy.canary.steps[0].analysis.count",
+            ),
+            (
+                "strategy: { canary: { steps: [ { set_weight: 5 } ], background_analysis: { starting_step: 3, analysis: { name: x } } } }",
+                "strategy.canary.background_analysis.starting_step",
+            ),
+            (
+                "strategy: { rolling: { replicas: 0 } }",
+                "strategy.rolling.replicas",
+            ),
+            (
+                "strategy: { blue_green: { preview_replicas: 2 } }",
+                "strategy.blue_green.preview_replicas",
+            ),
+            (
+                "strategy: { ab_test: { duration: 1h, analysis: c } }",
+                "strategy.ab_test",
+            ),
+            (
+                "strategy: { ab_test: { split: 100, duration: 1h, analysis: c } }",
+                "strategy.ab_test.split",
+            ),
+            (
+                "strategy: { canary: { steps: [ { set_weight: 5 } ] } }\nanalyses: { e: { threshold: { metrics: [ { name: m, source: s, query: q } ] } } }",
+                "analyses.e.threshold.metrics[0]",
+            ),
+            (
+                "strategy: { canary: { steps: [ { set_weight: 5 } ] } }\nretry: { max_attempts: 0 }",
+                "retry.max_attempts",
+            ),
+            (
+                "strategy: { canary: { steps: [ { analysis: { name: x, on_inconclusive: { extend: { times: 0, then: abort } } } } ] } }",
+                "strategy.canary.steps[0].analysis.on_inconclusive.extend.times",
+            ),
+            (
+                "strategy: { ab_test: { split: 50, duration: 1h, analysis: e } }\nanalyses: { e: { threshold: { metrics: [ { name: m, source: s, query: q, max: 1 } ] } } }",
+                "strategy.ab_test.analysis",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let (path, reason) = err(yaml);
+            assert_eq!(path, want, "{yaml}: {reason}");
+            assert!(!reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_a_location() {
+        let e = Plan::from_yaml("strategy: { canary: [").unwrap_err();
+        assert!(
+            matches!(&e, PlanError::Syntax { format: "YAML", message } if message.contains("line")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn json_and_yaml_agree_and_round_trip() {
+        let yaml = r"
+strategy:
+  canary:
+    steps:
+      - set_weight: 12.5
+      - set_header_route: { name: beta, match: [ { header: { name: x-beta, value: { exact: '1' } } } ] }
+      - pause: {}
+      - analysis: { name: errors, count: 2, interval: 30s, on_inconclusive: { extend: { times: 1, then: abort } } }
+      - remove_header_route: beta
+      - scale: { replicas: 3 }
+    abort_scale_down_delay: null
+analyses:
+  errors: { threshold: { metrics: [ { name: e, source: proxy, query: errors, max: 0.01, aggregate: p99 } ] } }
+bake_time: 1h
+";
+        let plan = Plan::from_yaml(yaml).unwrap();
+        let json = plan.to_json();
+        assert_eq!(Plan::from_json(&json).unwrap(), plan);
+        let Strategy::Canary(c) = &plan.strategy else {
+            panic!("canary expected")
+        };
+        assert_eq!(c.abort_scale_down_delay, None);
+        assert_eq!(c.scale_down_delay, Duration::from_secs(30));
+        assert_eq!(plan.bake_time, Duration::from_secs(3600));
+        assert!(matches!(c.steps[0], CanaryStep::SetWeight(w) if w.basis_points() == 1250));
+    }
+
+    #[test]
+    fn json_errors_name_the_field_too() {
+        let e = Plan::from_json(r#"{"strategy":{"canary":{"steps":[{"set_weight":"ten"}]}}}"#)
+            .unwrap_err();
+        assert_eq!(e.path(), Some("strategy.canary.steps[0].set_weight"));
+        let e = Plan::from_json(r#"{"strategy":{"canary":{"steps":[{"set_weight":1}]}}} trailing"#)
+            .unwrap_err();
+        assert!(matches!(e, PlanError::Syntax { format: "JSON", .. }), "{e}");
+    }
+}
