@@ -133,7 +133,7 @@ pub trait TrafficRouter: Send + Sync + fmt::Debug {
     /// Turns sticky sessions on (`Some`) or off (`None`).
     async fn set_sticky_sessions(
         &self,
-        sticky: Option<&StickySession>,
+        sticky: Option<StickySession>,
     ) -> Result<(), ProviderError> {
         let _ = sticky;
         Err(ProviderError::unsupported("sticky sessions"))
@@ -176,7 +176,7 @@ impl<T: TrafficRouter + ?Sized> TrafficRouter for Arc<T> {
     }
     async fn set_sticky_sessions(
         &self,
-        sticky: Option<&StickySession>,
+        sticky: Option<StickySession>,
     ) -> Result<(), ProviderError> {
         (**self).set_sticky_sessions(sticky).await
     }

@@ -1,8 +1,8 @@
 use std::fmt;
 
 use cutover_core::{
-    ErrorKind, HeaderRoute, Mirror, ProviderError, RevisionId, RouteMatch, StickySession, TrafficRouter, TrafficSplit,
-    Weight,
+    ErrorKind, HeaderRoute, Mirror, ProviderError, RevisionId, RouteMatch, StickySession,
+    TrafficRouter, TrafficSplit, Weight,
 };
 use thiserror::Error;
 
@@ -52,11 +52,19 @@ impl Contract<'_> {
         }
     }
 
-    fn ok<T>(&self, check: &'static str, result: Result<T, ProviderError>) -> Result<T, ContractViolation> {
+    fn ok<T>(
+        &self,
+        check: &'static str,
+        result: Result<T, ProviderError>,
+    ) -> Result<T, ContractViolation> {
         result.map_err(|e| self.violation(check, format!("unexpected error: {}", e.chain())))
     }
 
-    async fn set_and_read(&mut self, check: &'static str, split: &TrafficSplit) -> Result<(), ContractViolation> {
+    async fn set_and_read(
+        &mut self,
+        check: &'static str,
+        split: &TrafficSplit,
+    ) -> Result<(), ContractViolation> {
         self.ok(check, self.router.set_split(split).await)?;
         let read = self.ok(check, self.router.current_split().await)?;
         if let Some(read) = read {
@@ -84,17 +92,35 @@ impl Contract<'_> {
                     return Ok(());
                 }
                 Err(e) => {
-                    return Err(self.violation(check, format!("not declared, so it must answer Unsupported, got: {}", e.chain())));
+                    return Err(self.violation(
+                        check,
+                        format!(
+                            "not declared, so it must answer Unsupported, got: {}",
+                            e.chain()
+                        ),
+                    ));
                 }
-                Ok(()) => return Err(self.violation(check, "succeeded although the router does not declare it")),
+                Ok(()) => {
+                    return Err(
+                        self.violation(check, "succeeded although the router does not declare it")
+                    );
+                }
             }
         }
         self.ok(check, set)?;
-        self.ok(check, replace.await)
-            .map_err(|e| self.violation(check, format!("setting it again (replace) failed: {}", e.detail)))?;
+        self.ok(check, replace.await).map_err(|e| {
+            self.violation(
+                check,
+                format!("setting it again (replace) failed: {}", e.detail),
+            )
+        })?;
         self.ok(check, remove.await)?;
-        self.ok(check, remove_again.await)
-            .map_err(|e| self.violation(check, format!("removing it twice must succeed: {}", e.detail)))?;
+        self.ok(check, remove_again.await).map_err(|e| {
+            self.violation(
+                check,
+                format!("removing it twice must succeed: {}", e.detail),
+            )
+        })?;
         self.report.passed.push(check);
         Ok(())
     }
@@ -134,7 +160,10 @@ pub async fn router_contract(
     let caps = router.capabilities();
     let step = caps.granularity.step();
     if step == 0 || 10_000 % step != 0 {
-        return Err(c.violation("granularity", format!("step {step} bp does not divide 100 %")));
+        return Err(c.violation(
+            "granularity",
+            format!("step {step} bp does not divide 100 %"),
+        ));
     }
     c.report.passed.push("granularity");
     let name = router.name().to_owned();
@@ -157,13 +186,20 @@ pub async fn router_contract(
             c.set_and_read("even split", &split(5_000)?).await?;
         }
     }
-    c.set_and_read("all traffic to candidate", &all_candidate).await?;
+    c.set_and_read("all traffic to candidate", &all_candidate)
+        .await?;
     c.set_and_read("idempotent set", &all_candidate).await?;
 
-    let header = HeaderRoute::new("contract-header", [RouteMatch::header_exact("x-cutover-contract", "1")])
-        .map_err(|e| c.violation("header routes", e.to_string()))?;
-    let header2 = HeaderRoute::new("contract-header", [RouteMatch::header_exact("x-cutover-contract", "2")])
-        .map_err(|e| c.violation("header routes", e.to_string()))?;
+    let header = HeaderRoute::new(
+        "contract-header",
+        [RouteMatch::header_exact("x-cutover-contract", "1")],
+    )
+    .map_err(|e| c.violation("header routes", e.to_string()))?;
+    let header2 = HeaderRoute::new(
+        "contract-header",
+        [RouteMatch::header_exact("x-cutover-contract", "2")],
+    )
+    .map_err(|e| c.violation("header routes", e.to_string()))?;
     let set = router.set_header_route(&header, candidate).await;
     c.optional(
         "header routes",
@@ -175,8 +211,11 @@ pub async fn router_contract(
     )
     .await?;
 
-    let cookie = HeaderRoute::new("contract-cookie", [RouteMatch::cookie_exact("cutover-contract", "1")])
-        .map_err(|e| c.violation("cookie routes", e.to_string()))?;
+    let cookie = HeaderRoute::new(
+        "contract-cookie",
+        [RouteMatch::cookie_exact("cutover-contract", "1")],
+    )
+    .map_err(|e| c.violation("cookie routes", e.to_string()))?;
     let set = router.set_header_route(&cookie, candidate).await;
     c.optional(
         "cookie routes",
@@ -188,8 +227,12 @@ pub async fn router_contract(
     )
     .await?;
 
-    let mirror = Mirror::new("contract-mirror", Weight::from_percent(10).unwrap_or_default(), [])
-        .map_err(|e| c.violation("mirroring", e.to_string()))?;
+    let mirror = Mirror::new(
+        "contract-mirror",
+        Weight::from_percent(10).unwrap_or_default(),
+        [],
+    )
+    .map_err(|e| c.violation("mirroring", e.to_string()))?;
     let set = router.set_mirror(&mirror, candidate).await;
     c.optional(
         "mirroring",
@@ -205,12 +248,12 @@ pub async fn router_contract(
         cookie: Some("cutover-contract".into()),
         duration: std::time::Duration::from_secs(60),
     };
-    let set = router.set_sticky_sessions(Some(&sticky)).await;
+    let set = router.set_sticky_sessions(Some(sticky.clone())).await;
     c.optional(
         "sticky sessions",
         caps.sticky_sessions,
         set,
-        router.set_sticky_sessions(Some(&sticky)),
+        router.set_sticky_sessions(Some(sticky.clone())),
         router.set_sticky_sessions(None),
         router.set_sticky_sessions(None),
     )
@@ -234,13 +277,24 @@ mod tests {
     #[tokio::test]
     async fn fake_router_passes_with_everything_and_with_nothing() {
         let (s, c) = revs();
-        let full = router_contract(&FakeRouter::new("full"), &s, &c).await.unwrap();
+        let full = router_contract(&FakeRouter::new("full"), &s, &c)
+            .await
+            .unwrap();
         assert!(full.unsupported.is_empty());
         assert!(full.passed.contains(&"mirroring"));
 
-        let bare = FakeRouter::new("bare").with_capabilities(RouterCapabilities::new(Granularity::ALL_OR_NOTHING));
+        let bare = FakeRouter::new("bare")
+            .with_capabilities(RouterCapabilities::new(Granularity::ALL_OR_NOTHING));
         let report = router_contract(&bare, &s, &c).await.unwrap();
-        assert_eq!(report.unsupported, ["header routes", "cookie routes", "mirroring", "sticky sessions"]);
+        assert_eq!(
+            report.unsupported,
+            [
+                "header routes",
+                "cookie routes",
+                "mirroring",
+                "sticky sessions"
+            ]
+        );
         assert!(bare.current().unwrap().is_all_to(&s));
     }
 

@@ -4,45 +4,86 @@ use std::sync::Arc;
 use cutover_core::{ErrorKind, ProviderError};
 use parking_lot::Mutex;
 
-/// Errors queued for named operations: the next calls of an operation fail with them, in order.
+/// Errors injected into named operations: queued for the next calls, or pinned to a call number.
 ///
 /// ```
 /// use cutover_core::ErrorKind;
 /// use cutover_test::Faults;
 /// let faults = Faults::default();
-/// faults.fail("set_split", ErrorKind::Transient, 2);
+/// faults.fail("set_split", ErrorKind::Transient, 2);   // the next two calls fail
+/// faults.fail_call("set_split", 4, ErrorKind::Permanent); // so does the fourth
 /// assert!(faults.check("set_split").is_err());
 /// assert!(faults.check("set_split").is_err());
 /// assert!(faults.check("set_split").is_ok());
+/// assert!(faults.check("set_split").is_err());
+/// assert_eq!(faults.calls("set_split"), 4);
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    queued: Arc<Mutex<BTreeMap<String, VecDeque<ErrorKind>>>>,
+    inner: Arc<Mutex<FaultsInner>>,
+}
+
+#[derive(Debug, Default)]
+struct FaultsInner {
+    queued: BTreeMap<String, VecDeque<ErrorKind>>,
+    pinned: BTreeMap<(String, u64), ErrorKind>,
+    always: BTreeMap<String, ErrorKind>,
+    calls: BTreeMap<String, u64>,
 }
 
 impl Faults {
     /// The next `times` calls of `op` fail with an error of `kind`.
     pub fn fail(&self, op: &str, kind: ErrorKind, times: usize) {
-        let mut queued = self.queued.lock();
-        let queue = queued.entry(op.to_owned()).or_default();
+        let mut inner = self.inner.lock();
+        let queue = inner.queued.entry(op.to_owned()).or_default();
         queue.extend(std::iter::repeat_n(kind, times));
+    }
+
+    /// Call number `call` (counting every call of `op` from 1, past and future) fails with
+    /// `kind`.
+    pub fn fail_call(&self, op: &str, call: u64, kind: ErrorKind) {
+        self.inner.lock().pinned.insert((op.to_owned(), call), kind);
     }
 
     /// Every call of `op` fails with `kind` from now on (until [`clear`](Self::clear)).
     pub fn fail_always(&self, op: &str, kind: ErrorKind) {
-        self.fail(op, kind, usize::MAX / 2);
+        self.inner.lock().always.insert(op.to_owned(), kind);
     }
 
-    /// Removes every queued error.
+    /// Removes every injected error.
     pub fn clear(&self) {
-        self.queued.lock().clear();
+        let mut inner = self.inner.lock();
+        inner.queued.clear();
+        inner.pinned.clear();
+        inner.always.clear();
     }
 
-    /// Takes the next queued error of `op`, if any.
+    /// How many times `op` was called.
+    pub fn calls(&self, op: &str) -> u64 {
+        self.inner.lock().calls.get(op).copied().unwrap_or(0)
+    }
+
+    /// Counts a call of `op` and returns the error injected for it, if any.
     pub fn check(&self, op: &str) -> Result<(), ProviderError> {
-        let kind = self.queued.lock().get_mut(op).and_then(VecDeque::pop_front);
+        let mut inner = self.inner.lock();
+        let call = {
+            let count = inner.calls.entry(op.to_owned()).or_default();
+            *count += 1;
+            *count
+        };
+        let kind = match inner.pinned.remove(&(op.to_owned(), call)) {
+            Some(kind) => Some(kind),
+            None => inner
+                .queued
+                .get_mut(op)
+                .and_then(VecDeque::pop_front)
+                .or_else(|| inner.always.get(op).copied()),
+        };
         match kind {
-            Some(kind) => Err(ProviderError::new(kind, format!("injected {kind} error in {op}"))),
+            Some(kind) => Err(ProviderError::new(
+                kind,
+                format!("injected {kind} error in {op} (call {call})"),
+            )),
             None => Ok(()),
         }
     }

@@ -42,11 +42,16 @@ impl ScriptedMetricSource {
     }
 
     /// `query` for `revision` returns these answers in turn; the last repeats.
-    pub fn script(&self, query: &str, revision: &RevisionId, answers: impl IntoIterator<Item = Samples>) {
-        self.world
-            .lock()
-            .scripts
-            .insert((query.to_owned(), revision.clone()), answers.into_iter().collect());
+    pub fn script(
+        &self,
+        query: &str,
+        revision: &RevisionId,
+        answers: impl IntoIterator<Item = Samples>,
+    ) {
+        self.world.lock().scripts.insert(
+            (query.to_owned(), revision.clone()),
+            answers.into_iter().collect(),
+        );
     }
 
     /// `query` for `revision` returns `samples` from now on.
@@ -79,7 +84,11 @@ impl MetricSource for ScriptedMetricSource {
         let Some(script) = world.scripts.get_mut(&key) else {
             return Ok(Samples::empty());
         };
-        let samples = if script.len() > 1 { script.pop_front() } else { script.front().cloned() };
+        let samples = if script.len() > 1 {
+            script.pop_front()
+        } else {
+            script.front().cloned()
+        };
         Ok(samples.unwrap_or_else(Samples::empty))
     }
 }

@@ -105,7 +105,10 @@ impl MigrationStep for FakeMigration {
 
     async fn revert(&self, _ctx: &MigrationContext) -> Result<(), ProviderError> {
         if !self.reversible {
-            return Err(ProviderError::unsupported(format!("reverting `{}`", self.id)));
+            return Err(ProviderError::unsupported(format!(
+                "reverting `{}`",
+                self.id
+            )));
         }
         self.faults.check("revert")?;
         let mut world = self.world.lock();

@@ -35,7 +35,10 @@ impl FakeProbe {
 
     /// `revision` reports these answers in turn; the last repeats.
     pub fn script(&self, revision: &RevisionId, answers: impl IntoIterator<Item = Health>) {
-        self.world.lock().scripts.insert(revision.clone(), answers.into_iter().collect());
+        self.world
+            .lock()
+            .scripts
+            .insert(revision.clone(), answers.into_iter().collect());
     }
 
     /// The injected errors.
@@ -62,7 +65,11 @@ impl HealthProbe for FakeProbe {
         let Some(script) = world.scripts.get_mut(revision) else {
             return Ok(Health::Ready);
         };
-        let health = if script.len() > 1 { script.pop_front() } else { script.front().cloned() };
+        let health = if script.len() > 1 {
+            script.pop_front()
+        } else {
+            script.front().cloned()
+        };
         Ok(health.unwrap_or(Health::Ready))
     }
 }

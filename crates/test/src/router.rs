@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cutover_core::{
-    ErrorKind, Granularity, HeaderRoute, Mirror, ProviderError, RevisionId, RouterCapabilities, StickySession,
-    TrafficRouter, TrafficSplit,
+    ErrorKind, Granularity, HeaderRoute, Mirror, ProviderError, RevisionId, RouterCapabilities,
+    StickySession, TrafficRouter, TrafficSplit,
 };
 use parking_lot::Mutex;
 
@@ -128,7 +128,10 @@ impl TrafficRouter for FakeRouter {
         if let Some((revision, weight)) = self.capabilities.granularity.first_inexpressible(split) {
             return Err(ProviderError::new(
                 ErrorKind::Permanent,
-                format!("{weight} for `{revision}` is not a multiple of {}", self.capabilities.granularity),
+                format!(
+                    "{weight} for `{revision}` is not a multiple of {}",
+                    self.capabilities.granularity
+                ),
             ));
         }
         let mut world = self.world.lock();
@@ -152,9 +155,14 @@ impl TrafficRouter for FakeRouter {
         Ok(world.current.clone())
     }
 
-    async fn set_header_route(&self, route: &HeaderRoute, revision: &RevisionId) -> Result<(), ProviderError> {
+    async fn set_header_route(
+        &self,
+        route: &HeaderRoute,
+        revision: &RevisionId,
+    ) -> Result<(), ProviderError> {
         let caps = self.capabilities;
-        let supported = (caps.header_routes || !route.uses_headers()) && (caps.cookie_routes || !route.uses_cookies());
+        let supported = (caps.header_routes || !route.uses_headers())
+            && (caps.cookie_routes || !route.uses_cookies());
         self.enter("set_header_route", supported)?;
         self.world
             .lock()
@@ -165,12 +173,19 @@ impl TrafficRouter for FakeRouter {
 
     async fn remove_header_route(&self, name: &str) -> Result<(), ProviderError> {
         let caps = self.capabilities;
-        self.enter("remove_header_route", caps.header_routes || caps.cookie_routes)?;
+        self.enter(
+            "remove_header_route",
+            caps.header_routes || caps.cookie_routes,
+        )?;
         self.world.lock().header_routes.remove(name);
         Ok(())
     }
 
-    async fn set_mirror(&self, mirror: &Mirror, revision: &RevisionId) -> Result<(), ProviderError> {
+    async fn set_mirror(
+        &self,
+        mirror: &Mirror,
+        revision: &RevisionId,
+    ) -> Result<(), ProviderError> {
         self.enter("set_mirror", self.capabilities.mirroring)?;
         self.world
             .lock()
@@ -185,9 +200,12 @@ impl TrafficRouter for FakeRouter {
         Ok(())
     }
 
-    async fn set_sticky_sessions(&self, sticky: Option<&StickySession>) -> Result<(), ProviderError> {
+    async fn set_sticky_sessions(
+        &self,
+        sticky: Option<StickySession>,
+    ) -> Result<(), ProviderError> {
         self.enter("set_sticky_sessions", self.capabilities.sticky_sessions)?;
-        self.world.lock().sticky = sticky.cloned();
+        self.world.lock().sticky = sticky;
         Ok(())
     }
 }

@@ -103,7 +103,12 @@ impl StateStore for CrashingStore {
         self.inner.load(id).await
     }
 
-    async fn save(&self, id: &RolloutId, state: &RolloutState, expected: Option<u64>) -> Result<u64, StoreError> {
+    async fn save(
+        &self,
+        id: &RolloutId,
+        state: &RolloutState,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
         if n < self.crash_at {
             return self.inner.save(id, state, expected).await;

@@ -86,7 +86,11 @@ impl FakeWorkload {
 
     /// Desired replicas of `revision` now.
     pub fn desired(&self, revision: &RevisionId) -> u32 {
-        self.world.lock().revisions.get(revision).map_or(0, |r| r.desired)
+        self.world
+            .lock()
+            .revisions
+            .get(revision)
+            .map_or(0, |r| r.desired)
     }
 }
 

@@ -382,7 +382,7 @@ pub fn apply_command(state: &mut RolloutState, command: &Command, now: Timestamp
                     ..
                 }) = state.pause
                 {
-                    state.background = None;
+                    restart_background(state, now);
                 }
                 state.pause = None;
                 advance(state, now);
@@ -400,17 +400,42 @@ pub fn apply_command(state: &mut RolloutState, command: &Command, now: Timestamp
             },
             _ => CommandEffect::refused(format!("cannot promote while {}", state.phase)),
         },
-        Command::PromoteFull => {
-            if !matches!(
-                state.phase,
-                Phase::PreFlight | Phase::Expanding | Phase::Progressing
-            ) {
-                return CommandEffect::refused(format!("cannot promote while {}", state.phase));
+        Command::PromoteFull => match state.phase {
+            Phase::PreFlight | Phase::Expanding | Phase::Progressing => {
+                state.promote_full = true;
+                state.pause = None;
+                CommandEffect::accepted("skipping every remaining step")
             }
-            state.promote_full = true;
-            state.pause = None;
-            CommandEffect::accepted("skipping every remaining step")
-        }
+            Phase::Promoting => match &mut state.promotion {
+                Some(p) if p.switched_at.is_some() && !p.analysis_done => {
+                    p.analysis_done = true;
+                    state.analysis = None;
+                    if matches!(
+                        state.pause,
+                        Some(PauseState {
+                            reason: PauseReason::Inconclusive { .. },
+                            ..
+                        })
+                    ) {
+                        state.pause = None;
+                    }
+                    CommandEffect::accepted("skipping the post-promotion analysis")
+                }
+                _ => CommandEffect::refused("already promoting"),
+            },
+            Phase::RollingBack | Phase::Done => {
+                CommandEffect::refused(format!("cannot promote while {}", state.phase))
+            }
+        },
+    }
+}
+
+/// Accepts an inconclusive background run: a new run starts, and its first measurement comes
+/// one interval from now rather than at once (the same data would give the same answer).
+fn restart_background(state: &mut RolloutState, now: Timestamp) {
+    if let Some(progress) = &mut state.background {
+        *progress = AnalysisProgress::new(&progress.analysis, now);
+        progress.last_at = Some(now);
     }
 }
 
@@ -420,7 +445,7 @@ fn lift(state: &mut RolloutState, reason: &PauseReason, now: Timestamp) {
         PauseReason::Manual => state.progress_since = now,
         PauseReason::Inconclusive {
             background: true, ..
-        } => state.background = None,
+        } => restart_background(state, now),
         PauseReason::Step | PauseReason::AwaitingPromotion | PauseReason::Inconclusive { .. } => {
             advance(state, now)
         }

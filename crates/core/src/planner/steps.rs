@@ -10,6 +10,10 @@ use crate::{Health, RevisionId, Timestamp};
 
 pub(super) fn progressing(setup: &Setup, state: &RolloutState, now: Timestamp) -> Decision {
     let steps = setup.steps();
+    // Promote-full skips the remaining steps and analysis, background analysis included.
+    let Some(step) = steps.get(state.step).filter(|_| !state.promote_full) else {
+        return Decision::Promote;
+    };
     let mut wake = None;
     if let Some(decision) = background(setup, state, now, &mut wake) {
         return decision;
@@ -17,9 +21,6 @@ pub(super) fn progressing(setup: &Setup, state: &RolloutState, now: Timestamp) -
     if state.pause.is_some() {
         return wait_until(now, wake);
     }
-    let Some(step) = steps.get(state.step).filter(|_| !state.promote_full) else {
-        return Decision::Promote;
-    };
     step_decision(setup, state, now, step, wake)
 }
 
