@@ -1,1 +1,114 @@
-//! placeholder
+//! Helpers shared by the examples: simulated traffic and progress printing.
+//!
+//! The examples run on in-memory providers from `cutover::test` and on paused tokio time, so a
+//! rollout of many minutes finishes at once; timestamps are printed on the rollout's clock.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cutover::test::FakeRouter;
+use cutover::{
+    Entry, MetricQuery, MetricSource, ProviderError, RevisionId, RolloutEvent, Samples, Timestamp,
+};
+
+/// A metric source for `error_ratio` that simulates traffic: each revision gets its share of
+/// `requests_per_minute` according to the split on `router`, and fails at its error rate.
+#[derive(Debug, Clone)]
+pub struct SimulatedTraffic {
+    router: FakeRouter,
+    requests_per_minute: u64,
+    error_rates: Arc<Vec<(RevisionId, f64)>>,
+}
+
+impl SimulatedTraffic {
+    /// Traffic through `router` with an error rate per revision (0.01 = 1 %).
+    pub fn new(
+        router: FakeRouter,
+        requests_per_minute: u64,
+        error_rates: Vec<(RevisionId, f64)>,
+    ) -> Self {
+        SimulatedTraffic {
+            router,
+            requests_per_minute,
+            error_rates: Arc::new(error_rates),
+        }
+    }
+
+    /// Requests a revision got over `window` at the current split.
+    pub fn requests(&self, revision: &RevisionId, window: std::time::Duration) -> u64 {
+        let share = self
+            .router
+            .current()
+            .map_or(0, |s| u64::from(s.weight(revision).basis_points()));
+        let minutes = window.as_secs() / 60;
+        self.requests_per_minute * minutes * share / 10_000
+    }
+}
+
+#[async_trait]
+impl MetricSource for SimulatedTraffic {
+    fn name(&self) -> &'static str {
+        "simulated-traffic"
+    }
+
+    async fn query(&self, query: &MetricQuery) -> Result<Samples, ProviderError> {
+        if query.query != "error_ratio" {
+            return Err(ProviderError::permanent(format!(
+                "unknown query `{}`",
+                query.query
+            )));
+        }
+        let total = self.requests(&query.revision, query.window);
+        let rate = self
+            .error_rates
+            .iter()
+            .find(|(r, _)| *r == query.revision)
+            .map_or(0.0, |(_, rate)| *rate);
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let events = (total as f64 * rate).round() as u64;
+        Ok(Samples::Counts { events, total })
+    }
+}
+
+/// Prints an event as a line a person can follow, with the time since `start`.
+pub fn print_event(start: Timestamp, event: &RolloutEvent) {
+    match event {
+        RolloutEvent::Record(record) => {
+            let quiet = matches!(&record.entry, Entry::Decision { decision, .. }
+                if matches!(decision, cutover::planner::Decision::Apply(cutover::planner::Action::ObserveWorkload { .. })));
+            if !quiet {
+                println!("[{}] {}", clock(start, record.at), record.summary);
+            }
+        }
+        RolloutEvent::Retrying {
+            op,
+            provider,
+            attempt,
+            error,
+            ..
+        } => println!("         retrying {op} on {provider} (attempt {attempt}): {error}"),
+        _ => {}
+    }
+}
+
+/// `mm:ss` since `start`.
+pub fn clock(start: Timestamp, at: Timestamp) -> String {
+    let secs = at.saturating_since(start).as_secs();
+    format!("+{:02}:{:02}", secs / 60, secs % 60)
+}
+
+/// An error and all its sources on one line.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

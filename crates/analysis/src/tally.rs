@@ -154,6 +154,7 @@ impl Tally {
 mod tests {
     use proptest::prelude::*;
 
+    use super::Measurement::{Error, Fail, Inconclusive, Pass};
     use super::*;
 
     fn run(limits: &RunLimits, measurements: &[Measurement]) -> RunStatus {
@@ -172,7 +173,6 @@ mod tests {
             failure_limit: 2,
             ..RunLimits::default()
         };
-        use Measurement::Fail;
         assert_eq!(run(&limits, &[Fail, Fail]), RunStatus::Running);
         assert_eq!(run(&limits, &[Fail, Fail, Fail]), RunStatus::Failed);
     }
@@ -184,7 +184,6 @@ mod tests {
             failure_limit: -1,
             ..RunLimits::default()
         };
-        use Measurement::Fail;
         assert_eq!(run(&limits, &[Fail, Fail]), RunStatus::Running);
         assert_eq!(run(&limits, &[Fail, Fail, Fail]), RunStatus::Successful);
     }
@@ -196,7 +195,6 @@ mod tests {
             consecutive_error_limit: 2,
             ..RunLimits::default()
         };
-        use Measurement::{Error, Pass};
         assert_eq!(run(&limits, &[Error, Error, Pass]), RunStatus::Running);
         assert_eq!(
             run(&limits, &[Error, Error, Pass, Error, Error, Pass]),
@@ -212,7 +210,6 @@ mod tests {
             consecutive_error_limit: 0,
             ..RunLimits::default()
         };
-        use Measurement::{Error, Fail, Inconclusive};
         assert_eq!(run(&limits, &[Fail, Inconclusive]), RunStatus::Inconclusive);
         assert_eq!(run(&limits, &[Fail, Inconclusive, Error]), RunStatus::Error);
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use cutover_analysis::Tally;
 use serde::{Deserialize, Serialize};
 
-use crate::planner::{Action, ActionResult, Command, CommandEffect, Decision};
+use crate::planner::{Action, ActionResult, Command, CommandEffect, Decision, Setup};
 use crate::state::{Final, Phase, RolloutState};
 use crate::{Health, Timestamp, TrafficSplit};
 
@@ -75,7 +75,7 @@ impl Inputs {
 
 /// What a record holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Entry {
     /// An engine took the rollout on.
@@ -175,6 +175,30 @@ fn describe_action(action: &Action) -> String {
             measurement,
             ..
         } => format!("analysis `{analysis}` #{measurement}"),
+    }
+}
+
+/// One line for a decision, with the phase and step it was taken in (for `Advance`, which
+/// otherwise says nothing about what was done).
+pub(crate) fn describe_in(decision: &Decision, state: &RolloutState, setup: &Setup) -> String {
+    if !matches!(decision, Decision::Advance) {
+        return describe(decision, None);
+    }
+    match state.phase {
+        Phase::PreFlight => "pre-flight checks passed".into(),
+        Phase::Expanding => "expand migrations done; starting the steps".into(),
+        Phase::Progressing => match setup.step_kinds().get(state.step) {
+            Some(kind) => format!("step {} ({kind}) done", state.step),
+            None => "steps done".into(),
+        },
+        Phase::Promoting => match &state.promotion {
+            Some(p) if p.switched_at.is_none() && setup.has_routers => {
+                "all traffic on the candidate".into()
+            }
+            Some(p) if p.switched_at.is_none() => "all replicas on the candidate".into(),
+            _ => "post-promotion checks done".into(),
+        },
+        Phase::RollingBack | Phase::Done => "step done".into(),
     }
 }
 

@@ -311,15 +311,14 @@ fn simulate(setup: &Setup, world: &mut World) -> (Final, usize) {
                         }
                     }
                 };
-                if let ActionResult::Failed { .. } = result {
-                    if state.phase == cutover_core::state::Phase::RollingBack
-                        || state.past_point_of_no_return()
-                    {
-                        // The engine stops here and the next run retries: in the simulation the
-                        // retry succeeds.
-                        apply_result(setup, &mut state, &action, &ActionResult::Done, now);
-                        continue;
-                    }
+                if let ActionResult::Failed { .. } = result
+                    && (state.phase == cutover_core::state::Phase::RollingBack
+                        || state.past_point_of_no_return())
+                {
+                    // The engine stops here and the next run retries: in the simulation the
+                    // retry succeeds.
+                    apply_result(setup, &mut state, &action, &ActionResult::Done, now);
+                    continue;
                 }
                 apply_result(setup, &mut state, &action, &result, now);
             }

@@ -369,3 +369,70 @@ async fn concurrent_file_saves_from_threads_serialize() {
     }
     assert_eq!(wins, 1);
 }
+
+/// A store that lets one more write of the previous engine land right before the first save it
+/// sees, the way the last write of a dying process can arrive late.
+#[derive(Debug, Clone)]
+struct LateWrite {
+    inner: MemoryStateStore,
+    pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl StateStore for LateWrite {
+    fn name(&self) -> &'static str {
+        "late-write"
+    }
+    async fn load(&self, id: &RolloutId) -> Result<Option<cutover_core::Stored>, StoreError> {
+        self.inner.load(id).await
+    }
+    async fn save(
+        &self,
+        id: &RolloutId,
+        state: &RolloutState,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        if self
+            .pending
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let current = self.inner.load(id).await?.expect("a stored rollout");
+            self.inner
+                .save(id, &current.state, Some(current.version))
+                .await?;
+        }
+        self.inner.save(id, state, expected).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_write_of_a_dead_engine_does_not_stop_the_next_one() {
+    let store = MemoryStateStore::new();
+    let router = FakeRouter::new("mesh");
+    let first = builder("late", plan(paused_canary()))
+        .router(router.clone())
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        first.run().await,
+        Err(RolloutError::Paused { .. })
+    ));
+
+    let late = LateWrite {
+        inner: store.clone(),
+        pending: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    };
+    let second = builder("late", plan(paused_canary()))
+        .router(router.clone())
+        .state_store(late)
+        .build()
+        .unwrap();
+    let handle = second.handle();
+    handle.resume().unwrap();
+    assert_eq!(second.run().await.unwrap(), Outcome::Promoted);
+    assert_eq!(
+        candidate_weights(&router.splits()),
+        [pct(10), pct(50), pct(100)]
+    );
+}

@@ -67,10 +67,10 @@ impl Contract<'_> {
     ) -> Result<(), ContractViolation> {
         self.ok(check, self.router.set_split(split).await)?;
         let read = self.ok(check, self.router.current_split().await)?;
-        if let Some(read) = read {
-            if !read.same_traffic(split) {
-                return Err(self.violation(check, format!("set {split}, read back {read}")));
-            }
+        if let Some(read) = read
+            && !read.same_traffic(split)
+        {
+            return Err(self.violation(check, format!("set {split}, read back {read}")));
         }
         self.report.passed.push(check);
         Ok(())
@@ -246,7 +246,7 @@ pub async fn router_contract(
 
     let sticky = StickySession {
         cookie: Some("cutover-contract".into()),
-        duration: std::time::Duration::from_secs(60),
+        duration: std::time::Duration::from_mins(1),
     };
     let set = router.set_sticky_sessions(Some(sticky.clone())).await;
     c.optional(

@@ -1,5 +1,5 @@
 //! Test support for cutover: fakes of every provider, scripted metrics, a state store that
-//! simulates crashes, and the contract suite every [`TrafficRouter`] must pass.
+//! simulates crashes, and the contract suite every [`TrafficRouter`](cutover_core::TrafficRouter) must pass.
 //!
 //! # Overview
 //!

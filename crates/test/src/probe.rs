@@ -54,7 +54,7 @@ impl FakeProbe {
 
 #[async_trait]
 impl HealthProbe for FakeProbe {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "fake-probe"
     }
 

@@ -146,11 +146,11 @@ impl TrafficRouter for FakeRouter {
             return Ok(None);
         }
         let mut world = self.world.lock();
-        if let Some((split, times)) = &mut world.misreport {
-            if *times > 0 {
-                *times -= 1;
-                return Ok(Some(split.clone()));
-            }
+        if let Some((split, times)) = &mut world.misreport
+            && *times > 0
+        {
+            *times -= 1;
+            return Ok(Some(split.clone()));
         }
         Ok(world.current.clone())
     }

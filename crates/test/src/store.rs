@@ -95,7 +95,7 @@ impl CrashingStore {
 
 #[async_trait]
 impl StateStore for CrashingStore {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "crashing-memory"
     }
 

@@ -275,13 +275,13 @@ impl RolloutBuilder {
                     let at = format!("strategy.canary.steps[{i}]");
                     match step {
                         CanaryStep::SetWeight(w) => {
-                            weights.push((format!("{at} (set_weight {w})"), *w))
+                            weights.push((format!("{at} (set_weight {w})"), *w));
                         }
                         CanaryStep::SetHeaderRoute(r) => {
-                            routes.push((format!("{at} (set_header_route `{}`)", r.name), r))
+                            routes.push((format!("{at} (set_header_route `{}`)", r.name), r));
                         }
                         CanaryStep::SetMirror(m) => {
-                            mirrors.push((format!("{at} (set_mirror `{}`)", m.name), m))
+                            mirrors.push((format!("{at} (set_mirror `{}`)", m.name), m));
                         }
                         CanaryStep::Scale(_) => need_workload(format!("{at} (scale)"))?,
                         _ => {}

@@ -25,7 +25,9 @@ pub use self::events::RolloutEvent;
 use self::exec::{Failure, Retrier};
 pub use self::handle::{HandleError, RolloutHandle};
 use crate::planner::{self, Action, ActionResult, Command, Decision, Observation, Setup};
-use crate::record::{DecisionRecord, Entry, Inputs, StepRef, describe, describe_command};
+use crate::record::{
+    DecisionRecord, Entry, Inputs, StepRef, describe, describe_command, describe_in,
+};
 use crate::retry::Jitter;
 use crate::state::{Final, Phase, RolloutState};
 use crate::{
@@ -153,6 +155,7 @@ impl Rollout {
             state: placeholder,
             version: None,
             failure: None,
+            emitted: 0,
         };
         if let Some(done) = engine.start().await? {
             return done;
@@ -186,6 +189,8 @@ struct Engine {
     version: Option<u64>,
     /// The provider error behind a rollback that will end in failure.
     failure: Option<Failure>,
+    /// Records already streamed to subscribers.
+    emitted: usize,
 }
 
 type RunResult = Result<crate::Outcome, RolloutError>;
@@ -194,6 +199,29 @@ impl Engine {
     /// Loads or creates the state and claims the rollout. Returns the result directly when the
     /// stored rollout has already finished.
     async fn start(&mut self) -> Result<Option<RunResult>, RolloutError> {
+        // A claim conflicts when another engine saved between our load and our save: a live
+        // engine, or the last write of one that just died. The claim itself does nothing in
+        // the world, so load the newer state and claim again; an engine that keeps saving is
+        // still live, and after a few attempts we leave the rollout to it.
+        const CLAIM_ATTEMPTS: u32 = 3;
+        for attempt in 1..=CLAIM_ATTEMPTS {
+            match self.claim().await {
+                Err(RolloutError::Superseded { .. }) if attempt < CLAIM_ATTEMPTS => {
+                    warn!(
+                        attempt,
+                        "the rollout was saved while claiming it; claiming the newer state"
+                    );
+                }
+                other => return other,
+            }
+        }
+        Err(RolloutError::Superseded {
+            id: self.id.clone(),
+        })
+    }
+
+    /// Loads or creates the state and saves it as claimed by this engine.
+    async fn claim(&mut self) -> Result<Option<RunResult>, RolloutError> {
         let now = self.clock.now();
         let stored = self
             .providers
@@ -219,8 +247,10 @@ impl Engine {
             info!(version = stored.version, phase = %self.state.phase, "resuming rollout");
         } else {
             self.state = RolloutState::new(self.id.clone(), self.setup.clone(), now);
+            self.version = None;
             info!("starting rollout");
         }
+        self.emitted = self.state.records.len();
         let summary = if resumed {
             format!("resumed by {}", self.instance)
         } else {
@@ -268,7 +298,7 @@ impl Engine {
                 }
                 other => {
                     let _enter = span.enter();
-                    info!(decision = %describe(&other, None), "decision");
+                    info!(decision = %describe_in(&other, &self.state, &self.setup), "decision");
                     self.decided(&other, now);
                     self.save().await?;
                 }
@@ -291,7 +321,7 @@ impl Engine {
 
     /// Applies a pure decision to the state and records it.
     fn decided(&mut self, decision: &Decision, now: Timestamp) {
-        let summary = describe(decision, None);
+        let summary = describe_in(decision, &self.state, &self.setup);
         let entry = Entry::Decision {
             decision: decision.clone(),
             result: None,
@@ -410,8 +440,17 @@ impl Engine {
             entry,
             summary,
         };
-        let _ = self.events.send(RolloutEvent::Record(record.clone()));
         self.state.records.push(record);
+    }
+
+    /// Publishes a saved state: the snapshot for handles, and the records not yet streamed.
+    /// Records are streamed only once saved, so subscribers never see a decision that was lost.
+    fn saved(&mut self) {
+        let _ = self.snapshot.send(Some(Arc::new(self.state.clone())));
+        for record in &self.state.records[self.emitted..] {
+            let _ = self.events.send(RolloutEvent::Record(record.clone()));
+        }
+        self.emitted = self.state.records.len();
     }
 
     /// Saves the state with compare-and-swap on the version this engine last saw.
@@ -426,14 +465,14 @@ impl Engine {
             {
                 Ok(version) => {
                     self.version = Some(version);
-                    let _ = self.snapshot.send(Some(Arc::new(self.state.clone())));
+                    self.saved();
                     return Ok(());
                 }
                 Err(StoreError::Conflict { .. })
                     if attempt > 1 && self.saved_by_earlier_attempt().await =>
                 {
                     self.version = self.version.map(|v| v + 1).or(Some(1));
-                    let _ = self.snapshot.send(Some(Arc::new(self.state.clone())));
+                    self.saved();
                     return Ok(());
                 }
                 Err(StoreError::Conflict { .. }) => {

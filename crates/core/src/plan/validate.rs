@@ -462,7 +462,7 @@ bake_time: 1h
         };
         assert_eq!(c.abort_scale_down_delay, None);
         assert_eq!(c.scale_down_delay, Duration::from_secs(30));
-        assert_eq!(plan.bake_time, Duration::from_secs(3600));
+        assert_eq!(plan.bake_time, Duration::from_hours(1));
         assert!(matches!(c.steps[0], CanaryStep::SetWeight(w) if w.basis_points() == 1250));
     }
 

@@ -40,7 +40,7 @@ pub fn apply_decision(state: &mut RolloutState, decision: &Decision, now: Timest
             start_step(state, now);
         }
         Decision::Rollback(reason) => {
-            begin_rollback(state, Ending::RolledBack(reason.clone()), now)
+            begin_rollback(state, Ending::RolledBack(reason.clone()), now);
         }
         Decision::Pause(reason) => {
             state.pause = Some(PauseState {
@@ -105,7 +105,7 @@ pub fn apply_result(
     }
     match (action, result) {
         (Action::CheckGate { gate }, ActionResult::Gate(verdict)) => {
-            gate_answer(state, gate, verdict.clone(), now)
+            gate_answer(state, gate, verdict.clone(), now);
         }
         (Action::ApplyMigration { id }, ActionResult::Done | ActionResult::AlreadyDone) => {
             state
@@ -447,7 +447,7 @@ fn lift(state: &mut RolloutState, reason: &PauseReason, now: Timestamp) {
             background: true, ..
         } => restart_background(state, now),
         PauseReason::Step | PauseReason::AwaitingPromotion | PauseReason::Inconclusive { .. } => {
-            advance(state, now)
+            advance(state, now);
         }
     }
 }

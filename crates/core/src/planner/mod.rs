@@ -373,8 +373,10 @@ pub enum ActionResult {
         /// How it counts in the run.
         measurement: Measurement,
         /// The analysis's result, if it produced one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         result: Option<AnalysisResult>,
         /// The error, if it could not measure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
     /// The action failed for good (a permanent error, or retries spent).

@@ -1,0 +1,106 @@
+//! A rollout survives its engine: the first engine is stopped mid-rollout (as if its process
+//! died), and a second one picks it up from the state file and finishes it.
+//!
+//! ```text
+//! cargo run --example resume
+//! ```
+
+use std::process::ExitCode;
+
+use cutover::test::FakeRouter;
+use cutover::{Clock as _, FileStateStore, Outcome, Plan, Rollout, RolloutEvent, TokioClock};
+use cutover_examples::{chain, print_event};
+use futures_util::StreamExt as _;
+
+const PLAN: &str = "
+strategy:
+  canary:
+    steps:
+      - set_weight: 10
+      - pause: { duration: 10m }
+      - set_weight: 50
+      - pause: { duration: 10m }
+";
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(run())
+}
+
+fn build(router: &FakeRouter, store: &FileStateStore, clock: TokioClock, engine: &str) -> Rollout {
+    Rollout::builder(
+        "payments",
+        Plan::from_yaml(PLAN).expect("the plan above is valid"),
+    )
+    .revisions("v7", "v8")
+    .router(router.clone())
+    .state_store(store.clone())
+    .clock(clock)
+    .engine_id(engine)
+    .build()
+    .expect("a valid rollout")
+}
+
+async fn run() -> ExitCode {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = FileStateStore::new(dir.path()).expect("a state directory");
+    // The router stands for the mesh: it keeps its state across engines, as real infrastructure does.
+    let router = FakeRouter::new("mesh");
+    let clock = TokioClock::new();
+    let start = clock.now();
+
+    println!("engine A starts the rollout");
+    let first = build(&router, &store, clock, "engine-a");
+    let mut events = first.subscribe();
+    tokio::select! {
+        _ = first.run() => {}
+        () = async {
+            while let Some(event) = events.next().await {
+                print_event(start, &event);
+                if matches!(&event, RolloutEvent::SplitChanged { to, .. } if to.to_string().contains("v8 50%")) {
+                    return;
+                }
+            }
+        } => println!("engine A is killed at 50 % (its future is dropped mid-rollout)"),
+    }
+    let state = std::fs::read_to_string(store.path(&"payments".parse().expect("valid")))
+        .unwrap_or_default();
+    println!(
+        "state file: {} bytes, version {}",
+        state.len(),
+        state.lines().next().unwrap_or("?")
+    );
+
+    println!("engine B resumes from the file");
+    let second = build(&router, &store, clock, "engine-b");
+    let mut events = second.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            print_event(start, &event);
+        }
+    });
+    let outcome = second.run().await;
+    let _ = printer.await;
+    match outcome {
+        Ok(Outcome::Promoted) => {
+            let weights: Vec<String> = router.splits().iter().map(ToString::to_string).collect();
+            println!(
+                "PROMOTED; splits over both engines: {}",
+                weights.join(" -> ")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(other) => {
+            println!("unexpected outcome: {other}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("rollout failed: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
