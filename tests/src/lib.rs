@@ -1,1 +1,159 @@
-//! placeholder
+//! Providers that keep their world in files, so that it outlives a killed process: a router
+//! whose split is a file and migrations whose effects are files. Used by the crash tests, whose
+//! rollouts run in child processes that are killed with SIGKILL.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use cutover::{
+    Granularity, MigrationContext, MigrationPhase, MigrationStep, ProviderError, RouterCapabilities, TrafficRouter,
+    TrafficSplit, Weight,
+};
+
+fn io(what: &str, e: std::io::Error) -> ProviderError {
+    ProviderError::transient(what.to_owned()).with_source(e)
+}
+
+/// Writes `contents` to `path` atomically (temporary file, sync, rename).
+fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// Appends a line and syncs it.
+fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    let mut file = fs::OpenOptions::new().create(true).append(true).open(path)?;
+    writeln!(file, "{line}")?;
+    file.sync_all()
+}
+
+/// A router whose split lives in `<dir>/split` as `v1=9000,v2=1000`; every split set is also
+/// appended to `<dir>/splits.log`.
+#[derive(Debug, Clone)]
+pub struct FileRouter {
+    dir: PathBuf,
+}
+
+impl FileRouter {
+    /// A router keeping its state in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileRouter { dir: dir.into() }
+    }
+
+    /// The split in effect in `dir`, if one was set.
+    pub fn current(dir: &Path) -> Option<TrafficSplit> {
+        decode(&fs::read_to_string(dir.join("split")).ok()?)
+    }
+}
+
+fn decode(text: &str) -> Option<TrafficSplit> {
+    let entries = text
+        .trim()
+        .split(',')
+        .map(|pair| {
+            let (revision, bp) = pair.split_once('=')?;
+            Some((revision.parse().ok()?, Weight::from_basis_points(bp.parse().ok()?).ok()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    TrafficSplit::new(entries).ok()
+}
+
+fn encode(split: &TrafficSplit) -> String {
+    split
+        .iter()
+        .map(|(r, w)| format!("{r}={}", w.basis_points()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[async_trait]
+impl TrafficRouter for FileRouter {
+    fn name(&self) -> &str {
+        "file-router"
+    }
+
+    fn capabilities(&self) -> RouterCapabilities {
+        RouterCapabilities::new(Granularity::PERCENT)
+    }
+
+    async fn set_split(&self, split: &TrafficSplit) -> Result<(), ProviderError> {
+        let line = encode(split);
+        append_line(&self.dir.join("splits.log"), &line).map_err(|e| io("cannot log the split", e))?;
+        write_atomic(&self.dir.join("split"), line.as_bytes()).map_err(|e| io("cannot write the split", e))
+    }
+
+    async fn current_split(&self) -> Result<Option<TrafficSplit>, ProviderError> {
+        Ok(Self::current(&self.dir))
+    }
+}
+
+/// A reversible migration step whose effect is the file `<dir>/<id>.applied`; every call of
+/// `apply` or `revert` is appended to `<dir>/<id>.log`, so a test can count them.
+#[derive(Debug, Clone)]
+pub struct FileMigration {
+    dir: PathBuf,
+    id: String,
+    phase: MigrationPhase,
+}
+
+impl FileMigration {
+    /// A step with its files in `dir`.
+    pub fn new(dir: impl Into<PathBuf>, id: impl Into<String>, phase: MigrationPhase) -> Self {
+        FileMigration {
+            dir: dir.into(),
+            id: id.into(),
+            phase,
+        }
+    }
+
+    fn flag(&self) -> PathBuf {
+        self.dir.join(format!("{}.applied", self.id))
+    }
+
+    /// The calls logged for migration `id` in `dir`, in order.
+    pub fn calls(dir: &Path, id: &str) -> Vec<String> {
+        fs::read_to_string(dir.join(format!("{id}.log")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl MigrationStep for FileMigration {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn phase(&self) -> MigrationPhase {
+        self.phase
+    }
+
+    fn reversible(&self) -> bool {
+        true
+    }
+
+    async fn apply(&self, _ctx: &MigrationContext) -> Result<(), ProviderError> {
+        append_line(&self.dir.join(format!("{}.log", self.id)), "apply").map_err(|e| io("cannot log", e))?;
+        write_atomic(&self.flag(), b"applied").map_err(|e| io("cannot apply", e))
+    }
+
+    async fn revert(&self, _ctx: &MigrationContext) -> Result<(), ProviderError> {
+        append_line(&self.dir.join(format!("{}.log", self.id)), "revert").map_err(|e| io("cannot log", e))?;
+        match fs::remove_file(self.flag()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("cannot revert", e)),
+        }
+    }
+
+    async fn is_applied(&self, _ctx: &MigrationContext) -> Result<Option<bool>, ProviderError> {
+        Ok(Some(self.flag().exists()))
+    }
+}
