@@ -1,16 +1,75 @@
 //! Providers that keep their world in files, so that it outlives a killed process: a router
-//! whose split is a file and migrations whose effects are files. Used by the crash tests, whose
-//! rollouts run in child processes that are killed with SIGKILL.
+//! whose split is a file and migrations whose effects are files, plus a store wrapper. Used by
+//! the crash tests, whose rollouts run in child processes that are killed with SIGKILL.
+//!
+//! Each provider calls [`checkpoint`] right after its effect has reached the disk: in stepped
+//! mode the child process then stops until its parent says to go on, so the parent can kill it
+//! at exactly that point.
 
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use std::io::BufRead as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
+use cutover::state::RolloutState;
 use cutover::{
-    Granularity, MigrationContext, MigrationPhase, MigrationStep, ProviderError, RouterCapabilities, TrafficRouter,
-    TrafficSplit, Weight,
+    FileStateStore, Granularity, MigrationContext, MigrationPhase, MigrationStep, ProviderError,
+    RolloutId, RouterCapabilities, StateStore, StoreError, Stored, TrafficRouter, TrafficSplit,
+    Weight,
 };
+
+static STEPPED: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`checkpoint`] stop at every point until a line arrives on stdin.
+pub fn step_through_checkpoints() {
+    STEPPED.store(true, Ordering::SeqCst);
+}
+
+/// Announces `label` on stdout; in stepped mode, waits for a line on stdin before going on. The
+/// whole process stops here on purpose (this is a test child), so the parent can kill it at
+/// exactly this point.
+pub fn checkpoint(label: &str) {
+    if !STEPPED.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "point {label}");
+    let _ = out.flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+        // The parent closed stdin: run freely from here on.
+        STEPPED.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A [`FileStateStore`] with a checkpoint after every save.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore(pub FileStateStore);
+
+#[async_trait]
+impl StateStore for CheckpointStore {
+    fn name(&self) -> &str {
+        "file+checkpoints"
+    }
+
+    async fn load(&self, id: &RolloutId) -> Result<Option<Stored>, StoreError> {
+        self.0.load(id).await
+    }
+
+    async fn save(
+        &self,
+        id: &RolloutId,
+        state: &RolloutState,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let version = self.0.save(id, state, expected).await?;
+        checkpoint(&format!("saved v{version}"));
+        Ok(version)
+    }
+}
 
 fn io(what: &str, e: std::io::Error) -> ProviderError {
     ProviderError::transient(what.to_owned()).with_source(e)
@@ -27,7 +86,10 @@ fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 /// Appends a line and syncs it.
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    let mut file = fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     writeln!(file, "{line}")?;
     file.sync_all()
 }
@@ -57,7 +119,10 @@ fn decode(text: &str) -> Option<TrafficSplit> {
         .split(',')
         .map(|pair| {
             let (revision, bp) = pair.split_once('=')?;
-            Some((revision.parse().ok()?, Weight::from_basis_points(bp.parse().ok()?).ok()?))
+            Some((
+                revision.parse().ok()?,
+                Weight::from_basis_points(bp.parse().ok()?).ok()?,
+            ))
         })
         .collect::<Option<Vec<_>>>()?;
     TrafficSplit::new(entries).ok()
@@ -83,8 +148,12 @@ impl TrafficRouter for FileRouter {
 
     async fn set_split(&self, split: &TrafficSplit) -> Result<(), ProviderError> {
         let line = encode(split);
-        append_line(&self.dir.join("splits.log"), &line).map_err(|e| io("cannot log the split", e))?;
-        write_atomic(&self.dir.join("split"), line.as_bytes()).map_err(|e| io("cannot write the split", e))
+        append_line(&self.dir.join("splits.log"), &line)
+            .map_err(|e| io("cannot log the split", e))?;
+        write_atomic(&self.dir.join("split"), line.as_bytes())
+            .map_err(|e| io("cannot write the split", e))?;
+        checkpoint(&format!("split {line}"));
+        Ok(())
     }
 
     async fn current_split(&self) -> Result<Option<TrafficSplit>, ProviderError> {
@@ -140,17 +209,23 @@ impl MigrationStep for FileMigration {
     }
 
     async fn apply(&self, _ctx: &MigrationContext) -> Result<(), ProviderError> {
-        append_line(&self.dir.join(format!("{}.log", self.id)), "apply").map_err(|e| io("cannot log", e))?;
-        write_atomic(&self.flag(), b"applied").map_err(|e| io("cannot apply", e))
+        append_line(&self.dir.join(format!("{}.log", self.id)), "apply")
+            .map_err(|e| io("cannot log", e))?;
+        write_atomic(&self.flag(), b"applied").map_err(|e| io("cannot apply", e))?;
+        checkpoint(&format!("applied {}", self.id));
+        Ok(())
     }
 
     async fn revert(&self, _ctx: &MigrationContext) -> Result<(), ProviderError> {
-        append_line(&self.dir.join(format!("{}.log", self.id)), "revert").map_err(|e| io("cannot log", e))?;
+        append_line(&self.dir.join(format!("{}.log", self.id)), "revert")
+            .map_err(|e| io("cannot log", e))?;
         match fs::remove_file(self.flag()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("cannot revert", e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("cannot revert", e)),
         }
+        checkpoint(&format!("reverted {}", self.id));
+        Ok(())
     }
 
     async fn is_applied(&self, _ctx: &MigrationContext) -> Result<Option<bool>, ProviderError> {

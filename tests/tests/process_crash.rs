@@ -1,13 +1,18 @@
 //! A rollout whose process is killed (SIGKILL) at any point resumes from its state file and ends
-//! where an uninterrupted run ends: same outcome, same final split, every migration applied (and
-//! reverted) exactly as often.
+//! where an uninterrupted run ends: same outcome, same final split, and every migration applied
+//! (and reverted) exactly as often.
+//!
+//! The child stops at checkpoints (after each save, and right after each effect a provider made,
+//! before the engine saved its result) and waits for the test to say go; the test kills it at
+//! every checkpoint in turn, so every window between an effect and its record is hit.
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use cutover_tests::{FileMigration, FileRouter};
 
+#[derive(Debug, PartialEq)]
 struct Run {
     outcome: String,
     final_split: String,
@@ -17,13 +22,18 @@ struct Run {
 
 fn child(state: &Path, world: &Path, verdict: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crash-child"));
-    cmd.arg(state).arg(world).arg(verdict).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.arg(state)
+        .arg(world)
+        .arg(verdict)
+        .stderr(Stdio::inherit());
     cmd
 }
 
-/// Runs the child to the end and reads the world it left.
+/// Runs the child freely to the end and reads the world it left.
 fn finish(state: &Path, world: &Path, verdict: &str) -> Run {
-    let output = child(state, world, verdict).output().expect("the child runs");
+    let output = child(state, world, verdict)
+        .output()
+        .expect("the child runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "child failed: {stdout}");
     let outcome = stdout
@@ -33,30 +43,41 @@ fn finish(state: &Path, world: &Path, verdict: &str) -> Run {
         .to_owned();
     Run {
         outcome,
-        final_split: FileRouter::current(world).map(|s| s.to_string()).unwrap_or_default(),
+        final_split: FileRouter::current(world)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
         expand: FileMigration::calls(world, "expand"),
         contract: FileMigration::calls(world, "contract"),
     }
 }
 
-/// Starts the child, kills it with SIGKILL right after its `kill_after`-th record, and returns
-/// how many records it printed (fewer when it finished first).
-fn kill_after(state: &Path, world: &Path, verdict: &str, kill_after: usize) -> usize {
-    let mut process = child(state, world, verdict).spawn().expect("the child starts");
-    let stdout = process.stdout.take().expect("piped stdout");
-    let mut seen = 0;
-    for line in BufReader::new(stdout).lines() {
+/// Runs the child in stepped mode, lets it pass `kill_at - 1` checkpoints and kills it with
+/// SIGKILL at checkpoint `kill_at`. Returns the checkpoints it reached.
+fn kill_at(state: &Path, world: &Path, verdict: &str, kill_at: usize) -> Vec<String> {
+    let mut process = child(state, world, verdict)
+        .arg("stepped")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the child starts");
+    let mut stdin = process.stdin.take().expect("piped stdin");
+    let stdout = BufReader::new(process.stdout.take().expect("piped stdout"));
+    let mut points = Vec::new();
+    for line in stdout.lines() {
         let Ok(line) = line else { break };
-        if line.starts_with("record ") {
-            seen += 1;
-            if seen == kill_after {
-                process.kill().expect("SIGKILL");
-                break;
-            }
+        let Some(point) = line.strip_prefix("point ") else {
+            continue;
+        };
+        points.push(point.to_owned());
+        if points.len() == kill_at {
+            process.kill().expect("SIGKILL");
+            break;
         }
+        writeln!(stdin, "go").expect("the child waits for go");
     }
+    drop(stdin);
     process.wait().expect("the child exits");
-    seen
+    points
 }
 
 fn check_every_kill_point(verdict: &str) {
@@ -64,20 +85,30 @@ fn check_every_kill_point(verdict: &str) {
         let (state, world) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         finish(state.path(), world.path(), verdict)
     };
-    let records = {
+    let points = {
         let (state, world) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        kill_after(state.path(), world.path(), verdict, usize::MAX)
+        kill_at(state.path(), world.path(), verdict, usize::MAX)
     };
-    assert!(records > 5, "the rollout makes several decisions ({records})");
-    for k in 1..records {
+    assert!(
+        points.iter().any(|p| p.starts_with("applied")),
+        "{points:?}"
+    );
+    for (k, point) in points.iter().enumerate() {
         let (state, world) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        kill_after(state.path(), world.path(), verdict, k);
+        let reached = kill_at(state.path(), world.path(), verdict, k + 1);
+        assert_eq!(
+            reached.last(),
+            Some(point),
+            "the run is deterministic up to the kill"
+        );
         let resumed = finish(state.path(), world.path(), verdict);
-        let at = format!("killed after record {k} of {records}");
-        assert_eq!(resumed.outcome, reference.outcome, "{at}");
-        assert_eq!(resumed.final_split, reference.final_split, "{at}");
-        assert_eq!(resumed.expand, reference.expand, "{at}: expand calls");
-        assert_eq!(resumed.contract, reference.contract, "{at}: contract calls");
+        assert_eq!(
+            resumed,
+            reference,
+            "killed at checkpoint {} of {} ({point})",
+            k + 1,
+            points.len()
+        );
     }
 }
 
@@ -97,7 +128,8 @@ fn the_reference_runs_end_as_planned() {
     let promoted = finish(state.path(), world.path(), "pass");
     assert_eq!(promoted.outcome, "promoted");
     assert_eq!(promoted.final_split, "v1 0%, v2 100%");
-    assert_eq!((promoted.expand.as_slice(), promoted.contract.as_slice()), (&["apply".to_owned()][..], &["apply".to_owned()][..]));
+    assert_eq!(promoted.expand, ["apply"]);
+    assert_eq!(promoted.contract, ["apply"]);
 
     let (state, world) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let rolled_back = finish(state.path(), world.path(), "fail");

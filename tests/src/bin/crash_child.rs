@@ -1,30 +1,27 @@
-//! Runs one canary with file-backed state and providers, on real time, printing `record <seq>`
-//! for every decision as soon as it is saved, and `outcome <outcome>` at the end. The crash test
-//! kills it with SIGKILL at every record and runs it again.
+//! Runs one canary with file-backed state and providers, on real time, and prints
+//! `outcome <outcome>` at the end.
 //!
-//! Usage: `crash-child <state-dir> <world-dir> <pass|fail>`
+//! Usage: `crash-child <state-dir> <world-dir> <pass|fail> [stepped]`
+//!
+//! With `stepped`, it stops at every checkpoint (after each save, and after each effect a
+//! provider made) until a line arrives on stdin; the crash test kills it at one of them.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cutover::{
-    AnalysisResult, FileStateStore, MigrationPhase, Outcome, Plan, Rollout, RolloutEvent, Verdict,
-};
-use cutover_tests::{FileMigration, FileRouter};
-use futures_util::StreamExt as _;
+use cutover::{AnalysisResult, FileStateStore, MigrationPhase, Outcome, Plan, Rollout, Verdict};
+use cutover_tests::{CheckpointStore, FileMigration, FileRouter, step_through_checkpoints};
 
 const PLAN: &str = "
 strategy:
   canary:
     steps:
       - set_weight: 10
-      - pause: { duration: 30ms }
-      - analysis: { name: checks, count: 2, interval: 20ms }
+      - pause: { duration: 20ms }
+      - analysis: { name: checks, count: 2, interval: 10ms }
       - set_weight: 40
-      - pause: { duration: 30ms }
       - set_weight: 70
-bake_time: 30ms
+bake_time: 20ms
 poll_interval: 10ms
 ";
 
@@ -33,18 +30,32 @@ struct Constant(Verdict);
 
 #[async_trait::async_trait]
 impl cutover::Analysis for Constant {
-    async fn evaluate(&self, _ctx: &cutover::AnalysisContext) -> Result<AnalysisResult, cutover::ProviderError> {
+    async fn evaluate(
+        &self,
+        _ctx: &cutover::AnalysisContext,
+    ) -> Result<AnalysisResult, cutover::ProviderError> {
         Ok(AnalysisResult::new(self.0, format!("always {}", self.0)))
     }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let [_, state_dir, world_dir, verdict] = args.as_slice() else {
-        eprintln!("usage: crash-child <state-dir> <world-dir> <pass|fail>");
-        return ExitCode::FAILURE;
+    let (state_dir, world_dir, verdict) = match args.as_slice() {
+        [_, state, world, verdict] => (state, world, verdict),
+        [_, state, world, verdict, mode] if mode == "stepped" => {
+            step_through_checkpoints();
+            (state, world, verdict)
+        }
+        _ => {
+            eprintln!("usage: crash-child <state-dir> <world-dir> <pass|fail> [stepped]");
+            return ExitCode::FAILURE;
+        }
     };
-    let verdict = if verdict == "fail" { Verdict::Fail } else { Verdict::Pass };
+    let verdict = if verdict == "fail" {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -55,29 +66,25 @@ fn main() -> ExitCode {
         let rollout = Rollout::builder("crashy", plan)
             .revisions("v1", "v2")
             .router(FileRouter::new(world_dir))
-            .migration(FileMigration::new(world_dir, "expand", MigrationPhase::Expand))
-            .migration(FileMigration::new(world_dir, "contract", MigrationPhase::Contract))
+            .migration(FileMigration::new(
+                world_dir,
+                "expand",
+                MigrationPhase::Expand,
+            ))
+            .migration(FileMigration::new(
+                world_dir,
+                "contract",
+                MigrationPhase::Contract,
+            ))
             .analysis("checks", Constant(verdict))
-            .state_store(store)
+            .state_store(CheckpointStore(store))
             .retry(cutover::RetryPolicy {
                 initial_backoff: Duration::from_millis(10),
                 ..cutover::RetryPolicy::default()
             })
             .build()
             .expect("a valid rollout");
-        let mut events = rollout.subscribe();
-        let printer = tokio::spawn(async move {
-            let mut out = std::io::stdout();
-            while let Some(event) = events.next().await {
-                if let RolloutEvent::Record(record) = event {
-                    let _ = writeln!(out, "record {}", record.seq);
-                    let _ = out.flush();
-                }
-            }
-        });
-        let outcome = rollout.run().await;
-        let _ = printer.await;
-        match outcome {
+        match rollout.run().await {
             Ok(Outcome::Promoted) => println!("outcome promoted"),
             Ok(Outcome::RolledBack(_)) => println!("outcome rolled-back"),
             Ok(other) => println!("outcome {other}"),
