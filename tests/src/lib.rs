@@ -51,7 +51,7 @@ pub struct CheckpointStore(pub FileStateStore);
 
 #[async_trait]
 impl StateStore for CheckpointStore {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "file+checkpoints"
     }
 
@@ -138,7 +138,7 @@ fn encode(split: &TrafficSplit) -> String {
 
 #[async_trait]
 impl TrafficRouter for FileRouter {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "file-router"
     }
 
