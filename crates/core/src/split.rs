@@ -146,11 +146,12 @@ impl<'de> Deserialize<'de> for Weight {
                 f.write_str("a percentage between 0 and 100, in steps of 0.01")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Weight, E> {
-                u16::try_from(v)
-                    .ok()
-                    .and_then(|p| p.checked_mul(100))
-                    .ok_or_else(|| E::custom(format!("weight {v} % is above 100 %")))
-                    .and_then(|bp| Weight::from_basis_points(bp).map_err(E::custom))
+                match u8::try_from(v) {
+                    Ok(percent) if percent <= 100 => {
+                        Weight::from_percent(percent).map_err(E::custom)
+                    }
+                    _ => Err(E::custom(format!("weight {v} % is above 100 %"))),
+                }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Weight, E> {
                 u64::try_from(v)
@@ -160,6 +161,9 @@ impl<'de> Deserialize<'de> for Weight {
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Weight, E> {
                 if v < 0.0 {
                     return Err(E::custom(format!("weight {v} % is negative")));
+                }
+                if v > 100.0 {
+                    return Err(E::custom(format!("weight {v} % is above 100 %")));
                 }
                 Weight::from_percent_f64(v).map_err(E::custom)
             }
@@ -394,8 +398,16 @@ mod tests {
         assert_eq!(parse("0.01").unwrap(), 1);
         assert_eq!(parse("100").unwrap(), 10_000);
         let err = |s: &str| parse(s).unwrap_err().to_string();
-        assert!(err("100.01").contains("above 100"), "{}", err("100.01"));
-        assert!(err("101").contains("above 100"));
+        // serde_json appends the position.
+        assert_eq!(
+            err("100.01"),
+            "weight 100.01 % is above 100 % at line 1 column 6"
+        );
+        assert_eq!(err("150"), "weight 150 % is above 100 % at line 1 column 3");
+        assert_eq!(
+            err("70000"),
+            "weight 70000 % is above 100 % at line 1 column 5"
+        );
         assert!(err("-1").contains("negative"));
         assert!(err("0.001").contains("multiple of 0.01"));
         assert!(err("\"ten\"").contains("percentage"));

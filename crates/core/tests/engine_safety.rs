@@ -518,3 +518,63 @@ async fn throttled_errors_wait_at_least_as_long_as_asked() {
         "retry_after (7 s) beats the 1 s backoff"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_pause_holds_promotion_before_the_point_of_no_return() {
+    let router = FakeRouter::new("mesh");
+    let workload = FakeWorkload::new("deployments");
+    workload.set_replicas(&stable(), 4);
+    let contract = FakeMigration::new("drop-old", MigrationPhase::Contract);
+    let rollout = builder("hold-promotion", plan(Canary::new([weight(50)])))
+        .router(router.clone())
+        .workload(workload.clone())
+        .migration(contract.clone())
+        .build()
+        .unwrap();
+    let handle = rollout.handle();
+    let mut events = events(&rollout);
+    let run = tokio::spawn(rollout.run());
+    until(&mut events, |e| is_split_to(e, pct(100))).await;
+    handle.pause().unwrap();
+    // A day later the old revision still runs and nothing was contracted.
+    tokio::time::sleep(mins(24 * 60)).await;
+    assert_eq!(workload.desired(&stable()), 4);
+    assert_eq!(contract.applies(), 0);
+    handle.resume().unwrap();
+    assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
+    assert_eq!((workload.desired(&stable()), contract.applies()), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_pause_holds_promotion_before_the_switch() {
+    let router = FakeRouter::new("mesh");
+    let gate = FakeGate::new(
+        "confirm-promotion",
+        [
+            GateVerdict::Pending {
+                detail: "waiting".into(),
+            },
+            GateVerdict::Open,
+        ],
+    );
+    let rollout = builder("hold-switch", plan(Canary::new([weight(50)])))
+        .router(router.clone())
+        .gate(GateStage::BeforePromotion, gate.clone())
+        .build()
+        .unwrap();
+    let handle = rollout.handle();
+    let mut events = events(&rollout);
+    let run = tokio::spawn(rollout.run());
+    until(&mut events, |e| matches!(e, cutover_core::RolloutEvent::Record(r) if r.summary.contains("gate `confirm-promotion`"))).await;
+    handle.pause().unwrap();
+    tokio::time::sleep(mins(24 * 60)).await;
+    assert_eq!(
+        candidate_weights(&router.splits()),
+        [pct(50)],
+        "no switch while paused"
+    );
+    assert_eq!(gate.checks(), 1, "the gate is not even asked again");
+    handle.resume().unwrap();
+    assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
+    assert_eq!(candidate_weights(&router.splits()), [pct(50), pct(100)]);
+}

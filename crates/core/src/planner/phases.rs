@@ -69,6 +69,11 @@ pub(super) fn promoting(setup: &Setup, state: &RolloutState, now: Timestamp) -> 
     let Some(promotion) = &state.promotion else {
         return Decision::Promote;
     };
+    // A pause holds promotion wherever it is: before the switch, before retiring the old
+    // revision, before contract migrations.
+    if state.pause.is_some() {
+        return Decision::Wait(None);
+    }
     let (stable, candidate) = (&setup.revisions.stable, &setup.revisions.candidate);
     let mut wake = None;
     let Some(switched_at) = promotion.switched_at else {
@@ -99,9 +104,6 @@ pub(super) fn promoting(setup: &Setup, state: &RolloutState, now: Timestamp) -> 
     }
     if let Some(name) = state.mirrors.keys().next() {
         return Decision::Apply(Action::RemoveMirror { name: name.clone() });
-    }
-    if state.pause.is_some() {
-        return Decision::Wait(None);
     }
     if !promotion.analysis_done {
         let Some(run) = setup.post_promotion_analysis() else {
