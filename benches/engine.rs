@@ -51,7 +51,7 @@ fn planner(c: &mut Criterion) {
         now: mid.step_started_at + std::time::Duration::from_secs(90),
     };
     c.bench_function("planner/decide", |b| {
-        b.iter(|| decide(black_box(&setup), black_box(&mid), black_box(&observation)))
+        b.iter(|| decide(black_box(&setup), black_box(&mid), black_box(&observation)));
     });
 }
 
@@ -90,7 +90,7 @@ fn state(c: &mut Criterion) {
         let bytes = serde_json::to_vec(&s).expect("encodes").len();
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &s, |b, s| {
-            b.iter(|| serde_json::to_vec(black_box(s)))
+            b.iter(|| serde_json::to_vec(black_box(s)));
         });
     }
     group.finish();
