@@ -15,8 +15,7 @@ use std::process::ExitCode;
 
 use cutover::test::FakeRouter;
 use cutover::{Clock as _, Outcome, Plan, Rollout, TokioClock};
-use cutover_examples::{SimulatedTraffic, chain, print_event};
-use futures_util::StreamExt as _;
+use cutover_examples::{SimulatedTraffic, chain, print_progress};
 
 const PLAN: &str = r"
 strategy:
@@ -97,12 +96,7 @@ async fn run(bad: bool, out: PathBuf) -> ExitCode {
         v2_errors * 100.0
     );
     let handle = rollout.handle();
-    let mut events = rollout.subscribe();
-    let printer = tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            print_event(start, &event);
-        }
-    });
+    let printer = print_progress(&rollout, start);
     let outcome = rollout.run().await;
     let _ = printer.await;
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use cutover::test::FakeRouter;
 use cutover::{Clock as _, FileStateStore, Outcome, Plan, Rollout, RolloutEvent, TokioClock};
-use cutover_examples::{chain, print_event};
+use cutover_examples::{chain, print_event, print_progress};
 use futures_util::StreamExt as _;
 
 const PLAN: &str = "
@@ -77,12 +77,7 @@ async fn run() -> ExitCode {
 
     println!("engine B resumes from the file");
     let second = build(&router, &store, clock, "engine-b");
-    let mut events = second.subscribe();
-    let printer = tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            print_event(start, &event);
-        }
-    });
+    let printer = print_progress(&second, start);
     let outcome = second.run().await;
     let _ = printer.await;
     match outcome {

@@ -11,8 +11,7 @@ use std::process::ExitCode;
 
 use cutover::test::FakeWorkload;
 use cutover::{Clock as _, Outcome, Plan, Rollout, TokioClock};
-use cutover_examples::{chain, print_event};
-use futures_util::StreamExt as _;
+use cutover_examples::{chain, print_progress};
 
 const PLAN: &str = "
 strategy:
@@ -56,12 +55,7 @@ async fn run(stuck: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut events = rollout.subscribe();
-    let printer = tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            print_event(start, &event);
-        }
-    });
+    let printer = print_progress(&rollout, start);
     let outcome = rollout.run().await;
     let _ = printer.await;
     println!(

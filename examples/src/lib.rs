@@ -95,6 +95,17 @@ pub fn print_event(start: Timestamp, event: &RolloutEvent) {
     }
 }
 
+/// Prints the rollout's events as they come, until it finishes. Await the handle after `run`.
+pub fn print_progress(rollout: &cutover::Rollout, start: Timestamp) -> tokio::task::JoinHandle<()> {
+    use futures_util::StreamExt as _;
+    let mut events = rollout.subscribe();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            print_event(start, &event);
+        }
+    })
+}
+
 /// `mm:ss` since `start`.
 pub fn clock(start: Timestamp, at: Timestamp) -> String {
     let secs = at.saturating_since(start).as_secs();

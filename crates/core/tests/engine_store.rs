@@ -436,3 +436,69 @@ async fn a_late_write_of_a_dead_engine_does_not_stop_the_next_one() {
         [pct(10), pct(50), pct(100)]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_queued_before_resuming_runs_after_the_pending_action() {
+    let canary = || {
+        plan(Canary::new([
+            weight(10),
+            weight(50),
+            CanaryStep::pause(mins(5)),
+        ]))
+    };
+    let intent_50 = |state: &RolloutState| {
+        matches!(&state.pending, Some(cutover_core::planner::Action::SetSplit { split })
+            if split.weight(&candidate()).basis_points() == pct(50))
+    };
+    // Kill the first engine right after it saved its intent to go to 50 %.
+    let mut crash_at = 1;
+    let (router, store) = loop {
+        let router = FakeRouter::new("mesh");
+        let store = cutover_test::CrashingStore::new(crash_at, cutover_test::CrashMode::AfterSave);
+        let first = builder("abort-pending", canary())
+            .router(router.clone())
+            .state_store(store.clone())
+            .build()
+            .unwrap();
+        tokio::select! {
+            r = first.run() => panic!("no save held the 50 % intent: {r:?}"),
+            () = store.crashed() => {}
+        }
+        let stored = store
+            .inner()
+            .load(&RolloutId::new("abort-pending").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        if intent_50(&stored.state) {
+            break (router, store.inner());
+        }
+        crash_at += 1;
+    };
+    assert_eq!(
+        candidate_weights(&router.splits()),
+        [pct(10)],
+        "the 50 % split was not sent yet"
+    );
+
+    let second = builder("abort-pending", canary())
+        .router(router.clone())
+        .state_store(store)
+        .build()
+        .unwrap();
+    let handle = second.handle();
+    handle.abort("stop it").unwrap();
+    assert!(matches!(
+        second.run().await.unwrap(),
+        Outcome::Aborted { .. }
+    ));
+    // The pending 50 % was decided before the abort, so it is carried out first; once the
+    // abort is accepted, only rollback actions follow.
+    assert_eq!(candidate_weights(&router.splits()), [pct(10), pct(50), 0]);
+    let s = summaries(&handle.records());
+    assert!(
+        position(&s, "set split v1 50%, v2 50%")
+            < position(&s, "command abort (stop it): rolling back"),
+        "{s:#?}"
+    );
+}

@@ -270,12 +270,14 @@ impl Engine {
 
     async fn drive(&mut self) -> RunResult {
         loop {
-            self.drain_commands().await?;
+            // An action saved as pending by an earlier run was decided before any command now
+            // queued: finish it first, so that an abort is never followed by an older effect.
             if let Some(action) = self.state.pending.clone() {
                 debug!(op = action.op(), "carrying out the pending action");
                 self.act(action, true).await?;
                 continue;
             }
+            self.drain_commands().await?;
             let now = self.clock.now();
             let decision = planner::decide(&self.setup, &self.state, &Observation { now });
             let span = self.step_span();
