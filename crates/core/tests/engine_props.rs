@@ -112,9 +112,6 @@ fn build(steps: &[StepSpec], background: Option<Vec<Verdict>>) -> Built {
 
 fn is_failing_verdict(event: &RolloutEvent) -> bool {
     matches!(
-        decision(event),
-        Some(Decision::Apply(Action::Measure { .. }))
-    ) && matches!(
         event,
         RolloutEvent::Record(cutover_core::DecisionRecord {
             entry: cutover_core::Entry::Decision {

@@ -29,7 +29,7 @@ async fn blue_green_previews_switches_once_and_retires_the_old_revision() {
     workload.set_replicas(&stable(), 4);
     let smoke = ScriptedAnalysis::verdicts([Verdict::Pass]);
     let errors = ScriptedAnalysis::verdicts([Verdict::Pass]);
-    let rollout = builder("bg", plan_of(blue_green()))
+    let rollout = builder("bg", plan(blue_green()))
         .router(router.clone())
         .workload(workload.clone())
         .health_probe(FakeProbe::new())
@@ -57,19 +57,12 @@ async fn blue_green_previews_switches_once_and_retires_the_old_revision() {
     assert!(position(&s, "analysis `errors` #3") < position(&s, "scale `v1` to 0"));
 }
 
-fn plan_of(strategy: impl Into<cutover_core::Strategy>) -> cutover_core::Plan {
-    cutover_core::Plan::new(strategy).with_retry(cutover_core::RetryPolicy {
-        jitter: 0.0,
-        ..cutover_core::RetryPolicy::default()
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn blue_green_post_promotion_failure_switches_back() {
     let router = FakeRouter::new("lb");
     let workload = FakeWorkload::new("deployments");
     workload.set_replicas(&stable(), 4);
-    let rollout = builder("bg-back", plan_of(blue_green()))
+    let rollout = builder("bg-back", plan(blue_green()))
         .router(router.clone())
         .workload(workload.clone())
         .analysis("smoke", ScriptedAnalysis::verdicts([Verdict::Pass]))
@@ -108,7 +101,7 @@ async fn blue_green_keeps_the_candidate_when_abort_delay_is_null() {
         abort_scale_down_delay: None,
         ..blue_green()
     };
-    let rollout = builder("bg-keep", plan_of(bg))
+    let rollout = builder("bg-keep", plan(bg))
         .router(router)
         .workload(workload.clone())
         .analysis("smoke", ScriptedAnalysis::verdicts([Verdict::Fail]))
@@ -129,7 +122,7 @@ async fn blue_green_waits_for_manual_promotion() {
         auto_promotion: AutoPromotion::Disabled,
         ..BlueGreen::default()
     };
-    let rollout = builder("bg-manual", plan_of(bg))
+    let rollout = builder("bg-manual", plan(bg))
         .router(router.clone())
         .build()
         .unwrap();
@@ -150,7 +143,7 @@ async fn blue_green_auto_promotes_after_a_delay() {
         auto_promotion: AutoPromotion::After(mins(15)),
         ..BlueGreen::default()
     };
-    let rollout = builder("bg-after", plan_of(bg))
+    let rollout = builder("bg-after", plan(bg))
         .router(router.clone())
         .build()
         .unwrap();
@@ -181,13 +174,16 @@ async fn rolling_update_respects_surge_and_unavailability() {
     let workload = FakeWorkload::new("deployment");
     workload.set_replicas(&stable(), 10);
     let rolling = Rolling::new(10); // 25 % surge (3), 25 % unavailable (2)
-    let rollout = builder("rolling", plan_of(rolling))
+    let rollout = builder("rolling", plan(rolling))
         .workload(workload.clone())
         .build()
         .unwrap();
     assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
     let scales = workload.scales();
     check_rolling(&scales, 10, 10, 3);
+    // Never fewer than 10 - 2 replicas ready.
+    let ready = workload.ready_after_each_scale();
+    assert!(ready.iter().all(|&r| r >= 8), "{ready:?}");
     // First move: surge 3 new replicas.
     assert_eq!(scales[0], (candidate(), 3));
 }
@@ -201,7 +197,7 @@ async fn rolling_update_without_surge_never_exceeds_the_total() {
         max_unavailable: Quantity::Count(1),
         ..Rolling::new(5)
     };
-    let rollout = builder("rolling-nosurge", plan_of(rolling))
+    let rollout = builder("rolling-nosurge", plan(rolling))
         .workload(workload.clone())
         .build()
         .unwrap();
@@ -209,6 +205,11 @@ async fn rolling_update_without_surge_never_exceeds_the_total() {
     let scales = workload.scales();
     check_rolling(&scales, 5, 5, 0);
     assert_eq!(scales.len(), 10, "one replica at a time: {scales:?}");
+    let ready = workload.ready_after_each_scale();
+    assert!(
+        ready.iter().all(|&r| r >= 4),
+        "never fewer than 5 - 1 ready: {ready:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -219,7 +220,7 @@ async fn rolling_update_rolls_back_when_new_replicas_never_become_ready() {
     let rolling = Rolling::new(6);
     let rollout = builder(
         "rolling-stuck",
-        plan_of(rolling).with_progress_deadline(mins(3)),
+        plan(rolling).with_progress_deadline(mins(3)),
     )
     .workload(workload.clone())
     .build()
@@ -247,7 +248,7 @@ async fn rolling_update_rolls_back_on_a_failed_probe() {
         &candidate(),
         cutover_core::Health::failed("readiness endpoint returns 500"),
     );
-    let rollout = builder("rolling-probe", plan_of(Rolling::new(4)))
+    let rollout = builder("rolling-probe", plan(Rolling::new(4)))
         .workload(workload.clone())
         .health_probe(probe)
         .build()
@@ -309,7 +310,7 @@ async fn ab_test_promotes_a_winning_candidate_when_configured() {
     let proxy = conversions((120, 1000), (170, 1000));
     let rollout = builder(
         "ab-promote",
-        plan_of(ab(true)).with_analysis("conversion", conversion()),
+        plan(ab(true)).with_analysis("conversion", conversion()),
     )
     .router(router.clone())
     .metric_source("proxy", proxy.clone())
@@ -330,7 +331,7 @@ async fn ab_test_reports_the_winner_and_returns_to_stable() {
     let router = FakeRouter::new("proxy");
     let rollout = builder(
         "ab-report",
-        plan_of(ab(false)).with_analysis("conversion", conversion()),
+        plan(ab(false)).with_analysis("conversion", conversion()),
     )
     .router(router.clone())
     .metric_source("proxy", conversions((120, 1000), (170, 1000)))
@@ -362,7 +363,7 @@ async fn ab_test_extends_without_a_winner_then_concludes_none() {
     let proxy = conversions((120, 1000), (121, 1000));
     let rollout = builder(
         "ab-none",
-        plan_of(test).with_analysis("conversion", conversion()),
+        plan(test).with_analysis("conversion", conversion()),
     )
     .router(router.clone())
     .metric_source("proxy", proxy.clone())

@@ -29,6 +29,7 @@ struct WorkloadWorld {
     ready_after_polls: u32,
     stuck: BTreeMap<RevisionId, u32>,
     scales: Vec<(RevisionId, u32)>,
+    ready_after_scale: Vec<u32>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,6 +85,12 @@ impl FakeWorkload {
         self.world.lock().scales.clone()
     }
 
+    /// Ready replicas of all revisions together, right after each scale call. A rolling update
+    /// that keeps enough capacity never lets this drop below its minimum.
+    pub fn ready_after_each_scale(&self) -> Vec<u32> {
+        self.world.lock().ready_after_scale.clone()
+    }
+
     /// Desired replicas of `revision` now.
     pub fn desired(&self, revision: &RevisionId) -> u32 {
         self.world
@@ -110,6 +117,8 @@ impl Workload for FakeWorkload {
             entry.ready = entry.ready.min(replicas);
             entry.polls_since_scale = 0;
         }
+        let ready = world.revisions.values().map(|r| r.ready).sum();
+        world.ready_after_scale.push(ready);
         Ok(())
     }
 

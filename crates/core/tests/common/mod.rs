@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use cutover_core::{
-    AnalysisRun, Canary, CanaryStep, Outcome, Plan, RetryPolicy, RevisionId, Rollout,
-    RolloutBuilder, RolloutEvent, Timestamp, TokioClock, TrafficSplit, Weight,
+    AnalysisRun, CanaryStep, Outcome, Plan, RetryPolicy, RevisionId, Rollout, RolloutBuilder,
+    RolloutEvent, Timestamp, TokioClock, TrafficSplit, Weight,
 };
 use futures_util::StreamExt as _;
 
@@ -34,8 +34,8 @@ pub fn analysis(name: &str) -> CanaryStep {
 }
 
 /// A plan with retries that wait exactly 1 s, 2 s, 4 s... (no jitter).
-pub fn plan(canary: Canary) -> Plan {
-    Plan::new(canary).with_retry(RetryPolicy {
+pub fn plan(strategy: impl Into<cutover_core::Strategy>) -> Plan {
+    Plan::new(strategy).with_retry(RetryPolicy {
         jitter: 0.0,
         ..RetryPolicy::default()
     })
