@@ -23,6 +23,9 @@ mod router;
 pub mod weights;
 mod workload;
 
+/// The AWS SDK for ELBv2 this crate is built on, for building clients and targets.
+pub use aws_sdk_elasticloadbalancingv2 as sdk;
+
 pub use arn::{ElbArn, ResourceKind};
 pub use client::{CALL_TIMEOUT, CONNECT_TIMEOUT, client_from_config, client_from_env, configure};
 pub use error::{AlbError, classify};
