@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, TargetDescription};
 use common::Moto;
+use cutover_aws_alb::moto::Fixture;
 use cutover_aws_alb::{AlbRouter, Target, TargetGroupWorkload, TargetHealthProbe};
 use cutover_core::{
     ErrorKind, Health, HealthProbe as _, Outcome, Plan, ProviderError, ReplicaStatus, RevisionId,
@@ -58,6 +59,16 @@ async fn listener_actions(moto: &Moto, listener: &str) -> Vec<Action> {
     out.listeners()[0].default_actions().to_vec()
 }
 
+/// A router on the fixture's listener: v1 on the stable group, v2 on the candidate group.
+fn listener_router(moto: &Moto, fx: &Fixture) -> AlbRouter {
+    AlbRouter::builder(moto.client.clone())
+        .listener(&fx.listener)
+        .target_group("v1", &fx.stable)
+        .target_group("v2", &fx.candidate)
+        .build()
+        .unwrap()
+}
+
 /// A router that records what AWS reports after each split it sets.
 #[derive(Debug, Clone)]
 struct Observed {
@@ -97,12 +108,7 @@ fn candidate_percent(seen: &Observed) -> Vec<f64> {
 #[ignore = "needs moto: scripts/test-deps"]
 async fn listener_router_passes_the_contract() {
     let (moto, fx) = Moto::with_fixture().await;
-    let router = AlbRouter::builder(moto.client.clone())
-        .listener(&fx.listener)
-        .target_group("v1", &fx.stable)
-        .target_group("v2", &fx.candidate)
-        .build()
-        .unwrap();
+    let router = listener_router(&moto, &fx);
     // The fixture's listener forwards with TargetGroupArn only: read as all traffic on v1.
     let before = router.current_split().await.unwrap().unwrap();
     assert!(before.is_all_to(&rev("v1")), "{before}");
@@ -207,71 +213,50 @@ async fn rule_router_passes_the_contract_and_keeps_what_it_does_not_manage() {
     assert_eq!(named.kind(), ErrorKind::Unsupported);
 }
 
+/// Runs a canary with `steps` on the fixture's listener through the engine; returns the
+/// outcome, the candidate's share moto reported after each split, and the listener's final
+/// (target group, weight) pairs.
+async fn engine_run(
+    name: &str,
+    steps: &str,
+    verdicts: &[Verdict],
+) -> (Outcome, Vec<f64>, Vec<(String, i32)>, Fixture) {
+    let (moto, fx) = Moto::with_fixture().await;
+    let router = Observed {
+        inner: listener_router(&moto, &fx),
+        seen: Arc::default(),
+    };
+    let plan = Plan::from_yaml(&format!("strategy: {{ canary: {{ steps: {steps} }} }}")).unwrap();
+    let rollout = Rollout::builder(name, plan)
+        .revisions("v1", "v2")
+        .router(router.clone())
+        .analysis("checks", ScriptedAnalysis::verdicts(verdicts.to_vec()))
+        .build()
+        .unwrap();
+    let outcome = rollout.run().await.unwrap();
+    let (groups, _) = forward(&listener_actions(&moto, &fx.listener).await);
+    (outcome, candidate_percent(&router), groups, fx)
+}
+
 #[tokio::test]
 #[ignore = "needs moto: scripts/test-deps"]
 async fn canary_through_the_engine_promotes_at_10_50_100() {
-    let (moto, fx) = Moto::with_fixture().await;
-    let router = Observed {
-        inner: AlbRouter::builder(moto.client.clone())
-            .listener(&fx.listener)
-            .target_group("v1", &fx.stable)
-            .target_group("v2", &fx.candidate)
-            .build()
-            .unwrap(),
-        seen: Arc::default(),
-    };
-    let plan = Plan::from_yaml(
-        "strategy: { canary: { steps: [ {set_weight: 10}, {pause: {duration: 10ms}}, {set_weight: 50}, {pause: {duration: 10ms}} ] } }",
-    )
-    .unwrap();
-    let rollout = Rollout::builder("alb-canary", plan)
-        .revisions("v1", "v2")
-        .router(router.clone())
-        .build()
-        .unwrap();
-    assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
-    assert_eq!(candidate_percent(&router), [10.0, 50.0, 100.0]);
-    let (groups, _) = forward(&listener_actions(&moto, &fx.listener).await);
-    assert_eq!(
-        groups,
-        [(fx.stable.clone(), 0), (fx.candidate.clone(), 999)]
-    );
+    let steps = "[ {set_weight: 10}, {pause: {duration: 10ms}}, {set_weight: 50}, {pause: {duration: 10ms}} ]";
+    let (outcome, seen, groups, fx) = engine_run("alb-canary", steps, &[]).await;
+    assert_eq!(outcome, Outcome::Promoted);
+    assert_eq!(seen, [10.0, 50.0, 100.0]);
+    assert_eq!(groups, [(fx.stable, 0), (fx.candidate, 999)]);
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test-deps"]
 async fn failing_analysis_rolls_the_listener_back_to_stable() {
-    let (moto, fx) = Moto::with_fixture().await;
-    let router = Observed {
-        inner: AlbRouter::builder(moto.client.clone())
-            .listener(&fx.listener)
-            .target_group("v1", &fx.stable)
-            .target_group("v2", &fx.candidate)
-            .build()
-            .unwrap(),
-        seen: Arc::default(),
-    };
-    let plan = Plan::from_yaml(
-        "strategy: { canary: { steps: [ {set_weight: 10}, {analysis: {name: checks}}, {set_weight: 50}, {analysis: {name: checks}} ] } }",
-    )
-    .unwrap();
-    let rollout = Rollout::builder("alb-rollback", plan)
-        .revisions("v1", "v2")
-        .router(router.clone())
-        .analysis(
-            "checks",
-            ScriptedAnalysis::verdicts([Verdict::Pass, Verdict::Fail]),
-        )
-        .build()
-        .unwrap();
-    let outcome = rollout.run().await.unwrap();
+    let steps = "[ {set_weight: 10}, {analysis: {name: checks}}, {set_weight: 50}, {analysis: {name: checks}} ]";
+    let (outcome, seen, groups, fx) =
+        engine_run("alb-rollback", steps, &[Verdict::Pass, Verdict::Fail]).await;
     assert!(matches!(outcome, Outcome::RolledBack(_)), "{outcome:?}");
-    assert_eq!(candidate_percent(&router), [10.0, 50.0, 0.0]);
-    let (groups, _) = forward(&listener_actions(&moto, &fx.listener).await);
-    assert_eq!(
-        groups,
-        [(fx.stable.clone(), 999), (fx.candidate.clone(), 0)]
-    );
+    assert_eq!(seen, [10.0, 50.0, 0.0]);
+    assert_eq!(groups, [(fx.stable, 999), (fx.candidate, 0)]);
 }
 
 #[tokio::test]
