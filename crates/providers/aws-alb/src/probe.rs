@@ -131,7 +131,7 @@ pub(crate) fn group_health(group: &ElbArn, targets: &[TargetHealthDescription]) 
 /// The revision is [`Health::Failed`] if any target is failing (the reasons are in the
 /// message), [`Health::Ready`] if every counted target is healthy and there is at least one,
 /// and [`Health::Progressing`] otherwise (with the reason codes of the targets not yet healthy).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TargetHealthProbe {
     client: Client,
     name: String,
@@ -187,6 +187,16 @@ impl HealthProbe for TargetHealthProbe {
             .await
             .map_err(|e| classify("DescribeTargetHealth", group.as_str(), e))?;
         Ok(group_health(group, out.target_health_descriptions()))
+    }
+}
+
+/// Leaves the client out: its configuration is no business of logs.
+impl std::fmt::Debug for TargetHealthProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetHealthProbe")
+            .field("name", &self.name)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
     }
 }
 

@@ -80,7 +80,7 @@ impl fmt::Display for ForwardTarget {
 ///     .build()?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AlbRouter {
     client: Client,
     name: String,
@@ -537,5 +537,16 @@ impl TrafficRouter for AlbRouter {
         };
         self.update("set sticky sessions", |forward| forward.sticky = seconds)
             .await
+    }
+}
+
+/// Leaves the client out: its configuration is no business of logs.
+impl std::fmt::Debug for AlbRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlbRouter")
+            .field("name", &self.name)
+            .field("target", &self.target)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
     }
 }

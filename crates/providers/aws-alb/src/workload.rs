@@ -98,7 +98,7 @@ impl fmt::Display for Target {
 ///   after that it fails with a transient error and the engine calls it again). So a batch of
 ///   old targets is gone before the next one starts.
 /// - Targets of the target group outside every pool are never touched.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TargetGroupWorkload {
     client: Client,
     name: String,
@@ -293,5 +293,18 @@ impl Workload for TargetGroupWorkload {
             ready: healthy,
             available: healthy,
         })
+    }
+}
+
+/// Leaves the client out: its configuration is no business of logs.
+impl std::fmt::Debug for TargetGroupWorkload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetGroupWorkload")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("pools", &self.pools)
+            .field("drain_poll", &self.drain_poll)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish_non_exhaustive()
     }
 }

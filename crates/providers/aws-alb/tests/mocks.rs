@@ -21,8 +21,8 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use cutover_aws_alb::{AlbError, AlbRouter, Target, TargetGroupWorkload, configure};
 use cutover_core::{
-    ErrorKind, Outcome, Plan, RetryPolicy, RevisionId, Rollout, StickySession, TrafficRouter,
-    TrafficSplit, Weight, Workload,
+    ErrorKind, HealthProbe as _, Outcome, Plan, RetryPolicy, RevisionId, Rollout, StickySession,
+    TrafficRouter, TrafficSplit, Weight, Workload,
 };
 
 const ACCOUNT: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012";
@@ -548,5 +548,101 @@ async fn a_drain_that_never_ends_is_a_transient_error() {
     assert!(
         err.to_string().contains("10.0.0.1:80 still draining"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_are_transient() {
+    use aws_sdk_elasticloadbalancingv2::config::timeout::TimeoutConfig;
+    use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Region};
+    // A server that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn);
+        }
+    });
+    let config = configure(
+        aws_sdk_elasticloadbalancingv2::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .endpoint_url(url),
+    )
+    .timeout_config(
+        TimeoutConfig::builder()
+            .operation_attempt_timeout(Duration::from_millis(200))
+            .build(),
+    )
+    .build();
+    let router = router(Client::from_conf(config));
+    let err = router.current_split().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn probe_reports_states_moto_never_shows() {
+    use TargetHealthReasonEnum as R;
+    use TargetHealthStateEnum as S;
+    let describe = mock!(Client::describe_target_health)
+        .sequence()
+        .http_response(|| aws_error(400, "Throttling", None))
+        .output(|| {
+            DescribeTargetHealthOutput::builder()
+                .target_health_descriptions(health("10.0.0.1", S::Healthy, None))
+                .target_health_descriptions(health(
+                    "10.0.0.2",
+                    S::Initial,
+                    Some(R::InitialHealthChecking),
+                ))
+                .target_health_descriptions(health(
+                    "10.0.0.3",
+                    S::Draining,
+                    Some(R::DeregistrationInProgress),
+                ))
+                .build()
+        })
+        .output(|| {
+            DescribeTargetHealthOutput::builder()
+                .target_health_descriptions(health("10.0.0.1", S::Healthy, None))
+                .target_health_descriptions(health(
+                    "10.0.0.2",
+                    S::Unhealthy,
+                    Some(R::ResponseCodeMismatch),
+                ))
+                .build()
+        })
+        .build();
+    let client = mock_client!(
+        aws_sdk_elasticloadbalancingv2,
+        RuleMode::Sequential,
+        [&describe],
+        configure
+    );
+    let probe = cutover_aws_alb::TargetHealthProbe::new(client, [("v2", tg("v2"))]).unwrap();
+    let v2 = rev("v2");
+    assert_eq!(
+        probe.check(&v2).await.unwrap_err().kind(),
+        ErrorKind::Throttled
+    );
+    let starting = probe.check(&v2).await.unwrap().to_string();
+    assert_eq!(
+        starting,
+        format!(
+            "progressing: target group `{}`: 1/2 targets healthy; 10.0.0.2:80 initial (Elb.InitialHealthChecking)",
+            tg("v2")
+        )
+    );
+    let failed = probe.check(&v2).await.unwrap().to_string();
+    assert_eq!(
+        failed,
+        format!(
+            "failed: target group `{}`: 1/2 targets failing: 10.0.0.2:80 unhealthy (Target.ResponseCodeMismatch)",
+            tg("v2")
+        )
     );
 }
