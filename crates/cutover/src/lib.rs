@@ -10,6 +10,7 @@
 //! | [`Rollout`], the plans, the provider traits, the stores | `cutover-core` | always |
 //! | [`analysis`]: verdicts, measurement tallies, A/B statistics | `cutover-analysis` | always |
 //! | `test`: fakes, scripted metrics, the router contract suite | `cutover-test` | `test-util` |
+//! | `aws_alb`: AWS ALB router (forward-action weights), target-health probe, target-group workload | `cutover-aws-alb` | `aws-alb` |
 //!
 //! Providers for Kubernetes, Istio, AWS ALB, Prometheus, PostgreSQL and the embedded local
 //! proxy will each be an opt-in feature here.
@@ -41,6 +42,7 @@
 //! # Feature flags
 //!
 //! - `test-util`: the `test` module and mockall mocks of every trait (`MockTrafficRouter`, ...).
+//! - `aws-alb`: the `aws_alb` module (`cutover-aws-alb`).
 //!
 //! # MSRV
 //!
@@ -51,3 +53,6 @@ pub use cutover_analysis as analysis;
 pub use cutover_core::*;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
+
+#[cfg(feature = "aws-alb")]
+pub use cutover_aws_alb as aws_alb;
