@@ -226,9 +226,10 @@ fn is_lock_conflict(e: &tokio_postgres::Error) -> bool {
 
 /// Maps a PostgreSQL error to a provider error kind, naming `what` failed.
 pub(crate) fn pg_error(e: &tokio_postgres::Error, what: &str) -> ProviderError {
-    let detail = e
-        .as_db_error()
-        .map_or_else(|| e.to_string(), |db| format!("{}: {}", db.code().code(), db.message()));
+    let detail = e.as_db_error().map_or_else(
+        || e.to_string(),
+        |db| format!("{}: {}", db.code().code(), db.message()),
+    );
     let message = format!("{what}: {detail}");
     let Some(code) = e.code() else {
         // No SQLSTATE: the connection failed or was closed.

@@ -296,7 +296,8 @@ impl Operation {
                     let body = format!(
                         "IF NEW.{c} IS NULL THEN NEW.{c} := (SELECT ({expr}) FROM (SELECT NEW.*) AS cutover_row); END IF;"
                     );
-                    work.sql.push_str(&trigger_sql(schema, table, migration, &body));
+                    work.sql
+                        .push_str(&trigger_sql(schema, table, migration, &body));
                     work.backfill = Some(Backfill {
                         table: table.clone(),
                         column: column.clone(),
@@ -401,8 +402,10 @@ impl Operation {
                 );
             }
             Kind::CreateIndex { name, .. } => {
-                work.before_outside
-                    .push(format!("DROP INDEX CONCURRENTLY IF EXISTS {s}.{}", ident(name)));
+                work.before_outside.push(format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {s}.{}",
+                    ident(name)
+                ));
             }
             Kind::Check { table, name, .. } => {
                 work.sql = format!(
@@ -496,4 +499,62 @@ fn drop_trigger_sql(schema: &str, table: &str, migration: &str) -> String {
         s = ident(schema),
         t = ident(table),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_and_literals_escaped() {
+        assert_eq!(ident(r#"we"ird"#), r#""we""ird""#);
+        assert_eq!(literal("o'clock"), "'o''clock'");
+        let work = Operation::add_column("my table", "a\"b", "text").expand_work("public", "m");
+        assert!(
+            work.sql.contains(
+                r#"ALTER TABLE "public"."my table" ADD COLUMN IF NOT EXISTS "a""b" text"#
+            ),
+            "{}",
+            work.sql
+        );
+    }
+
+    #[test]
+    fn only_raw_sql_without_a_revert_is_irreversible() {
+        assert!(Operation::add_column("t", "c", "int").reversible());
+        assert!(Operation::drop_column("t", "c").reversible());
+        assert!(!Operation::raw_sql("SELECT 1").reversible());
+        assert!(
+            Operation::raw_sql("SELECT 1")
+                .revert_sql("SELECT 2")
+                .reversible()
+        );
+        assert!(
+            Operation::raw_sql("SELECT 1")
+                .revert_expand("public", "m")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn each_version_sees_its_own_names_during_a_rename() {
+        let work =
+            Operation::rename_column("users", "name", "full_name").expand_work("public", "m");
+        assert_eq!(
+            work.hide_old,
+            [("users".to_owned(), "full_name".to_owned())]
+        );
+        assert_eq!(work.hide_new, [("users".to_owned(), "name".to_owned())]);
+        assert_eq!(work.backfill.unwrap().expr, "\"name\"");
+    }
+
+    #[test]
+    fn builders_only_touch_their_own_operation() {
+        let op = Operation::create_table("t", "id int")
+            .with_default("1")
+            .unique();
+        assert_eq!(op, Operation::create_table("t", "id int"));
+        assert_eq!(op.table(), Some("t"));
+        assert_eq!(Operation::raw_sql("SELECT 1").table(), None);
+    }
 }

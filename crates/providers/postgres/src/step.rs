@@ -273,13 +273,7 @@ impl PgStep {
             return Ok(());
         }
         let work = self.inner.operation.contract_work(&db.schema, id);
-        let mut sql = set_state_sql(
-            id,
-            self.phase,
-            ctx.rollout.as_str(),
-            "applying",
-            false,
-        );
+        let mut sql = set_state_sql(id, self.phase, ctx.rollout.as_str(), "applying", false);
         let mut body = work.sql.clone();
         let _ = writeln!(
             body,

@@ -53,7 +53,10 @@ async fn a_backfill_killed_mid_way_resumes_without_losing_or_repeating_rows() {
         if batches.unwrap_or(0) >= 5 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the backfill never got going");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backfill never got going"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let killed: i64 = value(
@@ -68,14 +71,24 @@ async fn a_backfill_killed_mid_way_resumes_without_losing_or_repeating_rows() {
     assert!(err.message().contains("double-n"), "{err}");
 
     let (state, batches): (String, i64) = client
-        .query_one("SELECT state, batches FROM cutover.migrations WHERE migration = 'double-n'", &[])
+        .query_one(
+            "SELECT state, batches FROM cutover.migrations WHERE migration = 'double-n'",
+            &[],
+        )
         .await
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert_eq!(state, "applying");
     let missing: i64 = value(&client, "SELECT count(*) FROM items WHERE doubled IS NULL").await;
-    assert!(batches >= 5 && missing > 0, "stopped mid-way: {batches} batches, {missing} rows left");
-    assert_eq!(missing, ROWS - batches * i64::from(BATCH), "the cursor matches the rows done");
+    assert!(
+        batches >= 5 && missing > 0,
+        "stopped mid-way: {batches} batches, {missing} rows left"
+    );
+    assert_eq!(
+        missing,
+        ROWS - batches * i64::from(BATCH),
+        "the cursor matches the rows done"
+    );
 
     // A new process resumes it.
     let second = db(&url).migration("double-n", op).expand();
@@ -91,12 +104,27 @@ async fn a_backfill_killed_mid_way_resumes_without_losing_or_repeating_rows() {
         .await
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
-    assert_eq!((hits, distinct), (ROWS, ROWS), "every row updated exactly once");
-    let batches: i64 = value(&client, "SELECT batches FROM cutover.migrations WHERE migration = 'double-n'").await;
+    assert_eq!(
+        (hits, distinct),
+        (ROWS, ROWS),
+        "every row updated exactly once"
+    );
+    let batches: i64 = value(
+        &client,
+        "SELECT batches FROM cutover.migrations WHERE migration = 'double-n'",
+    )
+    .await;
     assert_eq!(batches, ROWS / i64::from(BATCH));
 
     // The trigger fills the column for rows an old version writes without it.
-    client.batch_execute("INSERT INTO items (n) VALUES (21)").await.unwrap();
-    let filled: i64 = value(&client, "SELECT doubled FROM items WHERE n = 21 ORDER BY id DESC LIMIT 1").await;
+    client
+        .batch_execute("INSERT INTO items (n) VALUES (21)")
+        .await
+        .unwrap();
+    let filled: i64 = value(
+        &client,
+        "SELECT doubled FROM items WHERE n = 21 ORDER BY id DESC LIMIT 1",
+    )
+    .await;
     assert_eq!(filled, 42);
 }

@@ -46,7 +46,9 @@ async fn app(
             let id: i64 = client.query_one(&insert, &[&name]).await?.get(0);
             let renamed = format!("{name}-renamed");
             // Update one of the seed rows too, racing the backfill.
-            client.execute(&update, &[&renamed, &(round % 200 + 1)]).await?;
+            client
+                .execute(&update, &[&renamed, &(round % 200 + 1)])
+                .await?;
             client.execute(&update, &[&renamed, &id]).await?;
             let seen: String = client.query_one(&read, &[&id]).await?.get(0);
             Ok::<_, tokio_postgres::Error>(seen == renamed)
@@ -54,7 +56,9 @@ async fn app(
         .await;
         match result {
             Ok(true) => {}
-            Ok(false) => tally.errors.push(format!("round {round}: read back a stale value")),
+            Ok(false) => tally
+                .errors
+                .push(format!("round {round}: read back a stale value")),
             Err(e) => tally.errors.push(format!("round {round}: {e}")),
         }
         tally.ops += 1;
@@ -83,18 +87,35 @@ async fn old_and_new_versions_read_and_write_during_a_rename_with_zero_errors() 
             size: 100,
             pause: Duration::from_millis(2),
         });
-    let rename = db.migration("rename-name", Operation::rename_column("users", "name", "full_name"));
+    let rename = db.migration(
+        "rename-name",
+        Operation::rename_column("users", "name", "full_name"),
+    );
 
     // The old version runs before, during and after the expand.
     let stop = Arc::new(AtomicBool::new(false));
     let old_rounds = Arc::new(AtomicU64::new(0));
-    let old = tokio::spawn(app(url.clone(), "v1", "name", stop.clone(), u64::MAX, old_rounds.clone()));
+    let old = tokio::spawn(app(
+        url.clone(),
+        "v1",
+        "name",
+        stop.clone(),
+        u64::MAX,
+        old_rounds.clone(),
+    ));
     let before = old_rounds.load(Ordering::Relaxed);
     rename.expand().apply(&ctx(false)).await.unwrap();
     let during = old_rounds.load(Ordering::Relaxed) - before;
     assert!(during > 0, "the old version kept working during the expand");
     // The new version starts once its views exist, and both run side by side.
-    let new = tokio::spawn(app(url.clone(), "v2", "full_name", stop.clone(), 300, Arc::default()));
+    let new = tokio::spawn(app(
+        url.clone(),
+        "v2",
+        "full_name",
+        stop.clone(),
+        300,
+        Arc::default(),
+    ));
     let new = new.await.unwrap();
     stop.store(true, Ordering::Relaxed);
     let old = old.await.unwrap();
@@ -102,14 +123,33 @@ async fn old_and_new_versions_read_and_write_during_a_rename_with_zero_errors() 
     assert!(old.errors.is_empty(), "old version: {:#?}", old.errors);
     assert!(new.errors.is_empty(), "new version: {:#?}", new.errors);
     assert_eq!(new.ops, 300);
-    assert!(old.ops > 300, "the old version ran throughout: {} rounds", old.ops);
+    assert!(
+        old.ops > 300,
+        "the old version ran throughout: {} rounds",
+        old.ops
+    );
     let rows: i64 = value(&client, "SELECT count(*) FROM users").await;
     let expected = 2000 + i64::try_from(old.ops + new.ops).unwrap();
     assert_eq!(rows, expected, "every insert landed");
-    let apart: i64 = value(&client, "SELECT count(*) FROM users WHERE name IS DISTINCT FROM full_name").await;
+    let apart: i64 = value(
+        &client,
+        "SELECT count(*) FROM users WHERE name IS DISTINCT FROM full_name",
+    )
+    .await;
     assert_eq!(apart, 0, "both names agree on every row");
     // Each version reads the other's writes under its own name.
-    let seen_by_old: i64 = value(&client, "SELECT count(*) FROM app_v1.users WHERE name LIKE 'v2-%'").await;
-    let seen_by_new: i64 = value(&client, "SELECT count(*) FROM app_v2.users WHERE full_name LIKE 'v1-%'").await;
-    assert!(seen_by_old > 0 && seen_by_new > 0, "{seen_by_old} {seen_by_new}");
+    let seen_by_old: i64 = value(
+        &client,
+        "SELECT count(*) FROM app_v1.users WHERE name LIKE 'v2-%'",
+    )
+    .await;
+    let seen_by_new: i64 = value(
+        &client,
+        "SELECT count(*) FROM app_v2.users WHERE full_name LIKE 'v1-%'",
+    )
+    .await;
+    assert!(
+        seen_by_old > 0 && seen_by_new > 0,
+        "{seen_by_old} {seen_by_new}"
+    );
 }

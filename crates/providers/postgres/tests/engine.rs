@@ -20,10 +20,11 @@ type Events = Pin<Box<dyn Stream<Item = RolloutEvent> + Send>>;
 async fn until_paused(events: &mut Events) {
     while let Some(event) = events.next().await {
         if let RolloutEvent::Record(DecisionRecord {
-            entry: Entry::Decision {
-                decision: Decision::Pause(_),
-                ..
-            },
+            entry:
+                Entry::Decision {
+                    decision: Decision::Pause(_),
+                    ..
+                },
             ..
         }) = event
         {
@@ -99,9 +100,15 @@ async fn an_aborted_canary_rolls_back_traffic_and_schema() {
     until_paused(&mut events).await;
 
     // Expanded, 10 % on v2, and each version sees its own shape.
-    assert_eq!(columns(&client, "public", "users").await, ["id", "name", "status", "full_name"]);
+    assert_eq!(
+        columns(&client, "public", "users").await,
+        ["id", "name", "status", "full_name"]
+    );
     assert_eq!(columns(&client, "app_v1", "users").await, ["id", "name"]);
-    assert_eq!(columns(&client, "app_v2", "users").await, ["id", "status", "full_name"]);
+    assert_eq!(
+        columns(&client, "app_v2", "users").await,
+        ["id", "status", "full_name"]
+    );
     let current = router.current().unwrap();
     assert_eq!(current.weight(&"v2".parse().unwrap()).basis_points(), 1000);
 
@@ -123,7 +130,10 @@ async fn an_aborted_canary_rolls_back_traffic_and_schema() {
         .collect();
     assert_eq!(names, ["ada", "grace"]);
     let states: Vec<(String, String)> = client
-        .query("SELECT migration, state FROM cutover.migrations ORDER BY migration", &[])
+        .query(
+            "SELECT migration, state FROM cutover.migrations ORDER BY migration",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -156,7 +166,10 @@ async fn an_aborted_canary_rolls_back_traffic_and_schema() {
     ];
     assert!(applied.is_sorted() && applied[2] < first_split, "{s:#?}");
     assert!(back < reverted[0] && reverted.is_sorted(), "{s:#?}");
-    assert!(!s.iter().any(|x| x.contains("rename-name/contract")), "{s:#?}");
+    assert!(
+        !s.iter().any(|x| x.contains("rename-name/contract")),
+        "{s:#?}"
+    );
 }
 
 #[tokio::test]
@@ -176,9 +189,18 @@ async fn a_promoted_canary_contracts_after_promotion() {
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
 
     assert!(router.current().unwrap().is_all_to(&"v2".parse().unwrap()));
-    assert_eq!(columns(&client, "public", "users").await, ["id", "status", "full_name"]);
-    assert!(columns(&client, "app_v1", "users").await.is_empty(), "old views gone");
-    assert_eq!(columns(&client, "app_v2", "users").await, ["id", "status", "full_name"]);
+    assert_eq!(
+        columns(&client, "public", "users").await,
+        ["id", "status", "full_name"]
+    );
+    assert!(
+        columns(&client, "app_v1", "users").await.is_empty(),
+        "old views gone"
+    );
+    assert_eq!(
+        columns(&client, "app_v2", "users").await,
+        ["id", "status", "full_name"]
+    );
     let names: Vec<String> = client
         .query("SELECT full_name FROM users ORDER BY id", &[])
         .await
@@ -189,7 +211,8 @@ async fn a_promoted_canary_contracts_after_promotion() {
     assert_eq!(names, ["ada", "grace", "linus"]);
     let s = summaries(&handle.records());
     assert!(
-        position(&s, "set split v1 0%, v2 100%") < position(&s, "apply migration `rename-name/contract`"),
+        position(&s, "set split v1 0%, v2 100%")
+            < position(&s, "apply migration `rename-name/contract`"),
         "{s:#?}"
     );
 }

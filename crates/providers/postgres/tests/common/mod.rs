@@ -92,16 +92,22 @@ impl Server {
             .keep();
         if is_root() {
             run(
-                Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir),
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&dir),
                 "chown",
             );
         }
         let data = dir.join("data");
         run(
-            as_postgres(&bin("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            as_postgres(&bin("initdb")).arg("-D").arg(&data).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]),
             "initdb",
         );
         let port = free_port();
@@ -155,7 +161,10 @@ impl Server {
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             format!("CREATE DATABASE {name}"),
         ] {
-            admin.batch_execute(&sql).await.expect("create the test database");
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("create the test database");
         }
         self.url(name)
     }
