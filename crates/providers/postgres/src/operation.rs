@@ -17,7 +17,9 @@ use crate::db::{ident, literal};
 /// | [`raw_sql`](Self::raw_sql) | your SQL | your revert SQL, if given | your contract SQL, if given |
 ///
 /// Table, column, index and constraint names are quoted identifiers in the database's schema;
-/// types, defaults, expressions and raw SQL are SQL text, trusted as written.
+/// types, defaults, expressions and raw SQL are SQL text, trusted as written. A modifier
+/// ([`with_default`](Self::with_default), [`unique`](Self::unique)...) applied to an operation it
+/// does not belong to changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     kind: Kind,

@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cutover_core::{MigrationContext, MigrationPhase, MigrationStep, ProviderError};
+use cutover_core::{ErrorKind, MigrationContext, MigrationPhase, MigrationStep, ProviderError};
 use tokio_postgres::Client;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::db::{ident, literal, pg_error};
 use crate::operation::Operation;
@@ -325,7 +325,19 @@ impl MigrationStep for PgStep {
 
     async fn apply(&self, ctx: &MigrationContext) -> Result<(), ProviderError> {
         match self.phase {
-            MigrationPhase::Expand => self.expand(ctx).await,
+            MigrationPhase::Expand => match self.expand(ctx).await {
+                // Retrying will not help (bad SQL, data that breaks a constraint), and the
+                // engine reverts only steps that finished: undo what this one did so far, so
+                // the old version is left with the schema it had.
+                Err(e) if e.kind() == ErrorKind::Permanent && self.reversible() => {
+                    warn!(migration = self.id(), error = %e, "expand failed for good; undoing it");
+                    if let Err(undo) = self.revert_expand(ctx).await {
+                        warn!(migration = self.id(), error = %undo, "could not undo the failed expand");
+                    }
+                    Err(e)
+                }
+                other => other,
+            },
             MigrationPhase::Contract => self.contract(ctx).await,
         }
     }

@@ -6,7 +6,7 @@ mod common;
 
 use std::pin::Pin;
 
-use common::{columns, connect, server, value};
+use common::{columns, connect, pairs, server, value};
 use cutover_core::{
     Canary, CanaryStep, DecisionRecord, Entry, Outcome, Plan, Rollout, RolloutEvent,
     planner::Decision,
@@ -129,16 +129,11 @@ async fn an_aborted_canary_rolls_back_traffic_and_schema() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(names, ["ada", "grace"]);
-    let states: Vec<(String, String)> = client
-        .query(
-            "SELECT migration, state FROM cutover.migrations ORDER BY migration",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let states = pairs(
+        &client,
+        "SELECT migration, state FROM cutover.migrations ORDER BY migration",
+    )
+    .await;
     assert_eq!(
         states,
         [

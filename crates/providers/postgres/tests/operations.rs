@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{columns, connect, ctx, server, value};
+use common::{columns, connect, ctx, pairs, server, value};
 use cutover_core::{ErrorKind, MigrationStep as _};
 use cutover_postgres::{Operation, Postgres};
 
@@ -84,13 +84,11 @@ async fn add_column_with_default_expands_reverts_and_contracts() {
         columns(&client, "app_v2", "orders").await,
         ["id", "total", "status"]
     );
-    let states: Vec<(String, String)> = client
-        .query("SELECT phase, state FROM cutover.migrations WHERE migration = 'add-status' ORDER BY phase", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let states = pairs(
+        &client,
+        "SELECT phase, state FROM cutover.migrations WHERE migration = 'add-status' ORDER BY phase",
+    )
+    .await;
     assert_eq!(
         states,
         [
@@ -251,11 +249,25 @@ async fn constraints_go_in_not_valid_then_validated() {
     let err = check.expand().apply(&ctx(false)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(err.message().contains("positive-total"), "{err}");
+    // The failed step undid itself: no NOT VALID constraint is left to reject the old
+    // version's writes.
+    client
+        .batch_execute("INSERT INTO orders (total) VALUES (-2)")
+        .await
+        .unwrap();
+    assert_eq!(
+        check.expand().is_applied(&ctx(false)).await.unwrap(),
+        Some(false)
+    );
     client
         .batch_execute("DELETE FROM orders WHERE total < 0")
         .await
         .unwrap();
     check.expand().apply(&ctx(false)).await.unwrap();
+    assert_eq!(
+        check.expand().is_applied(&ctx(false)).await.unwrap(),
+        Some(true)
+    );
 
     client
         .batch_execute("ALTER TABLE orders ADD COLUMN note text; UPDATE orders SET note = 'x'")

@@ -215,3 +215,14 @@ pub async fn columns(client: &Client, schema: &str, table: &str) -> Vec<String> 
 pub async fn value<T: for<'a> tokio_postgres::types::FromSql<'a>>(client: &Client, sql: &str) -> T {
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
+
+/// The rows of `sql` as pairs of strings.
+pub async fn pairs(client: &Client, sql: &str) -> Vec<(String, String)> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
