@@ -74,6 +74,8 @@ impl Migration {
 /// Each run records its progress in `cutover.migrations` inside the database (state
 /// `applying` / `applied` / `reverting` / `reverted` and the backfill cursor), every part is
 /// idempotent, and a run after a crash resumes where the last one stopped.
+/// [`is_applied`](MigrationStep::is_applied) answers from that table: `Some(true)` when
+/// applied, `Some(false)` when never run or reverted, `None` when a run stopped half-way.
 #[derive(Debug, Clone)]
 pub struct PgStep {
     inner: Arc<Inner>,
@@ -355,6 +357,12 @@ impl MigrationStep for PgStep {
     async fn is_applied(&self, _ctx: &MigrationContext) -> Result<Option<bool>, ProviderError> {
         let client = self.db().connect().await?;
         let progress = progress::read(&client, &self.inner.id, self.phase).await?;
-        Ok(Some(progress.is_some_and(|p| p.state == "applied")))
+        // Half applied or half reverted: neither answer is true, so the engine runs the
+        // pending `apply` or `revert` again, which finishes the job.
+        Ok(match progress.as_ref().map(|p| p.state.as_str()) {
+            Some("applied") => Some(true),
+            None | Some("reverted") => Some(false),
+            Some(_) => None,
+        })
     }
 }
