@@ -70,7 +70,7 @@ async fn app(
 
 /// Waits until `done` holds, polling with a 60 s deadline.
 async fn until(done: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
     while !done() {
         assert!(tokio::time::Instant::now() < deadline, "timed out");
         tokio::time::sleep(Duration::from_millis(5)).await;
