@@ -1,6 +1,7 @@
 //! Full canaries through the engine (`Rollout::builder` with a fake router from cutover-test)
-//! against a real PostgreSQL: an aborted canary rolls back traffic and schema, in reverse
-//! order, and says so in the decision record; a promoted one contracts after promotion.
+//! against a real PostgreSQL: an aborted canary, and one whose candidate turns unhealthy, roll
+//! back traffic and then schema, in reverse order, and say so in the decision record; a
+//! promoted one contracts after promotion.
 
 mod common;
 
@@ -8,11 +9,11 @@ use std::pin::Pin;
 
 use common::{columns, connect, pairs, server, value};
 use cutover_core::{
-    Canary, CanaryStep, DecisionRecord, Entry, Outcome, Plan, Rollout, RolloutEvent,
-    planner::Decision,
+    Canary, CanaryStep, DecisionRecord, Entry, Health, Outcome, Plan, Rollout, RolloutBuilder,
+    RolloutEvent, StopReason, planner::Decision,
 };
 use cutover_postgres::{Operation, Postgres};
-use cutover_test::FakeRouter;
+use cutover_test::{FakeProbe, FakeRouter};
 use futures_util::{Stream, StreamExt as _};
 
 type Events = Pin<Box<dyn Stream<Item = RolloutEvent> + Send>>;
@@ -47,7 +48,7 @@ fn position(summaries: &[String], needle: &str) -> usize {
 
 /// `users(id, name)` with two rows, and the migrations of v2: a `status` column, a rename of
 /// `name` to `full_name`, and an index.
-async fn setup(name: &str) -> (Postgres, tokio_postgres::Client, Rollout, FakeRouter) {
+async fn setup(name: &str) -> (tokio_postgres::Client, RolloutBuilder, FakeRouter) {
     let url = server().database(name).await;
     let client = connect(&url).await;
     client
@@ -84,16 +85,15 @@ async fn setup(name: &str) -> (Postgres, tokio_postgres::Client, Rollout, FakeRo
         .migration(status.expand())
         .migration(rename.expand())
         .migration(index.expand())
-        .migration(rename.contract())
-        .build()
-        .unwrap();
-    (db, client, rollout, router)
+        .migration(rename.contract());
+    (client, rollout, router)
 }
 
 #[tokio::test]
 #[ignore = "needs postgres: scripts/test-deps"]
 async fn an_aborted_canary_rolls_back_traffic_and_schema() {
-    let (_db, client, rollout, router) = setup("canary_abort").await;
+    let (client, rollout, router) = setup("canary_abort").await;
+    let rollout = rollout.build().unwrap();
     let handle = rollout.handle();
     let mut events: Events = Box::pin(rollout.subscribe());
     let run = tokio::spawn(rollout.run());
@@ -170,7 +170,8 @@ async fn an_aborted_canary_rolls_back_traffic_and_schema() {
 #[tokio::test]
 #[ignore = "needs postgres: scripts/test-deps"]
 async fn a_promoted_canary_contracts_after_promotion() {
-    let (_db, client, rollout, router) = setup("canary_promote").await;
+    let (client, rollout, router) = setup("canary_promote").await;
+    let rollout = rollout.build().unwrap();
     let handle = rollout.handle();
     let mut events: Events = Box::pin(rollout.subscribe());
     let run = tokio::spawn(rollout.run());
@@ -208,6 +209,36 @@ async fn a_promoted_canary_contracts_after_promotion() {
     assert!(
         position(&s, "set split v1 0%, v2 100%")
             < position(&s, "apply migration `rename-name/contract`"),
+        "{s:#?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs postgres: scripts/test-deps"]
+async fn an_unhealthy_canary_rolls_back_traffic_and_schema_by_itself() {
+    let (client, rollout, router) = setup("canary_unhealthy").await;
+    let probe = FakeProbe::new();
+    probe.set(
+        &"v2".parse().unwrap(),
+        Health::failed("v2 in CrashLoopBackOff"),
+    );
+    let rollout = rollout.health_probe(probe).build().unwrap();
+    let handle = rollout.handle();
+    let outcome = rollout.run().await.unwrap();
+    assert!(
+        matches!(&outcome, Outcome::RolledBack(StopReason::Unhealthy { .. })),
+        "{outcome:?}"
+    );
+    let weights: Vec<u16> = router
+        .splits()
+        .iter()
+        .map(|s| s.weight(&"v2".parse().unwrap()).basis_points())
+        .collect();
+    assert_eq!(weights, [1000, 0], "10 %, then all back to v1");
+    assert_eq!(columns(&client, "public", "users").await, ["id", "name"]);
+    let s = summaries(&handle.records());
+    assert!(
+        position(&s, "set split v1 100%, v2 0%") < position(&s, "revert migration `add-status`"),
         "{s:#?}"
     );
 }
