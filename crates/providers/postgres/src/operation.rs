@@ -130,8 +130,11 @@ impl Operation {
         self
     }
 
-    /// Renames `from` to `to` without downtime: a new column kept in step by triggers and
-    /// backfilled; each version's views show the name it expects. Contract drops `from`.
+    /// Renames `from` to `to` without downtime: a new column of the same type kept in step by
+    /// triggers and backfilled; each version's views show the name it expects. Contract drops
+    /// `from`. The new column is nullable and has no default, index or constraint of its own:
+    /// add those with further operations ([`set_not_null`](Self::set_not_null),
+    /// [`create_index`](Self::create_index)) if `from` had them.
     pub fn rename_column(
         table: impl Into<String>,
         from: impl Into<String>,
@@ -213,7 +216,8 @@ impl Operation {
     }
 
     /// Drops `column`: the new version's views stop showing it on expand; the column itself
-    /// is dropped only on contract.
+    /// is dropped only on contract. Rows the new version inserts leave the column to its
+    /// default, so a `NOT NULL` column needs a default (or to be made nullable) first.
     pub fn drop_column(table: impl Into<String>, column: impl Into<String>) -> Self {
         Operation {
             kind: Kind::DropColumn {
