@@ -73,13 +73,17 @@ impl fmt::Debug for Postgres {
 impl Postgres {
     /// A database from a libpq-style connection string (`host=... user=... dbname=...`) or a
     /// `postgresql://` URL. Tables live in schema `public` unless [`schema`](Self::schema) says
-    /// otherwise. Defaults: lock timeout 2 s, 10 retries 200 ms apart, batches of 1000 rows
-    /// with a 10 ms pause, no versioned views.
+    /// otherwise. Defaults: connect timeout 10 s (unless the string sets one), lock timeout 2 s,
+    /// 10 retries 200 ms apart, batches of 1000 rows with a 10 ms pause, no versioned views.
+    /// Sessions are named `cutover` (`application_name`).
     pub fn new(connection: &str) -> Result<Self, ProviderError> {
         let mut config: Config = connection.parse().map_err(|e| {
             ProviderError::permanent("invalid PostgreSQL connection string").with_source(e)
         })?;
         config.application_name("cutover");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
         Ok(Self::from_config(config))
     }
 

@@ -404,6 +404,17 @@ async fn a_step_behind_a_long_transaction_times_out_retries_and_then_goes_throug
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+    // While the step keeps trying, the application's queries queue behind it for at most one
+    // lock timeout, far below their own statement timeout.
+    let app = connect(&url).await;
+    app.batch_execute("SET statement_timeout = '2s'")
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        app.query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .expect("the table stays readable while the step waits for its lock");
+    }
     holder.batch_execute("COMMIT").await.unwrap();
     running.await.unwrap().unwrap();
     assert_eq!(
