@@ -28,12 +28,28 @@ pub struct MigrationContext {
     pub rollout: RolloutId,
     /// Its revisions.
     pub revisions: Revisions,
+    /// Whether the rollout is promoted past its point of no return: all traffic is on the
+    /// candidate and the old revision is retired or contract migrations have started, so no
+    /// instance of the stable version reads the old schema any more. The engine sets it; a
+    /// contract step may refuse to run while it is `false`. [`new`](Self::new) starts at
+    /// `false`, the safe side.
+    pub promoted: bool,
 }
 
 impl MigrationContext {
-    /// A context.
+    /// A context, not promoted.
     pub fn new(rollout: RolloutId, revisions: Revisions) -> Self {
-        MigrationContext { rollout, revisions }
+        MigrationContext {
+            rollout,
+            revisions,
+            promoted: false,
+        }
+    }
+
+    /// Sets whether the rollout is promoted past its point of no return.
+    pub fn with_promoted(mut self, promoted: bool) -> Self {
+        self.promoted = promoted;
+        self
     }
 }
 

@@ -578,3 +578,43 @@ async fn a_manual_pause_holds_promotion_before_the_switch() {
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(candidate_weights(&router.splits()), [pct(50), pct(100)]);
 }
+
+/// A step that records whether each call was told the rollout is promoted.
+#[derive(Debug, Clone)]
+struct SeesPromotion {
+    id: &'static str,
+    phase: MigrationPhase,
+    seen: std::sync::Arc<parking_lot::Mutex<Vec<(&'static str, bool)>>>,
+}
+
+#[async_trait::async_trait]
+impl cutover_core::MigrationStep for SeesPromotion {
+    fn id(&self) -> &str {
+        self.id
+    }
+    fn phase(&self) -> MigrationPhase {
+        self.phase
+    }
+    async fn apply(&self, ctx: &cutover_core::MigrationContext) -> Result<(), ProviderError> {
+        self.seen.lock().push((self.id, ctx.promoted));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_contract_steps_are_told_the_rollout_is_promoted() {
+    let seen = std::sync::Arc::default();
+    let step = |id, phase| SeesPromotion {
+        id,
+        phase,
+        seen: std::sync::Arc::clone(&seen),
+    };
+    let rollout = builder("promoted", plan(Canary::new([weight(50)])))
+        .router(FakeRouter::new("mesh"))
+        .migration(step("expand", MigrationPhase::Expand))
+        .migration(step("contract", MigrationPhase::Contract))
+        .build()
+        .unwrap();
+    assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
+    assert_eq!(*seen.lock(), [("expand", false), ("contract", true)]);
+}

@@ -11,6 +11,7 @@
 //! | [`analysis`]: verdicts, measurement tallies, A/B statistics | `cutover-analysis` | always |
 //! | `test`: fakes, scripted metrics, the router contract suite | `cutover-test` | `test-util` |
 //! | `aws_alb`: AWS ALB router (forward-action weights), target-health probe, target-group workload | `cutover-aws-alb` | `aws-alb` |
+//! | `postgres`: expand/contract schema migrations on PostgreSQL | `cutover-postgres` | `postgres` |
 //!
 //! Providers for Kubernetes, Istio, AWS ALB, Prometheus, PostgreSQL and the embedded local
 //! proxy will each be an opt-in feature here.
@@ -43,6 +44,7 @@
 //!
 //! - `test-util`: the `test` module and mockall mocks of every trait (`MockTrafficRouter`, ...).
 //! - `aws-alb`: the `aws_alb` module (`cutover-aws-alb`).
+//! - `postgres`: the `postgres` module, zero-downtime schema migrations as migration steps.
 //!
 //! # MSRV
 //!
@@ -51,6 +53,8 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
+#[cfg(feature = "postgres")]
+pub use cutover_postgres as postgres;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
 

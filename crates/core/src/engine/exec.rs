@@ -14,6 +14,7 @@ use super::{Engine, RolloutEvent};
 use crate::analysis::AnalysisContext;
 use crate::planner::{Action, ActionResult, Slot};
 use crate::retry::{Jitter, RetryPolicy};
+use crate::state::Phase;
 use crate::{
     ErrorKind, GateContext, Health, MigrationContext, ProviderError, RevisionId, TrafficRouter,
     TrafficSplit,
@@ -148,7 +149,14 @@ impl Engine {
                 let Some(m) = p.migrations.iter().find(|m| m.id() == id) else {
                     return missing(&format!("migration `{id}`"));
                 };
-                let ctx = MigrationContext::new(self.id.clone(), revisions.clone());
+                let promoted = self.state.phase == Phase::Promoting
+                    && self
+                        .state
+                        .promotion
+                        .as_ref()
+                        .is_some_and(|p| p.switched_at.is_some() && p.point_of_no_return);
+                let ctx = MigrationContext::new(self.id.clone(), revisions.clone())
+                    .with_promoted(promoted);
                 if resumed {
                     match self
                         .retrier
