@@ -93,19 +93,19 @@ impl fmt::Display for Target {
 /// | 403 Forbidden | Permanent, naming the RBAC verb and resource that are missing |
 /// | other 4xx, bad responses, configuration errors | Permanent |
 ///
-/// The message names the request ([`Target`]); the kube error is kept as the source.
+/// The message names the request ([`Target`]); the kube error, with the API server's own
+/// message, is kept as the source (see [`ProviderError::chain`]).
 pub fn classify(error: kube::Error, target: &Target) -> ProviderError {
     let err = match &error {
         kube::Error::Api(status) => {
             let code = status.code;
-            let detail = &status.message;
             match code {
                 409 => ProviderError::transient(format!(
-                    "{target}: conflict, the object changed meanwhile (re-read and retry): {detail}"
+                    "{target}: conflict, the object changed meanwhile (re-read and retry)"
                 )),
                 429 => {
                     let err = ProviderError::throttled(format!(
-                        "{target}: the API server asks to slow down: {detail}"
+                        "{target}: the API server asks to slow down"
                     ));
                     match status.details.as_ref().map(|d| d.retry_after_seconds) {
                         Some(s) if s > 0 => err.with_retry_after(Duration::from_secs(s.into())),
@@ -113,7 +113,7 @@ pub fn classify(error: kube::Error, target: &Target) -> ProviderError {
                     }
                 }
                 403 => ProviderError::permanent(format!(
-                    "{target}: forbidden; grant the RBAC verb `{}` on `{}`{}: {detail}",
+                    "{target}: forbidden; grant the RBAC verb `{}` on `{}`{}",
                     target.verb,
                     target.resource,
                     if target.namespace.is_empty() {
@@ -122,10 +122,8 @@ pub fn classify(error: kube::Error, target: &Target) -> ProviderError {
                         format!(" in namespace `{}`", target.namespace)
                     }
                 )),
-                500..=599 => {
-                    ProviderError::transient(format!("{target}: API server error {code}: {detail}"))
-                }
-                _ => ProviderError::permanent(format!("{target}: rejected ({code}): {detail}")),
+                500..=599 => ProviderError::transient(format!("{target}: API server error {code}")),
+                _ => ProviderError::permanent(format!("{target}: rejected ({code})")),
             }
         }
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
@@ -173,10 +171,9 @@ fn apply_error(error: kube::Error, target: &Target) -> ProviderError {
     match &error {
         kube::Error::Api(status) if status.code == 409 => {
             let message = format!(
-                "{target}: fields cutover sets are owned by another field manager and cutover will \
-                 not overwrite them ({}); let field manager `{FIELD_MANAGER}` own them (remove them \
-                 from the other manager's applied configuration) and try again",
-                status.message
+                "{target}: fields cutover sets are owned by another field manager (named in the \
+                 source) and cutover will not overwrite them; let field manager `{FIELD_MANAGER}` \
+                 own them (remove them from the other manager's applied configuration) and try again"
             );
             ProviderError::permanent(message).with_source(error)
         }
