@@ -10,6 +10,7 @@
 //! | [`Rollout`], the plans, the provider traits, the stores | `cutover-core` | always |
 //! | [`analysis`]: verdicts, measurement tallies, A/B statistics | `cutover-analysis` | always |
 //! | `test`: fakes, scripted metrics, the router contract suite | `cutover-test` | `test-util` |
+//! | `kubernetes`: Deployments, Service-selector / HTTPRoute / replica-ratio routers, pod probe, ConfigMap store, Lease | `cutover-kubernetes` | `kubernetes` |
 //!
 //! Providers for Kubernetes, Istio, AWS ALB, Prometheus, PostgreSQL and the embedded local
 //! proxy will each be an opt-in feature here.
@@ -41,6 +42,8 @@
 //! # Feature flags
 //!
 //! - `test-util`: the `test` module and mockall mocks of every trait (`MockTrafficRouter`, ...).
+//! - `kubernetes`: the `kubernetes` module (it re-exports the `kube`, `k8s_openapi` and
+//!   `gateway_api` versions it is built on).
 //!
 //! # MSRV
 //!
@@ -49,5 +52,7 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
+#[cfg(feature = "kubernetes")]
+pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;

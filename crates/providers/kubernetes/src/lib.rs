@@ -109,3 +109,9 @@ pub use self::store::{
     CONFIGMAP_DATA_LIMIT, ConfigMapStateStore, ROLLOUT_LABEL, VERSION_ANNOTATION,
 };
 pub use cutover_kube::{FIELD_MANAGER, Target, classify};
+/// The Gateway API types this crate is built on.
+pub use gateway_api;
+/// The Kubernetes API types this crate is built on (feature `v1_35`).
+pub use k8s_openapi;
+/// The Kubernetes client this crate is built on.
+pub use kube;
