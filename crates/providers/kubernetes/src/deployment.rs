@@ -30,21 +30,12 @@ pub(crate) const DEPLOYMENTS: &str = "deployments.apps";
 ///     .revision("v2".parse()?, "web-v2");
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DeploymentWorkload {
     api: Api<Deployment>,
     namespace: String,
     deployments: BTreeMap<RevisionId, String>,
     name: String,
-}
-
-impl std::fmt::Debug for DeploymentWorkload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeploymentWorkload")
-            .field("namespace", &self.namespace)
-            .field("deployments", &self.deployments)
-            .finish_non_exhaustive()
-    }
 }
 
 impl DeploymentWorkload {

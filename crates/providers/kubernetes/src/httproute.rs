@@ -59,23 +59,13 @@ struct Backend {
 ///     .backend("v2".parse()?, "web-v2", Some(8080));
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct HttpRouteRouter {
     api: Api<HttpRoute>,
     target: Target,
     rule: String,
     backends: BTreeMap<RevisionId, Backend>,
     name: String,
-}
-
-impl std::fmt::Debug for HttpRouteRouter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpRouteRouter")
-            .field("target", &self.target)
-            .field("rule", &self.rule)
-            .field("backends", &self.backends)
-            .finish_non_exhaustive()
-    }
 }
 
 impl HttpRouteRouter {

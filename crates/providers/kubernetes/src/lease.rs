@@ -76,6 +76,7 @@ struct LockState {
 /// assert!(lock.is_held());
 /// # Ok(()) }
 /// ```
+#[derive(Debug)]
 pub struct LeaseLock {
     api: Api<Lease>,
     target: Target,
@@ -83,16 +84,6 @@ pub struct LeaseLock {
     timing: LeaseTiming,
     clock: Arc<dyn Clock>,
     state: Mutex<LockState>,
-}
-
-impl std::fmt::Debug for LeaseLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaseLock")
-            .field("target", &self.target)
-            .field("identity", &self.identity)
-            .field("timing", &self.timing)
-            .finish_non_exhaustive()
-    }
 }
 
 impl LeaseLock {

@@ -36,23 +36,13 @@ const FATAL_REASONS: [&str; 6] = [
 ///     .revision("v2".parse()?, "app=web,version=v2");
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PodProbe {
     api: Api<Pod>,
     namespace: String,
     selectors: BTreeMap<RevisionId, String>,
     max_restarts: i32,
     name: String,
-}
-
-impl std::fmt::Debug for PodProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PodProbe")
-            .field("namespace", &self.namespace)
-            .field("selectors", &self.selectors)
-            .field("max_restarts", &self.max_restarts)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PodProbe {

@@ -32,23 +32,13 @@ use crate::httproute::split_from_weights;
 /// assert_eq!(cutover_core::TrafficRouter::capabilities(&router).granularity.step(), 1000);
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ReplicaRatioRouter {
     api: Api<Deployment>,
     namespace: String,
     total: u32,
     deployments: BTreeMap<RevisionId, String>,
     name: String,
-}
-
-impl std::fmt::Debug for ReplicaRatioRouter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplicaRatioRouter")
-            .field("namespace", &self.namespace)
-            .field("total", &self.total)
-            .field("deployments", &self.deployments)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ReplicaRatioRouter {

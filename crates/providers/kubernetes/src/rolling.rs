@@ -85,23 +85,13 @@ pub enum UpdateError {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RollingUpdate {
     api: Api<Deployment>,
     namespace: String,
     deployment: String,
     progress_deadline: Duration,
     poll_interval: Duration,
-}
-
-impl fmt::Debug for RollingUpdate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RollingUpdate")
-            .field("namespace", &self.namespace)
-            .field("deployment", &self.deployment)
-            .field("progress_deadline", &self.progress_deadline)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RollingUpdate {

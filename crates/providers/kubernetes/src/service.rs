@@ -26,21 +26,12 @@ const SERVICES: &str = "services";
 /// let router = ServiceSelectorRouter::new(client, "prod", "web", "cutover.dev/revision");
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ServiceSelectorRouter {
     api: Api<Service>,
     target: Target,
     label_key: String,
     name: String,
-}
-
-impl std::fmt::Debug for ServiceSelectorRouter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceSelectorRouter")
-            .field("target", &self.target)
-            .field("label_key", &self.label_key)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ServiceSelectorRouter {

@@ -40,23 +40,13 @@ pub const CONFIGMAP_DATA_LIMIT: usize = 1024 * 1024;
 /// let store = ConfigMapStateStore::new(client, "cutover-system", "rollout-");
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ConfigMapStateStore {
     api: Api<ConfigMap>,
     namespace: String,
     prefix: String,
     limit: usize,
     name: String,
-}
-
-impl std::fmt::Debug for ConfigMapStateStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigMapStateStore")
-            .field("namespace", &self.namespace)
-            .field("prefix", &self.prefix)
-            .field("limit", &self.limit)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ConfigMapStateStore {

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{NS, builder, deployment, http_route, rev, service, static_rule};
+use common::{
+    NS, apply_as, builder, http_route, ratio_router, rev, service, static_rule, two_deployments,
+};
 use cutover_core::{
     ErrorKind, HeaderRoute, Mirror, RouteMatch, TrafficRouter, TrafficSplit, Weight,
 };
@@ -13,7 +15,6 @@ use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 
 const KEY: &str = "cutover.dev/revision";
 
@@ -71,13 +72,7 @@ async fn selector_owned_by_another_manager_is_a_clear_error_not_an_overwrite() {
         "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" },
         "spec": { "selector": { "app": "web", KEY: "v1" } },
     });
-    api.patch(
-        "web",
-        &PatchParams::apply("kubectl"),
-        &Patch::Apply(&manifest),
-    )
-    .await
-    .unwrap();
+    apply_as(&api, "kubectl", &manifest).await;
     let router = ServiceSelectorRouter::new(client, NS, "web", KEY);
     let err = router
         .set_split(&TrafficSplit::all_to(&rev("v2")))
@@ -210,15 +205,8 @@ async fn http_route_without_the_managed_rule_is_a_permanent_error_naming_it() {
 
 #[tokio::test]
 async fn replica_ratio_router_passes_the_contract_at_its_granularity() {
-    let client = builder()
-        .with_object(deployment("web-v1", "v1", 10))
-        .with_object(deployment("web-v2", "v2", 0))
-        .build()
-        .await
-        .unwrap();
-    let router = ReplicaRatioRouter::new(client.clone(), NS, 10)
-        .revision(rev("v1"), "web-v1")
-        .revision(rev("v2"), "web-v2");
+    let client = two_deployments().await;
+    let router = ratio_router(client.clone(), 10);
     assert_eq!(router.capabilities().granularity.step(), 1000);
     router_contract(&router, &rev("v1"), &rev("v2"))
         .await

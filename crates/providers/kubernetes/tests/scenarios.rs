@@ -8,14 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{NS, builder, deployment, failing, http_route, pod, rev, service, settle};
+use common::{
+    NS, apply_as, builder, deployment, failing, http_route, pod, ratio_router, rev, service,
+    settle, two_deployments,
+};
 use cutover_core::{
-    BlueGreen, Canary, CanaryStep, ErrorKind, Outcome, Plan, RetryPolicy, Rollout, RolloutError,
-    StopReason, Verdict,
+    BlueGreen, Canary, CanaryStep, ErrorKind, Outcome, Plan, ProviderError, RetryPolicy, Rollout,
+    RolloutBuilder, RolloutError, StopReason, TrafficRouter, Verdict,
 };
 use cutover_kubernetes::{
-    ConfigMapStateStore, DeploymentWorkload, HttpRouteRouter, PodProbe, ReplicaRatioRouter,
-    ServiceSelectorRouter,
+    ConfigMapStateStore, DeploymentWorkload, HttpRouteRouter, PodProbe, ServiceSelectorRouter,
 };
 use cutover_test::ScriptedAnalysis;
 use gateway_api::apis::standard::httproutes::HttpRoute;
@@ -69,7 +71,35 @@ fn http_router(client: kube::Client) -> HttpRouteRouter {
         .backend(rev("v2"), "web-v2", Some(8080))
 }
 
-fn weights(route: &HttpRoute) -> Vec<(String, Option<i32>)> {
+/// Runs the canary through `router`; the analysis answers `verdict`.
+async fn run_canary(
+    router: impl TrafficRouter + 'static,
+    verdict: Verdict,
+) -> Result<Outcome, RolloutError> {
+    canary_builder(router, verdict).build().unwrap().run().await
+}
+
+fn canary_builder(router: impl TrafficRouter + 'static, verdict: Verdict) -> RolloutBuilder {
+    Rollout::builder("web-canary", plan(canary()))
+        .revisions("v1", "v2")
+        .router(router)
+        .analysis("errors", ScriptedAnalysis::verdicts([verdict]))
+}
+
+/// The provider error a failed rollout returned.
+fn provider_error(err: &RolloutError) -> &ProviderError {
+    let RolloutError::Provider { source, .. } = err else {
+        panic!("expected a provider error, got {err:?}");
+    };
+    source
+}
+
+/// The weights of the managed rule of the route `web`, by Service.
+async fn weights(client: &kube::Client) -> Vec<(String, Option<i32>)> {
+    let route = Api::<HttpRoute>::namespaced(client.clone(), NS)
+        .get("web")
+        .await
+        .unwrap();
     route.spec.rules.as_ref().unwrap()[1]
         .backend_refs
         .iter()
@@ -131,22 +161,12 @@ async fn blue_green_switches_the_service_and_retires_the_old_deployment() {
 #[tokio::test(start_paused = true)]
 async fn canary_on_an_http_route_promotes_to_the_candidate() {
     let client = builder().with_object(http_route()).build().await.unwrap();
-    let outcome = Rollout::builder("web-canary", plan(canary()))
-        .revisions("v1", "v2")
-        .router(http_router(client.clone()))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
+    let outcome = run_canary(http_router(client.clone()), Verdict::Pass)
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Promoted);
-    let route = Api::<HttpRoute>::namespaced(client, NS)
-        .get("web")
-        .await
-        .unwrap();
     assert_eq!(
-        weights(&route),
+        weights(&client).await,
         [
             ("web-v1".to_owned(), Some(0)),
             ("web-v2".to_owned(), Some(10_000))
@@ -157,13 +177,7 @@ async fn canary_on_an_http_route_promotes_to_the_candidate() {
 #[tokio::test(start_paused = true)]
 async fn failing_canary_on_an_http_route_ends_all_on_stable() {
     let client = builder().with_object(http_route()).build().await.unwrap();
-    let outcome = Rollout::builder("web-canary", plan(canary()))
-        .revisions("v1", "v2")
-        .router(http_router(client.clone()))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Fail]))
-        .build()
-        .unwrap()
-        .run()
+    let outcome = run_canary(http_router(client.clone()), Verdict::Fail)
         .await
         .unwrap();
     assert!(
@@ -173,12 +187,8 @@ async fn failing_canary_on_an_http_route_ends_all_on_stable() {
         ),
         "{outcome:?}"
     );
-    let route = Api::<HttpRoute>::namespaced(client, NS)
-        .get("web")
-        .await
-        .unwrap();
     assert_eq!(
-        weights(&route),
+        weights(&client).await,
         [
             ("web-v1".to_owned(), Some(10_000)),
             ("web-v2".to_owned(), Some(0))
@@ -188,23 +198,8 @@ async fn failing_canary_on_an_http_route_ends_all_on_stable() {
 
 #[tokio::test(start_paused = true)]
 async fn canary_by_replica_ratio_ends_with_every_replica_on_the_candidate() {
-    let client = builder()
-        .with_object(deployment("web-v1", "v1", 10))
-        .with_object(deployment("web-v2", "v2", 0))
-        .build()
-        .await
-        .unwrap();
-    let outcome = Rollout::builder("web-ratio", plan(canary()))
-        .revisions("v1", "v2")
-        .router(
-            ReplicaRatioRouter::new(client.clone(), NS, 10)
-                .revision(rev("v1"), "web-v1")
-                .revision(rev("v2"), "web-v2"),
-        )
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
+    let client = two_deployments().await;
+    let outcome = run_canary(ratio_router(client.clone(), 10), Verdict::Pass)
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Promoted);
@@ -216,13 +211,7 @@ async fn canary_by_replica_ratio_ends_with_every_replica_on_the_candidate() {
 #[tokio::test(start_paused = true)]
 async fn replica_ratio_is_refused_at_build_time_for_splits_it_cannot_reach() {
     let client = builder().build().await.unwrap();
-    let router = ReplicaRatioRouter::new(client, NS, 4)
-        .revision(rev("v1"), "web-v1")
-        .revision(rev("v2"), "web-v2");
-    let err = Rollout::builder("web-ratio", plan(canary()))
-        .revisions("v1", "v2")
-        .router(router)
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
+    let err = canary_builder(ratio_router(client, 4), Verdict::Pass)
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("10"), "{err}");
@@ -250,13 +239,7 @@ async fn injected_500s_are_retried_and_the_canary_still_promotes() {
         .build()
         .await
         .unwrap();
-    let outcome = Rollout::builder("web-canary", plan(canary()))
-        .revisions("v1", "v2")
-        .router(http_router(client))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
+    let outcome = run_canary(http_router(client), Verdict::Pass)
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Promoted);
@@ -270,18 +253,10 @@ async fn injected_403_fails_the_rollout_with_the_missing_permission() {
     let denied = failing(base.clone(), 403, |m, path| {
         m == http::Method::PATCH && path.contains("httproutes")
     });
-    let err = Rollout::builder("web-canary", plan(canary()))
-        .revisions("v1", "v2")
-        .router(http_router(denied))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
+    let err = run_canary(http_router(denied), Verdict::Pass)
         .await
         .unwrap_err();
-    let RolloutError::Provider { source, .. } = &err else {
-        panic!("expected a provider error, got {err:?}");
-    };
+    let source = provider_error(&err);
     assert_eq!(source.kind(), ErrorKind::Permanent);
     assert!(
         source.message().contains(
@@ -289,12 +264,8 @@ async fn injected_403_fails_the_rollout_with_the_missing_permission() {
         ),
         "{source}"
     );
-    let route = Api::<HttpRoute>::namespaced(base, NS)
-        .get("web")
-        .await
-        .unwrap();
     assert_eq!(
-        weights(&route),
+        weights(&base).await,
         [("web-v1".to_owned(), Some(100))],
         "untouched"
     );
@@ -303,37 +274,26 @@ async fn injected_403_fails_the_rollout_with_the_missing_permission() {
 #[tokio::test(start_paused = true)]
 async fn a_field_manager_conflict_fails_the_rollout_without_overwriting() {
     let client = builder().build().await.unwrap();
-    let api = Api::<HttpRoute>::namespaced(client.clone(), NS);
     // Helm owns the rules: cutover must not take them.
     let manifest = serde_json::to_value(http_route()).unwrap();
-    api.patch(
-        "web",
-        &kube::api::PatchParams::apply("helm"),
-        &kube::api::Patch::Apply(&manifest),
+    apply_as(
+        &Api::<HttpRoute>::namespaced(client.clone(), NS),
+        "helm",
+        &manifest,
     )
-    .await
-    .unwrap();
-    let err = Rollout::builder("web-canary", plan(canary()))
-        .revisions("v1", "v2")
-        .router(http_router(client))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
+    .await;
+    let err = run_canary(http_router(client.clone()), Verdict::Pass)
         .await
         .unwrap_err();
-    let RolloutError::Provider { source, .. } = &err else {
-        panic!("expected a provider error, got {err:?}");
-    };
+    let source = provider_error(&err);
     assert_eq!(source.kind(), ErrorKind::Permanent);
     assert!(
         source.message().contains("another field manager"),
         "{source}"
     );
     assert!(source.chain().contains("helm"), "{}", source.chain());
-    let route = api.get("web").await.unwrap();
     assert_eq!(
-        weights(&route),
+        weights(&client).await,
         [("web-v1".to_owned(), Some(100))],
         "untouched"
     );

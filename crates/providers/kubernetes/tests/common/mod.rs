@@ -255,3 +255,31 @@ pub fn failing(
     });
     kube::Client::new(service, NS)
 }
+
+/// A client holding `web-v1` with 10 replicas and `web-v2` with none.
+pub async fn two_deployments() -> kube::Client {
+    builder()
+        .with_object(deployment("web-v1", "v1", 10))
+        .with_object(deployment("web-v2", "v2", 0))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A replica-ratio router over `web-v1` and `web-v2` with `total` replicas.
+pub fn ratio_router(client: kube::Client, total: u32) -> cutover_kubernetes::ReplicaRatioRouter {
+    cutover_kubernetes::ReplicaRatioRouter::new(client, NS, total)
+        .revision(rev("v1"), "web-v1")
+        .revision(rev("v2"), "web-v2")
+}
+
+/// Server-side applies `manifest` (named `web`) as field manager `manager`.
+pub async fn apply_as<K>(api: &Api<K>, manager: &str, manifest: &serde_json::Value)
+where
+    K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let params = kube::api::PatchParams::apply(manager);
+    api.patch("web", &params, &kube::api::Patch::Apply(manifest))
+        .await
+        .unwrap();
+}
