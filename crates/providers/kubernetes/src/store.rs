@@ -163,11 +163,6 @@ impl StateStore for ConfigMapStateStore {
             });
         }
         let version = expected.map_or(1, |v| v + 1);
-        let conflict = || StoreError::Conflict {
-            id: id.clone(),
-            expected,
-            found: None,
-        };
         let mut cm = existing.unwrap_or_else(|| ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -193,7 +188,15 @@ impl StateStore for ConfigMapStateStore {
         };
         match result {
             Ok(_) => Ok(version),
-            Err(e) if is_conflict(&e) => Err(conflict()),
+            Err(e) if is_conflict(&e) => {
+                // Someone wrote in between: report the version now stored.
+                let found = self.get(id).await.ok().flatten().as_ref().map(version_of);
+                Err(StoreError::Conflict {
+                    id: id.clone(),
+                    expected,
+                    found,
+                })
+            }
             Err(e) => {
                 let verb = if found.is_none() { "create" } else { "update" };
                 Err(StoreError::Provider(classify(

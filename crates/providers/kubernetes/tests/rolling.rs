@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{NS, builder, deployment, template};
 use cutover_kubernetes::{RollingUpdate, RolloutStatus, UpdateError};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 
@@ -156,4 +156,20 @@ async fn status_follows_kubectl_rollout_status() {
         status,
         RolloutStatus::Waiting("waiting for deployment spec update to be observed".into())
     );
+    let mut d = api.get("web").await.unwrap();
+    d.status = Some(DeploymentStatus {
+        observed_generation: d.metadata.generation,
+        conditions: Some(vec![DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "False".into(),
+            reason: Some("ProgressDeadlineExceeded".into()),
+            ..DeploymentCondition::default()
+        }]),
+        ..DeploymentStatus::default()
+    });
+    api.replace_status("web", &kube::api::PostParams::default(), &d)
+        .await
+        .unwrap();
+    let status = driver.status().await.unwrap();
+    assert!(matches!(status, RolloutStatus::Failed(_)), "{status}");
 }

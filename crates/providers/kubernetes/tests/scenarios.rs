@@ -13,8 +13,8 @@ use common::{
     settle, two_deployments,
 };
 use cutover_core::{
-    BlueGreen, Canary, CanaryStep, ErrorKind, Outcome, Plan, ProviderError, RetryPolicy, Rollout,
-    RolloutBuilder, RolloutError, StopReason, TrafficRouter, Verdict,
+    BlueGreen, Canary, CanaryStep, ErrorKind, Outcome, Plan, ProviderError, RetryPolicy, Rolling,
+    Rollout, RolloutBuilder, RolloutError, StopReason, TrafficRouter, Verdict,
 };
 use cutover_kubernetes::{
     ConfigMapStateStore, DeploymentWorkload, HttpRouteRouter, PodProbe, ServiceSelectorRouter,
@@ -155,6 +155,34 @@ async fn blue_green_switches_the_service_and_retires_the_old_deployment() {
     assert_eq!(selector["app"], "web");
     let deployments = Api::<Deployment>::namespaced(client, NS);
     assert_eq!(replicas(&deployments.get("web-v2").await.unwrap()), 3);
+    assert_eq!(replicas(&deployments.get("web-v1").await.unwrap()), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_strategy_moves_every_replica_across_two_deployments() {
+    let client = builder()
+        .with_object(deployment("web-v1", "v1", 4))
+        .with_object(deployment("web-v2", "v2", 0))
+        .build()
+        .await
+        .unwrap();
+    let controller = controller(&client);
+    let outcome = Rollout::builder("web-rolling", plan(Rolling::new(4)))
+        .revisions("v1", "v2")
+        .workload(
+            DeploymentWorkload::new(client.clone(), NS)
+                .revision(rev("v1"), "web-v1")
+                .revision(rev("v2"), "web-v2"),
+        )
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    controller.abort();
+    assert_eq!(outcome, Outcome::Promoted);
+    let deployments = Api::<Deployment>::namespaced(client, NS);
+    assert_eq!(replicas(&deployments.get("web-v2").await.unwrap()), 4);
     assert_eq!(replicas(&deployments.get("web-v1").await.unwrap()), 0);
 }
 

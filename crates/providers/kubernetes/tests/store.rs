@@ -131,7 +131,17 @@ async fn a_write_between_read_and_update_is_a_conflict() {
     let id = id("checkout");
     store.save(&id, &state, None).await.unwrap();
     let err = store.save(&id, &state, Some(1)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: Some(1),
+                found: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(store.load(&id).await.unwrap().unwrap().version, 1);
 }
 
