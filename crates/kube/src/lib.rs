@@ -147,11 +147,7 @@ pub fn is_conflict(error: &kube::Error) -> bool {
 
 /// Server-side applies `config` (a partial object: `apiVersion`, `kind`, `metadata.name` and
 /// only the fields cutover owns) to the object `name`, as [`FIELD_MANAGER`], without forcing.
-///
-/// A field owned by another manager (`kubectl`, Helm, an operator) is never overwritten: the
-/// API server's 409 becomes a [`Permanent`](cutover_core::ErrorKind::Permanent) error that
-/// names the object, the managers in conflict and what to do about it. Every other error is
-/// classified by [`classify`] with the verb `patch`.
+/// The same as [`apply_as`] with [`FIELD_MANAGER`].
 pub async fn apply<K>(
     api: &Api<K>,
     target: &Target,
@@ -160,20 +156,45 @@ pub async fn apply<K>(
 where
     K: Clone + DeserializeOwned + Serialize + fmt::Debug,
 {
-    let params = PatchParams::apply(FIELD_MANAGER);
+    apply_as(api, target, config, FIELD_MANAGER).await
+}
+
+/// Server-side applies `config` to the object `target.name` as field manager `manager`,
+/// without forcing.
+///
+/// A field owned by another manager (`kubectl`, Helm, an operator) is never overwritten: the
+/// API server's 409 becomes a [`Permanent`](cutover_core::ErrorKind::Permanent) error that
+/// names the object and what to do about it; the API server's message, which names the
+/// managers in conflict, is its source. Every other error is classified by [`classify`] with
+/// the verb `patch`.
+///
+/// An apply also *removes* the fields the same manager applied before and leaves out now. Code
+/// that writes different fields of one object at different times (`spec.replicas` now,
+/// `spec.template` later) must use one manager per set of fields, e.g. `cutover-replicas` and
+/// `cutover-rollout`, or every apply would delete the other's fields.
+pub async fn apply_as<K>(
+    api: &Api<K>,
+    target: &Target,
+    config: &serde_json::Value,
+    manager: &str,
+) -> Result<K, ProviderError>
+where
+    K: Clone + DeserializeOwned + Serialize + fmt::Debug,
+{
+    let params = PatchParams::apply(manager);
     api.patch(&target.name, &params, &Patch::Apply(config))
         .await
-        .map_err(|error| apply_error(error, target))
+        .map_err(|error| apply_error(error, target, manager))
 }
 
 /// Classifies an error of a server-side apply: 409 is a conflict with another field manager.
-fn apply_error(error: kube::Error, target: &Target) -> ProviderError {
+fn apply_error(error: kube::Error, target: &Target, manager: &str) -> ProviderError {
     match &error {
         kube::Error::Api(status) if status.code == 409 => {
             let message = format!(
                 "{target}: fields cutover sets are owned by another field manager (named in the \
-                 source) and cutover will not overwrite them; let field manager `{FIELD_MANAGER}` \
-                 own them (remove them from the other manager's applied configuration) and try again"
+                 source) and cutover will not overwrite them; let field manager `{manager}` own \
+                 them (remove them from the other manager's applied configuration) and try again"
             );
             ProviderError::permanent(message).with_source(error)
         }
@@ -245,7 +266,7 @@ mod tests {
 
     #[test]
     fn apply_conflicts_are_permanent_and_explained() {
-        let err = apply_error(api(409, "Conflict"), &target());
+        let err = apply_error(api(409, "Conflict"), &target(), FIELD_MANAGER);
         assert_eq!(err.kind(), ErrorKind::Permanent);
         assert!(err.message().contains("another field manager"), "{err}");
         assert!(err.message().contains("prod/web"), "{err}");

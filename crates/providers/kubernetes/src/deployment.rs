@@ -4,13 +4,16 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use cutover_core::{ProviderError, ReplicaStatus, RevisionId, Workload};
-use cutover_kube::{Target, apply, classify};
+use cutover_kube::{Target, apply_as, classify};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client};
 use serde_json::json;
 
 /// RBAC resource name of Deployments.
 pub(crate) const DEPLOYMENTS: &str = "deployments.apps";
+/// The field manager of `spec.replicas`: separate from the one of the template
+/// ([`RollingUpdate`](crate::RollingUpdate)), so that neither apply removes the other's field.
+pub const REPLICAS_FIELD_MANAGER: &str = "cutover-replicas";
 
 /// Scales the Deployment of each revision and reports its replicas.
 ///
@@ -18,7 +21,7 @@ pub(crate) const DEPLOYMENTS: &str = "deployments.apps";
 /// latest spec, `updated`, `ready` and `available` are reported as 0, so the revision counts as
 /// progressing and never as ready on a stale status.
 ///
-/// `scale` server-side applies `spec.replicas` as field manager `cutover`. If another manager
+/// `scale` server-side applies `spec.replicas` as field manager `cutover-replicas`. If another manager
 /// owns `spec.replicas` (a manifest applied with `replicas:` set, an HPA), the write fails with
 /// a permanent error naming the manager conflict instead of fighting over it.
 ///
@@ -95,13 +98,10 @@ pub(crate) async fn scale_deployment(
         "metadata": { "name": name },
         "spec": { "replicas": replicas },
     });
-    apply(
-        api,
-        &Target::new("patch", DEPLOYMENTS, namespace, name),
-        &config,
-    )
-    .await
-    .map(drop)
+    let target = Target::new("patch", DEPLOYMENTS, namespace, name);
+    apply_as(api, &target, &config, REPLICAS_FIELD_MANAGER)
+        .await
+        .map(drop)
 }
 
 /// The replica counts of a Deployment, zero while its status lags behind its spec.

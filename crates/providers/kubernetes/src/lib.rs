@@ -12,9 +12,12 @@
 //! | [`LeaseLock`], [`LeasedStateStore`] | `StateStore` | one owner per rollout; a lost Lease stops the engine |
 //! | [`RollingUpdate`] | | rolling update of a single Deployment, followed like `kubectl rollout status` |
 //!
-//! Every router and workload write is a server-side apply with field manager `cutover`
-//! ([`cutover_kube::FIELD_MANAGER`]) that never forces: a field owned by another manager is
-//! reported as a permanent error naming the object. Errors are classified in one place,
+//! Every router and workload write is a server-side apply that never forces: a field owned by
+//! another manager is reported as a permanent error naming the object. Routers write as field
+//! manager `cutover` ([`FIELD_MANAGER`]); `spec.replicas` of Deployments is written as
+//! `cutover-replicas` ([`REPLICAS_FIELD_MANAGER`]) and their strategy and template as
+//! `cutover-rollout` ([`ROLLOUT_FIELD_MANAGER`]), because an apply removes the fields its manager
+//! applied before and leaves out now. Errors are classified in one place,
 //! [`cutover_kube::classify`]: 409 transient (re-read and retry), 429 throttled, 5xx transient,
 //! 403 permanent naming the missing RBAC verb and resource, other 4xx permanent.
 //!
@@ -98,12 +101,12 @@ mod rolling;
 mod service;
 mod store;
 
-pub use self::deployment::DeploymentWorkload;
+pub use self::deployment::{DeploymentWorkload, REPLICAS_FIELD_MANAGER};
 pub use self::httproute::{HttpRouteRouter, ROUTE_RULE_PREFIX};
 pub use self::lease::{LeaseLock, LeaseTiming, LeasedStateStore, Renewal};
 pub use self::probe::PodProbe;
 pub use self::replicas::ReplicaRatioRouter;
-pub use self::rolling::{RollingUpdate, RolloutStatus, UpdateError};
+pub use self::rolling::{ROLLOUT_FIELD_MANAGER, RollingUpdate, RolloutStatus, UpdateError};
 pub use self::service::ServiceSelectorRouter;
 pub use self::store::{
     CONFIGMAP_DATA_LIMIT, ConfigMapStateStore, ROLLOUT_LABEL, VERSION_ANNOTATION,

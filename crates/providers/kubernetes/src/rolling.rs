@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use cutover_core::ProviderError;
-use cutover_kube::{Target, apply};
+use cutover_kube::{Target, apply_as};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -15,6 +15,9 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::deployment::{DEPLOYMENTS, caught_up, get_deployment};
+
+/// The field manager of `spec.strategy` and `spec.template`.
+pub const ROLLOUT_FIELD_MANAGER: &str = "cutover-rollout";
 
 /// Where a Deployment's rollout stands, by the rules of `kubectl rollout status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +73,8 @@ pub enum UpdateError {
 /// `ProgressDeadlineExceeded`).
 ///
 /// Writes are server-side applies of `spec.strategy` and `spec.template` as field manager
-/// `cutover` (conflicts with other managers are errors, not overwrites). Progress is polled
+/// `cutover-rollout` (conflicts with other managers are errors, not overwrites); the rollback
+/// applies both again, with the previous template, so neither is dropped. Progress is polled
 /// every `poll_interval` on tokio time.
 ///
 /// ```no_run
@@ -145,31 +149,27 @@ impl RollingUpdate {
             .await
             .map_err(|e| self.provider(e))?;
         let previous = current.spec.map(|s| s.template).unwrap_or_default();
-        let config = json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": { "name": self.deployment },
-            "spec": {
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": { "maxSurge": max_surge, "maxUnavailable": max_unavailable },
+        let config = |template: &PodTemplateSpec| {
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": { "name": self.deployment },
+                "spec": {
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": { "maxSurge": max_surge, "maxUnavailable": max_unavailable },
+                    },
+                    "template": template,
                 },
-                "template": template,
-            },
-        });
-        self.apply(&config).await?;
+            })
+        };
+        self.apply(&config(&template)).await?;
         let reason = match self.follow().await? {
             Ok(()) => return Ok(()),
             Err(reason) => reason,
         };
         tracing::warn!(deployment = %self.deployment, %reason, "rolling back to the previous template");
-        let config = json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": { "name": self.deployment },
-            "spec": { "template": previous },
-        });
-        self.apply(&config).await?;
+        self.apply(&config(&previous)).await?;
         // Follow the rollback too, so the caller learns whether it is back where it was.
         let reason = match self.follow().await? {
             Ok(()) => reason,
@@ -183,7 +183,7 @@ impl RollingUpdate {
 
     async fn apply(&self, config: &serde_json::Value) -> Result<(), UpdateError> {
         let target = Target::new("patch", DEPLOYMENTS, &self.namespace, &self.deployment);
-        apply(&self.api, &target, config)
+        apply_as(&self.api, &target, config, ROLLOUT_FIELD_MANAGER)
             .await
             .map(drop)
             .map_err(|e| self.provider(e))
