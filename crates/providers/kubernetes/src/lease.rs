@@ -60,6 +60,8 @@ struct LockState {
     /// When the last successful acquire or renew request was sent.
     renewed_at: Option<Instant>,
     observed: Option<Observed>,
+    /// Set by `release`: background renewal stops instead of taking the Lease again.
+    released: bool,
 }
 
 /// A lock on one `coordination.k8s.io/v1` Lease, held by `identity` (unique per replica, e.g.
@@ -262,20 +264,24 @@ impl LeaseLock {
     /// Waits until the lock is acquired, retrying every `retry_period`. Errors are returned
     /// (the caller decides whether to try again).
     pub async fn acquire(&self) -> Result<(), ProviderError> {
+        self.state.lock().released = false;
         while !self.try_acquire_or_renew().await? {
             tokio::time::sleep(self.timing.retry_period).await;
         }
         Ok(())
     }
 
-    /// Renews the lock every `retry_period` in a background task until the task is dropped or
-    /// the lock is lost to another replica. Failed renewals are retried; the lock stops
+    /// Renews the lock every `retry_period` in a background task until the task is dropped,
+    /// the lock is lost to another replica, or it is [released](Self::release). Failed renewals are retried; the lock stops
     /// counting as held `renew_deadline` after the last successful one.
     pub fn spawn_renewal(self: &Arc<Self>) -> Renewal {
         let lock = Arc::clone(self);
         Renewal(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lock.timing.retry_period).await;
+                if lock.state.lock().released {
+                    return;
+                }
                 match lock.try_acquire_or_renew().await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -290,12 +296,18 @@ impl LeaseLock {
         }))
     }
 
-    /// Gives the Lease up, if held, so another replica can take it at once.
+    /// Gives the Lease up, if held, so another replica can take it at once, and stops the
+    /// background renewal.
     pub async fn release(&self) -> Result<(), ProviderError> {
-        if !self.is_held() {
+        let held = self.is_held();
+        {
+            let mut state = self.state.lock();
+            state.released = true;
+            state.renewed_at = None;
+        }
+        if !held {
             return Ok(());
         }
-        self.state.lock().renewed_at = None;
         let mut lease = self
             .api
             .get(&self.target.name)

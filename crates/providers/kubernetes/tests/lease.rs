@@ -205,3 +205,21 @@ async fn a_lease_is_taken_over_only_after_it_stood_still_for_its_duration() {
         "released leases are free at once"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_released_lease_is_not_taken_back_by_its_renewal() {
+    let client = builder().build().await.unwrap();
+    let a = Arc::new(LeaseLock::new(client.clone(), NS, "l", "a"));
+    let b = LeaseLock::new(client, NS, "l", "b");
+    a.acquire().await.unwrap();
+    let _renewal = a.spawn_renewal();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(a.is_held(), "renewed");
+    a.release().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!a.is_held());
+    assert!(
+        b.try_acquire_or_renew().await.unwrap(),
+        "free at once, not renewed by a"
+    );
+}
