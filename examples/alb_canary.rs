@@ -4,10 +4,10 @@
 //! ```text
 //! # against moto (creates a VPC-backed ALB, target groups and a listener itself):
 //! python3 -m moto.server -H 127.0.0.1 -p 5000 &
-//! AWS_ENDPOINT_URL=http://127.0.0.1:5000 cargo run --example alb_canary
+//! AWS_ENDPOINT_URL=http://127.0.0.1:5000 cargo run --example alb_canary --features aws-alb
 //!
 //! # against existing resources (moto or AWS; credentials and region from the standard chain):
-//! ALB_LISTENER_ARN=... ALB_STABLE_TG_ARN=... ALB_CANARY_TG_ARN=... cargo run --example alb_canary
+//! ALB_LISTENER_ARN=... ALB_STABLE_TG_ARN=... ALB_CANARY_TG_ARN=... cargo run --example alb_canary --features aws-alb
 //! ```
 //!
 //! Without `AWS_ENDPOINT_URL` or the three ARNs it explains what it needs and exits 0. It runs

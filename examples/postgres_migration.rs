@@ -1,9 +1,9 @@
 //! A canary that renames a column and adds another on a real PostgreSQL, without downtime.
 //!
 //! ```text
-//! cargo run --example postgres_migration -- --url "host=127.0.0.1 user=postgres dbname=demo"
-//! cargo run --example postgres_migration -- --url ... --abort   # aborted: schema reverted
-//! DATABASE_URL=postgresql://postgres@127.0.0.1/demo cargo run --example postgres_migration
+//! cargo run --example postgres_migration --features postgres -- --url "host=127.0.0.1 user=postgres dbname=demo"
+//! cargo run --example postgres_migration --features postgres -- --url ... --abort   # aborted: schema reverted
+//! DATABASE_URL=postgresql://postgres@127.0.0.1/demo cargo run --example postgres_migration --features postgres
 //! ```
 //!
 //! The example (re)creates table `cutover_demo_users(id, name)` in the database, then runs a

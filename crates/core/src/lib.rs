@@ -103,7 +103,7 @@ pub use self::retry::RetryPolicy;
 pub use self::route::{HeaderRoute, Mirror, RouteError, RouteMatch, StickySession, StringMatch};
 pub use self::router::{RouterCapabilities, TrafficRouter};
 pub use self::split::{Granularity, SplitError, TOTAL_BASIS_POINTS, TrafficSplit, Weight};
-pub use self::state::{Outcome, RolloutState, StopReason};
+pub use self::state::{Outcome, RolloutState, STATE_FORMAT, StopReason};
 pub use self::store::{FileStateStore, MemoryStateStore, StateStore, StoreError, Stored};
 pub use self::time::{Clock, Timestamp, TokioClock};
 pub use self::workload::{ReplicaStatus, Workload};

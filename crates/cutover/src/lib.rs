@@ -12,6 +12,7 @@
 //! | `test`: fakes, scripted metrics, the router contract suite | `cutover-test` | `test-util` |
 //! | `aws_alb`: AWS ALB router (forward-action weights), target-health probe, target-group workload | `cutover-aws-alb` | `aws-alb` |
 //! | `postgres`: expand/contract schema migrations on PostgreSQL | `cutover-postgres` | `postgres` |
+//! | `kubernetes`: Deployments, Service-selector / HTTPRoute / replica-ratio routers, pod probe, ConfigMap store, Lease | `cutover-kubernetes` | `kubernetes` |
 //!
 //! Providers for Kubernetes, Istio, AWS ALB, Prometheus, PostgreSQL and the embedded local
 //! proxy will each be an opt-in feature here.
@@ -45,6 +46,8 @@
 //! - `test-util`: the `test` module and mockall mocks of every trait (`MockTrafficRouter`, ...).
 //! - `aws-alb`: the `aws_alb` module (`cutover-aws-alb`).
 //! - `postgres`: the `postgres` module, zero-downtime schema migrations as migration steps.
+//! - `kubernetes`: the `kubernetes` module (it re-exports the `kube`, `k8s_openapi` and
+//!   `gateway_api` versions it is built on).
 //!
 //! # MSRV
 //!
@@ -55,6 +58,8 @@ pub use cutover_analysis as analysis;
 pub use cutover_core::*;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
+#[cfg(feature = "kubernetes")]
+pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
 

@@ -1,4 +1,120 @@
-//! Kubernetes provider for cutover: Deployments, Service-selector and Gateway API routers, pod probe, ConfigMap state, Lease.
+//! Kubernetes provider for cutover: Deployments, Service-selector, Gateway API and
+//! replica-ratio routers, a pod health probe, a ConfigMap state store and a Lease lock.
 //!
-//! Not built yet.
+//! | type | trait | what it does |
+//! |---|---|---|
+//! | [`DeploymentWorkload`] | `Workload` | scales the Deployment of each revision; status honours `observedGeneration` |
+//! | [`ServiceSelectorRouter`] | `TrafficRouter` | blue-green: switches one selector label of a Service (100 % steps) |
+//! | [`HttpRouteRouter`] | `TrafficRouter` | weights on a named `HTTPRoute` rule, header/cookie rules, request mirroring |
+//! | [`ReplicaRatioRouter`] | `TrafficRouter` | canary without a mesh: replica counts of two Deployments behind one Service |
+//! | [`PodProbe`] | `HealthProbe` | pod readiness by label selector; fails on crash loops, image pull errors, restarts |
+//! | [`ConfigMapStateStore`] | `StateStore` | one ConfigMap per rollout, compare-and-swap, size limit checked |
+//! | [`LeaseLock`], [`LeasedStateStore`] | `StateStore` | one owner per rollout; a lost Lease stops the engine |
+//! | [`RollingUpdate`] | | rolling update of a single Deployment, followed like `kubectl rollout status` |
+//!
+//! Every router and workload write is a server-side apply that never forces: a field owned by
+//! another manager is reported as a permanent error naming the object. Routers write as field
+//! manager `cutover` ([`FIELD_MANAGER`]); `spec.replicas` of Deployments is written as
+//! `cutover-replicas` ([`REPLICAS_FIELD_MANAGER`]) and their strategy and template as
+//! `cutover-rollout` ([`ROLLOUT_FIELD_MANAGER`]), because an apply removes the fields its manager
+//! applied before and leaves out now. Errors are classified in one place,
+//! [`cutover_kube::classify`]: 409 transient (re-read and retry), 429 throttled, 5xx transient,
+//! 403 permanent naming the missing RBAC verb and resource, other 4xx permanent.
+//!
+//! # RBAC
+//!
+//! The minimal Role for everything in this crate, in the namespace of the rollout's objects
+//! (drop the rules of the types you do not use):
+//!
+//! ```yaml
+//! apiVersion: rbac.authorization.k8s.io/v1
+//! kind: Role
+//! metadata:
+//!   name: cutover
+//! rules:
+//!   # DeploymentWorkload, ReplicaRatioRouter, RollingUpdate
+//!   - apiGroups: ["apps"]
+//!     resources: ["deployments"]
+//!     verbs: ["get", "patch"]
+//!   # ServiceSelectorRouter
+//!   - apiGroups: [""]
+//!     resources: ["services"]
+//!     verbs: ["get", "patch"]
+//!   # HttpRouteRouter
+//!   - apiGroups: ["gateway.networking.k8s.io"]
+//!     resources: ["httproutes"]
+//!     verbs: ["get", "patch"]
+//!   # PodProbe
+//!   - apiGroups: [""]
+//!     resources: ["pods"]
+//!     verbs: ["list"]
+//!   # ConfigMapStateStore
+//!   - apiGroups: [""]
+//!     resources: ["configmaps"]
+//!     verbs: ["get", "create", "update"]
+//!   # LeaseLock
+//!   - apiGroups: ["coordination.k8s.io"]
+//!     resources: ["leases"]
+//!     verbs: ["get", "create", "update"]
+//! ```
+//!
+//! A 403 names the verb and resource that are missing, e.g. `patch services prod/web:
+//! forbidden; grant the RBAC verb `patch` on `services` in namespace `prod``.
+//!
+//! # What the Lease guarantees
+//!
+//! The lock follows client-go's leader election. A replica that does not hold the Lease takes
+//! it over only after it has seen the same Lease record (same `resourceVersion`) unchanged for a
+//! full `lease_duration` on its own clock, counted from *after* the read that returned it. The
+//! holder counts its hold from *before* the request that renewed it, and calls the lock held
+//! only until `renew_deadline` (shorter than `lease_duration`) has passed since. So, with clocks
+//! that run at the same rate (no synchronized wall clocks needed), the holder stops calling the
+//! lock held at least `lease_duration - renew_deadline` before any other replica can take over.
+//!
+//! The engine saves its state before every effect (split, route, mirror, scale, migration): it
+//! marks the action pending, saves, then runs it; a pending action left by an earlier run is
+//! carried out only after this engine's claim of the rollout was saved. [`LeasedStateStore`] checks the lock before and
+//! after every save and fails the save (a permanent store error, which stops the engine at once)
+//! if the lock is not held. Therefore:
+//!
+//! - **An engine never starts an effect without holding the Lease**, and it starts each effect
+//!   at least `lease_duration - renew_deadline` before another replica can take the Lease over.
+//! - An effect that finishes within that margin (including the engine's retries of it) never
+//!   overlaps with the next owner's actions. Choose `lease_duration - renew_deadline` larger
+//!   than the longest effect with its retries; the defaults (15 s and 10 s) give 5 s.
+//! - The state is never lost or forked: the next owner loads it and claims it with
+//!   compare-and-swap, so a save of the old owner that lands late is refused as a conflict,
+//!   and an intent it saved but did not carry out is carried out by the next owner.
+//!
+//! What it does not guarantee: an effect still running when the margin is over (a provider call
+//! hanging for longer) may overlap with the next owner; and a replica whose clock runs slower
+//! than the others' by more than the margin over one `lease_duration` breaks the bound.
 #![forbid(unsafe_code)]
+
+mod deployment;
+mod httproute;
+mod lease;
+mod names;
+mod probe;
+mod replicas;
+mod rolling;
+mod service;
+mod store;
+
+pub use self::deployment::{DeploymentWorkload, REPLICAS_FIELD_MANAGER};
+pub use self::httproute::{HttpRouteRouter, ROUTE_RULE_PREFIX};
+pub use self::lease::{LeaseLock, LeaseTiming, LeasedStateStore, Renewal};
+pub use self::probe::PodProbe;
+pub use self::replicas::ReplicaRatioRouter;
+pub use self::rolling::{ROLLOUT_FIELD_MANAGER, RollingUpdate, RolloutStatus, UpdateError};
+pub use self::service::ServiceSelectorRouter;
+pub use self::store::{
+    CONFIGMAP_DATA_LIMIT, ConfigMapStateStore, ROLLOUT_LABEL, VERSION_ANNOTATION,
+};
+pub use cutover_kube::{FIELD_MANAGER, Target, classify};
+/// The Gateway API types this crate is built on.
+pub use gateway_api;
+/// The Kubernetes API types this crate is built on (feature `v1_35`).
+pub use k8s_openapi;
+/// The Kubernetes client this crate is built on.
+pub use kube;

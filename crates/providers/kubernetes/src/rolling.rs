@@ -1,0 +1,272 @@
+//! [`RollingUpdate`]: a rolling update of a single Deployment, followed like
+//! `kubectl rollout status`, rolled back to the previous template on failure.
+
+use std::fmt;
+use std::time::Duration;
+
+use cutover_core::ProviderError;
+use cutover_kube::{Target, apply_as};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Api, Client};
+use serde_json::json;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::deployment::{DEPLOYMENTS, caught_up, get_deployment};
+
+/// The field manager of `spec.strategy` and `spec.template`.
+pub const ROLLOUT_FIELD_MANAGER: &str = "cutover-rollout";
+
+/// Where a Deployment's rollout stands, by the rules of `kubectl rollout status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RolloutStatus {
+    /// Every replica runs the new template and is available; no old replica is left.
+    Complete,
+    /// Still rolling; the message says what it waits for, as kubectl prints it.
+    Waiting(String),
+    /// The Deployment controller gave up (`ProgressDeadlineExceeded`).
+    Failed(String),
+}
+
+impl fmt::Display for RolloutStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RolloutStatus::Complete => f.write_str("successfully rolled out"),
+            RolloutStatus::Waiting(m) => write!(f, "waiting: {m}"),
+            RolloutStatus::Failed(m) => write!(f, "failed: {m}"),
+        }
+    }
+}
+
+/// Why a rolling update did not complete.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The update failed and the previous template was restored; the Deployment is rolling
+    /// back (or has rolled back) to it.
+    #[error(
+        "rollout of deployment `{deployment}` failed ({reason}); rolled back to the previous template"
+    )]
+    RolledBack {
+        /// The Deployment.
+        deployment: String,
+        /// Why: the progress deadline passed, or the controller reported failure.
+        reason: String,
+    },
+    /// A request failed; the Deployment may be half updated.
+    #[error("rolling update of deployment `{deployment}` failed")]
+    Provider {
+        /// The Deployment.
+        deployment: String,
+        /// The error.
+        #[source]
+        source: ProviderError,
+    },
+}
+
+/// Rolls a single Deployment to a new pod template with `maxSurge` / `maxUnavailable`, follows
+/// the rollout the way `kubectl rollout status` does, and restores the previous template if no
+/// progress is made for `progress_deadline` (or the controller reports
+/// `ProgressDeadlineExceeded`).
+///
+/// Writes are server-side applies of `spec.strategy` and `spec.template` as field manager
+/// `cutover-rollout` (conflicts with other managers are errors, not overwrites); the rollback
+/// applies both again, with the previous template, so neither is dropped. Progress is polled
+/// every `poll_interval` on tokio time.
+///
+/// ```no_run
+/// # async fn f(client: kube::Client, template: k8s_openapi::api::core::v1::PodTemplateSpec)
+/// # -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+/// use cutover_kubernetes::RollingUpdate;
+/// RollingUpdate::new(client, "prod", "web")
+///     .progress_deadline(Duration::from_secs(600))
+///     .run(template, IntOrString::String("25%".into()), IntOrString::Int(0))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RollingUpdate {
+    api: Api<Deployment>,
+    namespace: String,
+    deployment: String,
+    progress_deadline: Duration,
+    poll_interval: Duration,
+}
+
+impl RollingUpdate {
+    /// A driver for the Deployment `deployment` in `namespace`: progress deadline 10 minutes,
+    /// polled every 2 seconds.
+    pub fn new(client: Client, namespace: &str, deployment: &str) -> Self {
+        RollingUpdate {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            deployment: deployment.to_owned(),
+            progress_deadline: Duration::from_mins(10),
+            poll_interval: Duration::from_secs(2),
+        }
+    }
+
+    /// How long the rollout may go without progress before it is rolled back.
+    pub fn progress_deadline(mut self, deadline: Duration) -> Self {
+        self.progress_deadline = deadline;
+        self
+    }
+
+    /// How often the status is read.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    fn provider(&self, source: ProviderError) -> UpdateError {
+        UpdateError::Provider {
+            deployment: self.deployment.clone(),
+            source,
+        }
+    }
+
+    /// Where the rollout stands now.
+    pub async fn status(&self) -> Result<RolloutStatus, ProviderError> {
+        let deployment = get_deployment(&self.api, &self.namespace, &self.deployment).await?;
+        Ok(rollout_status(&deployment))
+    }
+
+    /// Rolls the Deployment to `template` and follows it. On success returns once the rollout
+    /// is complete; on failure restores the previous template, follows that rollback (within
+    /// another progress deadline) and returns [`UpdateError::RolledBack`].
+    pub async fn run(
+        &self,
+        template: PodTemplateSpec,
+        max_surge: IntOrString,
+        max_unavailable: IntOrString,
+    ) -> Result<(), UpdateError> {
+        let current = get_deployment(&self.api, &self.namespace, &self.deployment)
+            .await
+            .map_err(|e| self.provider(e))?;
+        let previous = current.spec.map(|s| s.template).unwrap_or_default();
+        let config = |template: &PodTemplateSpec| {
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": { "name": self.deployment },
+                "spec": {
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": { "maxSurge": max_surge, "maxUnavailable": max_unavailable },
+                    },
+                    "template": template,
+                },
+            })
+        };
+        self.apply(&config(&template)).await?;
+        let reason = match self.follow().await? {
+            Ok(()) => return Ok(()),
+            Err(reason) => reason,
+        };
+        tracing::warn!(deployment = %self.deployment, %reason, "rolling back to the previous template");
+        self.apply(&config(&previous)).await?;
+        // Follow the rollback too, so the caller learns whether it is back where it was.
+        let reason = match self.follow().await? {
+            Ok(()) => reason,
+            Err(again) => format!("{reason}; the rollback has not completed either: {again}"),
+        };
+        Err(UpdateError::RolledBack {
+            deployment: self.deployment.clone(),
+            reason,
+        })
+    }
+
+    async fn apply(&self, config: &serde_json::Value) -> Result<(), UpdateError> {
+        let target = Target::new("patch", DEPLOYMENTS, &self.namespace, &self.deployment);
+        apply_as(&self.api, &target, config, ROLLOUT_FIELD_MANAGER)
+            .await
+            .map(drop)
+            .map_err(|e| self.provider(e))
+    }
+
+    /// Polls until complete (`Ok(Ok)`), failed or out of progress (`Ok(Err(reason))`).
+    async fn follow(&self) -> Result<Result<(), String>, UpdateError> {
+        let mut last = None;
+        let mut progressed_at = Instant::now();
+        loop {
+            let deployment = get_deployment(&self.api, &self.namespace, &self.deployment)
+                .await
+                .map_err(|e| self.provider(e))?;
+            match rollout_status(&deployment) {
+                RolloutStatus::Complete => return Ok(Ok(())),
+                RolloutStatus::Failed(reason) => return Ok(Err(reason)),
+                RolloutStatus::Waiting(message) => {
+                    let counts = progress_counts(&deployment);
+                    if last != Some(counts) {
+                        last = Some(counts);
+                        progressed_at = Instant::now();
+                    } else if progressed_at.elapsed() >= self.progress_deadline {
+                        return Ok(Err(format!(
+                            "no progress for {:?}: {message}",
+                            self.progress_deadline
+                        )));
+                    }
+                    tracing::debug!(deployment = %self.deployment, %message, "rolling");
+                }
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+}
+
+/// The counts whose change is progress: observed generation, updated, ready, available, total.
+fn progress_counts(d: &Deployment) -> [i64; 5] {
+    let s = d.status.clone().unwrap_or_default();
+    [
+        s.observed_generation.unwrap_or(0),
+        i64::from(s.updated_replicas.unwrap_or(0)),
+        i64::from(s.ready_replicas.unwrap_or(0)),
+        i64::from(s.available_replicas.unwrap_or(0)),
+        i64::from(s.replicas.unwrap_or(0)),
+    ]
+}
+
+/// `kubectl rollout status` for a Deployment.
+pub(crate) fn rollout_status(d: &Deployment) -> RolloutStatus {
+    if !caught_up(d) {
+        return RolloutStatus::Waiting(
+            "waiting for deployment spec update to be observed".to_owned(),
+        );
+    }
+    let status = d.status.clone().unwrap_or_default();
+    let deadline_exceeded = status.conditions.iter().flatten().any(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if deadline_exceeded {
+        return RolloutStatus::Failed(format!(
+            "deployment {:?} exceeded its progress deadline",
+            d.metadata.name.as_deref().unwrap_or("")
+        ));
+    }
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < desired {
+        return RolloutStatus::Waiting(format!(
+            "{updated} out of {desired} new replicas have been updated"
+        ));
+    }
+    if replicas > updated {
+        return RolloutStatus::Waiting(format!(
+            "{} old replicas are pending termination",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return RolloutStatus::Waiting(format!(
+            "{available} of {updated} updated replicas are available"
+        ));
+    }
+    RolloutStatus::Complete
+}

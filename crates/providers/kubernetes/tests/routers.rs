@@ -1,0 +1,248 @@
+//! The three routers on the fake client: the shared contract suite, what each writes, what it
+//! leaves alone, and how it reports conflicts with other field managers.
+
+mod common;
+
+use common::{
+    NS, apply_as, builder, http_route, ratio_router, rev, service, static_rule, two_deployments,
+};
+use cutover_core::{
+    ErrorKind, HeaderRoute, Mirror, RouteMatch, TrafficRouter, TrafficSplit, Weight,
+};
+use cutover_kubernetes::{HttpRouteRouter, ReplicaRatioRouter, ServiceSelectorRouter};
+use cutover_test::router_contract;
+use gateway_api::apis::standard::httproutes::HttpRoute;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+
+const KEY: &str = "cutover.dev/revision";
+
+fn http_router(client: kube::Client) -> HttpRouteRouter {
+    HttpRouteRouter::new(client, NS, "web", "primary")
+        .backend(rev("v1"), "web-v1", Some(8080))
+        .backend(rev("v2"), "web-v2", Some(8080))
+}
+
+#[tokio::test]
+async fn service_selector_router_passes_the_contract_and_keeps_other_fields() {
+    let client = builder().with_object(service()).build().await.unwrap();
+    let router = ServiceSelectorRouter::new(client.clone(), NS, "web", KEY);
+    let report = router_contract(&router, &rev("v1"), &rev("v2"))
+        .await
+        .unwrap();
+    assert!(
+        report.passed.contains(&"all traffic to candidate"),
+        "{report}"
+    );
+
+    router
+        .set_split(&TrafficSplit::all_to(&rev("v2")))
+        .await
+        .unwrap();
+    let svc = Api::<Service>::namespaced(client, NS)
+        .get("web")
+        .await
+        .unwrap();
+    let spec = svc.spec.unwrap();
+    let selector = spec.selector.unwrap();
+    assert_eq!(selector.get(KEY).map(String::as_str), Some("v2"));
+    assert_eq!(selector.get("app").map(String::as_str), Some("web"));
+    assert_eq!(spec.session_affinity.as_deref(), Some("ClientIP"));
+    assert_eq!(spec.ports.unwrap()[0].port, 80);
+}
+
+#[tokio::test]
+async fn service_selector_router_refuses_partial_splits() {
+    let client = builder().with_object(service()).build().await.unwrap();
+    let router = ServiceSelectorRouter::new(client, NS, "web", KEY);
+    let half =
+        TrafficSplit::canary(&rev("v1"), &rev("v2"), Weight::from_percent(50).unwrap()).unwrap();
+    let err = router.set_split(&half).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(err.message().contains("one revision"), "{err}");
+}
+
+#[tokio::test]
+async fn selector_owned_by_another_manager_is_a_clear_error_not_an_overwrite() {
+    let client = builder().build().await.unwrap();
+    let api = Api::<Service>::namespaced(client.clone(), NS);
+    // kubectl applies the Service, selector key included.
+    let manifest = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" },
+        "spec": { "selector": { "app": "web", KEY: "v1" } },
+    });
+    apply_as(&api, "kubectl", &manifest).await;
+    let router = ServiceSelectorRouter::new(client, NS, "web", KEY);
+    let err = router
+        .set_split(&TrafficSplit::all_to(&rev("v2")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(err.message().contains("another field manager"), "{err}");
+    assert!(err.message().contains("services prod/web"), "{err}");
+    let selector = api
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .selector
+        .unwrap();
+    assert_eq!(
+        selector.get(KEY).map(String::as_str),
+        Some("v1"),
+        "overwritten"
+    );
+}
+
+#[tokio::test]
+async fn http_route_router_passes_the_contract() {
+    let client = builder().with_object(http_route()).build().await.unwrap();
+    let router = http_router(client.clone());
+    let report = router_contract(&router, &rev("v1"), &rev("v2"))
+        .await
+        .unwrap();
+    assert_eq!(report.unsupported, ["sticky sessions"], "{report}");
+    let route = Api::<HttpRoute>::namespaced(client, NS)
+        .get("web")
+        .await
+        .unwrap();
+    let rules = route.spec.rules.unwrap();
+    assert_eq!(
+        rules.len(),
+        2,
+        "contract routes were not all removed: {rules:?}"
+    );
+    assert_eq!(rules[0], static_rule());
+}
+
+#[tokio::test]
+async fn http_route_router_sets_weights_routes_and_mirrors_and_keeps_other_rules() {
+    let client = builder().with_object(http_route()).build().await.unwrap();
+    let router = http_router(client.clone());
+    let api = Api::<HttpRoute>::namespaced(client, NS);
+    let split = TrafficSplit::canary(
+        &rev("v1"),
+        &rev("v2"),
+        Weight::from_basis_points(1250).unwrap(),
+    )
+    .unwrap();
+    router.set_split(&split).await.unwrap();
+    let testers = HeaderRoute::new(
+        "Testers",
+        [
+            RouteMatch::header_exact("x-canary", "1"),
+            RouteMatch::cookie_exact("group", "beta"),
+        ],
+    )
+    .unwrap();
+    router.set_header_route(&testers, &rev("v2")).await.unwrap();
+    let mirror = Mirror::new("shadow", Weight::from_percent(20).unwrap(), []).unwrap();
+    router.set_mirror(&mirror, &rev("v2")).await.unwrap();
+
+    let route = api.get("web").await.unwrap();
+    assert_eq!(route.spec.parent_refs.as_ref().unwrap()[0].name, "public");
+    let rules = route.spec.rules.unwrap();
+    let names: Vec<_> = rules.iter().map(|r| r.name.clone().unwrap()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[..2], ["static", "primary"]);
+    assert!(names[2].starts_with("cutover-route-testers-"), "{names:?}");
+    assert_eq!(rules[0], static_rule());
+    let weights: Vec<_> = rules[1]
+        .backend_refs
+        .iter()
+        .flatten()
+        .map(|b| (b.name.as_str(), b.weight))
+        .collect();
+    assert_eq!(weights, [("web-v1", Some(8750)), ("web-v2", Some(1250))]);
+    let mirror = rules[1].filters.as_ref().unwrap()[0]
+        .request_mirror
+        .as_ref()
+        .unwrap();
+    assert_eq!(mirror.backend_ref.name, "web-v2");
+    let fraction = mirror.fraction.as_ref().unwrap();
+    assert_eq!(
+        (fraction.numerator, fraction.denominator),
+        (2000, Some(10_000))
+    );
+    let route_rule = &rules[2];
+    let m = &route_rule.matches.as_ref().unwrap()[0];
+    assert_eq!(
+        m.path.as_ref().unwrap().value.as_deref(),
+        Some("/"),
+        "keeps the managed path"
+    );
+    let headers: Vec<_> = m
+        .headers
+        .iter()
+        .flatten()
+        .map(|h| (h.name.as_str(), h.value.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("x-canary", "1"), ("Cookie", "(^|;\\s*)group=beta(;|$)")]
+    );
+    assert_eq!(route_rule.backend_refs.as_ref().unwrap()[0].name, "web-v2");
+    assert_eq!(router.current_split().await.unwrap(), Some(split));
+
+    router.remove_header_route("Testers").await.unwrap();
+    router.remove_mirror("shadow").await.unwrap();
+    let rules = api.get("web").await.unwrap().spec.rules.unwrap();
+    assert_eq!(rules.len(), 2);
+    assert!(rules[1].filters.is_none(), "{:?}", rules[1].filters);
+}
+
+#[tokio::test]
+async fn http_route_without_the_managed_rule_is_a_permanent_error_naming_it() {
+    let client = builder().with_object(http_route()).build().await.unwrap();
+    let router =
+        HttpRouteRouter::new(client, NS, "web", "missing").backend(rev("v1"), "web-v1", None);
+    let err = router.current_split().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(err.message().contains("no rule named `missing`"), "{err}");
+}
+
+#[tokio::test]
+async fn replica_ratio_router_passes_the_contract_at_its_granularity() {
+    let client = two_deployments().await;
+    let router = ratio_router(client.clone(), 10);
+    assert_eq!(router.capabilities().granularity.step(), 1000);
+    router_contract(&router, &rev("v1"), &rev("v2"))
+        .await
+        .unwrap();
+
+    let split =
+        TrafficSplit::canary(&rev("v1"), &rev("v2"), Weight::from_percent(30).unwrap()).unwrap();
+    router.set_split(&split).await.unwrap();
+    let api = Api::<Deployment>::namespaced(client, NS);
+    let replicas = |d: Deployment| d.spec.unwrap().replicas.unwrap();
+    assert_eq!(replicas(api.get("web-v1").await.unwrap()), 7);
+    assert_eq!(replicas(api.get("web-v2").await.unwrap()), 3);
+    let odd =
+        TrafficSplit::canary(&rev("v1"), &rev("v2"), Weight::from_percent(25).unwrap()).unwrap();
+    assert_eq!(
+        router.set_split(&odd).await.unwrap_err().kind(),
+        ErrorKind::Permanent
+    );
+}
+
+#[test]
+fn replica_ratio_granularity_follows_the_replica_count() {
+    let client = futures_free_client();
+    let step = |n| {
+        ReplicaRatioRouter::new(client.clone(), NS, n)
+            .capabilities()
+            .granularity
+            .step()
+    };
+    assert_eq!((step(4), step(3), step(20)), (2500, 10_000, 500));
+}
+
+/// A client that is never used to send a request.
+fn futures_free_client() -> kube::Client {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async { builder().build().await.unwrap() })
+}
