@@ -123,3 +123,67 @@ pub fn chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// A live view of a proxy for the examples that run real traffic: once a second, one line
+/// with the candidate's weight as a bar and what each revision answered in that second.
+pub mod live {
+    use std::time::Duration;
+
+    use cutover::RevisionId;
+    use cutover::local::{LocalProxy, ProxyMetrics, ProxyRouter};
+
+    /// A bar of `width` cells for `percent` (0 to 100).
+    pub fn bar(percent: f64, width: usize) -> String {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let filled = ((percent / 100.0) * width as f64).round() as usize;
+        let filled = filled.min(width);
+        format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+    }
+
+    /// One line: `candidate`'s weight as a bar, then requests and 5xx per revision in the
+    /// last complete second.
+    pub fn line(router: &ProxyRouter, metrics: &ProxyMetrics, revisions: &[RevisionId]) -> String {
+        let split = router.split();
+        let candidate = revisions.last().map_or(0.0, |c| split.weight(c).percent());
+        let mut text = format!("         {} {:>5.1}% |", bar(candidate, 20), candidate);
+        for r in revisions {
+            let (n, errors) = metrics.last_second(r).unwrap_or((0, 0));
+            text.push_str(&format!(" {r}: {n:>5} req/s {errors:>3} 5xx |"));
+        }
+        text
+    }
+
+    /// Prints [`line`] every second until the task is aborted.
+    pub fn ticker(proxy: &LocalProxy, revisions: Vec<RevisionId>) -> tokio::task::JoinHandle<()> {
+        let (router, metrics) = (proxy.router(), proxy.metrics());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                println!("{}", line(&router, &metrics, &revisions));
+            }
+        })
+    }
+}
+
+/// Writes the rollout's decision records to `out` as pretty JSON and says where.
+pub fn write_records(handle: &cutover::RolloutHandle, out: &std::path::Path) {
+    let records = handle.records();
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match serde_json::to_string_pretty(&records).map(|json| std::fs::write(out, json)) {
+        Ok(Ok(())) => println!(
+            "decision record ({} entries): {}",
+            records.len(),
+            out.display()
+        ),
+        Ok(Err(e)) => eprintln!("could not write {}: {e}", out.display()),
+        Err(e) => eprintln!("could not serialize the record: {e}"),
+    }
+}

@@ -175,3 +175,5 @@ async fn answer(p: &Prepared, req: &Request<Incoming>) -> Response<ProxyBody> {
     resp.headers_mut().insert("x-version", p.version.clone());
     resp
 }
+/// Re-exported so callers can build probe URLs without depending on .
+pub use http::Uri;

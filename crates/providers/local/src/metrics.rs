@@ -184,6 +184,21 @@ impl RevisionStats {
         (counts, latency)
     }
 
+    /// Counts of the last complete second before `now`.
+    fn last_second(&self, now: Instant) -> Counts {
+        let Some(second) = self.second(now).checked_sub(1) else {
+            return Counts::default();
+        };
+        let w = self.window.lock();
+        #[allow(clippy::cast_possible_truncation)]
+        let slot = &w.slots[(second % WINDOW_SLOTS) as usize];
+        if slot.second == second {
+            slot.counts.clone()
+        } else {
+            Counts::default()
+        }
+    }
+
     fn totals(&self) -> (Counts, Histogram<u64>) {
         let w = self.window.lock();
         (w.totals.clone(), w.total_latency.clone())
@@ -234,6 +249,13 @@ impl ProxyMetrics {
     pub fn counts(&self, revision: &RevisionId, window: Duration) -> Option<(u64, u64)> {
         let stats = self.stats(revision)?;
         let (counts, _) = stats.window(wall_now(), window);
+        Some((counts.total(), counts.classes[4]))
+    }
+
+    /// Requests answered for `revision` in the last complete second, and how many were 5xx:
+    /// a rate per second for live displays.
+    pub fn last_second(&self, revision: &RevisionId) -> Option<(u64, u64)> {
+        let counts = self.stats(revision)?.last_second(wall_now());
         Some((counts.total(), counts.classes[4]))
     }
 
