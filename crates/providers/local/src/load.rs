@@ -100,7 +100,7 @@ struct Counters {
 pub struct LoadGenerator {
     counters: Arc<Counters>,
     stop: watch::Sender<bool>,
-    workers: Vec<JoinHandle<()>>,
+    workers: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl LoadGenerator {
@@ -160,7 +160,7 @@ impl LoadGenerator {
         LoadGenerator {
             counters,
             stop,
-            workers,
+            workers: parking_lot::Mutex::new(workers),
         }
     }
 
@@ -189,9 +189,10 @@ impl LoadGenerator {
     }
 
     /// Stops the workers after their requests in flight and returns the final counts.
-    pub async fn stop(mut self) -> LoadReport {
+    pub async fn stop(&self) -> LoadReport {
         let _ = self.stop.send(true);
-        for w in std::mem::take(&mut self.workers) {
+        let workers = std::mem::take(&mut *self.workers.lock());
+        for w in workers {
             let _ = w.await;
         }
         self.report()
