@@ -127,6 +127,7 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 /// A live view of a proxy for the examples that run real traffic: once a second, one line
 /// with the candidate's weight as a bar and what each revision answered in that second.
 pub mod live {
+    use std::fmt::Write as _;
     use std::time::Duration;
 
     use cutover::RevisionId;
@@ -152,7 +153,7 @@ pub mod live {
         let mut text = format!("         {} {:>5.1}% |", bar(candidate, 20), candidate);
         for r in revisions {
             let (n, errors) = metrics.last_second(r).unwrap_or((0, 0));
-            text.push_str(&format!(" {r}: {n:>5} req/s {errors:>3} 5xx |"));
+            let _ = write!(text, " {r}: {n:>5} req/s {errors:>3} 5xx |");
         }
         text
     }

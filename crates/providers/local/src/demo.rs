@@ -89,9 +89,14 @@ pub struct DemoService {
 }
 
 impl DemoService {
-    /// Starts the service on a free port.
+    /// Starts the service on a free port of 127.0.0.1.
     pub async fn start(config: DemoConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts the service on `addr`.
+    pub async fn start_on(config: DemoConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let prepared = Arc::new(Prepared {
             version: HeaderValue::try_from(config.version.as_str())

@@ -166,7 +166,7 @@ async fn sticky_sessions_keep_a_client_on_its_revision() {
     router
         .set_sticky_sessions(Some(StickySession {
             cookie: Some("pin".into()),
-            duration: Duration::from_secs(60),
+            duration: Duration::from_mins(1),
         }))
         .await
         .unwrap();
@@ -249,7 +249,7 @@ async fn dead_and_slow_upstreams_are_502_and_504_of_their_revision() {
         .unwrap();
     assert_eq!(get(&c, proxy.addr(), &[]).await.0, 504);
     let m = proxy.metrics();
-    let w = Duration::from_secs(60);
+    let w = Duration::from_mins(1);
     assert_eq!(
         m.samples("errors", &rev("dead"), w).unwrap(),
         Samples::Counts {
@@ -293,6 +293,7 @@ async fn dead_and_slow_upstreams_are_502_and_504_of_their_revision() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::cast_precision_loss)]
 async fn metric_source_answers_rates_and_latencies_per_revision() {
     let s = setup(
         DemoConfig::new("v2")
@@ -306,7 +307,7 @@ async fn metric_source_answers_rates_and_latencies_per_revision() {
         get(&c, s.proxy.addr(), &[]).await;
     }
     let m = s.proxy.metrics();
-    let q = |query: &str, r: &str| MetricQuery::new(query, query, rev(r), Duration::from_secs(60));
+    let q = |query: &str, r: &str| MetricQuery::new(query, query, rev(r), Duration::from_mins(1));
     let Samples::Counts { events, total } = m.query(&q("error_rate", "v2")).await.unwrap() else {
         panic!()
     };

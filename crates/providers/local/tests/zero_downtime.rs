@@ -11,7 +11,7 @@ use cutover_local::load::{LoadConfig, LoadGenerator, LoadReport};
 
 const REQUESTS: u64 = 50_000;
 /// Generous: the tests normally take a few seconds; this only stops a hung test.
-const DEADLINE: Duration = Duration::from_secs(120);
+const DEADLINE: Duration = Duration::from_mins(2);
 
 fn rev(s: &str) -> RevisionId {
     s.parse().unwrap()
