@@ -2,7 +2,7 @@
 //! conversions the proxy counted names the winner and its confidence.
 //!
 //! ```text
-//! cargo run --example ab_test                  # v2 converts 13 % vs 10 %: v2 wins
+//! cargo run --example ab_test                  # v2 converts 15 % vs 10 %: v2 wins
 //! cargo run --example ab_test -- --no-effect   # both convert 10 %: no winner (about one run
 //!                                              # in ten still names one by chance: alpha 0.05,
 //!                                              # tested twice with the extension)
@@ -15,14 +15,12 @@
 //! conversion rates (two-proportion z-test, alpha 0.05) and the test ends with traffic back
 //! on v1 and the result reported.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use cutover::local::LocalProxy;
-use cutover::local::demo::{DemoConfig, DemoService};
+use cutover::Outcome;
+use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover::{Clock as _, Outcome, Plan, Rollout, TokioClock};
-use cutover_examples::{chain, print_progress};
+use cutover_examples::{Stage, finish, real_time_runtime, run_printed};
 
 const PLAN: &str = r"
 strategy:
@@ -46,40 +44,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(no_effect))
+    real_time_runtime().block_on(async {
+        match run(no_effect).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
-async fn run(no_effect: bool) -> ExitCode {
-    let plan = Plan::from_yaml(PLAN).expect("the plan above is valid");
-    let v2_rate = if no_effect { 0.10 } else { 0.13 };
-    let (v1, v2) = match tokio::try_join!(
-        DemoService::start(DemoConfig::new("v1").conversion_rate(0.10)),
-        DemoService::start(DemoConfig::new("v2").conversion_rate(v2_rate)),
-    ) {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!("cannot start the demo services: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let proxy = match LocalProxy::builder("signup")
-        .upstream("v1", v1.addr())
-        .upstream("v2", v2.addr())
-        .admin(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .start()
-        .await
-    {
-        Ok(proxy) => proxy,
-        Err(e) => {
-            eprintln!("cannot start the proxy: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
+async fn run(no_effect: bool) -> Result<ExitCode, String> {
+    let v2_rate = if no_effect { 0.10 } else { 0.15 };
+    let stage = Stage::start(
+        "signup",
+        DemoConfig::new("v1").conversion_rate(0.10),
+        DemoConfig::new("v2").conversion_rate(v2_rate),
+    )
+    .await?;
+    let proxy = &stage.proxy;
     println!(
         "signup: v1 converts 10.0 %, v2 converts {:.1} %; proxy on {}",
         v2_rate * 100.0,
@@ -95,24 +79,8 @@ async fn run(no_effect: bool) -> ExitCode {
     };
     let (a, b) = (group("a"), group("b"));
     println!("load: group a and group b, about 800 requests/s each");
-    let clock = TokioClock::new();
-    let start = clock.now();
-    let rollout = match Rollout::builder("signup", plan)
-        .revisions("v1", "v2")
-        .router(proxy.router())
-        .metric_source("proxy", proxy.metrics())
-        .clock(clock)
-        .build()
-    {
-        Ok(rollout) => rollout,
-        Err(e) => {
-            eprintln!("cannot build the rollout: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
-    let printer = print_progress(&rollout, start);
-    let outcome = rollout.run().await;
-    let _ = printer.await;
+    let (rollout, start) = stage.rollout(PLAN, None)?;
+    let outcome = run_printed(rollout, start, None).await;
     let (a, b) = (a.stop().await, b.stop().await);
     println!(
         "group a: {} requests, group b: {} requests; {} not 2xx",
@@ -121,49 +89,29 @@ async fn run(no_effect: bool) -> ExitCode {
         a.failed() + b.failed()
     );
     proxy.shutdown().await;
-    let comparison = match outcome {
-        Ok(Outcome::Concluded {
-            comparison,
+    Ok(finish(outcome, |outcome| {
+        let Outcome::Concluded {
+            comparison: Some(comparison),
             summary,
-        }) => {
-            println!("CONCLUDED: {summary}");
-            comparison
+        } = outcome
+        else {
+            return None;
+        };
+        println!("CONCLUDED: {summary}");
+        let effect = comparison.effect * 100.0;
+        let confidence = comparison.confidence;
+        match (
+            comparison.winner.as_ref().map(cutover::RevisionId::as_str),
+            no_effect,
+        ) {
+            (Some("v2"), false) => Some(format!(
+                "WINNER: v2, conversion {effect:+.2} points, confidence {confidence:.4} (p = {:.1e})",
+                1.0 - confidence
+            )),
+            (None, true) => Some(format!(
+                "NO WINNER: difference {effect:+.2} points, confidence {confidence:.4} is below 0.95"
+            )),
+            _ => None,
         }
-        Ok(other) => {
-            println!("unexpected outcome: {other}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("A/B test failed: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(comparison) = comparison else {
-        println!("no comparison was made");
-        return ExitCode::FAILURE;
-    };
-    let winner = comparison.winner.as_ref().map(ToString::to_string);
-    match (&winner, no_effect) {
-        (Some(w), false) if w == "v2" => {
-            println!(
-                "WINNER: v2, conversion {:+.2} points, confidence {:.4} (p = {:.1e})",
-                comparison.effect * 100.0,
-                comparison.confidence,
-                1.0 - comparison.confidence
-            );
-            ExitCode::SUCCESS
-        }
-        (None, true) => {
-            println!(
-                "NO WINNER: difference {:+.2} points, confidence {:.1} % is below 95 %",
-                comparison.effect * 100.0,
-                comparison.confidence * 100.0
-            );
-            ExitCode::SUCCESS
-        }
-        _ => {
-            println!("unexpected winner: {winner:?}");
-            ExitCode::FAILURE
-        }
-    }
+    }))
 }

@@ -14,14 +14,12 @@
 //! full traffic. With `--bad`, green's 5 % error rate slips through the small preview and
 //! is caught after the switch: traffic goes back to blue in one router call.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use cutover::local::demo::{DemoConfig, DemoService};
+use cutover::Outcome;
+use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover::local::{HttpProbe, LocalProxy};
-use cutover::{Clock as _, Outcome, Plan, RevisionId, Rollout, TokioClock};
-use cutover_examples::{chain, live, print_progress};
+use cutover_examples::{Stage, finish, real_time_runtime, run_printed};
 
 const PLAN: &str = r#"
 strategy:
@@ -53,55 +51,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(bad))
+    real_time_runtime().block_on(async {
+        match run(bad).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
-async fn run(bad: bool) -> ExitCode {
-    let plan = Plan::from_yaml(PLAN).expect("the plan above is valid");
+async fn run(bad: bool) -> Result<ExitCode, String> {
     let green_errors = if bad { 0.05 } else { 0.0 };
-    let (blue, green) = match tokio::try_join!(
-        DemoService::start(DemoConfig::new("v1")),
-        DemoService::start(DemoConfig::new("v2").error_rate(green_errors)),
-    ) {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!("cannot start the demo services: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let proxy = match LocalProxy::builder("storefront")
-        .upstream("v1", blue.addr())
-        .upstream("v2", green.addr())
-        .admin(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .start()
-        .await
-    {
-        Ok(proxy) => proxy,
-        Err(e) => {
-            eprintln!("cannot start the proxy: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
-    let url = |addr: SocketAddr| {
-        format!("http://{addr}/healthz")
-            .parse()
-            .expect("a socket address makes a valid URL")
-    };
-    let smoke = HttpProbe::new("smoke")
-        .url("v1", url(blue.addr()))
-        .url("v2", url(green.addr()))
+    let stage = Stage::start(
+        "storefront",
+        DemoConfig::new("v1"),
+        DemoConfig::new("v2").error_rate(green_errors),
+    )
+    .await?;
+    let proxy = &stage.proxy;
+    let smoke = stage
+        .probe("smoke")
         .expect_status(200)
         .body_contains("ok")
         .thresholds(1, 3);
     println!(
         "storefront: blue v1 on {}, green v2 on {} (error rate {:.0} %), proxy on {}",
-        blue.addr(),
-        green.addr(),
+        stage.v1.addr(),
+        stage.v2.addr(),
         green_errors * 100.0,
         proxy.addr()
     );
@@ -113,29 +91,8 @@ async fn run(bad: bool) -> ExitCode {
             .header("x-preview", "1"),
     );
     println!("load: customers about 1,000 requests/s, testers (x-preview: 1) about 100/s");
-    let clock = TokioClock::new();
-    let start = clock.now();
-    let rollout = match Rollout::builder("storefront", plan)
-        .revisions("v1", "v2")
-        .router(proxy.router())
-        .metric_source("proxy", proxy.metrics())
-        .health_probe(smoke)
-        .clock(clock)
-        .build()
-    {
-        Ok(rollout) => rollout,
-        Err(e) => {
-            eprintln!("cannot build the rollout: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
-    let revisions: Vec<RevisionId> =
-        vec!["v1".parse().expect("valid"), "v2".parse().expect("valid")];
-    let printer = print_progress(&rollout, start);
-    let ticker = live::ticker(&proxy, revisions);
-    let outcome = rollout.run().await;
-    let _ = printer.await;
-    ticker.abort();
+    let (rollout, start) = stage.rollout(PLAN, Some(smoke))?;
+    let outcome = run_printed(rollout, start, Some(proxy)).await;
     let (c, t) = (customers.stop().await, testers.stop().await);
     println!(
         "customers: {} requests, {} not 2xx, {} without an answer; testers: {} requests; traffic now {}",
@@ -146,22 +103,9 @@ async fn run(bad: bool) -> ExitCode {
         proxy.router().split()
     );
     proxy.shutdown().await;
-    match (outcome, bad) {
-        (Ok(Outcome::Promoted), false) => {
-            println!("PROMOTED: green v2 serves everyone");
-            ExitCode::SUCCESS
-        }
-        (Ok(Outcome::RolledBack(reason)), true) => {
-            println!("SWITCHED BACK to blue: {reason}");
-            ExitCode::SUCCESS
-        }
-        (Ok(other), _) => {
-            println!("unexpected outcome: {other}");
-            ExitCode::FAILURE
-        }
-        (Err(e), _) => {
-            eprintln!("rollout failed: {}", chain(&e));
-            ExitCode::FAILURE
-        }
-    }
+    Ok(finish(outcome, |outcome| match (outcome, bad) {
+        (Outcome::Promoted, false) => Some("PROMOTED: green v2 serves everyone".to_owned()),
+        (Outcome::RolledBack(reason), true) => Some(format!("SWITCHED BACK to blue: {reason}")),
+        _ => None,
+    }))
 }

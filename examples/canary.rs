@@ -14,16 +14,14 @@
 //! latency the proxy recorded for it. Prometheus can scrape the proxy's `/metrics` while it
 //! runs. The decision record is written as JSON (default `target/canary-decisions.json`).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cutover::local::demo::{DemoConfig, DemoService};
+use cutover::Outcome;
+use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover::local::{HttpProbe, LocalProxy};
-use cutover::{Clock as _, Outcome, Plan, RevisionId, Rollout, TokioClock};
-use cutover_examples::{chain, live, print_progress, write_records};
+use cutover_examples::{Stage, finish, real_time_runtime, run_printed, write_records};
 
 const PLAN: &str = r"
 strategy:
@@ -96,96 +94,43 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(args))
+    real_time_runtime().block_on(async {
+        match run(args).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
-async fn run(args: Args) -> ExitCode {
-    let plan = match Plan::from_yaml(PLAN) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("invalid plan: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (v1, v2) = match tokio::try_join!(
-        DemoService::start(DemoConfig::new("v1")),
-        DemoService::start(
-            DemoConfig::new("v2")
-                .error_rate(args.v2_error_rate)
-                .latency(args.v2_latency)
-        ),
-    ) {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!("cannot start the demo services: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let proxy = match LocalProxy::builder("checkout")
-        .upstream("v1", v1.addr())
-        .upstream("v2", v2.addr())
-        .admin(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .upstream_timeout(Duration::from_secs(2))
-        .start()
-        .await
-    {
-        Ok(proxy) => proxy,
-        Err(e) => {
-            eprintln!("cannot start the proxy: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
-    let probe = HttpProbe::new("healthz")
-        .url("v1", health_url(v1.addr()))
-        .url("v2", health_url(v2.addr()))
-        .timeout(Duration::from_secs(1));
+async fn run(args: Args) -> Result<ExitCode, String> {
+    let v2 = DemoConfig::new("v2")
+        .error_rate(args.v2_error_rate)
+        .latency(args.v2_latency);
+    let stage = Stage::start("checkout", DemoConfig::new("v1"), v2).await?;
+    let proxy = &stage.proxy;
     println!(
         "checkout: v1 on {}, v2 on {} (error rate {:.1} %, +{} ms), proxy on {}, metrics on http://{}/metrics",
-        v1.addr(),
-        v2.addr(),
+        stage.v1.addr(),
+        stage.v2.addr(),
         args.v2_error_rate * 100.0,
         args.v2_latency.as_millis(),
         proxy.addr(),
-        proxy.admin_addr().expect("asked for an admin listener"),
+        proxy.admin_addr().expect("the stage has an admin listener"),
     );
     let load = LoadGenerator::start(&LoadConfig::new(proxy.addr()).concurrency(16).rate(2_000));
     println!("load: about 2,000 requests/s through the proxy");
-
-    let clock = TokioClock::new();
-    let start = clock.now();
-    let rollout = match Rollout::builder("checkout", plan)
-        .revisions("v1", "v2")
-        .router(proxy.router())
-        .metric_source("proxy", proxy.metrics())
-        .health_probe(probe)
-        .clock(clock)
-        .build()
-    {
-        Ok(rollout) => rollout,
-        Err(e) => {
-            eprintln!("cannot build the rollout: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
+    let (rollout, start) = stage.rollout(PLAN, Some(stage.probe("healthz")))?;
     println!(
         "canary v1 -> v2: 1 % -> 10 % -> 50 % -> 100 %, judged on error rate <= 1 % and p99 <= 250 ms"
     );
-    let revisions: Vec<RevisionId> =
-        vec!["v1".parse().expect("valid"), "v2".parse().expect("valid")];
     let handle = rollout.handle();
-    let printer = print_progress(&rollout, start);
-    let ticker = live::ticker(&proxy, revisions.clone());
-    let outcome = rollout.run().await;
-    let _ = printer.await;
-    ticker.abort();
+    let outcome = run_printed(rollout, start, Some(proxy)).await;
     let report = load.stop().await;
     let metrics = proxy.metrics();
-    for r in &revisions {
+    for r in &Stage::revisions() {
         let (n, errors) = metrics.total(r).unwrap_or((0, 0));
         println!("{r}: {n} requests, {errors} answered 5xx");
     }
@@ -199,28 +144,11 @@ async fn run(args: Args) -> ExitCode {
     write_records(&handle, &args.out);
     proxy.shutdown().await;
     let expect_rollback = args.bad || args.v2_error_rate > 0.01;
-    match (outcome, expect_rollback) {
-        (Ok(Outcome::Promoted), false) => {
-            println!("PROMOTED: v2 takes all traffic");
-            ExitCode::SUCCESS
+    Ok(finish(outcome, |outcome| {
+        match (outcome, expect_rollback) {
+            (Outcome::Promoted, false) => Some("PROMOTED: v2 takes all traffic".to_owned()),
+            (Outcome::RolledBack(reason), true) => Some(format!("ROLLED BACK: {reason}")),
+            _ => None,
         }
-        (Ok(Outcome::RolledBack(reason)), true) => {
-            println!("ROLLED BACK: {reason}");
-            ExitCode::SUCCESS
-        }
-        (Ok(other), _) => {
-            println!("unexpected outcome: {other}");
-            ExitCode::FAILURE
-        }
-        (Err(e), _) => {
-            eprintln!("rollout failed: {}", chain(&e));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn health_url(addr: SocketAddr) -> cutover::local::demo::Uri {
-    format!("http://{addr}/healthz")
-        .parse()
-        .expect("a socket address makes a valid URL")
+    }))
 }

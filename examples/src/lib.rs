@@ -188,3 +188,133 @@ pub fn write_records(handle: &cutover::RolloutHandle, out: &std::path::Path) {
         Err(e) => eprintln!("could not serialize the record: {e}"),
     }
 }
+
+/// Two versions of the demo service behind a cutover-local proxy with an admin listener: the
+/// setup every real-traffic example starts from.
+#[derive(Debug)]
+pub struct Stage {
+    /// The stable version.
+    pub v1: cutover::local::demo::DemoService,
+    /// The candidate.
+    pub v2: cutover::local::demo::DemoService,
+    /// The proxy in front of them, all traffic on v1 at start.
+    pub proxy: cutover::local::LocalProxy,
+}
+
+impl Stage {
+    /// Starts both versions and the proxy called `name`; the error says what failed.
+    pub async fn start(
+        name: &str,
+        v1: cutover::local::demo::DemoConfig,
+        v2: cutover::local::demo::DemoConfig,
+    ) -> Result<Self, String> {
+        use cutover::local::demo::DemoService;
+        let (v1, v2) = tokio::try_join!(DemoService::start(v1), DemoService::start(v2))
+            .map_err(|e| format!("cannot start the demo services: {e}"))?;
+        let proxy = cutover::local::LocalProxy::builder(name)
+            .upstream("v1", v1.addr())
+            .upstream("v2", v2.addr())
+            .admin(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .upstream_timeout(std::time::Duration::from_secs(2))
+            .start()
+            .await
+            .map_err(|e| format!("cannot start the proxy: {}", chain(&e)))?;
+        Ok(Stage { v1, v2, proxy })
+    }
+
+    /// `http://ADDR/healthz` of a demo service.
+    pub fn health_url(service: &cutover::local::demo::DemoService) -> cutover::local::demo::Uri {
+        format!("http://{}/healthz", service.addr())
+            .parse()
+            .expect("a socket address makes a valid URL")
+    }
+
+    /// An HTTP probe on both versions' `/healthz`.
+    pub fn probe(&self, name: &str) -> cutover::local::HttpProbe {
+        cutover::local::HttpProbe::new(name)
+            .url("v1", Self::health_url(&self.v1))
+            .url("v2", Self::health_url(&self.v2))
+            .timeout(std::time::Duration::from_secs(1))
+    }
+
+    /// A rollout of v1 -> v2 through this proxy, its metrics (source `proxy`) and `probe`,
+    /// with progress printed as it goes. Run it with [`run_printed`].
+    pub fn rollout(
+        &self,
+        plan: &str,
+        probe: Option<cutover::local::HttpProbe>,
+    ) -> Result<(cutover::Rollout, Timestamp), String> {
+        use cutover::Clock as _;
+        let plan = cutover::Plan::from_yaml(plan).map_err(|e| format!("invalid plan: {e}"))?;
+        let clock = cutover::TokioClock::new();
+        let start = clock.now();
+        let mut builder = cutover::Rollout::builder(
+            cutover::TrafficRouter::name(&self.proxy.router()).to_owned(),
+            plan,
+        )
+        .revisions("v1", "v2")
+        .router(self.proxy.router())
+        .metric_source("proxy", self.proxy.metrics())
+        .clock(clock);
+        if let Some(probe) = probe {
+            builder = builder.health_probe(probe);
+        }
+        let rollout = builder
+            .build()
+            .map_err(|e| format!("cannot build the rollout: {}", chain(&e)))?;
+        Ok((rollout, start))
+    }
+
+    /// The revisions, stable first.
+    pub fn revisions() -> Vec<RevisionId> {
+        vec!["v1".parse().expect("valid"), "v2".parse().expect("valid")]
+    }
+}
+
+/// Runs `rollout`, printing its records as they come and, with `live`, the proxy's traffic
+/// once a second.
+pub async fn run_printed(
+    rollout: cutover::Rollout,
+    start: Timestamp,
+    live: Option<&cutover::local::LocalProxy>,
+) -> Result<cutover::Outcome, cutover::RolloutError> {
+    let printer = print_progress(&rollout, start);
+    let ticker = live.map(|proxy| live::ticker(proxy, Stage::revisions()));
+    let outcome = rollout.run().await;
+    let _ = printer.await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    outcome
+}
+
+/// A tokio runtime on real time with two workers, for the examples that run real traffic.
+pub fn real_time_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Prints the expected outcome's line and exits 0, or says what happened instead and exits 1.
+pub fn finish(
+    outcome: Result<cutover::Outcome, cutover::RolloutError>,
+    expected: impl FnOnce(&cutover::Outcome) -> Option<String>,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(outcome) => {
+            if let Some(line) = expected(&outcome) {
+                println!("{line}");
+                std::process::ExitCode::SUCCESS
+            } else {
+                println!("unexpected outcome: {outcome}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("rollout failed: {}", chain(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
