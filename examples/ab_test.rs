@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use cutover::Outcome;
 use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover_examples::{Stage, finish, real_time_runtime, run_printed};
+use cutover_examples::{Stage, finish, only_flag, run_printed, run_real_time};
 
 const PLAN: &str = r"
 strategy:
@@ -36,23 +36,7 @@ progress_deadline: 30s
 ";
 
 fn main() -> ExitCode {
-    let no_effect = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("--no-effect") => true,
-        Some(other) => {
-            eprintln!("unknown argument {other}; use --no-effect");
-            return ExitCode::FAILURE;
-        }
-    };
-    real_time_runtime().block_on(async {
-        match run(no_effect).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    run_real_time(async { run(only_flag("--no-effect")?).await })
 }
 
 async fn run(no_effect: bool) -> Result<ExitCode, String> {

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use cutover::Outcome;
 use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover_examples::{Stage, finish, real_time_runtime, run_printed};
+use cutover_examples::{Stage, finish, only_flag, run_printed, run_real_time};
 
 const PLAN: &str = r#"
 strategy:
@@ -43,23 +43,7 @@ progress_deadline: 30s
 "#;
 
 fn main() -> ExitCode {
-    let bad = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("--bad") => true,
-        Some(other) => {
-            eprintln!("unknown argument {other}; use --bad");
-            return ExitCode::FAILURE;
-        }
-    };
-    real_time_runtime().block_on(async {
-        match run(bad).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    run_real_time(async { run(only_flag("--bad")?).await })
 }
 
 async fn run(bad: bool) -> Result<ExitCode, String> {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use cutover::Outcome;
 use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover_examples::{Stage, finish, real_time_runtime, run_printed, write_records};
+use cutover_examples::{Stage, finish, run_printed, run_real_time, write_records};
 
 const PLAN: &str = r"
 strategy:
@@ -94,15 +94,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    real_time_runtime().block_on(async {
-        match run(args).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    run_real_time(run(args))
 }
 
 async fn run(args: Args) -> Result<ExitCode, String> {

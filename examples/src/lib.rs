@@ -288,13 +288,20 @@ pub async fn run_printed(
     outcome
 }
 
-/// A tokio runtime on real time with two workers, for the examples that run real traffic.
-pub fn real_time_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs an example that sends real traffic: on a tokio runtime with real time and two
+/// workers. An `Err` is printed and exits 1.
+pub fn run_real_time(
+    example: impl Future<Output = Result<std::process::ExitCode, String>>,
+) -> std::process::ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("a tokio runtime")
+        .expect("a tokio runtime");
+    runtime.block_on(example).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::ExitCode::FAILURE
+    })
 }
 
 /// Prints the expected outcome's line and exits 0, or says what happened instead and exits 1.
@@ -316,5 +323,15 @@ pub fn finish(
             eprintln!("rollout failed: {}", chain(&e));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether the example was started with `flag`, its only optional argument.
+pub fn only_flag(flag: &str) -> Result<bool, String> {
+    let mut args = std::env::args().skip(1);
+    match (args.next(), args.next()) {
+        (None, _) => Ok(false),
+        (Some(arg), None) if arg == flag => Ok(true),
+        (Some(arg), _) => Err(format!("unexpected argument {arg}; the only one is {flag}")),
     }
 }
