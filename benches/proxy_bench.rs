@@ -3,6 +3,7 @@
 //! ```text
 //! proxy-bench upstreams 127.0.0.1:18081 127.0.0.1:18082   # two demo upstreams, v1 and v2
 //! proxy-bench proxy 127.0.0.1:18080 127.0.0.1:18081 127.0.0.1:18082   # cutover proxy, 90/10
+//!                                    # on PROXY_THREADS serving threads (default: one per core)
 //! proxy-bench switch [ROUNDS]                              # switch latency, printed as a table
 //! ```
 //!
@@ -66,16 +67,29 @@ async fn upstreams(a1: &str, a2: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Serving threads of the proxy: `PROXY_THREADS`, default one per core.
+fn proxy_threads() -> usize {
+    std::env::var("PROXY_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
 async fn proxy(listen: &str, a1: &str, a2: &str) -> Result<(), Error> {
+    let threads = proxy_threads();
     let proxy = LocalProxy::builder("bench")
         .listen(addr(listen)?)
+        .threads(threads)
         .upstream("v1", addr(a1)?)
         .upstream("v2", addr(a2)?)
         .start()
         .await?;
     let split = TrafficSplit::canary(&rev("v1"), &rev("v2"), Weight::from_percent(10)?)?;
     proxy.router().set_split(&split).await?;
-    println!("cutover proxy on {} at {split}", proxy.addr());
+    println!(
+        "cutover proxy on {} at {split}, {threads} threads",
+        proxy.addr()
+    );
     tokio::signal::ctrl_c().await?;
     proxy.shutdown().await;
     Ok(())
@@ -91,6 +105,7 @@ async fn switch(rounds: usize) -> Result<(), Error> {
     let v1 = DemoService::start(DemoConfig::new("v1")).await?;
     let v2 = DemoService::start(DemoConfig::new("v2")).await?;
     let proxy = LocalProxy::builder("switch")
+        .threads(proxy_threads())
         .upstream("v1", v1.addr())
         .upstream("v2", v2.addr())
         .start()

@@ -99,20 +99,24 @@ pub(crate) enum ProxyFailure {
     Timeout,
 }
 
-/// One revision's numbers.
+/// A shard on cache lines of its own, so that two threads' shards never share one.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard(Mutex<Window>);
+
+/// One revision's numbers, in one shard per serving thread so that threads never write to
+/// the same memory; queries add the shards up.
 #[derive(Debug)]
 pub(crate) struct RevisionStats {
     pub(crate) revision: RevisionId,
     epoch: Instant,
-    window: Mutex<Window>,
+    shards: Vec<Shard>,
 }
 
 impl RevisionStats {
-    pub(crate) fn new(revision: RevisionId, epoch: Instant) -> Self {
-        RevisionStats {
-            revision,
-            epoch,
-            window: Mutex::new(Window {
+    pub(crate) fn new(revision: RevisionId, epoch: Instant, shards: usize) -> Self {
+        let window = || {
+            Shard(Mutex::new(Window {
                 slots: (0..WINDOW_SLOTS)
                     .map(|_| Slot {
                         second: u64::MAX,
@@ -122,7 +126,12 @@ impl RevisionStats {
                     .collect(),
                 totals: Counts::default(),
                 total_latency: new_histogram(),
-            }),
+            }))
+        };
+        RevisionStats {
+            revision,
+            epoch,
+            shards: (0..shards.max(1)).map(|_| window()).collect(),
         }
     }
 
@@ -132,13 +141,13 @@ impl RevisionStats {
 
     /// Records one request that ended at `at`. One short uncontended lock; no allocation
     /// except the first time a slot is used.
-    pub(crate) fn record(&self, at: Instant, outcome: Outcome) {
+    pub(crate) fn record(&self, shard: usize, at: Instant, outcome: Outcome) {
         let second = self.second(at);
         let micros = u64::try_from(outcome.latency.as_micros())
             .unwrap_or(MAX_LATENCY_US)
             .clamp(1, MAX_LATENCY_US);
         let class = usize::from((outcome.status / 100).clamp(1, 5)) - 1;
-        let mut w = self.window.lock();
+        let mut w = self.shards[shard % self.shards.len()].0.lock();
         let w = &mut *w;
         #[allow(clippy::cast_possible_truncation)]
         let slot = &mut w.slots[(second % WINDOW_SLOTS) as usize];
@@ -172,12 +181,14 @@ impl RevisionStats {
         let span = window.as_secs().clamp(1, WINDOW_SLOTS);
         let mut counts = Counts::default();
         let mut latency = new_histogram();
-        let w = self.window.lock();
-        for slot in &w.slots {
-            if slot.second <= now_s && now_s - slot.second < span {
-                counts.add(&slot.counts);
-                if let Some(h) = &slot.latency {
-                    let _ = latency.add(h);
+        for shard in &self.shards {
+            let w = shard.0.lock();
+            for slot in &w.slots {
+                if slot.second <= now_s && now_s - slot.second < span {
+                    counts.add(&slot.counts);
+                    if let Some(h) = &slot.latency {
+                        let _ = latency.add(h);
+                    }
                 }
             }
         }
@@ -189,19 +200,27 @@ impl RevisionStats {
         let Some(second) = self.second(now).checked_sub(1) else {
             return Counts::default();
         };
-        let w = self.window.lock();
-        #[allow(clippy::cast_possible_truncation)]
-        let slot = &w.slots[(second % WINDOW_SLOTS) as usize];
-        if slot.second == second {
-            slot.counts.clone()
-        } else {
-            Counts::default()
+        let mut counts = Counts::default();
+        for shard in &self.shards {
+            let w = shard.0.lock();
+            #[allow(clippy::cast_possible_truncation)]
+            let slot = &w.slots[(second % WINDOW_SLOTS) as usize];
+            if slot.second == second {
+                counts.add(&slot.counts);
+            }
         }
+        counts
     }
 
     fn totals(&self) -> (Counts, Histogram<u64>) {
-        let w = self.window.lock();
-        (w.totals.clone(), w.total_latency.clone())
+        let mut counts = Counts::default();
+        let mut latency = new_histogram();
+        for shard in &self.shards {
+            let w = shard.0.lock();
+            counts.add(&w.totals);
+            let _ = latency.add(&w.total_latency);
+        }
+        (counts, latency)
     }
 }
 
@@ -429,16 +448,19 @@ mod tests {
     fn windows_count_only_recent_seconds() {
         let epoch = wall_now();
         let rev: RevisionId = "v2".parse().unwrap();
-        let stats = Arc::new(RevisionStats::new(rev.clone(), epoch));
+        let stats = Arc::new(RevisionStats::new(rev.clone(), epoch, 2));
         let metrics = ProxyMetrics::new("m".into());
         metrics.register(stats.clone());
         // 10 requests 20 s ago (500s), then 4 now: a 5 s window sees only the last 4.
         let now = epoch + Duration::from_secs(20);
-        for _ in 0..10 {
-            stats.record(epoch, outcome(500, 5));
+        for i in 0..10 {
+            stats.record(i, epoch, outcome(500, 5));
         }
-        for (s, ms) in [(200, 1), (200, 2), (201, 3), (503, 100)] {
-            stats.record(now, outcome(s, ms));
+        for (i, (s, ms)) in [(200, 1), (200, 2), (201, 3), (503, 100)]
+            .into_iter()
+            .enumerate()
+        {
+            stats.record(i, now, outcome(s, ms));
         }
         let (c, h) = stats.window(now, Duration::from_secs(5));
         assert_eq!((c.total(), c.classes[4], c.conversions), (4, 1, 1));
@@ -466,10 +488,10 @@ mod tests {
     #[test]
     fn slots_are_reused_after_the_ring_wraps() {
         let epoch = wall_now();
-        let stats = RevisionStats::new("v1".parse().unwrap(), epoch);
-        stats.record(epoch, outcome(500, 1));
+        let stats = RevisionStats::new("v1".parse().unwrap(), epoch, 1);
+        stats.record(0, epoch, outcome(500, 1));
         let later = epoch + Duration::from_secs(WINDOW_SLOTS);
-        stats.record(later, outcome(200, 1));
+        stats.record(0, later, outcome(200, 1));
         let (c, h) = stats.window(later, Duration::from_secs(WINDOW_SLOTS));
         assert_eq!((c.total(), c.classes[4], h.len()), (1, 0, 1));
     }
@@ -480,6 +502,7 @@ mod tests {
         metrics.register(Arc::new(RevisionStats::new(
             "v1".parse().unwrap(),
             wall_now(),
+            1,
         )));
         let v1 = "v1".parse().unwrap();
         let err = metrics

@@ -21,9 +21,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{oneshot, watch};
 
 use crate::metrics::{Outcome, ProxyFailure, ProxyMetrics, RevisionStats, wall_now};
 use crate::server::serve;
@@ -73,9 +72,19 @@ pub struct LocalProxyBuilder {
     upstreams: Vec<(String, SocketAddr)>,
     timeout: Duration,
     conversion_header: String,
+    threads: usize,
 }
 
 impl LocalProxyBuilder {
+    /// Serve on `threads` threads of the proxy's own, each with a single-threaded tokio
+    /// runtime, its own listener on the same port (`SO_REUSEPORT`) and its own upstream
+    /// pools, the way nginx runs one worker per core. The default, 0, serves on the runtime
+    /// that calls [`start`](Self::start). Routing table and metrics are shared either way.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
     /// Adds the upstream of a revision. The first one added takes all traffic at start.
     pub fn upstream(mut self, revision: impl Into<String>, addr: SocketAddr) -> Self {
         self.upstreams.push((revision.into(), addr));
@@ -127,7 +136,7 @@ impl LocalProxyBuilder {
                 ProviderError::permanent(format!("proxy `{name}`: bad upstream {addr}"))
                     .with_source(e)
             })?;
-            let stats = Arc::new(RevisionStats::new(revision.clone(), epoch));
+            let stats = Arc::new(RevisionStats::new(revision.clone(), epoch, self.threads));
             metrics.register(stats.clone());
             upstreams.push(Upstream {
                 revision,
@@ -150,40 +159,64 @@ impl LocalProxyBuilder {
                 ))
                 .with_source(e)
             })?;
-        let bind = |addr: SocketAddr, what: &'static str| {
-            let name = name.clone();
-            async move {
-                TcpListener::bind(addr).await.map_err(|e| {
-                    ProviderError::permanent(format!("proxy `{name}`: cannot bind {what} {addr}"))
-                        .with_source(e)
-                })
-            }
+        let bind_error = |what: &str, addr: SocketAddr, e: std::io::Error| {
+            ProviderError::permanent(format!("proxy `{name}`: cannot bind {what} {addr}"))
+                .with_source(e)
         };
-        let listener = bind(self.listen, "listener").await?;
         let admin = match self.admin {
-            Some(addr) => Some(bind(addr, "admin listener").await?),
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| bind_error("admin listener", addr, e))?,
+            ),
             None => None,
         };
+        let admin_addr = admin.as_ref().map(local_addr).transpose()?;
         let inner = Arc::new(Inner {
-            name,
+            name: name.clone(),
             table: ArcSwap::from_pointee(Table::new(upstreams.into(), split)),
             writer: tokio::sync::Mutex::new(()),
-            client: http_client(Duration::from_secs(90)),
             metrics,
             timeout: self.timeout,
             conversion_header,
         });
-        let addr = local_addr(&listener)?;
-        let admin_addr = admin.as_ref().map(local_addr).transpose()?;
+        let worker = |shard| {
+            Arc::new(Worker {
+                inner: inner.clone(),
+                client: http_client(Duration::from_secs(90)),
+                shard,
+            })
+        };
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(serve(
-            listener,
-            stopped.clone(),
-            inner.clone(),
-            |inner, req| async move { Ok::<_, Infallible>(forward(&inner, req).await) },
-        ))];
+        let mut done = Vec::new();
+        let addr = if self.threads == 0 {
+            let listener = TcpListener::bind(self.listen)
+                .await
+                .map_err(|e| bind_error("listener", self.listen, e))?;
+            let addr = local_addr(&listener)?;
+            done.push(spawn_done(serve(
+                listener,
+                stopped.clone(),
+                worker(0),
+                handle,
+            )));
+            addr
+        } else {
+            let mut addr = self.listen;
+            for i in 0..self.threads {
+                let socket =
+                    reuse_port_socket(addr).map_err(|e| bind_error("listener", addr, e))?;
+                if i == 0 {
+                    addr = socket
+                        .local_addr()
+                        .map_err(|e| bind_error("listener", addr, e))?;
+                }
+                done.push(spawn_thread(i, socket, stopped.clone(), worker(i))?);
+            }
+            addr
+        };
         if let Some(admin) = admin {
-            tasks.push(tokio::spawn(serve(
+            done.push(spawn_done(serve(
                 admin,
                 stopped,
                 inner.clone(),
@@ -195,9 +228,87 @@ impl LocalProxyBuilder {
             addr,
             admin_addr,
             stop,
-            tasks: parking_lot::Mutex::new(tasks),
+            done: parking_lot::Mutex::new(done),
         })
     }
+}
+
+/// The state of one serving loop: the shared proxy and this loop's own upstream pools.
+#[derive(Debug)]
+struct Worker {
+    inner: Arc<Inner>,
+    client: HttpClient,
+    /// This loop's shard of the metrics.
+    shard: usize,
+}
+
+async fn handle(
+    worker: Arc<Worker>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(forward(&worker, req).await)
+}
+
+/// Runs `task` on the current runtime; the receiver resolves when it ends.
+fn spawn_done(task: impl Future<Output = ()> + Send + 'static) -> oneshot::Receiver<()> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        task.await;
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// A listening socket on `addr` that other threads can bind too (`SO_REUSEPORT`): the kernel
+/// spreads new connections over them.
+fn reuse_port_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Serves `socket` on a thread of its own with a single-threaded runtime, so a request and
+/// its upstream connection never wake another thread.
+fn spawn_thread(
+    index: usize,
+    socket: TcpSocket,
+    stopped: watch::Receiver<bool>,
+    worker: Arc<Worker>,
+) -> Result<oneshot::Receiver<()>, ProviderError> {
+    let (tx, rx) = oneshot::channel();
+    let name = worker.inner.name.clone();
+    std::thread::Builder::new()
+        .name(format!("cutover-proxy-{index}"))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(async move {
+                    match socket.listen(1024) {
+                        Ok(listener) => serve(listener, stopped, worker, handle).await,
+                        Err(e) => {
+                            tracing::error!(proxy = %worker.inner.name, error = %e, "cannot listen");
+                        }
+                    }
+                }),
+                Err(e) => tracing::error!(error = %e, "cannot build a proxy runtime"),
+            }
+            let _ = tx.send(());
+        })
+        .map_err(|e| {
+            ProviderError::permanent(format!("proxy `{name}`: cannot start a thread"))
+                .with_source(e)
+        })?;
+    Ok(rx)
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ProviderError> {
@@ -227,7 +338,7 @@ pub struct LocalProxy {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    done: parking_lot::Mutex<Vec<oneshot::Receiver<()>>>,
 }
 
 impl LocalProxy {
@@ -240,6 +351,7 @@ impl LocalProxy {
             upstreams: Vec::new(),
             timeout: Duration::from_secs(10),
             conversion_header: DEFAULT_CONVERSION_HEADER.to_owned(),
+            threads: 0,
         }
     }
 
@@ -267,9 +379,9 @@ impl LocalProxy {
     /// every connection.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let tasks = std::mem::take(&mut *self.tasks.lock());
-        for task in tasks {
-            let _ = task.await;
+        let done = std::mem::take(&mut *self.done.lock());
+        for finished in done {
+            let _ = finished.await;
         }
     }
 }
@@ -286,7 +398,6 @@ struct Inner {
     table: ArcSwap<Table>,
     /// Serializes writers, so two changes never race on the read-modify-write of the table.
     writer: tokio::sync::Mutex<()>,
-    client: HttpClient,
     metrics: ProxyMetrics,
     timeout: Duration,
     conversion_header: HeaderName,
@@ -300,7 +411,8 @@ pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBod
     resp
 }
 
-async fn forward(inner: &Inner, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn forward(worker: &Worker, req: Request<Incoming>) -> Response<ProxyBody> {
+    let inner = &worker.inner;
     let start = wall_now();
     let table = inner.table.load_full();
     let (index, reason) = table.pick(req.headers());
@@ -320,7 +432,7 @@ async fn forward(inner: &Inner, req: Request<Incoming>) -> Response<ProxyBody> {
             *copy.method_mut() = parts.method.clone();
             *copy.uri_mut() = upstream_uri(parts.uri.clone(), &shadow.authority);
             *copy.headers_mut() = parts.headers.clone();
-            let client = inner.client.clone();
+            let client = worker.client.clone();
             let timeout = inner.timeout;
             // Fire and forget: the copy's response is discarded and never delays the primary.
             tokio::spawn(async move {
@@ -333,7 +445,7 @@ async fn forward(inner: &Inner, req: Request<Incoming>) -> Response<ProxyBody> {
     };
     let sent = tokio::time::timeout(
         inner.timeout,
-        inner.client.request(Request::from_parts(parts, body)),
+        worker.client.request(Request::from_parts(parts, body)),
     )
     .await;
     let (mut resp, error) = match sent {
@@ -358,6 +470,7 @@ async fn forward(inner: &Inner, req: Request<Incoming>) -> Response<ProxyBody> {
     }
     let end = wall_now();
     upstream.stats.record(
+        worker.shard,
         end,
         Outcome {
             status: resp.status().as_u16(),

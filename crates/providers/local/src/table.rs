@@ -208,7 +208,7 @@ mod tests {
                 revision: r.parse().unwrap(),
                 addr: SocketAddr::from(([127, 0, 0, 1], 1000 + u16::try_from(i).unwrap())),
                 authority: Authority::from_static("127.0.0.1:1000"),
-                stats: Arc::new(RevisionStats::new(r.parse().unwrap(), wall_now())),
+                stats: Arc::new(RevisionStats::new(r.parse().unwrap(), wall_now(), 1)),
             })
             .collect();
         let split = TrafficSplit::canary(

@@ -414,3 +414,37 @@ async fn http_probe_counts_answers_in_a_row() {
     let err = probe.check(&rev("v3")).await.unwrap_err();
     assert_eq!(err.kind(), cutover_core::ErrorKind::Permanent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_threads_share_the_table_and_the_metrics() {
+    let v1 = DemoService::start(DemoConfig::new("v1")).await.unwrap();
+    let v2 = DemoService::start(DemoConfig::new("v2")).await.unwrap();
+    let proxy = LocalProxy::builder("threads")
+        .threads(2)
+        .upstream("v1", v1.addr())
+        .upstream("v2", v2.addr())
+        .start()
+        .await
+        .unwrap();
+    // Separate clients open separate connections, which the kernel spreads over the threads.
+    for _ in 0..20 {
+        assert_eq!(get(&client(), proxy.addr(), &[]).await.1, "hello from v1\n");
+    }
+    proxy
+        .router()
+        .set_split(&TrafficSplit::all_to(&rev("v2")))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(get(&client(), proxy.addr(), &[]).await.1, "hello from v2\n");
+    }
+    let m = proxy.metrics();
+    assert_eq!(m.total(&rev("v1")), Some((20, 0)));
+    assert_eq!(m.total(&rev("v2")), Some((20, 0)));
+    let addr = proxy.addr();
+    proxy.shutdown().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
