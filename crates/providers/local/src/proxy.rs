@@ -211,7 +211,12 @@ impl LocalProxyBuilder {
                         .local_addr()
                         .map_err(|e| bind_error("listener", addr, e))?;
                 }
-                done.push(spawn_thread(i, socket, stopped.clone(), worker(i))?);
+                // Listening before start returns: a client may connect at once.
+                let listener = socket
+                    .listen(1024)
+                    .and_then(TcpListener::into_std)
+                    .map_err(|e| bind_error("listener", addr, e))?;
+                done.push(spawn_thread(i, listener, stopped.clone(), worker(i))?);
             }
             addr
         };
@@ -275,11 +280,11 @@ fn reuse_port_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     Ok(socket)
 }
 
-/// Serves `socket` on a thread of its own with a single-threaded runtime, so a request and
+/// Serves `listener` on a thread of its own with a single-threaded runtime, so a request and
 /// its upstream connection never wake another thread.
 fn spawn_thread(
     index: usize,
-    socket: TcpSocket,
+    listener: std::net::TcpListener,
     stopped: watch::Receiver<bool>,
     worker: Arc<Worker>,
 ) -> Result<oneshot::Receiver<()>, ProviderError> {
@@ -293,7 +298,7 @@ fn spawn_thread(
                 .build();
             match runtime {
                 Ok(runtime) => runtime.block_on(async move {
-                    match socket.listen(1024) {
+                    match TcpListener::from_std(listener) {
                         Ok(listener) => serve(listener, stopped, worker, handle).await,
                         Err(e) => {
                             tracing::error!(proxy = %worker.inner.name, error = %e, "cannot listen");

@@ -37,6 +37,7 @@ async fn rig() -> Rig {
     let v1 = DemoService::start(DemoConfig::new("v1")).await.unwrap();
     let v2 = DemoService::start(DemoConfig::new("v2")).await.unwrap();
     let proxy = LocalProxy::builder("zero-downtime")
+        .threads(1)
         .upstream("v1", v1.addr())
         .upstream("v2", v2.addr())
         .start()
