@@ -448,3 +448,40 @@ async fn serving_threads_share_the_table_and_the_metrics() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs promtool (Debian package prometheus): scripts/test-deps"]
+async fn metrics_page_passes_promtool() {
+    let s = setup(DemoConfig::new("v2").error_rate(0.5)).await;
+    let c = client();
+    s.proxy.router().set_split(&canary(5000)).await.unwrap();
+    for _ in 0..50 {
+        get(&c, s.proxy.addr(), &[]).await;
+    }
+    let admin = s.proxy.admin_addr().unwrap();
+    let req = http::Request::get(format!("http://{admin}/metrics"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), &text).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool rejects /metrics: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&text)
+    );
+}
