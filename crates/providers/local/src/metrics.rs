@@ -371,16 +371,12 @@ impl ProxyMetrics {
         }
         out.push_str("# HELP cutover_proxy_upstream_errors_total Responses the proxy made because the upstream failed: connect (502) or timeout (504).\n# TYPE cutover_proxy_upstream_errors_total counter\n");
         for (rev, c, _) in &totals {
-            let _ = writeln!(
-                out,
-                "cutover_proxy_upstream_errors_total{{revision=\"{rev}\",kind=\"connect\"}} {}",
-                c.connect_errors
-            );
-            let _ = writeln!(
-                out,
-                "cutover_proxy_upstream_errors_total{{revision=\"{rev}\",kind=\"timeout\"}} {}",
-                c.timeouts
-            );
+            for (kind, n) in [("connect", c.connect_errors), ("timeout", c.timeouts)] {
+                let _ = writeln!(
+                    out,
+                    "cutover_proxy_upstream_errors_total{{revision=\"{rev}\",kind=\"{kind}\"}} {n}"
+                );
+            }
         }
         out.push_str("# HELP cutover_proxy_conversions_total Responses that carried the conversion header.\n# TYPE cutover_proxy_conversions_total counter\n");
         for (rev, c, _) in &totals {

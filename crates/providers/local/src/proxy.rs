@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::metrics::{Outcome, ProxyFailure, ProxyMetrics, RevisionStats, wall_now};
 use crate::server::serve;
-use crate::table::{MirrorEntry, Reason, RouteEntry, Sticky, Table, Upstream, uses_regex};
+use crate::table::{Reason, Sticky, Table, Targeted, Upstream, remove, upsert, uses_regex};
 
 /// The body of requests and responses through the proxy: streamed from the other side, or
 /// made whole by the proxy (buffered mirrored requests, 502/504, admin pages).
@@ -554,12 +554,16 @@ impl ProxyRouter {
         })
     }
 
-    fn no_regex(
+    /// A rule must be valid and use no regular expressions (the proxy matches exact values
+    /// and prefixes).
+    fn check_rule(
         &self,
         what: &str,
         name: &str,
+        valid: Result<(), cutover_core::RouteError>,
         matches: &[cutover_core::RouteMatch],
     ) -> Result<(), ProviderError> {
+        valid.map_err(|e| ProviderError::permanent(format!("proxy `{}`: {e}", self.inner.name)))?;
         if uses_regex(matches) {
             return Err(ProviderError::permanent(format!(
                 "proxy `{}`: {what} `{name}` uses a regular expression; the local proxy matches exact values and prefixes",
@@ -603,18 +607,17 @@ impl TrafficRouter for ProxyRouter {
         route: &HeaderRoute,
         revision: &RevisionId,
     ) -> Result<(), ProviderError> {
-        route
-            .validate()
-            .map_err(|e| ProviderError::permanent(format!("proxy `{}`: {e}", self.inner.name)))?;
-        self.no_regex("route", &route.name, &route.matches)?;
+        self.check_rule("route", &route.name, route.validate(), &route.matches)?;
         self.update(|table| {
-            let upstream = self.upstream(table, revision)?;
             let mut next = table.clone();
-            next.routes.retain(|r| r.route.name != route.name);
-            next.routes.push(RouteEntry {
-                route: route.clone(),
-                upstream,
-            });
+            let upstream = self.upstream(table, revision)?;
+            upsert(
+                &mut next.routes,
+                Targeted {
+                    rule: route.clone(),
+                    upstream,
+                },
+            );
             Ok(next)
         })
         .await
@@ -623,7 +626,7 @@ impl TrafficRouter for ProxyRouter {
     async fn remove_header_route(&self, name: &str) -> Result<(), ProviderError> {
         self.update(|table| {
             let mut next = table.clone();
-            next.routes.retain(|r| r.route.name != name);
+            remove(&mut next.routes, name);
             Ok(next)
         })
         .await
@@ -634,18 +637,17 @@ impl TrafficRouter for ProxyRouter {
         mirror: &Mirror,
         revision: &RevisionId,
     ) -> Result<(), ProviderError> {
-        mirror
-            .validate()
-            .map_err(|e| ProviderError::permanent(format!("proxy `{}`: {e}", self.inner.name)))?;
-        self.no_regex("mirror", &mirror.name, &mirror.matches)?;
+        self.check_rule("mirror", &mirror.name, mirror.validate(), &mirror.matches)?;
         self.update(|table| {
-            let upstream = self.upstream(table, revision)?;
             let mut next = table.clone();
-            next.mirrors.retain(|m| m.mirror.name != mirror.name);
-            next.mirrors.push(MirrorEntry {
-                mirror: mirror.clone(),
-                upstream,
-            });
+            let upstream = self.upstream(table, revision)?;
+            upsert(
+                &mut next.mirrors,
+                Targeted {
+                    rule: mirror.clone(),
+                    upstream,
+                },
+            );
             Ok(next)
         })
         .await
@@ -654,7 +656,7 @@ impl TrafficRouter for ProxyRouter {
     async fn remove_mirror(&self, name: &str) -> Result<(), ProviderError> {
         self.update(|table| {
             let mut next = table.clone();
-            next.mirrors.retain(|m| m.mirror.name != name);
+            remove(&mut next.mirrors, name);
             Ok(next)
         })
         .await

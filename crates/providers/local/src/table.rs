@@ -22,18 +22,39 @@ pub(crate) struct Upstream {
     pub(crate) stats: Arc<RevisionStats>,
 }
 
-/// A header route resolved to an upstream index.
+/// A named rule (a header route or a mirror) and the upstream it sends to.
 #[derive(Debug, Clone)]
-pub(crate) struct RouteEntry {
-    pub(crate) route: HeaderRoute,
+pub(crate) struct Targeted<T> {
+    pub(crate) rule: T,
     pub(crate) upstream: usize,
 }
 
-/// A mirror resolved to an upstream index.
-#[derive(Debug, Clone)]
-pub(crate) struct MirrorEntry {
-    pub(crate) mirror: Mirror,
-    pub(crate) upstream: usize,
+/// Rules that routers find by name.
+pub(crate) trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for HeaderRoute {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for Mirror {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Replaces the rule called like `entry`'s (or adds it), keeping the order of the others.
+pub(crate) fn upsert<T: Named>(rules: &mut Vec<Targeted<T>>, entry: Targeted<T>) {
+    remove(rules, entry.rule.name());
+    rules.push(entry);
+}
+
+/// Removes the rule called `name`, if there is one.
+pub(crate) fn remove<T: Named>(rules: &mut Vec<Targeted<T>>, name: &str) {
+    rules.retain(|r| r.rule.name() != name);
 }
 
 /// Everything a request needs to pick its upstream.
@@ -44,8 +65,8 @@ pub(crate) struct Table {
     /// Cumulative weights in basis points, one per upstream, in upstream order: upstream `i`
     /// takes draws in `cumulative[i-1]..cumulative[i]`.
     pub(crate) cumulative: Vec<u16>,
-    pub(crate) routes: Vec<RouteEntry>,
-    pub(crate) mirrors: Vec<MirrorEntry>,
+    pub(crate) routes: Vec<Targeted<HeaderRoute>>,
+    pub(crate) mirrors: Vec<Targeted<Mirror>>,
     pub(crate) sticky: Option<Sticky>,
 }
 
@@ -93,7 +114,7 @@ impl Table {
     /// The upstream for a request with these headers, and why.
     pub(crate) fn pick(&self, headers: &HeaderMap) -> (usize, Reason) {
         for entry in &self.routes {
-            if matches_all(&entry.route.matches, headers) {
+            if matches_all(&entry.rule.matches, headers) {
                 return (entry.upstream, Reason::Route);
             }
         }
@@ -126,8 +147,8 @@ impl Table {
     /// The upstream a request should be copied to, if any.
     pub(crate) fn mirror_for(&self, headers: &HeaderMap) -> Option<usize> {
         self.mirrors.iter().find_map(|m| {
-            let hit = fastrand::u16(0..10_000) < m.mirror.percentage.basis_points()
-                && matches_all(&m.mirror.matches, headers);
+            let hit = fastrand::u16(0..10_000) < m.rule.percentage.basis_points()
+                && matches_all(&m.rule.matches, headers);
             hit.then_some(m.upstream)
         })
     }
@@ -236,8 +257,8 @@ mod tests {
     #[test]
     fn routes_match_headers_and_cookies() {
         let mut t = table(0);
-        t.routes.push(RouteEntry {
-            route: HeaderRoute::new("beta", [RouteMatch::cookie_exact("group", "b")]).unwrap(),
+        t.routes.push(Targeted {
+            rule: HeaderRoute::new("beta", [RouteMatch::cookie_exact("group", "b")]).unwrap(),
             upstream: 1,
         });
         let mut h = HeaderMap::new();
