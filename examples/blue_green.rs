@@ -1,106 +1,95 @@
-//! Blue-green with a preview route, a smoke test, a manual approval and post-promotion analysis.
+//! Blue-green over real HTTP: preview, smoke test with the HTTP probe, switch, post-promotion
+//! analysis, and an automatic switch back.
 //!
 //! ```text
-//! cargo run --example blue_green            # approved and promoted
-//! cargo run --example blue_green -- --bad   # v2 errors after the switch: switched back at once
+//! cargo run --example blue_green            # green is healthy: promoted
+//! cargo run --example blue_green -- --bad   # green fails 5 % of requests: switched back
 //! ```
 //!
-//! Providers are simulated in memory and time is virtual.
+//! Blue (v1) and green (v2) are demo services on 127.0.0.1 behind the cutover-local proxy.
+//! Customers (about 1,000 requests/s) stay on blue while green is smoke-tested with the
+//! HTTP probe on `/healthz` and previewed by testers who send `x-preview: 1` (about 100
+//! requests/s). The preview analysis is a smoke check on a small sample (at most 10 % errors,
+//! p99 under 250 ms); after the switch, the post-promotion analysis holds green to 1 % on
+//! full traffic. With `--bad`, green's 5 % error rate slips through the small preview and
+//! is caught after the switch: traffic goes back to blue in one router call.
 
 use std::process::ExitCode;
 
-use cutover::test::{FakeProbe, FakeRouter, FakeWorkload, ScriptedAnalysis};
-use cutover::{Clock as _, Outcome, Plan, Rollout, TokioClock, Verdict};
-use cutover_examples::{SimulatedTraffic, chain, print_event};
-use futures_util::StreamExt as _;
+use cutover::Outcome;
+use cutover::local::demo::DemoConfig;
+use cutover::local::load::{LoadConfig, LoadGenerator};
+use cutover_examples::{Stage, finish, only_flag, run_printed, run_real_time};
 
 const PLAN: &str = r#"
 strategy:
   blue_green:
     preview_route: { name: preview, match: [ { header: { name: x-preview, value: { exact: "1" } } } ] }
-    preview_replicas: 1
-    replicas: 4
-    pre_promotion_analysis: { name: smoke }
-    auto_promotion: disabled
-    post_promotion_analysis: { name: error-rate, initial_delay: 1m, count: 3, interval: 1m }
-    scale_down_delay: 5m
+    pre_promotion_analysis: { name: preview-smoke, initial_delay: 2s, count: 1 }
+    auto_promotion: enabled
+    post_promotion_analysis: { name: error-rate, initial_delay: 1s, count: 3, interval: 1s }
+    scale_down_delay: 1s
 analyses:
+  preview-smoke:
+    threshold:
+      metrics:
+        - { name: preview-errors, source: proxy, query: error_rate, window: 3s, max: 0.10, min_samples: 50 }
+        - { name: preview-p99, source: proxy, query: latency, aggregate: p99, window: 3s, max: 0.25, min_samples: 50 }
   error-rate:
     threshold:
       metrics:
-        - { name: errors, source: traffic, query: error_ratio, window: 1m, max: 0.01, min_samples: 100 }
+        - { name: errors, source: proxy, query: error_rate, window: 2s, max: 0.01, min_samples: 200 }
+progress_deadline: 30s
 "#;
 
 fn main() -> ExitCode {
-    let bad = std::env::args().any(|a| a == "--bad");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(bad))
+    run_real_time(async { run(only_flag("--bad")?).await })
 }
 
-async fn run(bad: bool) -> ExitCode {
-    let plan = Plan::from_yaml(PLAN).expect("the plan above is valid");
-    let router = FakeRouter::new("load-balancer");
-    let workload = FakeWorkload::new("deployments");
-    workload.set_replicas(&"v1".parse().expect("valid"), 4);
-    let v2_errors = if bad { 0.05 } else { 0.001 };
-    let traffic = SimulatedTraffic::new(
-        router.clone(),
-        2_000,
-        vec![
-            ("v1".parse().expect("valid"), 0.001),
-            ("v2".parse().expect("valid"), v2_errors),
-        ],
+async fn run(bad: bool) -> Result<ExitCode, String> {
+    let green_errors = if bad { 0.05 } else { 0.0 };
+    let stage = Stage::start(
+        "storefront",
+        DemoConfig::new("v1"),
+        DemoConfig::new("v2").error_rate(green_errors),
+    )
+    .await?;
+    let proxy = &stage.proxy;
+    let smoke = stage
+        .probe("smoke")
+        .expect_status(200)
+        .body_contains("ok")
+        .thresholds(1, 3);
+    println!(
+        "storefront: blue v1 on {}, green v2 on {} (error rate {:.0} %), proxy on {}",
+        stage.v1.addr(),
+        stage.v2.addr(),
+        green_errors * 100.0,
+        proxy.addr()
     );
-    let clock = TokioClock::new();
-    let start = clock.now();
-    let rollout = match Rollout::builder("storefront", plan)
-        .revisions("v1", "v2")
-        .router(router)
-        .workload(workload.clone())
-        .health_probe(FakeProbe::new())
-        .analysis("smoke", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .metric_source("traffic", traffic)
-        .clock(clock)
-        .build()
-    {
-        Ok(rollout) => rollout,
-        Err(e) => {
-            eprintln!("cannot build the rollout: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
-    let handle = rollout.handle();
-    let mut events = rollout.subscribe();
-    let approver = tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            print_event(start, &event);
-            if matches!(&event, cutover::RolloutEvent::Record(r) if r.summary.starts_with("pause: waiting to be promoted"))
-            {
-                println!("         (a person looks at the preview and approves)");
-                let _ = handle.promote();
-            }
-        }
-    });
-    let outcome = rollout.run().await;
-    let _ = approver.await;
-    let v1 = workload.desired(&"v1".parse().expect("valid"));
-    let v2 = workload.desired(&"v2".parse().expect("valid"));
-    println!("replicas now: v1 {v1}, v2 {v2}");
-    match (outcome, bad) {
-        (Ok(Outcome::Promoted), false) => println!("PROMOTED"),
-        (Ok(Outcome::RolledBack(reason)), true) => println!("SWITCHED BACK: {reason}"),
-        (Ok(other), _) => {
-            println!("unexpected outcome: {other}");
-            return ExitCode::FAILURE;
-        }
-        (Err(e), _) => {
-            eprintln!("rollout failed: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
+    let customers = LoadGenerator::start(&LoadConfig::new(proxy.addr()).concurrency(8).rate(1_000));
+    let testers = LoadGenerator::start(
+        &LoadConfig::new(proxy.addr())
+            .concurrency(2)
+            .rate(100)
+            .header("x-preview", "1"),
+    );
+    println!("load: customers about 1,000 requests/s, testers (x-preview: 1) about 100/s");
+    let (rollout, start) = stage.rollout(PLAN, Some(smoke))?;
+    let outcome = run_printed(rollout, start, Some(proxy)).await;
+    let (c, t) = (customers.stop().await, testers.stop().await);
+    println!(
+        "customers: {} requests, {} not 2xx, {} without an answer; testers: {} requests; traffic now {}",
+        c.total(),
+        c.failed(),
+        c.transport_errors,
+        t.total(),
+        proxy.router().split()
+    );
+    proxy.shutdown().await;
+    Ok(finish(outcome, |outcome| match (outcome, bad) {
+        (Outcome::Promoted, false) => Some("PROMOTED: green v2 serves everyone".to_owned()),
+        (Outcome::RolledBack(reason), true) => Some(format!("SWITCHED BACK to blue: {reason}")),
+        _ => None,
+    }))
 }

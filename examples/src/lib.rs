@@ -123,3 +123,215 @@ pub fn chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// A live view of a proxy for the examples that run real traffic: once a second, one line
+/// with the candidate's weight as a bar and what each revision answered in that second.
+pub mod live {
+    use std::fmt::Write as _;
+    use std::time::Duration;
+
+    use cutover::RevisionId;
+    use cutover::local::{LocalProxy, ProxyMetrics, ProxyRouter};
+
+    /// A bar of `width` cells for `percent` (0 to 100).
+    pub fn bar(percent: f64, width: usize) -> String {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let filled = ((percent / 100.0) * width as f64).round() as usize;
+        let filled = filled.min(width);
+        format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+    }
+
+    /// One line: `candidate`'s weight as a bar, then requests and 5xx per revision in the
+    /// last complete second.
+    pub fn line(router: &ProxyRouter, metrics: &ProxyMetrics, revisions: &[RevisionId]) -> String {
+        let split = router.split();
+        let candidate = revisions.last().map_or(0.0, |c| split.weight(c).percent());
+        let mut text = format!("         {} {:>5.1}% |", bar(candidate, 20), candidate);
+        for r in revisions {
+            let (n, errors) = metrics.last_second(r).unwrap_or((0, 0));
+            let _ = write!(text, " {r}: {n:>5} req/s {errors:>3} 5xx |");
+        }
+        text
+    }
+
+    /// Prints [`line`] every second until the task is aborted.
+    pub fn ticker(proxy: &LocalProxy, revisions: Vec<RevisionId>) -> tokio::task::JoinHandle<()> {
+        let (router, metrics) = (proxy.router(), proxy.metrics());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                println!("{}", line(&router, &metrics, &revisions));
+            }
+        })
+    }
+}
+
+/// Writes the rollout's decision records to `out` as pretty JSON and says where.
+pub fn write_records(handle: &cutover::RolloutHandle, out: &std::path::Path) {
+    let records = handle.records();
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match serde_json::to_string_pretty(&records).map(|json| std::fs::write(out, json)) {
+        Ok(Ok(())) => println!(
+            "decision record ({} entries): {}",
+            records.len(),
+            out.display()
+        ),
+        Ok(Err(e)) => eprintln!("could not write {}: {e}", out.display()),
+        Err(e) => eprintln!("could not serialize the record: {e}"),
+    }
+}
+
+/// Two versions of the demo service behind a cutover-local proxy with an admin listener: the
+/// setup every real-traffic example starts from.
+#[derive(Debug)]
+pub struct Stage {
+    /// The stable version.
+    pub v1: cutover::local::demo::DemoService,
+    /// The candidate.
+    pub v2: cutover::local::demo::DemoService,
+    /// The proxy in front of them, all traffic on v1 at start.
+    pub proxy: cutover::local::LocalProxy,
+}
+
+impl Stage {
+    /// Starts both versions and the proxy called `name`; the error says what failed.
+    pub async fn start(
+        name: &str,
+        v1: cutover::local::demo::DemoConfig,
+        v2: cutover::local::demo::DemoConfig,
+    ) -> Result<Self, String> {
+        use cutover::local::demo::DemoService;
+        let (v1, v2) = tokio::try_join!(DemoService::start(v1), DemoService::start(v2))
+            .map_err(|e| format!("cannot start the demo services: {e}"))?;
+        let proxy = cutover::local::LocalProxy::builder(name)
+            .upstream("v1", v1.addr())
+            .upstream("v2", v2.addr())
+            .admin(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .upstream_timeout(std::time::Duration::from_secs(2))
+            .start()
+            .await
+            .map_err(|e| format!("cannot start the proxy: {}", chain(&e)))?;
+        Ok(Stage { v1, v2, proxy })
+    }
+
+    /// `http://ADDR/healthz` of a demo service.
+    pub fn health_url(service: &cutover::local::demo::DemoService) -> cutover::local::demo::Uri {
+        format!("http://{}/healthz", service.addr())
+            .parse()
+            .expect("a socket address makes a valid URL")
+    }
+
+    /// An HTTP probe on both versions' `/healthz`.
+    pub fn probe(&self, name: &str) -> cutover::local::HttpProbe {
+        cutover::local::HttpProbe::new(name)
+            .url("v1", Self::health_url(&self.v1))
+            .url("v2", Self::health_url(&self.v2))
+            .timeout(std::time::Duration::from_secs(1))
+    }
+
+    /// A rollout of v1 -> v2 through this proxy, its metrics (source `proxy`) and `probe`,
+    /// with progress printed as it goes. Run it with [`run_printed`].
+    pub fn rollout(
+        &self,
+        plan: &str,
+        probe: Option<cutover::local::HttpProbe>,
+    ) -> Result<(cutover::Rollout, Timestamp), String> {
+        use cutover::Clock as _;
+        let plan = cutover::Plan::from_yaml(plan).map_err(|e| format!("invalid plan: {e}"))?;
+        let clock = cutover::TokioClock::new();
+        let start = clock.now();
+        let mut builder = cutover::Rollout::builder(
+            cutover::TrafficRouter::name(&self.proxy.router()).to_owned(),
+            plan,
+        )
+        .revisions("v1", "v2")
+        .router(self.proxy.router())
+        .metric_source("proxy", self.proxy.metrics())
+        .clock(clock);
+        if let Some(probe) = probe {
+            builder = builder.health_probe(probe);
+        }
+        let rollout = builder
+            .build()
+            .map_err(|e| format!("cannot build the rollout: {}", chain(&e)))?;
+        Ok((rollout, start))
+    }
+
+    /// The revisions, stable first.
+    pub fn revisions() -> Vec<RevisionId> {
+        vec!["v1".parse().expect("valid"), "v2".parse().expect("valid")]
+    }
+}
+
+/// Runs `rollout`, printing its records as they come and, with `live`, the proxy's traffic
+/// once a second.
+pub async fn run_printed(
+    rollout: cutover::Rollout,
+    start: Timestamp,
+    live: Option<&cutover::local::LocalProxy>,
+) -> Result<cutover::Outcome, cutover::RolloutError> {
+    let printer = print_progress(&rollout, start);
+    let ticker = live.map(|proxy| live::ticker(proxy, Stage::revisions()));
+    let outcome = rollout.run().await;
+    let _ = printer.await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    outcome
+}
+
+/// Runs an example that sends real traffic: on a tokio runtime with real time and two
+/// workers. An `Err` is printed and exits 1.
+pub fn run_real_time(
+    example: impl Future<Output = Result<std::process::ExitCode, String>>,
+) -> std::process::ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(example).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::ExitCode::FAILURE
+    })
+}
+
+/// Prints the expected outcome's line and exits 0, or says what happened instead and exits 1.
+pub fn finish(
+    outcome: Result<cutover::Outcome, cutover::RolloutError>,
+    expected: impl FnOnce(&cutover::Outcome) -> Option<String>,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(outcome) => {
+            if let Some(line) = expected(&outcome) {
+                println!("{line}");
+                std::process::ExitCode::SUCCESS
+            } else {
+                println!("unexpected outcome: {outcome}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("rollout failed: {}", chain(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether the example was started with `flag`, its only optional argument.
+pub fn only_flag(flag: &str) -> Result<bool, String> {
+    let mut args = std::env::args().skip(1);
+    match (args.next(), args.next()) {
+        (None, _) => Ok(false),
+        (Some(arg), None) if arg == flag => Ok(true),
+        (Some(arg), _) => Err(format!("unexpected argument {arg}; the only one is {flag}")),
+    }
+}

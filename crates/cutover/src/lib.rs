@@ -13,6 +13,7 @@
 //! | `aws_alb`: AWS ALB router (forward-action weights), target-health probe, target-group workload | `cutover-aws-alb` | `aws-alb` |
 //! | `postgres`: expand/contract schema migrations on PostgreSQL | `cutover-postgres` | `postgres` |
 //! | `kubernetes`: Deployments, Service-selector / HTTPRoute / replica-ratio routers, pod probe, ConfigMap store, Lease | `cutover-kubernetes` | `kubernetes` |
+//! | `local`: embedded HTTP proxy router, HTTP probe, proxy metrics, demo service, load generator | `cutover-local` | `local` |
 //!
 //! Providers for Kubernetes, Istio, AWS ALB, Prometheus, PostgreSQL and the embedded local
 //! proxy will each be an opt-in feature here.
@@ -48,6 +49,7 @@
 //! - `postgres`: the `postgres` module, zero-downtime schema migrations as migration steps.
 //! - `kubernetes`: the `kubernetes` module (it re-exports the `kube`, `k8s_openapi` and
 //!   `gateway_api` versions it is built on).
+//! - `local`: the `local` module, the embedded proxy router (`cutover-local`).
 //!
 //! # MSRV
 //!
@@ -60,6 +62,8 @@ pub use cutover_core::*;
 pub use cutover_postgres as postgres;
 #[cfg(feature = "kubernetes")]
 pub use cutover_kubernetes as kubernetes;
+#[cfg(feature = "local")]
+pub use cutover_local as local;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
 

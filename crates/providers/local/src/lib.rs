@@ -1,4 +1,26 @@
-//! Embedded weighted HTTP proxy router, HTTP health probe and proxy-recorded metrics for cutover.
+//! Embedded weighted HTTP proxy router, HTTP health probe and proxy-recorded metrics for
+//! cutover: a real canary on one machine, with no cluster and no cloud account.
 //!
-//! Not built yet.
+//! - [`LocalProxy`]: an in-process HTTP/1.1 reverse proxy (hyper 1.x) whose
+//!   [`ProxyRouter`] implements [`TrafficRouter`](cutover_core::TrafficRouter): weighted
+//!   splits in basis points, header and cookie routes, mirroring, sticky sessions, keep-alive
+//!   upstream pools and graceful shutdown.
+//! - [`ProxyMetrics`]: what the proxy saw, per revision, as a
+//!   [`MetricSource`](cutover_core::MetricSource) and as Prometheus text on the admin
+//!   listener's `/metrics`.
+//! - [`HttpProbe`]: a [`HealthProbe`](cutover_core::HealthProbe) over HTTP.
+//! - [`demo`] and [`load`]: a demo service with configurable errors and latency, and a load
+//!   generator, for examples and tests.
 #![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod load;
+mod metrics;
+mod probe;
+mod proxy;
+mod server;
+mod table;
+
+pub use metrics::{LATENCY_BUCKETS, ProxyMetrics, QUERIES, WINDOW_SLOTS};
+pub use probe::HttpProbe;
+pub use proxy::{DEFAULT_CONVERSION_HEADER, LocalProxy, LocalProxyBuilder, ProxyBody, ProxyRouter};

@@ -1,0 +1,184 @@
+//! A small demo service for examples and tests: answers every request with its version, fails
+//! a share of them with 500, adds latency, and marks a share as conversions.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::proxy::{DEFAULT_CONVERSION_HEADER, ProxyBody, plain};
+use crate::server::serve;
+
+/// How a [`DemoService`] behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoConfig {
+    /// The version it reports in its body and in `x-version`.
+    pub version: String,
+    /// Share of requests answered 500 (0.0 to 1.0).
+    pub error_rate: f64,
+    /// Latency added to every request.
+    pub latency: Duration,
+    /// Share of 200 answers marked as conversions with the `x-conversion` header.
+    pub conversion_rate: f64,
+    /// Whether `/healthz` answers 200 (else 503).
+    pub healthy: bool,
+}
+
+impl DemoConfig {
+    /// A healthy version with no errors, no added latency and no conversions.
+    pub fn new(version: impl Into<String>) -> Self {
+        DemoConfig {
+            version: version.into(),
+            error_rate: 0.0,
+            latency: Duration::ZERO,
+            conversion_rate: 0.0,
+            healthy: true,
+        }
+    }
+
+    /// Sets the error rate.
+    pub fn error_rate(mut self, rate: f64) -> Self {
+        self.error_rate = rate;
+        self
+    }
+
+    /// Sets the added latency.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Sets the conversion rate.
+    pub fn conversion_rate(mut self, rate: f64) -> Self {
+        self.conversion_rate = rate;
+        self
+    }
+
+    /// Sets whether `/healthz` answers 200.
+    pub fn healthy(mut self, healthy: bool) -> Self {
+        self.healthy = healthy;
+        self
+    }
+}
+
+struct Prepared {
+    config: DemoConfig,
+    served: AtomicU64,
+    version: HeaderValue,
+    body: Bytes,
+    health: Bytes,
+}
+
+/// A running demo service on 127.0.0.1. `GET /healthz` is its health check; every other
+/// path is the application.
+#[derive(Debug)]
+pub struct DemoService {
+    addr: SocketAddr,
+    prepared: Arc<Prepared>,
+    stop: watch::Sender<bool>,
+    task: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl DemoService {
+    /// Starts the service on a free port of 127.0.0.1.
+    pub async fn start(config: DemoConfig) -> std::io::Result<Self> {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts the service on `addr`.
+    pub async fn start_on(config: DemoConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let prepared = Arc::new(Prepared {
+            version: HeaderValue::try_from(config.version.as_str())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            body: Bytes::from(format!("hello from {}\n", config.version)),
+            health: Bytes::from(format!("ok {}\n", config.version)),
+            config,
+            served: AtomicU64::new(0),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(
+            listener,
+            stopped,
+            prepared.clone(),
+            |p, req| async move { Ok::<_, Infallible>(answer(&p, &req).await) },
+        ));
+        Ok(DemoService {
+            addr,
+            prepared,
+            stop,
+            task: parking_lot::Mutex::new(Some(task)),
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Application requests answered so far (health checks not counted).
+    pub fn served(&self) -> u64 {
+        self.prepared.served.load(Ordering::Relaxed)
+    }
+
+    /// Stops it, letting requests in flight finish.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for DemoService {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.config.fmt(f)
+    }
+}
+
+async fn answer(p: &Prepared, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let c = &p.config;
+    if req.uri().path() == "/healthz" {
+        return if c.healthy {
+            Response::new(Either::Right(Full::new(p.health.clone())))
+        } else {
+            plain(StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n")
+        };
+    }
+    p.served.fetch_add(1, Ordering::Relaxed);
+    if !c.latency.is_zero() {
+        // Simulated service time, not a wait for something to happen.
+        tokio::time::sleep(c.latency).await;
+    }
+    let mut resp = if fastrand::f64() < c.error_rate {
+        plain(StatusCode::INTERNAL_SERVER_ERROR, "failed\n")
+    } else {
+        let mut resp = Response::new(Either::Right(Full::new(p.body.clone())));
+        if c.conversion_rate > 0.0 && fastrand::f64() < c.conversion_rate {
+            resp.headers_mut()
+                .insert(DEFAULT_CONVERSION_HEADER, HeaderValue::from_static("1"));
+        }
+        resp
+    };
+    resp.headers_mut().insert("x-version", p.version.clone());
+    resp
+}
+/// Re-exported so callers can build probe URLs without depending on .
+pub use http::Uri;
