@@ -32,12 +32,21 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod mann_whitney;
 mod proportions;
 mod quantile;
+mod rank;
 mod tally;
 mod verdict;
+mod zeroin;
 
 pub use self::error::AnalysisError;
+pub use self::mann_whitney::{
+    Alternative, EXACT_MAX_PAIRS, MannWhitney, Method, ShiftInterval, hodges_lehmann,
+    mann_whitney, shift_interval,
+};
+pub use self::rank::rank_average;
+pub use self::zeroin::zeroin;
 pub use self::proportions::{Proportion, ProportionTest, two_proportion_test};
 pub use self::quantile::quantile_r7;
 pub use self::tally::{Measurement, RunLimits, RunStatus, Tally};
