@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod kayenta;
 mod mann_whitney;
 mod proportions;
 mod quantile;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::AnalysisError;
-use crate::rank::{Merged, merge, tie_term_sorted};
+use crate::rank::{Merged, merge};
 use crate::zeroin::zeroin;
 
 /// Which alternative hypothesis a test's p-value is for. `Greater` means x tends to be larger
@@ -396,9 +396,4 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], conf_level: f64) -> Result<ShiftInte
         upper,
         estimate,
     })
-}
-
-/// Σ (t³ − t) over the tie groups of a sorted sample (re-exported for the judge).
-pub(crate) fn has_ties(sorted: &[f64]) -> bool {
-    tie_term_sorted(sorted) > 0.0
 }

@@ -76,11 +76,6 @@ pub(crate) fn merge(x: &[f64], y: &[f64], shift: f64) -> Merged {
     Merged { u, ties }
 }
 
-/// Σ (t³ − t) over the tie groups of one sorted sample.
-pub(crate) fn tie_term_sorted(sorted: &[f64]) -> f64 {
-    merge(sorted, &[], 0.0).ties
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,7 +90,7 @@ mod tests {
         // One group of four 2.0s: 64 - 4.
         assert_eq!(m.ties, 60.0);
         assert_eq!(merge(&x, &y, 1.0).u, 1.0 + 0.5 * 2.0 + 0.5 * 2.0);
-        assert_eq!(tie_term_sorted(&[1.0, 1.0, 1.0]), 24.0);
+        assert_eq!(merge(&[1.0, 1.0, 1.0], &[], 0.0).ties, 24.0);
     }
 
     #[test]
