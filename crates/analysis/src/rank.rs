@@ -89,7 +89,8 @@ mod tests {
         assert_eq!(m.u, 4.0);
         // One group of four 2.0s: 64 - 4.
         assert_eq!(m.ties, 60.0);
-        assert_eq!(merge(&x, &y, 1.0).u, 1.0 + 0.5 * 2.0 + 0.5 * 2.0);
+        // x - 1 = [0, 1, 1, 2]: only the 2 ties with the two 2s.
+        assert_eq!(merge(&x, &y, 1.0).u, 1.0);
         assert_eq!(merge(&[1.0, 1.0, 1.0], &[], 0.0).ties, 24.0);
     }
 
