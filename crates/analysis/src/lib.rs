@@ -31,7 +31,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod ab;
 mod error;
+pub mod harness;
 pub mod kayenta;
 mod mann_whitney;
 mod proportions;
@@ -41,14 +43,19 @@ mod tally;
 mod verdict;
 mod zeroin;
 
+pub use self::ab::{
+    ChiSquare, FisherExact, PowerSettings, WelchTest, chi_square_2x2, cohens_h, fisher_exact,
+    power_normal, power_two_means, power_two_proportions, sample_size_normal,
+    sample_size_two_means, sample_size_two_proportions, welch_t_test,
+};
 pub use self::error::AnalysisError;
 pub use self::mann_whitney::{
-    Alternative, EXACT_MAX_PAIRS, MannWhitney, Method, ShiftInterval, hodges_lehmann,
-    mann_whitney, shift_interval,
+    Alternative, EXACT_MAX_PAIRS, MannWhitney, Method, ShiftInterval, hodges_lehmann, mann_whitney,
+    shift_interval,
 };
-pub use self::rank::rank_average;
-pub use self::zeroin::zeroin;
 pub use self::proportions::{Proportion, ProportionTest, two_proportion_test};
 pub use self::quantile::quantile_r7;
+pub use self::rank::rank_average;
 pub use self::tally::{Measurement, RunLimits, RunStatus, Tally};
 pub use self::verdict::Verdict;
+pub use self::zeroin::zeroin;

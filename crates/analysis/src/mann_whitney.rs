@@ -129,11 +129,7 @@ pub(crate) fn mann_whitney_sorted(
     } else {
         asymptotic_p(u, m, n, ties, alternative, continuity)
     };
-    Ok(MannWhitney {
-        u,
-        p_value,
-        exact,
-    })
+    Ok(MannWhitney { u, p_value, exact })
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -145,7 +141,9 @@ fn sigma(m: usize, n: usize, ties: f64) -> f64 {
     } else {
         0.0
     };
-    (mf * nf / 12.0 * ((big_n + 1.0) - tie_part)).max(0.0).sqrt()
+    (mf * nf / 12.0 * ((big_n + 1.0) - tie_part))
+        .max(0.0)
+        .sqrt()
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -291,7 +289,11 @@ fn check_finite(values: &[f64], group: &'static str) -> Result<(), AnalysisError
 /// assert_eq!((ci.lower, ci.upper, ci.estimate), (-4.0, 18.0, 7.0));
 /// # Ok::<(), cutover_analysis::AnalysisError>(())
 /// ```
-pub fn shift_interval(x: &[f64], y: &[f64], conf_level: f64) -> Result<ShiftInterval, AnalysisError> {
+pub fn shift_interval(
+    x: &[f64],
+    y: &[f64],
+    conf_level: f64,
+) -> Result<ShiftInterval, AnalysisError> {
     check_conf(conf_level)?;
     check_finite(x, "x")?;
     check_finite(y, "y")?;
@@ -321,7 +323,9 @@ pub(crate) fn shift_interval_sorted(
     };
     let mumin = xs[0] - ys[n - 1];
     let mumax = xs[m - 1] - ys[0];
-    let z = Normal::standard().inverse_cdf((1.0 - conf_level) / 2.0).abs();
+    let z = Normal::standard()
+        .inverse_cdf((1.0 - conf_level) / 2.0)
+        .abs();
     let mut root = |zq: f64| {
         let fl = w(mumin, zq);
         let fu = w(mumax, zq);
@@ -361,13 +365,20 @@ pub(crate) fn shift_interval_sorted(
 /// assert_eq!((ci.lower, ci.upper, ci.estimate), (-1.0, 17.0, 7.0));
 /// # Ok::<(), cutover_analysis::AnalysisError>(())
 /// ```
-pub fn hodges_lehmann(x: &[f64], y: &[f64], conf_level: f64) -> Result<ShiftInterval, AnalysisError> {
+pub fn hodges_lehmann(
+    x: &[f64],
+    y: &[f64],
+    conf_level: f64,
+) -> Result<ShiftInterval, AnalysisError> {
     check_conf(conf_level)?;
     check_finite(x, "x")?;
     check_finite(y, "y")?;
     let (m, n) = (x.len(), y.len());
     let dist = exact_distribution(m, n)?;
-    let mut diffs: Vec<f64> = x.iter().flat_map(|a| y.iter().map(move |b| a - b)).collect();
+    let mut diffs: Vec<f64> = x
+        .iter()
+        .flat_map(|a| y.iter().map(move |b| a - b))
+        .collect();
     diffs.sort_unstable_by(f64::total_cmp);
     let alpha = 1.0 - conf_level;
     // qwilcox(p): the smallest q with P(U <= q) >= p (R's `qwilcox`, with R's fuzz).

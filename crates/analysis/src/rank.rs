@@ -46,7 +46,11 @@ pub(crate) fn merge(x: &[f64], y: &[f64], shift: f64) -> Merged {
     let mut u = 0.0f64;
     let mut ties = 0.0f64;
     while i < x.len() || j < y.len() {
-        let xv = if i < x.len() { x[i] - shift } else { f64::INFINITY };
+        let xv = if i < x.len() {
+            x[i] - shift
+        } else {
+            f64::INFINITY
+        };
         let yv = if j < y.len() { y[j] } else { f64::INFINITY };
         let v = if i < x.len() && (j >= y.len() || xv <= yv) {
             xv

@@ -41,7 +41,10 @@ fn classifier_suite_vectors() {
     let r = classify(&C1, &E1, &config, TOL);
     assert_eq!(r.label, Label::High);
     let [lo, hi] = r.ci.unwrap();
-    assert!(close(lo, 17.800_043_85, 1e-7) && close(hi, 27.799_943_25, 1e-7), "{lo} {hi}");
+    assert!(
+        close(lo, 17.800_043_85, 1e-7) && close(hi, 27.799_943_25, 1e-7),
+        "{lo} {hi}"
+    );
     assert!(close(r.estimate.unwrap(), 20.0, 2e-4));
     assert!(close(r.ratio.unwrap(), 12.0408, 1e-4));
 
@@ -50,7 +53,10 @@ fn classifier_suite_vectors() {
     let r = classify(&E1, &[10.0, 12.2, 10.1, 12.5, 23.0], &config, TOL);
     assert_eq!(r.label, Label::Pass);
     let [lo, hi] = r.ci.unwrap();
-    assert!(close(lo, -17.799_961_65, 1e-7) && close(hi, 0.999_947_798_6, 1e-7), "{lo} {hi}");
+    assert!(
+        close(lo, -17.799_961_65, 1e-7) && close(hi, 0.999_947_798_6, 1e-7),
+        "{lo} {hi}"
+    );
     assert!(close(r.estimate.unwrap(), -10.78122, 2e-4));
     assert!(close(r.ratio.unwrap(), 0.5746, 1e-4));
 
@@ -60,10 +66,18 @@ fn classifier_suite_vectors() {
         effect_size: effect(1.0, 1.0, 1.2, 1.0),
         ..MetricConfig::default()
     };
-    let r = classify(&[10.0, 20.2, 10.1, 20.5, 30.0], &[2.0, 2.0, 2.0, 2.0, 3.0], &config3, TOL);
+    let r = classify(
+        &[10.0, 20.2, 10.1, 20.5, 30.0],
+        &[2.0, 2.0, 2.0, 2.0, 3.0],
+        &config3,
+        TOL,
+    );
     assert_eq!((r.label, r.critical), (Label::Low, true));
     let [lo, hi] = r.ci.unwrap();
-    assert!(close(lo, -27.999_942_06, 1e-7) && close(hi, -7.999_954_026, 1e-7), "{lo} {hi}");
+    assert!(
+        close(lo, -27.999_942_06, 1e-7) && close(hi, -7.999_954_026, 1e-7),
+        "{lo} {hi}"
+    );
     assert!(close(r.estimate.unwrap(), -18.0751, 2e-4));
 
     // Row 4: allowed (1, 5), critical (1, 13), critical metric -> High, not critical.
@@ -103,7 +117,10 @@ fn direction_limits_the_labels() {
 fn iqr_detector_vector() {
     let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 100.0];
     let (lo, hi) = iqr_fences(&v, 3.0);
-    assert!(close(lo, -10.25, 1e-12) && close(hi, 91.81, 1e-12), "{lo} {hi}");
+    assert!(
+        close(lo, -10.25, 1e-12) && close(hi, 91.81, 1e-12),
+        "{lo} {hi}"
+    );
     let config: MetricConfig =
         serde_json::from_str(r#"{"outliers": {"strategy": "remove"}}"#).unwrap();
     let r = classify(&v, &v[..9], &config, JudgeSettings::default());
@@ -133,9 +150,20 @@ fn no_data_and_degenerate_labels() {
     // A zero control gets no noise (sd 0) and has no mean ratio (NaN passes the effect gate).
     let r = classify(&[0.0; 20], &[5.0; 20], &d, s);
     assert_eq!((r.label, r.ratio), (Label::High, None));
-    assert_eq!(classify(&[1.0, f64::INFINITY], &[1.0, 2.0], &d, s).label, Label::Error);
+    assert_eq!(
+        classify(&[1.0, f64::INFINITY], &[1.0, 2.0], &d, s).label,
+        Label::Error
+    );
     // NaN replaced by zero.
-    let r = classify(&[1.0, f64::NAN], &[1.0, 0.0], &MetricConfig { nan_strategy: NanStrategy::Replace, ..d }, s);
+    let r = classify(
+        &[1.0, f64::NAN],
+        &[1.0, 0.0],
+        &MetricConfig {
+            nan_strategy: NanStrategy::Replace,
+            ..d
+        },
+        s,
+    );
     assert_eq!(r.label, Label::Pass);
 }
 
@@ -160,8 +188,17 @@ fn parses_a_real_canary_config() {
     assert!(c.critical && c.must_have_data && c.outliers.remove);
     assert_eq!(c.outliers.outlier_factor, 2.5);
     assert_eq!(c.effect_size.measure, EffectMeasure::Cles);
-    assert_eq!((c.effect_size.allowed_increase, c.effect_size.allowed_decrease), (0.6, 0.5));
-    assert_eq!(config.metrics[1].analysis_configurations.canary.direction, Direction::Either);
+    assert_eq!(
+        (
+            c.effect_size.allowed_increase,
+            c.effect_size.allowed_decrease
+        ),
+        (0.6, 0.5)
+    );
+    assert_eq!(
+        config.metrics[1].analysis_configurations.canary.direction,
+        Direction::Either
+    );
     assert_eq!(config.classifier.group_weights["g1"], 70.0);
     assert_eq!(config.classifier.score_thresholds.unwrap().pass, 90.0);
     let err = CanaryConfig::from_json(r#"{"metrics": [{"groups": []}]}"#).unwrap_err();
@@ -185,16 +222,73 @@ fn scorer_suite_vectors() {
     let w = |a: f64, b: f64| BTreeMap::from([("g1".to_owned(), a), ("g2".to_owned(), b)]);
     let t = ScoreThresholds::default();
     let cases: Vec<(Vec<ScoredMetric>, BTreeMap<String, f64>, f64)> = vec![
-        (vec![m(Pass, false, &["g1"]), m(High, false, &["g1"])], none.clone(), 50.0),
-        (vec![m(Pass, false, &["g1"]), m(High, false, &["g1"]), m(Low, false, &["g1"])], none.clone(), 33.33),
-        (vec![m(Pass, false, &["g1"]), m(Pass, false, &["g1"]), m(High, false, &["g2"])], w(75.0, 25.0), 75.0),
-        (vec![m(Pass, false, &["g1"]), m(High, false, &["g1"]), m(High, false, &["g2"])], w(50.0, 50.0), 25.0),
-        (vec![m(Pass, false, &["g1"]), m(Nodata, false, &["g1"]), m(High, false, &["g2"])], w(50.0, 50.0), 50.0),
-        (vec![m(Pass, false, &["g1"]), m(High, true, &["g1"])], none.clone(), 0.0),
-        (vec![m(Low, false, &["g1"]), m(Pass, true, &["g1"])], none.clone(), 50.0),
-        (vec![m(Pass, false, &["g1"]), m(Nodata, true, &["g1"])], none.clone(), 0.0),
+        (
+            vec![m(Pass, false, &["g1"]), m(High, false, &["g1"])],
+            none.clone(),
+            50.0,
+        ),
+        (
+            vec![
+                m(Pass, false, &["g1"]),
+                m(High, false, &["g1"]),
+                m(Low, false, &["g1"]),
+            ],
+            none.clone(),
+            33.33,
+        ),
+        (
+            vec![
+                m(Pass, false, &["g1"]),
+                m(Pass, false, &["g1"]),
+                m(High, false, &["g2"]),
+            ],
+            w(75.0, 25.0),
+            75.0,
+        ),
+        (
+            vec![
+                m(Pass, false, &["g1"]),
+                m(High, false, &["g1"]),
+                m(High, false, &["g2"]),
+            ],
+            w(50.0, 50.0),
+            25.0,
+        ),
+        (
+            vec![
+                m(Pass, false, &["g1"]),
+                m(Nodata, false, &["g1"]),
+                m(High, false, &["g2"]),
+            ],
+            w(50.0, 50.0),
+            50.0,
+        ),
+        (
+            vec![m(Pass, false, &["g1"]), m(High, true, &["g1"])],
+            none.clone(),
+            0.0,
+        ),
+        (
+            vec![m(Low, false, &["g1"]), m(Pass, true, &["g1"])],
+            none.clone(),
+            50.0,
+        ),
+        (
+            vec![m(Pass, false, &["g1"]), m(Nodata, true, &["g1"])],
+            none.clone(),
+            0.0,
+        ),
         (vec![m(Nodata, false, &["g1"])], none.clone(), 0.0),
-        (vec![m(High, false, &["g1"]), m(Low, false, &["g1"]), m(Pass, false, &["g1"]), m(High, false, &["g2"])], w(15.0, 85.0), 5.0),
+        (
+            vec![
+                m(High, false, &["g1"]),
+                m(Low, false, &["g1"]),
+                m(Pass, false, &["g1"]),
+                m(High, false, &["g2"]),
+            ],
+            w(15.0, 85.0),
+            5.0,
+        ),
     ];
     for (i, (results, weights, want)) in cases.iter().enumerate() {
         let s = score(results, weights, t);
@@ -205,6 +299,18 @@ fn scorer_suite_vectors() {
     muted.muted = true;
     let s = score(&[m(Pass, false, &["g1"]), muted], &none, t);
     assert_eq!((s.score, s.label), (100.0, ScoreLabel::Pass));
-    let s = score(&[m(Pass, false, &["g1"]), m(Pass, false, &["g1"]), m(Pass, false, &["g1"]), m(High, false, &["g1"])], &none, ScoreThresholds { pass: 80.0, marginal: 75.0 });
+    let s = score(
+        &[
+            m(Pass, false, &["g1"]),
+            m(Pass, false, &["g1"]),
+            m(Pass, false, &["g1"]),
+            m(High, false, &["g1"]),
+        ],
+        &none,
+        ScoreThresholds {
+            pass: 80.0,
+            marginal: 75.0,
+        },
+    );
     assert_eq!((s.score, s.label), (75.0, ScoreLabel::Marginal));
 }

@@ -2,9 +2,7 @@
 //! to 1e-9 relative, R's exact Hodges-Lehmann intervals, and the asymptotic (Kayenta) intervals
 //! and estimates to the step tolerance §1.4 explains.
 
-use cutover_analysis::{
-    Alternative, Method, hodges_lehmann, mann_whitney, shift_interval,
-};
+use cutover_analysis::{Alternative, Method, hodges_lehmann, mann_whitney, shift_interval};
 
 struct Case {
     id: &'static str,
@@ -119,19 +117,40 @@ fn mann_whitney_p_values_match_scipy_and_r() {
     for c in CASES {
         let r = mann_whitney(c.x, c.y, Alternative::TwoSided, Method::Asymptotic, true).unwrap();
         assert_eq!(r.u, c.u, "{} U", c.id);
-        assert!(rel(r.p_value, c.cc, 1e-9), "{} cc {} vs {}", c.id, r.p_value, c.cc);
+        assert!(
+            rel(r.p_value, c.cc, 1e-9),
+            "{} cc {} vs {}",
+            c.id,
+            r.p_value,
+            c.cc
+        );
         let r = mann_whitney(c.x, c.y, Alternative::TwoSided, Method::Asymptotic, false).unwrap();
-        assert!(rel(r.p_value, c.no_cc, 1e-9), "{} no-cc {} vs {}", c.id, r.p_value, c.no_cc);
+        assert!(
+            rel(r.p_value, c.no_cc, 1e-9),
+            "{} no-cc {} vs {}",
+            c.id,
+            r.p_value,
+            c.no_cc
+        );
         if let Some(p) = c.exact {
             let r = mann_whitney(c.x, c.y, Alternative::TwoSided, Method::Exact, true).unwrap();
-            assert!(rel(r.p_value, p, 1e-9), "{} exact {} vs {p}", c.id, r.p_value);
+            assert!(
+                rel(r.p_value, p, 1e-9),
+                "{} exact {} vs {p}",
+                c.id,
+                r.p_value
+            );
         } else {
             assert!(mann_whitney(c.x, c.y, Alternative::TwoSided, Method::Exact, true).is_err());
         }
     }
     let mw2 = &CASES[1];
     let g = mann_whitney(mw2.x, mw2.y, Alternative::Greater, Method::Exact, true).unwrap();
-    assert!(rel(g.p_value, 0.127_206_127_206_127_2, 1e-9), "{}", g.p_value);
+    assert!(
+        rel(g.p_value, 0.127_206_127_206_127_2, 1e-9),
+        "{}",
+        g.p_value
+    );
 }
 
 #[test]
@@ -140,7 +159,12 @@ fn exact_hodges_lehmann_matches_r() {
         let Some((est, lo, hi)) = c.hl else { continue };
         let r = hodges_lehmann(c.x, c.y, 0.95).unwrap();
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        assert!(close(r.estimate, est), "{} est {} vs {est}", c.id, r.estimate);
+        assert!(
+            close(r.estimate, est),
+            "{} est {} vs {est}",
+            c.id,
+            r.estimate
+        );
         assert!(close(r.lower, lo) && close(r.upper, hi), "{} {r:?}", c.id);
     }
 }
@@ -152,10 +176,26 @@ fn asymptotic_interval_matches_kayenta_and_r() {
         for (conf, (lo, hi)) in [(0.95, c.ci95), (0.98, c.ci98)] {
             let r = shift_interval(c.x, c.y, conf).unwrap();
             let tol = 1e-8 * lo.abs().max(hi.abs()).max(1.0);
-            assert!((r.lower - lo).abs() <= tol, "{} {conf} lower {} vs {lo}", c.id, r.lower);
-            assert!((r.upper - hi).abs() <= tol, "{} {conf} upper {} vs {hi}", c.id, r.upper);
+            assert!(
+                (r.lower - lo).abs() <= tol,
+                "{} {conf} lower {} vs {lo}",
+                c.id,
+                r.lower
+            );
+            assert!(
+                (r.upper - hi).abs() <= tol,
+                "{} {conf} upper {} vs {hi}",
+                c.id,
+                r.upper
+            );
             let tol = 1e-8 * c.est.abs().max(1.0);
-            assert!((r.estimate - c.est).abs() <= tol, "{} est {} vs {}", c.id, r.estimate, c.est);
+            assert!(
+                (r.estimate - c.est).abs() <= tol,
+                "{} est {} vs {}",
+                c.id,
+                r.estimate,
+                c.est
+            );
         }
     }
 }

@@ -249,7 +249,11 @@ pub(crate) fn classify_sorted(
         experiment: ArmStats::of(&e),
     };
     if e.is_empty() || c.is_empty() {
-        let which = if e.is_empty() { "experiment" } else { "control" };
+        let which = if e.is_empty() {
+            "experiment"
+        } else {
+            "control"
+        };
         if config.nan_strategy == NanStrategy::Remove {
             if config.must_have_data && !config.critical {
                 out.label = Label::NodataFailMetric;

@@ -16,9 +16,7 @@ mod score;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::classify::{
-    ArmStats, Classification, JudgeSettings, Label, classify, iqr_fences,
-};
+pub use self::classify::{ArmStats, Classification, JudgeSettings, Label, classify, iqr_fences};
 pub use self::config::{
     AnalysisConfigurations, CanaryConfig, CanaryMetric, ClassifierConfig, Direction, EffectMeasure,
     EffectSize, MetricConfig, NanStrategy, Outliers, ScoreThresholds,

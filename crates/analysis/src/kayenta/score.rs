@@ -148,13 +148,14 @@ pub fn score(
             },
         );
     }
-    let critical = scored
-        .iter()
-        .find(|r| r.critical && r.label != Label::Pass);
+    let critical = scored.iter().find(|r| r.critical && r.label != Label::Pass);
     let nodata = scored.iter().filter(|r| r.label == Label::Nodata).count();
     #[allow(clippy::cast_precision_loss)]
     let (score, reason) = if let Some(r) = critical {
-        (0.0, Some(format!("critical metric `{}` is {}", r.name, r.label)))
+        (
+            0.0,
+            Some(format!("critical metric `{}` is {}", r.name, r.label)),
+        )
     } else if !scored.is_empty() && 100.0 * nodata as f64 / scored.len() as f64 >= 50.0 {
         (
             0.0,
