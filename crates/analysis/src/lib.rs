@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 mod ab;
+mod condition;
 mod error;
 pub mod harness;
 pub mod kayenta;
@@ -48,6 +49,7 @@ pub use self::ab::{
     power_normal, power_two_means, power_two_proportions, sample_size_normal,
     sample_size_two_means, sample_size_two_proportions, welch_t_test,
 };
+pub use self::condition::{Condition, ConditionError, ConditionInput, assess};
 pub use self::error::AnalysisError;
 pub use self::mann_whitney::{
     Alternative, EXACT_MAX_PAIRS, MannWhitney, Method, ShiftInterval, hodges_lehmann, mann_whitney,
