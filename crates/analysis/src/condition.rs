@@ -102,8 +102,7 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Token)>, ConditionError> {
             while i < chars.len()
                 && (chars[i].is_ascii_alphanumeric()
                     || chars[i] == '.'
-                    || ((chars[i] == '-' || chars[i] == '+')
-                        && matches!(chars[i - 1], 'e' | 'E')))
+                    || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
             {
                 i += 1;
             }
@@ -153,7 +152,9 @@ impl Parser {
     }
 
     fn column(&self) -> usize {
-        self.tokens.get(self.pos).map_or(self.len + 1, |(c, _)| c + 1)
+        self.tokens
+            .get(self.pos)
+            .map_or(self.len + 1, |(c, _)| c + 1)
     }
 
     fn error<T>(&self, message: impl Into<String>) -> Result<T, ConditionError> {
@@ -164,17 +165,19 @@ impl Parser {
     }
 
     fn eat_op(&mut self, op: &str) -> bool {
-        if self.peek() == Some(&Token::Op(match op {
-            "(" => "(",
-            ")" => ")",
-            "[" => "[",
-            "]" => "]",
-            "!" => "!",
-            "&&" => "&&",
-            "||" => "||",
-            "-" => "-",
-            _ => return false,
-        })) {
+        if self.peek()
+            == Some(&Token::Op(match op {
+                "(" => "(",
+                ")" => ")",
+                "[" => "[",
+                "]" => "]",
+                "!" => "!",
+                "&&" => "&&",
+                "||" => "||",
+                "-" => "-",
+                _ => return false,
+            }))
+        {
             self.pos += 1;
             true
         } else {
@@ -442,7 +445,9 @@ mod tests {
     use crate::Verdict;
 
     fn eval_str(s: &str, value: f64, values: &[f64]) -> Result<bool, String> {
-        Condition::parse(s).unwrap().evaluate(&ConditionInput { value, values })
+        Condition::parse(s)
+            .unwrap()
+            .evaluate(&ConditionInput { value, values })
     }
 
     #[test]
@@ -450,14 +455,30 @@ mod tests {
         assert_eq!(eval_str("result[0] < 0.01", 0.0, &[0.005]), Ok(true));
         assert_eq!(eval_str("result[0] >= 0.95", 0.0, &[0.9]), Ok(false));
         assert_eq!(eval_str("result < 0.5", 0.4, &[]), Ok(true));
-        assert_eq!(eval_str("len(result) == 0 || isNaN(result)", f64::NAN, &[1.0]), Ok(true));
-        assert_eq!(eval_str("result > -1e-3 and not (result == 2)", 0.0, &[]), Ok(true));
-        assert_eq!(eval_str("!(result[1] != 3) && true", 0.0, &[1.0, 3.0]), Ok(true));
-        assert_eq!(eval_str("isInf(result[0]) or false", 0.0, &[f64::INFINITY]), Ok(true));
+        assert_eq!(
+            eval_str("len(result) == 0 || isNaN(result)", f64::NAN, &[1.0]),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_str("result > -1e-3 and not (result == 2)", 0.0, &[]),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_str("!(result[1] != 3) && true", 0.0, &[1.0, 3.0]),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_str("isInf(result[0]) or false", 0.0, &[f64::INFINITY]),
+            Ok(true)
+        );
         // && binds tighter than ||.
         assert_eq!(eval_str("true || false && false", 0.0, &[]), Ok(true));
         assert_eq!(eval_str("result < 1", f64::NAN, &[]), Ok(false));
-        assert!(eval_str("result[3] > 0", 0.0, &[1.0]).unwrap_err().contains("result[3]"));
+        assert!(
+            eval_str("result[3] > 0", 0.0, &[1.0])
+                .unwrap_err()
+                .contains("result[3]")
+        );
     }
 
     #[test]
@@ -482,11 +503,17 @@ mod tests {
     fn argo_phase_rules() {
         let s = Condition::parse("result < 1").unwrap();
         let f = Condition::parse("result > 5").unwrap();
-        let at = |v: f64| ConditionInput { value: v, values: &[] };
+        let at = |v: f64| ConditionInput {
+            value: v,
+            values: &[],
+        };
         assert_eq!(assess(None, None, &at(9.0)), Ok(Verdict::Pass));
         assert_eq!(assess(Some(&s), None, &at(3.0)), Ok(Verdict::Fail));
         assert_eq!(assess(None, Some(&f), &at(3.0)), Ok(Verdict::Pass));
-        assert_eq!(assess(Some(&s), Some(&f), &at(3.0)), Ok(Verdict::Inconclusive));
+        assert_eq!(
+            assess(Some(&s), Some(&f), &at(3.0)),
+            Ok(Verdict::Inconclusive)
+        );
         assert_eq!(assess(Some(&s), Some(&f), &at(0.0)), Ok(Verdict::Pass));
         assert_eq!(assess(Some(&s), Some(&f), &at(9.0)), Ok(Verdict::Fail));
     }

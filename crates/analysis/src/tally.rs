@@ -262,14 +262,23 @@ mod tests {
             ..RunLimits::default()
         };
         assert_eq!(run(&limits, &[Pass, Fail, Pass]), RunStatus::Running);
-        assert_eq!(run(&limits, &[Pass, Fail, Pass, Pass]), RunStatus::Successful);
+        assert_eq!(
+            run(&limits, &[Pass, Fail, Pass, Pass]),
+            RunStatus::Successful
+        );
         // An error breaks the streak.
         assert_eq!(run(&limits, &[Pass, Error, Pass]), RunStatus::Running);
         // Count reached without a streak: inconclusive, or failed when failing is disabled.
         let alternating = [Pass, Fail, Pass, Inconclusive, Pass];
-        let limits = RunLimits { inconclusive_limit: 5, ..limits };
+        let limits = RunLimits {
+            inconclusive_limit: 5,
+            ..limits
+        };
         assert_eq!(run(&limits, &alternating), RunStatus::Inconclusive);
-        let no_fail = RunLimits { failure_limit: -1, ..limits };
+        let no_fail = RunLimits {
+            failure_limit: -1,
+            ..limits
+        };
         assert_eq!(run(&no_fail, &alternating), RunStatus::Failed);
         // The failure limit still applies first.
         assert_eq!(run(&limits, &[Fail, Fail, Fail, Fail]), RunStatus::Failed);

@@ -1,6 +1,8 @@
 //! The [`Analysis`] trait through which every verdict enters a rollout, and the analyses
 //! built from plan templates.
 
+mod conditions;
+mod judge;
 mod proportions;
 mod threshold;
 
@@ -13,6 +15,8 @@ use async_trait::async_trait;
 use cutover_analysis::Verdict;
 use serde::{Deserialize, Serialize};
 
+pub use self::conditions::ConditionsAnalysis;
+pub use self::judge::JudgeAnalysis;
 pub use self::proportions::ProportionsAnalysis;
 pub use self::threshold::ThresholdAnalysis;
 use crate::{MetricSource, ProviderError, RevisionId, Revisions, RolloutId};

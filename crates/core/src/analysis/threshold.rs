@@ -140,7 +140,7 @@ fn judge(metric: &ThresholdMetric, samples: &Samples) -> MetricResult {
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn aggregate(how: Aggregate, values: &[f64]) -> Option<f64> {
+pub(super) fn aggregate(how: Aggregate, values: &[f64]) -> Option<f64> {
     let clean: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
     if clean.is_empty() {
         return None;
