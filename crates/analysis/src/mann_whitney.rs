@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::AnalysisError;
-use crate::rank::{Merged, merge};
+use crate::rank::{Merged, Shifted, sorted};
 use crate::zeroin::zeroin;
 
 /// Which alternative hypothesis a test's p-value is for. `Greater` means x tends to be larger
@@ -63,12 +63,6 @@ fn check(values: &[f64], group: &'static str) -> Result<(), AnalysisError> {
     Ok(())
 }
 
-pub(crate) fn sorted(values: &[f64]) -> Vec<f64> {
-    let mut v = values.to_vec();
-    v.sort_unstable_by(f64::total_cmp);
-    v
-}
-
 /// The Mann-Whitney U test of x against y.
 ///
 /// Matches SciPy's `mannwhitneyu(x, y, alternative, method, use_continuity)` and R's
@@ -112,7 +106,7 @@ pub(crate) fn mann_whitney_sorted(
     method: Method,
     continuity: bool,
 ) -> Result<MannWhitney, AnalysisError> {
-    let Merged { u, ties } = merge(xs, ys, 0.0);
+    let Merged { u, ties } = Shifted::new(xs, ys).merge(0.0);
     let (m, n) = (xs.len(), ys.len());
     let exact = match method {
         Method::Exact => {
@@ -311,8 +305,9 @@ pub(crate) fn shift_interval_sorted(
     let (mf, nf) = (m as f64, n as f64);
     let half = mf * nf / 2.0;
     let mut failed = false;
+    let shifted = Shifted::new(xs, ys);
     let mut w = |d: f64, zq: f64| {
-        let merged = merge(xs, ys, d);
+        let merged = shifted.merge(d);
         let dz = merged.u - half;
         let s = sigma(m, n, merged.ties);
         if s == 0.0 {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Direction, EffectMeasure, MetricConfig, NanStrategy};
 use crate::mann_whitney::shift_interval_sorted;
-use crate::rank::merge;
+use crate::rank::{merge, sort_f64, tie_term};
 
 /// The label of one metric, as Kayenta names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -124,7 +124,7 @@ pub(crate) fn preprocess(values: &[f64], config: &MetricConfig) -> Vec<f64> {
             .map(|&v| if v.is_nan() { 0.0 } else { v })
             .collect(),
     };
-    v.sort_unstable_by(f64::total_cmp);
+    sort_f64(&mut v);
     if config.outliers.remove && !v.is_empty() {
         let (lo, hi) = iqr_fences(&v, config.outliers.outlier_factor);
         v.retain(|&x| lo <= x && x <= hi);
@@ -198,7 +198,7 @@ impl Noise {
         for v in values.iter_mut() {
             *v += self.normal(sd);
         }
-        values.sort_unstable_by(f64::total_cmp);
+        sort_f64(values);
     }
 }
 
@@ -304,7 +304,9 @@ pub(crate) fn classify_sorted(
     #[allow(clippy::cast_precision_loss)]
     let effect = match config.effect_size.measure {
         EffectMeasure::MeanRatio => ratio,
-        EffectMeasure::Cles => merge(&e, &c, 0.0).u / (e.len() as f64 * c.len() as f64),
+        EffectMeasure::Cles => {
+            merge(&e, &c, tie_term(&c), 0.0).u / (e.len() as f64 * c.len() as f64)
+        }
     };
     let es = &config.effect_size;
     let bound = settings.tolerance * ci.estimate.abs();
