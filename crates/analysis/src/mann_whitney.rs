@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::AnalysisError;
-use crate::rank::{Merged, Shifted, sorted};
+use crate::rank::{Merged, Shifted, rank_sum, sorted};
 use crate::zeroin::zeroin;
 
 /// Which alternative hypothesis a test's p-value is for. `Greater` means x tends to be larger
@@ -94,20 +94,8 @@ pub fn mann_whitney(
 ) -> Result<MannWhitney, AnalysisError> {
     check(x, "x")?;
     check(y, "y")?;
-    let (xs, ys) = (sorted(x), sorted(y));
-    mann_whitney_sorted(&xs, &ys, alternative, method, continuity)
-}
-
-/// [`mann_whitney`] on samples already sorted ascending and free of NaN.
-pub(crate) fn mann_whitney_sorted(
-    xs: &[f64],
-    ys: &[f64],
-    alternative: Alternative,
-    method: Method,
-    continuity: bool,
-) -> Result<MannWhitney, AnalysisError> {
-    let Merged { u, ties } = Shifted::new(xs, ys).merge(0.0);
-    let (m, n) = (xs.len(), ys.len());
+    let Merged { u, ties } = rank_sum(x, y);
+    let (m, n) = (x.len(), y.len());
     let exact = match method {
         Method::Exact => {
             if ties > 0.0 {

@@ -80,7 +80,7 @@ fn t3(t: usize) -> f64 {
 }
 
 /// Σ (t³ − t) over the tie groups of one sorted sample.
-pub(crate) fn tie_term(sorted: &[f64]) -> f64 {
+pub(crate) fn tie_term<T: Copy + PartialEq>(sorted: &[T]) -> f64 {
     let mut ties = 0.0;
     let mut i = 0;
     while i < sorted.len() {
@@ -96,22 +96,28 @@ pub(crate) fn tie_term(sorted: &[f64]) -> f64 {
     ties
 }
 
-/// Walks sorted `x` (shifted down by `shift`) and sorted `y` together once, in O(nx + ny)
-/// without allocating. Both slices must be sorted ascending and free of NaN; `y_ties` is
-/// [`tie_term`] of `y`.
+/// Walks sorted `x` (each value mapped by `shift`, which must keep the order) and sorted `y`
+/// together once, in O(nx + ny) without allocating: the exact definition, ties included.
+/// `y_ties` is [`tie_term`] of `y`.
 ///
 /// The tie term of the combined sample is `y_ties` plus, for each group of the shifted x of
-/// size a meeting b equal y values, `(a+b)³ − (a+b) − (b³ − b)`. Groups of x are formed on the shifted values, exactly as R ranks `c(x - d, y)`.
-pub(crate) fn merge(x: &[f64], y: &[f64], y_ties: f64, shift: f64) -> Merged {
+/// size a meeting b equal y values, `(a+b)³ − (a+b) − (b³ − b)`. Groups of x are formed on
+/// the shifted values, exactly as R ranks `c(x - d, y)`.
+pub(crate) fn merge<T: Copy + PartialOrd>(
+    x: &[T],
+    y: &[T],
+    y_ties: f64,
+    shift: impl Fn(T) -> T,
+) -> Merged {
     let (m, n) = (x.len(), y.len());
     let mut j = 0usize;
     let mut i = 0usize;
     let mut u = 0.0f64;
     let mut ties = y_ties;
     while i < m {
-        let v = x[i] - shift;
+        let v = shift(x[i]);
         let mut tx = 1;
-        while i + tx < m && x[i + tx] - shift == v {
+        while i + tx < m && shift(x[i + tx]) == v {
             tx += 1;
         }
         while j < n && y[j] < v {
@@ -134,6 +140,82 @@ pub(crate) fn merge(x: &[f64], y: &[f64], y_ties: f64, shift: f64) -> Merged {
     Merged { u, ties }
 }
 
+/// Independent merge streams of [`count_below`] (a multiple of 4).
+const STREAMS: usize = 8;
+
+/// Σ over x of #{y < shift(x_i)}, or `None` when some shifted x equals some y (a cross tie:
+/// the caller falls back to [`merge`]). `xs` and `ys` are sorted with one sentinel at the end
+/// that is above every value (`+∞`, `u64::MAX`), so `m = xs.len() − 1`.
+///
+/// x is split into [`STREAMS`] chunks, each chunk's start found in y by binary search, and the
+/// chunks are merged four at a time in lockstep without branches: their dependency chains
+/// (load, compare, advance) overlap, which makes this several times faster than one merge.
+fn count_below<T: Copy + PartialOrd>(xs: &[T], ys: &[T], shift: impl Fn(T) -> T) -> Option<u64> {
+    let (m, n) = (xs.len() - 1, ys.len() - 1);
+    let mut xb = [0usize; STREAMS + 1];
+    let mut yb = [0usize; STREAMS + 1];
+    for c in 0..=STREAMS {
+        xb[c] = c * m / STREAMS;
+        yb[c] = match c {
+            0 => 0,
+            STREAMS => n,
+            _ => {
+                let v = shift(xs[xb[c]]);
+                ys[..n].partition_point(|&y| y < v)
+            }
+        };
+    }
+    let mut total: u64 = 0;
+    let mut cross = false;
+    for group in 0..STREAMS / 4 {
+        let c0 = group * 4;
+        let (mut i0, mut i1, mut i2, mut i3) = (xb[c0], xb[c0 + 1], xb[c0 + 2], xb[c0 + 3]);
+        let (mut j0, mut j1, mut j2, mut j3) = (yb[c0], yb[c0 + 1], yb[c0 + 2], yb[c0 + 3]);
+        let (mut u0, mut u1, mut u2, mut u3) = (0u64, 0u64, 0u64, 0u64);
+        let steps = |c: usize| (xb[c + 1] - xb[c]) + (yb[c + 1] - yb[c]);
+        let s = [steps(c0), steps(c0 + 1), steps(c0 + 2), steps(c0 + 3)];
+        let common = s.iter().copied().min().unwrap_or(0);
+        macro_rules! step {
+            ($i:ident, $j:ident, $u:ident) => {{
+                let xv = shift(xs[$i]);
+                let yv = ys[$j];
+                let take_x = usize::from(yv >= xv);
+                $u += ($j * take_x) as u64;
+                cross |= yv == xv;
+                $i += take_x;
+                $j += 1 - take_x;
+            }};
+        }
+        for _ in 0..common {
+            step!(i0, j0, u0);
+            step!(i1, j1, u1);
+            step!(i2, j2, u2);
+            step!(i3, j3, u3);
+        }
+        for _ in common..s[0] {
+            step!(i0, j0, u0);
+        }
+        for _ in common..s[1] {
+            step!(i1, j1, u1);
+        }
+        for _ in common..s[2] {
+            step!(i2, j2, u2);
+        }
+        for _ in common..s[3] {
+            step!(i3, j3, u3);
+        }
+        total += u0 + u1 + u2 + u3;
+    }
+    (!cross).then_some(total)
+}
+
+fn with_sentinel<T: Copy>(v: &[T], sentinel: T) -> Vec<T> {
+    let mut s = Vec::with_capacity(v.len() + 1);
+    s.extend_from_slice(v);
+    s.push(sentinel);
+    s
+}
+
 /// Sorted samples prepared for many [`Shifted::merge`] calls: each with a `+∞` sentinel at
 /// the end, and the tie structure of each on its own.
 #[derive(Debug, Clone)]
@@ -150,117 +232,68 @@ pub(crate) struct Shifted<'a> {
 impl<'a> Shifted<'a> {
     /// `x` and `y` sorted ascending and finite.
     pub(crate) fn new(x: &'a [f64], y: &'a [f64]) -> Self {
-        let with_sentinel = |v: &[f64]| {
-            let mut s = Vec::with_capacity(v.len() + 1);
-            s.extend_from_slice(v);
-            s.push(f64::INFINITY);
-            s
-        };
         Shifted {
             x,
             y,
-            xs: with_sentinel(x),
-            ys: with_sentinel(y),
+            xs: with_sentinel(x, f64::INFINITY),
+            ys: with_sentinel(y, f64::INFINITY),
             x_ties: tie_term(x),
             y_ties: tie_term(y),
             x_equal_pairs: x.windows(2).filter(|w| w[0] == w[1]).count(),
         }
     }
 
-    /// [`merge`] of `x - shift` and `y`: the same numbers, computed faster when no shifted x
-    /// equals a y and the shift merges no two x values (then the tie term is that of the
-    /// samples on their own); otherwise it falls back to [`merge`].
-    ///
-    /// The fast path splits x into [`STREAMS`] chunks, finds where each chunk starts in y by
-    /// binary search, and merges the chunks in lockstep without branches: the chunks'
-    /// dependency chains (load, compare, advance) overlap, which is what makes this several
-    /// times faster than one merge.
+    /// [`merge`] of `x - shift` and `y`: the same numbers, computed with [`count_below`] when
+    /// no shifted x equals a y and the shift merges no two x values (then the tie term is that
+    /// of the samples on their own); otherwise by [`merge`].
     pub(crate) fn merge(&self, shift: f64) -> Merged {
-        let (m, n) = (self.x.len(), self.y.len());
-        if m < 64 * STREAMS {
-            return merge(self.x, self.y, self.y_ties, shift);
+        let exact = || merge(self.x, self.y, self.y_ties, |v| v - shift);
+        if self.x.len() < 64 * STREAMS {
+            return exact();
         }
-        let (xs, ys) = (&self.xs[..], &self.ys[..]);
-        // Stream c merges x[xb[c]..xb[c+1]] with y[yb[c]..yb[c+1]].
-        let mut xb = [0usize; STREAMS + 1];
-        let mut yb = [0usize; STREAMS + 1];
-        for c in 0..=STREAMS {
-            xb[c] = c * m / STREAMS;
-            yb[c] = if c == 0 {
-                0
-            } else if c == STREAMS {
-                n
-            } else {
-                let v = xs[xb[c]] - shift;
-                self.y.partition_point(|&y| y < v)
-            };
-        }
-        let (xs, ys) = (&xs[..], &ys[..]);
-        let mut u_total: u64 = 0;
-        let mut cross = false;
-        // Four streams at a time, in registers: (i, j, u) each.
-        for group in 0..STREAMS / 4 {
-            let c0 = group * 4;
-            let (mut i0, mut i1, mut i2, mut i3) = (xb[c0], xb[c0 + 1], xb[c0 + 2], xb[c0 + 3]);
-            let (mut j0, mut j1, mut j2, mut j3) = (yb[c0], yb[c0 + 1], yb[c0 + 2], yb[c0 + 3]);
-            let (mut u0, mut u1, mut u2, mut u3) = (0u64, 0u64, 0u64, 0u64);
-            let steps = |c: usize| (xb[c + 1] - xb[c]) + (yb[c + 1] - yb[c]);
-            let s = [steps(c0), steps(c0 + 1), steps(c0 + 2), steps(c0 + 3)];
-            let common = s.iter().copied().min().unwrap_or(0);
-            macro_rules! step {
-                ($i:ident, $j:ident, $u:ident) => {{
-                    let xv = xs[$i] - shift;
-                    let yv = ys[$j];
-                    let take_x = usize::from(yv >= xv);
-                    $u += ($j * take_x) as u64;
-                    cross |= yv == xv;
-                    $i += take_x;
-                    $j += 1 - take_x;
-                }};
-            }
-            for _ in 0..common {
-                step!(i0, j0, u0);
-                step!(i1, j1, u1);
-                step!(i2, j2, u2);
-                step!(i3, j3, u3);
-            }
-            for _ in common..s[0] {
-                step!(i0, j0, u0);
-            }
-            for _ in common..s[1] {
-                step!(i1, j1, u1);
-            }
-            for _ in common..s[2] {
-                step!(i2, j2, u2);
-            }
-            for _ in common..s[3] {
-                step!(i3, j3, u3);
-            }
-            u_total += u0 + u1 + u2 + u3;
-        }
-        if cross {
-            return merge(self.x, self.y, self.y_ties, shift);
-        }
-        // Does the shift make two distinct x values equal? (Never for exact subtraction of
-        // well-separated values, but R ranks `x - d` as computed, so it is checked.)
+        let Some(u) = count_below(&self.xs, &self.ys, |v| v - shift) else {
+            return exact();
+        };
+        // Does the shift make two distinct x values equal? R ranks `x - d` as computed, so
+        // this is checked rather than assumed.
         let equal_pairs = self
             .x
             .windows(2)
             .filter(|w| w[0] - shift == w[1] - shift)
             .count();
         if equal_pairs != self.x_equal_pairs {
-            return merge(self.x, self.y, self.y_ties, shift);
+            return exact();
         }
         #[allow(clippy::cast_precision_loss)]
         Merged {
-            u: u_total as f64,
+            u: u as f64,
             ties: self.x_ties + self.y_ties,
         }
     }
 }
 
-/// Independent merge streams of [`Shifted::merge`].
-const STREAMS: usize = 8;
+/// U of x and the tie term of the combined sample, for unsorted samples free of NaN: both are
+/// sorted as integer keys (`-0.0` counted equal to `0.0`, as `==` does) and merged on the keys.
+pub(crate) fn rank_sum(x: &[f64], y: &[f64]) -> Merged {
+    let keys = |v: &[f64]| {
+        let mut k: Vec<u64> = v.iter().map(|&v| key(v + 0.0)).collect();
+        k.sort_unstable();
+        k
+    };
+    let (xk, yk) = (keys(x), keys(y));
+    let y_ties = tie_term(&yk);
+    if xk.len() >= 64 * STREAMS {
+        let (xs, ys) = (with_sentinel(&xk, u64::MAX), with_sentinel(&yk, u64::MAX));
+        if let Some(u) = count_below(&xs, &ys, |k| k) {
+            #[allow(clippy::cast_precision_loss)]
+            return Merged {
+                u: u as f64,
+                ties: tie_term(&xk) + y_ties,
+            };
+        }
+    }
+    merge(&xk, &yk, y_ties, |k| k)
+}
 
 #[cfg(test)]
 mod tests {
@@ -291,13 +324,13 @@ mod tests {
     fn merge_counts_pairs_and_ties() {
         let x = [1.0, 2.0, 2.0, 3.0];
         let y = [2.0, 2.0, 4.0];
-        let m = merge(&x, &y, tie_term(&y), 0.0);
+        let m = merge(&x, &y, tie_term(&y), |v| v);
         // x=1: 0; x=2: two ties each -> 1 each; x=3: beats two -> 2.
         assert_eq!(m.u, 4.0);
         // One group of four 2.0s: 64 - 4.
         assert_eq!(m.ties, 60.0);
         // x - 1 = [0, 1, 1, 2]: only the 2 ties with the two 2s.
-        assert_eq!(merge(&x, &y, tie_term(&y), 1.0).u, 1.0);
+        assert_eq!(merge(&x, &y, tie_term(&y), |v| v - 1.0).u, 1.0);
         assert_eq!(tie_term(&[1.0, 1.0, 1.0]), 24.0);
     }
 
@@ -315,11 +348,17 @@ mod tests {
         for shift in [-3.3, -0.001, 0.0, 0.5, 7.25, 100.0, 1e4, -1e4] {
             assert_eq!(
                 s.merge(shift),
-                merge(&x, &y, tie_term(&y), shift),
+                merge(&x, &y, tie_term(&y), |v| v - shift),
                 "shift {shift}"
             );
             assert_eq!(s.merge(shift), reference(&x, &y, shift), "shift {shift}");
         }
+        let mut with_zeros = x.clone();
+        with_zeros.extend([0.0, -0.0, 0.0]);
+        let mut y0 = y.clone();
+        y0.push(-0.0);
+        assert_eq!(rank_sum(&with_zeros, &y0), reference(&with_zeros, &y0, 0.0));
+        assert_eq!(rank_sum(&x, &y), reference(&x, &y, 0.0));
     }
 
     #[test]
@@ -361,7 +400,11 @@ mod tests {
             let (xs, ys) = (sorted(&x), sorted(&y));
             let shift = f64::from(shift) * scale;
             let want = reference(&x, &y, shift);
-            for got in [merge(&xs, &ys, tie_term(&ys), shift), Shifted::new(&xs, &ys).merge(shift)] {
+            let mut all = vec![merge(&xs, &ys, tie_term(&ys), |v| v - shift), Shifted::new(&xs, &ys).merge(shift)];
+            if shift == 0.0 {
+                all.push(rank_sum(&x, &y));
+            }
+            for got in all {
                 prop_assert!((got.u - want.u).abs() < 1e-9, "{:?} vs {:?}", got, want);
                 prop_assert!((got.ties - want.ties).abs() < 1e-9, "{:?} vs {:?}", got, want);
             }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Direction, EffectMeasure, MetricConfig, NanStrategy};
 use crate::mann_whitney::shift_interval_sorted;
-use crate::rank::{merge, sort_f64, tie_term};
+use crate::rank::{Shifted, sort_f64};
 
 /// The label of one metric, as Kayenta names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -305,7 +305,7 @@ pub(crate) fn classify_sorted(
     let effect = match config.effect_size.measure {
         EffectMeasure::MeanRatio => ratio,
         EffectMeasure::Cles => {
-            merge(&e, &c, tie_term(&c), 0.0).u / (e.len() as f64 * c.len() as f64)
+            Shifted::new(&e, &c).merge(0.0).u / (e.len() as f64 * c.len() as f64)
         }
     };
     let es = &config.effect_size;
