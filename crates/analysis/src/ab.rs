@@ -247,7 +247,7 @@ pub fn power_normal(
     settings: PowerSettings,
 ) -> Result<f64, AnalysisError> {
     let s = settings.check()?;
-    if !(n1 > 0.0) || !effect_size.is_finite() {
+    if n1.is_nan() || n1 <= 0.0 || !effect_size.is_finite() {
         return Err(AnalysisError::Invalid(format!(
             "need a positive sample size and a finite effect, got n1 = {n1}, effect = {effect_size}"
         )));
@@ -279,11 +279,7 @@ pub fn sample_size_normal(
     settings: PowerSettings,
 ) -> Result<f64, AnalysisError> {
     let s = settings.check()?;
-    let floor = match s.alternative {
-        Alternative::TwoSided => s.alpha,
-        _ => s.alpha,
-    };
-    if !(power > floor && power < 1.0) {
+    if !(power > s.alpha && power < 1.0) {
         return Err(AnalysisError::Invalid(format!(
             "power must lie between alpha ({}) and 1, got {power}",
             s.alpha
@@ -352,7 +348,7 @@ pub fn sample_size_two_means(
     power: f64,
     settings: PowerSettings,
 ) -> Result<f64, AnalysisError> {
-    if !(sd > 0.0) {
+    if sd.is_nan() || sd <= 0.0 {
         return Err(AnalysisError::Invalid(format!(
             "sd must be positive, got {sd}"
         )));
@@ -368,7 +364,7 @@ pub fn power_two_means(
     n1: f64,
     settings: PowerSettings,
 ) -> Result<f64, AnalysisError> {
-    if !(sd > 0.0) {
+    if sd.is_nan() || sd <= 0.0 {
         return Err(AnalysisError::Invalid(format!(
             "sd must be positive, got {sd}"
         )));

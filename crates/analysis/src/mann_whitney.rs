@@ -178,7 +178,7 @@ fn sign(v: f64) -> f64 {
 /// after `k` y values adds `k` to U. Counts are kept in f64 (exact up to 2^53, relatively
 /// accurate beyond) and divided by their total at the end.
 pub(crate) fn exact_distribution(m: usize, n: usize) -> Result<Vec<f64>, AnalysisError> {
-    let pairs = m.checked_mul(n).unwrap_or(usize::MAX);
+    let pairs = m.saturating_mul(n);
     if pairs > EXACT_MAX_PAIRS {
         return Err(AnalysisError::ExactTooLarge { m, n });
     }

@@ -2,6 +2,9 @@
 //! and §1.5 (scorer vectors from `ScorerSuite.scala`), the IQR detector vector, config parsing
 //! and the labels of degenerate input.
 
+// Exact values (U, scores, labels' numbers) are compared exactly on purpose.
+#![allow(clippy::float_cmp)]
+
 use std::collections::BTreeMap;
 
 use cutover_analysis::kayenta::{

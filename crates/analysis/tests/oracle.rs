@@ -2,6 +2,9 @@
 //! statsmodels with a fixed seed) fed through the JSON harness's dispatch, each expected number
 //! checked to the tolerance of its op.
 
+// Exact values (U, scores, labels' numbers) are compared exactly on purpose.
+#![allow(clippy::float_cmp)]
+
 use cutover_analysis::harness::{Request, run};
 use serde_json::Value;
 

@@ -3,6 +3,14 @@
 //! and single-value arms give a defined label and never panic; the harness never panics on any
 //! JSON.
 
+// Exact values (U, scores, labels' numbers) are compared exactly on purpose; sample sizes
+// and shuffle indices are small.
+#![allow(
+    clippy::float_cmp,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
+)]
+
 use cutover_analysis::harness::run_json;
 use cutover_analysis::kayenta::{JudgeSettings, Label, MetricConfig, NanStrategy, classify};
 use cutover_analysis::{

@@ -2,6 +2,9 @@
 //! to 1e-9 relative, R's exact Hodges-Lehmann intervals, and the asymptotic (Kayenta) intervals
 //! and estimates to the step tolerance §1.4 explains.
 
+// Exact values (U, scores, labels' numbers) are compared exactly on purpose.
+#![allow(clippy::float_cmp)]
+
 use cutover_analysis::{Alternative, Method, hodges_lehmann, mann_whitney, shift_interval};
 
 struct Case {

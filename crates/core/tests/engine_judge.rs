@@ -6,11 +6,11 @@ mod common;
 use common::*;
 use cutover_core::planner::{ActionResult, Decision};
 use cutover_core::{
-    AnalysisResult, Entry, Outcome, Plan, PlanError, RetryPolicy, Samples, StopReason,
+    AnalysisResult, Entry, Outcome, Plan, PlanError, RetryPolicy, Samples, StopReason, Verdict,
 };
 use cutover_test::{FakeRouter, ScriptedMetricSource};
 
-const JUDGE_PLAN: &str = r#"
+const JUDGE_PLAN: &str = r"
 strategy:
   canary:
     steps:
@@ -36,7 +36,7 @@ analyses:
             groups: [errors]
             analysisConfigurations: { canary: { direction: increase, mustHaveData: true } }
         classifier: { groupWeights: { perf: 60, errors: 40 } }
-"#;
+";
 
 fn judge_plan() -> Plan {
     Plan::from_yaml(JUDGE_PLAN)
@@ -107,7 +107,7 @@ async fn judge_rolls_back_a_slower_candidate_with_its_numbers_in_the_record() {
     let results = measured(&handle.records());
     assert_eq!(results.len(), 1);
     let r = &results[0];
-    assert_eq!(r.verdict, cutover_core::Verdict::Fail);
+    assert_eq!(r.verdict, Verdict::Fail);
     let latency = r.metrics.iter().find(|m| m.name == "latency").unwrap();
     let shift = latency.value.unwrap();
     assert!((shift - 50.0).abs() < 1.0, "shift estimate {shift}");
@@ -139,7 +139,7 @@ async fn judge_promotes_an_equal_candidate() {
     let handle = rollout.handle();
     assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
     let results = measured(&handle.records());
-    assert_eq!(results[0].verdict, cutover_core::Verdict::Pass);
+    assert_eq!(results[0].verdict, Verdict::Pass);
     assert!(
         results[0].summary.starts_with("score 100.00 Pass"),
         "{}",
@@ -215,8 +215,8 @@ async fn conditions_succeed_on_a_streak_of_passes() {
         .iter()
         .map(|r| r.verdict)
         .collect();
-    use cutover_core::Verdict::{Inconclusive, Pass};
-    assert_eq!(verdicts, [Pass, Inconclusive, Pass, Pass]);
+    let (pass, inconclusive) = (Verdict::Pass, Verdict::Inconclusive);
+    assert_eq!(verdicts, [pass, inconclusive, pass, pass]);
 }
 
 #[tokio::test(start_paused = true)]
