@@ -210,6 +210,14 @@ pub enum Request {
     },
 }
 
+fn power_settings(alpha: f64, ratio: f64, alternative: Alternative) -> PowerSettings {
+    PowerSettings {
+        alpha,
+        ratio,
+        alternative,
+    }
+}
+
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -297,11 +305,7 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
             ratio,
             alternative,
         } => {
-            let s = PowerSettings {
-                alpha,
-                ratio,
-                alternative,
-            };
+            let s = power_settings(alpha, ratio, alternative);
             json!({ "power": power_two_proportions(p1, p2, n1, s)? })
         }
         Request::SampleSizeProportions {
@@ -312,11 +316,7 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
             ratio,
             alternative,
         } => {
-            let s = PowerSettings {
-                alpha,
-                ratio,
-                alternative,
-            };
+            let s = power_settings(alpha, ratio, alternative);
             let n1 = sample_size_two_proportions(p1, p2, power, s)?;
             json!({ "n1": n1, "n2": n1 * ratio })
         }
@@ -327,11 +327,7 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
             ratio,
             alternative,
         } => {
-            let s = PowerSettings {
-                alpha,
-                ratio,
-                alternative,
-            };
+            let s = power_settings(alpha, ratio, alternative);
             json!({ "power": power_normal(effect_size, n1, s)? })
         }
         Request::SampleSizeMeans {
@@ -341,11 +337,7 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
             ratio,
             alternative,
         } => {
-            let s = PowerSettings {
-                alpha,
-                ratio,
-                alternative,
-            };
+            let s = power_settings(alpha, ratio, alternative);
             let n1 = sample_size_normal(effect_size, power, s)?;
             json!({ "n1": n1, "n2": n1 * ratio })
         }

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use cutover_analysis::{ConditionInput, Verdict, assess};
 
 use super::threshold::aggregate;
-use super::{Analysis, AnalysisContext, AnalysisResult, MetricResult, Sources, source};
-use crate::plan::{ConditionMetric, ConditionsTemplate, Target};
-use crate::{MetricQuery, ProviderError, Samples};
+use super::{Analysis, AnalysisContext, AnalysisResult, MetricResult, Sources, query_target};
+use crate::plan::{ConditionMetric, ConditionsTemplate};
+use crate::{ProviderError, Samples};
 
 /// Metrics checked with success and failure conditions, built from a plan's `conditions`
 /// template.
@@ -91,19 +91,17 @@ impl Analysis for ConditionsAnalysis {
         let mut metrics = Vec::with_capacity(self.template.metrics.len());
         let mut first_error = None;
         for metric in &self.template.metrics {
-            let revision = match metric.revision {
-                Target::Candidate => &ctx.revisions.candidate,
-                Target::Stable => &ctx.revisions.stable,
-            };
-            let query =
-                MetricQuery::new(&metric.name, &metric.query, revision.clone(), metric.window);
-            let result = match source(&self.sources, &metric.source) {
-                Ok(s) => s
-                    .query(&query)
-                    .await
-                    .and_then(|samples| check(metric, &samples)),
-                Err(e) => Err(e),
-            };
+            let result = query_target(
+                &self.sources,
+                ctx,
+                &metric.name,
+                &metric.source,
+                &metric.query,
+                metric.revision,
+                metric.window,
+            )
+            .await
+            .and_then(|samples| check(metric, &samples));
             match result {
                 Ok(r) => metrics.push(r),
                 Err(e) => {
@@ -140,7 +138,7 @@ mod tests {
             name: "m".into(),
             source: "s".into(),
             query: "q".into(),
-            revision: Target::Candidate,
+            revision: crate::plan::Target::Candidate,
             window: std::time::Duration::from_mins(5),
             aggregate: crate::plan::Aggregate::Mean,
             success_condition: success.map(|s| cutover_analysis::Condition::parse(s).unwrap()),
