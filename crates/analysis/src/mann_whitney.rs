@@ -92,9 +92,13 @@ pub fn mann_whitney(
     method: Method,
     continuity: bool,
 ) -> Result<MannWhitney, AnalysisError> {
-    check(x, "x")?;
-    check(y, "y")?;
-    let Merged { u, ties } = rank_sum(x, y);
+    if x.is_empty() {
+        return Err(AnalysisError::Empty { group: "x" });
+    }
+    if y.is_empty() {
+        return Err(AnalysisError::Empty { group: "y" });
+    }
+    let Merged { u, ties } = rank_sum(x, y)?;
     let (m, n) = (x.len(), y.len());
     let exact = match method {
         Method::Exact => {

@@ -1,6 +1,8 @@
 //! Ranking with ties, sorting, and the merged pass over two sorted samples that every rank
 //! statistic here is built on.
 
+use crate::AnalysisError;
+
 /// Ranks of `values` from 1, ties getting the average of the ranks they span (R's
 /// `rank(ties.method = "average")`, SciPy's `rankdata(method="average")`). Ties are exact f64
 /// equality; NaN values sort last (`f64::total_cmp`), so filter them out first when that
@@ -227,6 +229,8 @@ pub(crate) struct Shifted<'a> {
     x_ties: f64,
     y_ties: f64,
     x_equal_pairs: usize,
+    /// The smallest gap between distinct neighbouring x values.
+    x_min_gap: f64,
 }
 
 impl<'a> Shifted<'a> {
@@ -240,6 +244,11 @@ impl<'a> Shifted<'a> {
             x_ties: tie_term(x),
             y_ties: tie_term(y),
             x_equal_pairs: x.windows(2).filter(|w| w[0] == w[1]).count(),
+            x_min_gap: x
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .filter(|&g| g > 0.0)
+                .fold(f64::INFINITY, f64::min),
         }
     }
 
@@ -255,7 +264,18 @@ impl<'a> Shifted<'a> {
             return exact();
         };
         // Does the shift make two distinct x values equal? R ranks `x - d` as computed, so
-        // this is checked rather than assumed.
+        // this is checked rather than assumed. It cannot happen when every gap between distinct
+        // x values is well above the rounding step at the largest |x - d|, which saves a pass.
+        let largest = (self.x[0] - shift)
+            .abs()
+            .max((self.x[self.x.len() - 1] - shift).abs());
+        if self.x_min_gap > 8.0 * f64::EPSILON * largest {
+            #[allow(clippy::cast_precision_loss)]
+            return Merged {
+                u: u as f64,
+                ties: self.x_ties + self.y_ties,
+            };
+        }
         let equal_pairs = self
             .x
             .windows(2)
@@ -272,27 +292,38 @@ impl<'a> Shifted<'a> {
     }
 }
 
-/// U of x and the tie term of the combined sample, for unsorted samples free of NaN: both are
-/// sorted as integer keys (`-0.0` counted equal to `0.0`, as `==` does) and merged on the keys.
-pub(crate) fn rank_sum(x: &[f64], y: &[f64]) -> Merged {
+/// U of x and the tie term of the combined sample, for unsorted samples: both are sorted as
+/// integer keys (`-0.0` counted equal to `0.0`, as `==` does) and merged on the keys. Errors
+/// naming the sample when one holds NaN (NaN keys sort outside `[-∞, +∞]`, so the sorted ends
+/// show it without another pass).
+pub(crate) fn rank_sum(x: &[f64], y: &[f64]) -> Result<Merged, AnalysisError> {
+    // Each key vector carries its `u64::MAX` sentinel from the start: it sorts last.
     let keys = |v: &[f64]| {
-        let mut k: Vec<u64> = v.iter().map(|&v| key(v + 0.0)).collect();
+        let mut k: Vec<u64> = Vec::with_capacity(v.len() + 1);
+        k.extend(v.iter().map(|&v| key(v + 0.0)));
+        k.push(u64::MAX);
         k.sort_unstable();
         k
     };
-    let (xk, yk) = (keys(x), keys(y));
-    let y_ties = tie_term(&yk);
-    if xk.len() >= 64 * STREAMS {
-        let (xs, ys) = (with_sentinel(&xk, u64::MAX), with_sentinel(&yk, u64::MAX));
-        if let Some(u) = count_below(&xs, &ys, |k| k) {
-            #[allow(clippy::cast_precision_loss)]
-            return Merged {
-                u: u as f64,
-                ties: tie_term(&xk) + y_ties,
-            };
+    let (xs, ys) = (keys(x), keys(y));
+    let (xk, yk) = (&xs[..x.len()], &ys[..y.len()]);
+    let (lowest, highest) = (key(f64::NEG_INFINITY), key(f64::INFINITY));
+    for (k, group) in [(xk, "x"), (yk, "y")] {
+        if k.first().is_some_and(|&f| f < lowest) || k.last().is_some_and(|&l| l > highest) {
+            return Err(AnalysisError::NotANumber { group });
         }
     }
-    merge(&xk, &yk, y_ties, |k| k)
+    let y_ties = tie_term(yk);
+    if xk.len() >= 64 * STREAMS
+        && let Some(u) = count_below(&xs, &ys, |k| k)
+    {
+        #[allow(clippy::cast_precision_loss)]
+        return Ok(Merged {
+            u: u as f64,
+            ties: tie_term(xk) + y_ties,
+        });
+    }
+    Ok(merge(xk, yk, y_ties, |k| k))
 }
 
 #[cfg(test)]
@@ -357,8 +388,25 @@ mod tests {
         with_zeros.extend([0.0, -0.0, 0.0]);
         let mut y0 = y.clone();
         y0.push(-0.0);
-        assert_eq!(rank_sum(&with_zeros, &y0), reference(&with_zeros, &y0, 0.0));
-        assert_eq!(rank_sum(&x, &y), reference(&x, &y, 0.0));
+        assert_eq!(
+            rank_sum(&with_zeros, &y0),
+            Ok(reference(&with_zeros, &y0, 0.0))
+        );
+        assert_eq!(rank_sum(&x, &y), Ok(reference(&x, &y, 0.0)));
+        assert!(rank_sum(&[1.0, -f64::NAN], &y).is_err());
+        assert!(rank_sum(&x, &[f64::NAN, 2.0]).is_err());
+    }
+
+    #[test]
+    fn a_shift_that_merges_x_values_takes_the_exact_path() {
+        // Gaps of 2 at 1e16; shifted to 4e16 the rounding step is 8, so neighbours merge.
+        let x: Vec<f64> = (0..600).map(|i| 1e16 + 2.0 * f64::from(i)).collect();
+        let y: Vec<f64> = (0..600).map(|i| 4e16 + 16.0 * f64::from(i) + 4.0).collect();
+        let s = Shifted::new(&x, &y);
+        for shift in [-3e16, 0.0, 1.5] {
+            assert_eq!(s.merge(shift), reference(&x, &y, shift), "shift {shift}");
+        }
+        assert!(s.merge(-3e16).ties > 0.0, "the shifted x tie");
     }
 
     #[test]
@@ -402,7 +450,7 @@ mod tests {
             let want = reference(&x, &y, shift);
             let mut all = vec![merge(&xs, &ys, tie_term(&ys), |v| v - shift), Shifted::new(&xs, &ys).merge(shift)];
             if shift == 0.0 {
-                all.push(rank_sum(&x, &y));
+                all.push(rank_sum(&x, &y).unwrap());
             }
             for got in all {
                 prop_assert!((got.u - want.u).abs() < 1e-9, "{:?} vs {:?}", got, want);
