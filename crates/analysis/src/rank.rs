@@ -401,7 +401,10 @@ mod tests {
     fn a_shift_that_merges_x_values_takes_the_exact_path() {
         // Gaps of 2 at 1e16; shifted to 4e16 the rounding step is 8, so neighbours merge.
         let x: Vec<f64> = (0..600).map(|i| 1e16 + 2.0 * f64::from(i)).collect();
-        let y: Vec<f64> = (0..600).map(|i| 4e16 + 16.0 * f64::from(i) + 4.0).collect();
+        // y above every shifted x, so no shifted x equals a y.
+        let y: Vec<f64> = (0..600)
+            .map(|i| 4e16 + 2048.0 + 16.0 * f64::from(i))
+            .collect();
         let s = Shifted::new(&x, &y);
         for shift in [-3e16, 0.0, 1.5] {
             assert_eq!(s.merge(shift), reference(&x, &y, shift), "shift {shift}");
