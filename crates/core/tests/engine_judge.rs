@@ -248,6 +248,14 @@ fn invalid(yaml: &str) -> (String, String) {
 }
 
 #[test]
+fn judge_and_conditions_plans_round_trip_through_json() {
+    for yaml in [JUDGE_PLAN, CONDITIONS_PLAN] {
+        let plan = Plan::from_yaml(yaml).unwrap();
+        assert_eq!(Plan::from_json(&plan.to_json()).unwrap(), plan);
+    }
+}
+
+#[test]
 fn plan_errors_name_the_field() {
     let bad_condition = CONDITIONS_PLAN.replace("result[0] < 0.01", "result[0] << 0.01");
     let (path, reason) = invalid(&bad_condition);
