@@ -43,3 +43,24 @@ pub fn paused_runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a runtime")
 }
+
+/// `n` log-normal values (μ 3, σ 0.5) times `scale`, from a fixed `seed`: latency-like data
+/// for the statistics benchmarks, without a random-number dependency.
+pub fn lognormal(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        // xorshift64*: plenty for benchmark data.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        #[allow(clippy::cast_precision_loss)]
+        let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+        u.max(f64::MIN_POSITIVE)
+    };
+    (0..n)
+        .map(|_| {
+            let z = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+            (3.0 + 0.5 * z).exp() * scale
+        })
+        .collect()
+}

@@ -30,15 +30,37 @@
 //! assert_eq!(tally.status(&limits), RunStatus::Failed);
 //! ```
 #![forbid(unsafe_code)]
+// Ties are exact f64 equality by definition (R's `rank`, SciPy's `rankdata`), and the formulas
+// keep the one-letter names of their sources (R's `zeroin.c` and `wilcox.test`, the papers).
+#![allow(clippy::float_cmp, clippy::many_single_char_names)]
 
+mod ab;
+mod condition;
 mod error;
+pub mod harness;
+pub mod kayenta;
+mod mann_whitney;
 mod proportions;
 mod quantile;
+mod rank;
 mod tally;
 mod verdict;
+mod zeroin;
 
+pub use self::ab::{
+    ChiSquare, FisherExact, PowerSettings, WelchTest, chi_square_2x2, cohens_h, fisher_exact,
+    power_normal, power_two_means, power_two_proportions, sample_size_normal,
+    sample_size_two_means, sample_size_two_proportions, welch_t_test,
+};
+pub use self::condition::{Condition, ConditionError, ConditionInput, assess};
 pub use self::error::AnalysisError;
+pub use self::mann_whitney::{
+    Alternative, EXACT_MAX_PAIRS, MannWhitney, Method, ShiftInterval, hodges_lehmann, mann_whitney,
+    shift_interval,
+};
 pub use self::proportions::{Proportion, ProportionTest, two_proportion_test};
 pub use self::quantile::quantile_r7;
+pub use self::rank::rank_average;
 pub use self::tally::{Measurement, RunLimits, RunStatus, Tally};
 pub use self::verdict::Verdict;
+pub use self::zeroin::zeroin;

@@ -45,6 +45,11 @@ pub struct RunLimits {
     pub inconclusive_limit: u32,
     /// The run ends in error when the number of consecutive errors exceeds this.
     pub consecutive_error_limit: u32,
+    /// Argo's `consecutiveSuccessLimit`: the run succeeds as soon as this many measurements in
+    /// a row passed. `0` (the default) turns it off. When it is on and `count` measurements are
+    /// taken without such a streak, the run is `Inconclusive`, or `Failed` when failing is
+    /// disabled (`failure_limit < 0`, Argo's "failureLimit not applicable").
+    pub consecutive_success_limit: u32,
 }
 
 impl Default for RunLimits {
@@ -54,6 +59,7 @@ impl Default for RunLimits {
             failure_limit: 0,
             inconclusive_limit: 0,
             consecutive_error_limit: 4,
+            consecutive_success_limit: 0,
         }
     }
 }
@@ -110,18 +116,30 @@ pub struct Tally {
     pub errors: u32,
     /// Errors since the last measurement that was taken.
     pub consecutive_errors: u32,
+    /// Passed measurements in a row (any other measurement, errors included, resets it).
+    pub consecutive_successes: u32,
 }
 
 impl Tally {
     /// Adds one measurement.
     pub fn record(&mut self, measurement: Measurement) {
         match measurement {
-            Measurement::Pass => self.passed += 1,
-            Measurement::Fail => self.failed += 1,
-            Measurement::Inconclusive => self.inconclusive += 1,
+            Measurement::Pass => {
+                self.passed += 1;
+                self.consecutive_successes += 1;
+            }
+            Measurement::Fail => {
+                self.failed += 1;
+                self.consecutive_successes = 0;
+            }
+            Measurement::Inconclusive => {
+                self.inconclusive += 1;
+                self.consecutive_successes = 0;
+            }
             Measurement::Error => {
                 self.errors += 1;
                 self.consecutive_errors += 1;
+                self.consecutive_successes = 0;
                 return;
             }
         }
@@ -143,8 +161,20 @@ impl Tally {
         if u32::try_from(limits.failure_limit).is_ok_and(|limit| self.failed > limit) {
             return RunStatus::Failed;
         }
+        let streak = limits.consecutive_success_limit;
+        if streak > 0 && self.consecutive_successes >= streak {
+            return RunStatus::Successful;
+        }
         match limits.count {
-            Some(count) if self.count >= count => RunStatus::Successful,
+            Some(count) if self.count >= count => {
+                if streak == 0 {
+                    RunStatus::Successful
+                } else if limits.failure_limit < 0 {
+                    RunStatus::Failed
+                } else {
+                    RunStatus::Inconclusive
+                }
+            }
             _ => RunStatus::Running,
         }
     }
@@ -223,6 +253,37 @@ mod tests {
         assert_eq!(run(&limits, &[Measurement::Pass; 100]), RunStatus::Running);
     }
 
+    #[test]
+    fn consecutive_success_limit_needs_a_streak() {
+        let limits = RunLimits {
+            count: Some(5),
+            failure_limit: 3,
+            consecutive_success_limit: 2,
+            ..RunLimits::default()
+        };
+        assert_eq!(run(&limits, &[Pass, Fail, Pass]), RunStatus::Running);
+        assert_eq!(
+            run(&limits, &[Pass, Fail, Pass, Pass]),
+            RunStatus::Successful
+        );
+        // An error breaks the streak.
+        assert_eq!(run(&limits, &[Pass, Error, Pass]), RunStatus::Running);
+        // Count reached without a streak: inconclusive, or failed when failing is disabled.
+        let alternating = [Pass, Fail, Pass, Inconclusive, Pass];
+        let limits = RunLimits {
+            inconclusive_limit: 5,
+            ..limits
+        };
+        assert_eq!(run(&limits, &alternating), RunStatus::Inconclusive);
+        let no_fail = RunLimits {
+            failure_limit: -1,
+            ..limits
+        };
+        assert_eq!(run(&no_fail, &alternating), RunStatus::Failed);
+        // The failure limit still applies first.
+        assert_eq!(run(&limits, &[Fail, Fail, Fail, Fail]), RunStatus::Failed);
+    }
+
     fn measurement() -> impl Strategy<Value = Measurement> {
         prop_oneof![
             Just(Measurement::Pass),
@@ -244,7 +305,7 @@ mod tests {
             inconclusive_limit in 0u32..4,
             consecutive_error_limit in 0u32..5,
         ) {
-            let limits = RunLimits { count: Some(count), failure_limit, inconclusive_limit, consecutive_error_limit };
+            let limits = RunLimits { count: Some(count), failure_limit, inconclusive_limit, consecutive_error_limit, consecutive_success_limit: 0 };
             let mut tally = Tally::default();
             for &m in &ms {
                 tally.record(m);

@@ -93,9 +93,9 @@ pub use self::metric::{MetricQuery, MetricSource, Samples};
 pub use self::migration::{MigrationContext, MigrationPhase, MigrationStep};
 pub use self::plan::{
     AbTest, AfterExtensions, Aggregate, AnalysisRun, AnalysisTemplate, AutoPromotion,
-    BackgroundAnalysis, BlueGreen, Canary, CanaryStep, OnInconclusive, Pause, Plan, PlanError,
-    ProportionsTemplate, Quantity, Rolling, Scale, Strategy, Target, ThresholdMetric,
-    ThresholdTemplate,
+    BackgroundAnalysis, BlueGreen, Canary, CanaryStep, ConditionMetric, ConditionsTemplate,
+    JudgeQuery, JudgeTemplate, OnInconclusive, Pause, Plan, PlanError, ProportionsTemplate,
+    Quantity, Rolling, Scale, Strategy, Target, ThresholdMetric, ThresholdTemplate,
 };
 pub use self::probe::{Health, HealthProbe};
 pub use self::record::{DecisionRecord, Entry, Inputs, StepRef};

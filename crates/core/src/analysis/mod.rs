@@ -1,6 +1,8 @@
 //! The [`Analysis`] trait through which every verdict enters a rollout, and the analyses
 //! built from plan templates.
 
+mod conditions;
+mod judge;
 mod proportions;
 mod threshold;
 
@@ -13,6 +15,8 @@ use async_trait::async_trait;
 use cutover_analysis::Verdict;
 use serde::{Deserialize, Serialize};
 
+pub use self::conditions::ConditionsAnalysis;
+pub use self::judge::JudgeAnalysis;
 pub use self::proportions::ProportionsAnalysis;
 pub use self::threshold::ThresholdAnalysis;
 use crate::{MetricSource, ProviderError, RevisionId, Revisions, RolloutId};
@@ -130,6 +134,25 @@ impl<T: Analysis + ?Sized> Analysis for Arc<T> {
 
 /// Metric sources by the name plans use for them.
 pub(crate) type Sources = BTreeMap<String, Arc<dyn MetricSource>>;
+
+/// Queries `query` of metric `name` from the source named `source_name`, for the revision
+/// `target` picks, over `window`.
+pub(crate) async fn query_target(
+    sources: &Sources,
+    ctx: &AnalysisContext,
+    name: &str,
+    source_name: &str,
+    query: &str,
+    target: crate::plan::Target,
+    window: Duration,
+) -> Result<crate::Samples, ProviderError> {
+    let revision = match target {
+        crate::plan::Target::Candidate => &ctx.revisions.candidate,
+        crate::plan::Target::Stable => &ctx.revisions.stable,
+    };
+    let query = crate::MetricQuery::new(name, query, revision.clone(), window);
+    source(sources, source_name)?.query(&query).await
+}
 
 fn source<'a>(
     sources: &'a Sources,

@@ -1,9 +1,9 @@
 use async_trait::async_trait;
 use cutover_analysis::{Verdict, quantile_r7};
 
-use super::{Analysis, AnalysisContext, AnalysisResult, MetricResult, Sources, source};
-use crate::plan::{Aggregate, Target, ThresholdMetric, ThresholdTemplate};
-use crate::{MetricQuery, ProviderError, Samples};
+use super::{Analysis, AnalysisContext, AnalysisResult, MetricResult, Sources, query_target};
+use crate::plan::{Aggregate, ThresholdMetric, ThresholdTemplate};
+use crate::{ProviderError, Samples};
 
 /// Bounds on metric values, built from a plan's `threshold` template.
 ///
@@ -29,16 +29,16 @@ impl Analysis for ThresholdAnalysis {
         let mut metrics = Vec::with_capacity(self.template.metrics.len());
         let mut first_error = None;
         for metric in &self.template.metrics {
-            let revision = match metric.revision {
-                Target::Candidate => &ctx.revisions.candidate,
-                Target::Stable => &ctx.revisions.stable,
-            };
-            let query =
-                MetricQuery::new(&metric.name, &metric.query, revision.clone(), metric.window);
-            let samples = match source(&self.sources, &metric.source) {
-                Ok(s) => s.query(&query).await,
-                Err(e) => Err(e),
-            };
+            let samples = query_target(
+                &self.sources,
+                ctx,
+                &metric.name,
+                &metric.source,
+                &metric.query,
+                metric.revision,
+                metric.window,
+            )
+            .await;
             match samples {
                 Ok(samples) => metrics.push(judge(metric, &samples)),
                 Err(e) => {
@@ -140,7 +140,7 @@ fn judge(metric: &ThresholdMetric, samples: &Samples) -> MetricResult {
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn aggregate(how: Aggregate, values: &[f64]) -> Option<f64> {
+pub(super) fn aggregate(how: Aggregate, values: &[f64]) -> Option<f64> {
     let clean: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
     if clean.is_empty() {
         return None;

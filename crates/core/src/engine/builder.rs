@@ -4,7 +4,9 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{BuildError, Providers, Rollout};
-use crate::analysis::{ProportionsAnalysis, Sources, ThresholdAnalysis};
+use crate::analysis::{
+    ConditionsAnalysis, JudgeAnalysis, ProportionsAnalysis, Sources, ThresholdAnalysis,
+};
 use crate::plan::{AnalysisTemplate, CanaryStep, Strategy};
 use crate::planner::{GateInfo, MigrationInfo, Setup};
 use crate::{
@@ -358,6 +360,8 @@ impl RolloutBuilder {
             let source_names: Vec<&String> = match template {
                 AnalysisTemplate::Threshold(t) => t.metrics.iter().map(|m| &m.source).collect(),
                 AnalysisTemplate::Proportions(p) => vec![&p.source],
+                AnalysisTemplate::Judge(j) => j.queries.values().map(|q| &q.source).collect(),
+                AnalysisTemplate::Conditions(c) => c.metrics.iter().map(|m| &m.source).collect(),
             };
             if let Some(missing) = source_names.into_iter().find(|s| !sources.contains_key(*s)) {
                 return Err(BuildError::UnknownMetricSource {
@@ -371,6 +375,12 @@ impl RolloutBuilder {
                 }
                 AnalysisTemplate::Proportions(p) => {
                     Arc::new(ProportionsAnalysis::new(p.clone(), sources.clone()))
+                }
+                AnalysisTemplate::Judge(j) => {
+                    Arc::new(JudgeAnalysis::new(j.clone(), sources.clone()))
+                }
+                AnalysisTemplate::Conditions(c) => {
+                    Arc::new(ConditionsAnalysis::new(c.clone(), sources.clone()))
                 }
             };
             resolved.insert(name.clone(), analysis);

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use cutover_analysis::RunLimits;
+use std::collections::BTreeMap;
+
+use cutover_analysis::kayenta::{CanaryConfig, JudgeSettings, ScoreThresholds};
+use cutover_analysis::{Condition, RunLimits};
 use serde::{Deserialize, Serialize};
 
 use crate::time::serde_duration;
@@ -55,6 +58,11 @@ pub struct AnalysisRun {
     /// Consecutive measurement errors tolerated; the run ends in error on one more.
     #[serde(default = "four")]
     pub consecutive_error_limit: u32,
+    /// Argo's `consecutiveSuccessLimit`: the run succeeds once this many measurements in a row
+    /// passed; `0` (the default) turns it off. See
+    /// [`RunLimits::consecutive_success_limit`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_success_limit: u32,
     /// What an inconclusive run does.
     #[serde(default)]
     pub on_inconclusive: OnInconclusive,
@@ -71,6 +79,7 @@ impl AnalysisRun {
             failure_limit: 0,
             inconclusive_limit: 0,
             consecutive_error_limit: four(),
+            consecutive_success_limit: 0,
             on_inconclusive: OnInconclusive::default(),
         }
     }
@@ -106,8 +115,20 @@ impl AnalysisRun {
             failure_limit: self.failure_limit,
             inconclusive_limit: self.inconclusive_limit,
             consecutive_error_limit: self.consecutive_error_limit,
+            consecutive_success_limit: self.consecutive_success_limit,
         }
     }
+
+    /// Sets Argo's `consecutiveSuccessLimit`.
+    pub fn with_consecutive_success_limit(mut self, limit: u32) -> Self {
+        self.consecutive_success_limit = limit;
+        self
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// What happens when an analysis run is inconclusive.
@@ -154,6 +175,10 @@ pub enum AnalysisTemplate {
     Threshold(ThresholdTemplate),
     /// A comparison of two rates between stable and candidate (A/B tests).
     Proportions(ProportionsTemplate),
+    /// A Kayenta-compatible canary judge: stable (control) against candidate (experiment).
+    Judge(JudgeTemplate),
+    /// Metrics with Argo Rollouts-style success and failure conditions.
+    Conditions(ConditionsTemplate),
 }
 
 /// Bounds on metric values; every metric must be within its bounds for a measurement to pass.
@@ -289,4 +314,110 @@ pub struct ProportionsTemplate {
     /// Fewer requests than this in either revision is inconclusive.
     #[serde(default = "one")]
     pub min_samples: u64,
+}
+
+/// A Kayenta-compatible judge (`NetflixACAJudge-v1.0`): each metric of a Kayenta canary config
+/// is queried for stable (control) and candidate (experiment) over `window`, classified with the
+/// Mann-Whitney interval and scored by group weight. Score ≥ pass is `Pass`, ≥ marginal is
+/// `Inconclusive`, below is `Fail`. See [`cutover_analysis::kayenta`].
+///
+/// `config` is Kayenta's canary-config object as is (camelCase keys; JSON is valid YAML), and
+/// `queries` says where each of its metrics comes from.
+///
+/// ```yaml
+/// judge:
+///   window: 10m
+///   queries:
+///     latency: { source: prom, query: 'histogram_quantile(0.99, ...)' }
+///   config:
+///     metrics:
+///       - name: latency
+///         groups: [perf]
+///         analysisConfigurations: { canary: { direction: increase, critical: true } }
+///     classifier: { groupWeights: { perf: 100 }, scoreThresholds: { pass: 95, marginal: 75 } }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeTemplate {
+    /// The Kayenta canary config (metrics, their judge settings, group weights).
+    pub config: CanaryConfig,
+    /// Where each metric of `config` comes from, by metric name.
+    pub queries: BTreeMap<String, JudgeQuery>,
+    /// The window both revisions are queried over.
+    #[serde(default = "five_minutes", with = "serde_duration")]
+    pub window: Duration,
+    /// Score thresholds; default: the config's `classifier.scoreThresholds`, else 95 / 75.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<ScoreThresholds>,
+    /// Tolerance and confidence level; default Kayenta's hard-coded 0.25 and 0.98.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<JudgeSettings>,
+}
+
+impl JudgeTemplate {
+    /// The thresholds that apply.
+    pub fn effective_thresholds(&self) -> ScoreThresholds {
+        self.thresholds
+            .or(self.config.classifier.score_thresholds)
+            .unwrap_or_default()
+    }
+}
+
+/// Where a judged metric's values come from. The source must return values
+/// ([`Samples::Values`](crate::Samples::Values)), one per observation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeQuery {
+    /// The metric source.
+    pub source: String,
+    /// The source-specific query.
+    pub query: String,
+}
+
+/// Metrics checked with Argo Rollouts-style conditions. Each measurement's phase follows
+/// Argo's rules: with both conditions, failure wins, then success, else inconclusive; with only
+/// one, its opposite is the other outcome. See [`Condition`] for the expression language.
+///
+/// ```yaml
+/// conditions:
+///   metrics:
+///     - name: error-rate
+///       source: prom
+///       query: 'sum(rate(errors[5m])) / sum(rate(requests[5m]))'
+///       success_condition: 'result[0] < 0.01'
+///       failure_condition: 'result[0] >= 0.05 || isNaN(result)'
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionsTemplate {
+    /// The metrics; the measurement fails if any fails.
+    pub metrics: Vec<ConditionMetric>,
+}
+
+/// One metric with conditions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionMetric {
+    /// The metric's name in records.
+    pub name: String,
+    /// The metric source.
+    pub source: String,
+    /// The source-specific query.
+    pub query: String,
+    /// Which revision's values are checked.
+    #[serde(default)]
+    pub revision: Target,
+    /// The window the source aggregates over.
+    #[serde(default = "five_minutes", with = "serde_duration")]
+    pub window: Duration,
+    /// How values become `result` (counts always become events / total). `result[i]` and
+    /// `len(result)` see the raw values.
+    #[serde(default)]
+    pub aggregate: Aggregate,
+    /// The measurement passes when this holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_condition: Option<Condition>,
+    /// The measurement fails when this holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_condition: Option<Condition>,
 }

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use self::analysis::{
-    AfterExtensions, Aggregate, AnalysisRun, AnalysisTemplate, OnInconclusive, ProportionsTemplate,
-    Target, ThresholdMetric, ThresholdTemplate,
+    AfterExtensions, Aggregate, AnalysisRun, AnalysisTemplate, ConditionMetric, ConditionsTemplate,
+    JudgeQuery, JudgeTemplate, OnInconclusive, ProportionsTemplate, Target, ThresholdMetric,
+    ThresholdTemplate,
 };
 pub use self::strategy::{
     AbTest, AutoPromotion, BackgroundAnalysis, BlueGreen, Canary, CanaryStep, Pause, Quantity,

@@ -191,11 +191,17 @@ fn ab_test(path: &str, a: &AbTest, plan: &Plan) -> Result {
             "must name an analysis",
         ));
     }
-    if let Some(AnalysisTemplate::Threshold(_)) = plan.analyses.get(&a.analysis) {
+    let kind = match plan.analyses.get(&a.analysis) {
+        Some(AnalysisTemplate::Threshold(_)) => Some("threshold"),
+        Some(AnalysisTemplate::Judge(_)) => Some("judge"),
+        Some(AnalysisTemplate::Conditions(_)) => Some("conditions"),
+        _ => None,
+    };
+    if let Some(kind) = kind {
         return Err(PlanError::invalid(
             format!("{path}.analysis"),
             format!(
-                "`{}` is a threshold analysis; an A/B test needs one that compares the revisions (`proportions`)",
+                "`{}` is a {kind} analysis; an A/B test needs one that compares the revisions (`proportions`)",
                 a.analysis
             ),
         ));
@@ -302,6 +308,10 @@ fn analysis_template(path: &str, name: &str, template: &AnalysisTemplate) -> Res
                 }
             }
         }
+        AnalysisTemplate::Judge(j) => judge_template(&format!("{path}.judge"), j)?,
+        AnalysisTemplate::Conditions(c) => {
+            conditions_template(&format!("{path}.conditions"), c)?;
+        }
         AnalysisTemplate::Proportions(p) => {
             let at = format!("{path}.proportions");
             source_and_query(&at, &p.source, &p.query)?;
@@ -315,6 +325,114 @@ fn analysis_template(path: &str, name: &str, template: &AnalysisTemplate) -> Res
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+fn judge_template(at: &str, j: &super::JudgeTemplate) -> Result {
+    if j.config.metrics.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{at}.config.metrics"),
+            "needs at least one metric",
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (i, m) in j.config.metrics.iter().enumerate() {
+        let here = format!("{at}.config.metrics[{i}]");
+        if m.name.is_empty() {
+            return Err(PlanError::invalid(
+                format!("{here}.name"),
+                "must not be empty",
+            ));
+        }
+        if !names.insert(m.name.as_str()) {
+            return Err(PlanError::invalid(
+                format!("{here}.name"),
+                format!("`{}` is used twice", m.name),
+            ));
+        }
+        let Some(q) = j.queries.get(&m.name) else {
+            return Err(PlanError::invalid(
+                format!("{at}.queries"),
+                format!("has no entry for metric `{}`", m.name),
+            ));
+        };
+        source_and_query(&format!("{at}.queries.{}", m.name), &q.source, &q.query)?;
+        if m.analysis_configurations
+            .canary
+            .outliers
+            .outlier_factor
+            .is_nan()
+            || m.analysis_configurations.canary.outliers.outlier_factor < 0.0
+        {
+            return Err(PlanError::invalid(
+                format!("{here}.analysisConfigurations.canary.outliers.outlierFactor"),
+                "must be a number of at least 0",
+            ));
+        }
+    }
+    if let Some(extra) = j.queries.keys().find(|k| !names.contains(k.as_str())) {
+        return Err(PlanError::invalid(
+            format!("{at}.queries.{extra}"),
+            "is not a metric of the config",
+        ));
+    }
+    for (g, w) in &j.config.classifier.group_weights {
+        if !(w.is_finite() && *w >= 0.0) {
+            return Err(PlanError::invalid(
+                format!("{at}.config.classifier.groupWeights.{g}"),
+                format!("must be a weight of at least 0, got {w}"),
+            ));
+        }
+    }
+    let t = j.effective_thresholds();
+    if !(t.marginal.is_finite() && t.pass.is_finite() && t.marginal <= t.pass) {
+        return Err(PlanError::invalid(
+            format!("{at}.thresholds"),
+            format!("marginal {} must be at most pass {}", t.marginal, t.pass),
+        ));
+    }
+    if let Some(s) = j.settings {
+        if !(s.conf_level > 0.0 && s.conf_level < 1.0) {
+            return Err(PlanError::invalid(
+                format!("{at}.settings.conf_level"),
+                format!("must be between 0 and 1, got {}", s.conf_level),
+            ));
+        }
+        if !(s.tolerance.is_finite() && s.tolerance >= 0.0) {
+            return Err(PlanError::invalid(
+                format!("{at}.settings.tolerance"),
+                format!("must be at least 0, got {}", s.tolerance),
+            ));
+        }
+    }
+    positive(&format!("{at}.window"), j.window)
+}
+
+fn conditions_template(at: &str, c: &super::ConditionsTemplate) -> Result {
+    if c.metrics.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{at}.metrics"),
+            "needs at least one metric",
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (i, m) in c.metrics.iter().enumerate() {
+        let here = format!("{at}.metrics[{i}]");
+        if m.name.is_empty() {
+            return Err(PlanError::invalid(
+                format!("{here}.name"),
+                "must not be empty",
+            ));
+        }
+        if !names.insert(&m.name) {
+            return Err(PlanError::invalid(
+                format!("{here}.name"),
+                format!("`{}` is used twice", m.name),
+            ));
+        }
+        source_and_query(&here, &m.source, &m.query)?;
+        positive(&format!("{here}.window"), m.window)?;
     }
     Ok(())
 }

@@ -1,0 +1,361 @@
+//! The JSON request/response harness behind `examples/analyze.rs`, so other implementations
+//! (SciPy, R, Kayenta) can be cross-checked against this crate. The format is documented in
+//! the crate README.
+//!
+//! Requests are a serde enum tagged by `op`; adding an op is adding a variant and a match arm.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::kayenta::{
+    CanaryConfig, JudgeSettings, MetricConfig, MetricData, ScoreThresholds, ScoredMetric, classify,
+    judge, score,
+};
+use crate::{
+    Alternative, AnalysisError, Method, PowerSettings, chi_square_2x2, fisher_exact,
+    hodges_lehmann, mann_whitney, power_normal, power_two_proportions, sample_size_normal,
+    sample_size_two_proportions, shift_interval, welch_t_test,
+};
+
+fn yes() -> bool {
+    true
+}
+fn conf_95() -> f64 {
+    0.95
+}
+fn tolerance() -> f64 {
+    JudgeSettings::default().tolerance
+}
+fn conf_98() -> f64 {
+    JudgeSettings::default().conf_level
+}
+fn alpha() -> f64 {
+    0.05
+}
+fn one() -> f64 {
+    1.0
+}
+
+/// One request to the harness.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Request {
+    /// [`mann_whitney`] → `{"u", "p_value", "exact"}`.
+    MannWhitney {
+        /// First sample.
+        x: Vec<f64>,
+        /// Second sample.
+        y: Vec<f64>,
+        /// Alternative (default two-sided).
+        #[serde(default)]
+        alternative: Alternative,
+        /// `auto` (default), `exact` or `asymptotic`.
+        #[serde(default)]
+        method: Method,
+        /// Continuity correction (default true).
+        #[serde(default = "yes")]
+        continuity: bool,
+    },
+    /// [`shift_interval`] (Kayenta / R asymptotic) → `{"lower", "upper", "estimate"}`.
+    MwCi {
+        /// First sample (canary).
+        x: Vec<f64>,
+        /// Second sample (baseline).
+        y: Vec<f64>,
+        /// Confidence level (default 0.95).
+        #[serde(default = "conf_95")]
+        conf_level: f64,
+    },
+    /// [`hodges_lehmann`] (R exact) → `{"lower", "upper", "estimate"}`.
+    HodgesLehmann {
+        /// First sample.
+        x: Vec<f64>,
+        /// Second sample.
+        y: Vec<f64>,
+        /// Confidence level (default 0.95).
+        #[serde(default = "conf_95")]
+        conf_level: f64,
+    },
+    /// [`classify`] → `{"label", "critical", "ci", "estimate", "deviation", ...}`.
+    Classify {
+        /// Baseline values.
+        control: Vec<f64>,
+        /// Canary values.
+        experiment: Vec<f64>,
+        /// Kayenta's `analysisConfigurations.canary` object.
+        #[serde(default)]
+        config: MetricConfig,
+        /// Default 0.25.
+        #[serde(default = "tolerance")]
+        tolerance: f64,
+        /// Default 0.98.
+        #[serde(default = "conf_98")]
+        conf_level: f64,
+    },
+    /// [`score`] → `{"score", "label", "groups", "reason"}`.
+    Score {
+        /// Classified metrics.
+        results: Vec<ScoredMetric>,
+        /// Group weights in percent.
+        #[serde(default)]
+        group_weights: BTreeMap<String, f64>,
+        /// Pass threshold.
+        pass: f64,
+        /// Marginal threshold.
+        marginal: f64,
+    },
+    /// [`judge`] on a whole canary config → every metric's classification and the score.
+    Judge {
+        /// A Kayenta canary config.
+        config: CanaryConfig,
+        /// Data by metric name.
+        data: BTreeMap<String, MetricData>,
+        /// Thresholds (default: the config's, else 95 / 75).
+        #[serde(default)]
+        thresholds: Option<ScoreThresholds>,
+    },
+    /// [`fisher_exact`] → `{"p_value", "odds_ratio"}`.
+    Fisher {
+        /// `[[a, b], [c, d]]`.
+        table: [[u64; 2]; 2],
+        /// Alternative (default two-sided).
+        #[serde(default)]
+        alternative: Alternative,
+    },
+    /// [`chi_square_2x2`] → `{"statistic", "p_value"}`.
+    ChiSquare {
+        /// `[[a, b], [c, d]]`.
+        table: [[u64; 2]; 2],
+        /// Yates' correction (default true, as SciPy).
+        #[serde(default = "yes")]
+        correction: bool,
+    },
+    /// [`welch_t_test`] → `{"t", "df", "p_value"}` (two-sided).
+    Welch {
+        /// First sample.
+        x: Vec<f64>,
+        /// Second sample.
+        y: Vec<f64>,
+    },
+    /// [`power_two_proportions`] → `{"power"}`.
+    PowerProportions {
+        /// First group's rate.
+        p1: f64,
+        /// Second group's rate.
+        p2: f64,
+        /// First group's size.
+        n1: f64,
+        /// Default 0.05.
+        #[serde(default = "alpha")]
+        alpha: f64,
+        /// `n2 / n1`, default 1.
+        #[serde(default = "one")]
+        ratio: f64,
+        /// Default two-sided.
+        #[serde(default)]
+        alternative: Alternative,
+    },
+    /// [`sample_size_two_proportions`] → `{"n1", "n2"}` (fractional; round up).
+    SampleSizeProportions {
+        /// First group's rate.
+        p1: f64,
+        /// Second group's rate.
+        p2: f64,
+        /// Target power.
+        power: f64,
+        /// Default 0.05.
+        #[serde(default = "alpha")]
+        alpha: f64,
+        /// `n2 / n1`, default 1.
+        #[serde(default = "one")]
+        ratio: f64,
+        /// Default two-sided.
+        #[serde(default)]
+        alternative: Alternative,
+    },
+    /// [`power_normal`] for a standardized difference of means → `{"power"}`.
+    PowerMeans {
+        /// Cohen's d.
+        effect_size: f64,
+        /// First group's size.
+        n1: f64,
+        /// Default 0.05.
+        #[serde(default = "alpha")]
+        alpha: f64,
+        /// `n2 / n1`, default 1.
+        #[serde(default = "one")]
+        ratio: f64,
+        /// Default two-sided.
+        #[serde(default)]
+        alternative: Alternative,
+    },
+    /// [`sample_size_normal`] for a standardized difference of means → `{"n1", "n2"}`.
+    SampleSizeMeans {
+        /// Cohen's d.
+        effect_size: f64,
+        /// Target power.
+        power: f64,
+        /// Default 0.05.
+        #[serde(default = "alpha")]
+        alpha: f64,
+        /// `n2 / n1`, default 1.
+        #[serde(default = "one")]
+        ratio: f64,
+        /// Default two-sided.
+        #[serde(default)]
+        alternative: Alternative,
+    },
+}
+
+fn power_settings(alpha: f64, ratio: f64, alternative: Alternative) -> PowerSettings {
+    PowerSettings {
+        alpha,
+        ratio,
+        alternative,
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Answers one request.
+#[allow(clippy::too_many_lines)]
+pub fn run(request: Request) -> Result<Value, AnalysisError> {
+    Ok(match request {
+        Request::MannWhitney {
+            x,
+            y,
+            alternative,
+            method,
+            continuity,
+        } => to_value(&mann_whitney(&x, &y, alternative, method, continuity)?),
+        Request::MwCi { x, y, conf_level } => to_value(&shift_interval(&x, &y, conf_level)?),
+        Request::HodgesLehmann { x, y, conf_level } => {
+            to_value(&hodges_lehmann(&x, &y, conf_level)?)
+        }
+        Request::Classify {
+            control,
+            experiment,
+            config,
+            tolerance,
+            conf_level,
+        } => {
+            if !(conf_level > 0.0 && conf_level < 1.0) {
+                return Err(AnalysisError::InvalidConfLevel(conf_level));
+            }
+            if !(tolerance >= 0.0 && tolerance.is_finite()) {
+                return Err(AnalysisError::Invalid(format!(
+                    "tolerance must be finite and at least 0, got {tolerance}"
+                )));
+            }
+            let settings = JudgeSettings {
+                tolerance,
+                conf_level,
+            };
+            let c = classify(&control, &experiment, &config, settings);
+            json!({
+                "label": c.label,
+                "critical": c.critical,
+                "ci": c.ci,
+                "estimate": c.estimate,
+                "deviation": c.ratio,
+                "effect_size": c.effect_size,
+                "reason": c.reason,
+                "control": c.control,
+                "experiment": c.experiment,
+            })
+        }
+        Request::Score {
+            results,
+            group_weights,
+            pass,
+            marginal,
+        } => to_value(&score(
+            &results,
+            &group_weights,
+            ScoreThresholds { pass, marginal },
+        )),
+        Request::Judge {
+            config,
+            mut data,
+            thresholds,
+        } => {
+            let thresholds = thresholds
+                .or(config.classifier.score_thresholds)
+                .unwrap_or_default();
+            to_value(&judge(
+                &config,
+                |name| data.remove(name),
+                JudgeSettings::default(),
+                thresholds,
+            ))
+        }
+        Request::Fisher { table, alternative } => to_value(&fisher_exact(table, alternative)?),
+        Request::ChiSquare { table, correction } => to_value(&chi_square_2x2(table, correction)?),
+        Request::Welch { x, y } => to_value(&welch_t_test(&x, &y)?),
+        Request::PowerProportions {
+            p1,
+            p2,
+            n1,
+            alpha,
+            ratio,
+            alternative,
+        } => {
+            let s = power_settings(alpha, ratio, alternative);
+            json!({ "power": power_two_proportions(p1, p2, n1, s)? })
+        }
+        Request::SampleSizeProportions {
+            p1,
+            p2,
+            power,
+            alpha,
+            ratio,
+            alternative,
+        } => {
+            let s = power_settings(alpha, ratio, alternative);
+            let n1 = sample_size_two_proportions(p1, p2, power, s)?;
+            json!({ "n1": n1, "n2": n1 * ratio })
+        }
+        Request::PowerMeans {
+            effect_size,
+            n1,
+            alpha,
+            ratio,
+            alternative,
+        } => {
+            let s = power_settings(alpha, ratio, alternative);
+            json!({ "power": power_normal(effect_size, n1, s)? })
+        }
+        Request::SampleSizeMeans {
+            effect_size,
+            power,
+            alpha,
+            ratio,
+            alternative,
+        } => {
+            let s = power_settings(alpha, ratio, alternative);
+            let n1 = sample_size_normal(effect_size, power, s)?;
+            json!({ "n1": n1, "n2": n1 * ratio })
+        }
+    })
+}
+
+/// Parses one JSON request and answers it as JSON; the error is a message for stderr.
+///
+/// ```
+/// use cutover_analysis::harness::run_json;
+/// let out = run_json(r#"{"op":"fisher","table":[[3,1],[1,3]],"alternative":"greater"}"#)?;
+/// assert!(out.starts_with(r#"{"odds_ratio":9.0,"p_value":0.24285714285714"#));
+/// assert!(run_json(r#"{"op":"nope"}"#).is_err());
+/// # Ok::<(), String>(())
+/// ```
+pub fn run_json(input: &str) -> Result<String, String> {
+    let request: Request =
+        serde_json::from_str(input).map_err(|e| format!("invalid request: {e}"))?;
+    let value = run(request).map_err(|e| e.to_string())?;
+    serde_json::to_string(&value).map_err(|e| format!("cannot encode the result: {e}"))
+}
