@@ -58,12 +58,12 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
-#[cfg(feature = "postgres")]
-pub use cutover_postgres as postgres;
 #[cfg(feature = "kubernetes")]
 pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "local")]
 pub use cutover_local as local;
+#[cfg(feature = "postgres")]
+pub use cutover_postgres as postgres;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
 
