@@ -10,6 +10,7 @@
 //! | [`Rollout`], the plans, the provider traits, the stores | `cutover-core` | always |
 //! | [`analysis`]: verdicts, measurement tallies, A/B statistics | `cutover-analysis` | always |
 //! | `test`: fakes, scripted metrics, the router contract suite | `cutover-test` | `test-util` |
+//! | `istio`: VirtualService router, DestinationRule subsets, Istio PromQL templates | `cutover-istio` | `istio` |
 //!
 //! Providers for Kubernetes, Istio, AWS ALB, Prometheus, PostgreSQL and the embedded local
 //! proxy will each be an opt-in feature here.
@@ -41,6 +42,7 @@
 //! # Feature flags
 //!
 //! - `test-util`: the `test` module and mockall mocks of every trait (`MockTrafficRouter`, ...).
+//! - `istio`: the `istio` module (`cutover-istio`).
 //!
 //! # MSRV
 //!
@@ -49,5 +51,7 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
+#[cfg(feature = "istio")]
+pub use cutover_istio as istio;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;

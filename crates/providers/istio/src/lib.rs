@@ -10,6 +10,8 @@
 //! - [`metrics`]: PromQL templates for Istio's standard metrics (success rate, error rate,
 //!   request rate, latency quantiles) per revision, for the Prometheus metric source.
 //! - [`VirtualService`], [`DestinationRule`]: the two resources, with the spec kept as JSON.
+//! - [`cluster::cluster_with_istio`]: finds a real cluster with Istio, for examples and opt-in
+//!   tests. The `kube` crate is re-exported so that callers build clients of the same version.
 //!
 //! Errors are classified by `cutover-kube`, as for the Kubernetes provider (403 names the
 //! missing RBAC verb, 409 and 5xx are transient, 429 is throttled); a VirtualService, route or
@@ -40,6 +42,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 mod matches;
 pub mod metrics;
 mod object;
@@ -48,6 +51,7 @@ mod router;
 pub mod sticky;
 mod subsets;
 
+pub use kube;
 pub use resources::{DestinationRule, GROUP, VERSION, VirtualService};
 pub use router::{Destination, IstioRouter};
 pub use subsets::DestinationRuleSubsets;
