@@ -239,13 +239,9 @@ impl IstioRouter {
             .await
     }
 
-    fn route_entries<'a>(&self, rule: &'a Value) -> &'a [Value] {
-        rule["route"].as_array().map_or(&[], Vec::as_slice)
-    }
-
     /// Destinations of `rule` that are not revisions and get traffic.
     fn foreign(&self, rule: &Value) -> Vec<String> {
-        let entries = self.route_entries(rule);
+        let entries = route_entries(rule);
         entries
             .iter()
             .filter(|e| self.revision_at(&e["destination"]).is_none())
@@ -266,6 +262,11 @@ impl IstioRouter {
             foreign.join(", ")
         )))
     }
+}
+
+/// The destination entries (`route`) of an HTTP route.
+fn route_entries(rule: &Value) -> &[Value] {
+    rule["route"].as_array().map_or(&[], Vec::as_slice)
 }
 
 /// The weight of a route entry: its `weight`, or 100 if it is the only entry (Istio's rule).
@@ -335,7 +336,7 @@ impl TrafficRouter for IstioRouter {
         self.update(|http, managed| {
             let rule = &mut http[managed];
             self.refuse_foreign(rule)?;
-            let entries = self.route_entries(rule).to_vec();
+            let entries = route_entries(rule).to_vec();
             let mut seen = Vec::new();
             let mut out = Vec::with_capacity(entries.len());
             for mut entry in entries {
@@ -366,7 +367,7 @@ impl TrafficRouter for IstioRouter {
         let (_, http) = self.read().await?;
         let rule = &http[self.managed(&http)?];
         self.refuse_foreign(rule)?;
-        let entries = self.route_entries(rule);
+        let entries = route_entries(rule);
         let mut weights: BTreeMap<RevisionId, i64> = BTreeMap::new();
         for entry in entries {
             if let Some(revision) = self.revision_at(&entry["destination"]) {
@@ -399,8 +400,7 @@ impl TrafficRouter for IstioRouter {
             let position = self.managed(http)?;
             let managed = &http[position];
             let matches = combined_matches(managed.get("match"), &route.matches, &what)?;
-            let mut entry = self
-                .route_entries(managed)
+            let mut entry = route_entries(managed)
                 .iter()
                 .find(|e| destination.is(&e["destination"]))
                 .cloned()

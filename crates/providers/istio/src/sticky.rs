@@ -37,7 +37,7 @@ fn ttl(sticky: &StickySession) -> Result<String, ProviderError> {
             "a sticky session must last at least 1 ms (Istio requires a cookie TTL of 1 ms or more)",
         ));
     }
-    Ok(if ms % 1000 == 0 {
+    Ok(if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
