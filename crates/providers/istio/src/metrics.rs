@@ -59,18 +59,27 @@ macro_rules! selector {
     };
 }
 
+/// The share of requests whose response code matches `$codes`, as PromQL text.
+macro_rules! share {
+    ($codes:literal) => {
+        concat!(
+            "sum(rate(istio_requests_total{",
+            selector!(),
+            ",response_code",
+            $codes,
+            "}[{window}])) / sum(rate(istio_requests_total{",
+            selector!(),
+            "}[{window}]))"
+        )
+    };
+}
+
 /// Share of requests to the revision that did not fail with a 5xx, 0..1, over `{window}`.
 /// No requests gives no sample (0/0), which the analysis counts as inconclusive.
 pub const REQUEST_SUCCESS_RATE: Template = Template {
     name: "request-success-rate",
     description: "share of requests without a 5xx response (0..1)",
-    query: concat!(
-        "sum(rate(istio_requests_total{",
-        selector!(),
-        ",response_code!~\"5..\"}[{window}])) / sum(rate(istio_requests_total{",
-        selector!(),
-        "}[{window}]))"
-    ),
+    query: share!("!~\"5..\""),
     placeholders: &["namespace", "service", "revision", "window"],
 };
 
@@ -78,13 +87,7 @@ pub const REQUEST_SUCCESS_RATE: Template = Template {
 pub const REQUEST_ERROR_RATE: Template = Template {
     name: "request-error-rate",
     description: "share of requests with a 5xx response (0..1)",
-    query: concat!(
-        "sum(rate(istio_requests_total{",
-        selector!(),
-        ",response_code=~\"5..\"}[{window}])) / sum(rate(istio_requests_total{",
-        selector!(),
-        "}[{window}]))"
-    ),
+    query: share!("=~\"5..\""),
     placeholders: &["namespace", "service", "revision", "window"],
 };
 

@@ -26,6 +26,15 @@ fn split(candidate_percent: u8) -> TrafficSplit {
     .unwrap()
 }
 
+/// A fake client holding `vs`.
+async fn stored(vs: VirtualService) -> kube::Client {
+    builder()
+        .with_runtime_objects(vec![serde_json::to_value(vs).unwrap()])
+        .build()
+        .await
+        .unwrap()
+}
+
 fn vs_json() -> Value {
     serde_json::to_value(virtual_service()).unwrap()
 }
@@ -119,11 +128,7 @@ async fn passes_the_contract_with_sticky_sessions_and_restores_the_destination_r
 
 #[tokio::test]
 async fn weights_are_whole_percent_and_read_back() {
-    let client = builder()
-        .with_runtime_objects(vec![vs_json()])
-        .build()
-        .await
-        .unwrap();
+    let client = stored(virtual_service()).await;
     let router = router(client.clone());
     assert_eq!(router.capabilities().granularity.step(), 100);
     router.set_split(&split(10)).await.unwrap();
@@ -156,11 +161,7 @@ async fn weights_are_whole_percent_and_read_back() {
 
 #[tokio::test]
 async fn unrelated_routes_and_fields_are_kept_byte_for_byte() {
-    let client = builder()
-        .with_runtime_objects(vec![vs_json()])
-        .build()
-        .await
-        .unwrap();
+    let client = stored(virtual_service()).await;
     let api = Api::<VirtualService>::namespaced(client.clone(), NS);
     let before = api.get("reviews").await.unwrap();
     let router = router(client.clone());
@@ -189,11 +190,7 @@ async fn unrelated_routes_and_fields_are_kept_byte_for_byte() {
 
 #[tokio::test]
 async fn header_and_cookie_routes_go_before_the_weighted_route_and_are_removed() {
-    let client = builder()
-        .with_runtime_objects(vec![vs_json()])
-        .build()
-        .await
-        .unwrap();
+    let client = stored(virtual_service()).await;
     let router = router(client.clone());
     router.set_split(&split(10)).await.unwrap();
     let before = http(&client).await;
@@ -282,11 +279,7 @@ async fn header_and_cookie_routes_go_before_the_weighted_route_and_are_removed()
 
 #[tokio::test]
 async fn mirroring_on_and_off() {
-    let client = builder()
-        .with_runtime_objects(vec![vs_json()])
-        .build()
-        .await
-        .unwrap();
+    let client = stored(virtual_service()).await;
     let router = router(client.clone());
     let before = http(&client).await;
     let mirror = Mirror::new("shadow", Weight::from_basis_points(1250).unwrap(), []).unwrap();
@@ -319,11 +312,7 @@ async fn mirroring_on_and_off() {
 async fn a_mirror_set_by_someone_else_is_not_replaced() {
     let mut vs = virtual_service();
     vs.spec["http"][2]["mirror"] = json!({ "host": "audit" });
-    let client = builder()
-        .with_runtime_objects(vec![serde_json::to_value(vs).unwrap()])
-        .build()
-        .await
-        .unwrap();
+    let client = stored(vs).await;
     let router = router(client.clone());
     let mirror = Mirror::new("shadow", Weight::from_percent(5).unwrap(), []).unwrap();
     let err = router.set_mirror(&mirror, &rev("v2")).await.unwrap_err();
@@ -340,11 +329,7 @@ async fn a_mirror_set_by_someone_else_is_not_replaced() {
 async fn host_based_destinations_use_one_service_per_revision() {
     let mut vs = virtual_service();
     vs.spec["http"][2]["route"] = json!([{ "destination": { "host": "reviews-v1" } }]);
-    let client = builder()
-        .with_runtime_objects(vec![serde_json::to_value(vs).unwrap()])
-        .build()
-        .await
-        .unwrap();
+    let client = stored(vs).await;
     let router = IstioRouter::new(client.clone(), NS, "reviews", "primary")
         .destination(rev("v1"), Destination::host("reviews-v1"))
         .destination(rev("v2"), Destination::host("reviews-v2"));
@@ -372,11 +357,7 @@ async fn missing_objects_and_foreign_destinations_are_permanent_errors_naming_th
         .as_array_mut()
         .unwrap()
         .push(json!({ "destination": { "host": "elsewhere" }, "weight": 5 }));
-    let client = builder()
-        .with_runtime_objects(vec![serde_json::to_value(vs).unwrap()])
-        .build()
-        .await
-        .unwrap();
+    let client = stored(vs).await;
 
     let missing = IstioRouter::new(client.clone(), NS, "nope", "primary");
     let err = missing.current_split().await.unwrap_err();
@@ -414,11 +395,7 @@ async fn missing_objects_and_foreign_destinations_are_permanent_errors_naming_th
 
 #[tokio::test]
 async fn api_errors_are_classified() {
-    let base = builder()
-        .with_runtime_objects(vec![vs_json()])
-        .build()
-        .await
-        .unwrap();
+    let base = stored(virtual_service()).await;
     let patches =
         |m: &http::Method, path: &str| m == http::Method::PATCH && path.contains("virtualservices");
     let cases = [

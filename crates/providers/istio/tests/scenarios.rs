@@ -17,7 +17,7 @@ use cutover_core::{
     AnalysisRun, Canary, CanaryStep, ErrorKind, HeaderRoute, Mirror, Outcome, Plan, RetryPolicy,
     Rollout, RolloutError, RouteMatch, StopReason, Verdict, Weight,
 };
-use cutover_istio::VirtualService;
+use cutover_istio::{Destination, IstioRouter, VirtualService};
 use cutover_test::ScriptedAnalysis;
 use kube::api::PostParams;
 use kube_fake_client::{Error as FakeError, interceptor};
@@ -79,6 +79,28 @@ fn saw_route_and_mirror(written: &Written) -> (bool, bool) {
     seen
 }
 
+/// Runs the canary of [`plan`] through `router`, the analysis answering `verdict`.
+async fn run(router: IstioRouter, verdict: Verdict) -> Result<Outcome, RolloutError> {
+    Rollout::builder("reviews", plan())
+        .revisions("v1", "v2")
+        .router(router)
+        .analysis("errors", ScriptedAnalysis::verdicts([verdict]))
+        .build()
+        .unwrap()
+        .run()
+        .await
+}
+
+/// A fake client holding the VirtualService, with `funcs` intercepting its calls.
+async fn client_with(funcs: interceptor::Funcs) -> kube::Client {
+    builder()
+        .with_runtime_objects(vec![vs_json()])
+        .with_interceptor_funcs(funcs)
+        .build()
+        .await
+        .unwrap()
+}
+
 fn vs_json() -> Value {
     serde_json::to_value(virtual_service()).unwrap()
 }
@@ -87,15 +109,7 @@ fn vs_json() -> Value {
 async fn canary_goes_1_10_50_100_and_cleans_up() {
     let swagger = swagger();
     let (client, written) = validating_client(&swagger, vec![vs_json()]).await;
-    let outcome = Rollout::builder("reviews", plan())
-        .revisions("v1", "v2")
-        .router(router(client.clone()))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let outcome = run(router(client.clone()), Verdict::Pass).await.unwrap();
     assert_eq!(outcome, Outcome::Promoted);
     assert_eq!(candidate_weights(&written), [1, 10, 50, 100]);
     assert_eq!(saw_route_and_mirror(&written), (true, true));
@@ -113,15 +127,7 @@ async fn canary_goes_1_10_50_100_and_cleans_up() {
 async fn failing_analysis_rolls_back_to_stable_and_removes_the_route_and_mirror() {
     let swagger = swagger();
     let (client, written) = validating_client(&swagger, vec![vs_json()]).await;
-    let outcome = Rollout::builder("reviews", plan())
-        .revisions("v1", "v2")
-        .router(router(client.clone()))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Fail]))
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let outcome = run(router(client.clone()), Verdict::Fail).await.unwrap();
     assert!(
         matches!(
             outcome,
@@ -157,19 +163,9 @@ async fn a_concurrent_edit_is_a_conflict_that_is_retried_without_losing_the_edit
         }
         Ok(None)
     });
-    let client = builder()
-        .with_runtime_objects(vec![vs_json()])
-        .with_interceptor_funcs(funcs)
-        .build()
-        .await
-        .unwrap();
-    let rollout = Rollout::builder("reviews", plan())
-        .revisions("v1", "v2")
-        .router(router(client.clone()))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap();
-    assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
+    let client = client_with(funcs).await;
+    let outcome = run(router(client.clone()), Verdict::Pass).await.unwrap();
+    assert_eq!(outcome, Outcome::Promoted);
     let routes = http(&client).await;
     assert_eq!(routes[0]["name"], "hotfix", "the concurrent edit survived");
     assert_eq!(
@@ -191,22 +187,11 @@ async fn injected_500s_are_retried_and_the_canary_still_promotes() {
         }
         Ok(None)
     });
-    let client = builder()
-        .with_runtime_objects(vec![vs_json()])
-        .with_interceptor_funcs(funcs)
-        .build()
-        .await
-        .unwrap();
-    let outcome = Rollout::builder("reviews", plan())
-        .revisions("v1", "v2")
-        .router(router(client.clone()))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let client = client_with(funcs).await;
+    let outcome = run(router(client.clone()), Verdict::Pass).await.unwrap();
     assert_eq!(outcome, Outcome::Promoted);
+    // Eight writes and the two refused with 500.
+    assert_eq!(calls.load(Ordering::SeqCst), 10);
     assert_eq!(
         weights(&http(&client).await),
         [("v1".to_owned(), 0), ("v2".to_owned(), 100)]
@@ -223,15 +208,7 @@ async fn injected_403_fails_the_rollout_with_the_missing_permission() {
     let denied = failing(base.clone(), 403, |m, path| {
         m == http::Method::PATCH && path.contains("virtualservices")
     });
-    let err = Rollout::builder("reviews", plan())
-        .revisions("v1", "v2")
-        .router(router(denied))
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap_err();
+    let err = run(router(denied), Verdict::Pass).await.unwrap_err();
     let RolloutError::Provider { source, .. } = &err else {
         panic!("expected a provider error, got {err:?}");
     };
@@ -258,24 +235,10 @@ async fn a_missing_route_fails_the_rollout_naming_it() {
         .build()
         .await
         .unwrap();
-    let router = cutover_istio::IstioRouter::new(client, NS, "reviews", "canary")
-        .destination(
-            rev("v1"),
-            cutover_istio::Destination::subset("reviews", "v1"),
-        )
-        .destination(
-            rev("v2"),
-            cutover_istio::Destination::subset("reviews", "v2"),
-        );
-    let err = Rollout::builder("reviews", plan())
-        .revisions("v1", "v2")
-        .router(router)
-        .analysis("errors", ScriptedAnalysis::verdicts([Verdict::Pass]))
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap_err();
+    let router = IstioRouter::new(client, NS, "reviews", "canary")
+        .destination(rev("v1"), Destination::subset("reviews", "v1"))
+        .destination(rev("v2"), Destination::subset("reviews", "v2"));
+    let err = run(router, Verdict::Pass).await.unwrap_err();
     let RolloutError::Provider { source, .. } = &err else {
         panic!("expected a provider error, got {err:?}");
     };
