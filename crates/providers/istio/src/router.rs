@@ -105,8 +105,9 @@ impl Destination {
 /// whatever created the VirtualService (kubectl, Helm, Argo CD own `spec.http`) unless forced,
 /// and forcing would take the list from them. So the router reads the VirtualService, edits the
 /// JSON of the routes it manages, and writes `spec.http` back with a JSON merge patch that
-/// carries the `resourceVersion` it read (field manager `cutover`). A change made by anyone
-/// in between makes the API server answer 409, which is a transient error: the engine retries,
+/// carries the `resourceVersion` it read (field manager `cutover`; the same precondition as
+/// controller-runtime's `MergeFromWithOptimisticLock`). A change made by anyone in between
+/// makes the API server answer 409, which is a transient error: the engine retries,
 /// the router reads again, and nobody's edit is lost. A write that would change nothing is
 /// skipped. RBAC: `get` and `patch` on `virtualservices.networking.istio.io`.
 ///
