@@ -82,16 +82,18 @@ impl Destination {
 ///   A destination of the managed route that is not a revision must be at weight 0, or the
 ///   router refuses to guess and reports it.
 /// - **Header and cookie routes**: one HTTP route per [`HeaderRoute`], named
-///   `cutover:<managed route>:<route name>`, placed directly before the managed route (Istio
-///   takes the first route that matches). It carries the managed route's settings (rewrite,
+///   `cutover:<managed route>:<route name>`, placed before the managed route and its mirror
+///   routes (Istio takes the first route that matches). It carries the managed route's settings (rewrite,
 ///   timeout, retries, headers...) and matches: each managed match with the conditions added
 ///   to its `headers`, so it only ever takes requests the managed route would have taken.
 ///   Cookies are matched with an anchored regex on the `cookie` header.
-/// - **Mirroring**: `mirror` and `mirrorPercentage` on the managed route. Istio mirrors a whole
-///   route, so a [`Mirror`] with match conditions is `Unsupported`; there is one mirror per
-///   route, so setting a mirror replaces the previous one. A mirror to a destination that is
-///   not a revision, or a `mirrors` list, belongs to someone else and is reported, not
-///   overwritten.
+/// - **Mirroring**: `mirror` and `mirrorPercentage` on the managed route. Istio has one
+///   mirror per route, so setting a mirror replaces the previous one. A [`Mirror`] with match
+///   conditions gets its own route, `cutover-mirror:<managed route>:<mirror name>`: a copy of
+///   the managed route (same weights, kept in step by every `set_split`) restricted to the
+///   matching requests, carrying the mirror, placed directly before the managed route and
+///   after the header routes. A mirror to a destination that is not a revision, or a `mirrors`
+///   list, belongs to someone else and is reported, not overwritten.
 /// - **Sticky sessions** (only with [`sticky_sessions_on`](Self::sticky_sessions_on)): a cookie
 ///   `consistentHash` load-balancing policy on a `DestinationRule`; see [`crate::sticky`] for
 ///   what it does and does not pin.
@@ -335,30 +337,12 @@ impl TrafficRouter for IstioRouter {
             percents.insert(revision.clone(), bp / 100);
         }
         self.update(|http, managed| {
-            let rule = &mut http[managed];
-            self.refuse_foreign(rule)?;
-            let entries = route_entries(rule).to_vec();
-            let mut seen = Vec::new();
-            let mut out = Vec::with_capacity(entries.len());
-            for mut entry in entries {
-                if let Some(revision) = self.revision_at(&entry["destination"]) {
-                    let percent = if seen.contains(revision) {
-                        0
-                    } else {
-                        percents.get(revision).copied().unwrap_or(0)
-                    };
-                    seen.push(revision.clone());
-                    entry["weight"] = json!(percent);
-                }
-                out.push(entry);
-            }
-            for (revision, destination) in &self.destinations {
-                if !seen.contains(revision) {
-                    let percent = percents.get(revision).copied().unwrap_or(0);
-                    out.push(json!({ "destination": destination.to_json(), "weight": percent }));
+            self.refuse_foreign(&http[managed])?;
+            for (i, rule) in http.iter_mut().enumerate() {
+                if i == managed || self.is_mirror_route(rule) {
+                    self.reweight(rule, &percents);
                 }
             }
-            rule["route"] = Value::Array(out);
             Ok(())
         })
         .await
@@ -409,23 +393,10 @@ impl TrafficRouter for IstioRouter {
             if let Some(entry) = entry.as_object_mut() {
                 entry.remove("weight");
             }
-            let mut rule = managed.as_object().cloned().unwrap_or_default();
-            for key in [
-                "name",
-                "match",
-                "route",
-                "mirror",
-                "mirrors",
-                "mirrorPercentage",
-                "mirrorPercent",
-                "mirror_percent",
-            ] {
-                rule.remove(key);
-            }
-            rule.insert("name".into(), json!(name));
-            rule.insert("match".into(), Value::Array(matches));
+            let mut rule = Self::copy_of_managed(managed, &name, matches);
             rule.insert("route".into(), json!([entry]));
-            http.insert(position, Value::Object(rule));
+            let at = self.header_route_position(http, position);
+            http.insert(at, Value::Object(rule));
             Ok(())
         })
         .await
@@ -445,12 +416,10 @@ impl TrafficRouter for IstioRouter {
         mirror: &Mirror,
         revision: &RevisionId,
     ) -> Result<(), ProviderError> {
-        if !mirror.matches.is_empty() {
-            return Err(ProviderError::unsupported(
-                "mirroring only the requests that match conditions (Istio mirrors a whole route)",
-            ));
-        }
         let destination = self.destination_of(revision)?.clone();
+        if !mirror.matches.is_empty() {
+            return self.set_mirror_route(mirror, &destination).await;
+        }
         self.update(|http, managed| {
             let rule = &mut http[managed];
             self.refuse_foreign_mirror(rule)?;
@@ -461,8 +430,13 @@ impl TrafficRouter for IstioRouter {
         .await
     }
 
-    async fn remove_mirror(&self, _name: &str) -> Result<(), ProviderError> {
+    async fn remove_mirror(&self, name: &str) -> Result<(), ProviderError> {
+        let route_name = self.mirror_route_name(name);
         self.update(|http, managed| {
+            if let Some(i) = http.iter().position(|r| r["name"] == route_name.as_str()) {
+                http.remove(i);
+                return Ok(());
+            }
             let Some(rule) = http[managed].as_object_mut() else {
                 return Ok(());
             };
@@ -492,6 +466,103 @@ impl TrafficRouter for IstioRouter {
 }
 
 impl IstioRouter {
+    /// Sets the weights of the revisions' destinations in `rule` to `percents`.
+    fn reweight(&self, rule: &mut Value, percents: &BTreeMap<RevisionId, u16>) {
+        let entries = route_entries(rule).to_vec();
+        let mut seen = Vec::new();
+        let mut out = Vec::with_capacity(entries.len());
+        for mut entry in entries {
+            if let Some(revision) = self.revision_at(&entry["destination"]) {
+                let percent = if seen.contains(revision) {
+                    0
+                } else {
+                    percents.get(revision).copied().unwrap_or(0)
+                };
+                seen.push(revision.clone());
+                entry["weight"] = json!(percent);
+            }
+            out.push(entry);
+        }
+        for (revision, destination) in &self.destinations {
+            if !seen.contains(revision) {
+                let percent = percents.get(revision).copied().unwrap_or(0);
+                out.push(json!({ "destination": destination.to_json(), "weight": percent }));
+            }
+        }
+        rule["route"] = Value::Array(out);
+    }
+
+    fn mirror_route_name(&self, name: &str) -> String {
+        format!("{}{name}", self.mirror_route_prefix())
+    }
+
+    fn mirror_route_prefix(&self) -> String {
+        format!("cutover-mirror:{}:", self.route)
+    }
+
+    /// Whether `rule` is one of the mirror routes of the managed route.
+    fn is_mirror_route(&self, rule: &Value) -> bool {
+        rule["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(&self.mirror_route_prefix()))
+    }
+
+    /// Where a new header route goes: before the mirror routes, which are directly before
+    /// the managed route, so that a tester's request is never taken by a mirror route.
+    fn header_route_position(&self, http: &[Value], managed: usize) -> usize {
+        http[..managed]
+            .iter()
+            .position(|r| self.is_mirror_route(r))
+            .unwrap_or(managed)
+    }
+
+    /// A copy of the managed route for `name`: every setting of the managed route, without
+    /// its name, matches and mirror.
+    fn copy_of_managed(managed: &Value, name: &str, matches: Vec<Value>) -> Map<String, Value> {
+        let mut rule = managed.as_object().cloned().unwrap_or_default();
+        for key in [
+            "name",
+            "match",
+            "mirror",
+            "mirrors",
+            "mirrorPercentage",
+            "mirrorPercent",
+            "mirror_percent",
+        ] {
+            rule.remove(key);
+        }
+        rule.insert("name".into(), json!(name));
+        rule.insert("match".into(), Value::Array(matches));
+        rule
+    }
+
+    /// A mirror of the requests matching `mirror.matches`: a copy of the managed route (same
+    /// weights, kept in step by `set_split`) restricted to those requests, with the mirror, placed
+    /// directly before the managed route.
+    async fn set_mirror_route(
+        &self,
+        mirror: &Mirror,
+        destination: &Destination,
+    ) -> Result<(), ProviderError> {
+        let name = self.mirror_route_name(&mirror.name);
+        let what = format!("{}: mirror `{}`", self.name, mirror.name);
+        self.update(|http, _| {
+            http.retain(|r| r["name"].as_str() != Some(name.as_str()));
+            let position = self.managed(http)?;
+            let managed = &http[position];
+            let matches = combined_matches(managed.get("match"), &mirror.matches, &what)?;
+            let mut rule = Self::copy_of_managed(managed, &name, matches);
+            rule.insert("mirror".into(), destination.to_json());
+            rule.insert(
+                "mirrorPercentage".into(),
+                json!({ "value": mirror.percentage.percent() }),
+            );
+            http.insert(position, Value::Object(rule));
+            Ok(())
+        })
+        .await
+    }
+
     /// Refuses to replace a mirror cutover did not set.
     fn refuse_foreign_mirror(&self, rule: &Value) -> Result<(), ProviderError> {
         let label = self.virtual_service.label();

@@ -302,10 +302,76 @@ async fn mirroring_on_and_off() {
         text(&Value::Array(http(&client).await)),
         text(&Value::Array(before))
     );
+}
 
-    let matching = Mirror::new("some", Weight::FULL, [RouteMatch::header_exact("x", "1")]).unwrap();
-    let err = router.set_mirror(&matching, &rev("v2")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported);
+#[tokio::test]
+async fn a_mirror_of_matching_requests_gets_its_own_route_that_follows_the_weights() {
+    let swagger = swagger();
+    let (client, written) = validating_client(&swagger, vec![vs_json()]).await;
+    let router = router(client.clone());
+    router.set_split(&split(10)).await.unwrap();
+    let before = http(&client).await;
+    let mirror = Mirror::new(
+        "shadow",
+        Weight::from_percent(30).unwrap(),
+        [RouteMatch::header_exact("x-shadow", "1")],
+    )
+    .unwrap();
+    router.set_mirror(&mirror, &rev("v2")).await.unwrap();
+    let testers = HeaderRoute::new("testers", [RouteMatch::header_exact("x-canary", "1")]).unwrap();
+    router.set_header_route(&testers, &rev("v2")).await.unwrap();
+    router.set_split(&split(50)).await.unwrap();
+
+    let routes = http(&client).await;
+    let names: Vec<_> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "static",
+            "legacy",
+            "cutover:primary:testers",
+            "cutover-mirror:primary:shadow",
+            "primary",
+            "fallback"
+        ]
+    );
+    let shadow = &routes[3];
+    assert_eq!(
+        shadow["match"],
+        json!([{ "uri": { "prefix": "/" }, "headers": { "x-shadow": { "exact": "1" } } }])
+    );
+    assert_eq!(
+        shadow["mirror"],
+        json!({ "host": "reviews", "subset": "v2", "port": { "number": 9080 } })
+    );
+    assert_eq!(shadow["mirrorPercentage"], json!({ "value": 30.0 }));
+    assert_eq!(
+        text(&shadow["route"]),
+        text(&routes[4]["route"]),
+        "same weights"
+    );
+    assert_eq!(
+        weights(&routes),
+        [("v1".to_owned(), 50), ("v2".to_owned(), 50)]
+    );
+    assert_eq!(shadow["timeout"], "10s");
+    assert!(
+        routes[4].get("mirror").is_none(),
+        "the managed route mirrors nothing"
+    );
+
+    router.remove_mirror("shadow").await.unwrap();
+    router.remove_mirror("shadow").await.unwrap();
+    router.remove_header_route("testers").await.unwrap();
+    router.set_split(&split(10)).await.unwrap();
+    assert_eq!(
+        text(&Value::Array(http(&client).await)),
+        text(&Value::Array(before))
+    );
+    assert!(
+        written.lock().unwrap().len() >= 6,
+        "every write was validated"
+    );
 }
 
 #[tokio::test]
