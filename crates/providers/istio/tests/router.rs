@@ -128,7 +128,8 @@ async fn passes_the_contract_with_sticky_sessions_and_restores_the_destination_r
 
 #[tokio::test]
 async fn weights_are_whole_percent_and_read_back() {
-    let client = stored(virtual_service()).await;
+    let swagger = swagger();
+    let (client, written) = validating_client(&swagger, vec![vs_json()]).await;
     let router = router(client.clone());
     assert_eq!(router.capabilities().granularity.step(), 100);
     router.set_split(&split(10)).await.unwrap();
@@ -148,6 +149,9 @@ async fn weights_are_whole_percent_and_read_back() {
         json!({ "host": "reviews", "subset": "v2", "port": { "number": 9080 } })
     );
     assert_eq!(router.current_split().await.unwrap(), Some(split(10)));
+    let writes = written.lock().unwrap().len();
+    router.set_split(&split(10)).await.unwrap();
+    assert_eq!(written.lock().unwrap().len(), writes, "no change, no write");
     let fine = TrafficSplit::canary(
         &rev("v1"),
         &rev("v2"),
