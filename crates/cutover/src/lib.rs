@@ -14,9 +14,9 @@
 //! | `postgres`: expand/contract schema migrations on PostgreSQL | `cutover-postgres` | `postgres` |
 //! | `kubernetes`: Deployments, Service-selector / HTTPRoute / replica-ratio routers, pod probe, ConfigMap store, Lease | `cutover-kubernetes` | `kubernetes` |
 //! | `local`: embedded HTTP proxy router, HTTP probe, proxy metrics, demo service, load generator | `cutover-local` | `local` |
+//! | `istio`: VirtualService router, DestinationRule subsets, Istio PromQL templates | `cutover-istio` | `istio` |
 //!
-//! Providers for Kubernetes, Istio, AWS ALB, Prometheus, PostgreSQL and the embedded local
-//! proxy will each be an opt-in feature here.
+//! Each provider is an opt-in feature; a Prometheus metric source will join them.
 //!
 //! # Usage
 //!
@@ -50,6 +50,7 @@
 //! - `kubernetes`: the `kubernetes` module (it re-exports the `kube`, `k8s_openapi` and
 //!   `gateway_api` versions it is built on).
 //! - `local`: the `local` module, the embedded proxy router (`cutover-local`).
+//! - `istio`: the `istio` module (`cutover-istio`).
 //!
 //! # MSRV
 //!
@@ -64,6 +65,8 @@ pub use cutover_kubernetes as kubernetes;
 pub use cutover_local as local;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
+#[cfg(feature = "istio")]
+pub use cutover_istio as istio;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
 
