@@ -158,7 +158,7 @@ pub mod live {
         text
     }
 
-    /// Prints [`line`] every second until the task is aborted.
+    /// Prints [`line()`] every second until the task is aborted.
     pub fn ticker(proxy: &LocalProxy, revisions: Vec<RevisionId>) -> tokio::task::JoinHandle<()> {
         let (router, metrics) = (proxy.router(), proxy.metrics());
         tokio::spawn(async move {
