@@ -278,6 +278,64 @@ impl TrafficSplit {
         Ok(TrafficSplit { weights: map })
     }
 
+    /// A split from relative weights, as load balancers and meshes state them (Gateway API
+    /// `backendRefs[].weight`, Istio `route[].weight`, replica counts), rounded to basis points
+    /// by the largest-remainder method: each revision gets `weight × 10000 / total` rounded
+    /// down, and the basis points left over go one each to the largest remainders (the earlier
+    /// revision first on a tie). So the result always adds up to 100 %, and weights that are
+    /// already exact (`1:3`, `25:75`) come back exactly.
+    ///
+    /// Fails on no revisions, a revision listed twice, or weights that are all zero
+    /// ([`SplitError::Sum`] with a sum of 0).
+    ///
+    /// ```
+    /// # use cutover_core::{RevisionId, TrafficSplit};
+    /// let (a, b): (RevisionId, RevisionId) = ("a".parse()?, "b".parse()?);
+    /// let split = TrafficSplit::from_relative_weights([(a.clone(), 1), (b.clone(), 2)])?;
+    /// assert_eq!(split.weight(&a).basis_points(), 3333);
+    /// assert_eq!(split.weight(&b).basis_points(), 6667);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_relative_weights(
+        weights: impl IntoIterator<Item = (RevisionId, u64)>,
+    ) -> Result<Self, SplitError> {
+        let weights: Vec<(RevisionId, u128)> = weights
+            .into_iter()
+            .map(|(revision, weight)| (revision, u128::from(weight)))
+            .collect();
+        let total: u128 = weights.iter().map(|(_, w)| w).sum();
+        if weights.is_empty() {
+            return Err(SplitError::Empty);
+        }
+        if total == 0 {
+            return Err(SplitError::Sum { sum: 0 });
+        }
+        let scale = u128::from(TOTAL_BASIS_POINTS);
+        // (index, floor in bp, remainder); every floor is at most 10 000, so it fits in u16.
+        let mut shares: Vec<(usize, u16, u128)> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, (_, w))| {
+                let floor = u16::try_from(w * scale / total).unwrap_or(TOTAL_BASIS_POINTS);
+                (i, floor, w * scale % total)
+            })
+            .collect();
+        let assigned: u32 = shares.iter().map(|&(_, bp, _)| u32::from(bp)).sum();
+        let left =
+            usize::try_from(u32::from(TOTAL_BASIS_POINTS).saturating_sub(assigned)).unwrap_or(0);
+        shares.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        for share in shares.iter_mut().take(left) {
+            share.1 += 1;
+        }
+        shares.sort_by_key(|&(i, _, _)| i);
+        Self::new(
+            weights
+                .into_iter()
+                .zip(shares)
+                .map(|((revision, _), (_, bp, _))| (revision, Weight(bp))),
+        )
+    }
+
     /// All traffic to one revision.
     pub fn all_to(revision: &RevisionId) -> Self {
         TrafficSplit {
@@ -369,6 +427,48 @@ mod tests {
 
     fn rev(s: &str) -> RevisionId {
         RevisionId::new(s).unwrap()
+    }
+
+    #[test]
+    fn relative_weights_refuse_nothing_to_split() {
+        assert_eq!(
+            TrafficSplit::from_relative_weights([]),
+            Err(SplitError::Empty)
+        );
+        assert_eq!(
+            TrafficSplit::from_relative_weights([(rev("a"), 0), (rev("b"), 0)]),
+            Err(SplitError::Sum { sum: 0 })
+        );
+        assert_eq!(
+            TrafficSplit::from_relative_weights([(rev("a"), 1), (rev("a"), 1)]),
+            Err(SplitError::DuplicateRevision(rev("a")))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn relative_weights_round_by_largest_remainder(
+            weights in proptest::collection::vec(0u64..=1_000_000, 1..6),
+        ) {
+            prop_assume!(weights.iter().any(|&w| w > 0));
+            let revisions: Vec<RevisionId> =
+                (0..weights.len()).map(|i| rev(&format!("r{i}"))).collect();
+            let split = TrafficSplit::from_relative_weights(
+                revisions.iter().cloned().zip(weights.iter().copied()),
+            )
+            .unwrap();
+            let total: u64 = weights.iter().sum();
+            for (revision, &w) in revisions.iter().zip(&weights) {
+                // got / 10000 against w / total, cross-multiplied to stay in integers.
+                let exact = w * u64::from(TOTAL_BASIS_POINTS);
+                let got = u64::from(split.weight(revision).basis_points()) * total;
+                // Within one basis point of the exact share, and exact when it is whole.
+                prop_assert!(got.abs_diff(exact) < total, "{got} vs {exact} (total {total})");
+                if exact % total == 0 {
+                    prop_assert_eq!(got, exact);
+                }
+            }
+        }
     }
 
     #[test]

@@ -59,14 +59,14 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
+#[cfg(feature = "istio")]
+pub use cutover_istio as istio;
 #[cfg(feature = "kubernetes")]
 pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "local")]
 pub use cutover_local as local;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
-#[cfg(feature = "istio")]
-pub use cutover_istio as istio;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
 

@@ -22,7 +22,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use cutover_core::ProviderError;
+use cutover_core::{ProviderError, RevisionId, TrafficSplit};
 use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -202,12 +202,54 @@ fn apply_error(error: kube::Error, target: &Target, manager: &str) -> ProviderEr
     }
 }
 
+/// The traffic split that relative weights describe (Gateway API `backendRefs[].weight`, Istio
+/// `route[].weight`, replica counts), rounded to basis points as
+/// [`TrafficSplit::from_relative_weights`] does. Negative weights count as zero. `None` when no
+/// revision gets any traffic.
+pub fn split_from_weights(weights: &[(RevisionId, i64)]) -> Option<TrafficSplit> {
+    TrafficSplit::from_relative_weights(
+        weights
+            .iter()
+            .map(|(revision, w)| (revision.clone(), u64::try_from(*w).unwrap_or(0))),
+    )
+    .ok()
+}
+
+/// Escapes the characters RE2 (the regex dialect of Envoy, Istio and Gateway API
+/// implementations) treats specially, so a header or cookie value matches literally.
+pub fn escape_regex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use cutover_core::ErrorKind;
     use kube::core::{Status, response::StatusDetails};
 
     use super::*;
+
+    #[test]
+    fn relative_weights_and_negative_ones() {
+        let rev = |s: &str| -> RevisionId { s.parse().unwrap() };
+        let split = split_from_weights(&[(rev("a"), 1), (rev("b"), 2), (rev("c"), -5)]).unwrap();
+        assert_eq!(split.weight(&rev("a")).basis_points(), 3333);
+        assert_eq!(split.weight(&rev("b")).basis_points(), 6667);
+        assert_eq!(split.weight(&rev("c")).basis_points(), 0);
+        assert!(split_from_weights(&[(rev("a"), 0), (rev("b"), -1)]).is_none());
+    }
+
+    #[test]
+    fn regex_metacharacters_are_escaped() {
+        assert_eq!(escape_regex("a.b*c(d)|e"), "a\\.b\\*c\\(d\\)\\|e");
+        assert_eq!(escape_regex("plain-text_1"), "plain-text_1");
+    }
 
     fn api(code: u16, reason: &str) -> kube::Error {
         kube::Error::Api(

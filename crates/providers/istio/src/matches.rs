@@ -1,6 +1,7 @@
 //! Header and cookie conditions as Istio `HTTPMatchRequest.headers` entries.
 
 use cutover_core::{ProviderError, RouteMatch, StringMatch};
+use cutover_kube::escape_regex;
 use serde_json::{Map, Value, json};
 
 /// The header key and `StringMatch` Istio uses for a condition. Header names are lower-cased
@@ -71,18 +72,6 @@ pub(crate) fn combined_matches(
             Ok(m)
         })
         .collect()
-}
-
-/// Escapes the characters RE2 treats specially.
-pub(crate) fn escape_regex(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

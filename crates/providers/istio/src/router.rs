@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use cutover_core::{
     Granularity, HeaderRoute, Mirror, ProviderError, RevisionId, RouterCapabilities, StickySession,
-    TrafficRouter, TrafficSplit, Weight,
+    TrafficRouter, TrafficSplit,
 };
 use serde_json::{Map, Value, json};
+
+use cutover_kube::split_from_weights;
 
 use crate::matches::combined_matches;
 use crate::object::Object;
@@ -279,28 +281,6 @@ fn entry_weight(entry: &Value, entries: usize) -> i64 {
         None if entries == 1 => 100,
         None => 0,
     }
-}
-
-/// A split from relative weights, rounded to basis points (the remainder goes to the
-/// largest). `None` if every weight is zero.
-fn split_from_weights(weights: &[(RevisionId, i64)]) -> Option<TrafficSplit> {
-    let total: i64 = weights.iter().map(|(_, w)| *w).sum();
-    if total <= 0 {
-        return None;
-    }
-    let mut bps: Vec<(RevisionId, i64)> = weights
-        .iter()
-        .map(|(r, w)| (r.clone(), w * 10_000 / total))
-        .collect();
-    let assigned: i64 = bps.iter().map(|(_, w)| w).sum();
-    if let Some(largest) = bps.iter_mut().max_by_key(|(_, w)| *w) {
-        largest.1 += 10_000 - assigned;
-    }
-    let weights = bps.into_iter().map(|(r, w)| {
-        let w = u16::try_from(w).unwrap_or(0);
-        (r, Weight::from_basis_points(w).unwrap_or(Weight::ZERO))
-    });
-    TrafficSplit::new(weights).ok()
 }
 
 #[async_trait]
@@ -589,18 +569,6 @@ impl IstioRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rev(s: &str) -> RevisionId {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn relative_weights_round_to_basis_points() {
-        let split = split_from_weights(&[(rev("a"), 1), (rev("b"), 2)]).unwrap();
-        assert_eq!(split.weight(&rev("a")).basis_points(), 3333);
-        assert_eq!(split.weight(&rev("b")).basis_points(), 6667);
-        assert!(split_from_weights(&[(rev("a"), 0)]).is_none());
-    }
 
     #[test]
     fn a_lone_destination_without_weight_gets_everything() {

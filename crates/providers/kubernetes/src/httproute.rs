@@ -8,7 +8,7 @@ use cutover_core::{
     Granularity, HeaderRoute, Mirror, ProviderError, RevisionId, RouteMatch, RouterCapabilities,
     StringMatch, TrafficRouter, TrafficSplit, Weight,
 };
-use cutover_kube::{Target, apply, classify};
+use cutover_kube::{Target, apply, classify, escape_regex, split_from_weights};
 use gateway_api::apis::standard::httproutes::{
     HttpRoute, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesFilters,
     HttpRouteRulesFiltersRequestMirror, HttpRouteRulesFiltersRequestMirrorBackendRef,
@@ -372,28 +372,6 @@ fn mirror_filter(backend: &Backend, share: Weight) -> HttpRouteRulesFilters {
     }
 }
 
-/// A split from relative weights, rounded to basis points (the remainder goes to the largest).
-/// `None` if every weight is zero.
-pub(crate) fn split_from_weights(weights: &[(RevisionId, i64)]) -> Option<TrafficSplit> {
-    let total: i64 = weights.iter().map(|(_, w)| (*w).max(0)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut bps: Vec<(RevisionId, i64)> = weights
-        .iter()
-        .map(|(r, w)| (r.clone(), (*w).max(0) * 10_000 / total))
-        .collect();
-    let assigned: i64 = bps.iter().map(|(_, w)| w).sum();
-    if let Some(largest) = bps.iter_mut().max_by_key(|(_, w)| *w) {
-        largest.1 += 10_000 - assigned;
-    }
-    let weights = bps.into_iter().map(|(r, w)| {
-        let w = u16::try_from(w).unwrap_or(0);
-        (r, Weight::from_basis_points(w).unwrap_or(Weight::ZERO))
-    });
-    TrafficSplit::new(weights).ok()
-}
-
 /// A Gateway API header match for a header or cookie condition.
 fn header_match(condition: &RouteMatch) -> HttpRouteRulesMatchesHeaders {
     match condition {
@@ -430,33 +408,9 @@ fn header_match(condition: &RouteMatch) -> HttpRouteRulesMatchesHeaders {
     }
 }
 
-/// Escapes the characters RE2 treats specially.
-fn escape_regex(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rev(s: &str) -> RevisionId {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn weights_round_to_basis_points() {
-        let split = split_from_weights(&[(rev("a"), 1), (rev("b"), 2)]).unwrap();
-        assert_eq!(split.weight(&rev("a")).basis_points(), 3333);
-        assert_eq!(split.weight(&rev("b")).basis_points(), 6667);
-        assert!(split_from_weights(&[(rev("a"), 0)]).is_none());
-    }
 
     #[test]
     fn cookie_matches_become_anchored_regexes() {

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client};
 
 use crate::deployment::{get_deployment, scale_deployment};
-use crate::httproute::split_from_weights;
+use cutover_kube::split_from_weights;
 
 /// Approximates a split by replica counts: with `total` replicas across the revisions'
 /// Deployments behind one Service, a revision with weight `w` gets `total × w` replicas, and a
