@@ -56,7 +56,8 @@ impl MigrationContext {
 /// One schema change of a rollout.
 ///
 /// `apply` and `revert` must be idempotent: the engine repeats them after transient errors and
-/// after a restart. Where it can, a step reports through [`is_applied`](MigrationStep::is_applied)
+/// after a restart. `revert` must also undo a step whose `apply` failed part-way: when an expand
+/// step fails for good, the rollback reverts it along with the steps before it. Where it can, a step reports through [`is_applied`](MigrationStep::is_applied)
 /// whether it already ran, so a rollout resumed after a crash neither applies it twice nor
 /// skips it.
 #[cfg_attr(feature = "test-util", mockall::automock)]

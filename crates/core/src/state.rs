@@ -114,9 +114,13 @@ pub struct GateProgress {
 /// What happened to a migration step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MigrationStatus {
     /// Applied (expand or contract).
     Applied,
+    /// Its apply failed for good, possibly part-way. A rollback reverts it like an applied
+    /// step (revert is idempotent), if it is reversible.
+    Attempted,
     /// Applied, then reverted by a rollback.
     Reverted,
 }

@@ -214,6 +214,45 @@ async fn abort_reverts_reversible_expand_steps_in_reverse_order() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_expand_step_that_failed_part_way_is_reverted_too() {
+    let router = FakeRouter::new("mesh");
+    let first = FakeMigration::new("create-table", MigrationPhase::Expand).reversible();
+    let second = FakeMigration::new("backfill", MigrationPhase::Expand).reversible();
+    let third = FakeMigration::new("add-index", MigrationPhase::Expand).reversible();
+    second.faults().fail_always("apply", ErrorKind::Permanent);
+    let rollout = builder("half-applied", plan(Canary::new([weight(10)])))
+        .router(router.clone())
+        .migration(first.clone())
+        .migration(second.clone())
+        .migration(third.clone())
+        .build()
+        .unwrap();
+    let handle = rollout.handle();
+    assert!(matches!(
+        rollout.run().await,
+        Err(RolloutError::Provider { .. })
+    ));
+
+    // The failed step may have changed something before failing, so it is reverted, then the
+    // one before it; the step after it never ran and is left alone.
+    let reverts = |m: &FakeMigration| m.faults().calls("revert");
+    assert_eq!(
+        (reverts(&first), reverts(&second), reverts(&third)),
+        (1, 1, 0)
+    );
+    assert_eq!(third.applies(), 0);
+    assert!(
+        !router.calls().iter().any(|op| op == "set_split"),
+        "traffic was never touched"
+    );
+    let summaries = summaries(&handle.records());
+    assert!(
+        position(&summaries, "revert migration `backfill`")
+            < position(&summaries, "revert migration `create-table`")
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn abort_is_refused_past_the_point_of_no_return() {
     let router = FakeRouter::new("mesh");
     let workload = FakeWorkload::new("deployments");

@@ -180,6 +180,14 @@ pub fn apply_result(
 }
 
 fn failed(state: &mut RolloutState, action: &Action, kind: ErrorKind, error: &str, now: Timestamp) {
+    if let Action::ApplyMigration { id } = action {
+        // A failed apply may have changed something before it failed: the rollback that
+        // follows reverts it too.
+        state
+            .migrations
+            .entry(id.clone())
+            .or_insert(MigrationStatus::Attempted);
+    }
     match action {
         Action::CheckGate { gate } => gate_answer(
             state,

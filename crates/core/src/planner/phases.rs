@@ -214,7 +214,10 @@ pub(super) fn rolling_back(setup: &Setup, state: &RolloutState, now: Timestamp) 
     let revert = setup.migrations.iter().rev().find(|m| {
         m.phase == MigrationPhase::Expand
             && m.reversible
-            && state.migrations.get(&m.id) == Some(&MigrationStatus::Applied)
+            && matches!(
+                state.migrations.get(&m.id),
+                Some(MigrationStatus::Applied | MigrationStatus::Attempted)
+            )
     });
     if let Some(migration) = revert {
         return Decision::Apply(Action::RevertMigration {
