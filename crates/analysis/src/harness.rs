@@ -349,7 +349,9 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
 /// ```
 /// use cutover_analysis::harness::run_json;
 /// let out = run_json(r#"{"op":"fisher","table":[[3,1],[1,3]],"alternative":"greater"}"#)?;
-/// assert!(out.starts_with(r#"{"odds_ratio":9.0,"p_value":0.24285714285714"#));
+/// let out: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+/// assert_eq!(out["odds_ratio"], 9.0);
+/// assert!((out["p_value"].as_f64().unwrap() - 0.242_857_142_857_142_85).abs() < 1e-15);
 /// assert!(run_json(r#"{"op":"nope"}"#).is_err());
 /// # Ok::<(), String>(())
 /// ```
