@@ -16,6 +16,7 @@
 pub mod demo;
 pub mod load;
 mod metrics;
+mod pool;
 mod probe;
 mod proxy;
 mod server;

@@ -13,7 +13,7 @@ use cutover_core::{
     Granularity, HeaderRoute, Mirror, ProviderError, RevisionId, RouterCapabilities, StickySession,
     TrafficRouter, TrafficSplit,
 };
-use http::header::{HeaderName, HeaderValue, SET_COOKIE};
+use http::header::{HOST, HeaderName, HeaderValue, SET_COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Either, Full};
@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 
 use crate::metrics::{Outcome, ProxyFailure, ProxyMetrics, RevisionStats, wall_now};
+use crate::pool::Pool;
 use crate::server::serve;
 use crate::table::{Reason, Sticky, Table, Targeted, Upstream, remove, upsert, uses_regex};
 
@@ -180,10 +181,12 @@ impl LocalProxyBuilder {
             timeout: self.timeout,
             conversion_header,
         });
+        let upstream_count = inner.table.load().upstreams.len();
         let worker = |shard| {
             Arc::new(Worker {
                 inner: inner.clone(),
-                client: http_client(Duration::from_secs(90)),
+                pool: Pool::new(upstream_count),
+                mirror_client: http_client(Duration::from_secs(90)),
                 shard,
             })
         };
@@ -238,11 +241,14 @@ impl LocalProxyBuilder {
     }
 }
 
-/// The state of one serving loop: the shared proxy and this loop's own upstream pools.
+/// The state of one serving loop: the shared proxy and this loop's own upstream connections.
 #[derive(Debug)]
 struct Worker {
     inner: Arc<Inner>,
-    client: HttpClient,
+    /// Keep-alive connections for the requests the proxy answers.
+    pool: Pool,
+    /// The client of mirrored copies, whose responses are discarded.
+    mirror_client: HttpClient,
     /// This loop's shard of the metrics.
     shard: usize,
 }
@@ -424,7 +430,16 @@ async fn forward(worker: &Worker, req: Request<Incoming>) -> Response<ProxyBody>
     let upstream = &table.upstreams[index];
     let mirror = table.mirror_for(req.headers()).map(|i| &table.upstreams[i]);
     let (mut parts, body) = req.into_parts();
-    parts.uri = upstream_uri(parts.uri, &upstream.authority);
+    // HTTP/1.1 upstreams get the origin form (`/path?query`) and the client's Host header,
+    // which only requests without one (HTTP/1.0) or in absolute form need rebuilt.
+    if parts.uri.authority().is_some() {
+        parts.uri = origin_form(&parts.uri);
+    }
+    if !parts.headers.contains_key(HOST)
+        && let Ok(host) = HeaderValue::from_str(upstream.authority.as_str())
+    {
+        parts.headers.insert(HOST, host);
+    }
     let body = match mirror {
         None => Either::Left(body),
         Some(shadow) => {
@@ -437,7 +452,7 @@ async fn forward(worker: &Worker, req: Request<Incoming>) -> Response<ProxyBody>
             *copy.method_mut() = parts.method.clone();
             *copy.uri_mut() = upstream_uri(parts.uri.clone(), &shadow.authority);
             *copy.headers_mut() = parts.headers.clone();
-            let client = worker.client.clone();
+            let client = worker.mirror_client.clone();
             let timeout = inner.timeout;
             // Fire and forget: the copy's response is discarded and never delays the primary.
             tokio::spawn(async move {
@@ -450,7 +465,9 @@ async fn forward(worker: &Worker, req: Request<Incoming>) -> Response<ProxyBody>
     };
     let sent = tokio::time::timeout(
         inner.timeout,
-        worker.client.request(Request::from_parts(parts, body)),
+        worker
+            .pool
+            .send(index, upstream.addr, Request::from_parts(parts, body)),
     )
     .await;
     let (mut resp, error) = match sent {
@@ -496,6 +513,15 @@ fn upstream_uri(uri: Uri, authority: &Authority) -> Uri {
     }
     // Scheme, authority and path are all set, which is all `from_parts` checks.
     Uri::from_parts(parts).unwrap_or_default()
+}
+
+/// `uri` without scheme and authority: what an HTTP/1.1 request line carries.
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(path)
 }
 
 fn admin_page(inner: &Inner, req: &Request<Incoming>) -> Response<ProxyBody> {

@@ -485,3 +485,48 @@ async fn metrics_page_passes_promtool() {
         String::from_utf8_lossy(&text)
     );
 }
+
+/// An upstream that answers one request per connection and then closes it, without saying
+/// so (no `Connection: close`): every keep-alive connection the proxy holds dies after one
+/// answer, and the proxy must notice before reusing it.
+async fn one_request_per_connection() -> SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_closing_keep_alive_connections_cost_no_request() {
+    let upstream = one_request_per_connection().await;
+    let proxy = LocalProxy::builder("closing")
+        .threads(1)
+        .upstream("v1", upstream)
+        .start()
+        .await
+        .unwrap();
+    let client = client();
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..300 {
+        let (status, _, _) = get(&client, proxy.addr(), &[]).await;
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, [(200, 300)].into(), "status counts");
+}
