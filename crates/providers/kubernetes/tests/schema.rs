@@ -1,5 +1,5 @@
 //! The HTTPRoute router against the real Gateway API schema: every HTTPRoute the router writes
-//! is checked against the upstream CRD (`shared/reference/crds/gateway-api-httproute.yaml`,
+//! is checked against the upstream CRD (`tests/crds/gateway-api-httproute.yaml`,
 //! standard channel, version v1) by kube-fake-client's `validation` feature.
 //!
 //! kube-fake-client 0.3 validates only calls made on its `FakeClient` directly, not requests
@@ -23,13 +23,9 @@ use kube::api::PostParams;
 use kube_fake_client::interceptor;
 use kube_fake_client::validator::{RuntimeOpenAPIValidator, SchemaValidator};
 
-/// Finds the CRD in `shared/` beside the checkout (or any directory above the crate).
+/// The upstream CRD, vendored beside these tests (its first line names the upstream commit).
 fn crd_path() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .map(|dir| dir.join("shared/reference/crds/gateway-api-httproute.yaml"))
-        .find(|path| path.is_file())
-        .expect("shared/reference/crds/gateway-api-httproute.yaml not found above the crate")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/crds/gateway-api-httproute.yaml")
 }
 
 /// A Swagger file holding the CRD's v1 schema under the name the fake client looks up.

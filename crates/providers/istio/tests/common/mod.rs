@@ -144,13 +144,9 @@ pub fn weights(http: &[Value]) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Finds the CRD file in `shared/` beside the checkout (or any directory above the crate).
+/// The upstream CRDs, vendored beside these tests (the first line names the upstream commit).
 fn crd_path() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .map(|dir| dir.join("shared/reference/crds/istio-networking.yaml"))
-        .find(|path| path.is_file())
-        .expect("shared/reference/crds/istio-networking.yaml not found above the crate")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/crds/istio-networking.yaml")
 }
 
 /// Adds `additionalProperties: false` to every object schema with `properties`.
