@@ -19,6 +19,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "test-util")]
+pub mod testing;
+
 use std::fmt;
 use std::time::Duration;
 

@@ -220,40 +220,13 @@ pub async fn settle(api: &Api<Deployment>, name: &str) {
 }
 
 /// `client` with every request for which `hit(method, path)` holds answered by the API
-/// server's error `code` (403 Forbidden, 429 Too Many Requests...) instead. The fake client
-/// cannot produce these, so they are injected at the HTTP layer.
+/// server's error `code` instead (see `cutover_kube::testing::failing`).
 pub fn failing(
     client: kube::Client,
     code: u16,
     hit: impl Fn(&http::Method, &str) -> bool + Clone + Send + Sync + 'static,
 ) -> kube::Client {
-    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-        let client = client.clone();
-        let hit = hit.clone();
-        async move {
-            if hit(request.method(), request.uri().path()) {
-                let reason = match code {
-                    403 => "Forbidden",
-                    429 => "TooManyRequests",
-                    _ => "InternalError",
-                };
-                let body = serde_json::json!({
-                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "message": format!("injected {code} for {}", request.uri().path()),
-                    "reason": reason, "code": code,
-                    "details": { "retryAfterSeconds": 7 },
-                });
-                let response = http::Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap();
-                return Ok::<_, kube::Error>(response);
-            }
-            client.send(request).await
-        }
-    });
-    kube::Client::new(service, NS)
+    cutover_kube::testing::failing(client, NS, code, hit)
 }
 
 /// A client holding `web-v1` with 10 replicas and `web-v2` with none.
