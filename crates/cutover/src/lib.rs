@@ -14,9 +14,10 @@
 //! | `postgres`: expand/contract schema migrations on PostgreSQL | `cutover-postgres` | `postgres` |
 //! | `kubernetes`: Deployments, Service-selector / HTTPRoute / replica-ratio routers, pod probe, ConfigMap store, Lease | `cutover-kubernetes` | `kubernetes` |
 //! | `local`: embedded HTTP proxy router, HTTP probe, proxy metrics, demo service, load generator | `cutover-local` | `local` |
-//! | `istio`: VirtualService router, DestinationRule subsets, Istio PromQL templates | `cutover-istio` | `istio` |
+//! | `istio`: VirtualService router, DestinationRule subsets | `cutover-istio` | `istio` |
+//! | `prometheus`: Prometheus metric source, PromQL templates (cutover-local proxy, Istio, NGINX ingress) with escaped arguments | `cutover-prometheus` | `prometheus` |
 //!
-//! Each provider is an opt-in feature; a Prometheus metric source will join them.
+//! Each provider is an opt-in feature.
 //!
 //! # Usage
 //!
@@ -51,6 +52,7 @@
 //!   `gateway_api` versions it is built on).
 //! - `local`: the `local` module, the embedded proxy router (`cutover-local`).
 //! - `istio`: the `istio` module (`cutover-istio`).
+//! - `prometheus`: the `prometheus` module, the Prometheus metric source (`cutover-prometheus`).
 //!
 //! # MSRV
 //!
@@ -67,6 +69,8 @@ pub use cutover_kubernetes as kubernetes;
 pub use cutover_local as local;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
+#[cfg(feature = "prometheus")]
+pub use cutover_prometheus as prometheus;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
 

@@ -7,8 +7,10 @@
 //!   [`Destination`]s, and read-back. Every route and field it does not manage is kept as read.
 //! - [`DestinationRuleSubsets`]: creates or updates the subsets that map revisions to pod
 //!   labels, leaving other subsets and traffic policies alone.
-//! - [`metrics`]: PromQL templates for Istio's standard metrics (success rate, error rate,
-//!   request rate, latency quantiles) per revision, for the Prometheus metric source.
+//! - Istio's standard metrics (success rate, error rate, request rate, latency quantiles per
+//!   revision) are read through the Prometheus metric source: the PromQL templates live in
+//!   `cutover-prometheus` (`cutover_prometheus::templates::istio`), which also escapes the
+//!   names it fills in.
 //! - [`VirtualService`], [`DestinationRule`]: the two resources, with the spec kept as JSON.
 //! - [`cluster::cluster_with_istio`]: finds a real cluster with Istio, for examples and opt-in
 //!   tests. The `kube` crate is re-exported so that callers build clients of the same version.
@@ -44,7 +46,6 @@
 
 pub mod cluster;
 mod matches;
-pub mod metrics;
 mod object;
 mod resources;
 mod router;
