@@ -16,10 +16,12 @@ use tokio::time::Instant;
 
 use crate::PrometheusClient;
 
-/// The binary: `$PROMETHEUS_BIN`, else `/usr/bin/prometheus`, else `prometheus` on `PATH`.
+/// The binary: `$PROMETHEUS_BIN` when set (`None` if it names no file), else
+/// `/usr/bin/prometheus`, else `prometheus` on `PATH`.
 pub fn binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PROMETHEUS_BIN") {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
     }
     let default = PathBuf::from("/usr/bin/prometheus");
     if default.is_file() {
