@@ -128,9 +128,8 @@ impl PrometheusClientBuilder {
         }
         let mut headers = Vec::with_capacity(self.headers.len());
         for (name, value) in &self.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ProviderError::permanent(format!("invalid header name `{name}`"))
-            })?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ProviderError::permanent(format!("invalid header name `{name}`")))?;
             let mut value = HeaderValue::from_str(value).map_err(|_| {
                 ProviderError::permanent(format!("invalid value for header `{name}`"))
             })?;
@@ -142,16 +141,15 @@ impl PrometheusClientBuilder {
             .connect_timeout(self.timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none());
         for pem in &self.roots {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                ProviderError::permanent(format!("unreadable CA certificate: {e}"))
-            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ProviderError::permanent(format!("unreadable CA certificate: {e}")))?;
             for cert in certs {
                 http = http.add_root_certificate(cert);
             }
         }
-        let http = http.build().map_err(|e| {
-            ProviderError::permanent(format!("cannot build the HTTP client: {e}"))
-        })?;
+        let http = http
+            .build()
+            .map_err(|e| ProviderError::permanent(format!("cannot build the HTTP client: {e}")))?;
         Ok(PrometheusClient {
             inner: Arc::new(Inner {
                 base,
@@ -232,11 +230,7 @@ impl PrometheusClient {
         self.post(
             "api/v1/query_range",
             promql,
-            &[
-                ("start", unix(start)),
-                ("end", unix(end)),
-                ("step", step),
-            ],
+            &[("start", unix(start)), ("end", unix(end)), ("step", step)],
         )
         .await
     }
@@ -320,8 +314,14 @@ mod tests {
             .build()
             .unwrap();
         let debug = format!("{client:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("tenant-secret"), "{debug}");
-        assert!(debug.contains("alice") && debug.contains("x-scope-orgid"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("tenant-secret"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("alice") && debug.contains("x-scope-orgid"),
+            "{debug}"
+        );
         assert_eq!(client.url(), "http://127.0.0.1:9/prom/");
         let bearer = format!("{:?}", Auth::Bearer("tok".into()));
         assert_eq!(bearer, "Bearer(<redacted>)");

@@ -84,18 +84,16 @@ pub(crate) fn classify_response(
         503 if retry_after.is_some() => {
             throttled(format!("prometheus {endpoint} is unavailable ({detail})"))
         }
-        500..=599 => {
-            ProviderError::transient(format!("prometheus {endpoint} failed ({detail})"))
-        }
+        500..=599 => ProviderError::transient(format!("prometheus {endpoint} failed ({detail})")),
         401 | 403 => ProviderError::permanent(format!(
             "prometheus {endpoint} denied access ({detail}); check the token or credentials"
         )),
         404 => ProviderError::permanent(format!(
             "no Prometheus query API at {endpoint} ({detail}); check the base URL"
         )),
-        400..=499 => {
-            ProviderError::permanent(format!("prometheus {endpoint} refused the query ({detail})"))
-        }
+        400..=499 => ProviderError::permanent(format!(
+            "prometheus {endpoint} refused the query ({detail})"
+        )),
         _ => ProviderError::permanent(format!(
             "prometheus {endpoint} answered HTTP {status} with no Prometheus API response"
         )),
@@ -148,8 +146,14 @@ mod tests {
     const EP: &str = "http://p/api/v1/query";
 
     fn kind(status: u16, retry: Option<u64>, body: &str) -> ProviderError {
-        classify_response(EP, "up", status, retry.map(Duration::from_secs), body.as_bytes())
-            .unwrap_err()
+        classify_response(
+            EP,
+            "up",
+            status,
+            retry.map(Duration::from_secs),
+            body.as_bytes(),
+        )
+        .unwrap_err()
     }
 
     #[test]
@@ -160,9 +164,16 @@ mod tests {
             r#"{"status":"error","errorType":"bad_data","error":"1:3: parse error"}"#,
         );
         assert_eq!(bad.kind(), ErrorKind::Permanent);
-        assert!(bad.message().contains("bad_data: 1:3: parse error"), "{bad}");
+        assert!(
+            bad.message().contains("bad_data: 1:3: parse error"),
+            "{bad}"
+        );
         assert!(bad.message().ends_with(": up"));
-        let exec = kind(422, None, r#"{"status":"error","errorType":"execution","error":"x"}"#);
+        let exec = kind(
+            422,
+            None,
+            r#"{"status":"error","errorType":"execution","error":"x"}"#,
+        );
         assert_eq!(exec.kind(), ErrorKind::Permanent);
         for t in ["timeout", "canceled", "internal", "unavailable"] {
             let body = format!(r#"{{"status":"error","errorType":"{t}","error":"x"}}"#);
@@ -175,7 +186,11 @@ mod tests {
         let slow = kind(429, Some(7), "too many");
         assert_eq!(slow.kind(), ErrorKind::Throttled);
         assert_eq!(slow.retry_after(), Some(Duration::from_secs(7)));
-        let busy = kind(503, Some(3), r#"{"status":"error","errorType":"unavailable","error":"x"}"#);
+        let busy = kind(
+            503,
+            Some(3),
+            r#"{"status":"error","errorType":"unavailable","error":"x"}"#,
+        );
         assert_eq!(busy.kind(), ErrorKind::Throttled);
         assert_eq!(busy.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(kind(503, None, "").kind(), ErrorKind::Transient);

@@ -239,7 +239,8 @@ mod tests {
 
     #[test]
     fn scalar_nan_and_empty_are_no_data() {
-        let nan = parse(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#);
+        let nan =
+            parse(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#);
         assert!(nan.to_values("q").unwrap().is_empty());
         assert_eq!(nan.to_number("q").unwrap(), None);
         let two = parse(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"2"]}}"#);

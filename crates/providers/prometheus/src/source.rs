@@ -229,10 +229,7 @@ impl MetricSource for PrometheusSource {
             Filled::Counts { events, total } => {
                 let (events, total) =
                     tokio::join!(self.client.query(&events), self.client.query(&total));
-                Ok(counts(
-                    events?.to_number(&what)?,
-                    total?.to_number(&what)?,
-                ))
+                Ok(counts(events?.to_number(&what)?, total?.to_number(&what)?))
             }
         }
     }
@@ -243,7 +240,9 @@ mod tests {
     use super::*;
 
     fn source() -> PrometheusSource {
-        let client = PrometheusClient::builder("http://127.0.0.1:9").build().unwrap();
+        let client = PrometheusClient::builder("http://127.0.0.1:9")
+            .build()
+            .unwrap();
         PrometheusSource::new("prom", client)
             .arg("namespace", "prod")
             .arg("service", "reviews")
@@ -265,7 +264,10 @@ mod tests {
         else {
             panic!("counts")
         };
-        assert!(events.contains("destination_version=\"reviews-v2\""), "{events}");
+        assert!(
+            events.contains("destination_version=\"reviews-v2\""),
+            "{events}"
+        );
         assert!(events.contains("destination_service_name=\"reviews\""));
         assert!(events.ends_with("[120s]))"), "{events}");
     }
@@ -273,12 +275,13 @@ mod tests {
     #[test]
     fn inline_promql_is_a_value_template_and_hostile_revisions_stay_quoted() {
         let q = source()
-            .promql(&mq(r#"up{version="{revision}"}"#, "x\"} or vector(1) #", 60))
+            .promql(&mq(
+                r#"up{version="{revision}"}"#,
+                "x\"} or vector(1) #",
+                60,
+            ))
             .unwrap();
-        assert_eq!(
-            q.value().unwrap(),
-            r#"up{version="x\"} or vector(1) #"}"#
-        );
+        assert_eq!(q.value().unwrap(), r#"up{version="x\"} or vector(1) #"}"#);
     }
 
     #[test]
@@ -303,7 +306,10 @@ mod tests {
     #[tokio::test]
     async fn unknown_names_and_bad_windows_are_permanent_without_a_request() {
         // The client points at a closed port: a request would be a transient error.
-        let err = source().query(&mq("local/error-rat", "v1", 60)).await.unwrap_err();
+        let err = source()
+            .query(&mq("local/error-rat", "v1", 60))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), cutover_core::ErrorKind::Permanent);
         assert!(err.message().contains("local/error-rate"), "{err}");
         let err = source()
@@ -320,7 +326,9 @@ mod tests {
         assert!(err.is_err());
         let missing = PrometheusSource::new(
             "p",
-            PrometheusClient::builder("http://127.0.0.1:9").build().unwrap(),
+            PrometheusClient::builder("http://127.0.0.1:9")
+                .build()
+                .unwrap(),
         )
         .query(&mq("istio/error-rate", "v1", 60))
         .await

@@ -52,7 +52,9 @@ pub enum TemplateError {
         name: String,
     },
     /// `{window}` or `{quantile}` stands inside a string.
-    #[error("template `{template}` uses `{{{name}}}` inside a string; it must stand outside quotes")]
+    #[error(
+        "template `{template}` uses `{{{name}}}` inside a string; it must stand outside quotes"
+    )]
     Quoted {
         /// The template's name.
         template: String,
@@ -334,10 +336,11 @@ fn fill_text(template: &str, text: &str, args: &Args) -> Result<String, Template
         }
         if let Some((name, len)) = placeholder(rest) {
             let value = || {
-                args.get(name).ok_or_else(|| TemplateError::MissingArgument {
-                    template: template.to_owned(),
-                    name: name.to_owned(),
-                })
+                args.get(name)
+                    .ok_or_else(|| TemplateError::MissingArgument {
+                        template: template.to_owned(),
+                        name: name.to_owned(),
+                    })
             };
             let special = name == WINDOW || name == QUANTILE;
             match string {
@@ -458,7 +461,9 @@ pub fn validate_window(value: &str) -> Result<String, TemplateError> {
         return Err(invalid());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
         if digits == 0 {
             return Err(invalid());
         }
@@ -471,10 +476,7 @@ pub fn validate_window(value: &str) -> Result<String, TemplateError> {
             usize::from(!rest.is_empty())
         };
         let unit = &rest[..unit_len.min(rest.len())];
-        let index = UNITS
-            .iter()
-            .position(|u| *u == unit)
-            .ok_or_else(invalid)?;
+        let index = UNITS.iter().position(|u| *u == unit).ok_or_else(invalid)?;
         if index < next_unit {
             return Err(invalid());
         }
@@ -515,7 +517,7 @@ pub fn promql_duration(window: Duration) -> Result<String, TemplateError> {
             value: format!("{window:?}"),
         });
     }
-    Ok(if ms % 1000 == 0 {
+    Ok(if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -604,7 +606,10 @@ mod tests {
             let q = filled.value().unwrap();
             assert!(!q.contains('\n'), "raw newline in {q:?}");
             let (skeleton, strings) = lex(q);
-            assert_eq!(skeleton, expected_skeleton, "{name:?} changed the query: {q}");
+            assert_eq!(
+                skeleton, expected_skeleton,
+                "{name:?} changed the query: {q}"
+            );
             assert_eq!(strings, [name, name, "5.."], "{name:?} did not round-trip");
             assert_eq!(q.matches('{').count() - name.matches('{').count() * 2, 1);
         }
@@ -661,12 +666,34 @@ mod tests {
 
     #[test]
     fn windows_are_validated_not_escaped() {
-        for ok in ["1s", "30s", "5m", "1h30m", "500ms", "1y2w3d4h5m6s7ms", "90s"] {
+        for ok in [
+            "1s",
+            "30s",
+            "5m",
+            "1h30m",
+            "500ms",
+            "1y2w3d4h5m6s7ms",
+            "90s",
+        ] {
             assert_eq!(validate_window(ok).unwrap(), ok);
         }
         for bad in [
-            "", "5", "m", "0s", "0m0s", "5m5m", "5s5m", "1.5m", "-5m", "5 m", "5M", "5m]",
-            "5m] or vector(1)", "5m\n", "1h30", "\"5m\"",
+            "",
+            "5",
+            "m",
+            "0s",
+            "0m0s",
+            "5m5m",
+            "5s5m",
+            "1.5m",
+            "-5m",
+            "5 m",
+            "5M",
+            "5m]",
+            "5m] or vector(1)",
+            "5m\n",
+            "1h30",
+            "\"5m\"",
         ] {
             assert!(validate_window(bad).is_err(), "{bad:?} accepted");
         }

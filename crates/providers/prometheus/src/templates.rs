@@ -326,10 +326,7 @@ pub mod nginx {
 
 /// Every built-in template.
 pub fn all() -> impl Iterator<Item = Template> {
-    local::ALL
-        .into_iter()
-        .chain(istio::ALL)
-        .chain(nginx::ALL)
+    local::ALL.into_iter().chain(istio::ALL).chain(nginx::ALL)
 }
 
 #[cfg(test)]
@@ -387,7 +384,10 @@ mod tests {
             events,
             format!("sum(increase(istio_requests_total{{{sel},response_code!~\"5..\"}}[5m]))")
         );
-        assert_eq!(total, format!("sum(increase(istio_requests_total{{{sel}}}[5m]))"));
+        assert_eq!(
+            total,
+            format!("sum(increase(istio_requests_total{{{sel}}}[5m]))")
+        );
         let p = istio::LATENCY_QUANTILE.fill(&args()).unwrap();
         assert!(p.value().unwrap().starts_with(
             "histogram_quantile(0.9, sum by (le) (rate(istio_request_duration_milliseconds_bucket{"

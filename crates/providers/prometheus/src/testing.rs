@@ -78,10 +78,16 @@ impl PrometheusServer {
             .map_err(|e| format!("cannot create log: {e}"))?;
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| format!("cannot open log: {e}"))?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| format!("cannot open log: {e}"))?,
+            )
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
@@ -106,7 +112,11 @@ impl PrometheusServer {
                 return Err(format!(
                     "prometheus on {} {} within {deadline:?}; its log:\n{}",
                     self.addr,
-                    if exited { "exited" } else { "did not become ready" },
+                    if exited {
+                        "exited"
+                    } else {
+                        "did not become ready"
+                    },
                     self.log_tail()
                 ));
             }
@@ -116,7 +126,8 @@ impl PrometheusServer {
 
     /// The last lines of Prometheus's log.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }

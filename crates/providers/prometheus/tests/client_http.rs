@@ -61,7 +61,11 @@ async fn server(answers: Vec<Answer>) -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
                     let (log, answers) = (log.clone(), answers.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(http_body_util::Collected::to_bytes)
+                            .unwrap_or_default();
                         let n = {
                             let mut log = log.lock().unwrap();
                             log.push(Seen {
@@ -162,7 +166,11 @@ async fn throttling_and_server_errors_are_classified() {
     for (i, (kind, retry)) in expect.into_iter().enumerate() {
         let err = c.query("up").await.unwrap_err();
         assert_eq!(err.kind(), kind, "answer {i}: {err}");
-        assert_eq!(err.retry_after(), retry.map(Duration::from_secs), "answer {i}");
+        assert_eq!(
+            err.retry_after(),
+            retry.map(Duration::from_secs),
+            "answer {i}"
+        );
         assert!(err.message().contains(&format!("{addr}")), "{err}");
     }
 }
@@ -201,22 +209,21 @@ async fn tls_is_verified_so_https_to_a_plain_server_fails() {
         .build()
         .unwrap();
     assert!(c.query("up").await.is_err());
-    assert!(seen.lock().unwrap().is_empty(), "no request reached the server");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "no request reached the server"
+    );
 }
 
 #[tokio::test]
 async fn counts_come_from_two_queries() {
-    let (addr, seen) = server(vec![
-        answer(200, VECTOR_2),
-        answer(200, VECTOR_2),
-    ])
-    .await;
+    let (addr, seen) = server(vec![answer(200, VECTOR_2), answer(200, VECTOR_2)]).await;
     let source = PrometheusSource::new("p", client(addr).build().unwrap());
     let q = MetricQuery::new(
         "errors",
         "local/error-rate",
         "v2".parse().unwrap(),
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     );
     assert_eq!(
         source.query(&q).await.unwrap(),
@@ -225,7 +232,15 @@ async fn counts_come_from_two_queries() {
             total: 2
         }
     );
-    let bodies: Vec<String> = seen.lock().unwrap().iter().map(|s| s.body.clone()).collect();
+    let bodies: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.body.clone())
+        .collect();
     assert_eq!(bodies.len(), 2);
-    assert!(bodies.iter().any(|b| b.contains("code_class%3D%225xx%22")), "{bodies:?}");
+    assert!(
+        bodies.iter().any(|b| b.contains("code_class%3D%225xx%22")),
+        "{bodies:?}"
+    );
 }

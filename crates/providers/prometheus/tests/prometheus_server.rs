@@ -59,17 +59,20 @@ async fn client_query_kinds_and_errors() {
     };
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].values.len(), 11);
-    assert!(m[0].values.iter().all(|(_, v)| (*v - 3.0).abs() < f64::EPSILON));
+    assert!(
+        m[0].values
+            .iter()
+            .all(|(_, v)| (*v - 3.0).abs() < f64::EPSILON)
+    );
 
     let bad = client.query("sum(rate(x[5m])").await.unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::Permanent, "{bad}");
     assert!(bad.message().contains("bad_data"), "{bad}");
 
-    let source = PrometheusSource::new("prometheus", client.clone())
-        .register(
-            "ones",
-            Query::new(Template::custom_value("ones", "vector(1)")).range(Duration::from_secs(2)),
-        );
+    let source = PrometheusSource::new("prometheus", client.clone()).register(
+        "ones",
+        Query::new(Template::custom_value("ones", "vector(1)")).range(Duration::from_secs(2)),
+    );
     // A subquery over the window: one value per step.
     let ones = source.query(&mq("ones", "v1")).await.unwrap();
     let Samples::Values(values) = ones else {
@@ -77,7 +80,10 @@ async fn client_query_kinds_and_errors() {
     };
     assert!((14..=16).contains(&values.len()), "{values:?}");
     // NaN is no data, not zero and not an error.
-    let nan = source.query(&mq("vector(0) / vector(0)", "v1")).await.unwrap();
+    let nan = source
+        .query(&mq("vector(0) / vector(0)", "v1"))
+        .await
+        .unwrap();
     assert!(nan.is_empty(), "{nan:?}");
 
     // Nothing is listening on the old port once the server is gone: transient.
@@ -132,11 +138,7 @@ async fn hostile_names_give_empty_results_not_bad_data() {
         }
     }
     // The same shape of query with an unescaped name is what bad_data looks like.
-    let raw = prom
-        .client()
-        .query("up{job=\"\"}\"}")
-        .await
-        .unwrap_err();
+    let raw = prom.client().query("up{job=\"\"}\"}").await.unwrap_err();
     assert!(raw.message().contains("bad_data"), "{raw}");
 }
 
