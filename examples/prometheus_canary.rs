@@ -19,26 +19,9 @@ use std::time::Duration;
 use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
 use cutover::prometheus::PrometheusSource;
-use cutover::prometheus::testing::{PrometheusServer, binary};
+use cutover::prometheus::testing::{LOCAL_CANARY_PLAN, PrometheusServer, binary};
 use cutover::{Clock as _, Outcome, Plan, Rollout, TokioClock};
 use cutover_examples::{Stage, chain, finish, only_flag, run_printed, run_real_time};
-
-const PLAN: &str = r"
-strategy:
-  canary:
-    steps:
-      - set_weight: 20
-      - analysis: { name: health, initial_delay: 3s, count: 2, interval: 1s, on_inconclusive: { extend: { times: 5, then: abort } } }
-      - set_weight: 50
-      - analysis: { name: health, initial_delay: 3s, count: 2, interval: 1s, on_inconclusive: { extend: { times: 5, then: abort } } }
-analyses:
-  health:
-    threshold:
-      metrics:
-        - { name: error-rate, source: prometheus, query: local/error-rate, window: 4s, max: 0.05, min_samples: 50 }
-        - { name: p99-latency, source: prometheus, query: local/latency-p99, window: 4s, max: 0.25 }
-progress_deadline: 60s
-";
 
 fn main() -> ExitCode {
     let good = match only_flag("--good") {
@@ -84,7 +67,7 @@ async fn run(good: bool) -> Result<ExitCode, String> {
         )
         .await?;
 
-    let plan = Plan::from_yaml(PLAN).map_err(|e| format!("invalid plan: {e}"))?;
+    let plan = Plan::from_yaml(LOCAL_CANARY_PLAN).map_err(|e| format!("invalid plan: {e}"))?;
     let clock = TokioClock::new();
     let start = clock.now();
     let rollout = Rollout::builder("checkout", plan)

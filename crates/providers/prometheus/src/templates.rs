@@ -9,102 +9,135 @@
 
 use crate::Template;
 
-/// The cutover-local proxy (`cutover_proxy_*` on its admin listener's `/metrics`). Arguments:
-/// `{revision}` (the proxy's revision name), `{window}`, and `{quantile}` for
-/// [`LATENCY_QUANTILE`](local::LATENCY_QUANTILE).
-pub mod local {
-    use super::Template;
+/// Defines the eight templates of one family: counts for errors and successes, the error
+/// ratio, the request rate, and latency quantiles (`{quantile}`, p50, p95, p99).
+macro_rules! family {
+    (
+        prefix: $prefix:literal,
+        requests: $requests:literal,
+        selector: $selector:literal,
+        errors: $errors:literal,
+        successes: $successes:literal,
+        buckets: $buckets:literal,
+        to_seconds: $to_seconds:literal $(,)?
+    ) => {
+        use super::Template;
 
-    macro_rules! requests {
-        ($extra:literal) => {
-            concat!(
-                "sum(increase(cutover_proxy_requests_total{revision=\"{revision}\"",
-                $extra,
-                "}[{window}]))"
-            )
-        };
-    }
+        macro_rules! requests {
+            ($f:literal, $extra:literal) => {
+                concat!(
+                    "sum(",
+                    $f,
+                    "(",
+                    $requests,
+                    "{",
+                    $selector,
+                    $extra,
+                    "}[{window}]))"
+                )
+            };
+        }
 
-    macro_rules! latency {
-        ($q:literal) => {
-            concat!(
-                "histogram_quantile(",
-                $q,
-                ", sum by (le) (rate(cutover_proxy_request_duration_seconds_bucket{revision=\"{revision}\"}[{window}])))"
-            )
-        };
-    }
+        macro_rules! latency {
+            ($q:literal) => {
+                concat!(
+                    "histogram_quantile(",
+                    $q,
+                    ", sum by (le) (rate(",
+                    $buckets,
+                    "{",
+                    $selector,
+                    "}[{window}])))",
+                    $to_seconds
+                )
+            };
+        }
 
-    /// Requests answered with a 5xx (502/504 made by the proxy included) out of all requests.
-    pub const ERROR_RATE: Template = Template::counts(
-        "local/error-rate",
-        "5xx responses out of all responses (counts)",
-        requests!(",code_class=\"5xx\""),
-        requests!(""),
-    );
-    /// Requests answered without a 5xx out of all requests.
-    pub const SUCCESS_RATE: Template = Template::counts(
-        "local/success-rate",
-        "non-5xx responses out of all responses (counts)",
-        requests!(",code_class!=\"5xx\""),
-        requests!(""),
-    );
-    /// The share of 5xx responses as one number, 0..1.
-    pub const ERROR_RATIO: Template = Template::value(
-        "local/error-ratio",
-        "share of 5xx responses (0..1)",
-        concat!(
-            "sum(rate(cutover_proxy_requests_total{revision=\"{revision}\",code_class=\"5xx\"}[{window}]))",
-            " / sum(rate(cutover_proxy_requests_total{revision=\"{revision}\"}[{window}]))"
-        ),
-    );
-    /// Requests per second.
-    pub const REQUEST_RATE: Template = Template::value(
-        "local/request-rate",
-        "requests per second",
-        "sum(rate(cutover_proxy_requests_total{revision=\"{revision}\"}[{window}]))",
-    );
-    /// The `{quantile}` of request duration, seconds.
-    pub const LATENCY_QUANTILE: Template = Template::value(
-        "local/latency-quantile",
-        "request duration quantile {quantile}, seconds",
-        latency!("{quantile}"),
-    );
-    /// Median request duration, seconds.
-    pub const LATENCY_P50: Template = Template::value(
-        "local/latency-p50",
-        "median request duration, seconds",
-        latency!("0.5"),
-    );
-    /// 95th percentile of request duration, seconds.
-    pub const LATENCY_P95: Template = Template::value(
-        "local/latency-p95",
-        "95th percentile request duration, seconds",
-        latency!("0.95"),
-    );
-    /// 99th percentile of request duration, seconds.
-    pub const LATENCY_P99: Template = Template::value(
-        "local/latency-p99",
-        "99th percentile request duration, seconds",
-        latency!("0.99"),
-    );
+        /// Requests answered with a 5xx out of all requests (counts).
+        pub const ERROR_RATE: Template = Template::counts(
+            concat!($prefix, "/error-rate"),
+            "5xx responses out of all responses (counts)",
+            requests!("increase", $errors),
+            requests!("increase", ""),
+        );
+        /// Requests answered without a 5xx out of all requests (counts).
+        pub const SUCCESS_RATE: Template = Template::counts(
+            concat!($prefix, "/success-rate"),
+            "non-5xx responses out of all responses (counts)",
+            requests!("increase", $successes),
+            requests!("increase", ""),
+        );
+        /// The share of 5xx responses as one number, 0..1.
+        pub const ERROR_RATIO: Template = Template::value(
+            concat!($prefix, "/error-ratio"),
+            "share of 5xx responses (0..1)",
+            concat!(requests!("rate", $errors), " / ", requests!("rate", "")),
+        );
+        /// Requests per second.
+        pub const REQUEST_RATE: Template = Template::value(
+            concat!($prefix, "/request-rate"),
+            "requests per second",
+            requests!("rate", ""),
+        );
+        /// The `{quantile}` of request duration, seconds.
+        pub const LATENCY_QUANTILE: Template = Template::value(
+            concat!($prefix, "/latency-quantile"),
+            "request duration quantile {quantile}, seconds",
+            latency!("{quantile}"),
+        );
+        /// Median request duration, seconds.
+        pub const LATENCY_P50: Template = Template::value(
+            concat!($prefix, "/latency-p50"),
+            "median request duration, seconds",
+            latency!("0.5"),
+        );
+        /// 95th percentile of request duration, seconds.
+        pub const LATENCY_P95: Template = Template::value(
+            concat!($prefix, "/latency-p95"),
+            "95th percentile request duration, seconds",
+            latency!("0.95"),
+        );
+        /// 99th percentile of request duration, seconds.
+        pub const LATENCY_P99: Template = Template::value(
+            concat!($prefix, "/latency-p99"),
+            "99th percentile request duration, seconds",
+            latency!("0.99"),
+        );
 
-    /// Every cutover-local template.
-    pub const ALL: [Template; 8] = [
-        ERROR_RATE,
-        SUCCESS_RATE,
-        ERROR_RATIO,
-        REQUEST_RATE,
-        LATENCY_QUANTILE,
-        LATENCY_P50,
-        LATENCY_P95,
-        LATENCY_P99,
-    ];
+        /// Every template of this family.
+        pub const ALL: [Template; 8] = [
+            ERROR_RATE,
+            SUCCESS_RATE,
+            ERROR_RATIO,
+            REQUEST_RATE,
+            LATENCY_QUANTILE,
+            LATENCY_P50,
+            LATENCY_P95,
+            LATENCY_P99,
+        ];
+    };
 }
 
-/// Istio's standard metrics (`istio_requests_total`, `istio_request_duration_milliseconds`),
-/// reported by the serving side (`reporter="destination"`, so requests that never reached the
-/// revision are not counted against it). Arguments:
+/// The cutover-local proxy (`cutover_proxy_requests_total`,
+/// `cutover_proxy_request_duration_seconds` on its admin listener's `/metrics`). Arguments:
+/// `{revision}` (the proxy's revision name), `{window}`, and `{quantile}` for
+/// [`LATENCY_QUANTILE`](local::LATENCY_QUANTILE). 502/504 responses the proxy made itself
+/// count as 5xx.
+pub mod local {
+    family! {
+        prefix: "local",
+        requests: "cutover_proxy_requests_total",
+        selector: "revision=\"{revision}\"",
+        errors: ",code_class=\"5xx\"",
+        successes: ",code_class!=\"5xx\"",
+        buckets: "cutover_proxy_request_duration_seconds_bucket",
+        to_seconds: "",
+    }
+}
+
+/// Istio's standard metrics (`istio_requests_total`, `istio_request_duration_milliseconds`,
+/// converted to seconds), reported by the serving side (`reporter="destination"`, so requests
+/// that never reached the revision are not counted against it). Arguments:
 ///
 /// | placeholder | Istio label |
 /// |---|---|
@@ -113,215 +146,35 @@ pub mod local {
 /// | `{revision}` | `destination_version`, the pod's `version` label a subset selects on |
 /// | `{window}`, `{quantile}` | |
 pub mod istio {
-    use super::Template;
-
-    macro_rules! selector {
-        () => {
-            "reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_service_name=\"{service}\",destination_version=\"{revision}\""
-        };
+    family! {
+        prefix: "istio",
+        requests: "istio_requests_total",
+        selector: "reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_service_name=\"{service}\",destination_version=\"{revision}\"",
+        errors: ",response_code=~\"5..\"",
+        successes: ",response_code!~\"5..\"",
+        buckets: "istio_request_duration_milliseconds_bucket",
+        to_seconds: " / 1000",
     }
-
-    macro_rules! requests {
-        ($f:literal, $extra:literal) => {
-            concat!(
-                "sum(",
-                $f,
-                "(istio_requests_total{",
-                selector!(),
-                $extra,
-                "}[{window}]))"
-            )
-        };
-    }
-
-    macro_rules! latency {
-        ($q:literal) => {
-            concat!(
-                "histogram_quantile(",
-                $q,
-                ", sum by (le) (rate(istio_request_duration_milliseconds_bucket{",
-                selector!(),
-                "}[{window}]))) / 1000"
-            )
-        };
-    }
-
-    /// Requests with a 5xx response code out of all requests.
-    pub const ERROR_RATE: Template = Template::counts(
-        "istio/error-rate",
-        "5xx responses out of all responses (counts)",
-        requests!("increase", ",response_code=~\"5..\""),
-        requests!("increase", ""),
-    );
-    /// Requests without a 5xx response code out of all requests.
-    pub const SUCCESS_RATE: Template = Template::counts(
-        "istio/success-rate",
-        "non-5xx responses out of all responses (counts)",
-        requests!("increase", ",response_code!~\"5..\""),
-        requests!("increase", ""),
-    );
-    /// The share of 5xx responses as one number, 0..1.
-    pub const ERROR_RATIO: Template = Template::value(
-        "istio/error-ratio",
-        "share of 5xx responses (0..1)",
-        concat!(
-            requests!("rate", ",response_code=~\"5..\""),
-            " / ",
-            requests!("rate", "")
-        ),
-    );
-    /// Requests per second.
-    pub const REQUEST_RATE: Template = Template::value(
-        "istio/request-rate",
-        "requests per second",
-        requests!("rate", ""),
-    );
-    /// The `{quantile}` of request duration, seconds (Istio records milliseconds).
-    pub const LATENCY_QUANTILE: Template = Template::value(
-        "istio/latency-quantile",
-        "request duration quantile {quantile}, seconds",
-        latency!("{quantile}"),
-    );
-    /// Median request duration, seconds.
-    pub const LATENCY_P50: Template = Template::value(
-        "istio/latency-p50",
-        "median request duration, seconds",
-        latency!("0.5"),
-    );
-    /// 95th percentile of request duration, seconds.
-    pub const LATENCY_P95: Template = Template::value(
-        "istio/latency-p95",
-        "95th percentile request duration, seconds",
-        latency!("0.95"),
-    );
-    /// 99th percentile of request duration, seconds.
-    pub const LATENCY_P99: Template = Template::value(
-        "istio/latency-p99",
-        "99th percentile request duration, seconds",
-        latency!("0.99"),
-    );
-
-    /// Every Istio template.
-    pub const ALL: [Template; 8] = [
-        ERROR_RATE,
-        SUCCESS_RATE,
-        ERROR_RATIO,
-        REQUEST_RATE,
-        LATENCY_QUANTILE,
-        LATENCY_P50,
-        LATENCY_P95,
-        LATENCY_P99,
-    ];
 }
 
 /// The ingress-nginx controller (`nginx_ingress_controller_requests`,
 /// `nginx_ingress_controller_request_duration_seconds`). A revision is told apart by the
 /// backend Service the ingress sent the request to (the stable and the canary Service).
 /// Arguments: `{namespace}` (the Ingress's namespace), `{ingress}` (the Ingress's name; with
-/// a canary Ingress, use a regular expression in your own template), `{revision}` (the
-/// revision's backend Service: map revisions to Service names with
+/// a separate canary Ingress, write your own template with a regular expression),
+/// `{revision}` (the revision's backend Service: map revisions to Service names with
 /// [`PrometheusSource::revision_value`](crate::PrometheusSource::revision_value)), `{window}`,
 /// `{quantile}`.
 pub mod nginx {
-    use super::Template;
-
-    macro_rules! selector {
-        () => {
-            "namespace=\"{namespace}\",ingress=\"{ingress}\",service=\"{revision}\""
-        };
+    family! {
+        prefix: "nginx",
+        requests: "nginx_ingress_controller_requests",
+        selector: "namespace=\"{namespace}\",ingress=\"{ingress}\",service=\"{revision}\"",
+        errors: ",status=~\"5..\"",
+        successes: ",status!~\"5..\"",
+        buckets: "nginx_ingress_controller_request_duration_seconds_bucket",
+        to_seconds: "",
     }
-
-    macro_rules! requests {
-        ($f:literal, $extra:literal) => {
-            concat!(
-                "sum(",
-                $f,
-                "(nginx_ingress_controller_requests{",
-                selector!(),
-                $extra,
-                "}[{window}]))"
-            )
-        };
-    }
-
-    macro_rules! latency {
-        ($q:literal) => {
-            concat!(
-                "histogram_quantile(",
-                $q,
-                ", sum by (le) (rate(nginx_ingress_controller_request_duration_seconds_bucket{",
-                selector!(),
-                "}[{window}])))"
-            )
-        };
-    }
-
-    /// Requests with a 5xx status out of all requests.
-    pub const ERROR_RATE: Template = Template::counts(
-        "nginx/error-rate",
-        "5xx responses out of all responses (counts)",
-        requests!("increase", ",status=~\"5..\""),
-        requests!("increase", ""),
-    );
-    /// Requests without a 5xx status out of all requests.
-    pub const SUCCESS_RATE: Template = Template::counts(
-        "nginx/success-rate",
-        "non-5xx responses out of all responses (counts)",
-        requests!("increase", ",status!~\"5..\""),
-        requests!("increase", ""),
-    );
-    /// The share of 5xx responses as one number, 0..1.
-    pub const ERROR_RATIO: Template = Template::value(
-        "nginx/error-ratio",
-        "share of 5xx responses (0..1)",
-        concat!(
-            requests!("rate", ",status=~\"5..\""),
-            " / ",
-            requests!("rate", "")
-        ),
-    );
-    /// Requests per second.
-    pub const REQUEST_RATE: Template = Template::value(
-        "nginx/request-rate",
-        "requests per second",
-        requests!("rate", ""),
-    );
-    /// The `{quantile}` of request duration, seconds.
-    pub const LATENCY_QUANTILE: Template = Template::value(
-        "nginx/latency-quantile",
-        "request duration quantile {quantile}, seconds",
-        latency!("{quantile}"),
-    );
-    /// Median request duration, seconds.
-    pub const LATENCY_P50: Template = Template::value(
-        "nginx/latency-p50",
-        "median request duration, seconds",
-        latency!("0.5"),
-    );
-    /// 95th percentile of request duration, seconds.
-    pub const LATENCY_P95: Template = Template::value(
-        "nginx/latency-p95",
-        "95th percentile request duration, seconds",
-        latency!("0.95"),
-    );
-    /// 99th percentile of request duration, seconds.
-    pub const LATENCY_P99: Template = Template::value(
-        "nginx/latency-p99",
-        "99th percentile request duration, seconds",
-        latency!("0.99"),
-    );
-
-    /// Every NGINX ingress template.
-    pub const ALL: [Template; 8] = [
-        ERROR_RATE,
-        SUCCESS_RATE,
-        ERROR_RATIO,
-        REQUEST_RATE,
-        LATENCY_QUANTILE,
-        LATENCY_P50,
-        LATENCY_P95,
-        LATENCY_P99,
-    ];
 }
 
 /// Every built-in template.

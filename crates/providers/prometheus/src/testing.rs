@@ -16,6 +16,27 @@ use tokio::time::Instant;
 
 use crate::PrometheusClient;
 
+/// A canary plan judged through a metric source called `prometheus` on the cutover-local
+/// proxy's metrics (built-in `local/*` templates): 20 %, then 50 %, each followed by an
+/// analysis of error rate (at most 5 % of at least 50 requests over 4 s) and p99 latency (at
+/// most 250 ms). Shared by this crate's end-to-end test and the `prometheus_canary` example.
+pub const LOCAL_CANARY_PLAN: &str = r"
+strategy:
+  canary:
+    steps:
+      - set_weight: 20
+      - analysis: { name: health, initial_delay: 3s, count: 2, interval: 1s, on_inconclusive: { extend: { times: 5, then: abort } } }
+      - set_weight: 50
+      - analysis: { name: health, initial_delay: 3s, count: 2, interval: 1s, on_inconclusive: { extend: { times: 5, then: abort } } }
+analyses:
+  health:
+    threshold:
+      metrics:
+        - { name: error-rate, source: prometheus, query: local/error-rate, window: 4s, max: 0.05, min_samples: 50 }
+        - { name: p99-latency, source: prometheus, query: local/latency-p99, window: 4s, max: 0.25 }
+progress_deadline: 60s
+";
+
 /// The binary: `$PROMETHEUS_BIN` when set (`None` if it names no file), else
 /// `/usr/bin/prometheus`, else `prometheus` on `PATH`.
 pub fn binary() -> Option<PathBuf> {

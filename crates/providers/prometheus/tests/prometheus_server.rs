@@ -9,7 +9,7 @@ use cutover_core::{ErrorKind, MetricQuery, MetricSource, Outcome, Plan, Rollout,
 use cutover_local::LocalProxy;
 use cutover_local::demo::{DemoConfig, DemoService};
 use cutover_local::load::{LoadConfig, LoadGenerator};
-use cutover_prometheus::testing::PrometheusServer;
+use cutover_prometheus::testing::{LOCAL_CANARY_PLAN, PrometheusServer};
 use cutover_prometheus::{PrometheusSource, Query, QueryData, Template, templates};
 
 fn mq(query: &str, revision: &str) -> MetricQuery {
@@ -182,23 +182,8 @@ async fn stage(v2_error_rate: f64) -> Stage {
     }
 }
 
-const PLAN: &str = r"
-strategy:
-  canary:
-    steps:
-      - set_weight: 50
-      - analysis: { name: health, initial_delay: 3s, count: 2, interval: 1s, on_inconclusive: { extend: { times: 5, then: abort } } }
-analyses:
-  health:
-    threshold:
-      metrics:
-        - { name: error-rate, source: prometheus, query: local/error-rate, window: 4s, max: 0.05, min_samples: 100 }
-        - { name: p99-latency, source: prometheus, query: local/latency-p99, window: 4s, max: 0.5 }
-progress_deadline: 60s
-";
-
 async fn canary(stage: &Stage) -> Outcome {
-    let rollout = Rollout::builder("checkout", Plan::from_yaml(PLAN).unwrap())
+    let rollout = Rollout::builder("checkout", Plan::from_yaml(LOCAL_CANARY_PLAN).unwrap())
         .revisions("v1", "v2")
         .router(stage.proxy.router())
         .metric_source(
