@@ -143,9 +143,7 @@ impl PrometheusClientBuilder {
         for pem in &self.roots {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ProviderError::permanent(format!("unreadable CA certificate: {e}")))?;
-            for cert in certs {
-                http = http.add_root_certificate(cert);
-            }
+            http = http.tls_certs_merge(certs);
         }
         let http = http
             .build()
