@@ -616,6 +616,24 @@ mod tests {
     }
 
     #[test]
+    fn values_are_never_filled_again() {
+        let q = T
+            .fill(
+                &Args::new()
+                    .set("service", "{revision}")
+                    .set("revision", "{window}")
+                    .set("window", "1m"),
+            )
+            .unwrap();
+        assert!(
+            q.value()
+                .unwrap()
+                .contains(r#"service="{revision}",version="{window}""#),
+            "{q:?}"
+        );
+    }
+
+    #[test]
     fn regex_matchers_match_the_name_literally() {
         let t = Template::custom_value("r", r#"up{version=~"{revision}"}"#);
         let q = t.fill(&Args::new().set("revision", ".*\"}")).unwrap();
