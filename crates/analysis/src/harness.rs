@@ -212,7 +212,7 @@ pub enum Request {
         #[serde(default)]
         alternative: Alternative,
     },
-    /// [`CountTest`](crate::sequential::CountTest) fed cumulative event counts per check →
+    /// [`CountTest`] fed cumulative event counts per check →
     /// `{"p_values", "first_rejection"}`.
     SequentialCounts {
         /// Cumulative `[control, canary]` event counts, one pair per check (non-decreasing).
@@ -230,7 +230,7 @@ pub enum Request {
         #[serde(default)]
         alternative: Alternative,
     },
-    /// [`DistributionTest`](crate::sequential::DistributionTest) fed new values per check →
+    /// [`DistributionTest`] fed new values per check →
     /// `{"p_values", "first_rejection"}`.
     SequentialDistribution {
         /// New control values, one list per check.

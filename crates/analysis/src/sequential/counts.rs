@@ -1,7 +1,7 @@
 //! Event counts (error rates): the Dirichlet-multinomial e-process of Lindon & Malek (NeurIPS
 //! 2022) with a fixed traffic split, two-sided and one-sided.
 //!
-//! # Model and statistic [V]
+//! # Model and statistic \[V\]
 //!
 //! Each arm's events (errors) arrive as a Poisson process with intensity `ρ_i·e^{δ_i}·λ(t)`:
 //! `ρ` is the known split, `λ(t)` an arbitrary common baseline, `e^{δ_i}` the arm's rate per
@@ -19,7 +19,7 @@
 //! `P_H0(∃n: BF_n ≥ 1/α) ≤ α`, under continuous monitoring and optional stopping.
 //! `p_n = min(p_{n−1}, 1/BF_n)`.
 //!
-//! # One-sided (`Greater`: canary worse) [D]
+//! # One-sided (`Greater`: canary worse) \[D\]
 //!
 //! The same prior truncated to `θ > ρ_T`:
 //! `BF⁺ = BF · (1 − I_{ρ_T}(a_T + x_T, a_C + x_C)) / (1 − I_{ρ_T}(a_T, a_C))`. Every mixture
@@ -27,7 +27,7 @@
 //! `θ₀ ≤ ρ_T`, so `BF⁺` is a supermartingale under the whole one-sided null `r ≤ 1`. `Less` is
 //! the mirror image (arms swapped).
 //!
-//! # Confidence sequence [V]
+//! # Confidence sequence \[V\]
 //!
 //! `{θ : x_C ln(1−θ) + x_T ln θ ≥ ln B(a + x) − ln B(a) + ln α}` (the untruncated mixture,
 //! whatever the alternative), an interval found by bisection and mapped to the rate ratio with

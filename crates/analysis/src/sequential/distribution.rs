@@ -1,7 +1,7 @@
 //! Distributions (latency): a time-uniform CDF-band test of stochastic order / equality in
 //! distribution, a tail exceedance e-process beside it, and time-uniform quantile bounds.
 //!
-//! # The band test [U: that this is Lindon, Sanden & Shirikian's exact band], [D]
+//! # The band test \[U: that this is Lindon, Sanden & Shirikian's exact band\], \[D\]
 //!
 //! Howard & Ramdas (2022, Thm 2; `confseq`'s `empirical_process_lil_bound`) give a band that
 //! holds for all sample sizes at once: `P(∃t: sup_x |F̂_t(x) − F(x)| > ε(t, a)) ≤ a` with
@@ -25,7 +25,7 @@
 //! the test can only become more conservative (still valid). Insert is O(log bins), a check
 //! O(bins).
 //!
-//! # The tail exceedance e-process [D]
+//! # The tail exceedance e-process \[D\]
 //!
 //! The band needs `D⁺` above about `2ε`, which a tail-only regression (5 % of canary requests
 //! 3× slower: `D⁺ ≈ 0.036`) reaches only after about 25 000 values per arm, more than 30 minutes

@@ -1,6 +1,6 @@
 //! Means: the mixture SPRT (mSPRT) of Johari, Pekelis & Walsh on canary/control pairs.
 //!
-//! # Statistic [V] (`erik-stenberg/mixtureSPRT`)
+//! # Statistic \[V\] (`erik-stenberg/mixtureSPRT`)
 //!
 //! Values are paired in arrival order: the i-th canary value with the i-th control value,
 //! `Z_i = canary_i − control_i`, `Var Z = σ_Z²` (`2σ²` for a common per-arm variance). With the
@@ -15,10 +15,10 @@
 //! With a known `σ_Z²` (normal differences) `Λ_n` is a martingale with mean 1 under θ = 0 and
 //! the guarantee is exact. With [`Variance::PlugIn`] the running sample variance of the `Z_i`
 //! replaces `σ_Z²` (as the reference implementation does for Bernoulli data); the guarantee is
-//! then asymptotic [D], and evidence starts after [`PLUG_IN_MIN_PAIRS`] pairs so that an early,
+//! then asymptotic \[D\], and evidence starts after [`PLUG_IN_MIN_PAIRS`] pairs so that an early,
 //! too small variance estimate cannot reject.
 //!
-//! # One-sided [D]
+//! # One-sided \[D\]
 //!
 //! `Greater` truncates the mixture to θ > 0 (density `2φ(θ/τ)/τ`):
 //! `Λ⁺_n = Λ_n · 2Φ(m/s)`, with the posterior `m = nτ²Z̄/(σ_Z² + nτ²)`,

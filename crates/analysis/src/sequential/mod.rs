@@ -9,13 +9,13 @@
 //!
 //! | test | data | effect (confidence sequence) | module docs |
 //! |---|---|---|---|
-//! | [`CountTest`] | event counts (errors), fixed split | per-request rate ratio canary / control | Dirichlet-multinomial e-process, two-sided [V] and one-sided [D] |
-//! | [`ObservedShareCountTest`] | events and requests per window | per-request rate ratio | the same with the realised share per window [D] |
-//! | [`DistributionTest`] | values (latency) or bucket counts | CDF gap `sup (F_control − F_canary)` | time-uniform CDF band [U]/[D] + tail exceedance e-process [D] |
-//! | [`MeanTest`] | values, paired in arrival order | canary mean − control mean | mSPRT [V], one-sided [D] |
+//! | [`CountTest`] | event counts (errors), fixed split | per-request rate ratio canary / control | Dirichlet-multinomial e-process, two-sided \[V\] and one-sided \[D\] |
+//! | [`ObservedShareCountTest`] | events and requests per window | per-request rate ratio | the same with the realised share per window \[D\] |
+//! | [`DistributionTest`] | values (latency) or bucket counts | CDF gap `sup (F_control − F_canary)` | time-uniform CDF band \[U\]/\[D\] + tail exceedance e-process \[D\] |
+//! | [`MeanTest`] | values, paired in arrival order | canary mean − control mean | mSPRT \[V\], one-sided \[D\] |
 //!
-//! Tags: [V] checked against the cited source or oracle, [D] derived here (standard
-//! reasoning, checked by simulation), [U] not verified from the primary text.
+//! Tags: \[V\] checked against the cited source or oracle, \[D\] derived here (standard
+//! reasoning, checked by simulation), \[U\] not verified from the primary text.
 //!
 //! Every test reports an [`Evidence`] (anytime-valid p-value, sticky rejection, log e-value,
 //! estimate and confidence sequence), and [`Evidence::decide`] turns it into a [`Decision`]

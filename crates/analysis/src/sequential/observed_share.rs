@@ -1,5 +1,5 @@
 //! Event counts when the realised request split drifts from the configured one: the
-//! observed-share variant of the counts test [D].
+//! observed-share variant of the counts test \[D\].
 //!
 //! In window `t` the canary served `n_T` of `n_T + n_C` requests, `ρ_t = n_T / (n_T + n_C)`.
 //! If the fixed-split test were used with the configured `ρ`, a canary that merely received
