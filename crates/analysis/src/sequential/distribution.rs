@@ -143,10 +143,13 @@ struct Tail {
 /// # Ok::<(), cutover_analysis::AnalysisError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "DistributionState", into = "DistributionState")]
 pub struct DistributionTest {
     alpha: f64,
     alternative: Alternative,
     edges: Vec<f64>,
+    /// The edges were the caller's (persisted) rather than [`default_edges`] (rebuilt).
+    custom_edges: bool,
     control: Histogram,
     canary: Histogram,
     /// This window's values, not yet checked.
@@ -162,10 +165,11 @@ impl DistributionTest {
     /// A test with the given settings.
     pub fn new(settings: DistributionSettings) -> Result<Self, AnalysisError> {
         check_alpha(settings.alpha)?;
-        let edges = if settings.edges.is_empty() {
-            default_edges()
-        } else {
+        let custom_edges = !settings.edges.is_empty();
+        let edges = if custom_edges {
             settings.edges
+        } else {
+            default_edges()
         };
         check_edges(&edges)?;
         for &q in &settings.tail_quantiles {
@@ -194,6 +198,7 @@ impl DistributionTest {
             window_control: Histogram::new(&edges),
             window_canary: Histogram::new(&edges),
             edges,
+            custom_edges,
             tails,
             band: RunningP::default(),
             tail: RunningP::default(),
@@ -407,6 +412,77 @@ impl DistributionTest {
             self.edges.get(b).copied().unwrap_or(f64::INFINITY)
         };
         Ok((lower, upper))
+    }
+}
+
+/// The persisted form of a [`DistributionTest`]: default edges are not written out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DistributionState {
+    alpha: f64,
+    alternative: Alternative,
+    /// `None` for [`default_edges`].
+    edges: Option<Vec<f64>>,
+    control: Histogram,
+    canary: Histogram,
+    window_control: Histogram,
+    window_canary: Histogram,
+    tails: Vec<Tail>,
+    band: RunningP,
+    tail: RunningP,
+    running: RunningP,
+}
+
+impl From<DistributionTest> for DistributionState {
+    fn from(t: DistributionTest) -> Self {
+        DistributionState {
+            alpha: t.alpha,
+            alternative: t.alternative,
+            edges: t.custom_edges.then_some(t.edges),
+            control: t.control,
+            canary: t.canary,
+            window_control: t.window_control,
+            window_canary: t.window_canary,
+            tails: t.tails,
+            band: t.band,
+            tail: t.tail,
+            running: t.running,
+        }
+    }
+}
+
+impl TryFrom<DistributionState> for DistributionTest {
+    type Error = String;
+
+    fn try_from(s: DistributionState) -> Result<Self, String> {
+        check_alpha(s.alpha).map_err(|e| e.to_string())?;
+        let custom_edges = s.edges.is_some();
+        let edges = s.edges.unwrap_or_else(default_edges);
+        check_edges(&edges).map_err(|e| e.to_string())?;
+        for h in [&s.control, &s.canary, &s.window_control, &s.window_canary] {
+            if h.counts.len() != edges.len() + 1 {
+                return Err("histogram length does not match the bucket edges".into());
+            }
+        }
+        if s.tails
+            .iter()
+            .any(|t| t.threshold.is_some_and(|j| j >= edges.len()))
+        {
+            return Err("tail threshold outside the bucket edges".into());
+        }
+        Ok(DistributionTest {
+            alpha: s.alpha,
+            alternative: s.alternative,
+            edges,
+            custom_edges,
+            control: s.control,
+            canary: s.canary,
+            window_control: s.window_control,
+            window_canary: s.window_canary,
+            tails: s.tails,
+            band: s.band,
+            tail: s.tail,
+            running: s.running,
+        })
     }
 }
 

@@ -30,9 +30,55 @@ fn window_llr(delta_expm1: f64, delta: f64, x_t: f64, n: f64, rho: f64) -> f64 {
     x_t * delta - n * (rho * delta_expm1).ln_1p()
 }
 
+/// What is persisted: the prior's parameters and the accumulated log likelihoods (the grid and
+/// weights are rebuilt from the parameters, deterministically).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MixtureState {
+    prior_strength: f64,
+    share: f64,
+    alternative: Alternative,
+    log_lik: Vec<f64>,
+}
+
+impl TryFrom<MixtureState> for LogRatioMixture {
+    type Error = String;
+
+    fn try_from(state: MixtureState) -> Result<Self, String> {
+        let (k, rho) = (state.prior_strength, state.share);
+        if !(k > 0.0 && k.is_finite() && rho > 0.0 && rho < 1.0) {
+            return Err(format!("invalid mixture prior: strength {k}, share {rho}"));
+        }
+        let mut mixture = LogRatioMixture::new(k, rho, state.alternative);
+        if state.log_lik.len() != mixture.log_lik.len() {
+            return Err(format!(
+                "mixture state has {} grid points, expected {}",
+                state.log_lik.len(),
+                mixture.log_lik.len()
+            ));
+        }
+        mixture.log_lik = state.log_lik;
+        Ok(mixture)
+    }
+}
+
+impl From<LogRatioMixture> for MixtureState {
+    fn from(m: LogRatioMixture) -> Self {
+        MixtureState {
+            prior_strength: m.prior_strength,
+            share: m.share,
+            alternative: m.alternative,
+            log_lik: m.log_lik,
+        }
+    }
+}
+
 /// The mixture's state: the grid, the log prior weights and the accumulated log likelihoods.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MixtureState", into = "MixtureState")]
 pub(crate) struct LogRatioMixture {
+    prior_strength: f64,
+    share: f64,
+    alternative: Alternative,
     delta: Vec<f64>,
     /// ln w_j of the full (two-sided) prior.
     log_w: Vec<f64>,
@@ -93,6 +139,9 @@ impl LogRatioMixture {
             })
             .collect();
         LogRatioMixture {
+            prior_strength: k,
+            share: rho0,
+            alternative,
             log_lik: vec![0.0; delta.len()],
             delta,
             log_w,
