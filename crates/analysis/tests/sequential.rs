@@ -570,3 +570,24 @@ fn harness_sequential_distribution() {
         assert!(run_json(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn evidence_round_trips_through_json_with_non_finite_numbers() {
+    let test = CountTest::new(0.5, CountSettings::default()).unwrap();
+    let e = test.evidence();
+    assert!(e.estimate.is_nan() && e.upper.is_infinite());
+    let text = serde_json::to_string(&e).unwrap();
+    assert!(
+        text.contains(r#""upper":"inf""#) && text.contains(r#""estimate":"NaN""#),
+        "{text}"
+    );
+    let back: cutover_analysis::Evidence = serde_json::from_str(&text).unwrap();
+    assert_eq!(format!("{back:?}"), format!("{e:?}"));
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["estimate"] = Value::Null;
+    v["lower"] = json!(0.5);
+    let back: cutover_analysis::Evidence = serde_json::from_value(v.clone()).unwrap();
+    assert!(back.estimate.is_nan() && back.lower == 0.5);
+    v["upper"] = json!("lots");
+    assert!(serde_json::from_value::<cutover_analysis::Evidence>(v).is_err());
+}

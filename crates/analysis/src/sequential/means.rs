@@ -28,10 +28,12 @@
 //!
 //! # Mixture width (tuning)
 //!
-//! τ should be near the smallest effect worth detecting, in the metric's units. The default,
-//! `ln 1.1 ≈ 0.0953`, is for log latencies (feed `ln(latency)`): it targets a 10 % slowdown.
-//! For log-normal latencies with `s = 0.5` (σ_Z² = 0.5) a 10 % slowdown is detected after about
-//! 450 pairs in expectation, against the 330 pairs of the two-sample SPRT that knows the effect.
+//! τ should be near the smallest effect worth detecting. With the default [`Variance::Unknown`]
+//! it is standardized: the default [`DEFAULT_STANDARDIZED_TAU`] = 0.13 targets a 10 % slowdown
+//! of log-normal latencies with `s = 0.5` fed as `ln(latency)` (`δ = ln 1.1 / sqrt(0.5) ≈
+//! 0.135`). With a known or plug-in variance τ is in the metric's units (`ln 1.1` for the same
+//! target). A 10 % slowdown at 5 req/s per arm is detected after about 400-450 pairs (80-90 s),
+//! against the 330 pairs of the two-sample SPRT that knows the effect.
 
 use std::collections::VecDeque;
 
@@ -44,6 +46,10 @@ use crate::{Alternative, AnalysisError};
 /// Pairs needed before a plug-in variance is trusted.
 pub const PLUG_IN_MIN_PAIRS: u64 = 20;
 
+/// Default mixture width for [`Variance::Unknown`], in units of the pair difference's standard
+/// deviation (module docs).
+pub const DEFAULT_STANDARDIZED_TAU: f64 = 0.13;
+
 /// How the variance of the pair differences `σ_Z²` is known.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,8 +57,12 @@ pub enum Variance {
     /// The variance of one difference `Z = canary − control` (for a common per-arm variance
     /// σ², pass `2σ²`). Must be finite and above 0.
     KnownDifference(f64),
-    /// The running sample variance of the differences (default).
+    /// The running sample variance of the differences in the known-variance formula
+    /// (`mixtureSPRT`'s plug-in): asymptotically valid only.
     PlugIn,
+    /// Unknown: the scale-invariant t-mixture (default), exact for normal differences; `tau`
+    /// is then standardized (in units of the differences' standard deviation).
+    Unknown,
 }
 
 /// Settings of the means test.
@@ -60,10 +70,11 @@ pub enum Variance {
 pub struct MeanSettings {
     /// Significance level, in (0, 1). Default 0.05.
     pub alpha: f64,
-    /// Mixture standard deviation τ > 0, in the metric's units. Default `ln 1.1` (for log
-    /// latencies; module docs).
+    /// Mixture standard deviation τ > 0: standardized (units of the differences' standard
+    /// deviation) with [`Variance::Unknown`], in the metric's units with a known or plug-in
+    /// variance. Default [`DEFAULT_STANDARDIZED_TAU`] (module docs).
     pub tau: f64,
-    /// Known or plug-in variance. Default plug-in.
+    /// Unknown (default, exact), plug-in or known variance.
     pub variance: Variance,
     /// `TwoSided` (default), `Greater` (canary mean larger = worse) or `Less`.
     pub alternative: Alternative,
@@ -73,8 +84,8 @@ impl Default for MeanSettings {
     fn default() -> Self {
         MeanSettings {
             alpha: 0.05,
-            tau: 1.1f64.ln(),
-            variance: Variance::PlugIn,
+            tau: DEFAULT_STANDARDIZED_TAU,
+            variance: Variance::Unknown,
             alternative: Alternative::TwoSided,
         }
     }
@@ -124,8 +135,44 @@ pub fn msprt_log_lambda_greater(mean_difference: f64, n: f64, tau: f64, variance
     msprt_log_lambda(mean_difference, n, tau, variance) + erfc(-x / std::f64::consts::SQRT_2).ln()
 }
 
+/// `ln BF` of the scale-invariant t-mixture (module docs) for `t²` after `n ≥ 2` pairs with
+/// standardized mixture variance `g` (`τ²`); 0 for `n < 2`.
+///
+/// ```
+/// use cutover_analysis::sequential::t_mixture_log_bf;
+/// // Z = (0.9, 1.7, 0.4, 1.1, 0.2, 1.5), g = 0.5: t² = 15.9886; numerical integration of the
+/// // Bayes factor (SciPy quad over θ and σ) gives ln BF = 1.848067130.
+/// let l = t_mixture_log_bf(15.988_593_155_893_534, 6.0, 0.5);
+/// assert!((l - 1.848_067_130).abs() < 1e-8);
+/// ```
+pub fn t_mixture_log_bf(t_squared: f64, n: f64, g: f64) -> f64 {
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (nu, c) = (n - 1.0, 1.0 + n * g);
+    -0.5 * c.ln() + 0.5 * n * ((t_squared / nu).ln_1p() - (t_squared / (c * nu)).ln_1p())
+}
+
+/// Half-width of the t-mixture's confidence sequence (module docs); infinite while unbounded.
+fn t_mixture_half_width(var: f64, n: f64, g: f64, alpha: f64) -> f64 {
+    if n < 2.0 {
+        return f64::INFINITY;
+    }
+    let c = 1.0 + n * g;
+    let k = (2.0 / n) * (-alpha.ln() + 0.5 * c.ln());
+    let ek = k.exp();
+    if ek >= c {
+        return f64::INFINITY;
+    }
+    let x = (ek - 1.0) / (1.0 - ek / c);
+    (var * (n - 1.0) * x / n).sqrt()
+}
+
 /// The mSPRT on pairs in arrival order (module docs). Unpaired values wait in a queue per arm.
-/// O(1) per pair; `Serialize` so it can be persisted and resumed exactly.
+/// O(1) per pair; `Serialize` so it can be persisted and resumed exactly. The running p-value is
+/// updated once per `observe_*` call that forms pairs: the test is monitored at the granularity
+/// it is fed (per check when fed a check's values, per pair when fed one value at a time), and
+/// valid either way.
 ///
 /// ```
 /// use cutover_analysis::sequential::{MeanSettings, MeanTest, Variance};
@@ -174,24 +221,28 @@ impl MeanTest {
     /// infinite value.
     pub fn observe_control(&mut self, values: &[f64]) -> Result<(), AnalysisError> {
         check_finite("control", values)?;
+        let before = self.pairs;
         for &v in values {
             match self.canary_queue.pop_front() {
                 Some(c) => self.add_pair(c - v),
                 None => self.control_queue.push_back(v),
             }
         }
+        self.update_p(before);
         Ok(())
     }
 
     /// Adds canary values (finite) in arrival order, as [`observe_control`](Self::observe_control).
     pub fn observe_canary(&mut self, values: &[f64]) -> Result<(), AnalysisError> {
         check_finite("canary", values)?;
+        let before = self.pairs;
         for &v in values {
             match self.control_queue.pop_front() {
                 Some(c) => self.add_pair(v - c),
                 None => self.canary_queue.push_back(v),
             }
         }
+        self.update_p(before);
         Ok(())
     }
 
@@ -200,11 +251,18 @@ impl MeanTest {
     fn variance(&self) -> Option<f64> {
         match self.settings.variance {
             Variance::KnownDifference(v) => Some(v),
-            Variance::PlugIn => {
-                let v = self.m2 / (self.pairs as f64 - 1.0);
-                (self.pairs >= PLUG_IN_MIN_PAIRS && v > 0.0 && v.is_finite()).then_some(v)
-            }
+            Variance::PlugIn => self
+                .sample_variance()
+                .filter(|_| self.pairs >= PLUG_IN_MIN_PAIRS),
+            Variance::Unknown => self.sample_variance(),
         }
+    }
+
+    /// The sample variance of the differences, once there are two and they differ.
+    #[allow(clippy::cast_precision_loss)]
+    fn sample_variance(&self) -> Option<f64> {
+        let v = self.m2 / (self.pairs as f64 - 1.0);
+        (self.pairs >= 2 && v > 0.0 && v.is_finite()).then_some(v)
     }
 
     #[allow(clippy::cast_precision_loss)]
@@ -213,6 +271,20 @@ impl MeanTest {
             return 0.0;
         };
         let (n, tau) = (self.pairs as f64, self.settings.tau);
+        if self.settings.variance == Variance::Unknown {
+            let t2 = n * self.mean * self.mean / var;
+            let two_sided = t_mixture_log_bf(t2, n, tau * tau);
+            let sign = match self.settings.alternative {
+                Alternative::TwoSided => return two_sided,
+                Alternative::Greater => self.mean,
+                Alternative::Less => -self.mean,
+            };
+            return if sign > 0.0 {
+                two_sided
+            } else {
+                f64::NEG_INFINITY
+            };
+        }
         match self.settings.alternative {
             Alternative::TwoSided => msprt_log_lambda(self.mean, n, tau, var),
             Alternative::Greater => msprt_log_lambda_greater(self.mean, n, tau, var),
@@ -226,8 +298,14 @@ impl MeanTest {
         let delta = z - self.mean;
         self.mean += delta / self.pairs as f64;
         self.m2 += delta * (z - self.mean);
-        self.running
-            .update_log_e(self.log_lambda(), self.settings.alpha);
+    }
+
+    /// Folds the current e-value into the running p-value if the call formed new pairs.
+    fn update_p(&mut self, pairs_before: u64) {
+        if self.pairs > pairs_before {
+            self.running
+                .update_log_e(self.log_lambda(), self.settings.alpha);
+        }
     }
 
     /// The current evidence: the effect is canary mean − control mean over the pairs so far;
@@ -238,9 +316,13 @@ impl MeanTest {
         let (estimate, lower, upper) = match self.variance() {
             Some(var) if self.pairs > 0 => {
                 let (n, t2) = (self.pairs as f64, self.settings.tau * self.settings.tau);
-                let s = var + n * t2;
                 let a = self.settings.alpha;
-                let half = (var * s / (n * n * t2) * (s / (var * a * a)).ln()).sqrt();
+                let half = if self.settings.variance == Variance::Unknown {
+                    t_mixture_half_width(var, n, t2, a)
+                } else {
+                    let s = var + n * t2;
+                    (var * s / (n * n * t2) * (s / (var * a * a)).ln()).sqrt()
+                };
                 (self.mean, self.mean - half, self.mean + half)
             }
             _ if self.pairs > 0 => (self.mean, f64::NEG_INFINITY, f64::INFINITY),
