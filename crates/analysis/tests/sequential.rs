@@ -591,3 +591,62 @@ fn evidence_round_trips_through_json_with_non_finite_numbers() {
     v["upper"] = json!("lots");
     assert!(serde_json::from_value::<cutover_analysis::Evidence>(v).is_err());
 }
+
+#[test]
+fn every_test_state_round_trips_through_json_for_every_alternative() {
+    fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(t: &T) {
+        let text = serde_json::to_string(t).unwrap();
+        // A non-finite f64 would be written as null and fail to read back here.
+        let back: T = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:.300}"));
+        assert_eq!(format!("{back:?}"), format!("{t:?}"));
+    }
+    for alternative in [
+        Alternative::TwoSided,
+        Alternative::Greater,
+        Alternative::Less,
+    ] {
+        let counts = CountSettings {
+            alternative,
+            ..CountSettings::default()
+        };
+        let mut c = CountTest::new(0.2, counts).unwrap();
+        round_trip(&c);
+        c.observe(0, 50).unwrap();
+        round_trip(&c);
+        let mut o = ObservedShareCountTest::new(0.2, counts).unwrap();
+        round_trip(&o);
+        // Windows where one arm had all the traffic (share 0 or 1), and a lopsided one.
+        o.observe_window(0, 30, 0, 100).unwrap();
+        o.observe_window(30, 0, 100, 0).unwrap();
+        o.observe_window(0, 60, 100, 100).unwrap();
+        round_trip(&o);
+        let mut d = DistributionTest::new(DistributionSettings {
+            alternative,
+            ..Default::default()
+        })
+        .unwrap();
+        round_trip(&d);
+        for _ in 0..3 {
+            d.observe_control(&[0.1, 0.2, 0.3, f64::INFINITY]).unwrap();
+            d.observe_canary(&[0.0, 5.0]).unwrap();
+            d.check();
+        }
+        round_trip(&d);
+        for variance in [
+            Variance::Unknown,
+            Variance::PlugIn,
+            Variance::KnownDifference(1.0),
+        ] {
+            let mut m = MeanTest::new(MeanSettings {
+                alternative,
+                variance,
+                ..Default::default()
+            })
+            .unwrap();
+            round_trip(&m);
+            m.observe_control(&[1.0, 1.0, 1.0, 2.0]).unwrap();
+            m.observe_canary(&[-1e100, 1e100, 1.0]).unwrap();
+            round_trip(&m);
+        }
+    }
+}

@@ -217,8 +217,8 @@ impl MeanTest {
         self.settings
     }
 
-    /// Adds control values (finite) in arrival order. Fails, changing nothing, on a NaN or
-    /// infinite value.
+    /// Adds control values (finite, at most 1e100 in magnitude) in arrival order. Fails,
+    /// changing nothing, on a NaN, infinite or huge value.
     pub fn observe_control(&mut self, values: &[f64]) -> Result<(), AnalysisError> {
         check_finite("control", values)?;
         let before = self.pairs;
@@ -342,12 +342,21 @@ impl MeanTest {
     }
 }
 
+/// Values above this magnitude are refused: their differences and squares would overflow and
+/// leave non-finite numbers in the persisted state.
+pub(crate) const MAX_MAGNITUDE: f64 = 1e100;
+
 fn check_finite(group: &'static str, values: &[f64]) -> Result<(), AnalysisError> {
     if values.iter().any(|v| v.is_nan()) {
         return Err(AnalysisError::NotANumber { group });
     }
     if values.iter().any(|v| v.is_infinite()) {
         return Err(AnalysisError::Infinite { group });
+    }
+    if let Some(v) = values.iter().find(|v| v.abs() > MAX_MAGNITUDE) {
+        return Err(AnalysisError::Invalid(format!(
+            "sample `{group}` contains {v}, beyond the ±1e100 the means test takes"
+        )));
     }
     Ok(())
 }
