@@ -40,6 +40,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use statrs::function::erf::erfc;
 
+use super::distribution::Arm;
 use super::evidence::{Effect, Evidence, RunningP, check_alpha};
 use crate::{Alternative, AnalysisError};
 
@@ -220,26 +221,31 @@ impl MeanTest {
     /// Adds control values (finite, at most 1e100 in magnitude) in arrival order. Fails,
     /// changing nothing, on a NaN, infinite or huge value.
     pub fn observe_control(&mut self, values: &[f64]) -> Result<(), AnalysisError> {
-        check_finite("control", values)?;
-        let before = self.pairs;
-        for &v in values {
-            match self.canary_queue.pop_front() {
-                Some(c) => self.add_pair(c - v),
-                None => self.control_queue.push_back(v),
-            }
-        }
-        self.update_p(before);
-        Ok(())
+        self.observe(Arm::Control, values)
     }
 
     /// Adds canary values (finite) in arrival order, as [`observe_control`](Self::observe_control).
     pub fn observe_canary(&mut self, values: &[f64]) -> Result<(), AnalysisError> {
-        check_finite("canary", values)?;
+        self.observe(Arm::Canary, values)
+    }
+
+    /// Pairs each value with the oldest waiting value of the other arm, or queues it.
+    fn observe(&mut self, arm: Arm, values: &[f64]) -> Result<(), AnalysisError> {
+        let group = match arm {
+            Arm::Control => "control",
+            Arm::Canary => "canary",
+        };
+        check_finite(group, values)?;
         let before = self.pairs;
         for &v in values {
-            match self.control_queue.pop_front() {
-                Some(c) => self.add_pair(v - c),
-                None => self.canary_queue.push_back(v),
+            let (other, own) = match arm {
+                Arm::Control => (&mut self.canary_queue, &mut self.control_queue),
+                Arm::Canary => (&mut self.control_queue, &mut self.canary_queue),
+            };
+            match other.pop_front() {
+                // z = canary − control
+                Some(o) => self.add_pair(if arm == Arm::Canary { v - o } else { o - v }),
+                None => own.push_back(v),
             }
         }
         self.update_p(before);

@@ -192,6 +192,18 @@ impl LogRatioMixture {
         self.log_e
     }
 
+    /// The grid point with the largest likelihood (the maximum-likelihood `δ` on the grid); it
+    /// always lies inside [`delta_interval`](Self::delta_interval).
+    pub(crate) fn mle_delta(&self) -> f64 {
+        let mut best = 0;
+        for (j, l) in self.log_lik.iter().enumerate() {
+            if *l > self.log_lik[best] {
+                best = j;
+            }
+        }
+        self.delta[best]
+    }
+
     /// The `(1 − alpha)` confidence sequence on `δ`, from the grid (each end widened to the
     /// next grid point outside, or unbounded at the grid's end).
     pub(crate) fn delta_interval(&self, alpha: f64) -> (f64, f64) {
