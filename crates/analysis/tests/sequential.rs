@@ -9,7 +9,7 @@ use cutover_analysis::harness::{Request, run, run_json};
 use cutover_analysis::sequential::{
     Arm, CountSettings, CountTest, Decision, DistributionSettings, DistributionTest, MeanSettings,
     MeanTest, ObservedShareCountTest, Variance, band_epsilon, log_bayes_factor,
-    log_bayes_factor_greater, msprt_log_lambda, msprt_log_lambda_greater,
+    log_bayes_factor_greater, msprt_log_lambda, msprt_log_lambda_greater, t_mixture_log_bf,
 };
 use cutover_analysis::{Alternative, AnalysisError};
 use serde_json::{Value, json};
@@ -675,5 +675,36 @@ fn every_test_state_round_trips_through_json_for_every_alternative() {
             m.observe_canary(&[-1e100, 1e100, 1.0]).unwrap();
             round_trip(&m);
         }
+    }
+}
+
+#[test]
+fn t_mixture_matches_numerical_integration() {
+    // ln BF of the scale-invariant t-mixture, against a double numerical integration over θ and
+    // σ (SciPy quad, right Haar prior 1/σ, θ | σ ~ N(0, gσ²)): (differences, g, ln BF).
+    let cases: [(&[f64], f64, f64); 2] = [
+        (&[0.5, 1.2, -0.3], 1.0, -0.210_188_526_773_97),
+        (&[0.9, 1.7, 0.4, 1.1, 0.2, 1.5], 0.5, 1.848_067_130_361_058),
+    ];
+    for (z, g, want) in cases {
+        let settings = MeanSettings {
+            tau: g.sqrt(),
+            ..MeanSettings::default()
+        };
+        let mut test = MeanTest::new(settings).unwrap();
+        test.observe_control(&vec![0.0; z.len()]).unwrap();
+        test.observe_canary(z).unwrap();
+        let e = test.evidence();
+        assert!(
+            (e.log_e_value - want).abs() < 1e-5,
+            "{} vs {want}",
+            e.log_e_value
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let n = z.len() as f64;
+        let mean = z.iter().sum::<f64>() / n;
+        let var = z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let direct = t_mixture_log_bf(n * mean * mean / var, n, g);
+        assert!((direct - e.log_e_value).abs() < 1e-12);
     }
 }
