@@ -155,9 +155,10 @@ impl SequentialAnalysis {
                 }
                 Ok(Window::Counts { events, total })
             }
-            (SequentialKind::Counts, Samples::Values(v)) if v.is_empty() => {
-                Ok(Window::Counts { events: 0, total: 0 })
-            }
+            (SequentialKind::Counts, Samples::Values(v)) if v.is_empty() => Ok(Window::Counts {
+                events: 0,
+                total: 0,
+            }),
             (SequentialKind::Counts, Samples::Values(_)) => Err(ProviderError::permanent(format!(
                 "query `{}` returned values; a `counts` sequential test needs counts (events out of requests)",
                 t.query
@@ -280,7 +281,8 @@ impl SequentialAnalysis {
                 format!(
                     "no degradation above the tolerance, but the step's time is not up ({} of {}), going on ({numbers})",
                     secs(elapsed),
-                    min_duration.map_or_else(|| "until promotion".to_owned(), |d| secs(d).to_string())
+                    min_duration
+                        .map_or_else(|| "until promotion".to_owned(), |d| secs(d).to_string())
                 ),
             ),
             Decision::Undecided => (
@@ -404,5 +406,76 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed(template: SequentialTemplate) -> SequentialState {
+        let analysis = SequentialAnalysis::new(template.clone(), Sources::new());
+        let mut test = analysis.new_test(0.2).unwrap();
+        let (control, canary) = if template.test == SequentialKind::Counts {
+            (
+                Window::Counts {
+                    events: 12,
+                    total: 800,
+                },
+                Window::Counts {
+                    events: 5,
+                    total: 200,
+                },
+            )
+        } else {
+            let values = |offset: f64| (0..50).map(|i| offset + f64::from(i) / 100.0).collect();
+            (Window::Values(values(0.1)), Window::Values(values(0.12)))
+        };
+        for _ in 0..3 {
+            feed(&mut test, &control, &canary).unwrap();
+        }
+        let at = Timestamp::from_unix_millis(1_700_000_000_000);
+        SequentialState {
+            data_start: at,
+            covered_until: at,
+            windows: 3,
+            test,
+        }
+    }
+
+    /// The state is saved as JSON (file and ConfigMap stores), which has no infinities: every
+    /// kind of test must come back exactly as it was.
+    #[test]
+    fn every_test_survives_json() {
+        for template in [
+            SequentialTemplate::counts("s", "q"),
+            SequentialTemplate::counts("s", "q").with_canary_share(0.2),
+            SequentialTemplate::distribution("s", "q"),
+            SequentialTemplate::mean("s", "q").with_tolerance(0.01),
+            SequentialTemplate::counts("s", "q")
+                .with_alternative(cutover_analysis::Alternative::TwoSided),
+        ] {
+            let state = fed(template.clone());
+            let json = serde_json::to_string(&state).unwrap();
+            let back: SequentialState =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{template:?}: {e}"));
+            assert_eq!(back, state, "{template:?}");
+        }
+    }
+
+    #[test]
+    fn mean_pairs_equal_random_selections() {
+        let mut rng = SplitMix(seed(10, 4, 0));
+        let sorted: Vec<f64> = (0..10).map(f64::from).collect();
+        let picked = sample(&sorted, 4, &mut rng);
+        assert_eq!(picked.len(), 4);
+        assert!(picked.iter().all(|v| sorted.contains(v)));
+        assert_ne!(
+            picked,
+            sorted[..4],
+            "a random selection, not the smallest values"
+        );
+        let mut again = SplitMix(seed(10, 4, 0));
+        assert_eq!(sample(&sorted, 4, &mut again), picked, "deterministic");
     }
 }

@@ -271,7 +271,11 @@ fn analysis_run(path: &str, run: &AnalysisRun, plan: &Plan, background: bool) ->
 /// tallies do not apply, and `max_count` bounds how long the step may extend.
 fn sequential_run(path: &str, run: &AnalysisRun, background: bool) -> Result {
     let unused = [
-        ("failure_limit", run.failure_limit != 0, "rolls back at the first rejection"),
+        (
+            "failure_limit",
+            run.failure_limit != 0,
+            "rolls back at the first rejection",
+        ),
         (
             "inconclusive_limit",
             run.inconclusive_limit != 0,
@@ -518,9 +522,21 @@ fn sequential_template(at: &str, t: &super::SequentialTemplate) -> Result {
             Ok(())
         }
     };
-    only("prior_strength", t.prior_strength.is_some() && t.test != Counts, "counts")?;
-    only("canary_share", t.canary_share.is_some() && t.test != Counts, "counts")?;
-    only("mixture_width", t.mixture_width.is_some() && t.test != Mean, "mean")?;
+    only(
+        "prior_strength",
+        t.prior_strength.is_some() && t.test != Counts,
+        "counts",
+    )?;
+    only(
+        "canary_share",
+        t.canary_share.is_some() && t.test != Counts,
+        "counts",
+    )?;
+    only(
+        "mixture_width",
+        t.mixture_width.is_some() && t.test != Mean,
+        "mean",
+    )?;
     if let Some(k) = t.prior_strength
         && !(k.is_finite() && k > 0.0)
     {

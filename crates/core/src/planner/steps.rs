@@ -233,9 +233,7 @@ pub(super) fn run_analysis(
 pub(crate) fn sequential_limits(run: &AnalysisRun, default_count: Option<u32>) -> RunLimits {
     let count = run.count.or(default_count);
     RunLimits {
-        count: run
-            .max_count
-            .or_else(|| count.map(|c| c.saturating_mul(2))),
+        count: run.max_count.or_else(|| count.map(|c| c.saturating_mul(2))),
         failure_limit: 0,
         inconclusive_limit: u32::MAX,
         consecutive_error_limit: run.consecutive_error_limit,
