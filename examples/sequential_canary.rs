@@ -4,20 +4,21 @@
 //!
 //! ```text
 //! cargo run --example sequential_canary                  # v2 as good as v1: promoted
-//! cargo run --example sequential_canary -- --bad         # v2 fails 4 % of requests, v1 2 %: rolled back
+//! cargo run --example sequential_canary -- --bad         # v2 fails 6 % of requests, v1 3 %: rolled back
 //! cargo run --example sequential_canary -- --slow        # v2 answers 25 ms slower: rolled back
 //! cargo run --example sequential_canary -- --out decisions.json
 //! ```
 //!
 //! Two versions of the demo service run on 127.0.0.1 behind the cutover-local proxy, with a
-//! load generator sending about 3,000 requests a second. v1 fails 2 % of its requests. The
+//! load generator sending about 4,000 requests a second. v1 fails 3 % of its requests. The
 //! rollout sends half the traffic to v2, then every 2 s feeds the requests of the last 2 s to
 //! two sequential tests (see `SequentialTemplate`):
 //!
-//! - `errors`, a counts test of the 5xx per request (alpha 1 %). It rolls back as soon as its
+//! - `errors`, a counts test of the 5xx per request at the configured 1:1 split (alpha 1 %).
+//!   It rolls back as soon as its
 //!   anytime-valid p-value reaches alpha, and passes the step only after the step's 6 s AND
 //!   once its confidence sequence excludes a rate ratio above 1.5; undecided, the step
-//!   extends to 12 s and then aborts.
+//!   extends to 14 s and then aborts.
 //! - `latency`, a background distribution test of the per-request latencies (alpha 0.1 %),
 //!   which rolls back when v2 is stochastically slower.
 //!
@@ -40,13 +41,13 @@ strategy:
   canary:
     steps:
       - set_weight: 50
-      - analysis: { name: errors, interval: 2s, count: 3, max_count: 6, on_inconclusive: abort }
+      - analysis: { name: errors, interval: 2s, count: 3, max_count: 7, on_inconclusive: abort }
     background_analysis:
       starting_step: 1
       analysis: { name: latency, interval: 2s }
 analyses:
   errors:
-    sequential: { test: counts, source: proxy, query: error_rate, alpha: 0.01, tolerance: 1.5 }
+    sequential: { test: counts, source: proxy, query: error_rate, canary_share: 0.5, alpha: 0.01, tolerance: 1.5 }
   latency:
     sequential: { test: distribution, source: proxy, query: latency, alpha: 0.001, tolerance: 0.1 }
 progress_deadline: 30s
@@ -91,12 +92,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(mode: Mode, out: PathBuf) -> Result<ExitCode, String> {
-    let v1 = DemoConfig::new("v1").error_rate(0.02);
+    let v1 = DemoConfig::new("v1").error_rate(0.03);
     let v2 = match mode {
-        Mode::Good => DemoConfig::new("v2").error_rate(0.02),
-        Mode::Bad => DemoConfig::new("v2").error_rate(0.04),
+        Mode::Good => DemoConfig::new("v2").error_rate(0.03),
+        Mode::Bad => DemoConfig::new("v2").error_rate(0.06),
         Mode::Slow => DemoConfig::new("v2")
-            .error_rate(0.02)
+            .error_rate(0.03)
             .latency(Duration::from_millis(25)),
     };
     let stage = Stage::start("checkout", v1, v2).await?;
@@ -107,8 +108,8 @@ async fn run(mode: Mode, out: PathBuf) -> Result<ExitCode, String> {
         stage.v2.addr(),
         proxy.addr(),
     );
-    let load = LoadGenerator::start(&LoadConfig::new(proxy.addr()).concurrency(16).rate(3_000));
-    println!("load: about 3,000 requests/s through the proxy; v1 fails 2 % of them");
+    let load = LoadGenerator::start(&LoadConfig::new(proxy.addr()).concurrency(16).rate(4_000));
+    println!("load: about 4,000 requests/s through the proxy; v1 fails 3 % of them");
     let (rollout, start) = stage.rollout(PLAN, None)?;
     println!(
         "canary v1 -> v2 at 50 %: sequential tests every 2 s on errors (alpha 1 %) and latency (alpha 0.1 %)"
@@ -127,7 +128,7 @@ async fn run(mode: Mode, out: PathBuf) -> Result<ExitCode, String> {
     let records = handle.records();
     if let (Some(first), Some(last)) = (records.first(), records.last()) {
         println!(
-            "decided after {:.1} s (the step's time is 6 s, at most 12 s)",
+            "decided after {:.1} s (the step's time is 6 s, at most 14 s)",
             last.at.saturating_since(first.at).as_secs_f64()
         );
     }

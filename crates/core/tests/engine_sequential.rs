@@ -1,6 +1,8 @@
 //! Sequential analysis inside rollouts: rollback at the first rejection, a pass only once the
 //! step's time is up, extension up to `max_count` then the inconclusive action, the numbers in
 //! the decision record, plan validation, and resume of the same test after a crash.
+// The recorded numbers compared exactly are counts and settings, exact in an f64.
+#![allow(clippy::float_cmp, clippy::cast_precision_loss)]
 
 mod common;
 

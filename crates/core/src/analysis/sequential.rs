@@ -413,7 +413,7 @@ impl SplitMix {
 mod tests {
     use super::*;
 
-    fn fed(template: SequentialTemplate) -> SequentialState {
+    fn fed(template: &SequentialTemplate) -> SequentialState {
         let analysis = SequentialAnalysis::new(template.clone(), Sources::new());
         let mut test = analysis.new_test(0.2).unwrap();
         let (control, canary) = if template.test == SequentialKind::Counts {
@@ -455,7 +455,7 @@ mod tests {
             SequentialTemplate::counts("s", "q")
                 .with_alternative(cutover_analysis::Alternative::TwoSided),
         ] {
-            let state = fed(template.clone());
+            let state = fed(&template);
             let json = serde_json::to_string(&state).unwrap();
             let back: SequentialState =
                 serde_json::from_str(&json).unwrap_or_else(|e| panic!("{template:?}: {e}"));
