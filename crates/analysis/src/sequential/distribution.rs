@@ -143,10 +143,13 @@ struct Tail {
 /// # Ok::<(), cutover_analysis::AnalysisError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "DistributionState", into = "DistributionState")]
 pub struct DistributionTest {
     alpha: f64,
     alternative: Alternative,
     edges: Vec<f64>,
+    /// The edges were the caller's (persisted) rather than [`default_edges`] (rebuilt).
+    custom_edges: bool,
     control: Histogram,
     canary: Histogram,
     /// This window's values, not yet checked.
@@ -162,10 +165,11 @@ impl DistributionTest {
     /// A test with the given settings.
     pub fn new(settings: DistributionSettings) -> Result<Self, AnalysisError> {
         check_alpha(settings.alpha)?;
-        let edges = if settings.edges.is_empty() {
-            default_edges()
-        } else {
+        let custom_edges = !settings.edges.is_empty();
+        let edges = if custom_edges {
             settings.edges
+        } else {
+            default_edges()
         };
         check_edges(&edges)?;
         for &q in &settings.tail_quantiles {
@@ -194,6 +198,7 @@ impl DistributionTest {
             window_control: Histogram::new(&edges),
             window_canary: Histogram::new(&edges),
             edges,
+            custom_edges,
             tails,
             band: RunningP::default(),
             tail: RunningP::default(),
@@ -410,6 +415,77 @@ impl DistributionTest {
     }
 }
 
+/// The persisted form of a [`DistributionTest`]: default edges are not written out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DistributionState {
+    alpha: f64,
+    alternative: Alternative,
+    /// `None` for [`default_edges`].
+    edges: Option<Vec<f64>>,
+    control: Histogram,
+    canary: Histogram,
+    window_control: Histogram,
+    window_canary: Histogram,
+    tails: Vec<Tail>,
+    band: RunningP,
+    tail: RunningP,
+    running: RunningP,
+}
+
+impl From<DistributionTest> for DistributionState {
+    fn from(t: DistributionTest) -> Self {
+        DistributionState {
+            alpha: t.alpha,
+            alternative: t.alternative,
+            edges: t.custom_edges.then_some(t.edges),
+            control: t.control,
+            canary: t.canary,
+            window_control: t.window_control,
+            window_canary: t.window_canary,
+            tails: t.tails,
+            band: t.band,
+            tail: t.tail,
+            running: t.running,
+        }
+    }
+}
+
+impl TryFrom<DistributionState> for DistributionTest {
+    type Error = String;
+
+    fn try_from(s: DistributionState) -> Result<Self, String> {
+        check_alpha(s.alpha).map_err(|e| e.to_string())?;
+        let custom_edges = s.edges.is_some();
+        let edges = s.edges.unwrap_or_else(default_edges);
+        check_edges(&edges).map_err(|e| e.to_string())?;
+        for h in [&s.control, &s.canary, &s.window_control, &s.window_canary] {
+            if h.counts.len() != edges.len() + 1 {
+                return Err("histogram length does not match the bucket edges".into());
+            }
+        }
+        if s.tails
+            .iter()
+            .any(|t| t.threshold.is_some_and(|j| j >= edges.len()))
+        {
+            return Err("tail threshold outside the bucket edges".into());
+        }
+        Ok(DistributionTest {
+            alpha: s.alpha,
+            alternative: s.alternative,
+            edges,
+            custom_edges,
+            control: s.control,
+            canary: s.canary,
+            window_control: s.window_control,
+            window_canary: s.window_canary,
+            tails: s.tails,
+            band: s.band,
+            tail: s.tail,
+            running: s.running,
+        })
+    }
+}
+
 /// The smallest `α` at which `d > ε(n_c, α/2) + ε(n_t, α/2)`, or 1.
 fn band_p_value(d: f64, nc: f64, nt: f64) -> f64 {
     if nc < 1.0 || nt < 1.0 || d <= 0.0 {
@@ -438,4 +514,42 @@ fn band_p_value(d: f64, nc: f64, nt: f64) -> f64 {
     }
     // Reject for every u below `hi`, i.e. every a above 1612·e^{−hi/0.8}; α = 2a.
     (2.0 * 1612.0 * (-hi / 0.8).exp()).min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn band_p_value_is_the_level_where_the_rule_flips() {
+        for (d, nc, nt) in [(0.6, 100.0, 100.0), (0.2, 5000.0, 800.0), (0.05, 1e5, 2e4)] {
+            let p = band_p_value(d, nc, nt);
+            assert!(p > 0.0 && p < 1.0, "{p}");
+            // At α = p each band has a = p/2 and the threshold equals d.
+            let width = |alpha: f64| band_epsilon(nc, alpha / 2.0) + band_epsilon(nt, alpha / 2.0);
+            assert!((width(p) - d).abs() < 1e-9, "{d}: {} at p = {p}", width(p));
+            assert!(width(p * 1.001) < d && width(p * 0.999) > d);
+        }
+        assert_eq!(band_p_value(0.01, 100.0, 100.0), 1.0);
+        assert_eq!(band_p_value(0.5, 0.0, 100.0), 1.0);
+    }
+
+    #[test]
+    fn gaps_at_edges_and_the_largest_gap_inside_buckets() {
+        let settings = DistributionSettings {
+            edges: vec![1.0, 2.0, 3.0],
+            tail_quantiles: Vec::new(),
+            ..DistributionSettings::default()
+        };
+        let mut t = DistributionTest::new(settings).unwrap();
+        t.observe_control(&[0.5, 1.5, 2.5, 3.5]).unwrap();
+        t.observe_canary(&[1.5, 1.6, 3.5, 3.6]).unwrap();
+        t.check();
+        let (d_plus, d_minus, upper) = t.gaps();
+        // F_control at 1, 2, 3: 1/4, 2/4, 3/4; F_canary: 0, 2/4, 2/4.
+        assert!((d_plus - 0.25).abs() < 1e-15 && d_minus == 0.0);
+        // Inside (2, 3]: F_control can reach 3/4 while F_canary is still 2/4; inside (1, 2]
+        // F_control can reach 2/4 with F_canary at 0.
+        assert!((upper - 0.5).abs() < 1e-15, "{upper}");
+    }
 }

@@ -30,15 +30,66 @@ fn window_llr(delta_expm1: f64, delta: f64, x_t: f64, n: f64, rho: f64) -> f64 {
     x_t * delta - n * (rho * delta_expm1).ln_1p()
 }
 
+/// What is persisted: the prior's parameters and the accumulated log likelihoods (the grid and
+/// weights are rebuilt from the parameters, deterministically).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MixtureState {
+    prior_strength: f64,
+    share: f64,
+    alternative: Alternative,
+    log_lik: Vec<f64>,
+}
+
+impl TryFrom<MixtureState> for LogRatioMixture {
+    type Error = String;
+
+    fn try_from(state: MixtureState) -> Result<Self, String> {
+        let (k, rho) = (state.prior_strength, state.share);
+        if !(k > 0.0 && k.is_finite() && rho > 0.0 && rho < 1.0) {
+            return Err(format!("invalid mixture prior: strength {k}, share {rho}"));
+        }
+        let mut mixture = LogRatioMixture::new(k, rho, state.alternative);
+        if state.log_lik.len() != mixture.log_lik.len() {
+            return Err(format!(
+                "mixture state has {} grid points, expected {}",
+                state.log_lik.len(),
+                mixture.log_lik.len()
+            ));
+        }
+        mixture.log_lik = state.log_lik;
+        mixture.log_e = mixture.compute_log_e();
+        Ok(mixture)
+    }
+}
+
+impl From<LogRatioMixture> for MixtureState {
+    fn from(m: LogRatioMixture) -> Self {
+        MixtureState {
+            prior_strength: m.prior_strength,
+            share: m.share,
+            alternative: m.alternative,
+            log_lik: m.log_lik,
+        }
+    }
+}
+
 /// The mixture's state: the grid, the log prior weights and the accumulated log likelihoods.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MixtureState", into = "MixtureState")]
 pub(crate) struct LogRatioMixture {
+    prior_strength: f64,
+    share: f64,
+    alternative: Alternative,
     delta: Vec<f64>,
+    /// `e^{δ_j} − 1`, precomputed.
+    delta_expm1: Vec<f64>,
     /// ln w_j of the full (two-sided) prior.
     log_w: Vec<f64>,
     /// ln w_j of the prior the test uses (truncated for one-sided alternatives).
     log_w_test: Vec<f64>,
     log_lik: Vec<f64>,
+    /// ln of the test's mixture e-value, updated with every window.
+    log_e: f64,
 }
 
 impl LogRatioMixture {
@@ -93,10 +144,15 @@ impl LogRatioMixture {
             })
             .collect();
         LogRatioMixture {
+            prior_strength: k,
+            share: rho0,
+            alternative,
             log_lik: vec![0.0; delta.len()],
+            delta_expm1: delta.iter().map(|d| d.exp_m1()).collect(),
             delta,
             log_w,
             log_w_test,
+            log_e: 0.0,
         }
     }
 
@@ -107,19 +163,45 @@ impl LogRatioMixture {
         if n == 0.0 {
             return;
         }
-        for (l, &d) in self.log_lik.iter_mut().zip(&self.delta) {
-            *l += window_llr(d.exp_m1(), d, x_t, n, rho);
+        for ((l, &d), &m) in self
+            .log_lik
+            .iter_mut()
+            .zip(&self.delta)
+            .zip(&self.delta_expm1)
+        {
+            *l += window_llr(m, d, x_t, n, rho);
         }
+        self.log_e = self.compute_log_e();
     }
 
-    /// ln of the mixture e-value of the test's alternative.
+    fn compute_log_e(&self) -> f64 {
+        let max = self
+            .log_w_test
+            .iter()
+            .zip(&self.log_lik)
+            .fold(f64::NEG_INFINITY, |m, (w, l)| m.max(w + l));
+        let mut sum = 0.0;
+        for (w, l) in self.log_w_test.iter().zip(&self.log_lik) {
+            sum += (w + l - max).exp();
+        }
+        max + sum.ln()
+    }
+
+    /// ln of the mixture e-value of the test's alternative (O(1): kept up to date).
     pub(crate) fn log_e(&self) -> f64 {
-        log_sum_exp(
-            self.log_w_test
-                .iter()
-                .zip(&self.log_lik)
-                .map(|(w, l)| w + l),
-        )
+        self.log_e
+    }
+
+    /// The grid point with the largest likelihood (the maximum-likelihood `δ` on the grid); it
+    /// always lies inside [`delta_interval`](Self::delta_interval).
+    pub(crate) fn mle_delta(&self) -> f64 {
+        let mut best = 0;
+        for (j, l) in self.log_lik.iter().enumerate() {
+            if *l > self.log_lik[best] {
+                best = j;
+            }
+        }
+        self.delta[best]
     }
 
     /// The `(1 − alpha)` confidence sequence on `δ`, from the grid (each end widened to the

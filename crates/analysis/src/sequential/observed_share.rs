@@ -87,8 +87,8 @@ impl ObservedShareCountTest {
     }
 
     /// Adds one window: the events (errors) and the requests each arm served in it
-    /// (increments). Fails, changing nothing, when an arm has more events than requests or a
-    /// total would overflow.
+    /// (increments), O(grid) = O(1). Fails, changing nothing, when an arm has more events than
+    /// requests or a total would overflow. Read the result with [`evidence`](Self::evidence).
     #[allow(clippy::cast_precision_loss)]
     pub fn observe_window(
         &mut self,
@@ -96,7 +96,7 @@ impl ObservedShareCountTest {
         canary_events: u64,
         control_requests: u64,
         canary_requests: u64,
-    ) -> Result<Evidence, AnalysisError> {
+    ) -> Result<(), AnalysisError> {
         for (group, events, requests) in [
             ("control", control_events, control_requests),
             ("canary", canary_events, canary_requests),
@@ -130,21 +130,25 @@ impl ObservedShareCountTest {
         self.canary_requests = canary_requests_total;
         self.running
             .update_log_e(self.mixture.log_e(), self.settings.alpha);
-        Ok(self.evidence())
+        Ok(())
     }
 
-    /// The current evidence; the effect is the per-request rate ratio canary / control.
+    /// The current evidence; the effect is the per-request rate ratio canary / control, its
+    /// estimate the maximum-likelihood ratio on the grid (with a drifting share this is not the
+    /// ratio of the pooled rates, which mixes windows of different shares).
     #[allow(clippy::cast_precision_loss)]
     pub fn evidence(&self) -> Evidence {
         let (lo, hi) = self.mixture.delta_interval(self.settings.alpha);
-        let rate = |events: u64, requests: u64| events as f64 / requests as f64;
         Evidence {
             p_value: self.running.p_value,
             rejected: self.running.rejected,
             log_e_value: self.mixture.log_e(),
             effect: Effect::RateRatio,
-            estimate: rate(self.canary_events, self.canary_requests)
-                / rate(self.control_events, self.control_requests),
+            estimate: if self.control_events + self.canary_events == 0 {
+                f64::NAN
+            } else {
+                self.mixture.mle_delta().exp()
+            },
             lower: lo.exp(),
             upper: hi.exp(),
             control_n: self.control_events,
