@@ -273,7 +273,7 @@ async fn latency_distributions_and_means_catch_a_slower_canary() {
         ),
         (
             "mean",
-            "{ test: mean, source: m, query: latency, tolerance: 0.01, mixture_width: 0.02 }",
+            "{ test: mean, source: m, query: latency, tolerance: 0.01, mixture_width: 0.5 }",
         ),
     ] {
         let source = ScriptedMetricSource::new("m");

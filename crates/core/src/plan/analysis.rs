@@ -504,8 +504,8 @@ impl SequentialKind {
 ///     sequential: { test: counts, source: proxy, query: error_rate, tolerance: 1.2 }
 ///   latency:           # per-request latencies; catches tail-only regressions too
 ///     sequential: { test: distribution, source: proxy, query: latency, tolerance: 0.05 }
-///   latency-mean:      # per-request latencies; mixture width in the metric's unit
-///     sequential: { test: mean, source: proxy, query: latency, tolerance: 0.01, mixture_width: 0.005 }
+///   latency-mean:      # per-request latencies; tolerance in the metric's unit (seconds)
+///     sequential: { test: mean, source: proxy, query: latency, tolerance: 0.01, mixture_width: 0.2 }
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -539,8 +539,10 @@ pub struct SequentialTemplate {
     /// actually got in it, which stays valid when the split drifts or changes between steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_share: Option<f64>,
-    /// `mean` only: the mixture width `tau` of the mSPRT, in the metric's unit (default: the
-    /// statistics crate's). Choose it near the smallest difference worth detecting.
+    /// `mean` only: the mixture width `tau` of the mSPRT, in standard deviations of the
+    /// per-request difference (the test estimates the variance and is scale-free; default:
+    /// the statistics crate's, 0.13). Choose it near the smallest difference worth detecting,
+    /// relative to the spread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mixture_width: Option<f64>,
 }
