@@ -473,7 +473,10 @@ async fn a_resumed_rollout_carries_on_with_the_same_test() {
     tokio::time::advance(secs(15)).await;
     let second = build(store.inner(), None);
     let handle = second.handle();
-    let outcome = second.run().await.unwrap();
+    let Ok(outcome) = tokio::time::timeout(mins(60), second.run()).await else {
+        panic!("did not finish: {:#?}", measurements(&handle.records()));
+    };
+    let outcome = outcome.unwrap();
     assert!(
         matches!(
             outcome,
