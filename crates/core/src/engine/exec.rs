@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use tracing::{Instrument as _, debug_span, warn};
 
 use super::{Engine, RolloutEvent};
-use crate::analysis::{AnalysisContext, SequentialInput, SequentialState};
+use crate::analysis::{AnalysisContext, AnalysisResult, SequentialInput, SequentialState};
 use crate::planner::{Action, ActionResult, Slot};
 use crate::retry::{Jitter, RetryPolicy};
 use crate::state::Phase;
@@ -254,24 +254,8 @@ impl Engine {
                     *measurement,
                     now.saturating_since(started),
                 );
-                match self.retrier.call(op, analysis, || a.evaluate(&ctx)).await {
-                    Ok(result) => (
-                        ActionResult::Measured {
-                            measurement: Measurement::from(result.verdict),
-                            result: Some(result),
-                            error: None,
-                        },
-                        None,
-                    ),
-                    Err(e) => (
-                        ActionResult::Measured {
-                            measurement: Measurement::Error,
-                            result: None,
-                            error: Some(e.chain()),
-                        },
-                        None,
-                    ),
-                }
+                let outcome = self.retrier.call(op, analysis, || a.evaluate(&ctx)).await;
+                (measured(outcome), None)
             }
         }
     }
@@ -331,22 +315,8 @@ impl Engine {
             })
             .await;
         match outcome {
-            Ok((result, state)) => (
-                ActionResult::Measured {
-                    measurement: Measurement::from(result.verdict),
-                    result: Some(result),
-                    error: None,
-                },
-                Some(state),
-            ),
-            Err(e) => (
-                ActionResult::Measured {
-                    measurement: Measurement::Error,
-                    result: None,
-                    error: Some(e.chain()),
-                },
-                None,
-            ),
+            Ok((result, state)) => (measured(Ok(result)), Some(state)),
+            Err(e) => (measured(Err(e)), None),
         }
     }
 
@@ -397,6 +367,22 @@ impl Engine {
             ActionResult::Health(progressing.unwrap_or(Health::Ready)),
             None,
         )
+    }
+}
+
+/// A measurement's result: the analysis's verdict, or the error that kept it from measuring.
+fn measured(outcome: Result<AnalysisResult, ProviderError>) -> ActionResult {
+    match outcome {
+        Ok(result) => ActionResult::Measured {
+            measurement: Measurement::from(result.verdict),
+            result: Some(result),
+            error: None,
+        },
+        Err(e) => ActionResult::Measured {
+            measurement: Measurement::Error,
+            result: None,
+            error: Some(e.chain()),
+        },
     }
 }
 
