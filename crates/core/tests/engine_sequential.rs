@@ -494,3 +494,64 @@ async fn a_resumed_rollout_carries_on_with_the_same_test() {
     let queries = source.queries();
     assert_eq!(queries[4].window, secs(15), "{:?}", &queries[..6]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_extension_carries_on_with_the_same_test() {
+    // Too few events to decide: max_count 7, then one extension of 7 more, then abort.
+    let source = errors(counts(1, 100), counts(1, 100));
+    let plan = plan_with(
+        COUNTS,
+        "max_count: 7, on_inconclusive: { extend: { times: 1, then: abort } }",
+    );
+    let (outcome, records, elapsed) = run(plan, source, "extend").await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::RolledBack(StopReason::AnalysisInconclusive { .. })
+        ),
+        "{outcome:?}"
+    );
+    let results = measurements(&records);
+    assert_eq!(results.len(), 14);
+    assert_eq!(elapsed, secs(140));
+    // One test over both runs: the last measurement has seen every window's events.
+    assert_eq!(number(&results[13], "stable_n"), 14.0);
+    assert_eq!(number(&results[13], "elapsed_s"), 140.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_sequential_analysis_rolls_back_mid_pause() {
+    let yaml = format!(
+        "strategy:
+  canary:
+    steps:
+      - set_weight: 20
+      - pause: {{ duration: 30m }}
+    background_analysis:
+      starting_step: 1
+      analysis: {{ name: seq, interval: 1m }}
+analyses:
+  seq:
+    sequential: {{ test: counts, source: m, query: errors }}
+"
+    );
+    // 0.5 % errors on stable, 1.2 % on the candidate, which gets a fifth of the requests: the
+    // default test weighs each window by the share of requests the candidate really got.
+    let source = errors(counts(20, 4000), counts(12, 1000));
+    let (outcome, records, elapsed) = run(Plan::from_yaml(&yaml).unwrap(), source, "bg").await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::RolledBack(StopReason::AnalysisFailed { .. })
+        ),
+        "{outcome:?}"
+    );
+    assert!(elapsed < mins(30), "rolled back after {elapsed:?}");
+    let results = measurements(&records);
+    assert!(
+        results[..results.len() - 1]
+            .iter()
+            .all(|r| r.verdict == Verdict::Inconclusive),
+        "{results:#?}"
+    );
+}
