@@ -521,24 +521,22 @@ async fn an_extension_carries_on_with_the_same_test() {
 
 #[tokio::test(start_paused = true)]
 async fn background_sequential_analysis_rolls_back_mid_pause() {
-    let yaml = format!(
-        "strategy:
+    let yaml = "strategy:
   canary:
     steps:
       - set_weight: 20
-      - pause: {{ duration: 30m }}
+      - pause: { duration: 30m }
     background_analysis:
       starting_step: 1
-      analysis: {{ name: seq, interval: 1m }}
+      analysis: { name: seq, interval: 1m }
 analyses:
   seq:
-    sequential: {{ test: counts, source: m, query: errors }}
-"
-    );
+    sequential: { test: counts, source: m, query: errors }
+";
     // 0.5 % errors on stable, 1.2 % on the candidate, which gets a fifth of the requests: the
     // default test weighs each window by the share of requests the candidate really got.
     let source = errors(counts(20, 4000), counts(12, 1000));
-    let (outcome, records, elapsed) = run(Plan::from_yaml(&yaml).unwrap(), source, "bg").await;
+    let (outcome, records, elapsed) = run(Plan::from_yaml(yaml).unwrap(), source, "bg").await;
     assert!(
         matches!(
             outcome,
