@@ -55,6 +55,35 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Sequential analysis
+//!
+//! A `sequential` analysis template ([`SequentialTemplate`]) judges the candidate with an
+//! anytime-valid test that may look after every measurement without inflating false
+//! rollbacks: `counts` (error rates), `distribution` (latencies, tail-only regressions
+//! included) or `mean` (mSPRT). Each measurement feeds the test the data since the previous
+//! one. The step fails at the first rejection, passes only once its time (`count` ×
+//! `interval`) is up *and* the confidence sequence rules out a degradation above
+//! `tolerance`, and otherwise goes on up to `max_count` measurements before its
+//! `on_inconclusive` action. Every measurement records its p-value, e-value, estimate,
+//! bounds and sample sizes, and the test's state is saved with the rollout.
+//!
+//! ```
+//! # use cutover_core::{AnalysisTemplate, Plan, SequentialKind};
+//! let plan = Plan::from_yaml(r"
+//! strategy:
+//!   canary:
+//!     steps:
+//!       - set_weight: 20
+//!       - analysis: { name: errors, interval: 10s, count: 30, max_count: 60, on_inconclusive: abort }
+//! analyses:
+//!   errors:
+//!     sequential: { test: counts, source: prom, query: http_5xx, alpha: 0.05, tolerance: 1.2 }
+//! ")?;
+//! let AnalysisTemplate::Sequential(t) = &plan.analyses["errors"] else { unreachable!() };
+//! assert_eq!(t.test, SequentialKind::Counts);
+//! # Ok::<(), cutover_core::PlanError>(())
+//! ```
+//!
 //! # Feature flags
 //!
 //! - `test-util`: mockall mocks of every trait (`MockTrafficRouter`, ...).
@@ -80,7 +109,7 @@ mod store;
 mod time;
 mod workload;
 
-pub use cutover_analysis::{Measurement, RunLimits, RunStatus, Tally, Verdict};
+pub use cutover_analysis::{Alternative, Measurement, RunLimits, RunStatus, Tally, Verdict};
 
 pub use self::analysis::{Analysis, AnalysisContext, AnalysisResult, Comparison, MetricResult};
 pub use self::engine::{
@@ -95,7 +124,8 @@ pub use self::plan::{
     AbTest, AfterExtensions, Aggregate, AnalysisRun, AnalysisTemplate, AutoPromotion,
     BackgroundAnalysis, BlueGreen, Canary, CanaryStep, ConditionMetric, ConditionsTemplate,
     JudgeQuery, JudgeTemplate, OnInconclusive, Pause, Plan, PlanError, ProportionsTemplate,
-    Quantity, Rolling, Scale, Strategy, Target, ThresholdMetric, ThresholdTemplate,
+    Quantity, Rolling, Scale, SequentialKind, SequentialTemplate, Strategy, Target,
+    ThresholdMetric, ThresholdTemplate,
 };
 pub use self::probe::{Health, HealthProbe};
 pub use self::record::{DecisionRecord, Entry, Inputs, StepRef};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cutover_analysis::{RunStatus, Tally};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{AnalysisResult, Comparison};
+use crate::analysis::{AnalysisResult, Comparison, SequentialState};
 use crate::planner::{Action, Setup};
 use crate::record::DecisionRecord;
 use crate::{
@@ -74,6 +74,11 @@ pub struct AnalysisProgress {
     pub last: Option<AnalysisResult>,
     /// How many times the run was extended after being inconclusive.
     pub extensions: u32,
+    /// A sequential analysis's test, saved after every measurement so that a resumed rollout
+    /// carries on with the same test (and the same false-rollback guarantee). It is kept when
+    /// the run is extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialState>,
 }
 
 impl AnalysisProgress {
@@ -85,6 +90,17 @@ impl AnalysisProgress {
             last_at: None,
             last: None,
             extensions: 0,
+            sequential: None,
+        }
+    }
+
+    /// A fresh run of the same analysis from `now` (an extension, or an accepted inconclusive
+    /// background run). A sequential test goes on: its p-value stays valid however long it is
+    /// watched.
+    pub(crate) fn restarted(&self, now: Timestamp) -> Self {
+        AnalysisProgress {
+            sequential: self.sequential.clone(),
+            ..AnalysisProgress::new(&self.analysis, now)
         }
     }
 

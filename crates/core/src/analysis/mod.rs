@@ -4,6 +4,7 @@
 mod conditions;
 mod judge;
 mod proportions;
+mod sequential;
 mod threshold;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub use self::conditions::ConditionsAnalysis;
 pub use self::judge::JudgeAnalysis;
 pub use self::proportions::ProportionsAnalysis;
+pub(crate) use self::sequential::{SequentialAnalysis, SequentialInput};
+pub use self::sequential::{SequentialState, SequentialTest};
 pub use self::threshold::ThresholdAnalysis;
 use crate::{MetricSource, ProviderError, RevisionId, Revisions, RolloutId};
 

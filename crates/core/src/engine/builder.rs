@@ -5,7 +5,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{BuildError, Providers, Rollout};
 use crate::analysis::{
-    ConditionsAnalysis, JudgeAnalysis, ProportionsAnalysis, Sources, ThresholdAnalysis,
+    ConditionsAnalysis, JudgeAnalysis, ProportionsAnalysis, SequentialAnalysis, Sources,
+    ThresholdAnalysis,
 };
 use crate::plan::{AnalysisTemplate, CanaryStep, Strategy};
 use crate::planner::{GateInfo, MigrationInfo, Setup};
@@ -194,7 +195,7 @@ impl RolloutBuilder {
         }
         self.plan.validate()?;
         self.check_providers()?;
-        let analyses = self.resolve_analyses()?;
+        let (analyses, sequential) = self.resolve_analyses()?;
 
         let setup = Setup {
             plan: self.plan.clone(),
@@ -233,6 +234,7 @@ impl RolloutBuilder {
                 probes: self.probes,
                 workload: self.workloads.pop(),
                 analyses,
+                sequential,
                 migrations: self.migrations,
                 gates: self.gates.into_iter().map(|(_, g)| g).collect(),
                 store: self
@@ -349,10 +351,12 @@ impl RolloutBuilder {
         Ok(())
     }
 
-    /// Every analysis the plan refers to, built from templates or registered in code.
-    fn resolve_analyses(&self) -> Result<BTreeMap<String, Arc<dyn Analysis>>, BuildError> {
+    /// Every analysis the plan refers to, built from templates or registered in code; the
+    /// sequential ones apart, since the engine hands them their saved state.
+    fn resolve_analyses(&self) -> Result<(Analyses, SequentialAnalyses), BuildError> {
         let sources: Sources = self.sources.clone();
-        let mut resolved: BTreeMap<String, Arc<dyn Analysis>> = self.analyses.clone();
+        let mut resolved: Analyses = self.analyses.clone();
+        let mut sequential = SequentialAnalyses::new();
         for (name, template) in &self.plan.analyses {
             if resolved.contains_key(name) {
                 return Err(BuildError::AmbiguousAnalysis { name: name.clone() });
@@ -362,6 +366,7 @@ impl RolloutBuilder {
                 AnalysisTemplate::Proportions(p) => vec![&p.source],
                 AnalysisTemplate::Judge(j) => j.queries.values().map(|q| &q.source).collect(),
                 AnalysisTemplate::Conditions(c) => c.metrics.iter().map(|m| &m.source).collect(),
+                AnalysisTemplate::Sequential(s) => vec![&s.source],
             };
             if let Some(missing) = source_names.into_iter().find(|s| !sources.contains_key(*s)) {
                 return Err(BuildError::UnknownMetricSource {
@@ -382,17 +387,25 @@ impl RolloutBuilder {
                 AnalysisTemplate::Conditions(c) => {
                     Arc::new(ConditionsAnalysis::new(c.clone(), sources.clone()))
                 }
+                AnalysisTemplate::Sequential(s) => {
+                    let analysis = SequentialAnalysis::new(s.clone(), sources.clone());
+                    sequential.insert(name.clone(), Arc::new(analysis));
+                    continue;
+                }
             };
             resolved.insert(name.clone(), analysis);
         }
         for (at, name) in analysis_refs(&self.plan) {
-            if !resolved.contains_key(&name) {
+            if !resolved.contains_key(&name) && !sequential.contains_key(&name) {
                 return Err(BuildError::UnknownAnalysis { at, name });
             }
         }
-        Ok(resolved)
+        Ok((resolved, sequential))
     }
 }
+
+type Analyses = BTreeMap<String, Arc<dyn Analysis>>;
+type SequentialAnalyses = BTreeMap<String, Arc<SequentialAnalysis>>;
 
 /// Every analysis name the plan's strategy refers to, with where.
 fn analysis_refs(plan: &Plan) -> Vec<(String, String)> {

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use tracing::{Instrument as _, debug_span, warn};
 
 use super::{Engine, RolloutEvent};
-use crate::analysis::AnalysisContext;
+use crate::analysis::{AnalysisContext, AnalysisResult, SequentialInput, SequentialState};
 use crate::planner::{Action, ActionResult, Slot};
 use crate::retry::{Jitter, RetryPolicy};
 use crate::state::Phase;
@@ -254,25 +254,69 @@ impl Engine {
                     *measurement,
                     now.saturating_since(started),
                 );
-                match self.retrier.call(op, analysis, || a.evaluate(&ctx)).await {
-                    Ok(result) => (
-                        ActionResult::Measured {
-                            measurement: Measurement::from(result.verdict),
-                            result: Some(result),
-                            error: None,
-                        },
-                        None,
-                    ),
-                    Err(e) => (
-                        ActionResult::Measured {
-                            measurement: Measurement::Error,
-                            result: None,
-                            error: Some(e.chain()),
-                        },
-                        None,
-                    ),
-                }
+                let outcome = self.retrier.call(op, analysis, || a.evaluate(&ctx)).await;
+                (measured(outcome), None)
             }
+        }
+    }
+
+    /// Takes one measurement of a sequential analysis, with its saved state; returns the new
+    /// state when the measurement succeeded.
+    pub(super) async fn measure_sequential(
+        &self,
+        slot: Slot,
+        analysis: &str,
+        measurement: u32,
+    ) -> (ActionResult, Option<SequentialState>) {
+        let Some(a) = self.providers.sequential.get(analysis) else {
+            return (missing(&format!("analysis `{analysis}`")).0, None);
+        };
+        let now = self.clock.now();
+        let progress = match slot {
+            Slot::Step => self.state.analysis.as_ref(),
+            Slot::Background => self.state.background.as_ref(),
+        };
+        // A post-promotion run measures from the switch, like the planner schedules it.
+        let phase_start = match (slot, &self.state.promotion) {
+            (Slot::Step, Some(p)) if self.state.phase == Phase::Promoting => {
+                p.switched_at.unwrap_or(self.state.step_started_at)
+            }
+            _ => self.state.step_started_at,
+        };
+        let started = progress.map_or(phase_start, |p| p.started_at);
+        let (run, default_count) = self
+            .setup
+            .run_in(slot, &self.state)
+            .unwrap_or_else(|| (crate::plan::AnalysisRun::new(analysis), None));
+        let min_duration = run.count.or(default_count).map(|c| run.interval * c);
+        let canary_weight = self.state.split.as_ref().map_or(0.5, |s| {
+            f64::from(s.weight(&self.setup.revisions.candidate).basis_points())
+                / f64::from(crate::TOTAL_BASIS_POINTS)
+        });
+        let input = SequentialInput {
+            data_start: started + run.initial_delay,
+            min_duration,
+            canary_weight,
+            state: progress.and_then(|p| p.sequential.clone()),
+        };
+        let ctx = AnalysisContext::new(
+            self.id.clone(),
+            self.setup.revisions.clone(),
+            analysis,
+            measurement,
+            now.saturating_since(started),
+        );
+        // Each attempt asks for the data up to its own time, so a retried query never
+        // overlaps the next measurement's window.
+        let outcome = self
+            .retrier
+            .call("measure", analysis, || {
+                a.measure(&ctx, self.clock.now(), input.clone())
+            })
+            .await;
+        match outcome {
+            Ok((result, state)) => (measured(Ok(result)), Some(state)),
+            Err(e) => (measured(Err(e)), None),
         }
     }
 
@@ -323,6 +367,22 @@ impl Engine {
             ActionResult::Health(progressing.unwrap_or(Health::Ready)),
             None,
         )
+    }
+}
+
+/// A measurement's result: the analysis's verdict, or the error that kept it from measuring.
+fn measured(outcome: Result<AnalysisResult, ProviderError>) -> ActionResult {
+    match outcome {
+        Ok(result) => ActionResult::Measured {
+            measurement: Measurement::from(result.verdict),
+            result: Some(result),
+            error: None,
+        },
+        Err(e) => ActionResult::Measured {
+            measurement: Measurement::Error,
+            result: None,
+            error: Some(e.chain()),
+        },
     }
 }
 

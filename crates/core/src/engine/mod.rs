@@ -24,6 +24,7 @@ pub use self::error::{BuildError, RolloutError};
 pub use self::events::RolloutEvent;
 use self::exec::{Failure, Retrier};
 pub use self::handle::{HandleError, RolloutHandle};
+use crate::analysis::{SequentialAnalysis, SequentialState};
 use crate::planner::{self, Action, ActionResult, Command, Decision, Observation, Setup};
 use crate::record::{
     DecisionRecord, Entry, Inputs, StepRef, describe, describe_command, describe_in,
@@ -42,6 +43,8 @@ pub(crate) struct Providers {
     pub(crate) probes: Vec<Arc<dyn HealthProbe>>,
     pub(crate) workload: Option<Arc<dyn Workload>>,
     pub(crate) analyses: BTreeMap<String, Arc<dyn Analysis>>,
+    /// Analyses built from `sequential` templates; the engine hands them their saved state.
+    pub(crate) sequential: BTreeMap<String, Arc<SequentialAnalysis>>,
     pub(crate) migrations: Vec<Arc<dyn MigrationStep>>,
     pub(crate) gates: Vec<Arc<dyn Gate>>,
     pub(crate) store: Arc<dyn StateStore>,
@@ -334,7 +337,20 @@ impl Engine {
 
     /// Carries out an action and folds its result into the state.
     async fn act(&mut self, action: Action, resumed: bool) -> Result<(), RolloutError> {
-        let (result, failure) = self.execute(&action, resumed).await;
+        let (result, failure, sequential) = match &action {
+            Action::Measure {
+                slot,
+                analysis,
+                measurement,
+            } if self.providers.sequential.contains_key(analysis) => {
+                let (result, state) = self.measure_sequential(*slot, analysis, *measurement).await;
+                (result, None, state.map(|s| (*slot, s)))
+            }
+            _ => {
+                let (result, failure) = self.execute(&action, resumed).await;
+                (result, failure, None)
+            }
+        };
         let now = self.clock.now();
         let summary = describe(&Decision::Apply(action.clone()), Some(&result));
         let entry = Entry::Decision {
@@ -361,6 +377,9 @@ impl Engine {
         let before = self.state.split.clone();
         self.record(now, entry, summary);
         planner::apply_result(&self.setup, &mut self.state, &action, &result, now);
+        if let Some((slot, test)) = sequential {
+            self.keep_sequential(slot, test);
+        }
         self.save().await?;
         if let (Action::SetSplit { split }, ActionResult::Done) = (&action, &result) {
             info!(split = %split, "split changed");
@@ -370,6 +389,18 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// Saves a sequential test's new state with the measurement that produced it (the same
+    /// save), so a resumed engine carries on with exactly this test.
+    fn keep_sequential(&mut self, slot: planner::Slot, test: SequentialState) {
+        let progress = match slot {
+            planner::Slot::Step => self.state.analysis.as_mut(),
+            planner::Slot::Background => self.state.background.as_mut(),
+        };
+        if let Some(progress) = progress {
+            progress.sequential = Some(test);
+        }
     }
 
     /// Waits for the delay or the next command, whichever comes first.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use cutover_analysis::kayenta::{CanaryConfig, JudgeSettings, ScoreThresholds};
-use cutover_analysis::{Condition, RunLimits};
+use cutover_analysis::{Alternative, Condition, RunLimits};
 use serde::{Deserialize, Serialize};
 
 use crate::time::serde_duration;
@@ -66,6 +66,11 @@ pub struct AnalysisRun {
     /// What an inconclusive run does.
     #[serde(default)]
     pub on_inconclusive: OnInconclusive,
+    /// Sequential analyses only: the most measurements the run may take while its test stays
+    /// undecided, `count` included. Default: twice `count`. Once they are used up, the run is
+    /// inconclusive and `on_inconclusive` applies. See [`SequentialTemplate`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u32>,
 }
 
 impl AnalysisRun {
@@ -81,7 +86,15 @@ impl AnalysisRun {
             consecutive_error_limit: four(),
             consecutive_success_limit: 0,
             on_inconclusive: OnInconclusive::default(),
+            max_count: None,
         }
+    }
+
+    /// Sets the most measurements a sequential analysis may take (see
+    /// [`max_count`](Self::max_count)).
+    pub fn with_max_count(mut self, max_count: u32) -> Self {
+        self.max_count = Some(max_count);
+        self
     }
 
     /// Sets the number of measurements.
@@ -179,6 +192,9 @@ pub enum AnalysisTemplate {
     Judge(JudgeTemplate),
     /// Metrics with Argo Rollouts-style success and failure conditions.
     Conditions(ConditionsTemplate),
+    /// An anytime-valid sequential test of candidate against stable: rolls back at the first
+    /// rejection, passes only on enough data.
+    Sequential(SequentialTemplate),
 }
 
 /// Bounds on metric values; every metric must be within its bounds for a measurement to pass.
@@ -420,4 +436,196 @@ pub struct ConditionMetric {
     /// The measurement fails when this holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_condition: Option<Condition>,
+}
+
+/// Which sequential test a [`SequentialTemplate`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SequentialKind {
+    /// Event rates (errors per request): the query returns
+    /// [`Samples::Counts`](crate::Samples::Counts) per revision. Dirichlet-multinomial
+    /// e-process on which arm each event came from; the effect is the per-request rate ratio
+    /// canary / control.
+    Counts,
+    /// Distributions of per-request values (latencies): the query returns
+    /// [`Samples::Values`](crate::Samples::Values), one per request. Time-uniform CDF-band test
+    /// of stochastic order, which also catches tail-only regressions; the effect is the largest
+    /// CDF gap `F_control(x) - F_canary(x)`.
+    Distribution,
+    /// Means of per-request values: the query returns values, one per request. mSPRT with a
+    /// normal mixture; the effect is canary mean minus control mean.
+    Mean,
+}
+
+impl SequentialKind {
+    /// The name used in plans: `counts`, `distribution`, `mean`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SequentialKind::Counts => "counts",
+            SequentialKind::Distribution => "distribution",
+            SequentialKind::Mean => "mean",
+        }
+    }
+
+    /// The effect the tolerance is about, in words.
+    pub fn effect(self) -> &'static str {
+        match self {
+            SequentialKind::Counts => "rate ratio",
+            SequentialKind::Distribution => "CDF gap",
+            SequentialKind::Mean => "mean difference",
+        }
+    }
+}
+
+/// An anytime-valid sequential test of the candidate (canary) against stable (control),
+/// checked after every measurement without inflating false rollbacks (see
+/// [`cutover_analysis::sequential`]).
+///
+/// Each measurement queries both revisions for the data since the previous measurement (the
+/// window is the time since then, never the whole run) and feeds it to the test. Then:
+///
+/// - **Fail** (roll back) at the first rejection: the anytime-valid p-value reached `alpha`.
+/// - **Pass** only when the step's time is up (`count` × `interval` since the data began)
+///   *and* the `1 - alpha` confidence sequence rules out a degradation larger than
+///   `tolerance`.
+/// - Otherwise **inconclusive, and the run goes on**, measurement by measurement, up to the
+///   run's [`max_count`](AnalysisRun::max_count) (default: twice `count`); then the run is
+///   inconclusive and its `on_inconclusive` applies (pause, abort, or extend: another
+///   `max_count` measurements of the same test). A window without data is never a pass.
+///
+/// The run's `failure_limit`, `inconclusive_limit` and `consecutive_success_limit` do not
+/// apply (they must be left at 0); `consecutive_error_limit` does. The first measurement is
+/// one `interval` after the run's `initial_delay`, and data from before it is not used. The
+/// test's state is saved with the rollout, so a resumed rollout carries on with the same test.
+///
+/// ```yaml
+/// analyses:
+///   errors:            # 5xx per request; rolled back when v2's rate is higher
+///     sequential: { test: counts, source: proxy, query: error_rate, tolerance: 1.2 }
+///   latency:           # per-request latencies; catches tail-only regressions too
+///     sequential: { test: distribution, source: proxy, query: latency, tolerance: 0.05 }
+///   latency-mean:      # per-request latencies; tolerance in the metric's unit (seconds)
+///     sequential: { test: mean, source: proxy, query: latency, tolerance: 0.01, mixture_width: 0.2 }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequentialTemplate {
+    /// Which test.
+    pub test: SequentialKind,
+    /// The metric source.
+    pub source: String,
+    /// The source-specific query, asked for both revisions over the time since the previous
+    /// measurement: counts for `counts`, one value per request otherwise.
+    pub query: String,
+    /// Significance level: the chance of rolling back a candidate that is no worse, however
+    /// often it is checked. Also sets the confidence sequence's level, `1 - alpha`.
+    #[serde(default = "alpha")]
+    pub alpha: f64,
+    /// Which difference rejects: `greater` (the default: the candidate's values or rates are
+    /// larger, that is worse) or `two-sided` (a difference either way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternative: Option<Alternative>,
+    /// The largest degradation that may pass, on the effect's own scale: a rate ratio for
+    /// `counts` (above 1; default 1.2, at most 20 % more events per request), a CDF gap for
+    /// `distribution` (between 0 and 1; default 0.05), a mean difference in the metric's unit
+    /// for `mean` (above 0; required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    /// `counts` only: the Dirichlet prior's concentration (default: the statistics crate's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_strength: Option<f64>,
+    /// `counts` only: the candidate's fixed share of requests (the configured split, between 0
+    /// and 1). Unset (the default), each window uses the share of requests the candidate
+    /// actually got in it, which stays valid when the split drifts or changes between steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_share: Option<f64>,
+    /// `mean` only: the mixture width `tau` of the mSPRT, in standard deviations of the
+    /// per-request difference (the test estimates the variance and is scale-free; default:
+    /// the statistics crate's, 0.13). Choose it near the smallest difference worth detecting,
+    /// relative to the spread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixture_width: Option<f64>,
+}
+
+impl SequentialTemplate {
+    fn new(test: SequentialKind, source: impl Into<String>, query: impl Into<String>) -> Self {
+        SequentialTemplate {
+            test,
+            source: source.into(),
+            query: query.into(),
+            alpha: alpha(),
+            alternative: None,
+            tolerance: None,
+            prior_strength: None,
+            canary_share: None,
+            mixture_width: None,
+        }
+    }
+
+    /// A counts test (event rates, for example errors per request) of `query` from `source`.
+    pub fn counts(source: impl Into<String>, query: impl Into<String>) -> Self {
+        Self::new(SequentialKind::Counts, source, query)
+    }
+
+    /// A distribution test of per-request values (latencies) of `query` from `source`.
+    pub fn distribution(source: impl Into<String>, query: impl Into<String>) -> Self {
+        Self::new(SequentialKind::Distribution, source, query)
+    }
+
+    /// A mean test (mSPRT) of per-request values of `query` from `source`; a mean test needs
+    /// a [`tolerance`](Self::with_tolerance).
+    pub fn mean(source: impl Into<String>, query: impl Into<String>) -> Self {
+        Self::new(SequentialKind::Mean, source, query)
+    }
+
+    /// Sets the significance level.
+    pub fn with_alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets the alternative (`Greater`, the default, or `TwoSided`).
+    pub fn with_alternative(mut self, alternative: Alternative) -> Self {
+        self.alternative = Some(alternative);
+        self
+    }
+
+    /// Sets the largest degradation that may pass, on the effect's scale.
+    pub fn with_tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = Some(tolerance);
+        self
+    }
+
+    /// Sets the prior strength of a counts test.
+    pub fn with_prior_strength(mut self, strength: f64) -> Self {
+        self.prior_strength = Some(strength);
+        self
+    }
+
+    /// Fixes the candidate's share of requests of a counts test (the configured split).
+    pub fn with_canary_share(mut self, share: f64) -> Self {
+        self.canary_share = Some(share);
+        self
+    }
+
+    /// Sets the mixture width of a mean test.
+    pub fn with_mixture_width(mut self, tau: f64) -> Self {
+        self.mixture_width = Some(tau);
+        self
+    }
+
+    /// The alternative that applies: the one set, else `Greater` (candidate worse only).
+    pub fn effective_alternative(&self) -> Alternative {
+        self.alternative.unwrap_or(Alternative::Greater)
+    }
+
+    /// The tolerance that applies: the one set, else 1.2 for counts and 0.05 for
+    /// distributions. `None` for a mean test without one (the plan is then invalid).
+    pub fn effective_tolerance(&self) -> Option<f64> {
+        self.tolerance.or(match self.test {
+            SequentialKind::Counts => Some(1.2),
+            SequentialKind::Distribution => Some(0.05),
+            SequentialKind::Mean => None,
+        })
+    }
 }

@@ -12,8 +12,8 @@ use thiserror::Error;
 
 pub use self::analysis::{
     AfterExtensions, Aggregate, AnalysisRun, AnalysisTemplate, ConditionMetric, ConditionsTemplate,
-    JudgeQuery, JudgeTemplate, OnInconclusive, ProportionsTemplate, Target, ThresholdMetric,
-    ThresholdTemplate,
+    JudgeQuery, JudgeTemplate, OnInconclusive, ProportionsTemplate, SequentialKind,
+    SequentialTemplate, Target, ThresholdMetric, ThresholdTemplate,
 };
 pub use self::strategy::{
     AbTest, AutoPromotion, BackgroundAnalysis, BlueGreen, Canary, CanaryStep, Pause, Quantity,

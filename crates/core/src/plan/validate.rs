@@ -195,6 +195,7 @@ fn ab_test(path: &str, a: &AbTest, plan: &Plan) -> Result {
         Some(AnalysisTemplate::Threshold(_)) => Some("threshold"),
         Some(AnalysisTemplate::Judge(_)) => Some("judge"),
         Some(AnalysisTemplate::Conditions(_)) => Some("conditions"),
+        Some(AnalysisTemplate::Sequential(_)) => Some("sequential"),
         _ => None,
     };
     if let Some(kind) = kind {
@@ -253,7 +254,63 @@ fn analysis_run(path: &str, run: &AnalysisRun, plan: &Plan, background: bool) ->
             "must be at least 1",
         ));
     }
-    Ok(())
+    match plan.analyses.get(&run.name) {
+        Some(AnalysisTemplate::Sequential(_)) => sequential_run(path, run, background),
+        _ if run.max_count.is_some() => Err(PlanError::invalid(
+            format!("{path}.max_count"),
+            format!(
+                "applies only to sequential analyses, and `{}` is not one defined in the plan's analyses",
+                run.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The run settings of a sequential analysis: the test decides each measurement, so Argo's
+/// tallies do not apply, and `max_count` bounds how long the step may extend.
+fn sequential_run(path: &str, run: &AnalysisRun, background: bool) -> Result {
+    let unused = [
+        (
+            "failure_limit",
+            run.failure_limit != 0,
+            "rolls back at the first rejection",
+        ),
+        (
+            "inconclusive_limit",
+            run.inconclusive_limit != 0,
+            "goes on while undecided, up to `max_count` measurements",
+        ),
+        (
+            "consecutive_success_limit",
+            run.consecutive_success_limit != 0,
+            "passes once its time is up and the confidence sequence rules out the tolerance",
+        ),
+    ];
+    if let Some((field, _, why)) = unused.into_iter().find(|(_, set, _)| *set) {
+        return Err(PlanError::invalid(
+            format!("{path}.{field}"),
+            format!("does not apply to a sequential analysis, which {why}; leave it out"),
+        ));
+    }
+    if run.interval.is_zero() {
+        return Err(PlanError::invalid(
+            format!("{path}.interval"),
+            "must be longer than zero: each measurement covers the time since the previous one",
+        ));
+    }
+    let count = run.count.unwrap_or(1);
+    match run.max_count {
+        Some(max) if max < count => Err(PlanError::invalid(
+            format!("{path}.max_count"),
+            format!("is {max}, less than count ({count})"),
+        )),
+        Some(_) if background && run.count.is_none() => Err(PlanError::invalid(
+            format!("{path}.max_count"),
+            "needs `count`: background analysis without a count runs until promotion",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn analysis_template(path: &str, name: &str, template: &AnalysisTemplate) -> Result {
@@ -312,6 +369,7 @@ fn analysis_template(path: &str, name: &str, template: &AnalysisTemplate) -> Res
         AnalysisTemplate::Conditions(c) => {
             conditions_template(&format!("{path}.conditions"), c)?;
         }
+        AnalysisTemplate::Sequential(t) => sequential_template(&format!("{path}.sequential"), t)?,
         AnalysisTemplate::Proportions(p) => {
             let at = format!("{path}.proportions");
             source_and_query(&at, &p.source, &p.query)?;
@@ -433,6 +491,102 @@ fn conditions_template(at: &str, c: &super::ConditionsTemplate) -> Result {
         }
         source_and_query(&here, &m.source, &m.query)?;
         positive(&format!("{here}.window"), m.window)?;
+    }
+    Ok(())
+}
+
+fn sequential_template(at: &str, t: &super::SequentialTemplate) -> Result {
+    use super::SequentialKind::{Counts, Distribution, Mean};
+    source_and_query(at, &t.source, &t.query)?;
+    let kind = t.test.name();
+    if !(t.alpha > 0.0 && t.alpha < 1.0) {
+        return Err(PlanError::invalid(
+            format!("{at}.alpha"),
+            format!("must be between 0 and 1, got {}", t.alpha),
+        ));
+    }
+    if t.alternative == Some(cutover_analysis::Alternative::Less) {
+        return Err(PlanError::invalid(
+            format!("{at}.alternative"),
+            "`less` is not supported: larger is worse here; use `greater` (the default) or \
+             `two-sided`, and for a rate where lower is worse (successes) count the failures",
+        ));
+    }
+    let only = |field: &str, set: bool, kinds: &str| {
+        if set {
+            Err(PlanError::invalid(
+                format!("{at}.{field}"),
+                format!("applies only to {kinds} tests, not `test: {kind}`"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    only(
+        "prior_strength",
+        t.prior_strength.is_some() && t.test != Counts,
+        "counts",
+    )?;
+    only(
+        "canary_share",
+        t.canary_share.is_some() && t.test != Counts,
+        "counts",
+    )?;
+    only(
+        "mixture_width",
+        t.mixture_width.is_some() && t.test != Mean,
+        "mean",
+    )?;
+    if let Some(k) = t.prior_strength
+        && !(k.is_finite() && k > 0.0)
+    {
+        return Err(PlanError::invalid(
+            format!("{at}.prior_strength"),
+            format!("must be a number above 0, got {k}"),
+        ));
+    }
+    if let Some(share) = t.canary_share
+        && !(share > 0.0 && share < 1.0)
+    {
+        return Err(PlanError::invalid(
+            format!("{at}.canary_share"),
+            format!("must be between 0 and 1 (the candidate's share of requests), got {share}"),
+        ));
+    }
+    if let Some(tau) = t.mixture_width
+        && !(tau.is_finite() && tau > 0.0)
+    {
+        return Err(PlanError::invalid(
+            format!("{at}.mixture_width"),
+            format!("must be a number above 0, got {tau}"),
+        ));
+    }
+    let Some(tolerance) = t.effective_tolerance() else {
+        return Err(PlanError::invalid(
+            format!("{at}.tolerance"),
+            "a mean test needs a tolerance: the largest increase of the mean, in the metric's \
+             unit, that may pass",
+        ));
+    };
+    let (ok, want) = match t.test {
+        Counts => (
+            tolerance.is_finite() && tolerance > 1.0,
+            "a rate ratio above 1 (1.2 lets a candidate with up to 20 % more events per request pass)",
+        ),
+        Distribution => (
+            tolerance > 0.0 && tolerance < 1.0,
+            "a CDF gap between 0 and 1 (0.05 lets 5 % of requests be slower)",
+        ),
+        Mean => (
+            tolerance.is_finite() && tolerance > 0.0,
+            "a mean difference above 0, in the metric's unit",
+        ),
+    };
+    if !ok {
+        return Err(PlanError::invalid(
+            format!("{at}.tolerance"),
+            format!("must be {want}, got {tolerance}"),
+        ));
     }
     Ok(())
 }

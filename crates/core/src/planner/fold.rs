@@ -23,7 +23,7 @@ pub fn apply_decision(state: &mut RolloutState, decision: &Decision, now: Timest
             };
             if let Some(p) = progress {
                 let extensions = p.extensions + 1;
-                *p = AnalysisProgress::new(&p.analysis, now);
+                *p = p.restarted(now);
                 p.extensions = extensions;
             }
         }
@@ -442,7 +442,7 @@ pub fn apply_command(state: &mut RolloutState, command: &Command, now: Timestamp
 /// one interval from now rather than at once (the same data would give the same answer).
 fn restart_background(state: &mut RolloutState, now: Timestamp) {
     if let Some(progress) = &mut state.background {
-        *progress = AnalysisProgress::new(&progress.analysis, now);
+        *progress = progress.restarted(now);
         progress.last_at = Some(now);
     }
 }

@@ -210,6 +210,40 @@ impl Setup {
         }
     }
 
+    /// Whether `analysis` is a sequential template of the plan.
+    pub(crate) fn is_sequential(&self, analysis: &str) -> bool {
+        matches!(
+            self.plan.analyses.get(analysis),
+            Some(crate::plan::AnalysisTemplate::Sequential(_))
+        )
+    }
+
+    /// The analysis run a measurement in `slot` belongs to, and the count it defaults to, in
+    /// the state's current step or phase.
+    pub(crate) fn run_in(
+        &self,
+        slot: Slot,
+        state: &RolloutState,
+    ) -> Option<(AnalysisRun, Option<u32>)> {
+        match slot {
+            Slot::Background => match &self.plan.strategy {
+                Strategy::Canary(c) => c
+                    .background_analysis
+                    .as_ref()
+                    .map(|bg| (bg.analysis.clone(), None)),
+                _ => None,
+            },
+            Slot::Step => match state.phase {
+                Phase::Progressing => match self.steps().get(state.step) {
+                    Some(Step::Analysis(run)) => Some((run.clone(), Some(1))),
+                    _ => None,
+                },
+                Phase::Promoting => self.post_promotion_analysis().map(|r| (r.clone(), Some(1))),
+                _ => None,
+            },
+        }
+    }
+
     pub(crate) fn post_promotion_analysis(&self) -> Option<&AnalysisRun> {
         match &self.plan.strategy {
             Strategy::BlueGreen(b) => b.post_promotion_analysis.as_ref(),

@@ -110,7 +110,7 @@ pub(super) fn promoting(setup: &Setup, state: &RolloutState, now: Timestamp) -> 
             return Decision::Advance;
         };
         let progress = state.analysis.as_ref();
-        return match run_analysis(progress, run, Some(1), Slot::Step, switched_at, now) {
+        return match run_analysis(setup, progress, run, Some(1), Slot::Step, switched_at, now) {
             Run::Due(action) => Decision::Apply(action),
             Run::WaitUntil(at) => wait_until(now, Some(at)),
             Run::Ended(status) => {

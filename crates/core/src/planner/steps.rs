@@ -1,7 +1,7 @@
 //! The Progressing phase: walking the strategy's steps, plus the helpers the other phases share
 //! (waiting for readiness within the deadline, scheduling analysis measurements).
 
-use cutover_analysis::RunStatus;
+use cutover_analysis::{RunLimits, RunStatus};
 
 use super::{Action, Decision, Setup, Slot, Step, earliest, wait_until};
 use crate::plan::{AfterExtensions, AnalysisRun, AutoPromotion, OnInconclusive, Rolling, Strategy};
@@ -54,6 +54,7 @@ fn step_decision(
         Step::Analysis(run) => {
             let progress = state.analysis.as_ref();
             match run_analysis(
+                setup,
                 progress,
                 run,
                 Some(1),
@@ -151,6 +152,7 @@ fn background(
     }
     let progress = state.background.as_ref();
     match run_analysis(
+        setup,
         progress,
         &bg.analysis,
         None,
@@ -175,7 +177,12 @@ pub(super) enum Run {
 }
 
 /// Where an analysis run stands: a measurement is due, the next one is later, or it ended.
+///
+/// A sequential analysis's run takes its limits from [`sequential_limits`], and its first
+/// measurement comes one interval after the initial delay: each measurement covers the time
+/// since the previous one, so one at the very start would see no data.
 pub(super) fn run_analysis(
+    setup: &Setup,
     progress: Option<&AnalysisProgress>,
     run: &AnalysisRun,
     default_count: Option<u32>,
@@ -183,14 +190,25 @@ pub(super) fn run_analysis(
     started: Timestamp,
     now: Timestamp,
 ) -> Run {
-    let status = RolloutState::run_status(progress, &run.limits(default_count));
+    let sequential = setup.is_sequential(&run.name);
+    let limits = if sequential {
+        sequential_limits(run, default_count)
+    } else {
+        run.limits(default_count)
+    };
+    let status = RolloutState::run_status(progress, &limits);
     if status.is_terminal() {
         return Run::Ended(status);
     }
+    let first = if sequential {
+        run.initial_delay + run.interval
+    } else {
+        run.initial_delay
+    };
     let next = match progress {
-        None => started + run.initial_delay,
+        None => started + first,
         Some(p) => match p.last_at {
-            None => p.started_at + run.initial_delay,
+            None => p.started_at + first,
             Some(last) => last + run.interval,
         },
     };
@@ -203,6 +221,23 @@ pub(super) fn run_analysis(
         })
     } else {
         Run::WaitUntil(next)
+    }
+}
+
+/// The limits of a sequential analysis's run: the analysis itself decides each measurement
+/// (fail at the first rejection; pass only when the step's time is up and the tolerance is
+/// ruled out; otherwise inconclusive), so the run fails on its first failed measurement,
+/// succeeds on its first passed one, and is inconclusive once `max_count` measurements
+/// (default: twice `count`) stayed undecided. Without a count (background analysis) it runs
+/// until a failure or promotion.
+pub(crate) fn sequential_limits(run: &AnalysisRun, default_count: Option<u32>) -> RunLimits {
+    let count = run.count.or(default_count);
+    RunLimits {
+        count: run.max_count.or_else(|| count.map(|c| c.saturating_mul(2))),
+        failure_limit: 0,
+        inconclusive_limit: u32::MAX,
+        consecutive_error_limit: run.consecutive_error_limit,
+        consecutive_success_limit: 1,
     }
 }
 
@@ -448,7 +483,7 @@ fn ab_run(
     let run = AnalysisRun::new(analysis)
         .with_count(1)
         .with_interval(setup.plan.poll_interval);
-    match run_analysis(progress, &run, Some(1), Slot::Step, end, now) {
+    match run_analysis(setup, progress, &run, Some(1), Slot::Step, end, now) {
         Run::Due(action) => Decision::Apply(action),
         Run::WaitUntil(at) => wait_until(now, earliest(Some(at), wake)),
         Run::Ended(status) => {

@@ -1,0 +1,481 @@
+//! Sequential analysis, built from a plan's `sequential` template: an anytime-valid test of
+//! candidate against stable, fed the data since the previous measurement, whose state the
+//! engine saves with the rollout.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cutover_analysis::sequential::{
+    CountSettings, CountTest, Decision, DistributionSettings, DistributionTest, Evidence,
+    MeanSettings, MeanTest, ObservedShareCountTest,
+};
+use cutover_analysis::{AnalysisError, Verdict};
+use serde::{Deserialize, Serialize};
+
+use super::{AnalysisContext, AnalysisResult, Comparison, MetricResult, Sources, source};
+use crate::plan::{SequentialKind, SequentialTemplate};
+use crate::{MetricQuery, ProviderError, RevisionId, Samples, Timestamp};
+
+/// The statistical test of a sequential analysis run, as the statistics crate serializes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SequentialTest {
+    /// Counts with a fixed canary share (the template's `canary_share`).
+    Counts(CountTest),
+    /// Counts weighed with each window's realised request share.
+    ObservedShare(ObservedShareCountTest),
+    /// Distributions of per-request values.
+    Distribution(DistributionTest),
+    /// Means of per-request values (mSPRT).
+    Mean(MeanTest),
+}
+
+/// What a sequential analysis run carries from one measurement to the next; saved in
+/// [`AnalysisProgress::sequential`](crate::state::AnalysisProgress::sequential).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequentialState {
+    /// When the test's data begins: the run's start plus its initial delay. The step's time
+    /// counts from here.
+    pub data_start: Timestamp,
+    /// The end of the data fed to the test so far; the next measurement asks for the data
+    /// since then.
+    pub covered_until: Timestamp,
+    /// Measurements whose window had data for both revisions.
+    pub windows: u32,
+    /// The test.
+    pub test: SequentialTest,
+}
+
+/// What the engine tells a sequential analysis besides the [`AnalysisContext`].
+#[derive(Debug, Clone)]
+pub(crate) struct SequentialInput {
+    /// Where the data begins for a new test (the run's start plus its initial delay).
+    pub(crate) data_start: Timestamp,
+    /// The step's time (`count` × `interval`); `None` when the run has no count (background
+    /// analysis), which never passes.
+    pub(crate) min_duration: Option<Duration>,
+    /// The candidate's share of traffic in the current split, to centre a new observed-share
+    /// test's prior.
+    pub(crate) canary_weight: f64,
+    /// The saved state, if the run has measured before.
+    pub(crate) state: Option<SequentialState>,
+}
+
+/// An anytime-valid sequential test of candidate against stable, built from a plan's
+/// `sequential` template (see [`SequentialTemplate`] for the decision rules).
+#[derive(Debug, Clone)]
+pub(crate) struct SequentialAnalysis {
+    template: SequentialTemplate,
+    sources: Sources,
+}
+
+/// One revision's data over a window.
+enum Window {
+    Counts { events: u64, total: u64 },
+    Values(Vec<f64>),
+}
+
+impl Window {
+    fn size(&self) -> u64 {
+        match self {
+            Window::Counts { total, .. } => *total,
+            Window::Values(v) => v.len() as u64,
+        }
+    }
+}
+
+fn invalid(name: &str, e: &AnalysisError) -> ProviderError {
+    ProviderError::permanent(format!("sequential analysis `{name}`: {e}"))
+}
+
+impl SequentialAnalysis {
+    pub(crate) fn new(template: SequentialTemplate, sources: Sources) -> Self {
+        SequentialAnalysis { template, sources }
+    }
+
+    /// A new test with the template's settings.
+    fn new_test(&self, canary_weight: f64) -> Result<SequentialTest, AnalysisError> {
+        let t = &self.template;
+        let alternative = t.effective_alternative();
+        Ok(match t.test {
+            SequentialKind::Counts => {
+                let mut settings = CountSettings {
+                    alpha: t.alpha,
+                    alternative,
+                    ..CountSettings::default()
+                };
+                if let Some(k) = t.prior_strength {
+                    settings.prior_strength = k;
+                }
+                match t.canary_share {
+                    Some(share) => SequentialTest::Counts(CountTest::new(share, settings)?),
+                    None => SequentialTest::ObservedShare(ObservedShareCountTest::new(
+                        canary_weight.clamp(0.01, 0.99),
+                        settings,
+                    )?),
+                }
+            }
+            SequentialKind::Distribution => {
+                SequentialTest::Distribution(DistributionTest::new(DistributionSettings {
+                    alpha: t.alpha,
+                    alternative,
+                    ..DistributionSettings::default()
+                })?)
+            }
+            SequentialKind::Mean => {
+                let mut settings = MeanSettings {
+                    alpha: t.alpha,
+                    alternative,
+                    ..MeanSettings::default()
+                };
+                if let Some(tau) = t.mixture_width {
+                    settings.tau = tau;
+                }
+                SequentialTest::Mean(MeanTest::new(settings)?)
+            }
+        })
+    }
+
+    async fn window(
+        &self,
+        revision: &RevisionId,
+        window: Duration,
+    ) -> Result<Window, ProviderError> {
+        let t = &self.template;
+        let query = MetricQuery::new(&t.query, &t.query, revision.clone(), window);
+        let samples = source(&self.sources, &t.source)?.query(&query).await?;
+        match (t.test, samples) {
+            (SequentialKind::Counts, Samples::Counts { events, total }) => {
+                if events > total {
+                    return Err(ProviderError::permanent(format!(
+                        "query `{}` for `{revision}` returned {events} events out of {total}",
+                        t.query
+                    )));
+                }
+                Ok(Window::Counts { events, total })
+            }
+            (SequentialKind::Counts, Samples::Values(v)) if v.is_empty() => Ok(Window::Counts {
+                events: 0,
+                total: 0,
+            }),
+            (SequentialKind::Counts, Samples::Values(_)) => Err(ProviderError::permanent(format!(
+                "query `{}` returned values; a `counts` sequential test needs counts (events out of requests)",
+                t.query
+            ))),
+            (_, Samples::Values(v)) => Ok(Window::Values(v)),
+            (kind, _) => Err(ProviderError::permanent(format!(
+                "query `{}` returned counts; a `{}` sequential test needs one value per request",
+                t.query,
+                kind.name()
+            ))),
+        }
+    }
+
+    /// Takes one measurement: queries both revisions for the data since the previous
+    /// measurement, feeds it to the test, and decides. Returns the result and the test's new
+    /// state, to be saved with the measurement.
+    pub(crate) async fn measure(
+        &self,
+        ctx: &AnalysisContext,
+        now: Timestamp,
+        input: SequentialInput,
+    ) -> Result<(AnalysisResult, SequentialState), ProviderError> {
+        let name = ctx.analysis.as_str();
+        let mut state = match input.state {
+            Some(state) => state,
+            None => SequentialState {
+                data_start: input.data_start,
+                covered_until: input.data_start,
+                windows: 0,
+                test: self
+                    .new_test(input.canary_weight)
+                    .map_err(|e| invalid(name, &e))?,
+            },
+        };
+        let window = now.saturating_since(state.covered_until);
+        let (control, canary) = if window.is_zero() {
+            (None, None)
+        } else {
+            (
+                Some(self.window(&ctx.revisions.stable, window).await?),
+                Some(self.window(&ctx.revisions.candidate, window).await?),
+            )
+        };
+        let fed = match (&control, &canary) {
+            (Some(c), Some(t)) if c.size() > 0 && t.size() > 0 => {
+                feed(&mut state.test, c, t).map_err(|e| invalid(name, &e))?;
+                true
+            }
+            _ => false,
+        };
+        if fed {
+            state.windows += 1;
+        }
+        state.covered_until = state.covered_until.max(now);
+        let evidence = match &state.test {
+            SequentialTest::Counts(t) => t.evidence(),
+            SequentialTest::ObservedShare(t) => t.evidence(),
+            SequentialTest::Distribution(t) => t.evidence(),
+            SequentialTest::Mean(t) => t.evidence(),
+        };
+        let elapsed = now.saturating_since(state.data_start);
+        let sizes = (
+            control.as_ref().map_or(0, Window::size),
+            canary.as_ref().map_or(0, Window::size),
+        );
+        let result = self.judge(&evidence, fed, elapsed, input.min_duration, window, sizes);
+        Ok((result, state))
+    }
+
+    /// The verdict and the record's numbers for `evidence`.
+    #[allow(clippy::cast_precision_loss)]
+    fn judge(
+        &self,
+        e: &Evidence,
+        fed: bool,
+        elapsed: Duration,
+        min_duration: Option<Duration>,
+        window: Duration,
+        (window_control, window_canary): (u64, u64),
+    ) -> AnalysisResult {
+        let t = &self.template;
+        let tolerance = t.effective_tolerance().unwrap_or(f64::NAN);
+        let decision = e.decide(tolerance - e.effect.null_value());
+        let time_up = min_duration.is_some_and(|d| elapsed >= d);
+        let effect = t.test.effect();
+        let secs = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        let numbers = format!(
+            "p = {:.4} (alpha {}), e-value {:.3}, {effect} {:.4} in [{:.4}, {:.4}], tolerance {tolerance}; \
+             stable n = {}, candidate n = {} ({} and {} in the last {})",
+            e.p_value,
+            t.alpha,
+            e.log_e_value.exp(),
+            e.estimate,
+            e.lower,
+            e.upper,
+            e.control_n,
+            e.canary_n,
+            window_control,
+            window_canary,
+            secs(window),
+        );
+        let (verdict, why) = match decision {
+            Decision::Reject => (
+                Verdict::Fail,
+                format!("rejected: the candidate is worse ({numbers})"),
+            ),
+            _ if !fed => (
+                Verdict::Inconclusive,
+                format!("no new data for both revisions, going on ({numbers})"),
+            ),
+            Decision::RuledOut if time_up => (
+                Verdict::Pass,
+                format!(
+                    "passed after {}: the confidence sequence rules out a {effect} above {tolerance} ({numbers})",
+                    secs(elapsed)
+                ),
+            ),
+            Decision::RuledOut => (
+                Verdict::Inconclusive,
+                format!(
+                    "no degradation above the tolerance, but the step's time is not up ({} of {}), going on ({numbers})",
+                    secs(elapsed),
+                    min_duration
+                        .map_or_else(|| "until promotion".to_owned(), |d| secs(d).to_string())
+                ),
+            ),
+            Decision::Undecided => (
+                Verdict::Inconclusive,
+                format!("undecided after {}, going on ({numbers})", secs(elapsed)),
+            ),
+        };
+        let summary = format!("{} ({} test): {why}", t.query, t.test.name());
+        let mut map = BTreeMap::new();
+        for (key, value) in [
+            ("p_value", e.p_value),
+            ("log_e_value", e.log_e_value),
+            ("estimate", e.estimate),
+            ("lower", e.lower),
+            ("upper", e.upper),
+            ("tolerance", tolerance),
+            ("alpha", t.alpha),
+            ("stable_n", e.control_n as f64),
+            ("candidate_n", e.canary_n as f64),
+            ("window_stable_n", window_control as f64),
+            ("window_candidate_n", window_canary as f64),
+            ("elapsed_s", elapsed.as_secs_f64()),
+        ] {
+            // JSON has no infinities or NaN: an unbounded end is left out.
+            if value.is_finite() {
+                map.insert(key.to_owned(), value);
+            }
+        }
+        AnalysisResult {
+            verdict,
+            summary,
+            metrics: vec![MetricResult {
+                name: t.query.clone(),
+                verdict,
+                value: Some(e.estimate).filter(|v| v.is_finite()),
+                samples: e.canary_n,
+                detail: why,
+            }],
+            comparison: Some(Comparison {
+                winner: None,
+                effect: if e.estimate.is_finite() {
+                    e.estimate
+                } else {
+                    e.effect.null_value()
+                },
+                confidence: 1.0 - e.p_value,
+                numbers: map,
+            }),
+        }
+    }
+}
+
+/// Feeds one window of both revisions to the test.
+fn feed(test: &mut SequentialTest, control: &Window, canary: &Window) -> Result<(), AnalysisError> {
+    match (test, control, canary) {
+        (
+            SequentialTest::Counts(t),
+            Window::Counts { events: c, .. },
+            Window::Counts { events: x, .. },
+        ) => t.observe(*c, *x).map(drop),
+        (
+            SequentialTest::ObservedShare(t),
+            Window::Counts {
+                events: c,
+                total: nc,
+            },
+            Window::Counts {
+                events: x,
+                total: nx,
+            },
+        ) => t.observe_window(*c, *x, *nc, *nx).map(drop),
+        (SequentialTest::Distribution(t), Window::Values(c), Window::Values(x)) => {
+            t.observe_control(c)?;
+            t.observe_canary(x)?;
+            t.check();
+            Ok(())
+        }
+        (SequentialTest::Mean(t), Window::Values(c), Window::Values(x)) => {
+            // The mSPRT pairs values in arrival order, but a window's values may come in any
+            // order (the local proxy's come sorted, from a histogram): pair a random
+            // selection of equally many values of each arm, so pairs are as independent as
+            // the requests and nothing waits unpaired into the next window.
+            let n = c.len().min(x.len());
+            let mut rng = SplitMix(seed(c.len(), x.len(), t.evidence().control_n));
+            t.observe_control(&sample(c, n, &mut rng))?;
+            t.observe_canary(&sample(x, n, &mut rng))
+        }
+        _ => Err(AnalysisError::Invalid(
+            "the saved test does not match the template's kind".into(),
+        )),
+    }
+}
+
+/// A seed for the pairing of one window, fixed by the window's sizes and the test's progress
+/// (never by the values).
+fn seed(control: usize, canary: usize, seen: u64) -> u64 {
+    (control as u64).rotate_left(40) ^ (canary as u64).rotate_left(20) ^ seen
+}
+
+/// `n` of `values` chosen at random, in random order (a partial Fisher-Yates shuffle).
+fn sample(values: &[f64], n: usize, rng: &mut SplitMix) -> Vec<f64> {
+    let mut v = values.to_vec();
+    for i in 0..n.min(v.len()) {
+        let remaining = (v.len() - i) as u64;
+        #[allow(clippy::cast_possible_truncation)] // below v.len()
+        let j = i + (rng.next() % remaining) as usize;
+        v.swap(i, j);
+    }
+    v.truncate(n);
+    v
+}
+
+/// SplitMix64: a small deterministic generator, so a measurement repeated after a crash
+/// pairs the same way.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed(template: &SequentialTemplate) -> SequentialState {
+        let analysis = SequentialAnalysis::new(template.clone(), Sources::new());
+        let mut test = analysis.new_test(0.2).unwrap();
+        let (control, canary) = if template.test == SequentialKind::Counts {
+            (
+                Window::Counts {
+                    events: 12,
+                    total: 800,
+                },
+                Window::Counts {
+                    events: 5,
+                    total: 200,
+                },
+            )
+        } else {
+            let values = |offset: f64| (0..50).map(|i| offset + f64::from(i) / 100.0).collect();
+            (Window::Values(values(0.1)), Window::Values(values(0.12)))
+        };
+        for _ in 0..3 {
+            feed(&mut test, &control, &canary).unwrap();
+        }
+        let at = Timestamp::from_unix_millis(1_700_000_000_000);
+        SequentialState {
+            data_start: at,
+            covered_until: at,
+            windows: 3,
+            test,
+        }
+    }
+
+    /// The state is saved as JSON (file and ConfigMap stores), which has no infinities: every
+    /// kind of test must come back exactly as it was.
+    #[test]
+    fn every_test_survives_json() {
+        for template in [
+            SequentialTemplate::counts("s", "q"),
+            SequentialTemplate::counts("s", "q").with_canary_share(0.2),
+            SequentialTemplate::distribution("s", "q"),
+            SequentialTemplate::mean("s", "q").with_tolerance(0.01),
+            SequentialTemplate::counts("s", "q")
+                .with_alternative(cutover_analysis::Alternative::TwoSided),
+        ] {
+            let state = fed(&template);
+            let json = serde_json::to_string(&state).unwrap();
+            let back: SequentialState =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{template:?}: {e}"));
+            assert_eq!(back, state, "{template:?}");
+        }
+    }
+
+    #[test]
+    fn mean_pairs_equal_random_selections() {
+        let mut rng = SplitMix(seed(10, 4, 0));
+        let sorted: Vec<f64> = (0..10).map(f64::from).collect();
+        let picked = sample(&sorted, 4, &mut rng);
+        assert_eq!(picked.len(), 4);
+        assert!(picked.iter().all(|v| sorted.contains(v)));
+        assert_ne!(
+            picked,
+            sorted[..4],
+            "a random selection, not the smallest values"
+        );
+        let mut again = SplitMix(seed(10, 4, 0));
+        assert_eq!(sample(&sorted, 4, &mut again), picked, "deterministic");
+    }
+}
