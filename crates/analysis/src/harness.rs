@@ -13,6 +13,7 @@ use crate::kayenta::{
     CanaryConfig, JudgeSettings, MetricConfig, MetricData, ScoreThresholds, ScoredMetric, classify,
     judge, score,
 };
+use crate::sequential::{CountSettings, CountTest, DistributionSettings, DistributionTest};
 use crate::{
     Alternative, AnalysisError, Method, PowerSettings, chi_square_2x2, fisher_exact,
     hodges_lehmann, mann_whitney, power_normal, power_two_proportions, sample_size_normal,
@@ -36,6 +37,9 @@ fn alpha() -> f64 {
 }
 fn one() -> f64 {
     1.0
+}
+fn prior_strength() -> f64 {
+    crate::sequential::DEFAULT_PRIOR_STRENGTH
 }
 
 /// One request to the harness.
@@ -208,6 +212,93 @@ pub enum Request {
         #[serde(default)]
         alternative: Alternative,
     },
+    /// [`CountTest`] fed cumulative event counts per check →
+    /// `{"p_values", "first_rejection"}`.
+    SequentialCounts {
+        /// Cumulative `[control, canary]` event counts, one pair per check (non-decreasing).
+        counts: Vec<[u64; 2]>,
+        /// Traffic split `[control, canary]`, positive (normalised to shares).
+        split: [f64; 2],
+        /// Default 0.05.
+        #[serde(default = "alpha")]
+        alpha: f64,
+        /// Dirichlet prior strength `k` (default
+        /// [`DEFAULT_PRIOR_STRENGTH`](crate::sequential::DEFAULT_PRIOR_STRENGTH)).
+        #[serde(default = "prior_strength")]
+        prior_strength: f64,
+        /// Default two-sided.
+        #[serde(default)]
+        alternative: Alternative,
+    },
+    /// [`DistributionTest`] fed new values per check →
+    /// `{"p_values", "first_rejection"}`.
+    SequentialDistribution {
+        /// New control values, one list per check.
+        control: Vec<Vec<f64>>,
+        /// New canary values, one list per check (as many as `control`).
+        canary: Vec<Vec<f64>>,
+        /// Default 0.05.
+        #[serde(default = "alpha")]
+        alpha: f64,
+        /// Default two-sided.
+        #[serde(default)]
+        alternative: Alternative,
+    },
+}
+
+/// The `{"p_values", "first_rejection"}` answer of the sequential ops.
+fn sequential_answer(p_values: &[f64], alpha: f64) -> Value {
+    let first = p_values.iter().position(|&p| p <= alpha);
+    json!({ "p_values": p_values, "first_rejection": first })
+}
+
+fn sequential_counts(
+    counts: &[[u64; 2]],
+    split: [f64; 2],
+    settings: CountSettings,
+) -> Result<Value, AnalysisError> {
+    if !split.iter().all(|s| *s > 0.0 && s.is_finite()) {
+        return Err(AnalysisError::Invalid(format!(
+            "split must hold two positive finite weights, got {split:?}"
+        )));
+    }
+    let mut test = CountTest::new(split[1] / (split[0] + split[1]), settings)?;
+    let mut last = [0u64; 2];
+    let mut p_values = Vec::with_capacity(counts.len());
+    for (i, &[control, canary]) in counts.iter().enumerate() {
+        if control < last[0] || canary < last[1] {
+            return Err(AnalysisError::Invalid(format!(
+                "counts must be cumulative (non-decreasing): check {i} has {:?} after {last:?}",
+                [control, canary]
+            )));
+        }
+        p_values.push(test.observe(control - last[0], canary - last[1])?.p_value);
+        last = [control, canary];
+    }
+    Ok(sequential_answer(&p_values, settings.alpha))
+}
+
+fn sequential_distribution(
+    control: &[Vec<f64>],
+    canary: &[Vec<f64>],
+    settings: DistributionSettings,
+) -> Result<Value, AnalysisError> {
+    if control.len() != canary.len() {
+        return Err(AnalysisError::Invalid(format!(
+            "control has {} checks but canary has {}",
+            control.len(),
+            canary.len()
+        )));
+    }
+    let alpha = settings.alpha;
+    let mut test = DistributionTest::new(settings)?;
+    let mut p_values = Vec::with_capacity(control.len());
+    for (c, t) in control.iter().zip(canary) {
+        test.observe_control(c)?;
+        test.observe_canary(t)?;
+        p_values.push(test.check().p_value);
+    }
+    Ok(sequential_answer(&p_values, alpha))
 }
 
 fn power_settings(alpha: f64, ratio: f64, alternative: Alternative) -> PowerSettings {
@@ -341,6 +432,35 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
             let n1 = sample_size_normal(effect_size, power, s)?;
             json!({ "n1": n1, "n2": n1 * ratio })
         }
+        Request::SequentialCounts {
+            counts,
+            split,
+            alpha,
+            prior_strength,
+            alternative,
+        } => sequential_counts(
+            &counts,
+            split,
+            CountSettings {
+                alpha,
+                prior_strength,
+                alternative,
+            },
+        )?,
+        Request::SequentialDistribution {
+            control,
+            canary,
+            alpha,
+            alternative,
+        } => sequential_distribution(
+            &control,
+            &canary,
+            DistributionSettings {
+                alpha,
+                alternative,
+                ..DistributionSettings::default()
+            },
+        )?,
     })
 }
 

@@ -12,6 +12,8 @@
 //! - [`quantile_r7`]: sample quantiles as R and NumPy compute them by default.
 //! - [`two_proportion_test`]: the comparison of two rates (error or conversion rates) that A/B
 //!   tests report as a winner, an effect and a confidence.
+//! - [`sequential`]: anytime-valid tests (counts, distributions, means) that can be checked
+//!   after every request with a guaranteed false-rollback rate, and their [`Decision`].
 //!
 //! Everything here works on plain numbers (`&[f64]`, counts) and is deterministic, so it is easy
 //! to check against reference implementations (R, SciPy).
@@ -43,6 +45,7 @@ mod mann_whitney;
 mod proportions;
 mod quantile;
 mod rank;
+pub mod sequential;
 mod tally;
 mod verdict;
 mod zeroin;
@@ -61,6 +64,7 @@ pub use self::mann_whitney::{
 pub use self::proportions::{Proportion, ProportionTest, two_proportion_test};
 pub use self::quantile::quantile_r7;
 pub use self::rank::rank_average;
+pub use self::sequential::{Decision, Evidence};
 pub use self::tally::{Measurement, RunLimits, RunStatus, Tally};
 pub use self::verdict::Verdict;
 pub use self::zeroin::zeroin;

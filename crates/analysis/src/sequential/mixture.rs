@@ -1,0 +1,197 @@
+//! A discrete mixture over the log rate ratio `δ`, for the event-label likelihood with a
+//! share that changes from window to window (used by the observed-share counts test and the
+//! tail exceedance test).
+//!
+//! The grid `δ_j` and weights `w_j` (summing to 1) discretise the prior that Beta(`k·ρ₀`,
+//! `k·(1 − ρ₀)`) on `θ` induces on `δ = logit θ − logit ρ₀`. Because the weights sum to 1 the
+//! mixture `Σ_j w_j Π_t LR_t(δ_j)` is itself an exact mixture of (super)martingales: the
+//! quadrature changes power a little, never validity.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Alternative;
+
+/// Grid points.
+const POINTS: usize = 401;
+
+/// `ln Σ exp(v)` over the values, `−∞` for none.
+pub(crate) fn log_sum_exp(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let max = values.clone().fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY || max.is_nan() {
+        return max;
+    }
+    max + values.map(|v| (v - max).exp()).sum::<f64>().ln()
+}
+
+/// Per-window log likelihood ratio of `δ` against `δ = 0` for `x_t` canary and `n − x_t`
+/// control events when the canary has share `rho` of the exposure:
+/// `x_t·δ − n·ln(1 + ρ(e^δ − 1))`.
+fn window_llr(delta_expm1: f64, delta: f64, x_t: f64, n: f64, rho: f64) -> f64 {
+    x_t * delta - n * (rho * delta_expm1).ln_1p()
+}
+
+/// What is persisted: the prior's parameters and the accumulated log likelihoods (the grid and
+/// weights are rebuilt from the parameters, deterministically).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MixtureState {
+    prior_strength: f64,
+    share: f64,
+    alternative: Alternative,
+    log_lik: Vec<f64>,
+}
+
+impl TryFrom<MixtureState> for LogRatioMixture {
+    type Error = String;
+
+    fn try_from(state: MixtureState) -> Result<Self, String> {
+        let (k, rho) = (state.prior_strength, state.share);
+        if !(k > 0.0 && k.is_finite() && rho > 0.0 && rho < 1.0) {
+            return Err(format!("invalid mixture prior: strength {k}, share {rho}"));
+        }
+        let mut mixture = LogRatioMixture::new(k, rho, state.alternative);
+        if state.log_lik.len() != mixture.log_lik.len() {
+            return Err(format!(
+                "mixture state has {} grid points, expected {}",
+                state.log_lik.len(),
+                mixture.log_lik.len()
+            ));
+        }
+        mixture.log_lik = state.log_lik;
+        Ok(mixture)
+    }
+}
+
+impl From<LogRatioMixture> for MixtureState {
+    fn from(m: LogRatioMixture) -> Self {
+        MixtureState {
+            prior_strength: m.prior_strength,
+            share: m.share,
+            alternative: m.alternative,
+            log_lik: m.log_lik,
+        }
+    }
+}
+
+/// The mixture's state: the grid, the log prior weights and the accumulated log likelihoods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MixtureState", into = "MixtureState")]
+pub(crate) struct LogRatioMixture {
+    prior_strength: f64,
+    share: f64,
+    alternative: Alternative,
+    delta: Vec<f64>,
+    /// ln w_j of the full (two-sided) prior.
+    log_w: Vec<f64>,
+    /// ln w_j of the prior the test uses (truncated for one-sided alternatives).
+    log_w_test: Vec<f64>,
+    log_lik: Vec<f64>,
+}
+
+impl LogRatioMixture {
+    /// The grid for prior strength `k` centred on share `rho0`.
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn new(k: f64, rho0: f64, alternative: Alternative) -> Self {
+        let (a, b) = (k * rho0, k * (1.0 - rho0));
+        let c = (rho0 / (1.0 - rho0)).ln();
+        // The logistic-beta density of η = logit θ is σ(η)^a σ(−η)^b / B(a, b); its tails fall
+        // like e^{−a|η|}, e^{−b|η|}. Cover 40 nats below the mode on each side, at most ±20.
+        let mode = (a / b).ln();
+        let half = (40.0 / a.min(b) + 10.0 * (1.0 / a + 1.0 / b).sqrt()).min(20.0);
+        let (lo, hi) = (mode - half, mode + half);
+        let step = (hi - lo) / (POINTS - 1) as f64;
+        let ln_sig = |x: f64| {
+            // ln σ(x), stable for both signs.
+            if x >= 0.0 {
+                -(-x).exp().ln_1p()
+            } else {
+                x - x.exp().ln_1p()
+            }
+        };
+        let eta: Vec<f64> = (0..POINTS).map(|j| lo + step * j as f64).collect();
+        let raw: Vec<f64> = eta
+            .iter()
+            .map(|&e| a * ln_sig(e) + b * ln_sig(-e))
+            .collect();
+        let norm = log_sum_exp(raw.iter().copied());
+        let log_w: Vec<f64> = raw.iter().map(|r| r - norm).collect();
+        let delta: Vec<f64> = eta.iter().map(|e| e - c).collect();
+        let keep = |d: f64| match alternative {
+            Alternative::TwoSided => true,
+            Alternative::Greater => d > 0.0,
+            Alternative::Less => d < 0.0,
+        };
+        let kept = log_sum_exp(
+            delta
+                .iter()
+                .zip(&log_w)
+                .filter(|(d, _)| keep(**d))
+                .map(|(_, w)| *w),
+        );
+        let log_w_test = delta
+            .iter()
+            .zip(&log_w)
+            .map(|(d, w)| {
+                if keep(*d) {
+                    w - kept
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        LogRatioMixture {
+            prior_strength: k,
+            share: rho0,
+            alternative,
+            log_lik: vec![0.0; delta.len()],
+            delta,
+            log_w,
+            log_w_test,
+        }
+    }
+
+    /// Adds one window: `control` and `canary` events, canary share of exposure `rho` in [0, 1].
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn observe(&mut self, control: u64, canary: u64, rho: f64) {
+        let (x_t, n) = (canary as f64, control as f64 + canary as f64);
+        if n == 0.0 {
+            return;
+        }
+        for (l, &d) in self.log_lik.iter_mut().zip(&self.delta) {
+            *l += window_llr(d.exp_m1(), d, x_t, n, rho);
+        }
+    }
+
+    /// ln of the mixture e-value of the test's alternative.
+    pub(crate) fn log_e(&self) -> f64 {
+        log_sum_exp(
+            self.log_w_test
+                .iter()
+                .zip(&self.log_lik)
+                .map(|(w, l)| w + l),
+        )
+    }
+
+    /// The `(1 − alpha)` confidence sequence on `δ`, from the grid (each end widened to the
+    /// next grid point outside, or unbounded at the grid's end).
+    pub(crate) fn delta_interval(&self, alpha: f64) -> (f64, f64) {
+        let total = log_sum_exp(self.log_w.iter().zip(&self.log_lik).map(|(w, l)| w + l));
+        let inside = |j: usize| total - self.log_lik[j] < -alpha.ln();
+        let first = (0..self.delta.len()).find(|&j| inside(j));
+        let last = (0..self.delta.len()).rev().find(|&j| inside(j));
+        match (first, last) {
+            (Some(f), Some(l)) => (
+                if f == 0 {
+                    f64::NEG_INFINITY
+                } else {
+                    self.delta[f - 1]
+                },
+                if l + 1 == self.delta.len() {
+                    f64::INFINITY
+                } else {
+                    self.delta[l + 1]
+                },
+            ),
+            _ => (f64::NEG_INFINITY, f64::INFINITY),
+        }
+    }
+}
