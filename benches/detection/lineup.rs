@@ -12,7 +12,9 @@ use crate::traffic::{Effect, Scenario};
 /// Replication caps for the baselines that re-sort every raw value at every check.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Caps {
-    /// Kayenta and Mann-Whitney on raw latencies (run at 5 and 20 req/s only).
+    /// Kayenta and Mann-Whitney on 10 s points.
+    pub(crate) baseline: usize,
+    /// Kayenta and Mann-Whitney on raw latencies (run at 5 req/s only).
     pub(crate) raw: usize,
 }
 
@@ -47,16 +49,16 @@ pub(crate) fn lineup(scenario: &Scenario, rate: f64, caps: Caps) -> Vec<Spec<'_>
     }
     for (m, tag) in metrics {
         out.extend(cutover::specs(m, tag));
-        out.push(spec(format!("kayenta-10s/{tag}"), all, move || {
+        out.push(spec(format!("kayenta-10s/{tag}"), caps.baseline, move || {
             Box::new(Kayenta::new(m, View::Points, true))
         }));
-        out.push(spec(format!("kayenta-10s-nogates/{tag}"), all, move || {
+        out.push(spec(format!("kayenta-10s-nogates/{tag}"), caps.baseline, move || {
             Box::new(Kayenta::new(m, View::Points, false))
         }));
-        out.push(spec(format!("mw-peek-10s/{tag}"), all, move || {
+        out.push(spec(format!("mw-peek-10s/{tag}"), caps.baseline, move || {
             Box::new(NaiveMannWhitney::new(m, View::Points))
         }));
-        if m == Metric::Latency && rate <= 20.0 {
+        if m == Metric::Latency && rate <= 5.0 {
             out.push(spec(format!("kayenta-raw/{tag}"), caps.raw, move || {
                 Box::new(Kayenta::new(m, View::Raw, true))
             }));

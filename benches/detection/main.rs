@@ -32,6 +32,8 @@ struct Options {
     seed: u64,
     only: Option<String>,
     detectors: Option<String>,
+    null_reps: Option<usize>,
+    effect_reps: Option<usize>,
     sweep: bool,
 }
 
@@ -43,6 +45,8 @@ fn parse() -> Result<Options, String> {
         seed: 20_261_122,
         only: None,
         detectors: None,
+        null_reps: None,
+        effect_reps: None,
         sweep: false,
     };
     let mut args = std::env::args().skip(1);
@@ -58,6 +62,12 @@ fn parse() -> Result<Options, String> {
                 o.threads = value("--threads")?
                     .parse()
                     .map_err(|e| format!("--threads: {e}"))?;
+            }
+            "--null-reps" => {
+                o.null_reps = Some(value("--null-reps")?.parse().map_err(|e| format!("{e}"))?);
+            }
+            "--effect-reps" => {
+                o.effect_reps = Some(value("--effect-reps")?.parse().map_err(|e| format!("{e}"))?);
             }
             "--seed" => {
                 o.seed = value("--seed")?
@@ -75,6 +85,7 @@ fn parse() -> Result<Options, String> {
 struct Reps {
     null: usize,
     effect: usize,
+    baseline: usize,
     raw: usize,
 }
 
@@ -94,7 +105,7 @@ fn run(o: &Options, reps: Reps) -> Vec<Row> {
             } else {
                 reps.effect
             };
-            let mut specs = lineup::lineup(&scenario, rate, lineup::Caps { raw: reps.raw });
+            let mut specs = lineup::lineup(&scenario, rate, lineup::Caps { baseline: reps.baseline, raw: reps.raw });
             if let Some(d) = &o.detectors {
                 specs.retain(|s| s.name == "sprt-limit" || s.name.contains(d.as_str()));
             }
@@ -129,28 +140,23 @@ fn main() -> ExitCode {
         eprintln!("wall time: {:.1} s", started.elapsed().as_secs_f64());
         return ExitCode::SUCCESS;
     }
-    let reps = if o.quick {
-        Reps {
-            null: 300,
-            effect: 100,
-            raw: 30,
-        }
+    let mut reps = if o.quick {
+        Reps { null: 100, effect: 40, baseline: 100, raw: 10 }
     } else {
-        Reps {
-            null: 2000,
-            effect: 500,
-            raw: 150,
-        }
+        Reps { null: 2000, effect: 500, baseline: 500, raw: 100 }
     };
+    reps.null = o.null_reps.unwrap_or(reps.null);
+    reps.effect = o.effect_reps.unwrap_or(reps.effect);
     // Computed before the clock matters for any cell, once per process.
     let _ = detectors::group_sequential::boundaries();
     let rows = run(&o, reps);
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "detection benchmark: seed {}, {} A/A reps, {} reps per effect cell, raw-value \
-         Kayenta/MW at <= 20 req/s on the first {} reps; checks every 10 s for 30 min; \
-         TTD from onset; limit = power-one SPRT (ln 20) with true parameters",
-        o.seed, reps.null, reps.effect, reps.raw
+        "detection benchmark: seed {}, {} A/A reps, {} reps per effect cell; Kayenta and \
+         naive MW on 10 s points on the first {} reps of each cell, on raw latencies at \
+         5 req/s on the first {}; checks every 10 s for 30 min; TTD from onset; limit = \
+         power-one SPRT (ln 20) with true parameters",
+        o.seed, reps.null, reps.effect, reps.baseline, reps.raw
     );
     print!("{}", report::table(&rows));
     println!("wall time: {wall:.1} s on {} threads", o.threads);
@@ -158,7 +164,8 @@ fn main() -> ExitCode {
         let doc = serde_json::json!({
             "seed": o.seed,
             "quick": o.quick,
-            "replications": {"null": reps.null, "effect": reps.effect, "raw_view": reps.raw},
+            "replications": {"null": reps.null, "effect": reps.effect,
+                "kayenta_mw_points": reps.baseline, "kayenta_mw_raw": reps.raw},
             "wall_time_s": wall,
             "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
         });
