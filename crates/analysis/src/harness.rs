@@ -272,7 +272,8 @@ fn sequential_counts(
                 [control, canary]
             )));
         }
-        p_values.push(test.observe(control - last[0], canary - last[1])?.p_value);
+        test.observe(control - last[0], canary - last[1])?;
+        p_values.push(test.evidence().p_value);
         last = [control, canary];
     }
     Ok(sequential_answer(&p_values, settings.alpha))

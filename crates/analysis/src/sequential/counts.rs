@@ -30,7 +30,8 @@
 //! # Confidence sequence \[V\]
 //!
 //! `{θ : x_C ln(1−θ) + x_T ln θ ≥ ln B(a + x) − ln B(a) + ln α}` (the untruncated mixture,
-//! whatever the alternative), an interval found by bisection and mapped to the rate ratio with
+//! whatever the alternative), an interval found by Newton's method on the logit scale (from
+//! outside, so it errs on the wide side) and mapped to the rate ratio with
 //! `r = θ·ρ_C / ((1 − θ)·ρ_T)`, which is increasing in `θ`.
 //!
 //! # Prior strength (tuning)
@@ -174,48 +175,76 @@ pub(crate) fn theta_interval(
     let (a_c, a_t) = (k * (1.0 - rho_t), k * rho_t);
     let (x_c, x_t) = (control as f64, canary as f64);
     let bound = ln_beta(a_c + x_c, a_t + x_t) - ln_beta(a_c, a_t) + alpha.ln();
-    // g(θ) ≥ 0 inside; g is concave with its maximum at the MLE.
-    let g = |theta: f64| {
-        let l = if x_t > 0.0 { x_t * theta.ln() } else { 0.0 };
-        let r = if x_c > 0.0 {
-            x_c * (-theta).ln_1p()
-        } else {
-            0.0
-        };
-        l + r - bound
-    };
     let n = x_c + x_t;
     if n == 0.0 {
         return (0.0, 1.0);
     }
-    let mle = x_t / n;
+    // In u = logit θ: h(u) = x_T ln σ(u) + x_C ln σ(−u) − bound ≥ 0 inside, concave, with
+    // h'(u) = x_T − n·σ(u).
+    let h = |u: f64| x_t * ln_sigmoid(u) + x_c * ln_sigmoid(-u) - bound;
+    let dh = |u: f64| x_t - n * sigmoid(u);
+    let inside = if x_t == 0.0 {
+        -40.0
+    } else if x_c == 0.0 {
+        40.0
+    } else {
+        (x_t / x_c).ln()
+    };
     let lower = if x_t == 0.0 {
         0.0
     } else {
-        bisect(&g, 0.0, mle)
+        sigmoid(newton_boundary(&h, &dh, inside, -1.0))
     };
     let upper = if x_c == 0.0 {
         1.0
     } else {
-        bisect(&g, 1.0, mle)
+        sigmoid(newton_boundary(&h, &dh, inside, 1.0))
     };
     (lower, upper)
 }
 
-/// Finds the boundary between `outside` (where `g < 0`) and `inside` (where `g ≥ 0`).
-pub(crate) fn bisect(g: &impl Fn(f64) -> f64, mut outside: f64, mut inside: f64) -> f64 {
-    for _ in 0..200 {
-        let mid = 0.5 * (outside + inside);
-        if mid == outside || mid == inside {
+/// `σ(u) = 1 / (1 + e^{−u})`.
+fn sigmoid(u: f64) -> f64 {
+    1.0 / (1.0 + (-u).exp())
+}
+
+/// `ln σ(u)`, stable for both signs.
+pub(crate) fn ln_sigmoid(u: f64) -> f64 {
+    if u >= 0.0 {
+        -(-u).exp().ln_1p()
+    } else {
+        u - u.exp().ln_1p()
+    }
+}
+
+/// The boundary of `{h ≥ 0}` on the side `direction` (±1) of `inside`, for a concave `h`:
+/// step out until `h < 0`, then Newton from outside, which for a concave function approaches
+/// the root monotonically from outside (the tangent lies above `h`), so the result errs on the
+/// wide side.
+fn newton_boundary(
+    h: &impl Fn(f64) -> f64,
+    dh: &impl Fn(f64) -> f64,
+    inside: f64,
+    direction: f64,
+) -> f64 {
+    let mut step = 1.0;
+    let mut u = inside + direction * step;
+    while h(u) >= 0.0 && step < 1e6 {
+        step *= 2.0;
+        u = inside + direction * step;
+    }
+    for _ in 0..100 {
+        let (value, slope) = (h(u), dh(u));
+        if value.is_nan() || value >= 0.0 || slope == 0.0 || !slope.is_finite() {
             break;
         }
-        if g(mid) >= 0.0 {
-            inside = mid;
-        } else {
-            outside = mid;
+        let next = u - value / slope;
+        if (next - u).abs() <= 1e-12 * (1.0 + u.abs()) {
+            break;
         }
+        u = next;
     }
-    outside
+    u
 }
 
 /// `θ` (canary's share of events) → per-request rate ratio canary / control.
@@ -276,13 +305,14 @@ impl CountTest {
         self.canary_share
     }
 
-    /// Adds new events (increments since the last call, not totals) and updates the p-value.
-    /// Fails, changing nothing, when a total would overflow.
+    /// Adds new events (increments since the last call, not totals) and updates the p-value:
+    /// a few log-gamma evaluations, O(1). Fails, changing nothing, when a total would overflow.
+    /// Read the result with [`evidence`](Self::evidence).
     pub fn observe(
         &mut self,
         control_events: u64,
         canary_events: u64,
-    ) -> Result<Evidence, AnalysisError> {
+    ) -> Result<(), AnalysisError> {
         let control = self.control.checked_add(control_events);
         let canary = self.canary.checked_add(canary_events);
         let (Some(control), Some(canary)) = (control, canary) else {
@@ -299,7 +329,7 @@ impl CountTest {
             s.alternative,
         );
         self.running.update_log_e(log_e, s.alpha);
-        Ok(self.evidence())
+        Ok(())
     }
 
     /// The current evidence: p-value, log BF, the rate ratio's estimate and confidence sequence.

@@ -515,3 +515,41 @@ fn band_p_value(d: f64, nc: f64, nt: f64) -> f64 {
     // Reject for every u below `hi`, i.e. every a above 1612·e^{−hi/0.8}; α = 2a.
     (2.0 * 1612.0 * (-hi / 0.8).exp()).min(1.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn band_p_value_is_the_level_where_the_rule_flips() {
+        for (d, nc, nt) in [(0.6, 100.0, 100.0), (0.2, 5000.0, 800.0), (0.05, 1e5, 2e4)] {
+            let p = band_p_value(d, nc, nt);
+            assert!(p > 0.0 && p < 1.0, "{p}");
+            // At α = p each band has a = p/2 and the threshold equals d.
+            let width = |alpha: f64| band_epsilon(nc, alpha / 2.0) + band_epsilon(nt, alpha / 2.0);
+            assert!((width(p) - d).abs() < 1e-9, "{d}: {} at p = {p}", width(p));
+            assert!(width(p * 1.001) < d && width(p * 0.999) > d);
+        }
+        assert_eq!(band_p_value(0.01, 100.0, 100.0), 1.0);
+        assert_eq!(band_p_value(0.5, 0.0, 100.0), 1.0);
+    }
+
+    #[test]
+    fn gaps_at_edges_and_the_largest_gap_inside_buckets() {
+        let settings = DistributionSettings {
+            edges: vec![1.0, 2.0, 3.0],
+            tail_quantiles: Vec::new(),
+            ..DistributionSettings::default()
+        };
+        let mut t = DistributionTest::new(settings).unwrap();
+        t.observe_control(&[0.5, 1.5, 2.5, 3.5]).unwrap();
+        t.observe_canary(&[1.5, 1.6, 3.5, 3.6]).unwrap();
+        t.check();
+        let (d_plus, d_minus, upper) = t.gaps();
+        // F_control at 1, 2, 3: 1/4, 2/4, 3/4; F_canary: 0, 2/4, 2/4.
+        assert!((d_plus - 0.25).abs() < 1e-15 && d_minus == 0.0);
+        // Inside (2, 3]: F_control can reach 3/4 while F_canary is still 2/4; inside (1, 2]
+        // F_control can reach 2/4 with F_canary at 0.
+        assert!((upper - 0.5).abs() < 1e-15, "{upper}");
+    }
+}

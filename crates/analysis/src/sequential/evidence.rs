@@ -79,7 +79,10 @@ impl Evidence {
     /// 1.2; for a mean difference, tolerance 5.0 rules out the canary being more than 5 worse).
     ///
     /// `Reject` when [`Evidence::rejected`]; else `RuledOut` when `upper ≤ null + tolerance`;
-    /// else `Undecided`. A NaN or negative tolerance rules nothing out.
+    /// else `Undecided`. A NaN or negative tolerance rules nothing out. "Degradation" is always
+    /// the effect above its null value (the canary larger: more errors, slower, a higher mean),
+    /// whatever the test's alternative; a two-sided test's rejection is a `Reject` in either
+    /// direction, so use `Greater` when only a worse canary should roll back.
     ///
     /// ```
     /// use cutover_analysis::sequential::{CountSettings, CountTest, Decision};
@@ -89,6 +92,7 @@ impl Evidence {
     /// assert_eq!(test.evidence().decide(0.5), Decision::RuledOut);
     /// test.observe(0, 400)?;
     /// assert_eq!(test.evidence().decide(0.5), Decision::Reject);
+    /// assert!(test.evidence().to_string().starts_with("p = 0.0000 (rejected), log e = "));
     /// # Ok::<(), cutover_analysis::AnalysisError>(())
     /// ```
     pub fn decide(&self, tolerance: f64) -> Decision {
@@ -99,6 +103,37 @@ impl Evidence {
         } else {
             Decision::Undecided
         }
+    }
+}
+
+impl Effect {
+    /// A short name for messages: `rate ratio`, `CDF gap`, `mean difference`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Effect::RateRatio => "rate ratio",
+            Effect::CdfGap => "CDF gap",
+            Effect::MeanDifference => "mean difference",
+        }
+    }
+}
+
+/// One line with the numbers, for a decision record's reason, e.g.
+/// `p = 0.0123 (rejected), log e = 4.40, rate ratio 1.93 [1.21, 3.10], n = 120/240`.
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p = {:.4}{}, log e = {:.2}, {} {:.4} [{:.4}, {:.4}], n = {}/{}",
+            self.p_value,
+            if self.rejected { " (rejected)" } else { "" },
+            self.log_e_value,
+            self.effect.name(),
+            self.estimate,
+            self.lower,
+            self.upper,
+            self.control_n,
+            self.canary_n
+        )
     }
 }
 

@@ -57,6 +57,7 @@ impl TryFrom<MixtureState> for LogRatioMixture {
             ));
         }
         mixture.log_lik = state.log_lik;
+        mixture.log_e = mixture.compute_log_e();
         Ok(mixture)
     }
 }
@@ -80,11 +81,15 @@ pub(crate) struct LogRatioMixture {
     share: f64,
     alternative: Alternative,
     delta: Vec<f64>,
+    /// `e^{δ_j} − 1`, precomputed.
+    delta_expm1: Vec<f64>,
     /// ln w_j of the full (two-sided) prior.
     log_w: Vec<f64>,
     /// ln w_j of the prior the test uses (truncated for one-sided alternatives).
     log_w_test: Vec<f64>,
     log_lik: Vec<f64>,
+    /// ln of the test's mixture e-value, updated with every window.
+    log_e: f64,
 }
 
 impl LogRatioMixture {
@@ -143,9 +148,11 @@ impl LogRatioMixture {
             share: rho0,
             alternative,
             log_lik: vec![0.0; delta.len()],
+            delta_expm1: delta.iter().map(|d| d.exp_m1()).collect(),
             delta,
             log_w,
             log_w_test,
+            log_e: 0.0,
         }
     }
 
@@ -156,19 +163,33 @@ impl LogRatioMixture {
         if n == 0.0 {
             return;
         }
-        for (l, &d) in self.log_lik.iter_mut().zip(&self.delta) {
-            *l += window_llr(d.exp_m1(), d, x_t, n, rho);
+        for ((l, &d), &m) in self
+            .log_lik
+            .iter_mut()
+            .zip(&self.delta)
+            .zip(&self.delta_expm1)
+        {
+            *l += window_llr(m, d, x_t, n, rho);
         }
+        self.log_e = self.compute_log_e();
     }
 
-    /// ln of the mixture e-value of the test's alternative.
+    fn compute_log_e(&self) -> f64 {
+        let max = self
+            .log_w_test
+            .iter()
+            .zip(&self.log_lik)
+            .fold(f64::NEG_INFINITY, |m, (w, l)| m.max(w + l));
+        let mut sum = 0.0;
+        for (w, l) in self.log_w_test.iter().zip(&self.log_lik) {
+            sum += (w + l - max).exp();
+        }
+        max + sum.ln()
+    }
+
+    /// ln of the mixture e-value of the test's alternative (O(1): kept up to date).
     pub(crate) fn log_e(&self) -> f64 {
-        log_sum_exp(
-            self.log_w_test
-                .iter()
-                .zip(&self.log_lik)
-                .map(|(w, l)| w + l),
-        )
+        self.log_e
     }
 
     /// The `(1 − alpha)` confidence sequence on `δ`, from the grid (each end widened to the

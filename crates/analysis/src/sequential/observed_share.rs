@@ -87,8 +87,8 @@ impl ObservedShareCountTest {
     }
 
     /// Adds one window: the events (errors) and the requests each arm served in it
-    /// (increments). Fails, changing nothing, when an arm has more events than requests or a
-    /// total would overflow.
+    /// (increments), O(grid) = O(1). Fails, changing nothing, when an arm has more events than
+    /// requests or a total would overflow. Read the result with [`evidence`](Self::evidence).
     #[allow(clippy::cast_precision_loss)]
     pub fn observe_window(
         &mut self,
@@ -96,7 +96,7 @@ impl ObservedShareCountTest {
         canary_events: u64,
         control_requests: u64,
         canary_requests: u64,
-    ) -> Result<Evidence, AnalysisError> {
+    ) -> Result<(), AnalysisError> {
         for (group, events, requests) in [
             ("control", control_events, control_requests),
             ("canary", canary_events, canary_requests),
@@ -130,7 +130,7 @@ impl ObservedShareCountTest {
         self.canary_requests = canary_requests_total;
         self.running
             .update_log_e(self.mixture.log_e(), self.settings.alpha);
-        Ok(self.evidence())
+        Ok(())
     }
 
     /// The current evidence; the effect is the per-request rate ratio canary / control.
