@@ -34,7 +34,7 @@ struct Density {
 )]
 fn grid(lo: f64, hi: f64, h: f64) -> (Vec<f64>, Vec<f64>) {
     let mut m = ((hi - lo) / h).ceil() as usize + 1;
-    if m % 2 == 0 {
+    if m.is_multiple_of(2) {
         m += 1;
     }
     m = m.max(3);
@@ -145,6 +145,7 @@ pub(crate) fn spending_bounds(t: &[f64], spent: impl Fn(f64) -> f64) -> Vec<f64>
     out
 }
 
+#[cfg(test)]
 /// Total probability under H0 of crossing any of `bounds` at looks `t`.
 pub(crate) fn total_crossing(t: &[f64], bounds: &[f64]) -> f64 {
     let r = Recursion { t };
@@ -165,11 +166,13 @@ pub(crate) fn obf_spending(alpha: f64) -> impl Fn(f64) -> f64 {
     move |t| 2.0 * upper_tail(q / t.sqrt())
 }
 
+#[cfg(test)]
 /// Lan-DeMets Pocock-type spending: α(t) = α·ln(1 + (e − 1)t).
 pub(crate) fn pocock_spending(alpha: f64) -> impl Fn(f64) -> f64 {
     move |t| alpha * (1.0 + (std::f64::consts::E - 1.0) * t).ln()
 }
 
+#[cfg(test)]
 /// Classic O'Brien-Fleming boundaries c_k = C·√(K/k) with total one-sided level `alpha`.
 #[allow(clippy::cast_precision_loss)]
 pub(crate) fn classic_obf(k: usize, alpha: f64) -> Vec<f64> {

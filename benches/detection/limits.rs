@@ -2,11 +2,13 @@
 //! known. Closed-form expected sample sizes for the reference table, and the log-likelihood
 //! ratio increments the `sprt` detector accumulates on the simulated traffic.
 
+#[cfg(test)]
 /// Kullback-Leibler divergence KL(Bernoulli(p) ‖ Bernoulli(q)).
 pub(crate) fn kl_bernoulli(p: f64, q: f64) -> f64 {
     p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln()
 }
 
+#[cfg(test)]
 /// Expected number of observations of a power-one SPRT with threshold ln(1/α), without
 /// overshoot: ln(1/α) / KL per observation.
 pub(crate) fn power_one_n(alpha: f64, kl: f64) -> f64 {

@@ -49,15 +49,21 @@ pub(crate) fn lineup(scenario: &Scenario, rate: f64, caps: Caps) -> Vec<Spec<'_>
     }
     for (m, tag) in metrics {
         out.extend(cutover::specs(m, tag));
-        out.push(spec(format!("kayenta-10s/{tag}"), caps.baseline, move || {
-            Box::new(Kayenta::new(m, View::Points, true))
-        }));
-        out.push(spec(format!("kayenta-10s-nogates/{tag}"), caps.baseline, move || {
-            Box::new(Kayenta::new(m, View::Points, false))
-        }));
-        out.push(spec(format!("mw-peek-10s/{tag}"), caps.baseline, move || {
-            Box::new(NaiveMannWhitney::new(m, View::Points))
-        }));
+        out.push(spec(
+            format!("kayenta-10s/{tag}"),
+            caps.baseline,
+            move || Box::new(Kayenta::new(m, View::Points, true)),
+        ));
+        out.push(spec(
+            format!("kayenta-10s-nogates/{tag}"),
+            caps.baseline,
+            move || Box::new(Kayenta::new(m, View::Points, false)),
+        ));
+        out.push(spec(
+            format!("mw-peek-10s/{tag}"),
+            caps.baseline,
+            move || Box::new(NaiveMannWhitney::new(m, View::Points)),
+        ));
         if m == Metric::Latency && rate <= 5.0 {
             out.push(spec(format!("kayenta-raw/{tag}"), caps.raw, move || {
                 Box::new(Kayenta::new(m, View::Raw, true))

@@ -8,6 +8,9 @@
 //!     [--threads N] [--seed N] [--only SCENARIO] [--detectors SUBSTRING] [--sweep]
 //! ```
 
+// The formulas keep the one-letter names of their sources (Wald, Jennison & Turnbull, NumPy).
+#![allow(clippy::many_single_char_names)]
+
 mod detectors;
 mod gsd;
 mod limits;
@@ -67,12 +70,16 @@ fn parse() -> Result<Options, String> {
                 o.null_reps = Some(value("--null-reps")?.parse().map_err(|e| format!("{e}"))?);
             }
             "--effect-reps" => {
-                o.effect_reps = Some(value("--effect-reps")?.parse().map_err(|e| format!("{e}"))?);
+                o.effect_reps = Some(
+                    value("--effect-reps")?
+                        .parse()
+                        .map_err(|e| format!("{e}"))?,
+                );
             }
             "--seed" => {
                 o.seed = value("--seed")?
                     .parse()
-                    .map_err(|e| format!("--seed: {e}"))?
+                    .map_err(|e| format!("--seed: {e}"))?;
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -105,7 +112,14 @@ fn run(o: &Options, reps: Reps) -> Vec<Row> {
             } else {
                 reps.effect
             };
-            let mut specs = lineup::lineup(&scenario, rate, lineup::Caps { baseline: reps.baseline, raw: reps.raw });
+            let mut specs = lineup::lineup(
+                &scenario,
+                rate,
+                lineup::Caps {
+                    baseline: reps.baseline,
+                    raw: reps.raw,
+                },
+            );
             if let Some(d) = &o.detectors {
                 specs.retain(|s| s.name == "sprt-limit" || s.name.contains(d.as_str()));
             }
@@ -141,9 +155,19 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut reps = if o.quick {
-        Reps { null: 100, effect: 40, baseline: 100, raw: 10 }
+        Reps {
+            null: 100,
+            effect: 40,
+            baseline: 100,
+            raw: 10,
+        }
     } else {
-        Reps { null: 2000, effect: 500, baseline: 500, raw: 100 }
+        Reps {
+            null: 2000,
+            effect: 500,
+            baseline: 500,
+            raw: 100,
+        }
     };
     reps.null = o.null_reps.unwrap_or(reps.null);
     reps.effect = o.effect_reps.unwrap_or(reps.effect);

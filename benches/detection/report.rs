@@ -1,6 +1,8 @@
 //! Summaries of a cell's replications (Wilson interval, censored quantiles of the time to
 //! detect), the text table and the JSON rows.
 
+use std::fmt::Write as _;
+
 use serde_json::{Value, json};
 
 /// Wilson score 95 % interval for `k` successes out of `n`.
@@ -119,8 +121,9 @@ pub(crate) fn table(rows: &[Row]) -> String {
     );
     for r in rows {
         let j = r.json();
-        out.push_str(&format!(
-            "{:<26} {:<19} {:>5} {:>5} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>6}\n",
+        let _ = writeln!(
+            out,
+            "{:<26} {:<19} {:>5} {:>5} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>6}",
             r.detector,
             r.scenario,
             r.rate,
@@ -132,7 +135,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
             cell(&j["p90_ttd_s"], 0),
             cell(&j["limit_ttd_s"], 0),
             cell(&j["ratio_to_limit"], 2),
-        ));
+        );
     }
     out
 }

@@ -12,21 +12,39 @@ use crate::report::{Row, table};
 use crate::sim::{Spec, run_cell};
 use crate::traffic::{Effect, Scenario};
 
+/// A lineup of sweep detectors.
+type Lineup = fn() -> Vec<Spec<'static>>;
+
 fn spec<'a>(name: String, make: impl Fn() -> Sequential + Sync + 'a) -> Spec<'a> {
-    Spec { name, max_reps: usize::MAX, make: Box::new(move || Box::new(make())) }
+    Spec {
+        name,
+        max_reps: usize::MAX,
+        make: Box::new(move || Box::new(make())),
+    }
 }
 
 fn scenario(name: &str) -> Scenario {
-    Scenario::all().into_iter().find(|s| s.name == name).expect("known scenario")
+    Scenario::all()
+        .into_iter()
+        .find(|s| s.name == name)
+        .expect("known scenario")
 }
 
 fn count_specs() -> Vec<Spec<'static>> {
     let mut out = Vec::new();
     for k in [1.0, 3.0, 10.0, 30.0, 100.0] {
         for (alt, a) in [(Alternative::TwoSided, "2s"), (Alternative::Greater, "gt")] {
-            let s = CountSettings { prior_strength: k, alternative: alt, ..Default::default() };
-            out.push(spec(format!("counts-{a} k={k}"), move || Sequential::counts(s, false)));
-            out.push(spec(format!("counts-obs-{a} k={k}"), move || Sequential::counts(s, true)));
+            let s = CountSettings {
+                prior_strength: k,
+                alternative: alt,
+                ..Default::default()
+            };
+            out.push(spec(format!("counts-{a} k={k}"), move || {
+                Sequential::counts(s, false)
+            }));
+            out.push(spec(format!("counts-obs-{a} k={k}"), move || {
+                Sequential::counts(s, true)
+            }));
         }
     }
     out
@@ -36,8 +54,14 @@ fn latency_specs() -> Vec<Spec<'static>> {
     let mut out = Vec::new();
     for tau in [0.03, 0.06, 1.1_f64.ln(), 0.2, 0.4] {
         for (alt, a) in [(Alternative::TwoSided, "2s"), (Alternative::Greater, "gt")] {
-            let s = MeanSettings { tau, alternative: alt, ..Default::default() };
-            out.push(spec(format!("msprt-{a} tau={tau:.3}"), move || Sequential::mean(s)));
+            let s = MeanSettings {
+                tau,
+                alternative: alt,
+                ..Default::default()
+            };
+            out.push(spec(format!("msprt-{a} tau={tau:.3}"), move || {
+                Sequential::mean(s)
+            }));
         }
     }
     for k in [1.0, 3.0, 10.0, 30.0, 100.0] {
@@ -55,7 +79,7 @@ fn latency_specs() -> Vec<Spec<'static>> {
 /// Runs the sweep and returns its table.
 pub(crate) fn run(seed: u64, threads: usize, quick: bool) -> String {
     let (null, effect) = if quick { (100, 50) } else { (1000, 200) };
-    let cells: [(&str, f64, fn() -> Vec<Spec<'static>>); 5] = [
+    let cells: [(&str, f64, Lineup); 5] = [
         ("A/A", 100.0, count_specs),
         ("err-1%->2%", 100.0, count_specs),
         ("A/A", 5.0, latency_specs),
@@ -69,15 +93,21 @@ pub(crate) fn run(seed: u64, threads: usize, quick: bool) -> String {
         let has_effect = sc.effect != Effect::None;
         if has_effect {
             let s = &sc;
-            specs.insert(0, Spec {
-                name: "sprt-limit".into(),
-                max_reps: usize::MAX,
-                make: Box::new(move || Box::new(Sprt::new(s))),
-            });
+            specs.insert(
+                0,
+                Spec {
+                    name: "sprt-limit".into(),
+                    max_reps: usize::MAX,
+                    make: Box::new(move || Box::new(Sprt::new(s))),
+                },
+            );
         }
         let n = if has_effect { effect } else { null };
         let mut cell = run_cell(seed, &sc, rate, n, &specs, threads);
-        let limit = cell.iter().find(|r| r.detector == "sprt-limit").and_then(Row::median);
+        let limit = cell
+            .iter()
+            .find(|r| r.detector == "sprt-limit")
+            .and_then(Row::median);
         for r in &mut cell {
             r.limit_ttd_s = limit;
         }

@@ -67,12 +67,6 @@ pub(crate) struct Scenario {
 }
 
 impl Scenario {
-    /// Onset in seconds.
-    #[allow(clippy::cast_precision_loss)]
-    pub(crate) fn onset_s(&self) -> f64 {
-        self.onset_window as f64 * WINDOW_S
-    }
-
     /// Every scenario of the issue: A/A, then each effect with onset at 0 and at 10 minutes.
     pub(crate) fn all() -> Vec<Scenario> {
         let effects = [

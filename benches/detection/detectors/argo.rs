@@ -57,7 +57,7 @@ impl Detector for Argo {
                 self.latency[arm].extend_from_slice(&w.latency[arm]);
             }
         }
-        if (w.index + 1) % INTERVAL_WINDOWS != 0 {
+        if !(w.index + 1).is_multiple_of(INTERVAL_WINDOWS) {
             return false;
         }
         let m = match (self.value(CONTROL), self.value(CANARY)) {

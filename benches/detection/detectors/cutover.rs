@@ -56,10 +56,12 @@ impl Detector for Sequential {
     fn check(&mut self, w: &Window) -> bool {
         let (c, t) = (CONTROL, CANARY);
         let evidence = match self {
-            Sequential::Counts(test) => test.observe(w.errors[c], w.errors[t]),
-            Sequential::ObservedShare(test) => {
-                test.observe_window(w.errors[c], w.errors[t], w.requests[c], w.requests[t])
-            }
+            Sequential::Counts(test) => test
+                .observe(w.errors[c], w.errors[t])
+                .map(|()| test.evidence()),
+            Sequential::ObservedShare(test) => test
+                .observe_window(w.errors[c], w.errors[t], w.requests[c], w.requests[t])
+                .map(|()| test.evidence()),
             Sequential::Distribution(test) => test
                 .observe_control(&w.latency[c])
                 .and_then(|()| test.observe_canary(&w.latency[t]))
@@ -70,12 +72,18 @@ impl Detector for Sequential {
                 .map(|()| test.evidence()),
         };
         // The inputs are valid by construction; an error would be a bug worth seeing.
-        evidence.expect("sequential test rejected simulated input").rejected
+        evidence
+            .expect("sequential test rejected simulated input")
+            .rejected
     }
 }
 
 fn spec(name: String, make: impl Fn() -> Sequential + Sync + 'static) -> Spec<'static> {
-    Spec { name, max_reps: usize::MAX, make: Box::new(move || Box::new(make())) }
+    Spec {
+        name,
+        max_reps: usize::MAX,
+        make: Box::new(move || Box::new(make())),
+    }
 }
 
 /// The cutover detectors for `metric` with their default settings (names end in `/tag`).
@@ -87,13 +95,25 @@ pub(crate) fn specs(metric: Metric, tag: &str) -> Vec<Spec<'static>> {
                 Sequential::counts(CountSettings::default(), false)
             }),
             spec(format!("seq-counts-gt/{tag}"), move || {
-                Sequential::counts(CountSettings { alternative: greater, ..Default::default() }, false)
+                Sequential::counts(
+                    CountSettings {
+                        alternative: greater,
+                        ..Default::default()
+                    },
+                    false,
+                )
             }),
             spec(format!("seq-counts-obs-2s/{tag}"), || {
                 Sequential::counts(CountSettings::default(), true)
             }),
             spec(format!("seq-counts-obs-gt/{tag}"), move || {
-                Sequential::counts(CountSettings { alternative: greater, ..Default::default() }, true)
+                Sequential::counts(
+                    CountSettings {
+                        alternative: greater,
+                        ..Default::default()
+                    },
+                    true,
+                )
             }),
         ],
         Metric::Latency => vec![
@@ -113,9 +133,14 @@ pub(crate) fn specs(metric: Metric, tag: &str) -> Vec<Spec<'static>> {
                     ..Default::default()
                 })
             }),
-            spec(format!("seq-msprt-2s/{tag}"), || Sequential::mean(MeanSettings::default())),
+            spec(format!("seq-msprt-2s/{tag}"), || {
+                Sequential::mean(MeanSettings::default())
+            }),
             spec(format!("seq-msprt-gt/{tag}"), move || {
-                Sequential::mean(MeanSettings { alternative: greater, ..Default::default() })
+                Sequential::mean(MeanSettings {
+                    alternative: greater,
+                    ..Default::default()
+                })
             }),
         ],
     }

@@ -34,14 +34,6 @@ impl Sprt {
             pair_sum: 0.0,
         }
     }
-
-    /// Which kind of limit this scenario gets.
-    pub(crate) fn kind(effect: Effect) -> &'static str {
-        match effect {
-            Effect::Tail { .. } => "one-sample oracle",
-            _ => "two-sample",
-        }
-    }
 }
 
 impl Detector for Sprt {
