@@ -102,12 +102,7 @@ pub fn log_bayes_factor(
     canary_share: f64,
     prior_strength: f64,
 ) -> Result<f64, AnalysisError> {
-    check_share("canary_share", canary_share)?;
-    CountSettings {
-        prior_strength,
-        ..CountSettings::default()
-    }
-    .validate()?;
+    check_inputs(canary_share, prior_strength)?;
     Ok(ln_bf(control, canary, canary_share, prior_strength))
 }
 
@@ -125,13 +120,18 @@ pub fn log_bayes_factor_greater(
     canary_share: f64,
     prior_strength: f64,
 ) -> Result<f64, AnalysisError> {
+    check_inputs(canary_share, prior_strength)?;
+    Ok(ln_bf_greater(control, canary, canary_share, prior_strength))
+}
+
+/// Checks the share and prior strength of the closed forms.
+fn check_inputs(canary_share: f64, prior_strength: f64) -> Result<(), AnalysisError> {
     check_share("canary_share", canary_share)?;
     CountSettings {
         prior_strength,
         ..CountSettings::default()
     }
-    .validate()?;
-    Ok(ln_bf_greater(control, canary, canary_share, prior_strength))
+    .validate()
 }
 
 #[allow(clippy::cast_precision_loss)]

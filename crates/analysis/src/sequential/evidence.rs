@@ -35,28 +35,78 @@ impl Effect {
 /// `P_H0(p ≤ α at any time) ≤ α`. It never increases, and once `p ≤ α` the test stays
 /// `rejected`. `lower..=upper` is a `(1 − α)` confidence sequence on [`Evidence::effect`]: it
 /// covers the true effect at all times simultaneously with probability at least `1 − α`
-/// (under the test's model). Non-finite bounds mean "unbounded".
+/// (under the test's model). Non-finite bounds mean "unbounded". In JSON, non-finite numbers are
+/// written as the strings `"inf"`, `"-inf"` and `"NaN"`, so an `Evidence` reads back exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Anytime-valid p-value in [0, 1], non-increasing over the life of the test.
+    #[serde(with = "non_finite")]
     pub p_value: f64,
     /// `p_value ≤ alpha` happened at some point (sticky).
     pub rejected: bool,
     /// Natural log of the current e-value (the mixture likelihood ratio). For the distribution
     /// test, whose band statistic has no e-value, it is `−ln p_value`.
+    #[serde(with = "non_finite")]
     pub log_e_value: f64,
     /// Which effect `estimate`, `lower` and `upper` are about.
     pub effect: Effect,
     /// Point estimate of the effect (NaN before any data).
+    #[serde(with = "non_finite")]
     pub estimate: f64,
     /// Lower end of the confidence sequence (may be `−∞` or 0 for a ratio: unbounded).
+    #[serde(with = "non_finite")]
     pub lower: f64,
     /// Upper end of the confidence sequence (may be `+∞`: unbounded).
+    #[serde(with = "non_finite")]
     pub upper: f64,
     /// Observations (events, values or pairs, see each test) seen from the control arm.
     pub control_n: u64,
     /// Observations seen from the canary arm.
     pub canary_n: u64,
+}
+
+/// Serde for `f64` fields that may be infinite or NaN: finite values as JSON numbers, the
+/// others as the strings `"inf"`, `"-inf"`, `"NaN"` (plain JSON would write `null` and could not
+/// read it back). `null` also reads back, as NaN.
+mod non_finite {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    // serde's `with` calls this with a reference.
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub(super) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if *v > 0.0 {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_str("-inf")
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f64),
+        Text(String),
+        Null(()),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Number(v) => Ok(v),
+            Repr::Null(()) => Ok(f64::NAN),
+            Repr::Text(t) => match t.as_str() {
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                "NaN" => Ok(f64::NAN),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected a number, \"inf\", \"-inf\" or \"NaN\", got {other:?}"
+                ))),
+            },
+        }
+    }
 }
 
 /// What the engine may conclude from an [`Evidence`] against a tolerance.

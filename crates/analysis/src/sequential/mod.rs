@@ -12,7 +12,7 @@
 //! | [`CountTest`] | event counts (errors), fixed split | per-request rate ratio canary / control | Dirichlet-multinomial e-process, two-sided \[V\] and one-sided \[D\] |
 //! | [`ObservedShareCountTest`] | events and requests per window | per-request rate ratio | the same with the realised share per window \[D\] |
 //! | [`DistributionTest`] | values (latency) or bucket counts | CDF gap `sup (F_control − F_canary)` | time-uniform CDF band \[U\]/\[D\] + tail exceedance e-process \[D\] |
-//! | [`MeanTest`] | values, paired in arrival order | canary mean − control mean | mSPRT \[V\], one-sided \[D\] |
+//! | [`MeanTest`] | values, paired in arrival order | canary mean − control mean | mSPRT \[V\] with known or plug-in variance, scale-invariant t-mixture (default) \[D\], one-sided \[D\] |
 //!
 //! Tags: \[V\] checked against the cited source or oracle, \[D\] derived here (standard
 //! reasoning, checked by simulation), \[U\] not verified from the primary text.
@@ -51,6 +51,7 @@ pub use self::counts::{
 pub use self::distribution::{Arm, DistributionSettings, DistributionTest, band_epsilon};
 pub use self::evidence::{Decision, Effect, Evidence};
 pub use self::means::{
-    MeanSettings, MeanTest, PLUG_IN_MIN_PAIRS, Variance, msprt_log_lambda, msprt_log_lambda_greater,
+    DEFAULT_STANDARDIZED_TAU, MeanSettings, MeanTest, PLUG_IN_MIN_PAIRS, Variance,
+    msprt_log_lambda, msprt_log_lambda_greater, t_mixture_log_bf,
 };
 pub use self::observed_share::ObservedShareCountTest;

@@ -133,18 +133,22 @@ impl ObservedShareCountTest {
         Ok(())
     }
 
-    /// The current evidence; the effect is the per-request rate ratio canary / control.
+    /// The current evidence; the effect is the per-request rate ratio canary / control, its
+    /// estimate the maximum-likelihood ratio on the grid (with a drifting share this is not the
+    /// ratio of the pooled rates, which mixes windows of different shares).
     #[allow(clippy::cast_precision_loss)]
     pub fn evidence(&self) -> Evidence {
         let (lo, hi) = self.mixture.delta_interval(self.settings.alpha);
-        let rate = |events: u64, requests: u64| events as f64 / requests as f64;
         Evidence {
             p_value: self.running.p_value,
             rejected: self.running.rejected,
             log_e_value: self.mixture.log_e(),
             effect: Effect::RateRatio,
-            estimate: rate(self.canary_events, self.canary_requests)
-                / rate(self.control_events, self.control_requests),
+            estimate: if self.control_events + self.canary_events == 0 {
+                f64::NAN
+            } else {
+                self.mixture.mle_delta().exp()
+            },
             lower: lo.exp(),
             upper: hi.exp(),
             control_n: self.control_events,
