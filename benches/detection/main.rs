@@ -123,14 +123,7 @@ fn run(o: &Options, reps: Reps) -> Vec<Row> {
             if let Some(d) = &o.detectors {
                 specs.retain(|s| s.name == "sprt-limit" || s.name.contains(d.as_str()));
             }
-            let mut cell = sim::run_cell(o.seed, &scenario, rate, n, &specs, o.threads);
-            let limit = cell
-                .iter()
-                .find(|r| r.detector == "sprt-limit")
-                .and_then(Row::median);
-            for r in &mut cell {
-                r.limit_ttd_s = limit;
-            }
+            let cell = sim::run_cell(o.seed, &scenario, rate, n, &specs, o.threads);
             eprintln!("done: {} at {rate} req/s ({n} reps)", scenario.name);
             rows.extend(cell);
         }

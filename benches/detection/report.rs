@@ -56,6 +56,9 @@ pub(crate) struct Row {
     pub(crate) limit_ttd_s: Option<f64>,
     /// Whether the scenario has an effect (else detection fields are null).
     pub(crate) has_effect: bool,
+    /// Whether there are checks without an effect (A/A, or before a delayed onset); else the
+    /// false rollback fields are null.
+    pub(crate) has_null_checks: bool,
 }
 
 impl Row {
@@ -77,15 +80,16 @@ impl Row {
     pub(crate) fn json(&self) -> Value {
         let (lo, hi) = wilson(self.false_rollbacks, self.replications);
         let eff = |v: Option<f64>| if self.has_effect { v } else { None };
+        let nullable = |v: f64| self.has_null_checks.then_some(v);
         let median = eff(self.median());
         json!({
             "detector": self.detector,
             "scenario": self.scenario,
             "rate": self.rate,
             "replications": self.replications,
-            "false_rollback_rate": self.rate_of(self.false_rollbacks),
-            "fpr_ci_low": lo,
-            "fpr_ci_high": hi,
+            "false_rollback_rate": nullable(self.rate_of(self.false_rollbacks)),
+            "fpr_ci_low": nullable(lo),
+            "fpr_ci_high": nullable(hi),
             "detect_prob": eff(Some(self.rate_of(self.ttd.len()))),
             "median_ttd_s": median,
             "p90_ttd_s": eff(censored_quantile(&self.ttd, self.replications, 0.9)),

@@ -50,7 +50,7 @@ fn run_rep(traffic: &Traffic<'_>, specs: &[Spec<'_>], rep: usize) -> RepResult {
 }
 
 /// Runs `reps` replications of `scenario` at `rate` on `threads` threads and summarises each
-/// detector into a row (`limit_ttd_s` is filled in by the caller).
+/// detector into a row; `limit_ttd_s` is the median of the detector named `sprt-limit`.
 #[allow(clippy::cast_precision_loss)]
 pub(crate) fn run_cell(
     seed: u64,
@@ -91,7 +91,7 @@ pub(crate) fn run_cell(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     results.sort_by_key(|r| r.0);
     let onset = scenario.onset_window;
-    specs
+    let mut rows: Vec<Row> = specs
         .iter()
         .enumerate()
         .map(|(j, spec)| {
@@ -112,9 +112,18 @@ pub(crate) fn run_cell(
                     .collect(),
                 limit_ttd_s: None,
                 has_effect: !null,
+                has_null_checks: null || onset > 0,
             }
         })
-        .collect()
+        .collect();
+    let limit = rows
+        .iter()
+        .find(|r| r.detector == "sprt-limit")
+        .and_then(Row::median);
+    for r in &mut rows {
+        r.limit_ttd_s = limit;
+    }
+    rows
 }
 
 #[cfg(test)]
