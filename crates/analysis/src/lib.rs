@@ -45,6 +45,7 @@ mod mann_whitney;
 mod proportions;
 mod quantile;
 mod rank;
+mod rng;
 pub mod sequential;
 mod tally;
 mod verdict;
@@ -64,6 +65,7 @@ pub use self::mann_whitney::{
 pub use self::proportions::{Proportion, ProportionTest, two_proportion_test};
 pub use self::quantile::quantile_r7;
 pub use self::rank::rank_average;
+pub use self::rng::SplitMix64;
 pub use self::sequential::{Decision, Evidence};
 pub use self::tally::{Measurement, RunLimits, RunStatus, Tally};
 pub use self::verdict::Verdict;

@@ -4,35 +4,25 @@
 //! that a few hundred replications can see a violation; the full-size check (2000
 //! replications, alpha 0.05) is the detection benchmark's.
 
-use cutover_analysis::Alternative;
 use cutover_analysis::sequential::{
     CountSettings, CountTest, DistributionSettings, DistributionTest, MeanSettings, MeanTest,
     ObservedShareCountTest, Variance,
 };
+use cutover_analysis::{Alternative, SplitMix64};
 
 const ALPHA: f64 = 0.1;
 const CHECKS: usize = 180;
 
-/// SplitMix64: small, seeded, good enough for a test.
-struct Rng(u64);
+/// The crate's seeded generator, with the draws this simulation needs.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    #[allow(clippy::cast_precision_loss)]
     fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        self.0.uniform()
     }
 
     fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        self.0.normal()
     }
 
     /// Knuth's Poisson sampler (small means only).
@@ -59,7 +49,7 @@ impl Rng {
 /// Runs `replications` A/A replications of one test; returns how many rejected.
 fn rejections(replications: u64, mut one: impl FnMut(&mut Rng) -> bool) -> u64 {
     (0..replications)
-        .map(|r| u64::from(one(&mut Rng(0x5EED_0000 + r))))
+        .map(|r| u64::from(one(&mut Rng(SplitMix64::new(0x5EED_0000 + r)))))
         .sum()
 }
 

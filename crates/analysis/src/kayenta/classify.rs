@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Direction, EffectMeasure, MetricConfig, NanStrategy};
+use crate::SplitMix64;
 use crate::mann_whitney::shift_interval_sorted;
 use crate::rank::{Shifted, sort_f64};
 
@@ -169,34 +170,15 @@ fn distinct_sorted(v: &[f64]) -> usize {
     }
 }
 
-/// Deterministic N(0, sd²) noise (SplitMix64 + Box-Muller). Kayenta draws it at random; a
-/// fixed seed keeps verdicts reproducible (and only ever touches two constant arms).
-struct Noise(u64);
+/// Deterministic N(0, sd²) noise. Kayenta draws it at random; a fixed seed keeps verdicts
+/// reproducible (and only ever touches two constant arms).
+struct Noise(SplitMix64);
 
 impl Noise {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    #[allow(clippy::cast_precision_loss)]
-    fn uniform(&mut self) -> f64 {
-        // In (0, 1]: never 0, so the logarithm is finite.
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self, sd: f64) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        sd * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
     fn add_to(&mut self, values: &mut [f64]) {
         let sd = (values[0] * 1e-5).abs();
         for v in values.iter_mut() {
-            *v += self.normal(sd);
+            *v += sd * self.0.normal();
         }
         sort_f64(values);
     }
@@ -289,7 +271,7 @@ pub(crate) fn classify_sorted(
         return out;
     }
     if dc == 1 && de == 1 {
-        let mut noise = Noise(0x00C0_FFEE);
+        let mut noise = Noise(SplitMix64::new(0x00C0_FFEE));
         noise.add_to(&mut e);
         noise.add_to(&mut c);
     }

@@ -9,7 +9,7 @@ use cutover_analysis::sequential::{
     CountSettings, CountTest, Decision, DistributionSettings, DistributionTest, Evidence,
     MeanSettings, MeanTest, ObservedShareCountTest,
 };
-use cutover_analysis::{AnalysisError, Verdict};
+use cutover_analysis::{AnalysisError, SplitMix64, Verdict};
 use serde::{Deserialize, Serialize};
 
 use super::{AnalysisContext, AnalysisResult, Comparison, MetricResult, Sources, source};
@@ -366,7 +366,8 @@ fn feed(test: &mut SequentialTest, control: &Window, canary: &Window) -> Result<
             // selection of equally many values of each arm, so pairs are as independent as
             // the requests and nothing waits unpaired into the next window.
             let n = c.len().min(x.len());
-            let mut rng = SplitMix(seed(c.len(), x.len(), t.evidence().control_n));
+            // Seeded, so a measurement repeated after a crash pairs the same way.
+            let mut rng = SplitMix64::new(seed(c.len(), x.len(), t.evidence().control_n));
             t.observe_control(&sample(c, n, &mut rng))?;
             t.observe_canary(&sample(x, n, &mut rng))
         }
@@ -383,30 +384,15 @@ fn seed(control: usize, canary: usize, seen: u64) -> u64 {
 }
 
 /// `n` of `values` chosen at random, in random order (a partial Fisher-Yates shuffle).
-fn sample(values: &[f64], n: usize, rng: &mut SplitMix) -> Vec<f64> {
+fn sample(values: &[f64], n: usize, rng: &mut SplitMix64) -> Vec<f64> {
     let mut v = values.to_vec();
     for i in 0..n.min(v.len()) {
-        let remaining = (v.len() - i) as u64;
         #[allow(clippy::cast_possible_truncation)] // below v.len()
-        let j = i + (rng.next() % remaining) as usize;
+        let j = i + rng.below((v.len() - i) as u64) as usize;
         v.swap(i, j);
     }
     v.truncate(n);
     v
-}
-
-/// SplitMix64: a small deterministic generator, so a measurement repeated after a crash
-/// pairs the same way.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 #[cfg(test)]
@@ -465,7 +451,7 @@ mod tests {
 
     #[test]
     fn mean_pairs_equal_random_selections() {
-        let mut rng = SplitMix(seed(10, 4, 0));
+        let mut rng = SplitMix64::new(seed(10, 4, 0));
         let sorted: Vec<f64> = (0..10).map(f64::from).collect();
         let picked = sample(&sorted, 4, &mut rng);
         assert_eq!(picked.len(), 4);
@@ -475,7 +461,7 @@ mod tests {
             sorted[..4],
             "a random selection, not the smallest values"
         );
-        let mut again = SplitMix(seed(10, 4, 0));
+        let mut again = SplitMix64::new(seed(10, 4, 0));
         assert_eq!(sample(&sorted, 4, &mut again), picked, "deterministic");
     }
 }
