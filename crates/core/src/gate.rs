@@ -38,6 +38,17 @@ pub enum GateVerdict {
     },
 }
 
+impl fmt::Display for GateVerdict {
+    /// `open`, `pending: <detail>` or `closed: <reason>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GateVerdict::Open => f.write_str("open"),
+            GateVerdict::Pending { detail } => write!(f, "pending: {detail}"),
+            GateVerdict::Closed { reason } => write!(f, "closed: {reason}"),
+        }
+    }
+}
+
 /// What a gate is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

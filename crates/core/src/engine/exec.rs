@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use cutover_analysis::Measurement;
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
 use tracing::{Instrument as _, debug_span, warn};
 
+use super::events::Events;
 use super::{Engine, RolloutEvent};
 use crate::analysis::{AnalysisContext, AnalysisResult, SequentialInput, SequentialState};
 use crate::planner::{Action, ActionResult, Slot};
@@ -33,15 +33,11 @@ pub(super) struct Failure {
 pub(super) struct Retrier {
     policy: RetryPolicy,
     jitter: Mutex<Jitter>,
-    events: broadcast::Sender<RolloutEvent>,
+    events: Events,
 }
 
 impl Retrier {
-    pub(super) fn new(
-        policy: RetryPolicy,
-        jitter: Jitter,
-        events: broadcast::Sender<RolloutEvent>,
-    ) -> Self {
+    pub(super) fn new(policy: RetryPolicy, jitter: Jitter, events: Events) -> Self {
         Retrier {
             policy,
             jitter: Mutex::new(jitter),
@@ -75,7 +71,7 @@ impl Retrier {
                 Err(error) if error.is_retryable() && attempt < self.policy.max_attempts => {
                     let delay = self.delay(attempt, error.retry_after());
                     warn!(provider, op, attempt, error = %error.chain(), delay = ?delay, "retrying");
-                    let _ = self.events.send(RolloutEvent::Retrying {
+                    self.events.send(|| RolloutEvent::Retrying {
                         op: op.to_owned(),
                         provider: provider.to_owned(),
                         attempt,
@@ -285,8 +281,8 @@ impl Engine {
         };
         let started = progress.map_or(phase_start, |p| p.started_at);
         let (run, default_count) = self
-            .setup
-            .run_in(slot, &self.state)
+            .state
+            .analysis_run(&self.setup, slot)
             .unwrap_or_else(|| (crate::plan::AnalysisRun::new(analysis), None));
         let min_duration = run.count.or(default_count).map(|c| run.interval * c);
         let canary_weight = self.state.split.as_ref().map_or(0.5, |s| {

@@ -3,8 +3,10 @@
 
 use cutover_analysis::{RunLimits, RunStatus};
 
-use super::{Action, Decision, Setup, Slot, Step, earliest, wait_until};
+use super::wait::{earliest, wait_until};
+use crate::action::{Action, Decision, Slot};
 use crate::plan::{AfterExtensions, AnalysisRun, AutoPromotion, OnInconclusive, Rolling, Strategy};
+use crate::setup::{Setup, Step};
 use crate::state::{AnalysisProgress, PauseReason, RolloutState, StopReason};
 use crate::{Health, RevisionId, Timestamp};
 
