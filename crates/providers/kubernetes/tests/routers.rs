@@ -4,19 +4,19 @@
 mod common;
 
 use common::{
-    NS, apply_as, builder, http_route, ratio_router, rev, service, static_rule, two_deployments,
+    NS, atomic_selectors, builder, http_route, ratio_router, rev, selector, service, static_rule,
+    two_deployments,
 };
 use cutover_core::{
     ErrorKind, HeaderRoute, Mirror, RouteMatch, TrafficRouter, TrafficSplit, Weight,
 };
-use cutover_kubernetes::{HttpRouteRouter, ReplicaRatioRouter, ServiceSelectorRouter};
+use cutover_kubernetes::{
+    FIELD_MANAGER, HttpRouteRouter, ReplicaRatioRouter, ServiceSelectorRouter,
+};
 use cutover_test::router_contract;
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-
-const KEY: &str = "cutover.dev/revision";
 
 fn http_router(client: kube::Client) -> HttpRouteRouter {
     HttpRouteRouter::new(client, NS, "web", "primary")
@@ -24,76 +24,54 @@ fn http_router(client: kube::Client) -> HttpRouteRouter {
         .backend(rev("v2"), "web-v2", Some(8080))
 }
 
-#[tokio::test]
-async fn service_selector_router_passes_the_contract_and_keeps_other_fields() {
-    let client = builder().with_object(service()).build().await.unwrap();
-    let router = ServiceSelectorRouter::new(client.clone(), NS, "web", KEY);
-    let report = router_contract(&router, &rev("v1"), &rev("v2"))
-        .await
-        .unwrap();
-    assert!(
-        report.passed.contains(&"all traffic to candidate"),
-        "{report}"
-    );
+// The Service-selector router on a fake client whose Services' `spec.selector` is atomic, as on
+// a real API server (the same scenarios run there in tests/cluster.rs). A router that applied
+// only its own selector key fails the first two: with a 409 when the manifest's manager owns the
+// selector, or by dropping `app` when cutover owns it.
 
-    router
-        .set_split(&TrafficSplit::all_to(&rev("v2")))
-        .await
-        .unwrap();
-    let svc = Api::<Service>::namespaced(client, NS)
-        .get("web")
-        .await
-        .unwrap();
-    let spec = svc.spec.unwrap();
-    let selector = spec.selector.unwrap();
-    assert_eq!(selector.get(KEY).map(String::as_str), Some("v2"));
-    assert_eq!(selector.get("app").map(String::as_str), Some("web"));
-    assert_eq!(spec.session_affinity.as_deref(), Some("ClientIP"));
-    assert_eq!(spec.ports.unwrap()[0].port, 80);
+async fn fake() -> kube::Client {
+    atomic_selectors(builder()).await
+}
+
+#[tokio::test]
+async fn service_selector_switch_keeps_the_manifests_keys() {
+    let client = fake().await;
+    selector::switch_keeps_every_other_key(&client, &client, NS, "kubectl").await;
+}
+
+#[tokio::test]
+async fn service_selector_switch_keeps_other_keys_when_cutover_owns_the_selector() {
+    let client = fake().await;
+    selector::switch_keeps_every_other_key(&client, &client, NS, FIELD_MANAGER).await;
+}
+
+#[tokio::test]
+async fn service_selector_reapplied_manifest_conflicts_with_cutover() {
+    let client = fake().await;
+    selector::reapplying_the_manifest_conflicts_with_cutover(&client, &client, NS).await;
+}
+
+#[tokio::test]
+async fn service_selector_concurrent_edit_is_a_transient_conflict() {
+    let client = fake().await;
+    selector::a_concurrent_edit_is_a_transient_conflict(&client, &client, NS).await;
+}
+
+#[tokio::test]
+async fn service_selector_without_selector_or_change() {
+    let client = fake().await;
+    selector::no_selector_is_refused_and_no_change_writes_nothing(&client, &client, NS).await;
 }
 
 #[tokio::test]
 async fn service_selector_router_refuses_partial_splits() {
     let client = builder().with_object(service()).build().await.unwrap();
-    let router = ServiceSelectorRouter::new(client, NS, "web", KEY);
+    let router = ServiceSelectorRouter::new(client, NS, "web", selector::KEY);
     let half =
         TrafficSplit::canary(&rev("v1"), &rev("v2"), Weight::from_percent(50).unwrap()).unwrap();
     let err = router.set_split(&half).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(err.message().contains("one revision"), "{err}");
-}
-
-#[tokio::test]
-async fn selector_owned_by_another_manager_is_a_clear_error_not_an_overwrite() {
-    let client = builder().build().await.unwrap();
-    let api = Api::<Service>::namespaced(client.clone(), NS);
-    // kubectl applies the Service, selector key included.
-    let manifest = serde_json::json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" },
-        "spec": { "selector": { "app": "web", KEY: "v1" } },
-    });
-    apply_as(&api, "kubectl", &manifest).await;
-    let router = ServiceSelectorRouter::new(client, NS, "web", KEY);
-    let err = router
-        .set_split(&TrafficSplit::all_to(&rev("v2")))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Permanent);
-    assert!(err.message().contains("another field manager"), "{err}");
-    assert!(err.message().contains("services prod/web"), "{err}");
-    let selector = api
-        .get("web")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .selector
-        .unwrap();
-    assert_eq!(
-        selector.get(KEY).map(String::as_str),
-        Some("v1"),
-        "overwritten"
-    );
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    NS, apply_as, builder, deployment, failing, http_route, pod, ratio_router, rev, service,
-    settle, two_deployments,
+    NS, apply_as, atomic_selectors, builder, deployment, failing, http_route, pod, ratio_router,
+    rev, selector, settle, two_deployments,
 };
 use cutover_core::{
     BlueGreen, Canary, CanaryStep, ErrorKind, Outcome, Plan, ProviderError, RetryPolicy, Rolling,
@@ -110,14 +110,15 @@ async fn weights(client: &kube::Client) -> Vec<(String, Option<i32>)> {
 
 #[tokio::test(start_paused = true)]
 async fn blue_green_switches_the_service_and_retires_the_old_deployment() {
-    let client = builder()
-        .with_object(service())
-        .with_object(deployment("web-v1", "v1", 3))
-        .with_object(deployment("web-v2", "v2", 0))
-        .with_object(pod("web-v2-a", "v2", true))
-        .build()
-        .await
-        .unwrap();
+    // The Service's selector is atomic here, as on a real API server, and owned by kubectl.
+    let client = atomic_selectors(
+        builder()
+            .with_object(deployment("web-v1", "v1", 3))
+            .with_object(deployment("web-v2", "v2", 0))
+            .with_object(pod("web-v2-a", "v2", true)),
+    )
+    .await;
+    selector::apply_service(&client, NS, "kubectl", &[(selector::KEY, "v1")]).await;
     let controller = controller(&client);
     let blue_green = BlueGreen {
         replicas: Some(3),
