@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+mod apply;
 mod atomic;
 mod control_plane;
 mod crds;
@@ -35,8 +36,10 @@ mod namespace;
 use std::future::Future;
 use std::time::Duration;
 
+pub use self::apply::{SETUP_MANAGER, apply_yaml};
 pub use self::atomic::{AtomicField, atomic_fields};
 pub use self::control_plane::{ControlPlane, TOOLS_ENV, USER};
+pub use self::crds::install_crds;
 pub use self::failing::failing;
 pub use self::interleave::{OTHER_WRITER, edited_before};
 pub use self::kubelet::{FakeKubelet, mark_ready, mark_waiting};
