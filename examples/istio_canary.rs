@@ -131,9 +131,9 @@ async fn canary(
     if outcome == Outcome::Promoted {
         let now = check.current_split().await?;
         let v2 = "v2".parse()?;
-        if !now
+        if now
             .as_ref()
-            .is_some_and(|s| s.weight(&v2).basis_points() == 10_000)
+            .is_none_or(|s| s.weight(&v2).basis_points() != 10_000)
         {
             return Err(format!("promoted, but route `{route}` now reads {now:?}").into());
         }

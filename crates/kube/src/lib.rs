@@ -1,7 +1,9 @@
-//! Kubernetes plumbing shared by cutover's Kubernetes providers (cutover-kubernetes, and later
-//! cutover-istio): one place that classifies [`kube::Error`]s into [`ProviderError`] kinds, and a
+//! Kubernetes plumbing shared by cutover's Kubernetes providers (cutover-kubernetes and
+//! cutover-istio): one place that classifies [`kube::Error`]s into [`ProviderError`] kinds, a
 //! server-side-apply helper that writes with cutover's field manager and reports conflicts with
-//! other managers instead of forcing.
+//! other managers instead of forcing, and a merge patch under a `resourceVersion` precondition
+//! for fields cutover shares with other managers. With the feature `test-util`, `testing` holds
+//! a real control plane for tests and a closer-to-real kube-fake-client.
 //!
 //! Providers never depend on each other; they depend on this crate instead. It is provider
 //! neutral: it knows nothing about routers, workloads or state.

@@ -102,10 +102,9 @@ async fn patch(
         .ok()
         .and_then(|patch| patch.pointer(&field.pointer).cloned());
     let path = parts.uri.path().to_owned();
-    let current = match (&wanted, read(client, &path).await) {
-        (Some(_), Ok(current)) => current,
-        // A patch that does not touch the field, or of an object that does not exist yet.
-        _ => return client.send(forward(&bytes)).await,
+    // A patch that does not touch the field, or of an object that does not exist yet, passes.
+    let (Some(_), Ok(current)) = (&wanted, read(client, &path).await) else {
+        return client.send(forward(&bytes)).await;
     };
     let query = parts.uri.query().unwrap_or_default();
     let manager = query_param(query, "fieldManager").unwrap_or_else(|| "unknown".to_owned());

@@ -68,8 +68,9 @@ fn crds(yaml: &str, strip_rules: bool) -> Vec<Value> {
         .collect();
     assert!(!crds.is_empty(), "no CustomResourceDefinition in the YAML");
     if strip_rules {
-        crds.iter_mut()
-            .for_each(|crd| remove_key(crd, "x-kubernetes-validations"));
+        for crd in &mut crds {
+            remove_key(crd, "x-kubernetes-validations");
+        }
     }
     crds
 }

@@ -46,7 +46,7 @@ pub use self::kubelet::{FakeKubelet, mark_ready, mark_waiting};
 pub use self::namespace::{Caller, TestNamespace, role_from_docs};
 
 /// How long [`eventually`] waits.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub const DEADLINE: Duration = Duration::from_mins(1);
 
 /// Calls `attempt` every 50 ms until it returns `Some`, for at most [`DEADLINE`]: readiness
 /// polling against a real server, instead of sleeping.

@@ -145,7 +145,7 @@ async fn router_subsets_and_sticky_sessions(caller: Caller) {
     router.set_mirror(&mirror, &rev("v2")).await.unwrap();
     let sticky = StickySession {
         cookie: Some("session".into()),
-        duration: std::time::Duration::from_secs(60),
+        duration: std::time::Duration::from_mins(1),
     };
     router.set_sticky_sessions(Some(sticky)).await.unwrap();
     assert_eq!(router.current_split().await.unwrap(), Some(split));

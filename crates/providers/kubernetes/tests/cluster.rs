@@ -369,7 +369,7 @@ async fn rolling_update_completes(caller: Caller) {
     .unwrap();
     RollingUpdate::new(racing, ns.name(), "web-v1")
         .poll_interval(Duration::from_millis(200))
-        .progress_deadline(Duration::from_secs(60))
+        .progress_deadline(Duration::from_mins(1))
         .run(template, IntOrString::Int(1), IntOrString::Int(0))
         .await
         .unwrap_or_else(|e| panic!("{e}: {:?}", std::error::Error::source(&e)));
@@ -464,6 +464,7 @@ async fn blue_green_rollout_end_to_end(caller: Caller) {
         .revision(rev("v2"), "web-v2");
     let blue_green = BlueGreen {
         replicas: Some(2),
+        scale_down_delay: Duration::from_secs(1),
         ..BlueGreen::default()
     };
     let store = LeasedStateStore::new(
