@@ -15,7 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::{TestNamespace, eventually};
+use super::{Caller, TestNamespace, eventually};
 
 /// The environment variable that names the directory holding the control plane's `start` and
 /// `stop` scripts, when they are not in `shared/tools/kube` beside the workspace (or one of
@@ -117,6 +117,20 @@ impl ControlPlane {
         )
         .await;
         TestNamespace::new(self, name)
+    }
+
+    /// A new namespace for one test run as `caller` (named after `purpose` and the caller), and
+    /// a client for `caller` in it.
+    pub async fn namespace_for(
+        &'static self,
+        purpose: &str,
+        caller: &Caller,
+    ) -> (TestNamespace, kube::Client) {
+        let ns = self
+            .namespace(&format!("{purpose}-{}", caller.label()))
+            .await;
+        let client = ns.client(caller).await;
+        (ns, client)
     }
 }
 

@@ -45,6 +45,48 @@ pub use self::interleave::{OTHER_WRITER, edited_before};
 pub use self::kubelet::{FakeKubelet, mark_ready, mark_waiting};
 pub use self::namespace::{Caller, TestNamespace, role_from_docs};
 
+/// Runs each named test twice, as `<name>::as_admin` and `<name>::as_restricted_user`: each
+/// calls the `async fn <name>(caller: Caller)` of the enclosing module with [`Caller::Admin`]
+/// and with [`Caller::RestrictedTo`] the Role that `role()` (a function of the enclosing
+/// module, usually [`role_from_docs`] on the crate's docs) returns. Both are
+/// `#[ignore = "needs etcd: scripts/test-deps"]` tokio tests, so the calling crate needs tokio
+/// with `macros` as a dev-dependency.
+///
+/// ```no_run
+/// use cutover_kube::testing::{Caller, ControlPlane, role_from_docs};
+///
+/// fn role() -> serde_json::Value {
+///     role_from_docs("```yaml\nkind: Role\nmetadata: { name: cutover }\n```")
+/// }
+///
+/// async fn switch_keeps_other_keys(caller: Caller) {
+///     let plane = ControlPlane::shared().await;
+///     let (ns, client) = plane.namespace_for("switch", &caller).await;
+///     // ... the code under test runs with `client` in `ns` ...
+/// }
+///
+/// cutover_kube::as_admin_and_restricted_user!(role; switch_keeps_other_keys);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! as_admin_and_restricted_user {
+    ($role:ident; $($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            #[ignore = "needs etcd: scripts/test-deps"]
+            async fn as_admin() {
+                super::$test($crate::testing::Caller::Admin).await;
+            }
+
+            #[tokio::test]
+            #[ignore = "needs etcd: scripts/test-deps"]
+            async fn as_restricted_user() {
+                super::$test($crate::testing::Caller::RestrictedTo(super::$role())).await;
+            }
+        }
+    )*};
+}
+
 /// How long [`eventually`] waits.
 pub const DEADLINE: Duration = Duration::from_mins(1);
 

@@ -56,34 +56,11 @@ async fn plane() -> &'static ControlPlane {
 }
 
 async fn set_up(purpose: &str, caller: &Caller) -> (TestNamespace, kube::Client) {
-    let ns = plane()
-        .await
-        .namespace(&format!("{purpose}-{}", caller.label()))
-        .await;
-    let client = ns.client(caller).await;
-    (ns, client)
+    plane().await.namespace_for(purpose, caller).await
 }
 
-/// Runs each named test twice: `<name>::as_admin` and `<name>::as_restricted_user`.
-macro_rules! as_admin_and_restricted_user {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test]
-            #[ignore = "needs etcd: scripts/test-deps"]
-            async fn as_admin() {
-                super::$test(cutover_kube::testing::Caller::Admin).await;
-            }
-
-            #[tokio::test]
-            #[ignore = "needs etcd: scripts/test-deps"]
-            async fn as_restricted_user() {
-                super::$test(cutover_kube::testing::Caller::RestrictedTo(super::role())).await;
-            }
-        }
-    )*};
-}
-
-as_admin_and_restricted_user!(
+cutover_kube::as_admin_and_restricted_user!(
+    role;
     router_subsets_and_sticky_sessions,
     a_concurrent_edit_is_a_transient_conflict,
 );

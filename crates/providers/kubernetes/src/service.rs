@@ -100,7 +100,8 @@ impl TrafficRouter for ServiceSelectorRouter {
         }
         let mut selector = selector;
         selector.insert(self.label_key.clone(), revision.as_str().to_owned());
-        let body = json!({ "spec": { "selector": selector } });
+        let body =
+            json!({ "apiVersion": "v1", "kind": "Service", "spec": { "selector": selector } });
         merge_patch(
             &self.api,
             &self.target.with_verb("patch"),

@@ -14,7 +14,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{rev, selector};
+use common::{httproute, rev, selector};
 use cutover_core::{
     BlueGreen, Canary, CanaryStep, ErrorKind, Health, HealthProbe, Outcome, Plan, Rollout,
     RolloutId, StateStore, StoreError, TrafficRouter, TrafficSplit, Weight, Workload,
@@ -24,8 +24,8 @@ use cutover_kube::testing::{
     role_from_docs,
 };
 use cutover_kubernetes::{
-    ConfigMapStateStore, DeploymentWorkload, FIELD_MANAGER, HttpRouteRouter, LeaseLock,
-    LeasedStateStore, PodProbe, ReplicaRatioRouter, RollingUpdate, ServiceSelectorRouter,
+    ConfigMapStateStore, DeploymentWorkload, FIELD_MANAGER, LeaseLock, LeasedStateStore, PodProbe,
+    ReplicaRatioRouter, RollingUpdate, ServiceSelectorRouter,
 };
 use cutover_test::router_contract;
 use gateway_api::apis::standard::httproutes::HttpRoute;
@@ -46,41 +46,21 @@ const HTTPROUTE_CRD: &str = include_str!("crds/gateway-api-httproute.yaml");
 
 /// A namespace of its own for a test, and a client for `caller` in it.
 async fn set_up(purpose: &str, caller: &Caller) -> (TestNamespace, kube::Client) {
-    let plane = ControlPlane::shared().await;
-    let ns = plane
-        .namespace(&format!("{purpose}-{}", caller.label()))
-        .await;
-    let client = ns.client(caller).await;
-    (ns, client)
+    ControlPlane::shared()
+        .await
+        .namespace_for(purpose, caller)
+        .await
 }
 
-/// Runs each named test twice: `<name>::as_admin` and `<name>::as_restricted_user`.
-macro_rules! as_admin_and_restricted_user {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test]
-            #[ignore = "needs etcd: scripts/test-deps"]
-            async fn as_admin() {
-                super::$test(cutover_kube::testing::Caller::Admin).await;
-            }
-
-            #[tokio::test]
-            #[ignore = "needs etcd: scripts/test-deps"]
-            async fn as_restricted_user() {
-                super::$test(cutover_kube::testing::Caller::RestrictedTo(super::role())).await;
-            }
-        }
-    )*};
-}
-
-as_admin_and_restricted_user!(
+cutover_kube::as_admin_and_restricted_user!(
+    role;
     selector_switch_keeps_the_manifests_keys,
     selector_switch_keeps_other_keys_when_cutover_owns_the_selector,
     selector_reapplied_manifest_conflicts_with_cutover,
     selector_concurrent_edit_is_a_transient_conflict,
     selector_without_selector_or_change,
     http_route_router_passes_the_contract_and_keeps_other_rules,
-    http_route_owned_by_another_manager_is_a_permanent_error,
+    http_route_applied_by_kubectl_is_updated_and_a_reapply_conflicts,
     replica_ratio_router_and_probe_follow_real_deployments,
     pod_probe_reports_a_crash_loop,
     rolling_update_completes,
@@ -119,125 +99,35 @@ async fn selector_without_selector_or_change(caller: Caller) {
 
 // === HTTPRoute ===
 
-/// The HTTPRoute `web`: an unmanaged rule `static`, then the managed rule `primary`.
-fn http_route_manifest() -> Value {
-    json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": { "name": "web" },
-        "spec": {
-            "parentRefs": [{ "name": "public" }],
-            "rules": [
-                { "name": "static",
-                  "matches": [{ "path": { "type": "PathPrefix", "value": "/static" } }],
-                  "backendRefs": [{ "name": "static-files", "port": 8080, "weight": 1 }] },
-                { "name": "primary",
-                  "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
-                  "backendRefs": [{ "name": "web-v1", "port": 8080, "weight": 100 }] },
-            ],
-        },
-    })
-}
-
-async fn http_route(ns: &TestNamespace, manager: &str) -> Api<HttpRoute> {
+async fn http_routes(ns: &TestNamespace) -> Api<HttpRoute> {
     ns.plane()
         .install_crds_without_validation_rules(HTTPROUTE_CRD)
         .await;
-    let routes = Api::<HttpRoute>::namespaced(ns.admin(), ns.name());
-    routes
-        .patch(
-            "web",
-            &PatchParams::apply(manager),
-            &Patch::Apply(&http_route_manifest()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying HTTPRoute web as {manager}: {e}"));
-    routes
+    Api::<HttpRoute>::namespaced(ns.admin(), ns.name())
 }
 
-fn http_router(client: kube::Client, ns: &str) -> HttpRouteRouter {
-    HttpRouteRouter::new(client, ns, "web", "primary")
-        .backend(rev("v1"), "web-v1", Some(8080))
-        .backend(rev("v2"), "web-v2", Some(8080))
-}
-
-/// As its docs ask, the route is created by field manager `cutover`; the API server accepts
-/// every route the router writes (contract, weights, header and cookie route, mirror), and the
-/// unmanaged rule is kept.
+/// The route was created by field manager `cutover` (what earlier docs advised): the contract,
+/// weights, a header and cookie route and a mirror are accepted by the real CRD, and the
+/// route's `parentRefs` and unmanaged rule are kept (an apply of the rules alone would have
+/// deleted the `parentRefs` cutover's manager had applied).
 async fn http_route_router_passes_the_contract_and_keeps_other_rules(caller: Caller) {
     let (ns, client) = set_up("httproute", &caller).await;
-    let routes = http_route(&ns, FIELD_MANAGER).await;
-    let router = http_router(client, ns.name());
+    let routes = http_routes(&ns).await;
+    httproute::apply(&routes, FIELD_MANAGER).await.unwrap();
+    let router = httproute::router(client, ns.name());
     let report = router_contract(&router, &rev("v1"), &rev("v2"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.unsupported, ["sticky sessions"], "{report}");
-    let split = TrafficSplit::canary(
-        &rev("v1"),
-        &rev("v2"),
-        Weight::from_basis_points(1250).unwrap(),
-    )
-    .unwrap();
-    router.set_split(&split).await.unwrap();
-    let testers = cutover_core::HeaderRoute::new(
-        "Testers",
-        [
-            cutover_core::RouteMatch::header_exact("x-canary", "1"),
-            cutover_core::RouteMatch::cookie_exact("group", "beta"),
-        ],
-    )
-    .unwrap();
-    router
-        .set_header_route(&testers, &rev("v2"))
-        .await
-        .unwrap_or_else(|e| panic!("{}", e.chain()));
-    let mirror =
-        cutover_core::Mirror::new("shadow", Weight::from_percent(20).unwrap(), []).unwrap();
-    router
-        .set_mirror(&mirror, &rev("v2"))
-        .await
-        .unwrap_or_else(|e| panic!("{}", e.chain()));
-    assert_eq!(router.current_split().await.unwrap(), Some(split));
-    let rules = routes.get("web").await.unwrap().spec.rules.unwrap();
-    let names: Vec<_> = rules.iter().map(|r| r.name.clone().unwrap()).collect();
-    assert_eq!(names.len(), 3, "{names:?}");
-    assert_eq!(names[..2], ["static", "primary"]);
-    assert_eq!(
-        rules[0].backend_refs.as_ref().unwrap()[0].name,
-        "static-files"
-    );
-    router.remove_header_route("Testers").await.unwrap();
-    router.remove_mirror("shadow").await.unwrap();
-    let rules = routes.get("web").await.unwrap().spec.rules.unwrap();
-    assert_eq!(rules.len(), 2);
-    assert!(rules[1].filters.is_none(), "{:?}", rules[1].filters);
+    httproute::weights_routes_and_mirror(&router, &routes).await;
 }
 
-/// A route whose rules another manager owns (kubectl) is a permanent error naming the route,
-/// and the route is left as it was.
-async fn http_route_owned_by_another_manager_is_a_permanent_error(caller: Caller) {
-    let (ns, client) = set_up("httproute-owned", &caller).await;
-    let routes = http_route(&ns, "kubectl").await;
-    let router = http_router(client, ns.name());
-    let half =
-        TrafficSplit::canary(&rev("v1"), &rev("v2"), Weight::from_percent(50).unwrap()).unwrap();
-    let err = router.set_split(&half).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Permanent, "{}", err.chain());
-    assert!(err.message().contains("another field manager"), "{err}");
-    assert!(
-        err.message().contains(&format!(
-            "httproutes.gateway.networking.k8s.io {}/web",
-            ns.name()
-        )),
-        "{err}"
-    );
-    let rules = routes.get("web").await.unwrap().spec.rules.unwrap();
-    let weights: Vec<_> = rules[1]
-        .backend_refs
-        .iter()
-        .flatten()
-        .map(|b| (b.name.as_str(), b.weight))
-        .collect();
-    assert_eq!(weights, [("web-v1", Some(100))]);
+/// The route was applied by kubectl, who owns the rules: the router works all the same and
+/// keeps kubectl's fields; kubectl re-applying then conflicts with `cutover`.
+async fn http_route_applied_by_kubectl_is_updated_and_a_reapply_conflicts(caller: Caller) {
+    let (ns, client) = set_up("httproute-kubectl", &caller).await;
+    let routes = http_routes(&ns).await;
+    httproute::applied_by_kubectl(&httproute::router(client, ns.name()), &routes).await;
 }
 
 // === Deployments, replica ratio, pod probe, rolling update ===

@@ -64,6 +64,26 @@ fn controller(client: &kube::Client) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The Deployment `web`.
+async fn web(client: kube::Client) -> Deployment {
+    Api::<Deployment>::namespaced(client, NS)
+        .get("web")
+        .await
+        .unwrap()
+}
+
+/// Rolls `web` to `image`, one pod at a time, polling every second.
+async fn roll_to(client: &kube::Client, image: &str) -> Result<(), UpdateError> {
+    RollingUpdate::new(client.clone(), NS, "web")
+        .poll_interval(Duration::from_secs(1))
+        .run(
+            template(image, "v1"),
+            IntOrString::Int(1),
+            IntOrString::Int(0),
+        )
+        .await
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rolling_update_completes_and_sets_the_strategy() {
     let client = builder()
@@ -84,10 +104,7 @@ async fn a_rolling_update_completes_and_sets_the_strategy() {
         .unwrap();
     assert_eq!(driver.status().await.unwrap(), RolloutStatus::Complete);
     controller.abort();
-    let d = Api::<Deployment>::namespaced(client, NS)
-        .get("web")
-        .await
-        .unwrap();
+    let d = web(client).await;
     assert_eq!(image(&d), "web:v2");
     let rolling = d.spec.unwrap().strategy.unwrap().rolling_update.unwrap();
     assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
@@ -127,20 +144,9 @@ async fn a_deployment_applied_by_kubectl_is_updated_and_a_concurrent_scale_is_ke
         serde_json::json!({ "spec": { "replicas": 5 } }),
     );
     let controller = controller(&client);
-    RollingUpdate::new(client.clone(), NS, "web")
-        .poll_interval(Duration::from_secs(1))
-        .run(
-            template("web:v2", "v1"),
-            IntOrString::Int(1),
-            IntOrString::Int(0),
-        )
-        .await
-        .unwrap();
+    roll_to(&client, "web:v2").await.unwrap();
     controller.abort();
-    let d = Api::<Deployment>::namespaced(client, NS)
-        .get("web")
-        .await
-        .unwrap();
+    let d = web(client).await;
     assert_eq!(image(&d), "web:v2");
     assert_eq!(
         d.spec.unwrap().replicas,

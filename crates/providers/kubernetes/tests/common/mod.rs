@@ -1,6 +1,7 @@
 //! Objects and fake clients shared by the tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod httproute;
 pub mod selector;
 
 use std::collections::BTreeMap;
@@ -207,8 +208,13 @@ pub fn builder() -> ClientBuilder {
 /// A fake client from `builder` whose Services' `spec.selector` is an atomic map, as on a real
 /// API server: one owner, replaced whole by an apply (`cutover_kube::testing::atomic_fields`).
 pub async fn atomic_selectors(builder: ClientBuilder) -> kube::Client {
+    with_atomic(builder, vec![AtomicField::service_selector()]).await
+}
+
+/// A fake client from `builder` with `fields` atomic, as on a real API server.
+pub async fn with_atomic(builder: ClientBuilder, fields: Vec<AtomicField>) -> kube::Client {
     let client = builder.with_return_managed_fields().build().await.unwrap();
-    cutover_kube::testing::atomic_fields(client, NS, vec![AtomicField::service_selector()])
+    cutover_kube::testing::atomic_fields(client, NS, fields)
 }
 
 /// The manifest of the Service `web`, as its deployment tooling applies it: selector
