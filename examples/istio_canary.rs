@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --example istio_canary --features istio
+//! cargo run --example istio_canary --features istio -- --pause 5
 //! ```
 //!
 //! It needs a cluster with Istio (`KUBECONFIG` or `~/.kube/config`), and in the namespace
@@ -13,47 +14,61 @@
 //! - pods of that Service labelled `version=v1` (stable) and `version=v2` (candidate).
 //!
 //! It creates or updates the DestinationRule `ISTIO_HOST` with subsets `v1` and `v2` (other
-//! subsets and policies are kept), then moves the route's weights, pausing 20 s at each step.
-//! Requests with `x-canary: always` reach v2 from the first step. Without a cluster it says
-//! what it needs and exits 0.
+//! subsets and policies are kept), then moves the route's weights, pausing `--pause` seconds
+//! (20 by default) at each step, and checks that the route ends with all traffic on v2.
+//! Requests with `x-canary: always` reach v2 from the first step. With no cluster configured
+//! at all it says what it needs and exits 0; in every other case where it cannot do its job (the
+//! cluster unreachable, Istio's CRDs missing, a permission or the VirtualService missing, a
+//! rollback) it exits non-zero. The Role of the `cutover-istio` docs is all it needs.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cutover::istio::cluster::cluster_with_istio;
+use cutover::istio::cluster::{ClusterError, cluster_with_istio};
 use cutover::istio::{Destination, DestinationRuleSubsets, IstioRouter};
 use cutover::{
     Canary, CanaryStep, Clock as _, HeaderRoute, Outcome, Plan, Rollout, RouteMatch, TokioClock,
+    TrafficRouter as _,
 };
-use cutover_examples::{chain, print_progress};
+use cutover_examples::{chain, pause_arg, print_progress};
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
+const NEEDS: &str = "It needs a cluster with Istio and, in ISTIO_NAMESPACE (default `default`), \
+                     a VirtualService ISTIO_VIRTUAL_SERVICE (default `reviews`) with an HTTP \
+                     route ISTIO_ROUTE (default `primary`) to host ISTIO_HOST (default \
+                     `reviews`), whose pods are labelled version=v1 and version=v2.";
+
 fn main() -> ExitCode {
+    let pause = match pause_arg(Duration::from_secs(20)) {
+        Ok(pause) => pause,
+        Err(e) => {
+            eprintln!("istio_canary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run())
+    runtime.block_on(run(pause))
 }
 
-async fn run() -> ExitCode {
+async fn run(pause: Duration) -> ExitCode {
     let client = match cluster_with_istio().await {
         Ok(client) => client,
-        Err(why) => {
-            println!("istio_canary: {why}.");
-            println!(
-                "It needs a cluster with Istio and, in ISTIO_NAMESPACE (default `default`), a \
-                 VirtualService ISTIO_VIRTUAL_SERVICE (default `reviews`) with an HTTP route \
-                 ISTIO_ROUTE (default `primary`) to host ISTIO_HOST (default `reviews`), whose \
-                 pods are labelled version=v1 and version=v2. Nothing was changed."
-            );
+        Err(why @ ClusterError::NotConfigured) => {
+            println!("istio_canary: {why}.\n{NEEDS} Nothing was changed.");
             return ExitCode::SUCCESS;
         }
+        Err(why) => {
+            eprintln!("istio_canary: {}.\n{NEEDS}", chain(&why));
+            return ExitCode::FAILURE;
+        }
     };
-    match canary(client).await {
+    match canary(client, pause).await {
         Ok(outcome) => {
             println!("outcome: {outcome}");
             if outcome == Outcome::Promoted {
@@ -71,6 +86,7 @@ async fn run() -> ExitCode {
 
 async fn canary(
     client: cutover::istio::kube::Client,
+    pause: Duration,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
     let namespace = env("ISTIO_NAMESPACE", "default");
     let virtual_service = env("ISTIO_VIRTUAL_SERVICE", "reviews");
@@ -85,8 +101,9 @@ async fn canary(
     let router = IstioRouter::new(client, &namespace, &virtual_service, &route)
         .destination("v1".parse()?, Destination::subset(&host, "v1"))
         .destination("v2".parse()?, Destination::subset(&host, "v2"));
+    let check = router.clone();
 
-    let pause = CanaryStep::pause(Duration::from_secs(20));
+    let pause = CanaryStep::pause(pause);
     let plan = Plan::new(Canary::new([
         CanaryStep::SetHeaderRoute(HeaderRoute::new(
             "testers",
@@ -110,5 +127,17 @@ async fn canary(
     let printer = print_progress(&rollout, start);
     let outcome = rollout.run().await;
     let _ = printer.await;
-    Ok(outcome?)
+    let outcome = outcome?;
+    if outcome == Outcome::Promoted {
+        let now = check.current_split().await?;
+        let v2 = "v2".parse()?;
+        if now
+            .as_ref()
+            .is_none_or(|s| s.weight(&v2).basis_points() != 10_000)
+        {
+            return Err(format!("promoted, but route `{route}` now reads {now:?}").into());
+        }
+        println!("route `{route}` sends everything to v2");
+    }
+    Ok(outcome)
 }

@@ -4,15 +4,21 @@
 //!
 //! ```text
 //! KUBECONFIG=~/.kube/config cargo run --example kubernetes_canary --features kubernetes
-//! KUBECONFIG=~/.kube/config CUTOVER_NAMESPACE=demo cargo run --example kubernetes_canary --features kubernetes
+//! KUBECONFIG=~/.kube/config CUTOVER_NAMESPACE=demo cargo run --example kubernetes_canary --features kubernetes -- --pause 5
 //! ```
 //!
 //! Without `KUBECONFIG` it explains what it needs and exits 0. With a cluster it creates, in
 //! the namespace `CUTOVER_NAMESPACE` (default `default`), the Deployments
 //! `cutover-example-v1` / `-v2` (image `registry.k8s.io/pause:3.10`), the Service
-//! `cutover-example`, then runs the canary 25 % -> 50 % -> 100 % with 20 s pauses (about a
-//! minute), and deletes everything it created. It needs the RBAC Role from the
-//! `cutover-kubernetes` docs plus `create`/`delete` on those objects for setup and cleanup.
+//! `cutover-example`, then runs the canary 25 % -> 50 % -> 100 % with pauses of `--pause`
+//! seconds (20 by default: about a minute in all), checks that every replica runs v2, and
+//! deletes everything it created. It exits non-zero whenever it could not do that: no cluster
+//! reached, a permission missing, pods that never become ready, a rollback. It needs the RBAC
+//! Role from the `cutover-kubernetes` docs plus `create`/`delete` on those objects for setup
+//! and cleanup.
+//!
+//! CI runs it against a Kubernetes 1.24 control plane without a kubelet, with a fake kubelet
+//! (`cutover-kube`'s `control_plane kubelet`) marking the pods ready.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,7 +33,7 @@ use cutover::kubernetes::{
     ConfigMapStateStore, LeaseLock, LeasedStateStore, PodProbe, ReplicaRatioRouter,
 };
 use cutover::{Canary, CanaryStep, Clock as _, Outcome, Plan, Rollout, RolloutId, TokioClock};
-use cutover_examples::{chain, print_progress};
+use cutover_examples::{chain, pause_arg, print_progress};
 use serde_json::json;
 
 const APP: &str = "cutover-example";
@@ -43,14 +49,21 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    let pause = match pause_arg(Duration::from_secs(20)) {
+        Ok(pause) => pause,
+        Err(e) => {
+            eprintln!("kubernetes_canary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run())
+    runtime.block_on(run(pause))
 }
 
-async fn run() -> ExitCode {
+async fn run(pause: Duration) -> ExitCode {
     let namespace = std::env::var("CUTOVER_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
     let client = match Client::try_default().await {
         Ok(client) => client,
@@ -72,12 +85,19 @@ async fn run() -> ExitCode {
         clean_up(&client, &namespace).await;
         return ExitCode::FAILURE;
     }
-    let outcome = canary(&client, &namespace).await;
+    let outcome = canary(&client, &namespace, pause).await;
+    let replicas = replicas(&client, &namespace).await;
     clean_up(&client, &namespace).await;
     match outcome {
-        Ok(Outcome::Promoted) => {
+        Ok(Outcome::Promoted) if replicas == Ok((0, 4)) => {
             println!("PROMOTED: every replica runs v2");
             ExitCode::SUCCESS
+        }
+        Ok(Outcome::Promoted) => {
+            eprintln!(
+                "promoted, but the Deployments do not show it: (v1, v2) replicas {replicas:?}"
+            );
+            ExitCode::FAILURE
         }
         Ok(other) => {
             println!("not promoted: {other}");
@@ -125,7 +145,21 @@ async fn set_up(client: &Client, namespace: &str) -> Result<(), kube::Error> {
     Ok(())
 }
 
-async fn canary(client: &Client, namespace: &str) -> Result<Outcome, String> {
+/// The replicas of v1 and v2 as their Deployments say.
+async fn replicas(client: &Client, namespace: &str) -> Result<(i32, i32), String> {
+    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
+    let mut counts = [0; 2];
+    for (count, version) in counts.iter_mut().zip(["v1", "v2"]) {
+        let deployment = deployments
+            .get(&format!("{APP}-{version}"))
+            .await
+            .map_err(|e| chain(&e))?;
+        *count = deployment.spec.and_then(|s| s.replicas).unwrap_or(1);
+    }
+    Ok((counts[0], counts[1]))
+}
+
+async fn canary(client: &Client, namespace: &str, pause: Duration) -> Result<Outcome, String> {
     let id: RolloutId = APP.parse().map_err(|e| format!("{e}"))?;
     let identity = format!("example-{}", std::process::id());
     let lock = Arc::new(LeaseLock::for_rollout(
@@ -140,9 +174,9 @@ async fn canary(client: &Client, namespace: &str) -> Result<Outcome, String> {
 
     let plan = Plan::new(Canary::new([
         CanaryStep::set_weight(25).map_err(|e| e.to_string())?,
-        CanaryStep::pause(Duration::from_secs(20)),
+        CanaryStep::pause(pause),
         CanaryStep::set_weight(50).map_err(|e| e.to_string())?,
-        CanaryStep::pause(Duration::from_secs(20)),
+        CanaryStep::pause(pause),
     ]));
     let store = LeasedStateStore::new(
         ConfigMapStateStore::new(client.clone(), namespace, "cutover-state-"),

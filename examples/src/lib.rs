@@ -341,3 +341,19 @@ pub fn only_flag(flag: &str) -> Result<bool, String> {
         (Some(arg), _) => Err(format!("unexpected argument {arg}; the only one is {flag}")),
     }
 }
+
+/// The `--pause SECONDS` argument (how long each pause step of a cluster example lasts), the
+/// example's only optional argument, or `default`.
+pub fn pause_arg(default: std::time::Duration) -> Result<std::time::Duration, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(default),
+        [flag, seconds] if flag == "--pause" => seconds
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|e| format!("--pause {seconds}: {e}")),
+        _ => Err(format!(
+            "unexpected arguments {args:?}; the only one is --pause SECONDS"
+        )),
+    }
+}

@@ -1,7 +1,9 @@
-//! Kubernetes plumbing shared by cutover's Kubernetes providers (cutover-kubernetes, and later
-//! cutover-istio): one place that classifies [`kube::Error`]s into [`ProviderError`] kinds, and a
+//! Kubernetes plumbing shared by cutover's Kubernetes providers (cutover-kubernetes and
+//! cutover-istio): one place that classifies [`kube::Error`]s into [`ProviderError`] kinds, a
 //! server-side-apply helper that writes with cutover's field manager and reports conflicts with
-//! other managers instead of forcing.
+//! other managers instead of forcing, and a merge patch under a `resourceVersion` precondition
+//! for fields cutover shares with other managers. With the feature `test-util`, `testing` holds
+//! a real control plane for tests and a closer-to-real kube-fake-client.
 //!
 //! Providers never depend on each other; they depend on this crate instead. It is provider
 //! neutral: it knows nothing about routers, workloads or state.
@@ -188,6 +190,38 @@ where
     api.patch(&target.name, &params, &Patch::Apply(config))
         .await
         .map_err(|error| apply_error(error, target, manager))
+}
+
+/// Merge-patches `body` (a JSON merge patch such as `{"spec": {"selector": {...}}}`) into the
+/// object `target.name` as field manager [`FIELD_MANAGER`], on the condition that it is still
+/// at `resource_version` (the one cutover read; `None` writes unconditionally).
+///
+/// This is how cutover writes a field that the API server treats as one value (an atomic map
+/// such as a Service's `spec.selector`, an atomic list such as Istio's `spec.http`) while other
+/// managers own parts of it: read the object, change only cutover's part, write the whole value
+/// back under the `resourceVersion` precondition. A concurrent change makes the API server
+/// answer 409, which [`classify`] reports as transient: the caller reads again and the other
+/// change survives. Like `kubectl edit`, the write makes `cutover` the field's owner (an
+/// `Update` in `managedFields`); it never forces a server-side apply.
+pub async fn merge_patch<K>(
+    api: &Api<K>,
+    target: &Target,
+    resource_version: Option<&str>,
+    mut body: serde_json::Value,
+) -> Result<K, ProviderError>
+where
+    K: Clone + DeserializeOwned + Serialize + fmt::Debug,
+{
+    if let Some(version) = resource_version {
+        body["metadata"]["resourceVersion"] = serde_json::Value::from(version);
+    }
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(&target.name, &params, &Patch::Merge(&body))
+        .await
+        .map_err(|error| classify(error, target))
 }
 
 /// Classifies an error of a server-side apply: 409 is a conflict with another field manager.

@@ -19,6 +19,29 @@
 //! missing RBAC verb, 409 and 5xx are transient, 429 is throttled); a VirtualService, route or
 //! DestinationRule that does not exist is a permanent error naming it.
 //!
+//! # RBAC
+//!
+//! Everything in this crate needs only this Role, in the namespace of the VirtualService and
+//! DestinationRule (drop `create` if the DestinationRule exists before the rollout):
+//!
+//! ```yaml
+//! apiVersion: rbac.authorization.k8s.io/v1
+//! kind: Role
+//! metadata:
+//!   name: cutover-istio
+//! rules:
+//!   # IstioRouter
+//!   - apiGroups: ["networking.istio.io"]
+//!     resources: ["virtualservices"]
+//!     verbs: ["get", "patch"]
+//!   # DestinationRuleSubsets, IstioRouter::sticky_sessions_on
+//!   - apiGroups: ["networking.istio.io"]
+//!     resources: ["destinationrules"]
+//!     verbs: ["get", "create", "patch"]
+//! ```
+//!
+//! [`cluster::cluster_with_istio`] checks for Istio through discovery, which needs no Role.
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use cutover_core::{Plan, Rollout};

@@ -5,9 +5,9 @@
 use std::fmt;
 
 use cutover_core::ProviderError;
-use cutover_kube::{FIELD_MANAGER, Target, classify, is_not_found};
+use cutover_kube::{FIELD_MANAGER, Target, classify, is_not_found, merge_patch};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -91,28 +91,20 @@ where
         metadata: Value,
         spec: Value,
     ) -> Result<(), ProviderError> {
-        let mut metadata = match metadata {
+        let metadata = match metadata {
             Value::Object(map) => map,
             _ => serde_json::Map::new(),
         };
-        if let Some(rv) = resource_version {
-            metadata.insert("resourceVersion".into(), Value::String(rv));
-        }
         let body = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "metadata": metadata,
             "spec": spec,
         });
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        self.api
-            .patch(&self.target.name, &params, &Patch::Merge(&body))
+        let target = self.target.with_verb("patch");
+        merge_patch(&self.api, &target, resource_version.as_deref(), body)
             .await
             .map(drop)
-            .map_err(|error| classify(error, &self.target.with_verb("patch")))
     }
 
     /// Creates `object` as field manager `cutover`.

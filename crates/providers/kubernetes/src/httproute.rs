@@ -8,15 +8,16 @@ use cutover_core::{
     Granularity, HeaderRoute, Mirror, ProviderError, RevisionId, RouteMatch, RouterCapabilities,
     StringMatch, TrafficRouter, TrafficSplit, Weight,
 };
-use cutover_kube::{Target, apply, classify, escape_regex, split_from_weights};
+use cutover_kube::{Target, classify, escape_regex, merge_patch, split_from_weights};
 use gateway_api::apis::standard::httproutes::{
     HttpRoute, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesFilters,
     HttpRouteRulesFiltersRequestMirror, HttpRouteRulesFiltersRequestMirrorBackendRef,
     HttpRouteRulesFiltersRequestMirrorFraction, HttpRouteRulesFiltersType, HttpRouteRulesMatches,
     HttpRouteRulesMatchesHeaders, HttpRouteRulesMatchesHeadersType,
 };
+use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, Client};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::names::object_name;
 
@@ -47,9 +48,18 @@ struct Backend {
 ///   `fraction` of 10 000. One mirror at a time: setting a mirror replaces the previous one and
 ///   removing any mirror removes it. A mirror restricted by `matches` is not supported.
 /// - Rules cutover does not manage are written back unchanged. `spec.rules` is an atomic list
-///   in the Gateway API schema, so the whole list is applied with field manager `cutover`; if
-///   another manager owns it, the write fails with a permanent error rather than overwriting
-///   it (create the route with field manager `cutover`, or hand the field over).
+///   in the Gateway API schema, owned whole by whoever created the route (kubectl, Helm, Argo
+///   CD), so a server-side apply of it would conflict with them (and, were the route created
+///   by cutover's own field manager, an apply of the rules alone would delete its
+///   `parentRefs`). The router instead reads the route, edits the rules it manages, and writes
+///   the whole list back with a merge patch that carries the `resourceVersion` it read (field
+///   manager `cutover`, see [`cutover_kube::merge_patch`]): a concurrent change is a transient
+///   conflict and the next try reads again. A write that changes nothing is skipped. After a
+///   write `cutover` owns `spec.rules`, so a later server-side apply of the route's manifest
+///   with other rules conflicts with `cutover` instead of silently undoing the rollout.
+/// - The rules are read through gateway-api's standard-channel types. A rule with a field
+///   those types do not know (an experimental-channel field) would lose it on the way back, so
+///   the router refuses to write such a route, with a permanent error naming the rule.
 ///
 /// ```no_run
 /// # fn f(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -62,6 +72,8 @@ struct Backend {
 #[derive(Debug, Clone)]
 pub struct HttpRouteRouter {
     api: Api<HttpRoute>,
+    /// The same route, untyped, to see fields the typed rules would drop.
+    raw: Api<DynamicObject>,
     target: Target,
     rule: String,
     backends: BTreeMap<RevisionId, Backend>,
@@ -72,7 +84,9 @@ impl HttpRouteRouter {
     /// A router for the rule named `rule` of the `HTTPRoute` `route` in `namespace`. Add the
     /// Service of each revision with [`backend`](Self::backend).
     pub fn new(client: Client, namespace: &str, route: &str, rule: &str) -> Self {
+        let resource = ApiResource::erase::<HttpRoute>(&());
         HttpRouteRouter {
+            raw: Api::namespaced_with(client.clone(), namespace, &resource),
             api: Api::namespaced(client, namespace),
             target: Target::new("get", HTTPROUTES, namespace, route),
             rule: rule.to_owned(),
@@ -106,11 +120,36 @@ impl HttpRouteRouter {
         self.backends.values().any(|b| b.service == service)
     }
 
+    /// Reads the route, checking that its rules survive a round trip through the typed rules
+    /// (see the type's docs).
     async fn read(&self) -> Result<HttpRoute, ProviderError> {
-        self.api
+        let raw = self
+            .raw
             .get(&self.target.name)
             .await
-            .map_err(|e| classify(e, &self.target))
+            .map_err(|e| classify(e, &self.target))?;
+        let raw = serde_json::to_value(&raw).map_err(|e| self.unreadable(&e))?;
+        let route: HttpRoute =
+            serde_json::from_value(raw.clone()).map_err(|e| self.unreadable(&e))?;
+        let empty = Vec::new();
+        let raw_rules = raw["spec"]["rules"].as_array().unwrap_or(&empty);
+        for (raw_rule, rule) in raw_rules.iter().zip(route.spec.rules.iter().flatten()) {
+            let typed = serde_json::to_value(rule).map_err(|e| self.unreadable(&e))?;
+            if &typed != raw_rule {
+                return Err(ProviderError::permanent(format!(
+                    "{}: rule `{}` has fields this version of cutover does not know ({}); \
+                     writing the rules back would drop them, so cutover does not write",
+                    self.name,
+                    rule.name.as_deref().unwrap_or("(unnamed)"),
+                    unknown_fields(raw_rule, &typed).join(", ")
+                )));
+            }
+        }
+        Ok(route)
+    }
+
+    fn unreadable(&self, e: &serde_json::Error) -> ProviderError {
+        ProviderError::permanent(format!("{}: the HTTPRoute cannot be read: {e}", self.name))
     }
 
     /// The index of the managed rule.
@@ -127,24 +166,31 @@ impl HttpRouteRouter {
     }
 
     /// Reads the route, lets `change` edit its rules (given the managed rule's index), and
-    /// applies the rules back.
+    /// writes the rules back under the `resourceVersion` read, unless nothing changed.
     async fn update(
         &self,
         change: impl FnOnce(&mut Vec<HttpRouteRules>, usize) -> Result<(), ProviderError> + Send,
     ) -> Result<(), ProviderError> {
         let route = self.read().await?;
-        let mut rules = route.spec.rules.unwrap_or_default();
+        let before = route.spec.rules.unwrap_or_default();
+        let mut rules = before.clone();
         let managed = self.managed(&rules)?;
         change(&mut rules, managed)?;
-        let config = json!({
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": { "name": self.target.name },
-            "spec": { "rules": rules },
-        });
-        apply(&self.api, &self.target.with_verb("patch"), &config)
-            .await
-            .map(drop)
+        if rules == before {
+            return Ok(());
+        }
+        merge_patch(
+            &self.api,
+            &self.target.with_verb("patch"),
+            route.metadata.resource_version.as_deref(),
+            json!({
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "spec": { "rules": rules },
+            }),
+        )
+        .await
+        .map(drop)
     }
 
     fn backend_ref(
@@ -405,6 +451,38 @@ fn header_match(condition: &RouteMatch) -> HttpRouteRulesMatchesHeaders {
                 value: format!("(^|;\\s*){}={value}(;|$)", escape_regex(name)),
             }
         }
+    }
+}
+
+/// The paths of the fields in `raw` that `typed` lacks or holds differently (`filters[0].x`).
+fn unknown_fields(raw: &Value, typed: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff("", raw, typed, &mut out);
+    out
+}
+
+fn diff(path: &str, raw: &Value, typed: &Value, out: &mut Vec<String>) {
+    match (raw, typed) {
+        (Value::Object(r), Value::Object(t)) => {
+            for (key, value) in r {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match t.get(key) {
+                    Some(other) => diff(&here, value, other, out),
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(r), Value::Array(t)) if r.len() == t.len() => {
+            for (i, (a, b)) in r.iter().zip(t).enumerate() {
+                diff(&format!("{path}[{i}]"), a, b, out);
+            }
+        }
+        _ if raw != typed => out.push(path.to_owned()),
+        _ => {}
     }
 }
 

@@ -12,14 +12,28 @@
 //! | [`LeaseLock`], [`LeasedStateStore`] | `StateStore` | one owner per rollout; a lost Lease stops the engine |
 //! | [`RollingUpdate`] | | rolling update of a single Deployment, followed like `kubectl rollout status` |
 //!
-//! Every router and workload write is a server-side apply that never forces: a field owned by
-//! another manager is reported as a permanent error naming the object. Routers write as field
-//! manager `cutover` ([`FIELD_MANAGER`]); `spec.replicas` of Deployments is written as
-//! `cutover-replicas` ([`REPLICAS_FIELD_MANAGER`]) and their strategy and template as
-//! `cutover-rollout` ([`ROLLOUT_FIELD_MANAGER`]), because an apply removes the fields its manager
-//! applied before and leaves out now. Errors are classified in one place,
-//! [`cutover_kube::classify`]: 409 transient (re-read and retry), 429 throttled, 5xx transient,
-//! 403 permanent naming the missing RBAC verb and resource, other 4xx permanent.
+//! Writes never force and never drop another writer's change:
+//!
+//! - A Deployment's `spec.replicas`, which cutover owns outright, is server-side applied as
+//!   `cutover-replicas` ([`REPLICAS_FIELD_MANAGER`]). If another manager owns it (a manifest
+//!   with `replicas:`, an HPA) the write is a permanent error naming the conflict, never an
+//!   overwrite.
+//! - Fields that the object's own manifest sets and cutover changes in part are read, changed
+//!   and written back with a patch that carries the `resourceVersion` that was read: a
+//!   Service's `spec.selector` (an atomic map: one key cannot be applied on its own), an
+//!   HTTPRoute's `spec.rules` (an atomic list), both as `cutover` ([`FIELD_MANAGER`]), and a
+//!   Deployment's template and strategy in a [`RollingUpdate`] (as `cutover-rollout`,
+//!   [`ROLLOUT_FIELD_MANAGER`]). A concurrent change is a transient 409 and the next try reads
+//!   again; every key and rule cutover does not set is written back as read. Afterwards cutover
+//!   owns the field, so re-applying the manifest with other values conflicts with it rather
+//!   than silently undoing a rollout.
+//!
+//! Errors are classified in one place, [`cutover_kube::classify`]: 409 transient (re-read and
+//! retry), 429 throttled, 5xx transient, 403 permanent naming the missing RBAC verb and
+//! resource, other 4xx permanent.
+//!
+//! Everything here is tested against a real API server (Kubernetes 1.24, `tests/cluster.rs`),
+//! once as a cluster admin and once as a user bound to exactly the Role below.
 //!
 //! # RBAC
 //!

@@ -5,12 +5,13 @@ use std::fmt;
 use std::time::Duration;
 
 use cutover_core::ProviderError;
-use cutover_kube::{Target, apply_as};
+use cutover_kube::{Target, classify, is_conflict};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use serde_json::json;
+use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::time::Instant;
 
@@ -18,6 +19,10 @@ use crate::deployment::{DEPLOYMENTS, caught_up, get_deployment};
 
 /// The field manager of `spec.strategy` and `spec.template`.
 pub const ROLLOUT_FIELD_MANAGER: &str = "cutover-rollout";
+
+/// How many times a write that met a concurrent change of the Deployment is tried again, each
+/// time from a new read.
+const CONFLICT_RETRIES: u32 = 4;
 
 /// Where a Deployment's rollout stands, by the rules of `kubectl rollout status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +77,13 @@ pub enum UpdateError {
 /// progress is made for `progress_deadline` (or the controller reports
 /// `ProgressDeadlineExceeded`).
 ///
-/// Writes are server-side applies of `spec.strategy` and `spec.template` as field manager
-/// `cutover-rollout` (conflicts with other managers are errors, not overwrites); the rollback
-/// applies both again, with the previous template, so neither is dropped. Progress is polled
-/// every `poll_interval` on tokio time.
+/// The template of a Deployment is set by whoever created it (kubectl, Helm, Argo CD), so a
+/// server-side apply of a new template would always conflict with that manager. Like `kubectl
+/// set image`, the update instead reads the Deployment and replaces `spec.template` and
+/// `spec.strategy` with a JSON patch that carries the `resourceVersion` it read (field manager
+/// `cutover-rollout`); a concurrent change (an autoscaler scaling it) is a conflict, and the
+/// write is tried again from a new read, up to 4 times. The rollback replaces the template with
+/// the one read before the update. Progress is polled every `poll_interval` on tokio time.
 ///
 /// ```no_run
 /// # async fn f(client: kube::Client, template: k8s_openapi::api::core::v1::PodTemplateSpec)
@@ -149,27 +157,17 @@ impl RollingUpdate {
             .await
             .map_err(|e| self.provider(e))?;
         let previous = current.spec.map(|s| s.template).unwrap_or_default();
-        let config = |template: &PodTemplateSpec| {
-            json!({
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": { "name": self.deployment },
-                "spec": {
-                    "strategy": {
-                        "type": "RollingUpdate",
-                        "rollingUpdate": { "maxSurge": max_surge, "maxUnavailable": max_unavailable },
-                    },
-                    "template": template,
-                },
-            })
-        };
-        self.apply(&config(&template)).await?;
+        let strategy = json!({
+            "type": "RollingUpdate",
+            "rollingUpdate": { "maxSurge": max_surge, "maxUnavailable": max_unavailable },
+        });
+        self.write(&template, &strategy).await?;
         let reason = match self.follow().await? {
             Ok(()) => return Ok(()),
             Err(reason) => reason,
         };
         tracing::warn!(deployment = %self.deployment, %reason, "rolling back to the previous template");
-        self.apply(&config(&previous)).await?;
+        self.write(&previous, &strategy).await?;
         // Follow the rollback too, so the caller learns whether it is back where it was.
         let reason = match self.follow().await? {
             Ok(()) => reason,
@@ -181,12 +179,36 @@ impl RollingUpdate {
         })
     }
 
-    async fn apply(&self, config: &serde_json::Value) -> Result<(), UpdateError> {
+    /// Replaces `spec.template` and `spec.strategy` under the `resourceVersion` just read,
+    /// reading again after a conflict.
+    async fn write(&self, template: &PodTemplateSpec, strategy: &Value) -> Result<(), UpdateError> {
         let target = Target::new("patch", DEPLOYMENTS, &self.namespace, &self.deployment);
-        apply_as(&self.api, &target, config, ROLLOUT_FIELD_MANAGER)
-            .await
-            .map(drop)
-            .map_err(|e| self.provider(e))
+        let params = PatchParams {
+            field_manager: Some(ROLLOUT_FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let mut conflicts = 0;
+        loop {
+            let current = get_deployment(&self.api, &self.namespace, &self.deployment)
+                .await
+                .map_err(|e| self.provider(e))?;
+            let operations = json!([
+                { "op": "add", "path": "/metadata/resourceVersion", "value": current.metadata.resource_version },
+                { "op": "add", "path": "/spec/template", "value": template },
+                { "op": "add", "path": "/spec/strategy", "value": strategy },
+            ]);
+            let patch: json_patch::Patch = serde_json::from_value(operations)
+                .map_err(|e| self.provider(ProviderError::permanent(format!("{target}: {e}"))))?;
+            match self
+                .api
+                .patch(&self.deployment, &params, &Patch::<()>::Json(patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_conflict(&e) && conflicts < CONFLICT_RETRIES => conflicts += 1,
+                Err(e) => return Err(self.provider(classify(e, &target))),
+            }
+        }
     }
 
     /// Polls until complete (`Ok(Ok)`), failed or out of progress (`Ok(Err(reason))`).

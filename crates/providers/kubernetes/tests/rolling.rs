@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{NS, builder, deployment, template};
+use common::{NS, apply_as, builder, deployment, template};
 use cutover_kubernetes::{RollingUpdate, RolloutStatus, UpdateError};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -62,6 +64,26 @@ fn controller(client: &kube::Client) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The Deployment `web`.
+async fn web(client: kube::Client) -> Deployment {
+    Api::<Deployment>::namespaced(client, NS)
+        .get("web")
+        .await
+        .unwrap()
+}
+
+/// Rolls `web` to `image`, one pod at a time, polling every second.
+async fn roll_to(client: &kube::Client, image: &str) -> Result<(), UpdateError> {
+    RollingUpdate::new(client.clone(), NS, "web")
+        .poll_interval(Duration::from_secs(1))
+        .run(
+            template(image, "v1"),
+            IntOrString::Int(1),
+            IntOrString::Int(0),
+        )
+        .await
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rolling_update_completes_and_sets_the_strategy() {
     let client = builder()
@@ -82,10 +104,7 @@ async fn a_rolling_update_completes_and_sets_the_strategy() {
         .unwrap();
     assert_eq!(driver.status().await.unwrap(), RolloutStatus::Complete);
     controller.abort();
-    let d = Api::<Deployment>::namespaced(client, NS)
-        .get("web")
-        .await
-        .unwrap();
+    let d = web(client).await;
     assert_eq!(image(&d), "web:v2");
     let rolling = d.spec.unwrap().strategy.unwrap().rolling_update.unwrap();
     assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
@@ -93,6 +112,48 @@ async fn a_rolling_update_completes_and_sets_the_strategy() {
         rolling.max_unavailable,
         Some(IntOrString::String("25%".into()))
     );
+}
+
+/// The Deployment's manifest was applied by kubectl, who owns its template; someone scales it
+/// between the driver's read and its write. The update still goes through (a server-side apply
+/// would conflict with kubectl), after one retry from a new read, and the scale is kept.
+#[tokio::test(start_paused = true)]
+async fn a_deployment_applied_by_kubectl_is_updated_and_a_concurrent_scale_is_kept() {
+    let fake = builder().build().await.unwrap();
+    let d = deployment("web", "v1", 4);
+    let mut manifest = serde_json::to_value(&d).unwrap();
+    manifest["status"] = serde_json::Value::Null;
+    apply_as(
+        &Api::<Deployment>::namespaced(fake.clone(), NS),
+        "kubectl",
+        &manifest,
+    )
+    .await;
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&writes);
+    let client = cutover_kube::testing::edited_before(
+        fake,
+        NS,
+        move |method, path| {
+            let write = method == http::Method::PATCH && path.ends_with("/deployments/web");
+            if write {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            write
+        },
+        serde_json::json!({ "spec": { "replicas": 5 } }),
+    );
+    let controller = controller(&client);
+    roll_to(&client, "web:v2").await.unwrap();
+    controller.abort();
+    let d = web(client).await;
+    assert_eq!(image(&d), "web:v2");
+    assert_eq!(
+        d.spec.unwrap().replicas,
+        Some(5),
+        "the concurrent scale survived"
+    );
+    assert_eq!(writes.load(Ordering::SeqCst), 2, "one conflict, one retry");
 }
 
 #[tokio::test(start_paused = true)]

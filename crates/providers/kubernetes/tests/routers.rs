@@ -4,96 +4,71 @@
 mod common;
 
 use common::{
-    NS, apply_as, builder, http_route, ratio_router, rev, service, static_rule, two_deployments,
+    NS, atomic_selectors, builder, http_route, httproute, ratio_router, rev, selector, service,
+    static_rule, two_deployments, with_atomic,
 };
-use cutover_core::{
-    ErrorKind, HeaderRoute, Mirror, RouteMatch, TrafficRouter, TrafficSplit, Weight,
+use cutover_core::{ErrorKind, TrafficRouter, TrafficSplit, Weight};
+use cutover_kube::testing::AtomicField;
+use cutover_kubernetes::{
+    FIELD_MANAGER, HttpRouteRouter, ReplicaRatioRouter, ServiceSelectorRouter,
 };
-use cutover_kubernetes::{HttpRouteRouter, ReplicaRatioRouter, ServiceSelectorRouter};
 use cutover_test::router_contract;
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 
-const KEY: &str = "cutover.dev/revision";
-
 fn http_router(client: kube::Client) -> HttpRouteRouter {
-    HttpRouteRouter::new(client, NS, "web", "primary")
-        .backend(rev("v1"), "web-v1", Some(8080))
-        .backend(rev("v2"), "web-v2", Some(8080))
+    httproute::router(client, NS)
+}
+
+// The Service-selector router on a fake client whose Services' `spec.selector` is atomic, as on
+// a real API server (the same scenarios run there in tests/cluster.rs). A router that applied
+// only its own selector key fails the first two: with a 409 when the manifest's manager owns the
+// selector, or by dropping `app` when cutover owns it.
+
+async fn fake() -> kube::Client {
+    atomic_selectors(builder()).await
 }
 
 #[tokio::test]
-async fn service_selector_router_passes_the_contract_and_keeps_other_fields() {
-    let client = builder().with_object(service()).build().await.unwrap();
-    let router = ServiceSelectorRouter::new(client.clone(), NS, "web", KEY);
-    let report = router_contract(&router, &rev("v1"), &rev("v2"))
-        .await
-        .unwrap();
-    assert!(
-        report.passed.contains(&"all traffic to candidate"),
-        "{report}"
-    );
+async fn service_selector_switch_keeps_the_manifests_keys() {
+    let client = fake().await;
+    selector::switch_keeps_every_other_key(&client, &client, NS, "kubectl").await;
+}
 
-    router
-        .set_split(&TrafficSplit::all_to(&rev("v2")))
-        .await
-        .unwrap();
-    let svc = Api::<Service>::namespaced(client, NS)
-        .get("web")
-        .await
-        .unwrap();
-    let spec = svc.spec.unwrap();
-    let selector = spec.selector.unwrap();
-    assert_eq!(selector.get(KEY).map(String::as_str), Some("v2"));
-    assert_eq!(selector.get("app").map(String::as_str), Some("web"));
-    assert_eq!(spec.session_affinity.as_deref(), Some("ClientIP"));
-    assert_eq!(spec.ports.unwrap()[0].port, 80);
+#[tokio::test]
+async fn service_selector_switch_keeps_other_keys_when_cutover_owns_the_selector() {
+    let client = fake().await;
+    selector::switch_keeps_every_other_key(&client, &client, NS, FIELD_MANAGER).await;
+}
+
+#[tokio::test]
+async fn service_selector_reapplied_manifest_conflicts_with_cutover() {
+    let client = fake().await;
+    selector::reapplying_the_manifest_conflicts_with_cutover(&client, &client, NS).await;
+}
+
+#[tokio::test]
+async fn service_selector_concurrent_edit_is_a_transient_conflict() {
+    let client = fake().await;
+    selector::a_concurrent_edit_is_a_transient_conflict(&client, &client, NS).await;
+}
+
+#[tokio::test]
+async fn service_selector_without_selector_or_change() {
+    let client = fake().await;
+    selector::no_selector_is_refused_and_no_change_writes_nothing(&client, &client, NS).await;
 }
 
 #[tokio::test]
 async fn service_selector_router_refuses_partial_splits() {
     let client = builder().with_object(service()).build().await.unwrap();
-    let router = ServiceSelectorRouter::new(client, NS, "web", KEY);
+    let router = ServiceSelectorRouter::new(client, NS, "web", selector::KEY);
     let half =
         TrafficSplit::canary(&rev("v1"), &rev("v2"), Weight::from_percent(50).unwrap()).unwrap();
     let err = router.set_split(&half).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(err.message().contains("one revision"), "{err}");
-}
-
-#[tokio::test]
-async fn selector_owned_by_another_manager_is_a_clear_error_not_an_overwrite() {
-    let client = builder().build().await.unwrap();
-    let api = Api::<Service>::namespaced(client.clone(), NS);
-    // kubectl applies the Service, selector key included.
-    let manifest = serde_json::json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" },
-        "spec": { "selector": { "app": "web", KEY: "v1" } },
-    });
-    apply_as(&api, "kubectl", &manifest).await;
-    let router = ServiceSelectorRouter::new(client, NS, "web", KEY);
-    let err = router
-        .set_split(&TrafficSplit::all_to(&rev("v2")))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Permanent);
-    assert!(err.message().contains("another field manager"), "{err}");
-    assert!(err.message().contains("services prod/web"), "{err}");
-    let selector = api
-        .get("web")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .selector
-        .unwrap();
-    assert_eq!(
-        selector.get(KEY).map(String::as_str),
-        Some("v1"),
-        "overwritten"
-    );
 }
 
 #[tokio::test]
@@ -120,77 +95,55 @@ async fn http_route_router_passes_the_contract() {
 #[tokio::test]
 async fn http_route_router_sets_weights_routes_and_mirrors_and_keeps_other_rules() {
     let client = builder().with_object(http_route()).build().await.unwrap();
-    let router = http_router(client.clone());
-    let api = Api::<HttpRoute>::namespaced(client, NS);
-    let split = TrafficSplit::canary(
-        &rev("v1"),
-        &rev("v2"),
-        Weight::from_basis_points(1250).unwrap(),
-    )
-    .unwrap();
-    router.set_split(&split).await.unwrap();
-    let testers = HeaderRoute::new(
-        "Testers",
-        [
-            RouteMatch::header_exact("x-canary", "1"),
-            RouteMatch::cookie_exact("group", "beta"),
-        ],
-    )
-    .unwrap();
-    router.set_header_route(&testers, &rev("v2")).await.unwrap();
-    let mirror = Mirror::new("shadow", Weight::from_percent(20).unwrap(), []).unwrap();
-    router.set_mirror(&mirror, &rev("v2")).await.unwrap();
-
-    let route = api.get("web").await.unwrap();
-    assert_eq!(route.spec.parent_refs.as_ref().unwrap()[0].name, "public");
-    let rules = route.spec.rules.unwrap();
-    let names: Vec<_> = rules.iter().map(|r| r.name.clone().unwrap()).collect();
-    assert_eq!(names.len(), 3, "{names:?}");
-    assert_eq!(names[..2], ["static", "primary"]);
-    assert!(names[2].starts_with("cutover-route-testers-"), "{names:?}");
-    assert_eq!(rules[0], static_rule());
-    let weights: Vec<_> = rules[1]
-        .backend_refs
-        .iter()
-        .flatten()
-        .map(|b| (b.name.as_str(), b.weight))
-        .collect();
-    assert_eq!(weights, [("web-v1", Some(8750)), ("web-v2", Some(1250))]);
-    let mirror = rules[1].filters.as_ref().unwrap()[0]
-        .request_mirror
-        .as_ref()
-        .unwrap();
-    assert_eq!(mirror.backend_ref.name, "web-v2");
-    let fraction = mirror.fraction.as_ref().unwrap();
-    assert_eq!(
-        (fraction.numerator, fraction.denominator),
-        (2000, Some(10_000))
-    );
-    let route_rule = &rules[2];
-    let m = &route_rule.matches.as_ref().unwrap()[0];
-    assert_eq!(
-        m.path.as_ref().unwrap().value.as_deref(),
-        Some("/"),
-        "keeps the managed path"
-    );
-    let headers: Vec<_> = m
-        .headers
-        .iter()
-        .flatten()
-        .map(|h| (h.name.as_str(), h.value.as_str()))
-        .collect();
-    assert_eq!(
-        headers,
-        [("x-canary", "1"), ("Cookie", "(^|;\\s*)group=beta(;|$)")]
-    );
-    assert_eq!(route_rule.backend_refs.as_ref().unwrap()[0].name, "web-v2");
-    assert_eq!(router.current_split().await.unwrap(), Some(split));
-
-    router.remove_header_route("Testers").await.unwrap();
-    router.remove_mirror("shadow").await.unwrap();
+    let api = Api::<HttpRoute>::namespaced(client.clone(), NS);
+    httproute::weights_routes_and_mirror(&httproute::router(client, NS), &api).await;
     let rules = api.get("web").await.unwrap().spec.rules.unwrap();
-    assert_eq!(rules.len(), 2);
-    assert!(rules[1].filters.is_none(), "{:?}", rules[1].filters);
+    assert_eq!(rules[0], static_rule());
+}
+
+/// On a fake whose `spec.rules` is atomic as on a real API server: kubectl applied the route,
+/// the router still works and keeps kubectl's fields, and kubectl re-applying conflicts with
+/// `cutover` (the same scenario runs on a real API server in tests/cluster.rs).
+#[tokio::test]
+async fn http_route_applied_by_kubectl_is_updated_and_a_reapply_conflicts() {
+    let client = with_atomic(
+        builder(),
+        vec![AtomicField::new("httproutes", "/spec/rules")],
+    )
+    .await;
+    let api = Api::<HttpRoute>::namespaced(client.clone(), NS);
+    httproute::applied_by_kubectl(&http_router(client), &api).await;
+}
+
+/// A rule with a field the typed rules do not know (here an experimental-channel one) would
+/// lose it on a write: the router refuses, naming the rule and the field, and writes nothing.
+#[tokio::test]
+async fn http_route_with_unknown_fields_is_not_written() {
+    let client = builder().build().await.unwrap();
+    let api = Api::<HttpRoute>::namespaced(client.clone(), NS);
+    let mut manifest = httproute::manifest();
+    manifest["spec"]["rules"][1]["sessionPersistence"] = serde_json::json!({ "sessionName": "s" });
+    api.patch(
+        "web",
+        &kube::api::PatchParams::apply("kubectl"),
+        &kube::api::Patch::Apply(&manifest),
+    )
+    .await
+    .unwrap();
+    let router = http_router(client);
+    let half =
+        TrafficSplit::canary(&rev("v1"), &rev("v2"), Weight::from_percent(50).unwrap()).unwrap();
+    let err = router.set_split(&half).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(
+        err.message().contains("rule `primary`") && err.message().contains("sessionPersistence"),
+        "{err}"
+    );
+    let rules = api.get("web").await.unwrap().spec.rules.unwrap();
+    assert_eq!(
+        httproute::weights(&rules[1]),
+        [("web-v1".to_owned(), Some(100))]
+    );
 }
 
 #[tokio::test]

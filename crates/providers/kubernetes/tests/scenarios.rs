@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    NS, apply_as, builder, deployment, failing, http_route, pod, ratio_router, rev, service,
-    settle, two_deployments,
+    NS, atomic_selectors, builder, deployment, failing, http_route, pod, ratio_router, rev,
+    selector, settle, two_deployments,
 };
 use cutover_core::{
     BlueGreen, Canary, CanaryStep, ErrorKind, Outcome, Plan, ProviderError, RetryPolicy, Rolling,
@@ -110,14 +110,15 @@ async fn weights(client: &kube::Client) -> Vec<(String, Option<i32>)> {
 
 #[tokio::test(start_paused = true)]
 async fn blue_green_switches_the_service_and_retires_the_old_deployment() {
-    let client = builder()
-        .with_object(service())
-        .with_object(deployment("web-v1", "v1", 3))
-        .with_object(deployment("web-v2", "v2", 0))
-        .with_object(pod("web-v2-a", "v2", true))
-        .build()
-        .await
-        .unwrap();
+    // The Service's selector is atomic here, as on a real API server, and owned by kubectl.
+    let client = atomic_selectors(
+        builder()
+            .with_object(deployment("web-v1", "v1", 3))
+            .with_object(deployment("web-v2", "v2", 0))
+            .with_object(pod("web-v2-a", "v2", true)),
+    )
+    .await;
+    selector::apply_service(&client, NS, "kubectl", &[(selector::KEY, "v1")]).await;
     let controller = controller(&client);
     let blue_green = BlueGreen {
         replicas: Some(3),
@@ -301,28 +302,35 @@ async fn injected_403_fails_the_rollout_with_the_missing_permission() {
 
 #[tokio::test(start_paused = true)]
 async fn a_field_manager_conflict_fails_the_rollout_without_overwriting() {
-    let client = builder().build().await.unwrap();
-    // Helm owns the rules: cutover must not take them.
-    let manifest = serde_json::to_value(http_route()).unwrap();
-    apply_as(
-        &Api::<HttpRoute>::namespaced(client.clone(), NS),
-        "helm",
-        &manifest,
-    )
-    .await;
-    let err = run_canary(http_router(client.clone()), Verdict::Pass)
+    // Helm applied `web-v2` with `replicas` in its manifest: cutover must not take them.
+    let client = two_deployments().await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), NS);
+    let manifest = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "web-v2" },
+        "spec": { "replicas": 0 },
+    });
+    deployments
+        .patch(
+            "web-v2",
+            &kube::api::PatchParams::apply("helm"),
+            &kube::api::Patch::Apply(&manifest),
+        )
+        .await
+        .unwrap();
+    let err = run_canary(ratio_router(client.clone(), 10), Verdict::Pass)
         .await
         .unwrap_err();
     let source = provider_error(&err);
     assert_eq!(source.kind(), ErrorKind::Permanent);
     assert!(
-        source.message().contains("another field manager"),
+        source.message().contains("another field manager")
+            && source.message().contains("deployments.apps prod/web-v2"),
         "{source}"
     );
     assert!(source.chain().contains("helm"), "{}", source.chain());
     assert_eq!(
-        weights(&client).await,
-        [("web-v1".to_owned(), Some(100))],
+        replicas(&deployments.get("web-v2").await.unwrap()),
+        0,
         "untouched"
     );
 }

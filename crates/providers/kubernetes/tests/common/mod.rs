@@ -1,9 +1,13 @@
 //! Objects and fake clients shared by the tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod httproute;
+pub mod selector;
+
 use std::collections::BTreeMap;
 
 use cutover_core::RevisionId;
+use cutover_kube::testing::AtomicField;
 use gateway_api::apis::standard::httproutes::{
     HttpRoute, HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs,
     HttpRouteRulesMatches, HttpRouteRulesMatchesPath, HttpRouteRulesMatchesPathType, HttpRouteSpec,
@@ -199,6 +203,35 @@ pub fn builder() -> ClientBuilder {
     ClientBuilder::new()
         .with_resource::<HttpRoute>()
         .with_status_subresource::<Deployment>()
+}
+
+/// A fake client from `builder` whose Services' `spec.selector` is an atomic map, as on a real
+/// API server: one owner, replaced whole by an apply (`cutover_kube::testing::atomic_fields`).
+pub async fn atomic_selectors(builder: ClientBuilder) -> kube::Client {
+    with_atomic(builder, vec![AtomicField::service_selector()]).await
+}
+
+/// A fake client from `builder` with `fields` atomic, as on a real API server.
+pub async fn with_atomic(builder: ClientBuilder, fields: Vec<AtomicField>) -> kube::Client {
+    let client = builder.with_return_managed_fields().build().await.unwrap();
+    cutover_kube::testing::atomic_fields(client, NS, fields)
+}
+
+/// The manifest of the Service `web`, as its deployment tooling applies it: selector
+/// `app=web` plus `extra` keys, a port and a session affinity the router must not touch.
+pub fn service_manifest(extra: &[(&str, &str)]) -> serde_json::Value {
+    let mut selector = serde_json::json!({ "app": "web" });
+    for (k, v) in extra {
+        selector[*k] = serde_json::json!(v);
+    }
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" },
+        "spec": {
+            "selector": selector,
+            "ports": [{ "port": 80, "protocol": "TCP" }],
+            "sessionAffinity": "ClientIP",
+        },
+    })
 }
 
 /// Plays the Deployment controller once for `name`: the status catches up with the spec,
