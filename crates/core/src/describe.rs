@@ -98,7 +98,7 @@ pub(crate) fn describe_in(decision: &Decision, state: &RolloutState, setup: &Set
             "expand migrations done; starting the steps".into()
         }
         Phase::Expanding => "starting the steps".into(),
-        Phase::Progressing => match setup.step_kinds().get(state.step) {
+        Phase::Progressing => match setup.step_kind(state.step) {
             Some(kind) => format!("step {} ({kind}) done", state.step),
             None => "steps done".into(),
         },

@@ -83,6 +83,21 @@ pub(crate) enum Step {
 }
 
 impl Step {
+    /// The step a canary's plan step compiles into.
+    fn of_canary(step: &crate::plan::CanaryStep) -> Self {
+        use crate::plan::CanaryStep as C;
+        match step {
+            C::SetWeight(w) => Step::SetWeight(*w),
+            C::Pause(p) => Step::Pause(p.duration),
+            C::Analysis(run) => Step::Analysis(run.clone()),
+            C::SetHeaderRoute(r) => Step::SetHeaderRoute(r.clone()),
+            C::RemoveHeaderRoute(n) => Step::RemoveHeaderRoute(n.clone()),
+            C::SetMirror(m) => Step::SetMirror(m.clone()),
+            C::RemoveMirror(n) => Step::RemoveMirror(n.clone()),
+            C::Scale(s) => Step::Scale(s.replicas),
+        }
+    }
+
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Step::SetWeight(_) => "set_weight",
@@ -115,23 +130,18 @@ impl Setup {
         }
     }
 
-    pub(crate) fn steps(&self) -> Vec<Step> {
-        use crate::plan::CanaryStep as C;
+    /// Step `index` of the list the strategy compiles into, built alone for a canary (the
+    /// planner asks at every decision).
+    pub(crate) fn step(&self, index: usize) -> Option<Step> {
         match &self.plan.strategy {
-            Strategy::Canary(c) => c
-                .steps
-                .iter()
-                .map(|s| match s {
-                    C::SetWeight(w) => Step::SetWeight(*w),
-                    C::Pause(p) => Step::Pause(p.duration),
-                    C::Analysis(run) => Step::Analysis(run.clone()),
-                    C::SetHeaderRoute(r) => Step::SetHeaderRoute(r.clone()),
-                    C::RemoveHeaderRoute(n) => Step::RemoveHeaderRoute(n.clone()),
-                    C::SetMirror(m) => Step::SetMirror(m.clone()),
-                    C::RemoveMirror(n) => Step::RemoveMirror(n.clone()),
-                    C::Scale(s) => Step::Scale(s.replicas),
-                })
-                .collect(),
+            Strategy::Canary(c) => c.steps.get(index).map(Step::of_canary),
+            _ => self.steps().into_iter().nth(index),
+        }
+    }
+
+    pub(crate) fn steps(&self) -> Vec<Step> {
+        match &self.plan.strategy {
+            Strategy::Canary(c) => c.steps.iter().map(Step::of_canary).collect(),
             Strategy::BlueGreen(b) => {
                 let mut steps = Vec::new();
                 match b.preview_replicas.or(b.replicas) {
@@ -162,6 +172,23 @@ impl Setup {
                 });
                 steps
             }
+        }
+    }
+
+    /// The kind of step `index`, without building the step list for a canary (the engine asks
+    /// at every record).
+    pub(crate) fn step_kind(&self, index: usize) -> Option<&'static str> {
+        match &self.plan.strategy {
+            Strategy::Canary(c) => c.steps.get(index).map(crate::plan::CanaryStep::kind),
+            _ => self.steps().get(index).map(Step::kind),
+        }
+    }
+
+    /// How many steps the strategy compiles into.
+    pub(crate) fn step_count(&self) -> usize {
+        match &self.plan.strategy {
+            Strategy::Canary(c) => c.steps.len(),
+            _ => self.steps().len(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The persisted state of one rollout: everything a fresh engine needs to carry on.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cutover_analysis::{RunStatus, Tally};
 use serde::{Deserialize, Serialize};
@@ -154,7 +155,8 @@ pub struct RolloutState {
     /// The rollout.
     pub id: RolloutId,
     /// The plan and the providers' shape it was started with; a resumed engine must match it.
-    pub setup: Setup,
+    /// Shared with the engine (it never changes during a rollout).
+    pub setup: Arc<Setup>,
     /// When it started.
     pub started_at: Timestamp,
     /// Where it is.
@@ -215,7 +217,8 @@ pub struct RolloutState {
 
 impl RolloutState {
     /// The state of a rollout that has not started.
-    pub fn new(id: RolloutId, setup: Setup, now: Timestamp) -> Self {
+    pub fn new(id: RolloutId, setup: impl Into<Arc<Setup>>, now: Timestamp) -> Self {
+        let setup = setup.into();
         RolloutState {
             format: STATE_FORMAT,
             id,
@@ -288,7 +291,7 @@ impl RolloutState {
                 _ => None,
             },
             Slot::Step => match self.phase {
-                Phase::Progressing => match setup.steps().get(self.step) {
+                Phase::Progressing => match setup.step(self.step) {
                     Some(Step::Analysis(run)) => Some((run.clone(), Some(1))),
                     _ => None,
                 },

@@ -263,7 +263,7 @@ impl RolloutBuilder {
         let private_store = self.store.is_none();
         Ok(Rollout {
             id,
-            setup,
+            setup: Arc::new(setup),
             providers: Providers {
                 routers: self.routers,
                 probes: self.probes,

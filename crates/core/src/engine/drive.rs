@@ -23,7 +23,7 @@ use crate::{Clock, RolloutId, Timestamp, TokioClock};
 
 pub(super) struct Engine {
     pub(super) id: RolloutId,
-    pub(super) setup: Setup,
+    pub(super) setup: Arc<Setup>,
     pub(super) providers: Providers,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) instance: String,
@@ -41,6 +41,10 @@ pub(super) struct Engine {
     next_poll: Timestamp,
     /// A notification arrived while waiting: look at the inbox.
     notified: bool,
+    /// Pure decisions were made since the last save. They are saved with whatever comes next
+    /// (an effect's intent, a result, a command) and at the latest before waiting: nothing
+    /// happens in the world between, and a crash only makes the next engine decide them again.
+    pub(super) unsaved: bool,
     private_store: bool,
 }
 
@@ -50,7 +54,7 @@ impl Engine {
     /// Takes the lease, claims the rollout and drives it to its end; gives the lease up after.
     pub(super) async fn run(
         id: RolloutId,
-        setup: Setup,
+        setup: Arc<Setup>,
         providers: Providers,
         clock: Option<Arc<dyn Clock>>,
         ownership: Ownership,
@@ -95,9 +99,12 @@ impl Engine {
             watch,
             next_poll: now,
             notified: false,
+            unsaved: false,
             private_store: ownership.private_store,
         };
-        let result = match engine.start(takeover).await {
+        // Claiming and acting are boxed: they are short, and the future of a rollout that
+        // waits (most of its life) stays small, which matters with many thousands of them.
+        let result = match Box::pin(engine.start(takeover)).await {
             Ok(Some(done)) => done,
             Ok(None) => engine.drive().await,
             Err(e) => Err(e),
@@ -163,6 +170,8 @@ impl Engine {
                 });
             }
             self.state = stored.state;
+            // The same setup: share the engine's copy rather than keep the one read back.
+            self.state.setup = self.setup.clone();
             self.version = Some(stored.version);
             info!(version = stored.version, phase = %self.state.phase, "resuming rollout");
         } else {
@@ -208,21 +217,26 @@ impl Engine {
             // queued: finish it first, so that an abort is never followed by an older effect.
             if let Some(action) = self.state.pending.clone() {
                 debug!(op = action.op(), "carrying out the pending action");
-                self.act(action, true).await?;
+                Box::pin(self.act(action, true)).await?;
                 continue;
             }
-            self.apply_commands().await?;
+            Box::pin(self.apply_commands()).await?;
             let now = self.clock.now();
             let decision = planner::decide(&self.setup, &self.state, &Observation { now });
             let span = self.step_span();
             match decision {
-                Decision::Wait(delay) => self.wait(delay).instrument(span).await?,
+                Decision::Wait(delay) => {
+                    if self.unsaved {
+                        self.save().await?;
+                    }
+                    self.wait(delay).instrument(span).await?;
+                }
                 Decision::Apply(action) => {
                     if action.is_effect() {
                         planner::fold::set_pending(&self.setup, &mut self.state, &action);
                         self.save().await?;
                     }
-                    self.act(action, false).instrument(span).await?;
+                    Box::pin(self.act(action, false)).instrument(span).await?;
                 }
                 Decision::Complete(ref end) => {
                     info!(outcome = ?end, "rollout finished");
@@ -236,16 +250,15 @@ impl Engine {
                     let _enter = span.enter();
                     info!(decision = %describe_in(&other, &self.state, &self.setup), "decision");
                     self.decided(&other, now);
-                    self.save().await?;
+                    self.unsaved = true;
                 }
             }
         }
     }
 
     fn step_span(&self) -> tracing::Span {
-        let steps = self.setup.steps();
         let kind = match self.state.phase {
-            Phase::Progressing => steps.get(self.state.step).map_or("promote", |s| s.kind()),
+            Phase::Progressing => self.setup.step_kind(self.state.step).unwrap_or("promote"),
             Phase::PreFlight => "pre_flight",
             Phase::Expanding => "expand",
             Phase::Promoting => "promote",
@@ -427,9 +440,9 @@ impl Engine {
     pub(super) fn record(&mut self, now: Timestamp, entry: Entry, summary: String) {
         let step = (self.state.phase == Phase::Progressing)
             .then(|| {
-                self.setup.steps().get(self.state.step).map(|s| StepRef {
+                self.setup.step_kind(self.state.step).map(|kind| StepRef {
                     index: self.state.step,
-                    kind: s.kind().to_owned(),
+                    kind: kind.to_owned(),
                 })
             })
             .flatten();

@@ -80,7 +80,7 @@ pub(crate) struct Ownership {
 #[derive(Debug)]
 pub struct Rollout {
     id: RolloutId,
-    setup: Setup,
+    setup: Arc<Setup>,
     providers: Providers,
     clock: Option<Arc<dyn Clock>>,
     ownership: Ownership,

@@ -124,8 +124,15 @@ impl Held {
 
 impl Engine {
     /// Saves the state with compare-and-swap on the version this engine last saw, then appends
-    /// the records it holds to the log and streams them.
-    pub(super) async fn save(&mut self) -> Result<(), RolloutError> {
+    /// the records it holds to the log and streams them. Boxed, so that the futures of the many
+    /// places that save stay small.
+    pub(super) fn save(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), RolloutError>> + Send + '_>> {
+        Box::pin(self.save_now())
+    }
+
+    async fn save_now(&mut self) -> Result<(), RolloutError> {
         self.state.updated_at = self.clock.now();
         let attempts = self.setup.plan.retry.max_attempts;
         let mut attempt = 1;
@@ -138,12 +145,14 @@ impl Engine {
             {
                 Ok(version) => {
                     self.version = Some(version);
+                    self.unsaved = false;
                     break;
                 }
                 Err(StoreError::Conflict { .. })
                     if attempt > 1 && self.saved_by_earlier_attempt().await =>
                 {
                     self.version = self.version.map(|v| v + 1).or(Some(1));
+                    self.unsaved = false;
                     break;
                 }
                 Err(StoreError::Conflict { .. }) => {

@@ -395,12 +395,40 @@ pub mod kit {
         })
     }
 
-    /// Serializes a state for storage.
+    /// Serializes a state for storage, into exactly as many bytes as it takes.
     pub fn encode_state(id: &RolloutId, state: &RolloutState) -> Result<Vec<u8>, StoreError> {
-        serde_json::to_vec(state).map_err(|source| StoreError::Corrupt {
+        encode(state).map_err(|source| StoreError::Corrupt {
             id: id.clone(),
             location: "state being saved".into(),
             source,
+        })
+    }
+
+    /// Serializes `value` as JSON through a buffer reused by the thread, then copies it into
+    /// an allocation of the right size: one allocation per call, none to grow the buffer.
+    pub fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, serde_json::Error> {
+        with_encoded(value, <[u8]>::to_vec)
+    }
+
+    /// Serializes `value` as JSON into a buffer reused by the thread and hands `f` the bytes:
+    /// no allocation at all once the buffer has grown.
+    pub fn with_encoded<T>(
+        value: &impl serde::Serialize,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, serde_json::Error> {
+        thread_local! {
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            buffer.clear();
+            serde_json::to_writer(&mut *buffer, value)?;
+            let out = f(&buffer);
+            // Keep the buffer from holding on to a rare huge value.
+            if buffer.capacity() > 1 << 20 {
+                *buffer = Vec::new();
+            }
+            Ok(out)
         })
     }
 

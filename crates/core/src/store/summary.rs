@@ -46,16 +46,15 @@ pub struct Summary {
 impl Summary {
     /// The summary of a stored state and its lease.
     pub fn of(state: &RolloutState, version: u64, lease: Option<Lease>) -> Self {
-        let steps = state.setup.steps();
         Summary {
             id: state.id.clone(),
             strategy: state.setup.plan.strategy.kind().to_owned(),
             revisions: state.setup.revisions.clone(),
             phase: state.phase,
             step: state.step,
-            steps: steps.len(),
+            steps: state.setup.step_count(),
             step_kind: (state.phase == Phase::Progressing)
-                .then(|| steps.get(state.step).map(|s| s.kind().to_owned()))
+                .then(|| state.setup.step_kind(state.step).map(str::to_owned))
                 .flatten(),
             split: state.split.clone(),
             paused: state.pause.as_ref().map(|p| p.reason.to_string()),

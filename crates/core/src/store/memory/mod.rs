@@ -1,4 +1,6 @@
-use std::collections::BTreeMap;
+mod log;
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -6,8 +8,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::kit::{
-    check_command, check_version, decode_state, encode_state, find_duplicate, grant, new_records,
-    renewed,
+    check_command, check_version, decode_state, encode, find_duplicate, grant, new_records,
+    renewed, with_encoded,
 };
 use super::{
     Acquired, Claim, Lease, LeaseLiveness, ListFilter, StateStore, StoreError, Stored, Summary,
@@ -35,17 +37,35 @@ use crate::{RolloutId, Timestamp};
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStateStore {
-    rollouts: Arc<Mutex<BTreeMap<RolloutId, Entry>>>,
+    rollouts: Arc<Mutex<Rollouts>>,
+}
+
+/// The rollouts by id (hashed: every engine call looks one up), and their ids in order for
+/// listings.
+#[derive(Debug, Default)]
+struct Rollouts {
+    entries: HashMap<RolloutId, Entry>,
+    order: BTreeSet<RolloutId>,
+}
+
+impl Rollouts {
+    fn get(&self, id: &RolloutId) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
 }
 
 #[derive(Debug)]
 struct Entry {
-    /// Version and serialized state, once saved.
+    /// Version and serialized state, once saved. The buffer is reused by every save.
     state: Option<(u64, Vec<u8>)>,
     /// The phase of the saved state, to filter listings without decoding.
     phase: Phase,
-    /// Serialized records; `log[i]` has seq `i + 1`.
-    log: Vec<Box<[u8]>>,
+    /// Serialized records, compressed a block at a time.
+    log: log::Log,
     inbox: Vec<QueuedCommand>,
     lease: Option<(Lease, LeaseLiveness)>,
     changes: watch::Sender<u64>,
@@ -56,7 +76,7 @@ impl Entry {
         Entry {
             state: None,
             phase: Phase::PreFlight,
-            log: Vec::new(),
+            log: log::Log::default(),
             inbox: Vec::new(),
             lease: None,
             changes: watch::Sender::new(0),
@@ -110,8 +130,8 @@ impl MemoryStateStore {
             .lock()
             .values()
             .map(|e| {
-                e.state.as_ref().map_or(0, |(_, s)| s.capacity())
-                    + e.log.iter().map(|r| r.len()).sum::<usize>()
+                e.state.as_ref().map_or(0, |(_, s)| s.len())
+                    + e.log.bytes()
                     + e.inbox.len() * std::mem::size_of::<QueuedCommand>()
             })
             .sum()
@@ -119,15 +139,21 @@ impl MemoryStateStore {
 
     fn with_entry<T>(&self, id: &RolloutId, f: impl FnOnce(&mut Entry) -> T) -> T {
         let mut rollouts = self.rollouts.lock();
-        let entry = rollouts.entry(id.clone()).or_insert_with(Entry::new);
-        f(entry)
+        if let Some(entry) = rollouts.entries.get_mut(id) {
+            return f(entry);
+        }
+        rollouts.order.insert(id.clone());
+        f(rollouts
+            .entries
+            .entry(id.clone())
+            .or_insert_with(Entry::new))
     }
 }
 
-fn decode_record(id: &RolloutId, seq: usize, bytes: &[u8]) -> Result<DecisionRecord, StoreError> {
+fn decode_record(id: &RolloutId, seq: u64, bytes: &[u8]) -> Result<DecisionRecord, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
         id: id.clone(),
-        location: format!("decision record {}", seq + 1),
+        location: format!("decision record {seq}"),
         source,
     })
 }
@@ -156,43 +182,48 @@ impl StateStore for MemoryStateStore {
         state: &RolloutState,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let bytes = encode_state(id, state)?;
-        self.with_entry(id, |entry| {
-            let version = check_version(id, expected, entry.state.as_ref().map(|(v, _)| *v))?;
-            entry.state = Some((version, bytes));
-            entry.phase = state.phase;
-            entry.changed();
-            Ok(version)
+        // Encoded straight into the stored buffer: a save allocates nothing once the
+        // rollout's buffer has its size.
+        with_encoded(state, |bytes| {
+            self.with_entry(id, |entry| {
+                let version = check_version(id, expected, entry.state.as_ref().map(|(v, _)| *v))?;
+                let (stored_version, buffer) = entry.state.get_or_insert_with(Default::default);
+                *stored_version = version;
+                buffer.clear();
+                buffer.extend_from_slice(bytes);
+                entry.phase = state.phase;
+                entry.changed();
+                Ok(version)
+            })
         })
+        .map_err(|source| StoreError::Corrupt {
+            id: id.clone(),
+            location: "state being saved".into(),
+            source,
+        })?
     }
 
     async fn append(&self, id: &RolloutId, records: &[DecisionRecord]) -> Result<(), StoreError> {
-        let last = self
-            .rollouts
-            .lock()
-            .get(id)
-            .map_or(0, |e| e.log.len() as u64);
-        let fresh = new_records(id, last, records)?;
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        let encoded = fresh
+        // Encoded before taking the lock; normally every record is new.
+        let encoded = records
             .iter()
             .map(|r| {
-                serde_json::to_vec(r)
-                    .map(Vec::into_boxed_slice)
-                    .map_err(|source| StoreError::Corrupt {
-                        id: id.clone(),
-                        location: format!("decision record {} being appended", r.seq),
-                        source,
-                    })
+                encode(r).map_err(|source| StoreError::Corrupt {
+                    id: id.clone(),
+                    location: format!("decision record {} being appended", r.seq),
+                    source,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.with_entry(id, |entry| {
-            // Checked again under the lock: another append may have come in between.
-            let fresh_now = new_records(id, entry.log.len() as u64, fresh)?;
-            let skip = fresh.len() - fresh_now.len();
-            entry.log.extend(encoded.into_iter().skip(skip));
+            let fresh = new_records(id, entry.log.len(), records)?;
+            if fresh.is_empty() {
+                return Ok(());
+            }
+            let skip = records.len() - fresh.len();
+            for json in encoded.iter().skip(skip) {
+                entry.log.push(json);
+            }
             entry.changed();
             Ok(())
         })
@@ -208,15 +239,12 @@ impl StateStore for MemoryStateStore {
         let Some(entry) = rollouts.get(id) else {
             return Ok(Vec::new());
         };
-        let start = usize::try_from(after).unwrap_or(usize::MAX);
-        entry
-            .log
-            .iter()
-            .enumerate()
-            .skip(start)
-            .take(limit)
-            .map(|(i, bytes)| decode_record(id, i, bytes))
-            .collect()
+        let mut out = Vec::new();
+        entry.log.read::<StoreError>(after, limit, |seq, json| {
+            out.push(decode_record(id, seq, json)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     async fn send(
@@ -255,13 +283,14 @@ impl StateStore for MemoryStateStore {
         let page: Vec<(RolloutId, u64, Vec<u8>, Option<Lease>)> = {
             let rollouts = self.rollouts.lock();
             let range = match &filter.after {
-                Some(after) => rollouts.range::<RolloutId, _>((
+                Some(after) => rollouts.order.range::<RolloutId, _>((
                     std::ops::Bound::Excluded(after),
                     std::ops::Bound::Unbounded,
                 )),
-                None => rollouts.range::<RolloutId, _>(..),
+                None => rollouts.order.range::<RolloutId, _>(..),
             };
             range
+                .filter_map(|id| Some((id, rollouts.entries.get(id)?)))
                 .filter(|(_, e)| e.state.is_some() && filter.admits_phase(e.phase))
                 .take(filter.limit)
                 .filter_map(|(id, e)| {
