@@ -125,7 +125,7 @@ async fn run(mode: Mode, out: PathBuf) -> Result<ExitCode, String> {
     );
     write_records(&handle, &out);
     // How long the analysis step ran, from the records.
-    let records = handle.records();
+    let records = handle.records().await.unwrap();
     if let (Some(first), Some(last)) = (records.first(), records.last()) {
         println!(
             "decided after {:.1} s (the step's time is 6 s, at most 14 s)",
