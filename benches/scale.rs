@@ -80,8 +80,7 @@ fn cpu_seconds() -> f64 {
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the ')'.
     let ticks: u64 = fields
         .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
+        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
     // Linux reports these in USER_HZ, 100 on every platform cutover runs on.
     #[allow(clippy::cast_precision_loss)]
     let seconds = ticks as f64 / 100.0;

@@ -468,10 +468,10 @@ async fn a_resumed_rollout_carries_on_with_the_same_test() {
             .as_ref()
             .and_then(|s| s.analysis.as_ref())
             .and_then(|a| a.sequential.clone());
-        if let (Some(test), Some(saved)) = (test, saved) {
-            if test.windows == 2 {
-                break (store, test, saved);
-            }
+        if let (Some(test), Some(saved)) = (test, saved)
+            && test.windows == 2
+        {
+            break (store, test, saved);
         }
         crash_at += 1;
     };

@@ -7,7 +7,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::events::Events;
 use super::exec::{Failure, Retrier};
-use super::persist::Held;
+use super::lease::Held;
 use super::{Ownership, Providers, RolloutError, RolloutEvent, new_engine_id};
 use crate::action::{Action, ActionResult, Decision, Slot};
 use crate::analysis::SequentialState;

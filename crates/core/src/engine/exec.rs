@@ -11,6 +11,7 @@ use tracing::{Instrument as _, debug_span, warn};
 
 use super::events::Events;
 use super::{Engine, RolloutEvent};
+use crate::StoreError;
 use crate::analysis::{AnalysisContext, AnalysisResult, SequentialInput, SequentialState};
 use crate::planner::{Action, ActionResult, Slot};
 use crate::retry::{Jitter, RetryPolicy};
@@ -19,6 +20,32 @@ use crate::{
     ErrorKind, GateContext, Health, MigrationContext, ProviderError, RevisionId, TrafficRouter,
     TrafficSplit,
 };
+
+/// Calls the store until it succeeds, fails for good, or `attempts` calls were made; waits
+/// between calls as the retry policy says.
+pub(super) async fn with_retries<T, F, Fut>(
+    retrier: &Retrier,
+    attempts: u32,
+    what: &str,
+    mut f: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if e.is_retryable() && attempt < attempts => {
+                let delay = retrier.delay(attempt, None);
+                warn!(attempt, error = %e, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// A provider error that makes the rollout fail, kept to be returned by `run`.
 #[derive(Debug)]

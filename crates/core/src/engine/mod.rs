@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod exec;
 mod handle;
+mod lease;
 mod persist;
 
 use std::collections::BTreeMap;

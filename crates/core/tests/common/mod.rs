@@ -141,7 +141,7 @@ pub fn position(summaries: &[String], needle: &str) -> usize {
 pub async fn run_until_idle(
     rollout: Rollout,
 ) -> Option<Result<Outcome, cutover_core::RolloutError>> {
-    tokio::time::timeout(Duration::from_secs(24 * 3600), rollout.run())
+    tokio::time::timeout(Duration::from_hours(24), rollout.run())
         .await
         .ok()
 }
