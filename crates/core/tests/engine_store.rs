@@ -578,3 +578,76 @@ async fn an_abort_queued_before_resuming_runs_after_the_pending_action() {
         "{s:#?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_subscriber_lags_and_is_told_how_much_it_missed() {
+    let router = FakeRouter::new("mesh");
+    let rollout = builder(
+        "lagging",
+        plan(Canary::new([
+            weight(10),
+            weight(20),
+            weight(30),
+            weight(40),
+        ])),
+    )
+    .router(router)
+    .event_capacity(4)
+    .build()
+    .unwrap();
+    let mut events = events(&rollout);
+    // The engine never waits for the subscriber, which reads nothing until the end.
+    assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
+    let first = futures_util::StreamExt::next(&mut events).await.unwrap();
+    let cutover_core::RolloutEvent::Lagged { missed } = first else {
+        panic!("expected a lag notice first, got {first:?}");
+    };
+    let rest: Vec<_> = futures_util::StreamExt::collect(events).await;
+    assert_eq!(
+        rest.len(),
+        4,
+        "the buffer holds the last 4 events: {rest:?}"
+    );
+    assert!(
+        matches!(rest.last(), Some(cutover_core::RolloutEvent::Finished(_))),
+        "{rest:?}"
+    );
+    assert!(missed > 10, "missed {missed}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_reaches_an_engine_on_the_memory_store_at_once() {
+    let store = MemoryStateStore::new();
+    let rollout = builder(
+        "prompt",
+        plan(Canary::new([
+            weight(10),
+            CanaryStep::pause(mins(10)),
+            weight(50),
+        ])),
+    )
+    .router(FakeRouter::new("mesh"))
+    .state_store(store.clone())
+    .build()
+    .unwrap();
+    let mut events = events(&rollout);
+    let run = tokio::spawn(rollout.run());
+    until(&mut events, |e| is_split_to(e, pct(10))).await;
+    let handle =
+        cutover_core::RolloutHandle::new(store, RolloutId::new("prompt").unwrap()).by("alice");
+    let sent_at = tokio::time::Instant::now();
+    handle.abort("now").await.unwrap();
+    until(&mut events, |e| {
+        matches!(e, cutover_core::RolloutEvent::Record(r) if r.summary.starts_with("command abort by alice"))
+    })
+    .await;
+    assert_eq!(
+        tokio::time::Instant::now(),
+        sent_at,
+        "applied without any time passing"
+    );
+    assert!(matches!(
+        run.await.unwrap().unwrap(),
+        Outcome::Aborted { .. }
+    ));
+}
