@@ -23,7 +23,7 @@ pub enum Phase {
     Promoting,
     /// Returning all traffic to stable and undoing what can be undone.
     RollingBack,
-    /// Finished; see [`RolloutState::outcome`].
+    /// Finished; see [`RolloutState::outcome`](crate::RolloutState::outcome).
     Done,
 }
 
