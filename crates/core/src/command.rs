@@ -31,19 +31,27 @@ pub enum Command {
     PromoteFull,
     /// Roll back now: all traffic to stable, reversible expand migrations reverted.
     Abort,
+    /// Approve the gate named by the request's `subject` (an [`ApprovalGate`](crate::ApprovalGate)
+    /// opens once approved).
+    Approve,
+    /// Reject the gate named by the request's `subject` (an approval gate then closes).
+    Reject,
 }
 
 impl Command {
     /// Every command, for help texts and parsers.
-    pub const ALL: [Command; 5] = [
+    pub const ALL: [Command; 7] = [
         Command::Pause,
         Command::Resume,
         Command::Promote,
         Command::PromoteFull,
         Command::Abort,
+        Command::Approve,
+        Command::Reject,
     ];
 
-    /// The command's name: `pause`, `resume`, `promote`, `promote-full`, `abort`.
+    /// The command's name: `pause`, `resume`, `promote`, `promote-full`, `abort`, `approve`,
+    /// `reject`.
     pub fn as_str(self) -> &'static str {
         match self {
             Command::Pause => "pause",
@@ -51,7 +59,14 @@ impl Command {
             Command::Promote => "promote",
             Command::PromoteFull => "promote-full",
             Command::Abort => "abort",
+            Command::Approve => "approve",
+            Command::Reject => "reject",
         }
+    }
+
+    /// Whether the command is about something named in the request's `subject` (a gate).
+    pub fn needs_subject(self) -> bool {
+        matches!(self, Command::Approve | Command::Reject)
     }
 }
 
@@ -78,7 +93,9 @@ impl FromStr for Command {
 #[non_exhaustive]
 pub enum CommandError {
     /// No command has this name.
-    #[error("unknown command `{0}`: expected pause, resume, promote, promote-full or abort")]
+    #[error(
+        "unknown command `{0}`: expected pause, resume, promote, promote-full, abort, approve or reject"
+    )]
     UnknownCommand(String),
     /// A field is empty, too long or holds control characters.
     #[error("command field `{field}` {problem}")]
@@ -116,6 +133,10 @@ pub struct CommandRequest {
     /// Why, for the record (may be empty).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// What the command is about: the gate to approve or reject. Required for those two,
+    /// refused for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// Idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -128,8 +149,15 @@ impl CommandRequest {
             command,
             by: by.into(),
             reason: String::new(),
+            subject: None,
             key: None,
         }
+    }
+
+    /// Names what the command is about (the gate of an approval).
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
     }
 
     /// Sets the reason.
@@ -144,10 +172,27 @@ impl CommandRequest {
         self
     }
 
-    /// Checks the fields: `by` is 1 to 253 characters, `reason` at most 2048, `key` 1 to 253,
-    /// none with control characters (a reason may hold line breaks).
+    /// Checks the fields: `by` is 1 to 253 characters, `reason` at most 2048, `key` and
+    /// `subject` 1 to 253, none with control characters (a reason may hold line breaks); a
+    /// subject is given exactly for the commands that need one.
     pub fn validate(&self) -> Result<(), CommandError> {
         check("by", &self.by, MAX_BY, false)?;
+        match (&self.subject, self.command.needs_subject()) {
+            (Some(subject), true) => check("subject", subject, MAX_KEY, false)?,
+            (None, true) => {
+                return Err(CommandError::Invalid {
+                    field: "subject",
+                    problem: format!("must name the gate to {}", self.command),
+                });
+            }
+            (Some(_), false) => {
+                return Err(CommandError::Invalid {
+                    field: "subject",
+                    problem: format!("is not taken by {}", self.command),
+                });
+            }
+            (None, false) => {}
+        }
         if !self.reason.is_empty() {
             check("reason", &self.reason, MAX_REASON, true)?;
         }
@@ -237,6 +282,8 @@ mod tests {
     fn requests_are_checked() {
         let ok = CommandRequest::new(Command::Pause, "alice").reason("line one\nline two");
         assert_eq!(ok.validate(), Ok(()));
+        let approve = CommandRequest::new(Command::Approve, "alice").subject("change-ticket");
+        assert_eq!(approve.validate(), Ok(()));
         for bad in [
             CommandRequest::new(Command::Pause, " "),
             CommandRequest::new(Command::Pause, "a".repeat(254)),
@@ -244,6 +291,8 @@ mod tests {
             CommandRequest::new(Command::Pause, "alice").reason("x".repeat(2049)),
             CommandRequest::new(Command::Pause, "alice").key(""),
             CommandRequest::new(Command::Pause, "alice").key("a\nb"),
+            CommandRequest::new(Command::Approve, "alice"),
+            CommandRequest::new(Command::Pause, "alice").subject("change-ticket"),
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

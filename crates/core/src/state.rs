@@ -13,8 +13,8 @@ use crate::record::DecisionRecord;
 use crate::setup::{Setup, Step};
 pub use crate::status::{Ending, Final, Outcome, PauseReason, Phase, StopReason};
 use crate::{
-    GateVerdict, HeaderRoute, Health, Mirror, ReplicaStatus, RevisionId, Revisions, RolloutId,
-    Timestamp, TrafficSplit,
+    Approval, GateVerdict, HeaderRoute, Health, Mirror, ReplicaStatus, RevisionId, Revisions,
+    RolloutId, Timestamp, TrafficSplit,
 };
 
 /// The version of the state format written by this release.
@@ -98,6 +98,9 @@ pub struct GateProgress {
     pub first_checked_at: Timestamp,
     /// Its latest answer.
     pub last: Observed<GateVerdict>,
+    /// Someone approved or rejected the gate since: ask it again now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answered: bool,
 }
 
 /// What happened to a migration step.
@@ -187,6 +190,9 @@ pub struct RolloutState {
     pub background: Option<AnalysisProgress>,
     /// Gate answers, by gate name.
     pub gates: BTreeMap<String, GateProgress>,
+    /// People's approvals and rejections of gates, by gate name (the latest per gate).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub approvals: BTreeMap<String, Approval>,
     /// Migration steps that ran, by id.
     pub migrations: BTreeMap<String, MigrationStatus>,
     /// A pause in effect.
@@ -238,6 +244,7 @@ impl RolloutState {
             analysis: None,
             background: None,
             gates: BTreeMap::new(),
+            approvals: BTreeMap::new(),
             migrations: BTreeMap::new(),
             pause: None,
             promote_full: false,

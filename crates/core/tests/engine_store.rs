@@ -651,3 +651,97 @@ async fn a_command_reaches_an_engine_on_the_memory_store_at_once() {
         Outcome::Aborted { .. }
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_gate_waits_for_a_person_through_the_store() {
+    let store = MemoryStateStore::new();
+    let router = FakeRouter::new("mesh");
+    let rollout = builder("approved", plan(Canary::new([weight(10), weight(50)])))
+        .router(router.clone())
+        .gate(
+            cutover_core::GateStage::BeforePromotion,
+            cutover_core::ApprovalGate::new("change-board"),
+        )
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    let mut events = events(&rollout);
+    let run = tokio::spawn(rollout.run());
+    until(&mut events, |e| {
+        matches!(e, cutover_core::RolloutEvent::Record(r) if r.summary.contains("gate `change-board`: pending"))
+    })
+    .await;
+    // An hour later it still waits, with traffic at 50 %.
+    tokio::time::sleep(mins(60)).await;
+    assert_eq!(candidate_weights(&router.splits()), [pct(10), pct(50)]);
+
+    let handle =
+        cutover_core::RolloutHandle::new(store, RolloutId::new("approved").unwrap()).by("bob");
+    // Bad input: no such gate; approving needs a gate name.
+    handle.approve("no-such-gate", "?").await.unwrap();
+    let err = handle
+        .send(cutover_core::CommandRequest::new(
+            cutover_core::Command::Approve,
+            "bob",
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidCommand { .. }), "{err:?}");
+    handle
+        .approve("change-board", "CAB-1234 signed")
+        .await
+        .unwrap();
+    assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
+    let s = summaries(&handle.records().await.unwrap());
+    assert!(
+        s.iter()
+            .any(|s| s
+                == "command approve by bob (?) refused: the rollout has no gate `no-such-gate`"),
+        "{s:#?}"
+    );
+    assert!(
+        s.iter()
+            .any(|s| s == "command approve by bob (CAB-1234 signed): gate `change-board` approved"),
+        "{s:#?}"
+    );
+    assert!(s.iter().any(|s| s == "gate `change-board`: open"), "{s:#?}");
+    // Waiting an hour for a person costs a record every 5 minutes, not every second.
+    let pending = s.iter().filter(|s| s.contains("pending")).count();
+    assert!((12..=14).contains(&pending), "{pending} pending checks");
+    // The approval was acted on without waiting for the next poll.
+    let approved = position(&s, "gate `change-board` approved");
+    assert_eq!(s[approved + 1], "gate `change-board`: open", "{s:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_approval_gate_rolls_back() {
+    let store = MemoryStateStore::new();
+    let router = FakeRouter::new("mesh");
+    let rollout = builder("rejected", plan(Canary::new([weight(10)])))
+        .router(router.clone())
+        .gate(
+            cutover_core::GateStage::BeforePromotion,
+            cutover_core::ApprovalGate::new("change-board"),
+        )
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    let mut events = events(&rollout);
+    let run = tokio::spawn(rollout.run());
+    until(
+        &mut events,
+        |e| matches!(e, cutover_core::RolloutEvent::Record(r) if r.summary.contains("pending")),
+    )
+    .await;
+    cutover_core::RolloutHandle::new(store, RolloutId::new("rejected").unwrap())
+        .by("carol")
+        .reject("change-board", "freeze week")
+        .await
+        .unwrap();
+    let outcome = run.await.unwrap().unwrap();
+    assert_eq!(
+        outcome.to_string(),
+        "rolled back: gate `change-board` closed: rejected by carol: freeze week"
+    );
+    assert!(all_stable(&router.current().unwrap()));
+}

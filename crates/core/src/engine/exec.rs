@@ -160,7 +160,8 @@ impl Engine {
                     self.id.clone(),
                     revisions.clone(),
                     stage.unwrap_or(crate::GateStage::PreFlight),
-                );
+                )
+                .with_approvals(self.state.approvals.clone());
                 match self.retrier.call(op, g.name(), || g.check(&ctx)).await {
                     Ok(verdict) => (ActionResult::Gate(verdict), None),
                     // A gate that cannot be asked is closed; that is not a failure of the rollout.

@@ -115,6 +115,34 @@ impl RolloutHandle {
         self.command(Command::Abort, reason).await
     }
 
+    /// Approves the rollout's gate `gate` (an [`ApprovalGate`](crate::ApprovalGate) opens).
+    pub async fn approve(
+        &self,
+        gate: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Result<QueuedCommand, StoreError> {
+        self.send(
+            CommandRequest::new(Command::Approve, self.by.clone())
+                .subject(gate)
+                .reason(reason),
+        )
+        .await
+    }
+
+    /// Rejects the rollout's gate `gate` (an approval gate closes, which stops the rollout).
+    pub async fn reject(
+        &self,
+        gate: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Result<QueuedCommand, StoreError> {
+        self.send(
+            CommandRequest::new(Command::Reject, self.by.clone())
+                .subject(gate)
+                .reason(reason),
+        )
+        .await
+    }
+
     /// The state as last saved, or `None` before the rollout first started.
     pub async fn state(&self) -> Result<Option<RolloutState>, StoreError> {
         Ok(self.store.load(&self.id).await?.map(|s| s.state))

@@ -238,6 +238,7 @@ fn gate_answer(state: &mut RolloutState, gate: &str, verdict: GateVerdict, now: 
                 value: verdict,
                 at: now,
             },
+            answered: false,
         },
     );
 }
@@ -394,6 +395,37 @@ pub fn apply_command(
             },
             _ => CommandEffect::refused(format!("cannot promote while {}", state.phase)),
         },
+        Command::Approve | Command::Reject => {
+            let gate = request.subject.clone().unwrap_or_default();
+            if !active {
+                return CommandEffect::refused(format!(
+                    "cannot answer a gate while {}",
+                    state.phase
+                ));
+            }
+            if !state.setup.gates.iter().any(|g| g.name == gate) {
+                return CommandEffect::refused(format!("the rollout has no gate `{gate}`"));
+            }
+            let approved = request.command == Command::Approve;
+            // A pending gate is asked again at once rather than at its next poll.
+            if let Some(progress) = state.gates.get_mut(&gate) {
+                progress.answered = true;
+            }
+            state.approvals.insert(
+                gate.clone(),
+                crate::Approval {
+                    approved,
+                    by: request.by.clone(),
+                    reason: request.reason.clone(),
+                    at: now,
+                },
+            );
+            CommandEffect::accepted(if approved {
+                format!("gate `{gate}` approved")
+            } else {
+                format!("gate `{gate}` rejected")
+            })
+        }
         Command::PromoteFull => match state.phase {
             Phase::PreFlight | Phase::Expanding | Phase::Progressing => {
                 state.promote_full = true;

@@ -44,7 +44,7 @@ pub(super) fn gates(
                     }));
                 }
                 let next = progress.last.at + gate.poll_interval;
-                if now >= next {
+                if now >= next || progress.answered {
                     return Some(Decision::Apply(check));
                 }
                 return Some(wait_until(now, earliest(Some(next), timeout_at)));
