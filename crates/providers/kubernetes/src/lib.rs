@@ -123,7 +123,8 @@ pub use self::replicas::ReplicaRatioRouter;
 pub use self::rolling::{ROLLOUT_FIELD_MANAGER, RollingUpdate, RolloutStatus, UpdateError};
 pub use self::service::ServiceSelectorRouter;
 pub use self::store::{
-    CONFIGMAP_DATA_LIMIT, ConfigMapStateStore, ROLLOUT_LABEL, VERSION_ANNOTATION,
+    CONFIGMAP_DATA_LIMIT, ConfigMapStateStore, DEFAULT_CHUNK_BUDGET, PART_LABEL, PHASE_LABEL,
+    ROLLOUT_ID_ANNOTATION, ROLLOUT_LABEL, STATE_KEY, SUMMARY_ANNOTATION, VERSION_ANNOTATION,
 };
 pub use cutover_kube::{FIELD_MANAGER, Target, classify};
 /// The Gateway API types this crate is built on.
