@@ -8,8 +8,8 @@
 //! | [`HttpRouteRouter`] | `TrafficRouter` | weights on a named `HTTPRoute` rule, header/cookie rules, request mirroring |
 //! | [`ReplicaRatioRouter`] | `TrafficRouter` | canary without a mesh: replica counts of two Deployments behind one Service |
 //! | [`PodProbe`] | `HealthProbe` | pod readiness by label selector; fails on crash loops, image pull errors, restarts |
-//! | [`ConfigMapStateStore`] | `StateStore` | one ConfigMap per rollout, compare-and-swap, size limit checked |
-//! | [`LeaseLock`], [`LeasedStateStore`] | `StateStore` | one owner per rollout; a lost Lease stops the engine |
+//! | [`ConfigMapStateStore`] | `StateStore` | the whole store contract: state (compare-and-swap), decision log and command inbox in chunk ConfigMaps that never near 1 MiB, owner lease in a Lease, listing by labels |
+//! | [`LeaseLock`], [`LeasedStateStore`] | `StateStore` | one owner per rollout without synchronized clocks; a lost Lease stops the engine |
 //! | [`RollingUpdate`] | | rolling update of a single Deployment, followed like `kubectl rollout status` |
 //!
 //! Writes never force and never drop another writer's change:
@@ -62,14 +62,14 @@
 //!   - apiGroups: [""]
 //!     resources: ["pods"]
 //!     verbs: ["list"]
-//!   # ConfigMapStateStore
+//!   # ConfigMapStateStore: state, decision log and inbox (list: listing rollouts)
 //!   - apiGroups: [""]
 //!     resources: ["configmaps"]
-//!     verbs: ["get", "create", "update"]
-//!   # LeaseLock
+//!     verbs: ["get", "list", "create", "update", "patch"]
+//!   # ConfigMapStateStore's owner leases (list: listing rollouts), LeaseLock
 //!   - apiGroups: ["coordination.k8s.io"]
 //!     resources: ["leases"]
-//!     verbs: ["get", "create", "update"]
+//!     verbs: ["get", "list", "create", "update"]
 //! ```
 //!
 //! A 403 names the verb and resource that are missing, e.g. `patch services prod/web:
