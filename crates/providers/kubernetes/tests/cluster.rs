@@ -68,6 +68,7 @@ cutover_kube::as_admin_and_restricted_user!(
     configmap_store_rolls_a_long_log_over_into_chunks,
     configmap_store_keeps_racing_appends_whole,
     configmap_store_refuses_the_layout_of_cutover_0_1,
+    configmap_store_does_not_reuse_a_partly_deleted_rollout,
     configmap_store_steers_an_engine_from_another_store,
     lease_is_exclusive,
     blue_green_rollout_end_to_end,
@@ -314,6 +315,15 @@ async fn configmap_store_keeps_racing_appends_whole(caller: Caller) {
 async fn configmap_store_refuses_the_layout_of_cutover_0_1(caller: Caller) {
     let (ns, client) = set_up("store-legacy", &caller).await;
     store::the_layout_of_cutover_0_1_is_refused(
+        configmap_store(&client, &ns),
+        &Api::namespaced(ns.admin(), ns.name()),
+    )
+    .await;
+}
+
+async fn configmap_store_does_not_reuse_a_partly_deleted_rollout(caller: Caller) {
+    let (ns, client) = set_up("store-leftovers", &caller).await;
+    store::a_partly_deleted_rollout_is_not_reused(
         configmap_store(&client, &ns),
         &Api::namespaced(ns.admin(), ns.name()),
     )

@@ -155,6 +155,16 @@ async fn the_layout_of_cutover_0_1_is_refused() {
 }
 
 #[tokio::test]
+async fn a_partly_deleted_rollout_is_not_reused() {
+    let client = client().await;
+    scenario::a_partly_deleted_rollout_is_not_reused(
+        ConfigMapStateStore::new(client.clone(), NS, "rollout-"),
+        &Api::namespaced(client, NS),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_save_meeting_another_save_conflicts_and_any_other_edit_does_not() {
     let id = id("checkout");
     let state = state(&id);

@@ -38,6 +38,14 @@ impl Part {
             Part::Inbox => "inbox",
         }
     }
+
+    /// What it is, for messages.
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Part::Log => "decision log",
+            Part::Inbox => "command inbox",
+        }
+    }
 }
 
 /// One chunk, as its metadata describes it.
@@ -158,7 +166,7 @@ impl<'a> Journal<'a> {
         consistent
     }
 
-    fn forget(&self) {
+    pub(super) fn forget(&self) {
         self.store.known.lock().remove(&self.stem);
     }
 
@@ -204,6 +212,15 @@ impl<'a> Journal<'a> {
         match self.store.configmaps.get_metadata_opt(&name).await {
             Ok(Some(meta)) => self.chunk_of(index, &meta.metadata).map(Some),
             Ok(None) => Ok(None),
+            Err(e) => Err(self.store.failed(e, "get", CONFIGMAPS, &name)),
+        }
+    }
+
+    /// The name of the first chunk, if the journal has one.
+    pub(super) async fn first_chunk(&self) -> Result<Option<String>, StoreError> {
+        let name = self.chunk_name(0);
+        match self.store.configmaps.get_metadata_opt(&name).await {
+            Ok(found) => Ok(found.map(|_| name)),
             Err(e) => Err(self.store.failed(e, "get", CONFIGMAPS, &name)),
         }
     }

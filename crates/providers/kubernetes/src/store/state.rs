@@ -10,10 +10,11 @@ use cutover_kube::is_conflict;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta};
 
+use super::journal::Part;
 use super::{
     CONFIGMAPS, ConfigMapStateStore, LIST_PAGE, Objects, PART_LABEL, PHASE_LABEL,
-    ROLLOUT_ID_ANNOTATION, STATE_KEY, SUMMARY_ANNOTATION, VERSION_ANNOTATION, WRITE_ATTEMPTS,
-    annotation, corrupt,
+    ROLLOUT_ID_ANNOTATION, ROLLOUT_LABEL, STATE_KEY, SUMMARY_ANNOTATION, VERSION_ANNOTATION,
+    WRITE_ATTEMPTS, annotation, corrupt,
 };
 use crate::names::fnv1a;
 
@@ -198,6 +199,9 @@ impl ConfigMapStateStore {
                 .map(|cm| self.stored_version(objects, cm))
                 .transpose()?;
             check_version(id, expected, found)?;
+            if found.is_none() {
+                self.refuse_leftovers(objects).await?;
+            }
             let mut cm = existing.unwrap_or_else(|| ConfigMap {
                 metadata: Self::metadata(objects, &objects.state, "state"),
                 ..ConfigMap::default()
@@ -234,6 +238,31 @@ impl ConfigMapStateStore {
             }
         }
         Err(self.busy(id, "the state ConfigMap"))
+    }
+
+    /// Refuses to create a rollout whose log or inbox is still there (its state ConfigMap was
+    /// deleted, the rest not): the new rollout's records would be taken for the old ones'.
+    async fn refuse_leftovers(&self, objects: &Objects) -> Result<(), StoreError> {
+        for part in [Part::Log, Part::Inbox] {
+            let journal = self.journal(objects, part);
+            journal.forget();
+            if let Some(name) = journal.first_chunk().await? {
+                return Err(corrupt(
+                    &objects.id,
+                    self.describe("ConfigMap", &name),
+                    format!(
+                        "the rollout has no state ConfigMap `{}` but its {} is still there; \
+                         delete what is left of it (`kubectl delete configmaps,leases -n {} -l \
+                         {ROLLOUT_LABEL}={}`) or use another rollout id",
+                        objects.state,
+                        part.describe(),
+                        self.namespace,
+                        objects.label
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The summaries of stored rollouts the filter admits, in id order, from the state

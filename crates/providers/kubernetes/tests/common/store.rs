@@ -374,3 +374,50 @@ pub async fn an_engine_is_steered_through_another_store(store: impl Fn() -> Conf
         .await;
     assert!(matches!(late, Err(StoreError::Finished { .. })), "{late:?}");
 }
+
+/// A rollout whose state ConfigMap was deleted but not its log is not started again on top of
+/// the old log (whose records would be taken for the new ones'): the first save names what is
+/// left and how to delete it. Once it is deleted, the id starts afresh, even in the store that
+/// remembered where the old log ended.
+pub async fn a_partly_deleted_rollout_is_not_reused(
+    store: ConfigMapStateStore,
+    admin: &Api<ConfigMap>,
+) {
+    let id = id("half-deleted");
+    store.save(&id, &state(&id), None).await.unwrap();
+    store.append(&id, &varied(3)).await.unwrap();
+    admin
+        .delete(&store.configmap_name(&id), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(store.load(&id).await.unwrap(), None);
+    let err = store.save(&id, &state(&id), None).await.unwrap_err();
+    let label = store.rollout_label(&id);
+    assert!(
+        matches!(&err, StoreError::Corrupt { location, .. } if location.ends_with("half-deleted-log-0")),
+        "{err:?}"
+    );
+    let message = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(
+        message.contains(&format!("-l {ROLLOUT_LABEL}={label}")),
+        "{message}"
+    );
+
+    let rest = admin
+        .list(&ListParams::default().labels(&format!("{ROLLOUT_LABEL}={label}")))
+        .await
+        .unwrap();
+    for cm in rest.items {
+        admin
+            .delete(&cm.metadata.name.unwrap(), &Default::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.save(&id, &state(&id), None).await.unwrap(), 1);
+    let first = record(1, 5);
+    store
+        .append(&id, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(store.records(&id, 0, 10).await.unwrap(), [first]);
+}
