@@ -88,8 +88,10 @@
 //! The engine saves its state before every effect (split, route, mirror, scale, migration): it
 //! marks the action pending, saves, then runs it; a pending action left by an earlier run is
 //! carried out only after this engine's claim of the rollout was saved. [`LeasedStateStore`] checks the lock before and
-//! after every save and fails the save (a permanent store error, which stops the engine at once)
-//! if the lock is not held. Therefore:
+//! after every save and append and fails them (a permanent store error, which stops the engine
+//! at once) if the lock is not held; it also refuses to take or renew the store's own owner
+//! lease without the lock, and with the lock takes that lease even from a live owner (an engine
+//! that lost the lock). Therefore:
 //!
 //! - **An engine never starts an effect without holding the Lease**, and it starts each effect
 //!   at least `lease_duration - renew_deadline` before another replica can take the Lease over.

@@ -12,13 +12,15 @@ pub(crate) fn object_name(prefix: &str, raw: &str) -> String {
     object_name_within(prefix, raw, MAX_NAME)
 }
 
-/// `prefix` + `raw` if that is a DNS-1123 subdomain of at most `max` characters; otherwise
-/// `prefix` + `raw` made lower case, with every other character Kubernetes does not allow
-/// turned into `-`, shortened to fit, and a hash of `raw` appended, so that different inputs
-/// never get the same name. With `max` at most 63 the result is also a valid label value.
+/// `prefix` + `raw` if that is a DNS-1123 subdomain of at most `max` characters that does not
+/// end like the names derived from it (`-owner`, `-log-<n>`, `-inbox-<n>`); otherwise `prefix` +
+/// `raw` made lower case, with every other character Kubernetes does not allow turned into `-`,
+/// shortened to fit, and a hash of `raw` appended, so that different inputs never get the same
+/// name, and no name is another's derived one. With `max` at most 63 the result is also a valid
+/// label value.
 pub(crate) fn object_name_within(prefix: &str, raw: &str, max: usize) -> String {
     let plain = format!("{prefix}{raw}");
-    if plain.len() <= max && is_dns_subdomain(&plain) {
+    if plain.len() <= max && is_dns_subdomain(&plain) && !is_derived(&plain) {
         return plain;
     }
     let hash = fnv1a(raw.as_bytes());
@@ -37,6 +39,15 @@ pub(crate) fn object_name_within(prefix: &str, raw: &str, max: usize) -> String 
     } else {
         format!("{prefix}{body}-{hash:016x}")
     }
+}
+
+/// Whether `name` ends like a name derived from another: `<name>-owner`, `<name>-log-<n>`,
+/// `<name>-inbox-<n>`.
+fn is_derived(name: &str) -> bool {
+    let numbered = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    name.ends_with("-owner")
+        || (numbered.len() < name.len()
+            && (numbered.ends_with("-log-") || numbered.ends_with("-inbox-")))
 }
 
 /// Whether `name` is a DNS-1123 subdomain: dot-separated parts of `a-z 0-9 -`, each starting
@@ -91,6 +102,18 @@ mod tests {
         for (i, name) in names.iter().enumerate() {
             assert!(is_dns_subdomain(name), "{name}");
             assert!(!names[..i].contains(name), "{name} twice: {names:?}");
+        }
+    }
+
+    #[test]
+    fn no_name_is_the_derived_name_of_another() {
+        for id in ["web-log-0", "web-inbox-12", "web-owner", "x-log-5"] {
+            let name = object_name("rollout-", id);
+            assert_ne!(name, format!("rollout-{id}"));
+            assert!(!is_derived(&name), "{name}");
+        }
+        for id in ["web-log", "web-logs-0", "log-0x", "owners", "web-inbox-x"] {
+            assert_eq!(object_name("rollout-", id), format!("rollout-{id}"));
         }
     }
 

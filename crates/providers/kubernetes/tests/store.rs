@@ -7,8 +7,8 @@ mod common;
 use common::store::{self as scenario, id, state};
 use common::{NS, builder, failing};
 use cutover_core::{
-    Canary, CanaryStep, ErrorKind, MemoryStateStore, Outcome, Plan, RetryPolicy, Rollout,
-    RolloutError, StateStore, StoreError,
+    Canary, CanaryStep, Command, CommandRequest, ErrorKind, MemoryStateStore, Outcome, Plan,
+    RetryPolicy, Rollout, RolloutError, StateStore, StoreError,
 };
 use cutover_kube::testing::edited_before;
 use cutover_kubernetes::{ConfigMapStateStore, PART_LABEL, ROLLOUT_LABEL, VERSION_ANNOTATION};
@@ -152,6 +152,32 @@ async fn the_layout_of_cutover_0_1_is_refused() {
         &Api::namespaced(client, NS),
     )
     .await;
+}
+
+/// Rollout `web-log-0` is not chunk 0 of the log of rollout `web`, nor `web-owner` the owner
+/// lease of `web`: each keeps its own objects.
+#[tokio::test]
+async fn ids_that_look_like_derived_names_keep_their_own_objects() {
+    let store = ConfigMapStateStore::new(client().await, NS, "rollout-");
+    let ids = ["web", "web-log-0", "web-inbox-0", "web-owner"].map(id);
+    for (n, id) in ids.iter().enumerate() {
+        store.save(id, &state(id), None).await.unwrap();
+        let records: Vec<_> = (1..=n as u64 + 1)
+            .map(|seq| scenario::record(seq, n))
+            .collect();
+        store.append(id, &records).await.unwrap();
+        let pause = CommandRequest::new(Command::Pause, format!("sender {n}"));
+        store.send(id, &pause, scenario::T0).await.unwrap();
+    }
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(store.load(id).await.unwrap().unwrap().state.id, *id);
+        let records = store.records(id, 0, 100).await.unwrap();
+        assert_eq!(records.len(), n + 1, "{id}");
+        assert!(records[0].summary.ends_with(&"x".repeat(n)), "{id}");
+        let commands = store.commands(id, 0).await.unwrap();
+        assert_eq!(commands.len(), 1, "{id}");
+        assert_eq!(commands[0].request.by, format!("sender {n}"));
+    }
 }
 
 #[tokio::test]

@@ -75,8 +75,10 @@ const LIST_PAGE: u32 = 500;
 /// # Objects
 ///
 /// For a rollout with id `<id>`, `<name>` is `<prefix><id>` when that is a valid object name
-/// (otherwise the id made lower case and valid, with a hash of it appended;
-/// [`configmap_name`](Self::configmap_name)):
+/// that does not end like the names below (`-log-<n>`, `-inbox-<n>`, `-owner`); otherwise the
+/// id made lower case and valid, with a hash of it appended
+/// ([`configmap_name`](Self::configmap_name)). So no two rollouts' objects share a name:
+///
 ///
 /// | object | holds | written by |
 /// |---|---|---|
@@ -396,14 +398,13 @@ impl StateStore for ConfigMapStateStore {
             };
             let last = tail.as_ref().map_or(0, |t| t.last);
             let fresh = match new_records(id, last, records) {
-                Ok(fresh) => fresh.len(),
-                // What this store remembered may be behind: look at the chunks.
-                Err(_) if from_cache => continue,
+                Ok(fresh) if !fresh.is_empty() => fresh.len(),
+                // Nothing new, or a gap, by what this store remembers, which may be out of
+                // date: make sure from the chunks.
+                _ if from_cache => continue,
+                Ok(_) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            if fresh == 0 {
-                return Ok(());
-            }
             if log.place(tail, &entries[records.len() - fresh..]).await? == Placed::Done {
                 return Ok(());
             }

@@ -17,7 +17,7 @@ use cutover_kubernetes::{ConfigMapStateStore, PART_LABEL, ROLLOUT_LABEL};
 use cutover_test::FakeRouter;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 pub const T0: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
@@ -387,7 +387,7 @@ pub async fn a_partly_deleted_rollout_is_not_reused(
     store.save(&id, &state(&id), None).await.unwrap();
     store.append(&id, &varied(3)).await.unwrap();
     admin
-        .delete(&store.configmap_name(&id), &Default::default())
+        .delete(&store.configmap_name(&id), &DeleteParams::default())
         .await
         .unwrap();
     assert_eq!(store.load(&id).await.unwrap(), None);
@@ -409,7 +409,7 @@ pub async fn a_partly_deleted_rollout_is_not_reused(
         .unwrap();
     for cm in rest.items {
         admin
-            .delete(&cm.metadata.name.unwrap(), &Default::default())
+            .delete(&cm.metadata.name.unwrap(), &DeleteParams::default())
             .await
             .unwrap();
     }
