@@ -180,6 +180,50 @@ async fn ids_that_look_like_derived_names_keep_their_own_objects() {
     }
 }
 
+/// A chunk that does not start where the one before it ended (edited by hand) is reported,
+/// naming the chunk, by readers and writers alike: never read past, never looped on.
+#[tokio::test]
+async fn chunks_that_disagree_are_reported() {
+    let client = client().await;
+    let store = || ConfigMapStateStore::new(client.clone(), NS, "rollout-").with_chunk_budget(1);
+    let id = id("edited");
+    store().save(&id, &state(&id), None).await.unwrap();
+    store().append(&id, &scenario::varied(3)).await.unwrap();
+    // Chunk 1 (seq 2) now says it holds seq 7.
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), NS);
+    let name = format!("{}-log-1", store().configmap_name(&id));
+    let mut chunk = configmaps.get(&name).await.unwrap();
+    let record = chunk.data.as_mut().unwrap().remove("2").unwrap();
+    chunk.data.as_mut().unwrap().insert("7".into(), record);
+    let annotations = chunk.metadata.annotations.as_mut().unwrap();
+    annotations.insert("cutover.dev/first-seq".into(), "7".into());
+    annotations.insert("cutover.dev/last-seq".into(), "7".into());
+    configmaps
+        .replace(&name, &kube::api::PostParams::default(), &chunk)
+        .await
+        .unwrap();
+
+    let check = |result: Result<(), StoreError>, call: &str| {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { location, .. } if location.ends_with("edited-log-1 annotations")),
+            "{call}: {err:?}"
+        );
+    };
+    check(
+        store().records(&id, 0, 100).await.map(drop),
+        "records from 0",
+    );
+    check(
+        store().records(&id, 2, 100).await.map(drop),
+        "records after 2",
+    );
+    check(
+        store().append(&id, &[scenario::record(4, 0)]).await,
+        "append",
+    );
+}
+
 #[tokio::test]
 async fn a_partly_deleted_rollout_is_not_reused() {
     let client = client().await;

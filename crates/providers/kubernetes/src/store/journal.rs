@@ -141,15 +141,22 @@ impl<'a> Journal<'a> {
     }
 
     /// Remembers what a chunk's metadata says. Returns `false` if it contradicts what was
-    /// remembered (the rollout was deleted and made again): then everything is forgotten.
+    /// remembered (the rollout was deleted and made again, or the chunks disagree): then
+    /// everything is forgotten.
     fn learn(&self, chunk: &Chunk) -> bool {
-        let consistent = self.remember(|known| {
-            if known
+        self.check(chunk).is_none()
+    }
+
+    /// Remembers a chunk, or returns the first seq remembered for it that it contradicts (and
+    /// forgets everything).
+    fn check(&self, chunk: &Chunk) -> Option<u64> {
+        let contradicted = self.remember(|known| {
+            if let Some(first) = known
                 .firsts
                 .get(&chunk.index)
-                .is_some_and(|first| *first != chunk.first)
+                .filter(|f| **f != chunk.first)
             {
-                return false;
+                return Some(*first);
             }
             known.firsts.insert(chunk.index, chunk.first);
             if chunk.sealed {
@@ -158,12 +165,12 @@ impl<'a> Journal<'a> {
             if known.tail.as_ref().is_none_or(|t| t.index <= chunk.index) {
                 known.tail = Some(chunk.clone());
             }
-            true
+            None
         });
-        if !consistent {
+        if contradicted.is_some() {
             self.forget();
         }
-        consistent
+        contradicted
     }
 
     pub(super) fn forget(&self) {
@@ -277,15 +284,36 @@ impl<'a> Journal<'a> {
         })
     }
 
+    /// Remembers a chunk. When it contradicts what was remembered, forgets everything and
+    /// returns `false` the first time (`restarted` is set: start again from chunk 0); the
+    /// second time the chunks themselves disagree, which is an error.
+    fn learn_or_restart(&self, chunk: &Chunk, restarted: &mut bool) -> Result<bool, StoreError> {
+        let Some(expected) = self.check(chunk) else {
+            return Ok(true);
+        };
+        if !std::mem::replace(restarted, true) {
+            return Ok(false);
+        }
+        Err(corrupt(
+            &self.objects.id,
+            self.location(chunk.index, "annotations"),
+            format!(
+                "the chunk starts at seq {}, but the chunk before it ends at seq {}",
+                chunk.first,
+                expected.saturating_sub(1)
+            ),
+        ))
+    }
+
     /// Finds the last chunk from the chunks' metadata: the first one not sealed, or the last
     /// sealed one when the next was not created yet. `None` for an empty journal.
     pub(super) async fn probe(&self) -> Result<Option<Chunk>, StoreError> {
-        let start = self.remember(|known| known.tail.as_ref().map_or(0, |t| t.index));
-        let mut index = start;
+        let mut index = self.remember(|known| known.tail.as_ref().map_or(0, |t| t.index));
         let mut sealed: Option<Chunk> = None;
+        let mut restarted = false;
         loop {
             match self.metadata(index).await? {
-                Some(chunk) if !self.learn(&chunk) => {
+                Some(chunk) if !self.learn_or_restart(&chunk, &mut restarted)? => {
                     (index, sealed) = (0, None);
                 }
                 Some(chunk) if chunk.sealed => {
@@ -326,9 +354,10 @@ impl<'a> Journal<'a> {
         }
         // Skip the chunks before `want` by their metadata, without reading their data.
         let mut index = start;
+        let mut restarted = false;
         loop {
             match self.metadata(index).await? {
-                Some(chunk) if !self.learn(&chunk) => index = 0,
+                Some(chunk) if !self.learn_or_restart(&chunk, &mut restarted)? => index = 0,
                 Some(chunk) if chunk.sealed && chunk.last < want => index += 1,
                 Some(_) => return Ok(Some(index)),
                 None if index == start && start > 0 => {
@@ -351,8 +380,9 @@ impl<'a> Journal<'a> {
         if limit == 0 {
             return Ok(out);
         }
-        // A second pass only if what the store remembered turned out wrong.
-        'pass: for _ in 0..2 {
+        let mut restarted = false;
+        // Again from the start only if what the store remembered turned out wrong.
+        'pass: loop {
             out.clear();
             let Some(mut index) = self.locate(want).await? else {
                 return Ok(out);
@@ -360,13 +390,13 @@ impl<'a> Journal<'a> {
             let start = index;
             loop {
                 let Some((chunk, entries)) = self.fetch(index).await? else {
-                    if index == start && start > 0 {
+                    if index == start && start > 0 && !std::mem::replace(&mut restarted, true) {
                         self.forget();
                         continue 'pass;
                     }
-                    break;
+                    return Ok(out);
                 };
-                if !self.learn(&chunk) {
+                if !self.learn_or_restart(&chunk, &mut restarted)? {
                     continue 'pass;
                 }
                 for (seq, json) in entries.iter().filter(|(seq, _)| *seq >= want) {
@@ -376,13 +406,11 @@ impl<'a> Journal<'a> {
                     }
                 }
                 if !chunk.sealed {
-                    break;
+                    return Ok(out);
                 }
                 index += 1;
             }
-            return Ok(out);
         }
-        Ok(out)
     }
 
     /// Every entry, and the last chunk (to [`place`](Self::place) after it).
