@@ -77,8 +77,7 @@ const LIST_PAGE: u32 = 500;
 /// For a rollout with id `<id>`, `<name>` is `<prefix><id>` when that is a valid object name
 /// that does not end like the names below (`-log-<n>`, `-inbox-<n>`, `-owner`); otherwise the
 /// id made lower case and valid, with a hash of it appended
-/// ([`configmap_name`](Self::configmap_name)). So no two rollouts' objects share a name:
-///
+/// ([`configmap_name`](Self::configmap_name)), so that no two rollouts' objects share a name:
 ///
 /// | object | holds | written by |
 /// |---|---|---|
@@ -90,7 +89,9 @@ const LIST_PAGE: u32 = 500;
 /// All carry the labels `cutover.dev/rollout` ([`rollout_label`](Self::rollout_label)) and
 /// `cutover.dev/part` (`state`, `log`, `inbox`, `owner`), and the annotation
 /// `cutover.dev/rollout-id`. Deleting a rollout is deleting them:
-/// `kubectl delete configmaps,leases -l cutover.dev/rollout=<label>`.
+/// `kubectl delete configmaps,leases -l cutover.dev/rollout=<label>`. A rollout whose state
+/// ConfigMap is gone but whose log or inbox is not is refused at its first save
+/// ([`StoreError::Corrupt`] naming what is left), rather than started again over the old log.
 ///
 /// # How the log is kept
 ///
