@@ -133,7 +133,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         report.transport_errors,
         proxy.router().split()
     );
-    write_records(&handle, &args.out);
+    write_records(&handle, &args.out).await;
     proxy.shutdown().await;
     let expect_rollback = args.bad || args.v2_error_rate > 0.01;
     Ok(finish(outcome, |outcome| {

@@ -173,8 +173,14 @@ pub mod live {
 }
 
 /// Writes the rollout's decision records to `out` as pretty JSON and says where.
-pub fn write_records(handle: &cutover::RolloutHandle, out: &std::path::Path) {
-    let records = handle.records();
+pub async fn write_records(handle: &cutover::RolloutHandle, out: &std::path::Path) {
+    let records = match handle.records().await {
+        Ok(records) => records,
+        Err(e) => {
+            eprintln!("could not read the decision record: {e}");
+            return;
+        }
+    };
     if let Some(dir) = out.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
