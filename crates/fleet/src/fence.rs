@@ -334,3 +334,207 @@ impl StateStore for FencedStore {
         self.store.watch(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use cutover_core::planner::Setup;
+    use cutover_core::{
+        Canary, CanaryStep, Claim, Revisions, RolloutId, RolloutState, StateStore, StoreError,
+        Timestamp, TrafficRouter, TrafficSplit,
+    };
+    use futures_util::FutureExt as _;
+    use tokio::sync::Notify;
+    use tokio::time::Instant;
+
+    use super::{Fence, FencedStore};
+    use crate::PgStateStore;
+    use crate::fenced::Fenced;
+    use crate::testing::PgServer;
+
+    const T0: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
+
+    fn state(id: &RolloutId, records: u64) -> RolloutState {
+        let setup = Setup::new(
+            Canary::new([CanaryStep::set_weight(10).unwrap()]).into(),
+            Revisions::new("v1", "v2").unwrap(),
+        );
+        let mut state = RolloutState::new(id.clone(), setup, T0);
+        for seq in 1..=records {
+            state.unlogged.push(cutover_core::DecisionRecord {
+                seq,
+                at: T0,
+                phase: cutover_core::state::Phase::Progressing,
+                step: None,
+                inputs: cutover_core::Inputs {
+                    split: None,
+                    step_elapsed: Duration::ZERO,
+                    analysis: None,
+                    background: None,
+                    health: None,
+                },
+                entry: cutover_core::Entry::Decision {
+                    decision: cutover_core::planner::Decision::Advance,
+                    result: None,
+                },
+                summary: format!("record {seq}"),
+            });
+        }
+        state.last_seq = records;
+        state
+    }
+
+    async fn fenced(store: &PgStateStore, id: &RolloutId, owner: &str, force: bool) -> Arc<Fence> {
+        let claim = Claim {
+            owner: owner.into(),
+            ttl: Duration::from_secs(30),
+            now: T0,
+            force,
+        };
+        let lease = store.acquire(id, &claim).await.unwrap().lease;
+        Fence::new(lease, id.clone(), Instant::now(), Arc::new(Notify::new()))
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-deps"]
+    async fn fenced_writes_stop_when_another_owner_takes_the_lease() {
+        let url = PgServer::shared().database("fence_epoch").await.unwrap();
+        let store = PgStateStore::connect(&url).await.unwrap();
+        let id = RolloutId::new("fenced").unwrap();
+        let fence = fenced(&store, &id, "w1", false).await;
+        let mine = FencedStore::new(store.clone(), fence.clone());
+        let st = state(&id, 3);
+        assert_eq!(mine.save(&id, &st, None).await.unwrap(), 1);
+        // The records travelled with the save; the append that follows costs no round trip.
+        let trips = store.round_trips();
+        mine.append(&id, &st.unlogged).await.unwrap();
+        assert_eq!(store.round_trips(), trips);
+        let logged = store.records(&id, 0, 10).await.unwrap();
+        assert_eq!(logged, st.unlogged);
+        let epochs: Vec<i64> = store
+            .db()
+            .query(
+                "test",
+                "SELECT epoch FROM cutover_log WHERE id = $1 ORDER BY seq",
+                &[&id.as_str()],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(epochs, vec![i64::try_from(fence.token().epoch).unwrap(); 3]);
+
+        // Another worker takes the rollout: every write of the first is refused.
+        let theirs = fenced(&store, &id, "w2", true).await;
+        assert!(theirs.token().epoch > fence.token().epoch);
+        let err = mine.save(&id, &state(&id, 4), Some(1)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::LeaseLost { now_held_by: Some(w), .. } if w == "w2"),
+            "{err:?}"
+        );
+        assert!(fence.is_lost());
+        let err = mine.append(&id, &state(&id, 4).unlogged).await.unwrap_err();
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+        let err = mine.renew(&id, &fence.lease(), T0).await.unwrap_err();
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+        assert_eq!(store.load(&id).await.unwrap().unwrap().version, 1);
+        assert_eq!(store.records(&id, 0, 10).await.unwrap().len(), 3);
+        // The new owner writes.
+        let new = FencedStore::new(store.clone(), theirs);
+        assert_eq!(new.save(&id, &state(&id, 4), Some(1)).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-deps"]
+    async fn a_lease_past_its_deadline_writes_nothing_even_if_nobody_took_it() {
+        let url = PgServer::shared().database("fence_deadline").await.unwrap();
+        let store = PgStateStore::connect(&url).await.unwrap();
+        let id = RolloutId::new("stalled").unwrap();
+        let fence = fenced(&store, &id, "w1", false).await;
+        let mine = FencedStore::new(store.clone(), fence.clone());
+        mine.save(&id, &state(&id, 1), None).await.unwrap();
+        // The worker stalled past its lease (on the database's clock).
+        store
+            .db()
+            .query(
+                "test",
+                "UPDATE cutover_rollouts SET lease_deadline = now() - interval '1 second' WHERE id = $1",
+                &[&id.as_str()],
+            )
+            .await
+            .unwrap();
+        let err = mine.save(&id, &state(&id, 2), Some(1)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::LeaseLost {
+                    now_held_by: None,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(fence.is_lost());
+        // Nor can it bring the lease back to life.
+        let err = store.renew(&id, &fence.lease(), T0).await.unwrap_err();
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+        assert_eq!(store.load(&id).await.unwrap().unwrap().version, 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_fence_lets_no_provider_call_through() {
+        let id = RolloutId::new("calls").unwrap();
+        let lease = cutover_core::Lease {
+            owner: "w1".into(),
+            epoch: 3,
+            expires_at: Some(T0),
+            ttl: Duration::from_secs(30),
+        };
+        let fence = Fence::new(lease, id, Instant::now(), Arc::new(Notify::new()));
+        let inner = Arc::new(cutover_test::FakeRouter::new("mesh"));
+        let router = Fenced::new(inner.clone(), fence.clone());
+        let revisions = Revisions::new("v1", "v2").unwrap();
+        let split = TrafficSplit::canary(
+            &revisions.stable,
+            &revisions.candidate,
+            cutover_core::Weight::from_percent(10).unwrap(),
+        )
+        .unwrap();
+        router.set_split(&split).await.unwrap();
+        assert_eq!(inner.splits().len(), 1);
+        fence.lose();
+        // The call neither happens nor returns (an error would make the engine roll back).
+        assert!(router.set_split(&split).now_or_never().is_none());
+        assert_eq!(inner.splits().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_lease_is_renewed_before_the_call() {
+        let id = RolloutId::new("due").unwrap();
+        let ttl = Duration::from_secs(30);
+        let lease = cutover_core::Lease {
+            owner: "w1".into(),
+            epoch: 1,
+            expires_at: Some(T0),
+            ttl,
+        };
+        let renew_now = Arc::new(Notify::new());
+        let fence = Fence::new(lease, id, Instant::now(), renew_now.clone());
+        assert!(fence.is_live());
+        tokio::time::advance(ttl).await;
+        assert!(!fence.is_live());
+        let waiting = tokio::spawn({
+            let fence = fence.clone();
+            async move { fence.check().await }
+        });
+        // The check asks the keeper to renew, and waits for it.
+        renew_now.notified().await;
+        assert!(!waiting.is_finished());
+        fence.renewed(Instant::now(), T0 + ttl);
+        waiting.await.unwrap().unwrap();
+        assert!(fence.is_live());
+    }
+}

@@ -120,6 +120,27 @@ impl fmt::Display for FleetStatus {
     }
 }
 
+/// How many submitted rollouts are where.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FleetCounts {
+    /// Waiting for a worker (never claimed, put back, or their worker's lease ran out).
+    pub queued: u64,
+    /// Held by a worker with a live lease.
+    pub running: u64,
+    /// Ended.
+    pub finished: u64,
+    /// Halted: no worker will run them.
+    pub halted: u64,
+}
+
+impl FleetCounts {
+    /// Rollouts not finished nor halted.
+    pub fn open(&self) -> u64 {
+        self.queued + self.running
+    }
+}
+
 /// The status query: the fleet row, the lease, the state, and which providers no live worker
 /// offers.
 const STATUS: &str = "\
@@ -236,6 +257,33 @@ impl Fleet {
             self.store.listener().fleet_changed();
         }
         Ok(out)
+    }
+
+    /// How many submitted rollouts are queued, running, finished and halted.
+    pub async fn counts(&self) -> Result<FleetCounts, FleetError> {
+        let row = self
+            .store
+            .db()
+            .query_opt(
+                "counting rollouts",
+                "SELECT count(*) FILTER (WHERE f.open AND f.halted IS NULL AND NOT held), \
+                        count(*) FILTER (WHERE f.open AND f.halted IS NULL AND held), \
+                        count(*) FILTER (WHERE NOT f.open AND f.halted IS NULL), \
+                        count(*) FILTER (WHERE f.halted IS NOT NULL) \
+                 FROM cutover_fleet_rollouts f JOIN ( \
+                   SELECT id, coalesce(lease_owner IS NOT NULL AND lease_deadline > now(), false) \
+                          AS held \
+                   FROM cutover_rollouts) r ON r.id = f.id",
+                &[],
+            )
+            .await?;
+        let n = |i: usize| row.as_ref().map_or(0, |r| unbig(r.get(i)));
+        Ok(FleetCounts {
+            queued: n(0),
+            running: n(1),
+            finished: n(2),
+            halted: n(3),
+        })
     }
 
     /// Where a submitted rollout stands, or `None` if it was never submitted.

@@ -74,7 +74,7 @@ mod worker;
 
 pub use self::error::{ConnectError, Detail, FleetError, SpecError, WorkerError, chain};
 pub use self::fence::{Fence, FenceLost, FenceToken, FencedStore};
-pub use self::fleet::{Fleet, FleetStatus, Submitted};
+pub use self::fleet::{Fleet, FleetCounts, FleetStatus, Submitted};
 pub use self::pg::schema::SCHEMA_VERSION;
 pub use self::pg::{PgOptions, PgStateStore};
 pub use self::registry::{Factory, ProviderContext};

@@ -150,9 +150,13 @@ pub(crate) fn db_error(what: &str, err: &tokio_postgres::Error) -> StoreError {
     } else {
         ProviderError::permanent(message)
     };
+    let text = match err.as_db_error() {
+        Some(db) => db.to_string(),
+        None => crate::error::chain(err),
+    };
     StoreError::Provider(error.with_source(ServerError {
         code: err.code().map(|c| c.code().to_owned()),
-        text: err.to_string(),
+        text,
     }))
 }
 

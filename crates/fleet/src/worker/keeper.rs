@@ -43,7 +43,7 @@ impl Keeper {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = self.renew_now.notified() => {}
-                _ = self.stop.wait_for(|stop| *stop) => return,
+                () = stopped(&mut self.stop) => return,
             }
             delay = if self.renew().await { every } else { retry };
         }
@@ -123,4 +123,8 @@ impl Keeper {
             }
         }
     }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -431,7 +431,7 @@ impl Worker {
             let next = pacing.next(now, room);
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = drain.wait_for(|d| *d) => break,
+                () = drained(&mut drain) => break,
                 Some(joined) = tasks.join_next() => {
                     match joined {
                         Ok((id, fence, end)) => {
@@ -518,7 +518,7 @@ impl Worker {
                  claimed AS ( \
                    UPDATE cutover_rollouts r \
                    SET lease_owner = $1, lease_epoch = r.lease_epoch + 1, lease_ttl_ms = $4, \
-                       lease_expires_ms = $5 + $4, \
+                       lease_expires_ms = $5::bigint + $4::bigint, \
                        lease_deadline = now() + $4::bigint * interval '1 millisecond' \
                    FROM picked WHERE r.id = picked.id \
                    RETURNING r.id, r.lease_epoch), \
@@ -596,7 +596,7 @@ impl Worker {
                 let end = tokio::select! {
                     biased;
                     () = fence.lost() => RunEnd::Lost,
-                    _ = drain.wait_for(|d| *d) => RunEnd::Drained,
+                    () = drained(&mut drain) => RunEnd::Drained,
                     result = rollout.run() => RunEnd::Ran(result),
                 };
                 (id, fence, end)
@@ -770,6 +770,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// Returns once the worker is told to drain.
+async fn drained(drain: &mut watch::Receiver<bool>) {
+    let _ = drain.wait_for(|d| *d).await;
 }
 
 /// Makes a running [`Worker`] drain and return, from anywhere.
