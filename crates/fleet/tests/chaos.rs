@@ -9,13 +9,23 @@ use cutover_fleet::testing::{ChaosConfig, PgServer, WORKER_ENV, run_chaos, worke
 #[ignore = "needs PostgreSQL: scripts/test-deps"]
 fn chaos_worker() {
     if let Some(code) = worker_main_from_env() {
-        std::process::exit(if code == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+        std::process::exit(if code == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
     }
 }
 
 fn worker_command() -> std::process::Command {
     let mut command = std::process::Command::new(std::env::current_exe().expect("this binary"));
-    command.args(["--exact", "chaos_worker", "--include-ignored", "--nocapture", "--test-threads=1"]);
+    command.args([
+        "--exact",
+        "chaos_worker",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     command
 }
 
@@ -30,12 +40,19 @@ async fn workers_that_die_or_stall_never_fork_a_rollout() {
         .unwrap_or_else(|e| panic!("the chaos run could not run: {e}"));
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
-    assert_eq!(report.promoted + report.rolled_back, config.rollouts, "{report:#?}");
+    assert_eq!(
+        report.promoted + report.rolled_back,
+        config.rollouts,
+        "{report:#?}"
+    );
     assert!(report.rolled_back > 0 && report.promoted > 0, "{report:#?}");
     assert!(report.kills >= 1 && report.stops >= 1, "{report:#?}");
     // The faults hit rollouts in flight, and they were taken over.
     assert!(
-        report.faults.iter().any(|f| f.kind == "stop" && f.held > 0 && f.takeover_s.is_some()),
+        report
+            .faults
+            .iter()
+            .any(|f| f.kind == "stop" && f.held > 0 && f.takeover_s.is_some()),
         "{report:#?}"
     );
     assert!(report.claims > config.rollouts, "{report:#?}");

@@ -66,7 +66,7 @@ impl PgOptions {
 /// store of a fleet of [workers](crate::Worker), and of command lines and dashboards that
 /// watch and steer their rollouts.
 ///
-/// - **State**: one row per rollout in `cutover_rollouts` (the state as `jsonb`, its
+/// - **State**: one row per rollout in `cutover_rollouts` (the state as `json`, its
 ///   version, phase and owner lease); a save is one `UPDATE ... WHERE version = $expected`.
 /// - **Decision log** and **inbox**: the tables `cutover_log` and `cutover_inbox`, keyed by
 ///   rollout and `seq`; appends are idempotent by `seq`.
@@ -240,7 +240,7 @@ impl PgStateStore {
                  logged AS ( \
                    INSERT INTO cutover_log (id, seq, epoch, record) \
                    SELECT $1, t.seq, $7, t.record \
-                   FROM unnest($8::bigint[], $9::jsonb[]) AS t(seq, record), last \
+                   FROM unnest($8::bigint[], $9::json[]) AS t(seq, record), last \
                    WHERE EXISTS (SELECT 1 FROM saved) AND t.seq > last.n \
                      AND $8[1] <= last.n + 1 \
                    ON CONFLICT (id, seq) DO NOTHING) \
@@ -309,7 +309,7 @@ impl PgStateStore {
                  ins AS ( \
                    INSERT INTO cutover_log (id, seq, epoch, record) \
                    SELECT $1, t.seq, $5, t.record \
-                   FROM unnest($2::bigint[], $3::jsonb[]) AS t(seq, record), last, allowed \
+                   FROM unnest($2::bigint[], $3::json[]) AS t(seq, record), last, allowed \
                    WHERE allowed.ok AND t.seq > last.n AND $2[1] <= last.n + 1 \
                    ON CONFLICT (id, seq) DO NOTHING) \
                  SELECT (SELECT n FROM last), (SELECT ok FROM allowed)",

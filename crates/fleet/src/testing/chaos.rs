@@ -25,7 +25,9 @@ use tokio::time::Instant;
 
 use super::PgServer;
 use super::process::{Proc, WorkerArgs};
-use super::script::{MemoryRouters, RecordingRouter, ScriptedVerdicts, scripted_spec, ten_step_plan, SCRIPTED};
+use super::script::{
+    MemoryRouters, RecordingRouter, SCRIPTED, ScriptedVerdicts, scripted_spec, ten_step_plan,
+};
 use crate::fence::FenceToken;
 use crate::pg::sql::{RawJson, unbig};
 use crate::{Fleet, PgStateStore, ProviderContext, RolloutSpec};
@@ -57,17 +59,17 @@ pub struct ChaosConfig {
 
 impl ChaosConfig {
     /// The full run of `scripts/bench-fleet`: 1,000 rollouts, three workers, a fault every
-    /// four seconds.
+    /// three seconds.
     pub fn full() -> Self {
         ChaosConfig {
             rollouts: 1000,
             workers: 3,
-            submit_per_s: 20.0,
+            submit_per_s: 30.0,
             count: 2,
             interval: Duration::from_millis(300),
             lease_ttl: Duration::from_secs(2),
             poll: Duration::from_millis(250),
-            fault_every: Duration::from_secs(4),
+            fault_every: Duration::from_secs(3),
             deadline: Duration::from_secs(180),
             seed: 17,
         }
@@ -94,7 +96,12 @@ impl ChaosConfig {
         let plan = ten_step_plan(self.count, self.interval);
         let salt = i.wrapping_mul(2_654_435_761) ^ usize::try_from(self.seed).unwrap_or(0);
         let fail_at = (salt % 3 == 0).then(|| format!("a{}", salt / 3 % 5 + 1));
-        scripted_spec(&format!("chaos-{i:05}"), &plan, SCRIPTED, fail_at.as_deref())
+        scripted_spec(
+            &format!("chaos-{i:05}"),
+            &plan,
+            SCRIPTED,
+            fail_at.as_deref(),
+        )
     }
 }
 
@@ -215,7 +222,8 @@ impl Run<'_> {
             claim_rate: 200.0,
             record_calls: true,
         };
-        let proc = Proc::start((self.spawn)(), &args).map_err(|e| format!("starting a worker: {e}"))?;
+        let proc =
+            Proc::start((self.spawn)(), &args).map_err(|e| format!("starting a worker: {e}"))?;
         self.procs.push(proc);
         Ok(())
     }
@@ -229,8 +237,12 @@ pub async fn run_chaos(
     spawn: &Spawner,
 ) -> Result<ChaosReport, String> {
     let url = server.database(db).await.map_err(|e| e.to_string())?;
-    let store = PgStateStore::connect(&url).await.map_err(|e| crate::chain(&e))?;
-    RecordingRouter::create_table(&store).await.map_err(|e| crate::chain(&e))?;
+    let store = PgStateStore::connect(&url)
+        .await
+        .map_err(|e| crate::chain(&e))?;
+    RecordingRouter::create_table(&store)
+        .await
+        .map_err(|e| crate::chain(&e))?;
     let fleet = Fleet::new(store.clone());
     let specs: Vec<RolloutSpec> = (0..config.rollouts).map(|i| config.spec(i)).collect();
     let reference = tokio::task::spawn_blocking({
@@ -293,10 +305,11 @@ pub async fn run_chaos(
             break;
         }
         if now >= next_fault && counts.open() > 0 && !run.procs.is_empty() {
-            // The first two faults are a stop and a kill, so even a short run has both.
+            // The first faults are a stop, a kill and a drain, so even a short run has each.
             let kind = match faults.len() {
                 0 => "stop",
                 1 => "kill",
+                2 => "term",
                 _ => match rng.u32(0..10) {
                     0..5 => "kill",
                     5..9 => "stop",
@@ -441,12 +454,16 @@ fn reference_outcomes(specs: &[RolloutSpec]) -> BTreeMap<RolloutId, Option<Final
                 },
             };
             let mut builder = Rollout::builder(spec.id.as_str(), spec.plan.clone())
-                .revisions(spec.revisions.stable.as_str(), spec.revisions.candidate.as_str())
+                .revisions(
+                    spec.revisions.stable.as_str(),
+                    spec.revisions.candidate.as_str(),
+                )
                 .router(router(&ctx).expect("a router"))
                 .clock(TokioClock::starting_at(Timestamp::from_unix_millis(0)))
                 .state_store(store.clone());
             for name in spec.providers.analyses.keys() {
-                builder = builder.analysis(name.clone(), ScriptedVerdicts::from_params(&spec.params));
+                builder =
+                    builder.analysis(name.clone(), ScriptedVerdicts::from_params(&spec.params));
             }
             let rollout = builder.build().expect("a valid rollout");
             tasks.push(tokio::spawn(rollout.run()));
@@ -564,11 +581,18 @@ async fn check(
             report.stale_writes_accepted += 1;
         }
         *seen = (*seen).max(epoch);
-        actors.entry((rollout, epoch)).or_default().insert((worker, pid));
+        actors
+            .entry((rollout, epoch))
+            .or_default()
+            .insert((worker, pid));
     }
     report.double_actors += actors.values().filter(|a| a.len() > 1).count();
     report.claims = db
-        .query_opt("chaos: claims", "SELECT count(*) FROM cutover_fleet_claims", &[])
+        .query_opt(
+            "chaos: claims",
+            "SELECT count(*) FROM cutover_fleet_claims",
+            &[],
+        )
         .await
         .map_err(fail)?
         .map_or(0, |r| usize::try_from(r.get::<_, i64>(0)).unwrap_or(0));

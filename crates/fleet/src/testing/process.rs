@@ -148,7 +148,10 @@ pub(crate) struct Proc {
 
 impl Proc {
     /// Starts `command` as worker `args.id`.
-    pub(crate) fn start(mut command: std::process::Command, args: &WorkerArgs) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        mut command: std::process::Command,
+        args: &WorkerArgs,
+    ) -> std::io::Result<Self> {
         command
             .env(WORKER_ENV, serde_json::to_string(args).unwrap_or_default())
             .stdin(std::process::Stdio::null())
@@ -168,7 +171,9 @@ impl Proc {
 
     /// Sends a signal by name (`STOP`, `CONT`, `TERM`).
     pub(crate) fn signal(&self, name: &str) -> std::io::Result<()> {
-        let pid = self.pid().ok_or_else(|| std::io::Error::other("the process has exited"))?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| std::io::Error::other("the process has exited"))?;
         let status = std::process::Command::new("kill")
             .arg(format!("-{name}"))
             .arg(pid.to_string())

@@ -4,7 +4,7 @@ CREATE TABLE cutover_rollouts (
     id               text COLLATE "C" PRIMARY KEY,
     -- NULL until the first save (a lease may be taken before it).
     version          bigint,
-    state            jsonb,
+    state            json,
     phase            text,
     updated_ms       bigint,
     lease_owner      text,
@@ -23,7 +23,7 @@ CREATE TABLE cutover_log (
     seq    bigint NOT NULL,
     -- The lease epoch of the engine that wrote the record (NULL: written without a lease).
     epoch  bigint,
-    record jsonb NOT NULL,
+    record json NOT NULL,
     PRIMARY KEY (id, seq)
 );
 
