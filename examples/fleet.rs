@@ -91,6 +91,8 @@ fn worker(store: &PgStateStore, id: &str) -> WorkerBuilder {
         })
         .lease_ttl(Duration::from_secs(5))
         .poll_interval(Duration::from_millis(250))
+        // One at a time, so that the two workers of the demo share the rollouts.
+        .claim_batch(1)
 }
 
 fn main() -> ExitCode {

@@ -186,17 +186,18 @@ impl Fleet {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
-        let encoded: Vec<Vec<u8>> = specs
-            .iter()
-            .map(|s| encode(s))
-            .collect::<Result<_, _>>()
-            .map_err(|source| {
-                FleetError::Store(StoreError::Corrupt {
-                    id: specs[0].id.clone(),
-                    location: "spec being submitted".into(),
-                    source,
-                })
-            })?;
+        let encoded: Vec<Vec<u8>> =
+            specs
+                .iter()
+                .map(encode)
+                .collect::<Result<_, _>>()
+                .map_err(|source| {
+                    FleetError::Store(StoreError::Corrupt {
+                        id: specs[0].id.clone(),
+                        location: "spec being submitted".into(),
+                        source,
+                    })
+                })?;
         let providers: Vec<Vec<u8>> = specs
             .iter()
             .map(|s| encode(&s.providers.required()))

@@ -9,11 +9,7 @@ use cutover_fleet::testing::{ChaosConfig, PgServer, WORKER_ENV, run_chaos, worke
 #[ignore = "needs PostgreSQL: scripts/test-deps"]
 fn chaos_worker() {
     if let Some(code) = worker_main_from_env() {
-        std::process::exit(if code == std::process::ExitCode::SUCCESS {
-            0
-        } else {
-            1
-        });
+        std::process::exit(i32::from(code != std::process::ExitCode::SUCCESS));
     }
 }
 

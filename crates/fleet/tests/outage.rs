@@ -96,7 +96,7 @@ async fn workers_stop_acting_while_the_database_is_gone_and_resume_when_it_retur
 
     // And when it is back, everything finishes, as it would have.
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "every rollout to finish",
         || async { fleet.counts().await.is_ok_and(|c| c.finished == 10) },
     )

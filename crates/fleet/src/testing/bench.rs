@@ -110,7 +110,7 @@ pub async fn fleet_throughput(
         };
         procs.push(Proc::start(spawn(), &args).map_err(|e| format!("starting a worker: {e}"))?);
     }
-    let deadline = began + Duration::from_secs(1800);
+    let deadline = began + Duration::from_mins(30);
     loop {
         let counts = fleet.counts().await.map_err(|e| crate::chain(&e))?;
         if counts.open() == 0 {
@@ -126,7 +126,7 @@ pub async fn fleet_throughput(
     }
     let wall = began.elapsed();
     let reports =
-        futures_util::future::join_all(procs.into_iter().map(|p| p.stop(Duration::from_secs(60))))
+        futures_util::future::join_all(procs.into_iter().map(|p| p.stop(Duration::from_mins(1))))
             .await;
     if reports.iter().any(Option::is_none) {
         return Err("a worker did not report".into());

@@ -70,7 +70,7 @@ impl ChaosConfig {
             lease_ttl: Duration::from_secs(2),
             poll: Duration::from_millis(250),
             fault_every: Duration::from_secs(3),
-            deadline: Duration::from_secs(180),
+            deadline: Duration::from_mins(3),
             seed: 17,
         }
     }
@@ -95,7 +95,9 @@ impl ChaosConfig {
     pub fn spec(&self, i: usize) -> RolloutSpec {
         let plan = ten_step_plan(self.count, self.interval);
         let salt = i.wrapping_mul(2_654_435_761) ^ usize::try_from(self.seed).unwrap_or(0);
-        let fail_at = (salt % 3 == 0).then(|| format!("a{}", salt / 3 % 5 + 1));
+        let fail_at = salt
+            .is_multiple_of(3)
+            .then(|| format!("a{}", salt / 3 % 5 + 1));
         scripted_spec(
             &format!("chaos-{i:05}"),
             &plan,
@@ -263,7 +265,7 @@ pub async fn run_chaos(
     let mut rng = fastrand::Rng::with_seed(config.seed);
     let began = Instant::now();
     let mut submitted = 0;
-    let mut faults: Vec<(Fault, f64, Vec<(RolloutId, u64)>)> = Vec::new();
+    let mut faults: Vec<Injected> = Vec::new();
     let mut next_fault = began + config.fault_every;
     let mut finished_submitting: Option<Instant> = None;
     let mut report = ChaosReport {
@@ -373,6 +375,10 @@ pub async fn run_chaos(
     }
     Ok(report)
 }
+
+/// A fault, the database's time when it was injected, and the rollouts (with epochs) its
+/// worker held then.
+type Injected = (Fault, f64, Vec<(RolloutId, u64)>);
 
 /// The rollouts `worker` holds a live lease on, with their epochs, and the database's time.
 async fn held_by(

@@ -203,15 +203,13 @@ impl Proc {
             let _ = self.child.wait().await;
             out
         };
-        match tokio::time::timeout(within, read).await {
-            Ok(out) => out
+        if let Ok(out) = tokio::time::timeout(within, read).await {
+            return out
                 .lines()
                 .find_map(|l| l.strip_prefix(REPORT_MARKER))
-                .and_then(|l| serde_json::from_str(l).ok()),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                None
-            }
+                .and_then(|l| serde_json::from_str(l).ok());
         }
+        let _ = self.child.kill().await;
+        None
     }
 }

@@ -117,7 +117,7 @@ impl WorkerBuilder {
             claim_batch: 10,
             claim_rate: 50.0,
             retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(300),
+            retry_max: Duration::from_mins(5),
             clock: None,
         }
     }
@@ -766,7 +766,7 @@ impl Worker {
         match result {
             Ok(_) => info!(rollouts = handed.len(), "leases handed back"),
             Err(e) => {
-                warn!(error = %chain(&e), "could not hand leases back; they expire on their own")
+                warn!(error = %chain(&e), "could not hand leases back; they expire on their own");
             }
         }
     }

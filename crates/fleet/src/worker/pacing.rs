@@ -31,7 +31,7 @@ impl Pacing {
         Pacing {
             rate,
             batch,
-            tokens: batch as f64,
+            tokens: count(batch),
             refilled: now,
             next_at: now,
             poll,
@@ -42,7 +42,7 @@ impl Pacing {
 
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.batch as f64);
+        self.tokens = (self.tokens + elapsed * self.rate).min(count(self.batch));
         self.refilled = now;
     }
 
@@ -74,7 +74,7 @@ impl Pacing {
 
     /// A claim asked for `asked` and got `got`; `room` slots were free before it.
     pub(crate) fn claimed(&mut self, now: Instant, asked: usize, got: usize, room: usize) {
-        self.tokens -= got as f64;
+        self.tokens -= count(got);
         self.errors = 0;
         self.full = got == room;
         self.next_at = if got == asked {
@@ -112,6 +112,12 @@ impl Pacing {
             self.next_at = self.next_at.min(now);
         }
     }
+}
+
+/// A count as a number of tokens (counts here are far below 2^52).
+#[allow(clippy::cast_precision_loss)]
+fn count(n: usize) -> f64 {
+    n as f64
 }
 
 /// `d` plus up to a tenth, so that workers spread out.
