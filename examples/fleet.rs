@@ -182,7 +182,7 @@ async fn demo(store: &PgStateStore) -> ExitCode {
         let drainer = worker.drainer();
         workers.push((drainer, tokio::spawn(worker.run(std::future::pending()))));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
     loop {
         let mut done = 0;
         for spec in &specs[..3] {

@@ -52,7 +52,7 @@
 //!
 //! # Feature flags
 //!
-//! - `testing`: [`testing`](crate::testing), a PostgreSQL server for tests, the chaos harness
+//! - `testing`: the `testing` module, a PostgreSQL server for tests, the chaos harness
 //!   and the fleet benchmark (`scripts/bench-fleet`).
 //!
 //! # MSRV
