@@ -1,28 +1,15 @@
 //! A lost database: workers stop acting (no provider call without a saved intent and a live
 //! lease) and carry on when it returns. This binary has a server of its own, which it stops.
 
-use std::future::Future;
 use std::time::Duration;
 
 use cutover_core::state::Final;
 use cutover_core::{Outcome, StateStore};
 use cutover_fleet::testing::{
-    MemoryRouters, PgServer, SCRIPTED, ScriptedVerdicts, scripted_spec, ten_step_plan,
+    MemoryRouters, PgServer, SCRIPTED, ScriptedVerdicts, eventually, scripted_spec, ten_step_plan,
 };
 use cutover_fleet::{Fleet, FleetStatus, PgStateStore, RolloutSpec, Worker};
 use tokio::time::Instant;
-
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: scripts/test-deps"]

@@ -1,7 +1,6 @@
 //! Workers in this process against a real PostgreSQL: claiming, outcomes, unknown providers,
 //! refused specs, takeover of a dead worker, draining, bounded claims, halting.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use cutover_core::{
     RolloutId, RouterCapabilities, StateStore, StopReason, TrafficRouter, TrafficSplit, Weight,
 };
 use cutover_fleet::testing::{
-    MemoryRouters, PgServer, SCRIPTED, ScriptedVerdicts, scripted_spec, ten_step_plan,
+    MemoryRouters, PgServer, SCRIPTED, ScriptedVerdicts, eventually, scripted_spec, ten_step_plan,
 };
 use cutover_fleet::{
     Fleet, FleetError, FleetStatus, PgStateStore, ProviderNames, RolloutSpec, Submitted, Worker,
@@ -52,19 +51,6 @@ fn spawn(worker: Worker) -> (cutover_fleet::Drainer, JoinHandle<WorkerReport>) {
             .expect("the worker runs")
     });
     (drainer, task)
-}
-
-/// Polls `check` every 20 ms until it holds, failing after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A canary that waits for a resume after its first step: it stays with its worker.

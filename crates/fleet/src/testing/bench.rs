@@ -9,16 +9,15 @@
 use std::time::Duration;
 
 use cutover_core::state::Final;
-use cutover_core::{MemoryStateStore, Outcome, Rollout, StateStore};
+use cutover_core::{MemoryStateStore, Outcome, StateStore};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::PgServer;
 use super::chaos::Spawner;
 use super::process::{Proc, WorkerArgs};
-use super::script::{MemoryRouters, SCRIPTED, ScriptedVerdicts, scripted_spec, ten_step_plan};
-use crate::fence::FenceToken;
-use crate::{Fleet, PgStateStore, ProviderContext, RolloutSpec};
+use super::script::{SCRIPTED, scripted_spec, single_process_rollout, ten_step_plan};
+use crate::{Fleet, PgStateStore, RolloutSpec};
 
 /// One row of the benchmark.
 #[derive(Debug, Clone, Serialize)]
@@ -160,35 +159,10 @@ pub async fn fleet_throughput(
 pub async fn memory_throughput(rollouts: usize) -> ThroughputRow {
     let specs = bench_specs(rollouts);
     let store = MemoryStateStore::new();
-    let routers = MemoryRouters::default();
-    let router = routers.factory();
     let began = Instant::now();
     let tasks: Vec<_> = specs
         .iter()
-        .map(|spec| {
-            let ctx = ProviderContext {
-                rollout: spec.id.clone(),
-                revisions: spec.revisions.clone(),
-                params: spec.params.clone(),
-                fence: FenceToken {
-                    rollout: spec.id.clone(),
-                    owner: "memory".into(),
-                    epoch: 1,
-                },
-            };
-            let mut builder = Rollout::builder(spec.id.as_str(), spec.plan.clone())
-                .revisions(
-                    spec.revisions.stable.as_str(),
-                    spec.revisions.candidate.as_str(),
-                )
-                .router(router(&ctx).expect("a router"))
-                .state_store(store.clone());
-            for name in spec.providers.analyses.keys() {
-                builder =
-                    builder.analysis(name.clone(), ScriptedVerdicts::from_params(&spec.params));
-            }
-            tokio::spawn(builder.build().expect("a valid rollout").run())
-        })
+        .map(|spec| tokio::spawn(single_process_rollout(spec, &store).run()))
         .collect();
     let mut promoted = 0;
     for task in tasks {

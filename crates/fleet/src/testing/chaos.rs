@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use cutover_core::state::Final;
 use cutover_core::{
-    DecisionRecord, Entry, MemoryStateStore, Outcome, Rollout, RolloutId, StateStore, StopReason,
-    Timestamp, TokioClock,
+    DecisionRecord, Entry, MemoryStateStore, Outcome, RolloutId, StateStore, StopReason,
 };
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -26,11 +25,10 @@ use tokio::time::Instant;
 use super::PgServer;
 use super::process::{Proc, WorkerArgs};
 use super::script::{
-    MemoryRouters, RecordingRouter, SCRIPTED, ScriptedVerdicts, scripted_spec, ten_step_plan,
+    RecordingRouter, SCRIPTED, scripted_spec, single_process_rollout, ten_step_plan,
 };
-use crate::fence::FenceToken;
 use crate::pg::sql::{RawJson, unbig};
-use crate::{Fleet, PgStateStore, ProviderContext, RolloutSpec};
+use crate::{Fleet, PgStateStore, RolloutSpec};
 
 /// The shape of a chaos run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -445,33 +443,9 @@ fn reference_outcomes(specs: &[RolloutSpec]) -> BTreeMap<RolloutId, Option<Final
         .expect("a runtime");
     runtime.block_on(async {
         let store = MemoryStateStore::new();
-        let routers = MemoryRouters::default();
-        let router = routers.factory();
         let mut tasks = Vec::new();
         for spec in specs {
-            let ctx = ProviderContext {
-                rollout: spec.id.clone(),
-                revisions: spec.revisions.clone(),
-                params: spec.params.clone(),
-                fence: FenceToken {
-                    rollout: spec.id.clone(),
-                    owner: "reference".into(),
-                    epoch: 1,
-                },
-            };
-            let mut builder = Rollout::builder(spec.id.as_str(), spec.plan.clone())
-                .revisions(
-                    spec.revisions.stable.as_str(),
-                    spec.revisions.candidate.as_str(),
-                )
-                .router(router(&ctx).expect("a router"))
-                .clock(TokioClock::starting_at(Timestamp::from_unix_millis(0)))
-                .state_store(store.clone());
-            for name in spec.providers.analyses.keys() {
-                builder =
-                    builder.analysis(name.clone(), ScriptedVerdicts::from_params(&spec.params));
-            }
-            let rollout = builder.build().expect("a valid rollout");
+            let rollout = single_process_rollout(spec, &store);
             tasks.push(tokio::spawn(rollout.run()));
         }
         for task in tasks {

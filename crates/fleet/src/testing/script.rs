@@ -97,6 +97,36 @@ impl Analysis for ScriptedVerdicts {
     }
 }
 
+/// A scripted spec as a rollout of this process on `store`, with an in-memory router and the
+/// scripted analysis: the single-process run of the same script.
+pub fn single_process_rollout(
+    spec: &RolloutSpec,
+    store: &cutover_core::MemoryStateStore,
+) -> cutover_core::Rollout {
+    let ctx = ProviderContext {
+        rollout: spec.id.clone(),
+        revisions: spec.revisions.clone(),
+        params: spec.params.clone(),
+        fence: FenceToken {
+            rollout: spec.id.clone(),
+            owner: "single-process".into(),
+            epoch: 1,
+        },
+    };
+    let router = MemoryRouters::default().factory();
+    let mut builder = cutover_core::Rollout::builder(spec.id.as_str(), spec.plan.clone())
+        .revisions(
+            spec.revisions.stable.as_str(),
+            spec.revisions.candidate.as_str(),
+        )
+        .router(router(&ctx).expect("a router"))
+        .state_store(store.clone());
+    for name in spec.providers.analyses.keys() {
+        builder = builder.analysis(name.clone(), ScriptedVerdicts::from_params(&spec.params));
+    }
+    builder.build().expect("a valid rollout")
+}
+
 /// One call a router received.
 #[derive(Debug, Clone)]
 pub struct Call {

@@ -407,6 +407,7 @@ impl Worker {
             Instant::now(),
         );
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut handed: Vec<Arc<Fence>> = Vec::new();
         loop {
             let now = Instant::now();
             let room = self.max_rollouts.saturating_sub(tasks.len());
@@ -434,6 +435,12 @@ impl Worker {
                 () = drained(&mut drain) => break,
                 Some(joined) = tasks.join_next() => {
                     match joined {
+                        Ok((id, fence, RunEnd::Drained)) => {
+                            // Told to drain before this loop saw it: handed back below.
+                            running.lock().remove(&id);
+                            report.handed_back += 1;
+                            handed.push(fence);
+                        }
                         Ok((id, fence, end)) => {
                             running.lock().remove(&id);
                             self.ended(&id, &fence, end, &mut report).await;
@@ -450,7 +457,7 @@ impl Worker {
                 () = tokio::time::sleep_until(next) => {}
             }
         }
-        self.drain_all(tasks, &running, &mut report).await;
+        self.drain_all(tasks, handed, &running, &mut report).await;
         let _ = stop_keeper.send(true);
         let _ = keeper.await;
         self.deregister().await;
@@ -719,16 +726,17 @@ impl Worker {
         }
     }
 
-    /// Stops every engine, waits for them, and hands their leases back in one statement.
+    /// Stops every engine, waits for them, and hands their leases back in one statement, with
+    /// those of `handed` (engines already stopped by the drain).
     async fn drain_all(
         &self,
         mut tasks: JoinSet<(RolloutId, Arc<Fence>, RunEnd)>,
+        mut handed: Vec<Arc<Fence>>,
         running: &Running,
         report: &mut WorkerReport,
     ) {
-        info!(rollouts = tasks.len(), "draining");
+        info!(rollouts = tasks.len() + handed.len(), "draining");
         self.drain.send_replace(true);
-        let mut handed: Vec<Arc<Fence>> = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             let Ok((id, fence, end)) = joined else {
                 continue;
