@@ -304,7 +304,7 @@ pub async fn run_chaos(
         if finished_submitting.is_some_and(|t| now - t > config.deadline) {
             break;
         }
-        if now >= next_fault && counts.open() > 0 && !run.procs.is_empty() {
+        if now >= next_fault && counts.running > 0 && !run.procs.is_empty() {
             // The first faults are a stop, a kill and a drain, so even a short run has each.
             let kind = match faults.len() {
                 0 => "stop",
@@ -316,7 +316,20 @@ pub async fn run_chaos(
                     _ => "term",
                 },
             };
-            let victim = run.procs.remove(rng.usize(0..run.procs.len()));
+            // A random worker among those that hold rollouts, so that every fault hits
+            // rollouts in flight.
+            let mut holding = Vec::new();
+            for (i, proc) in run.procs.iter().enumerate() {
+                if !held_by(&store, &proc.id).await?.1.is_empty() {
+                    holding.push(i);
+                }
+            }
+            let pick = if holding.is_empty() {
+                rng.usize(0..run.procs.len())
+            } else {
+                holding[rng.usize(0..holding.len())]
+            };
+            let victim = run.procs.remove(pick);
             let (t0, held) = held_by(&store, &victim.id).await?;
             let fault = Fault {
                 kind,
