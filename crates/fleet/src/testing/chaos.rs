@@ -155,6 +155,9 @@ pub struct ChaosReport {
     pub log_duplicates: usize,
     /// Claims of rollouts (first claims and takeovers).
     pub claims: usize,
+    /// Rollouts whose lease the workers that were drained found lost (and dropped): what the
+    /// stalled workers noticed when they woke. Killed workers do not report.
+    pub leases_lost_seen: u64,
     /// The longest time from a kill or stop to a new claim of one of the rollouts it held.
     pub max_takeover_s: f64,
     /// The longest time from a drain to a new claim of one of the rollouts it handed back.
@@ -351,7 +354,9 @@ pub async fn run_chaos(
                     run.stopped.push((victim, until));
                 }
                 _ => {
-                    let _ = victim.stop(Duration::from_secs(30)).await;
+                    if let Some(r) = victim.stop(Duration::from_secs(30)).await {
+                        report.leases_lost_seen += r.lost;
+                    }
                     report.drains += 1;
                     run.start_worker()?;
                 }
@@ -370,7 +375,13 @@ pub async fn run_chaos(
     let stops = std::mem::take(&mut run.procs)
         .into_iter()
         .map(|p| p.stop(Duration::from_secs(30)));
-    futures_util::future::join_all(stops).await;
+    for r in futures_util::future::join_all(stops)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        report.leases_lost_seen += r.lost;
+    }
     report.workers_started = run.started;
     let reference = reference.await.map_err(|e| e.to_string())?;
     check(&store, &specs, &reference, &mut report).await?;
