@@ -1,0 +1,970 @@
+//! What the charts and tables of a report show, read from a rollout's state and decision log.
+//!
+//! Everything here is plain data (times in seconds since the rollout started), so it is tested
+//! without drawing anything.
+
+use std::collections::BTreeMap;
+
+use cutover_core::analysis::AnalysisResult;
+use cutover_core::planner::{Action, ActionResult, Decision, Slot};
+use cutover_core::state::{Final, Outcome};
+use cutover_core::{
+    AnalysisTemplate, DecisionRecord, Entry, Measurement, RolloutState, Timestamp, TrafficSplit,
+    Verdict,
+};
+
+/// Seconds from `start` to `at`.
+pub(crate) fn seconds(start: Timestamp, at: Timestamp) -> f64 {
+    at.saturating_since(start).as_secs_f64()
+}
+
+/// `+mm:ss` from `start` to `at` (`+h:mm:ss` past an hour).
+pub(crate) fn clock(start: Timestamp, at: Timestamp) -> String {
+    let secs = at.saturating_since(start).as_secs();
+    if secs >= 3600 {
+        format!("+{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    } else {
+        format!("+{:02}:{:02}", secs / 60, secs % 60)
+    }
+}
+
+/// How a measurement came out: a verdict, or an error (could not measure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    Pass,
+    Fail,
+    Inconclusive,
+    Error,
+}
+
+impl Mark {
+    pub(crate) fn of(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Pass => Mark::Pass,
+            Verdict::Fail => Mark::Fail,
+            Verdict::Inconclusive => Mark::Inconclusive,
+        }
+    }
+
+    fn of_measurement(m: Measurement) -> Self {
+        match m {
+            Measurement::Pass => Mark::Pass,
+            Measurement::Fail => Mark::Fail,
+            Measurement::Inconclusive => Mark::Inconclusive,
+            Measurement::Error => Mark::Error,
+        }
+    }
+
+    /// `pass`, `fail`, `inconclusive` or `error`: a word and a CSS class.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Mark::Pass => "pass",
+            Mark::Fail => "fail",
+            Mark::Inconclusive => "inconclusive",
+            Mark::Error => "error",
+        }
+    }
+}
+
+/// The split on the routers from time `t` on: weight in percent per revision, in the order of
+/// [`Traffic::revisions`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TrafficPoint {
+    pub(crate) t: f64,
+    pub(crate) weights: Vec<f64>,
+}
+
+/// Traffic weight per revision over time, a step function.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Traffic {
+    /// Stable first, then the candidate (and any other revision a split named).
+    pub(crate) revisions: Vec<String>,
+    /// Where the weights change, in time order; the first is at the start.
+    pub(crate) points: Vec<TrafficPoint>,
+    /// The end of the chart: the last record.
+    pub(crate) end: f64,
+}
+
+/// What a marker on the traffic chart stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MarkerKind {
+    Command,
+    Pause,
+    Promote,
+    Rollback,
+    Finish,
+    Engine,
+}
+
+impl MarkerKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            MarkerKind::Command => "command",
+            MarkerKind::Pause => "pause",
+            MarkerKind::Promote => "promote",
+            MarkerKind::Rollback => "rollback",
+            MarkerKind::Finish => "finish",
+            MarkerKind::Engine => "engine",
+        }
+    }
+}
+
+/// A numbered mark on the traffic chart, explained in the table under it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Marker {
+    pub(crate) number: usize,
+    pub(crate) t: f64,
+    pub(crate) clock: String,
+    pub(crate) kind: MarkerKind,
+    pub(crate) text: String,
+}
+
+/// A value of one metric at one measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetricPoint {
+    pub(crate) t: f64,
+    pub(crate) value: Option<f64>,
+    pub(crate) mark: Mark,
+}
+
+/// One metric of an analysis over time, with its bounds from the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetricSeries {
+    pub(crate) name: String,
+    /// Whose values these are (`candidate v2`), when the plan says.
+    pub(crate) revision: Option<String>,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) points: Vec<MetricPoint>,
+}
+
+/// One measurement of a sequential test.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SequentialPoint {
+    pub(crate) t: f64,
+    pub(crate) e_value: f64,
+    pub(crate) p_value: Option<f64>,
+    pub(crate) estimate: Option<f64>,
+    /// `None`: unbounded below.
+    pub(crate) lower: Option<f64>,
+    /// `None`: unbounded above.
+    pub(crate) upper: Option<f64>,
+    pub(crate) mark: Mark,
+}
+
+/// A sequential test over time: the e-value against its rejection line `1 / alpha`, and the
+/// confidence sequence against the tolerance.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SequentialSeries {
+    pub(crate) alpha: f64,
+    pub(crate) tolerance: Option<f64>,
+    /// What the estimate is (`rate ratio`), when the plan says.
+    pub(crate) effect: Option<String>,
+    pub(crate) points: Vec<SequentialPoint>,
+}
+
+impl SequentialSeries {
+    /// The e-value at which the test rejects.
+    pub(crate) fn rejection(&self) -> f64 {
+        1.0 / self.alpha
+    }
+}
+
+/// One cell of the judge's table: a metric's classification at one measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JudgeCell {
+    pub(crate) label: String,
+    pub(crate) mark: Mark,
+    pub(crate) detail: String,
+}
+
+/// One metric's row of the judge's table.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JudgeRow {
+    pub(crate) metric: String,
+    /// One per measurement (`None`: the metric was not in that measurement).
+    pub(crate) cells: Vec<Option<JudgeCell>>,
+}
+
+/// The Kayenta judge over time: the score against its thresholds and the per-metric table.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JudgeSeries {
+    pub(crate) pass: f64,
+    pub(crate) marginal: f64,
+    /// The score at each measurement that had one.
+    pub(crate) scores: Vec<MetricPoint>,
+    /// The measurements' labels (`#1` at `+01:00`), the table's columns.
+    pub(crate) columns: Vec<String>,
+    pub(crate) rows: Vec<JudgeRow>,
+}
+
+/// One measurement of an analysis, for its table and verdict markers.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MeasurementRow {
+    pub(crate) t: f64,
+    pub(crate) clock: String,
+    pub(crate) number: u32,
+    pub(crate) mark: Mark,
+    pub(crate) summary: String,
+}
+
+/// What kind of analysis a run is, from the plan or from what it recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnalysisKind {
+    Threshold,
+    Conditions,
+    Proportions,
+    Judge,
+    Sequential,
+    /// Registered in code, not from a template.
+    Custom,
+}
+
+impl AnalysisKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AnalysisKind::Threshold => "threshold",
+            AnalysisKind::Conditions => "conditions",
+            AnalysisKind::Proportions => "proportions",
+            AnalysisKind::Judge => "Kayenta judge",
+            AnalysisKind::Sequential => "sequential test",
+            AnalysisKind::Custom => "analysis",
+        }
+    }
+}
+
+/// Every measurement of one analysis (by name and slot) over the rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AnalysisSeries {
+    pub(crate) name: String,
+    pub(crate) background: bool,
+    pub(crate) kind: AnalysisKind,
+    pub(crate) measurements: Vec<MeasurementRow>,
+    pub(crate) metrics: Vec<MetricSeries>,
+    pub(crate) sequential: Option<SequentialSeries>,
+    pub(crate) judge: Option<JudgeSeries>,
+}
+
+/// Values of one revision (latencies), as an empirical CDF.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Distribution {
+    pub(crate) label: String,
+    /// Sorted, finite.
+    pub(crate) values: Vec<f64>,
+}
+
+impl Distribution {
+    pub(crate) fn new(label: String, mut values: Vec<f64>) -> Self {
+        values.retain(|v| v.is_finite());
+        values.sort_by(f64::total_cmp);
+        Distribution { label, values }
+    }
+
+    /// The ECDF's steps: `(value, fraction at or below it)`, one per distinct value.
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn ecdf(&self) -> Vec<(f64, f64)> {
+        let n = self.values.len() as f64;
+        let mut steps: Vec<(f64, f64)> = Vec::new();
+        for (i, &v) in self.values.iter().enumerate() {
+            let f = (i + 1) as f64 / n;
+            match steps.last_mut() {
+                Some(last) if last.0 == v => last.1 = f,
+                _ => steps.push((v, f)),
+            }
+        }
+        steps
+    }
+
+    /// The `q` quantile (nearest rank), if there are values.
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
+        if self.values.is_empty() {
+            return None;
+        }
+        let rank = (q * self.values.len() as f64).ceil().max(1.0) as usize;
+        self.values.get(rank.min(self.values.len()) - 1).copied()
+    }
+}
+
+/// A gate's answer, an approval, or a migration step's result.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CheckRow {
+    pub(crate) clock: String,
+    pub(crate) name: String,
+    pub(crate) what: String,
+    pub(crate) result: String,
+    pub(crate) ok: Option<bool>,
+}
+
+/// One line of the decision log.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogRow {
+    pub(crate) seq: u64,
+    pub(crate) at: String,
+    pub(crate) clock: String,
+    pub(crate) phase: String,
+    pub(crate) step: String,
+    pub(crate) kind: &'static str,
+    pub(crate) summary: String,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ReportData {
+    pub(crate) id: String,
+    pub(crate) strategy: Option<String>,
+    pub(crate) revisions: Vec<String>,
+    pub(crate) started: Option<Timestamp>,
+    pub(crate) duration: f64,
+    pub(crate) phase: Option<String>,
+    pub(crate) paused: Option<String>,
+    /// `promoted`, `rolled-back`, `aborted`, `concluded`, `failed`, or `running`.
+    pub(crate) outcome_class: &'static str,
+    /// How it ended and why, or where it stands.
+    pub(crate) outcome: String,
+    pub(crate) traffic: Traffic,
+    pub(crate) markers: Vec<Marker>,
+    pub(crate) analyses: Vec<AnalysisSeries>,
+    pub(crate) latencies: Vec<Distribution>,
+    pub(crate) checks: Vec<CheckRow>,
+    pub(crate) log: Vec<LogRow>,
+}
+
+fn final_text(end: &Final) -> (&'static str, String) {
+    match end {
+        Final::Outcome(outcome) => (outcome_class(outcome), outcome.to_string()),
+        Final::Failed { error } => ("failed", format!("failed: {error}")),
+    }
+}
+
+fn outcome_class(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Promoted => "promoted",
+        Outcome::RolledBack(_) => "rolled-back",
+        Outcome::Aborted { .. } => "aborted",
+        _ => "concluded",
+    }
+}
+
+fn split_weights(split: Option<&TrafficSplit>, revisions: &[String]) -> Vec<f64> {
+    revisions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match split {
+            Some(split) => split
+                .iter()
+                .find(|(rev, _)| rev.as_str() == r)
+                .map_or(0.0, |(_, w)| w.percent()),
+            // Before any split is set, all traffic is on stable.
+            None if i == 0 => 100.0,
+            None => 0.0,
+        })
+        .collect()
+}
+
+impl ReportData {
+    /// Reads the report's data from the decision log, the stored state (for the plan's
+    /// thresholds, the revisions and where the rollout stands) and any recorded latencies.
+    pub(crate) fn new(
+        id: Option<&str>,
+        records: &[DecisionRecord],
+        state: Option<&RolloutState>,
+        latencies: &[(String, Vec<f64>)],
+    ) -> Self {
+        let start = state
+            .map(|s| s.started_at)
+            .into_iter()
+            .chain(records.first().map(|r| r.at))
+            .min();
+        let start_or_epoch = start.unwrap_or(Timestamp::from_unix_millis(0));
+        let end = records
+            .last()
+            .map(|r| r.at)
+            .into_iter()
+            .chain(state.map(|s| s.updated_at))
+            .max()
+            .unwrap_or(start_or_epoch);
+        let revisions = revisions(records, state);
+        let (outcome_class, outcome) = outcome(records, state);
+        let plan = state.map(|s| &s.setup.plan);
+        ReportData {
+            id: id
+                .map(str::to_owned)
+                .or_else(|| state.map(|s| s.id.to_string()))
+                .unwrap_or_else(|| "rollout".to_owned()),
+            strategy: plan.map(|p| p.strategy.kind().to_owned()),
+            started: start,
+            duration: seconds(start_or_epoch, end),
+            phase: state.map(|s| s.phase.to_string()),
+            paused: state.and_then(|s| s.pause.as_ref().map(|p| p.reason.to_string())),
+            outcome_class,
+            outcome,
+            traffic: traffic(records, state, &revisions, start_or_epoch, end),
+            markers: markers(records, start_or_epoch),
+            analyses: analyses(records, plan, &revisions, start_or_epoch),
+            latencies: latencies
+                .iter()
+                .map(|(label, values)| Distribution::new(label.clone(), values.clone()))
+                .filter(|d| !d.values.is_empty())
+                .collect(),
+            checks: checks(records, start_or_epoch),
+            log: records
+                .iter()
+                .map(|r| log_row(r, start_or_epoch))
+                .collect(),
+            revisions,
+        }
+    }
+}
+
+fn revisions(records: &[DecisionRecord], state: Option<&RolloutState>) -> Vec<String> {
+    let mut revisions: Vec<String> = state
+        .map(|s| {
+            let r = s.revisions();
+            vec![r.stable.to_string(), r.candidate.to_string()]
+        })
+        .unwrap_or_default();
+    let splits = records.iter().flat_map(|r| {
+        let applied = match &r.entry {
+            Entry::Decision {
+                decision: Decision::Apply(Action::SetSplit { split }),
+                ..
+            } => Some(split),
+            _ => None,
+        };
+        r.inputs.split.iter().chain(applied)
+    });
+    for split in splits {
+        for (revision, _) in split.iter() {
+            if !revisions.iter().any(|r| r == revision.as_str()) {
+                revisions.push(revision.to_string());
+            }
+        }
+    }
+    revisions
+}
+
+fn outcome(records: &[DecisionRecord], state: Option<&RolloutState>) -> (&'static str, String) {
+    if let Some(end) = state.and_then(|s| s.outcome.as_ref()) {
+        return final_text(end);
+    }
+    let completed = records.iter().rev().find_map(|r| match &r.entry {
+        Entry::Decision {
+            decision: Decision::Complete(end),
+            ..
+        } => Some(end),
+        _ => None,
+    });
+    if let Some(end) = completed {
+        return final_text(end);
+    }
+    let Some(state) = state else {
+        return ("running", "not finished".to_owned());
+    };
+    let mut text = format!("{}", state.phase);
+    if state.phase == cutover_core::state::Phase::Progressing {
+        text = format!(
+            "{text}: step {} of {}",
+            state.step + 1,
+            state.setup.step_kinds().len()
+        );
+    }
+    if let Some(pause) = &state.pause {
+        text = format!("{text}; paused ({})", pause.reason);
+    }
+    ("running", text)
+}
+
+fn traffic(
+    records: &[DecisionRecord],
+    state: Option<&RolloutState>,
+    revisions: &[String],
+    start: Timestamp,
+    end: Timestamp,
+) -> Traffic {
+    let mut points = Vec::new();
+    let first = records.first().and_then(|r| r.inputs.split.as_ref());
+    points.push(TrafficPoint {
+        t: 0.0,
+        weights: split_weights(first, revisions),
+    });
+    for r in records {
+        if let Entry::Decision {
+            decision: Decision::Apply(Action::SetSplit { split }),
+            result: Some(ActionResult::Done | ActionResult::AlreadyDone),
+        } = &r.entry
+        {
+            let point = TrafficPoint {
+                t: seconds(start, r.at),
+                weights: split_weights(Some(split), revisions),
+            };
+            match points.last_mut() {
+                Some(last) if last.t == point.t => *last = point,
+                _ => points.push(point),
+            }
+        }
+    }
+    // A log read from the middle (or a rollout resumed) may miss a split the state knows.
+    if let Some(split) = state.and_then(|s| s.split.as_ref()) {
+        let now = split_weights(Some(split), revisions);
+        if points.last().is_some_and(|p| p.weights != now) {
+            points.push(TrafficPoint {
+                t: seconds(start, end),
+                weights: now,
+            });
+        }
+    }
+    Traffic {
+        revisions: revisions.to_vec(),
+        points,
+        end: seconds(start, end),
+    }
+}
+
+fn markers(records: &[DecisionRecord], start: Timestamp) -> Vec<Marker> {
+    let mut markers = Vec::new();
+    for r in records {
+        let found = match &r.entry {
+            Entry::Command { command, effect } => {
+                let q = &command.request;
+                let mut text = format!("{} by {}", q.command, q.by);
+                if let Some(subject) = &q.subject {
+                    text.push_str(&format!(" ({subject})"));
+                }
+                if !q.reason.is_empty() {
+                    text.push_str(&format!(": {}", q.reason));
+                }
+                text.push_str(&format!(
+                    " ({}: {})",
+                    if effect.accepted {
+                        "accepted"
+                    } else {
+                        "refused"
+                    },
+                    effect.note
+                ));
+                Some((MarkerKind::Command, text))
+            }
+            Entry::Started {
+                engine,
+                resumed: true,
+                takeover,
+            } => Some((
+                MarkerKind::Engine,
+                match takeover {
+                    Some(t) => format!(
+                        "taken over by {engine} from {} (forced by {}: {})",
+                        t.from, t.by, t.reason
+                    ),
+                    None => format!("resumed by {engine}"),
+                },
+            )),
+            Entry::Decision { decision, .. } => match decision {
+                Decision::Pause(reason) => Some((MarkerKind::Pause, format!("paused: {reason}"))),
+                Decision::Promote => Some((MarkerKind::Promote, r.summary.clone())),
+                Decision::Rollback(reason) => {
+                    Some((MarkerKind::Rollback, format!("rollback: {reason}")))
+                }
+                Decision::Complete(end) => Some((MarkerKind::Finish, final_text(end).1)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((kind, text)) = found {
+            markers.push(Marker {
+                number: markers.len() + 1,
+                t: seconds(start, r.at),
+                clock: clock(start, r.at),
+                kind,
+                text,
+            });
+        }
+    }
+    markers
+}
+
+fn kind_of(template: Option<&AnalysisTemplate>, result: Option<&AnalysisResult>) -> AnalysisKind {
+    match template {
+        Some(AnalysisTemplate::Threshold(_)) => AnalysisKind::Threshold,
+        Some(AnalysisTemplate::Conditions(_)) => AnalysisKind::Conditions,
+        Some(AnalysisTemplate::Proportions(_)) => AnalysisKind::Proportions,
+        Some(AnalysisTemplate::Judge(_)) => AnalysisKind::Judge,
+        Some(AnalysisTemplate::Sequential(_)) => AnalysisKind::Sequential,
+        Some(_) => AnalysisKind::Custom,
+        // Without the plan, tell by what the measurement recorded.
+        None => match result {
+            Some(r)
+                if r.comparison
+                    .as_ref()
+                    .is_some_and(|c| c.numbers.contains_key("log_e_value")) =>
+            {
+                AnalysisKind::Sequential
+            }
+            Some(r) if r.metrics.last().is_some_and(|m| m.name == "score") => AnalysisKind::Judge,
+            Some(r) if !r.metrics.is_empty() => AnalysisKind::Threshold,
+            _ => AnalysisKind::Custom,
+        },
+    }
+}
+
+/// The measurements of each analysis, in the order they first appear.
+fn analyses(
+    records: &[DecisionRecord],
+    plan: Option<&cutover_core::Plan>,
+    revisions: &[String],
+    start: Timestamp,
+) -> Vec<AnalysisSeries> {
+    let mut order: Vec<(String, bool)> = Vec::new();
+    let mut by_run: BTreeMap<(String, bool), Vec<(&DecisionRecord, u32, &ActionResult)>> =
+        BTreeMap::new();
+    for r in records {
+        if let Entry::Decision {
+            decision:
+                Decision::Apply(Action::Measure {
+                    slot,
+                    analysis,
+                    measurement,
+                }),
+            result: Some(result),
+        } = &r.entry
+        {
+            let key = (analysis.clone(), *slot == Slot::Background);
+            if !by_run.contains_key(&key) {
+                order.push(key.clone());
+            }
+            by_run
+                .entry(key)
+                .or_default()
+                .push((r, *measurement, result));
+        }
+    }
+    order
+        .into_iter()
+        .map(|key| {
+            let template = plan.and_then(|p| p.analyses.get(&key.0));
+            series(key, &by_run, template, revisions, start)
+        })
+        .collect()
+}
+
+type Runs<'a> = BTreeMap<(String, bool), Vec<(&'a DecisionRecord, u32, &'a ActionResult)>>;
+
+fn series(
+    key: (String, bool),
+    runs: &Runs<'_>,
+    template: Option<&AnalysisTemplate>,
+    revisions: &[String],
+    start: Timestamp,
+) -> AnalysisSeries {
+    let entries = &runs[&key];
+    let results: Vec<(f64, &DecisionRecord, u32, Mark, Option<&AnalysisResult>, String)> = entries
+        .iter()
+        .map(|(r, n, result)| {
+            let t = seconds(start, r.at);
+            match result {
+                ActionResult::Measured {
+                    measurement,
+                    result,
+                    error,
+                } => {
+                    let summary = match (result, error) {
+                        (_, Some(e)) => format!("could not measure: {e}"),
+                        (Some(res), None) => res.summary.clone(),
+                        (None, None) => r.summary.clone(),
+                    };
+                    (
+                        t,
+                        *r,
+                        *n,
+                        Mark::of_measurement(*measurement),
+                        result.as_ref(),
+                        summary,
+                    )
+                }
+                _ => (t, *r, *n, Mark::Error, None, r.summary.clone()),
+            }
+        })
+        .collect();
+    let kind = kind_of(template, results.iter().find_map(|x| x.4));
+    let measurements = results
+        .iter()
+        .map(|(t, r, n, mark, _, summary)| MeasurementRow {
+            t: *t,
+            clock: clock(start, r.at),
+            number: *n,
+            mark: *mark,
+            summary: summary.clone(),
+        })
+        .collect();
+    let points: Vec<(f64, &AnalysisResult)> =
+        results.iter().filter_map(|x| x.4.map(|r| (x.0, r))).collect();
+    let (metrics, sequential, judge) = match kind {
+        AnalysisKind::Sequential => (Vec::new(), sequential(template, &points), None),
+        AnalysisKind::Judge => (Vec::new(), None, judge(template, &results, start)),
+        _ => (metric_series(template, &points, revisions), None, None),
+    };
+    AnalysisSeries {
+        name: key.0,
+        background: key.1,
+        kind,
+        measurements,
+        metrics,
+        sequential,
+        judge,
+    }
+}
+
+fn metric_series(
+    template: Option<&AnalysisTemplate>,
+    points: &[(f64, &AnalysisResult)],
+    revisions: &[String],
+) -> Vec<MetricSeries> {
+    let mut out: Vec<MetricSeries> = Vec::new();
+    for (t, result) in points {
+        for m in &result.metrics {
+            let index = match out.iter().position(|s| s.name == m.name) {
+                Some(i) => i,
+                None => {
+                    let (revision, min, max) = bounds(template, &m.name, revisions);
+                    out.push(MetricSeries {
+                        name: m.name.clone(),
+                        revision,
+                        min,
+                        max,
+                        points: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            out[index].points.push(MetricPoint {
+                t: *t,
+                value: m.value.filter(|v| v.is_finite()),
+                mark: Mark::of(m.verdict),
+            });
+        }
+    }
+    out
+}
+
+/// Whose values a metric is and its bounds, from a threshold template.
+fn bounds(
+    template: Option<&AnalysisTemplate>,
+    metric: &str,
+    revisions: &[String],
+) -> (Option<String>, Option<f64>, Option<f64>) {
+    let target_name = |target: cutover_core::Target| {
+        let (role, index) = match target {
+            cutover_core::Target::Stable => ("stable", 0),
+            _ => ("candidate", 1),
+        };
+        Some(match revisions.get(index) {
+            Some(r) => format!("{role} {r}"),
+            None => role.to_owned(),
+        })
+    };
+    match template {
+        Some(AnalysisTemplate::Threshold(t)) => t
+            .metrics
+            .iter()
+            .find(|m| m.name == metric)
+            .map_or((None, None, None), |m| (target_name(m.revision), m.min, m.max)),
+        Some(AnalysisTemplate::Conditions(t)) => (
+            t.metrics
+                .iter()
+                .find(|m| m.name == metric)
+                .and_then(|m| target_name(m.revision)),
+            None,
+            None,
+        ),
+        _ => (None, None, None),
+    }
+}
+
+fn sequential(
+    template: Option<&AnalysisTemplate>,
+    points: &[(f64, &AnalysisResult)],
+) -> Option<SequentialSeries> {
+    let template = match template {
+        Some(AnalysisTemplate::Sequential(t)) => Some(t),
+        _ => None,
+    };
+    let mut alpha = template.map(|t| t.alpha);
+    let mut tolerance = template.and_then(cutover_core::SequentialTemplate::effective_tolerance);
+    let mut out = Vec::new();
+    for (t, result) in points {
+        let Some(numbers) = result.comparison.as_ref().map(|c| &c.numbers) else {
+            continue;
+        };
+        let Some(log_e) = numbers.get("log_e_value") else {
+            continue;
+        };
+        alpha = alpha.or_else(|| numbers.get("alpha").copied());
+        tolerance = tolerance.or_else(|| numbers.get("tolerance").copied());
+        out.push(SequentialPoint {
+            t: *t,
+            e_value: log_e.exp(),
+            p_value: numbers.get("p_value").copied(),
+            estimate: numbers.get("estimate").copied(),
+            lower: numbers.get("lower").copied(),
+            upper: numbers.get("upper").copied(),
+            mark: Mark::of(result.verdict),
+        });
+    }
+    let alpha = alpha.filter(|a| *a > 0.0 && *a < 1.0)?;
+    Some(SequentialSeries {
+        alpha,
+        tolerance: tolerance.filter(|t| t.is_finite()),
+        effect: template.map(|t| t.test.effect().to_owned()),
+        points: out,
+    })
+}
+
+type Measured<'a> = (f64, &'a DecisionRecord, u32, Mark, Option<&'a AnalysisResult>, String);
+
+fn judge(
+    template: Option<&AnalysisTemplate>,
+    results: &[Measured<'_>],
+    start: Timestamp,
+) -> Option<JudgeSeries> {
+    let thresholds = match template {
+        Some(AnalysisTemplate::Judge(t)) => t.effective_thresholds(),
+        _ => cutover_analysis::kayenta::ScoreThresholds::default(),
+    };
+    let mut scores = Vec::new();
+    let mut columns = Vec::new();
+    let mut rows: Vec<JudgeRow> = Vec::new();
+    for (col, (t, r, n, _, result, _)) in results.iter().enumerate() {
+        columns.push(format!("#{n} {}", clock(start, r.at)));
+        let Some(result) = result else { continue };
+        for m in &result.metrics {
+            if m.name == "score" {
+                scores.push(MetricPoint {
+                    t: *t,
+                    value: m.value,
+                    mark: Mark::of(m.verdict),
+                });
+                continue;
+            }
+            let index = if let Some(i) = rows.iter().position(|row| row.metric == m.name) {
+                i
+            } else {
+                rows.push(JudgeRow {
+                    metric: m.name.clone(),
+                    cells: Vec::new(),
+                });
+                rows.len() - 1
+            };
+            let row = &mut rows[index];
+            row.cells.resize(col, None);
+            // The detail starts with the classification's label (`Pass`, `High`, `muted: ...`).
+            let label = m
+                .detail
+                .trim_start_matches("muted: ")
+                .split([' ', ',', '('])
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            row.cells.push(Some(JudgeCell {
+                label,
+                mark: Mark::of(m.verdict),
+                detail: m.detail.clone(),
+            }));
+        }
+    }
+    for row in &mut rows {
+        row.cells.resize(columns.len(), None);
+    }
+    Some(JudgeSeries {
+        pass: thresholds.pass,
+        marginal: thresholds.marginal,
+        scores,
+        columns,
+        rows,
+    })
+}
+
+fn checks(records: &[DecisionRecord], start: Timestamp) -> Vec<CheckRow> {
+    let mut out = Vec::new();
+    for r in records {
+        let row = |name: &str, what: &str, result: String, ok: Option<bool>| CheckRow {
+            clock: clock(start, r.at),
+            name: name.to_owned(),
+            what: what.to_owned(),
+            result,
+            ok,
+        };
+        match &r.entry {
+            Entry::Decision {
+                decision: Decision::Apply(action),
+                result: Some(result),
+            } => {
+                let (name, what) = match action {
+                    Action::CheckGate { gate } => (gate.as_str(), "gate"),
+                    Action::ApplyMigration { id } => (id.as_str(), "apply migration"),
+                    Action::RevertMigration { id } => (id.as_str(), "revert migration"),
+                    _ => continue,
+                };
+                let (text, ok) = match result {
+                    ActionResult::Gate(verdict) => (
+                        verdict.to_string(),
+                        match verdict {
+                            cutover_core::GateVerdict::Open => Some(true),
+                            cutover_core::GateVerdict::Closed { .. } => Some(false),
+                            _ => None,
+                        },
+                    ),
+                    ActionResult::Done => ("done".to_owned(), Some(true)),
+                    ActionResult::AlreadyDone => ("already done".to_owned(), Some(true)),
+                    ActionResult::Failed { error, .. } => (format!("failed: {error}"), Some(false)),
+                    _ => (r.summary.clone(), None),
+                };
+                out.push(row(name, what, text, ok));
+            }
+            Entry::Command { command, effect } if command.request.subject.is_some() => {
+                let q = &command.request;
+                let mut text = format!("{} by {}", q.command, q.by);
+                if !q.reason.is_empty() {
+                    text.push_str(&format!(": {}", q.reason));
+                }
+                out.push(row(
+                    q.subject.as_deref().unwrap_or_default(),
+                    "approval",
+                    text,
+                    Some(effect.accepted && q.command == cutover_core::Command::Approve),
+                ));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn log_row(r: &DecisionRecord, start: Timestamp) -> LogRow {
+    let kind = match &r.entry {
+        Entry::Started { .. } => "started",
+        Entry::Command { .. } => "command",
+        Entry::Decision {
+            decision: Decision::Apply(_),
+            ..
+        } => "action",
+        Entry::Decision { .. } => "decision",
+        _ => "other",
+    };
+    LogRow {
+        seq: r.seq,
+        at: r.at.to_string(),
+        clock: clock(start, r.at),
+        phase: r.phase.to_string(),
+        step: r
+            .step
+            .as_ref()
+            .map(|s| format!("{} {}", s.index, s.kind))
+            .unwrap_or_default(),
+        kind,
+        summary: r.summary.clone(),
+    }
+}
