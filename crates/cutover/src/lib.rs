@@ -16,6 +16,7 @@
 //! | `local`: embedded HTTP proxy router, HTTP probe, proxy metrics, demo service, load generator | `cutover-local` | `local` |
 //! | `istio`: VirtualService router, DestinationRule subsets | `cutover-istio` | `istio` |
 //! | `prometheus`: Prometheus metric source, PromQL templates (cutover-local proxy, Istio, NGINX ingress) with escaped arguments | `cutover-prometheus` | `prometheus` |
+//! | `dashboard`: HTML report of a rollout with charts, live web dashboard with controls | `cutover-dashboard` | `dashboard` |
 //!
 //! Each provider is an opt-in feature.
 //!
@@ -53,6 +54,8 @@
 //! - `local`: the `local` module, the embedded proxy router (`cutover-local`).
 //! - `istio`: the `istio` module (`cutover-istio`).
 //! - `prometheus`: the `prometheus` module, the Prometheus metric source (`cutover-prometheus`).
+//! - `dashboard`: the `dashboard` module, the HTML report and the live dashboard
+//!   (`cutover-dashboard`).
 //!
 //! # MSRV
 //!
@@ -61,6 +64,8 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
+#[cfg(feature = "dashboard")]
+pub use cutover_dashboard as dashboard;
 #[cfg(feature = "istio")]
 pub use cutover_istio as istio;
 #[cfg(feature = "kubernetes")]

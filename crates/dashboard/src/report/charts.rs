@@ -11,7 +11,7 @@ use super::data::{
     Distribution, JudgeSeries, Mark, Marker, MarkerKind, MetricSeries, SequentialSeries, Traffic,
 };
 
-const WIDTH: u32 = 760;
+const WIDTH: u32 = 1040;
 const HEIGHT: u32 = 260;
 const FONT: &str = "sans-serif";
 
@@ -50,9 +50,30 @@ pub(crate) fn revision_color(index: usize) -> RGBColor {
     REVISION_COLORS[index % REVISION_COLORS.len()]
 }
 
-/// `mm:ss` for an axis label.
+/// The time axis's label: seconds for short rollouts, `m:ss` or `h:mm:ss` for longer ones.
+fn time_desc(end: f64) -> &'static str {
+    if end < 120.0 {
+        "time since start (s)"
+    } else {
+        "time since start (m:ss)"
+    }
+}
+
+/// A time for an axis label, in the unit [`time_desc`] names.
+fn time_label(end: f64) -> impl Fn(&f64) -> String {
+    move |seconds| {
+        if end < 120.0 {
+            let s = seconds.max(0.0);
+            if end < 10.0 { format!("{s:.1}") } else { format!("{s:.0}") }
+        } else {
+            clock_label(*seconds)
+        }
+    }
+}
+
+/// `m:ss` or `h:mm:ss`.
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn clock_label(seconds: &f64) -> String {
+fn clock_label(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -187,9 +208,9 @@ pub(crate) fn traffic(traffic: &Traffic, markers: &[Marker]) -> String {
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("time since start (m:ss)")
+            .x_desc(time_desc(traffic.end))
             .y_desc("traffic %")
-            .x_label_formatter(&clock_label)
+            .x_label_formatter(&time_label(traffic.end))
             .y_labels(6)
             .label_style((FONT, 12))
             .light_line_style(WHITE.mix(0.0))
@@ -258,9 +279,9 @@ pub(crate) fn metric(series: &MetricSeries, end: f64) -> String {
         };
         chart
             .configure_mesh()
-            .x_desc("time since start (m:ss)")
+            .x_desc(time_desc(end))
             .y_desc(name.clone())
-            .x_label_formatter(&clock_label)
+            .x_label_formatter(&time_label(end))
             .y_label_formatter(&number_label)
             .label_style((FONT, 12))
             .draw()
@@ -312,9 +333,9 @@ pub(crate) fn e_value(series: &SequentialSeries, end: f64) -> String {
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("time since start (m:ss)")
+            .x_desc(time_desc(end))
             .y_desc("e-value (log scale)")
-            .x_label_formatter(&clock_label)
+            .x_label_formatter(&time_label(end))
             .y_label_formatter(&number_label)
             .label_style((FONT, 12))
             .draw()
@@ -376,9 +397,9 @@ pub(crate) fn confidence(series: &SequentialSeries, end: f64) -> String {
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("time since start (m:ss)")
+            .x_desc(time_desc(end))
             .y_desc(effect.clone())
-            .x_label_formatter(&clock_label)
+            .x_label_formatter(&time_label(end))
             .y_label_formatter(&number_label)
             .label_style((FONT, 12))
             .draw()
@@ -450,9 +471,9 @@ pub(crate) fn score(judge: &JudgeSeries, end: f64) -> String {
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("time since start (m:ss)")
+            .x_desc(time_desc(end))
             .y_desc("score")
-            .x_label_formatter(&clock_label)
+            .x_label_formatter(&time_label(end))
             .label_style((FONT, 12))
             .draw()
             .map_err(err)?;

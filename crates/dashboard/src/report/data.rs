@@ -474,7 +474,7 @@ fn outcome(records: &[DecisionRecord], state: Option<&RolloutState>) -> (&'stati
         );
     }
     if let Some(pause) = &state.pause {
-        text = format!("{text}; paused ({})", pause.reason);
+        text = format!("{text}; {}", pause.reason);
     }
     ("running", text)
 }

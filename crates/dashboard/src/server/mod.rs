@@ -288,7 +288,7 @@ impl Running {
 
 /// The headers every response carries: a strict content security policy (scripts, styles and
 /// connections from the dashboard itself only; no frames, no plugins), no sniffing, no
-/// referrer, and no caching of pages that may hold state.
+/// referrer beyond the site, and no caching of pages that may hold state.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -302,7 +302,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
