@@ -968,3 +968,196 @@ fn log_row(r: &DecisionRecord, start: Timestamp) -> LogRow {
         summary: r.summary.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn at(secs: u64) -> String {
+        Timestamp::from_unix_millis(T0 + secs * 1000).to_string()
+    }
+
+    /// A record at `secs` seconds, with the split in effect then.
+    fn record(seq: u64, secs: u64, split: Option<Value>, entry: Value) -> DecisionRecord {
+        let mut inputs = json!({ "step_elapsed": "0s" });
+        if let Some(split) = split {
+            inputs["split"] = split;
+        }
+        serde_json::from_value(json!({
+            "seq": seq, "at": at(secs), "phase": "progressing", "inputs": inputs,
+            "entry": entry, "summary": format!("record {seq}"),
+        }))
+        .unwrap()
+    }
+
+    fn set_split(v1: u8, v2: u8) -> Value {
+        json!({ "kind": "decision", "decision": { "apply": { "set_split": { "split": { "v1": v1, "v2": v2 } } } }, "result": "done" })
+    }
+
+    fn measured(analysis: &str, n: u32, verdict: &str, metrics: Value, numbers: Option<Value>) -> Value {
+        let mut result = json!({ "verdict": verdict, "summary": format!("{analysis} #{n}"), "metrics": metrics });
+        if let Some(numbers) = numbers {
+            result["comparison"] = json!({ "winner": null, "effect": 1.0, "confidence": 0.5, "numbers": numbers });
+        }
+        json!({
+            "kind": "decision",
+            "decision": { "apply": { "measure": { "slot": "step", "analysis": analysis, "measurement": n } } },
+            "result": { "measured": { "measurement": verdict, "result": result } },
+        })
+    }
+
+    fn metric(name: &str, verdict: &str, value: f64, detail: &str) -> Value {
+        json!({ "name": name, "verdict": verdict, "value": value, "samples": 100, "detail": detail })
+    }
+
+    #[test]
+    fn traffic_steps_follow_the_splits_applied() {
+        let records = [
+            record(1, 0, None, json!({ "kind": "started", "engine": "e1", "resumed": false })),
+            record(2, 0, None, set_split(80, 20)),
+            record(3, 10, Some(json!({"v1": 80, "v2": 20})), set_split(50, 50)),
+            // A split that failed changes nothing.
+            record(4, 15, Some(json!({"v1": 50, "v2": 50})), json!({ "kind": "decision", "decision": { "apply": { "set_split": { "split": { "v1": 0, "v2": 100 } } } }, "result": { "failed": { "kind": "permanent", "error": "boom" } } })),
+            record(5, 20, Some(json!({"v1": 50, "v2": 50})), set_split(100, 0)),
+            record(6, 25, Some(json!({"v1": 100, "v2": 0})), json!({ "kind": "decision", "decision": "advance" })),
+        ];
+        let data = ReportData::new(None, &records, None, &[]);
+        assert_eq!(data.revisions, ["v1", "v2"]);
+        let points: Vec<(f64, Vec<f64>)> = data.traffic.points.iter().map(|p| (p.t, p.weights.clone())).collect();
+        assert_eq!(
+            points,
+            [(0.0, vec![80.0, 20.0]), (10.0, vec![50.0, 50.0]), (20.0, vec![100.0, 0.0])]
+        );
+        assert!((data.traffic.end - 25.0).abs() < 1e-9);
+        assert!((data.duration - 25.0).abs() < 1e-9);
+        assert_eq!((data.outcome_class, data.outcome.as_str()), ("running", "not finished"));
+        assert_eq!(data.log.len(), 6);
+        assert_eq!(data.log[2].clock, "+00:10");
+    }
+
+    #[test]
+    fn markers_name_commands_pauses_and_the_ending() {
+        let command = json!({
+            "kind": "command",
+            "command": { "seq": 1, "sent_at": at(5), "command": "pause", "by": "alice", "reason": "error budget" },
+            "effect": { "accepted": true, "note": "paused" },
+        });
+        let records = [
+            record(1, 0, None, json!({ "kind": "started", "engine": "e1", "resumed": false })),
+            record(2, 5, None, command),
+            record(3, 8, None, json!({ "kind": "decision", "decision": { "pause": "step" } })),
+            record(4, 9, None, json!({ "kind": "started", "engine": "e2", "resumed": true })),
+            record(5, 12, None, json!({ "kind": "decision", "decision": { "rollback": { "progress_deadline": { "deadline": "10s", "waiting_for": "health" } } } })),
+            record(6, 13, None, json!({ "kind": "decision", "decision": { "complete": { "outcome": { "aborted": { "by": "alice", "reason": "bad" } } } } })),
+        ];
+        let data = ReportData::new(Some("checkout"), &records, None, &[]);
+        let markers: Vec<(usize, MarkerKind, &str)> = data.markers.iter().map(|m| (m.number, m.kind, m.text.as_str())).collect();
+        assert_eq!(markers[0], (1, MarkerKind::Command, "pause by alice: error budget (accepted: paused)"));
+        assert_eq!(markers[1].1, MarkerKind::Pause);
+        assert_eq!(markers[2], (3, MarkerKind::Engine, "resumed by e2"));
+        assert_eq!(markers[3].1, MarkerKind::Rollback);
+        assert_eq!(markers[4], (5, MarkerKind::Finish, "aborted by alice: bad"));
+        assert_eq!(data.markers[3].clock, "+00:12");
+        assert_eq!((data.outcome_class, data.outcome.as_str()), ("aborted", "aborted by alice: bad"));
+        assert_eq!(data.id, "checkout");
+    }
+
+    #[test]
+    fn threshold_metrics_are_series_per_metric() {
+        let records = [
+            record(1, 0, None, measured("health", 1, "pass", json!([metric("errors", "pass", 0.001, "ok"), metric("p99", "pass", 0.2, "ok")]), None)),
+            record(2, 60, None, measured("health", 2, "fail", json!([metric("errors", "fail", 0.05, "0.05 > max 0.01")]), None)),
+            record(3, 90, None, json!({ "kind": "decision", "decision": { "apply": { "measure": { "slot": "background", "analysis": "health", "measurement": 1 } } }, "result": { "measured": { "measurement": "error", "error": "source down" } } })),
+        ];
+        let data = ReportData::new(None, &records, None, &[]);
+        assert_eq!(data.analyses.len(), 2, "the step run and the background run");
+        let step = &data.analyses[0];
+        assert_eq!((step.kind, step.background), (AnalysisKind::Threshold, false));
+        let names: Vec<&str> = step.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["errors", "p99"]);
+        let errors: Vec<(f64, Option<f64>, Mark)> = step.metrics[0].points.iter().map(|p| (p.t, p.value, p.mark)).collect();
+        assert_eq!(errors, [(0.0, Some(0.001), Mark::Pass), (60.0, Some(0.05), Mark::Fail)]);
+        assert_eq!(step.metrics[1].points.len(), 1);
+        let background = &data.analyses[1];
+        assert!(background.background);
+        assert_eq!(background.measurements[0].mark, Mark::Error);
+        assert_eq!(background.measurements[0].summary, "could not measure: source down");
+    }
+
+    #[test]
+    fn sequential_tests_chart_the_e_value_and_the_confidence_sequence() {
+        let numbers = |log_e: f64, lower: Option<f64>| {
+            let mut n = json!({ "log_e_value": log_e, "alpha": 0.05, "estimate": 1.5, "upper": 3.0, "p_value": 0.2, "tolerance": 1.2 });
+            if let Some(lower) = lower {
+                n["lower"] = json!(lower);
+            }
+            n
+        };
+        let records = [
+            record(1, 10, None, measured("errors", 1, "inconclusive", json!([]), Some(numbers(0.0, None)))),
+            record(2, 20, None, measured("errors", 2, "fail", json!([]), Some(numbers(20f64.ln(), Some(1.25))))),
+        ];
+        let data = ReportData::new(None, &records, None, &[]);
+        let a = &data.analyses[0];
+        assert_eq!(a.kind, AnalysisKind::Sequential, "told by the numbers it recorded");
+        let seq = a.sequential.as_ref().unwrap();
+        assert!((seq.rejection() - 20.0).abs() < 1e-9);
+        assert_eq!(seq.tolerance, Some(1.2));
+        assert!((seq.points[0].e_value - 1.0).abs() < 1e-9);
+        assert!((seq.points[1].e_value - 20.0).abs() < 1e-9);
+        assert_eq!((seq.points[0].lower, seq.points[0].upper), (None, Some(3.0)));
+        assert_eq!(seq.points[1].lower, Some(1.25));
+        assert_eq!(seq.points[1].mark, Mark::Fail);
+    }
+
+    #[test]
+    fn the_judge_gets_a_table_and_a_score() {
+        let records = [
+            record(1, 60, None, measured("judge", 1, "pass", json!([
+                metric("latency", "pass", 0.01, "Pass (no difference; control n=100, candidate n=100)"),
+                metric("errors", "pass", 0.0, "Pass (ok; control n=100, candidate n=100)"),
+                metric("score", "pass", 100.0, "Pass"),
+            ]), None)),
+            record(2, 120, None, measured("judge", 2, "fail", json!([
+                metric("latency", "fail", 0.3, "High, critical (shift; control n=100, candidate n=100)"),
+                metric("score", "fail", 40.0, "Fail"),
+            ]), None)),
+        ];
+        let data = ReportData::new(None, &records, None, &[]);
+        let a = &data.analyses[0];
+        assert_eq!(a.kind, AnalysisKind::Judge);
+        let judge = a.judge.as_ref().unwrap();
+        assert_eq!((judge.pass, judge.marginal), (95.0, 75.0), "Spinnaker's defaults without the plan");
+        assert_eq!(judge.columns, ["#1 +00:00", "#2 +01:00"], "from the first record");
+        let scores: Vec<(Option<f64>, Mark)> = judge.scores.iter().map(|s| (s.value, s.mark)).collect();
+        assert_eq!(scores, [(Some(100.0), Mark::Pass), (Some(40.0), Mark::Fail)]);
+        assert_eq!(judge.rows[0].metric, "latency");
+        let labels: Vec<Option<&str>> = judge.rows[0].cells.iter().map(|c| c.as_ref().map(|c| c.label.as_str())).collect();
+        assert_eq!(labels, [Some("Pass"), Some("High")]);
+        assert_eq!(judge.rows[1].metric, "errors");
+        assert!(judge.rows[1].cells[1].is_none(), "not measured the second time");
+        assert_eq!(judge.rows[0].cells[1].as_ref().unwrap().mark, Mark::Fail);
+    }
+
+    #[test]
+    fn distributions_give_ecdf_steps_and_quantiles() {
+        let d = Distribution::new("v2".into(), vec![0.3, 0.1, f64::NAN, 0.2, 0.1]);
+        assert_eq!(d.values, [0.1, 0.1, 0.2, 0.3]);
+        assert_eq!(d.ecdf(), [(0.1, 0.5), (0.2, 0.75), (0.3, 1.0)]);
+        assert_eq!(d.quantile(0.5), Some(0.1));
+        assert_eq!(d.quantile(0.99), Some(0.3));
+        assert_eq!(d.quantile(0.0), Some(0.1));
+        assert_eq!(Distribution::new("x".into(), vec![]).quantile(0.5), None);
+    }
+
+    #[test]
+    fn clocks_read_as_minutes_and_hours() {
+        let start = Timestamp::from_unix_millis(T0);
+        assert_eq!(clock(start, Timestamp::from_unix_millis(T0 + 65_000)), "+01:05");
+        assert_eq!(clock(start, Timestamp::from_unix_millis(T0 + 3_725_000)), "+1:02:05");
+    }
+}
