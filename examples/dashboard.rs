@@ -10,12 +10,12 @@
 //! generator. Open the printed URL, sign in with any name and the printed token, and watch
 //! them move; pause, resume, promote or abort them from their pages.
 
-use std::process::ExitCode;
 use cutover::dashboard::{Dashboard, Secret};
 use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
 use cutover::{MemoryStateStore, Outcome, Plan, Rollout, StateStore, TokioClock};
 use cutover_examples::{Stage, chain, run_real_time};
+use std::process::ExitCode;
 
 const PLAN: &str = r"
 strategy:
@@ -76,12 +76,22 @@ async fn run(port: u16, exit: bool) -> Result<ExitCode, String> {
         .serve()
         .await
         .map_err(|e| chain(&e))?;
-    println!("dashboard: {}  (sign in with any name and the token {})", running.url(), token.expose());
+    println!(
+        "dashboard: {}  (sign in with any name and the token {})",
+        running.url(),
+        token.expose()
+    );
 
     let mut runs = Vec::new();
     for (name, error_rate) in [("checkout", 0.0), ("search", 0.0), ("payments", 0.05)] {
-        let stage = Stage::start(name, DemoConfig::new("v1"), DemoConfig::new("v2").error_rate(error_rate)).await?;
-        let load = LoadGenerator::start(&LoadConfig::new(stage.proxy.addr()).concurrency(4).rate(300));
+        let stage = Stage::start(
+            name,
+            DemoConfig::new("v1"),
+            DemoConfig::new("v2").error_rate(error_rate),
+        )
+        .await?;
+        let load =
+            LoadGenerator::start(&LoadConfig::new(stage.proxy.addr()).concurrency(4).rate(300));
         let plan = Plan::from_yaml(PLAN).map_err(|e| format!("invalid plan: {e}"))?;
         let rollout = Rollout::builder(name, plan)
             .revisions("v1", "v2")
@@ -91,7 +101,11 @@ async fn run(port: u16, exit: bool) -> Result<ExitCode, String> {
             .clock(TokioClock::new())
             .build()
             .map_err(|e| format!("cannot build {name}: {}", chain(&e)))?;
-        println!("{name}: v1 -> v2 (v2 error rate {:.0} %): {}rollouts/{name}", error_rate * 100.0, running.url());
+        println!(
+            "{name}: v1 -> v2 (v2 error rate {:.0} %): {}rollouts/{name}",
+            error_rate * 100.0,
+            running.url()
+        );
         runs.push(tokio::spawn(async move {
             // The whole stage lives as long as its rollout: both versions and the proxy.
             let stage = stage;
@@ -103,7 +117,10 @@ async fn run(port: u16, exit: bool) -> Result<ExitCode, String> {
     }
     let mut outcomes = Vec::new();
     for (run, name) in runs.into_iter().zip(["checkout", "search", "payments"]) {
-        let outcome = run.await.map_err(|e| e.to_string())?.map_err(|e| chain(&e))?;
+        let outcome = run
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| chain(&e))?;
         println!("{name}: {outcome}");
         outcomes.push(outcome);
     }
@@ -111,11 +128,19 @@ async fn run(port: u16, exit: bool) -> Result<ExitCode, String> {
         .list(&cutover::ListFilter::default())
         .await
         .map_err(|e| chain(&e))?;
-    println!("the store lists {} rollouts; their reports are at {}rollouts/ID/report", listed.len(), running.url());
+    println!(
+        "the store lists {} rollouts; their reports are at {}rollouts/ID/report",
+        listed.len(),
+        running.url()
+    );
     let answer = api_get(running.addr(), "/api/rollouts?phase=done", token.expose()).await?;
-    let served = ["checkout", "search", "payments"].iter().all(|id| answer.contains(&format!("\"id\":\"{id}\"")));
+    let served = ["checkout", "search", "payments"]
+        .iter()
+        .all(|id| answer.contains(&format!("\"id\":\"{id}\"")));
     if !answer.starts_with("HTTP/1.1 200") || !served {
-        return Err(format!("the dashboard's API did not list the three rollouts: {answer}"));
+        return Err(format!(
+            "the dashboard's API did not list the three rollouts: {answer}"
+        ));
     }
     println!("the dashboard's API lists all three as done");
     let expected = matches!(
@@ -139,10 +164,20 @@ async fn run(port: u16, exit: bool) -> Result<ExitCode, String> {
 /// One GET with the bearer token, over a plain TCP connection; the whole answer as text.
 async fn api_get(addr: std::net::SocketAddr, path: &str, token: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.map_err(|e| e.to_string())?;
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(answer)
 }

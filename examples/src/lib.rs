@@ -210,7 +210,10 @@ pub async fn write_report(
         (Err(e), _) | (_, Err(e)) => return eprintln!("no report: {}", chain(&e)),
     };
     let mut report = cutover::dashboard::Report::new(&records).state(&state);
-    for revision in [&state.setup.revisions.stable, &state.setup.revisions.candidate] {
+    for revision in [
+        &state.setup.revisions.stable,
+        &state.setup.revisions.candidate,
+    ] {
         let query = MetricQuery::new("latency", "latency", revision.clone(), window);
         if let Ok(Samples::Values(values)) = latencies.query(&query).await {
             report = report.latencies(revision.as_str(), values);

@@ -28,13 +28,21 @@ fn run_and_check(bad: bool) -> String {
     };
     let (out, report) = (args.out.clone(), args.report.clone());
     let code = cutover_examples::run_real_time(canary::run(args));
-    assert_eq!(format!("{code:?}"), format!("{:?}", std::process::ExitCode::SUCCESS), "the example's expected outcome");
+    assert_eq!(
+        format!("{code:?}"),
+        format!("{:?}", std::process::ExitCode::SUCCESS),
+        "the example's expected outcome"
+    );
 
-    let records: Vec<DecisionRecord> = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    let records: Vec<DecisionRecord> =
+        serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
     let analyses: BTreeSet<String> = records
         .iter()
         .filter_map(|r| match &r.entry {
-            Entry::Decision { decision: Decision::Apply(Action::Measure { analysis, .. }), .. } => Some(analysis.clone()),
+            Entry::Decision {
+                decision: Decision::Apply(Action::Measure { analysis, .. }),
+                ..
+            } => Some(analysis.clone()),
             _ => None,
         })
         .collect();
@@ -42,9 +50,19 @@ fn run_and_check(bad: bool) -> String {
 
     let html = std::fs::read_to_string(report).unwrap();
     let doc = Html::parse_document(&html);
-    assert!(doc.errors.is_empty(), "the report is valid HTML: {:?}", doc.errors);
-    assert!(select(&doc, "script").is_empty() && select(&doc, "link").is_empty(), "self-contained");
-    assert!(!html.contains("http://") || !html.contains("src=\"http"), "nothing loaded from elsewhere");
+    assert!(
+        doc.errors.is_empty(),
+        "the report is valid HTML: {:?}",
+        doc.errors
+    );
+    assert!(
+        select(&doc, "script").is_empty() && select(&doc, "link").is_empty(),
+        "self-contained"
+    );
+    assert!(
+        !html.contains("http://") || !html.contains("src=\"http"),
+        "nothing loaded from elsewhere"
+    );
     assert_eq!(select(&doc, "figure[data-chart=traffic] svg").len(), 1);
     for name in &analyses {
         let charts = select(&doc, &format!("figure.chart[data-analysis=\"{name}\"] svg"));
@@ -53,12 +71,36 @@ fn run_and_check(bad: bool) -> String {
     }
     let measured = records
         .iter()
-        .filter(|r| matches!(&r.entry, Entry::Decision { decision: Decision::Apply(Action::Measure { .. }), .. }))
+        .filter(|r| {
+            matches!(
+                &r.entry,
+                Entry::Decision {
+                    decision: Decision::Apply(Action::Measure { .. }),
+                    ..
+                }
+            )
+        })
         .count();
-    assert_eq!(select(&doc, "details.measurements tbody tr").len(), measured, "every measurement listed");
-    assert_eq!(select(&doc, "table.log tbody tr").len(), records.len(), "the whole decision log");
-    assert_eq!(select(&doc, "figure[data-chart=latency] svg").len(), 1, "latencies recorded by the proxy");
-    select(&doc, "#outcome")[0].value().attr("data-outcome").unwrap().to_owned()
+    assert_eq!(
+        select(&doc, "details.measurements tbody tr").len(),
+        measured,
+        "every measurement listed"
+    );
+    assert_eq!(
+        select(&doc, "table.log tbody tr").len(),
+        records.len(),
+        "the whole decision log"
+    );
+    assert_eq!(
+        select(&doc, "figure[data-chart=latency] svg").len(),
+        1,
+        "latencies recorded by the proxy"
+    );
+    select(&doc, "#outcome")[0]
+        .value()
+        .attr("data-outcome")
+        .unwrap()
+        .to_owned()
 }
 
 #[test]

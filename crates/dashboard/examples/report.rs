@@ -23,9 +23,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let id = std::path::Path::new(input)
-        .file_stem()
-        .map_or_else(|| "rollout".to_owned(), |s| s.to_string_lossy().into_owned());
+    let id = std::path::Path::new(input).file_stem().map_or_else(
+        || "rollout".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
     let html = cutover_dashboard::Report::new(&records).id(id).render();
     if let Err(e) = std::fs::write(output, html) {
         eprintln!("cannot write {output}: {e}");

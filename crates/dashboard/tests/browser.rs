@@ -60,7 +60,10 @@ impl Driver {
             {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not answer within 15 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not answer within 15 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Driver { _child: child, url }
@@ -90,7 +93,12 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
 }
 
 /// The text of `css`, polled until `ok` holds or `deadline` passes.
-async fn text_until(client: &Client, css: &str, deadline: Duration, ok: impl Fn(&str) -> bool) -> String {
+async fn text_until(
+    client: &Client,
+    css: &str,
+    deadline: Duration,
+    ok: impl Fn(&str) -> bool,
+) -> String {
     let until = tokio::time::Instant::now() + deadline;
     loop {
         let text = match client.find(Locator::Css(css)).await {
@@ -100,7 +108,10 @@ async fn text_until(client: &Client, css: &str, deadline: Duration, ok: impl Fn(
         if ok(&text) {
             return text;
         }
-        assert!(tokio::time::Instant::now() < until, "`{css}` is {text:?} after {deadline:?}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "`{css}` is {text:?} after {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -110,10 +121,19 @@ async fn press(client: &Client, button: &str, reason: &str) {
     let field = client.find(Locator::Id("reason")).await.unwrap();
     field.clear().await.unwrap();
     field.send_keys(reason).await.unwrap();
-    client.find(Locator::Id(button)).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id(button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
     while client.accept_alert().await.is_err() {
-        assert!(tokio::time::Instant::now() < until, "no confirmation for {button}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no confirmation for {button}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -132,52 +152,171 @@ async fn pause_and_resume_in_a_real_browser() {
 
     // Sign in: the list sends us to the sign-in page and back.
     client.goto(&format!("{base}/rollouts")).await.unwrap();
-    assert!(client.current_url().await.unwrap().path().starts_with("/login"));
-    client.find(Locator::Id("name")).await.unwrap().send_keys("alice").await.unwrap();
-    client.find(Locator::Id("secret")).await.unwrap().send_keys(TOKEN).await.unwrap();
-    client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
-    let list = client.wait().for_element(Locator::Id("rollouts")).await.unwrap();
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/login")
+    );
+    client
+        .find(Locator::Id("name"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("secret"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let list = client
+        .wait()
+        .for_element(Locator::Id("rollouts"))
+        .await
+        .unwrap();
     let rows = list.find_all(Locator::Css("a.rollout-link")).await.unwrap();
     assert_eq!(rows.len(), 2);
 
     // Open a rollout; its live stream connects.
-    client.find(Locator::LinkText("checkout")).await.unwrap().click().await.unwrap();
-    client.wait().for_element(Locator::Id("command-form")).await.unwrap();
-    text_until(&client, "#live-state", Duration::from_secs(10), |t| t.starts_with("live: ")).await;
-    let phase = client.find(Locator::Id("phase")).await.unwrap().text().await.unwrap();
+    client
+        .find(Locator::LinkText("checkout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("command-form"))
+        .await
+        .unwrap();
+    text_until(&client, "#live-state", Duration::from_secs(10), |t| {
+        t.starts_with("live: ")
+    })
+    .await;
+    let phase = client
+        .find(Locator::Id("phase"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(phase, "progressing");
     // A mark that a reload would wipe.
-    client.execute("window.notReloaded = true;", vec![]).await.unwrap();
+    client
+        .execute("window.notReloaded = true;", vec![])
+        .await
+        .unwrap();
 
     press(&client, "pause", "checking the error budget").await;
-    let phase = text_until(&client, "#phase", Duration::from_secs(10), |t| t.contains("paused")).await;
+    let phase = text_until(&client, "#phase", Duration::from_secs(10), |t| {
+        t.contains("paused")
+    })
+    .await;
     assert_eq!(phase, "progressing, paused");
-    let paused = client.find(Locator::Id("paused")).await.unwrap().text().await.unwrap();
-    assert!(paused.contains("alice") && paused.contains("checking the error budget"), "{paused}");
-    let flash = client.find(Locator::Id("flash")).await.unwrap().text().await.unwrap();
-    assert!(flash.contains("pause sent as command #1 by alice"), "{flash}");
-    let kept = client.execute("return window.notReloaded === true;", vec![]).await.unwrap();
-    assert_eq!(kept, serde_json::json!(true), "the page changed without a reload");
-    std::fs::write(shots().join("live-paused.png"), client.screenshot().await.unwrap()).unwrap();
+    let paused = client
+        .find(Locator::Id("paused"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        paused.contains("alice") && paused.contains("checking the error budget"),
+        "{paused}"
+    );
+    let flash = client
+        .find(Locator::Id("flash"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        flash.contains("pause sent as command #1 by alice"),
+        "{flash}"
+    );
+    let kept = client
+        .execute("return window.notReloaded === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        serde_json::json!(true),
+        "the page changed without a reload"
+    );
+    std::fs::write(
+        shots().join("live-paused.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
 
     press(&client, "resume", "budget is fine").await;
-    text_until(&client, "#phase", Duration::from_secs(10), |t| t == "progressing").await;
-    let markers = client.find(Locator::Css("table.markers")).await.unwrap().text().await.unwrap();
-    assert!(markers.contains("pause by alice: checking the error budget"), "{markers}");
-    assert!(markers.contains("resume by alice: budget is fine"), "{markers}");
-    let kept = client.execute("return window.notReloaded === true;", vec![]).await.unwrap();
+    text_until(&client, "#phase", Duration::from_secs(10), |t| {
+        t == "progressing"
+    })
+    .await;
+    let markers = client
+        .find(Locator::Css("table.markers"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        markers.contains("pause by alice: checking the error budget"),
+        "{markers}"
+    );
+    assert!(
+        markers.contains("resume by alice: budget is fine"),
+        "{markers}"
+    );
+    let kept = client
+        .execute("return window.notReloaded === true;", vec![])
+        .await
+        .unwrap();
     assert_eq!(kept, serde_json::json!(true));
     std::fs::write(shots().join("live.png"), client.screenshot().await.unwrap()).unwrap();
 
     // The report, with its inline stylesheet allowed by the page's policy (by hash).
-    client.goto(&format!("{base}/rollouts/checkout/report")).await.unwrap();
-    client.wait().for_element(Locator::Css("figure[data-chart=traffic] svg")).await.unwrap();
-    let width = client
-        .execute("return getComputedStyle(document.querySelector('main')).maxWidth;", vec![])
+    client
+        .goto(&format!("{base}/rollouts/checkout/report"))
         .await
         .unwrap();
-    assert_eq!(width, serde_json::json!("1100px"), "the report's stylesheet applies");
-    std::fs::write(shots().join("report.png"), client.screenshot().await.unwrap()).unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("figure[data-chart=traffic] svg"))
+        .await
+        .unwrap();
+    let width = client
+        .execute(
+            "return getComputedStyle(document.querySelector('main')).maxWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        width,
+        serde_json::json!("1100px"),
+        "the report's stylesheet applies"
+    );
+    std::fs::write(
+        shots().join("report.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
 
     client.close().await.unwrap();
     drop(driver);

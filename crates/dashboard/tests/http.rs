@@ -23,16 +23,28 @@ async fn reads_and_controls_need_credentials() {
     let base = running.url().trim_end_matches('/').to_owned();
     let http = client();
 
-    let page = http.get(format!("{base}/rollouts/checkout")).send().await.unwrap();
+    let page = http
+        .get(format!("{base}/rollouts/checkout"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()["location"], "/login?next=/rollouts/checkout");
     for path in ["/rollouts", "/rollouts/checkout/report"] {
         let r = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 303, "{path}");
     }
-    let events = http.get(format!("{base}/rollouts/checkout/events")).send().await.unwrap();
+    let events = http
+        .get(format!("{base}/rollouts/checkout/events"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(events.status(), 401);
-    let api = http.get(format!("{base}/api/rollouts")).send().await.unwrap();
+    let api = http
+        .get(format!("{base}/api/rollouts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(api.status(), 401);
     assert_eq!(api.headers()["www-authenticate"], "Bearer");
     let wrong = http
@@ -42,7 +54,12 @@ async fn reads_and_controls_need_credentials() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let right = http.get(format!("{base}/api/rollouts")).bearer_auth(TOKEN).send().await.unwrap();
+    let right = http
+        .get(format!("{base}/api/rollouts"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(right.status(), 200);
     let body: serde_json::Value = right.json().await.unwrap();
     assert_eq!(body["rollouts"][0]["id"], "checkout");
@@ -61,29 +78,45 @@ async fn reads_and_controls_need_credentials() {
             .json(&serde_json::json!({"command": "abort", "by": "mallory", "reason": "x"}))
             .send()
     };
-    assert_eq!(api("not-the-token-at-all-0000").await.unwrap().status(), 401);
+    assert_eq!(
+        api("not-the-token-at-all-0000").await.unwrap().status(),
+        401
+    );
     let id: RolloutId = "checkout".parse().unwrap();
-    assert!(store.commands(&id, 0).await.unwrap().is_empty(), "nothing was queued");
+    assert!(
+        store.commands(&id, 0).await.unwrap().is_empty(),
+        "nothing was queued"
+    );
 
     // Signing in: a wrong token, a cross-site form, a bad name, then the right token.
     let sign_in = |origin: &str, name: &str, secret: &str| {
         http.post(format!("{base}/login"))
             .header("origin", origin)
-            .form(&[("name", name), ("secret", secret), ("next", "//evil.example/")])
+            .form(&[
+                ("name", name),
+                ("secret", secret),
+                ("next", "//evil.example/"),
+            ])
             .send()
     };
     let r = sign_in(&base, "alice", "wrong").await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("set-cookie").is_none());
     assert!(!r.text().await.unwrap().contains(TOKEN));
-    let r = sign_in("http://evil.example", "alice", TOKEN).await.unwrap();
+    let r = sign_in("http://evil.example", "alice", TOKEN)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("set-cookie").is_none());
     let r = sign_in(&base, "al\u{7}ice", TOKEN).await.unwrap();
     assert_eq!(r.status(), 400);
     let r = sign_in(&base, "alice", TOKEN).await.unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/rollouts", "never redirected off the site");
+    assert_eq!(
+        r.headers()["location"],
+        "/rollouts",
+        "never redirected off the site"
+    );
     running.shutdown().await;
 }
 
@@ -100,30 +133,59 @@ async fn every_route_answers() {
 
     let list = browser.get("/rollouts").await;
     assert_eq!(list.status(), 200);
-    let csp = list.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    let csp = list.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert_eq!(list.headers()["x-frame-options"], "DENY");
     assert_eq!(list.headers()["x-content-type-options"], "nosniff");
     let doc = Html::parse_document(&list.text().await.unwrap());
-    let links: Vec<_> = select(&doc, "a.rollout-link").iter().map(|a| a.text().collect::<String>()).collect();
+    let links: Vec<_> = select(&doc, "a.rollout-link")
+        .iter()
+        .map(|a| a.text().collect::<String>())
+        .collect();
     assert_eq!(links, ["checkout"]);
     assert_eq!(select(&doc, "#who")[0].text().collect::<String>(), "alice");
 
     let page = browser.get("/rollouts/checkout").await;
     assert_eq!(page.status(), 200);
     let doc = Html::parse_document(&page.text().await.unwrap());
-    assert_eq!(select(&doc, "#phase")[0].value().attr("data-phase"), Some("progressing"));
+    assert_eq!(
+        select(&doc, "#phase")[0].value().attr("data-phase"),
+        Some("progressing")
+    );
     assert_eq!(select(&doc, "figure[data-chart=traffic] svg").len(), 1);
     for button in ["pause", "resume", "promote", "promote-full", "abort"] {
-        assert_eq!(select(&doc, &format!("button#{button}")).len(), 1, "{button}");
+        assert_eq!(
+            select(&doc, &format!("button#{button}")).len(),
+            1,
+            "{button}"
+        );
     }
-    assert_eq!(select(&doc, "script").len(), 1, "one script, from the dashboard itself");
-    assert_eq!(select(&doc, "script")[0].value().attr("src"), Some("/assets/live.js"));
+    assert_eq!(
+        select(&doc, "script").len(),
+        1,
+        "one script, from the dashboard itself"
+    );
+    assert_eq!(
+        select(&doc, "script")[0].value().attr("src"),
+        Some("/assets/live.js")
+    );
 
     let report = browser.get("/rollouts/checkout/report").await;
     assert_eq!(report.status(), 200);
-    let csp = report.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("style-src 'sha256-") && !csp.contains("script-src"), "{csp}");
+    let csp = report.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("style-src 'sha256-") && !csp.contains("script-src"),
+        "{csp}"
+    );
     let html = report.text().await.unwrap();
     assert!(html.contains("<style>") && !html.contains("<script"));
 
@@ -131,7 +193,11 @@ async fn every_route_answers() {
     assert_eq!(events.status(), 200);
     assert_eq!(events.headers()["content-type"], "text/event-stream");
     let mut events = events;
-    let first = tokio::time::timeout(Duration::from_secs(5), events.chunk()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let first = String::from_utf8_lossy(&first);
     assert!(first.starts_with("event: update\n"), "{first}");
     assert!(first.contains("data-phase=\"progressing\""), "{first}");
@@ -149,7 +215,10 @@ async fn every_route_answers() {
 
     assert_eq!(browser.get("/assets/style.css").await.status(), 200);
     let js = browser.get("/assets/live.js").await;
-    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert_eq!(browser.get("/nowhere").await.status(), 404);
     assert_eq!(browser.get("/rollouts/unknown").await.status(), 404);
     assert_eq!(browser.get("/api/rollouts/unknown").await.status(), 404);
@@ -190,7 +259,14 @@ async fn commands_go_through_the_store_with_who_and_why() {
     let id: RolloutId = "checkout".parse().unwrap();
 
     let r = browser
-        .command("checkout", &[("csrf", &browser.csrf), ("command", "pause"), ("reason", "error budget alert")])
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "pause"),
+                ("reason", "error budget alert"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
@@ -203,7 +279,16 @@ async fn commands_go_through_the_store_with_who_and_why() {
     .await;
 
     // Without a reason, nothing is sent.
-    let r = browser.command("checkout", &[("csrf", &browser.csrf), ("command", "resume"), ("reason", " ")]).await;
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "resume"),
+                ("reason", " "),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(store.commands(&id, 0).await.unwrap().len(), 1);
 
@@ -213,14 +298,25 @@ async fn commands_go_through_the_store_with_who_and_why() {
         .post(format!("{}/rollouts/checkout/commands", browser.base))
         .header("cookie", &browser.cookie)
         .header("origin", &browser.base)
-        .form(&[("csrf", browser.csrf.as_str()), ("command", "resume"), ("reason", "alert cleared")])
+        .form(&[
+            ("csrf", browser.csrf.as_str()),
+            ("command", "resume"),
+            ("reason", "alert cleared"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/rollouts/checkout");
     wait_for(Duration::from_secs(5), || async {
-        store.load(&id).await.unwrap().unwrap().state.pause.is_none()
+        store
+            .load(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .pause
+            .is_none()
     })
     .await;
 
@@ -246,30 +342,74 @@ async fn commands_go_through_the_store_with_who_and_why() {
         let commands: Vec<(Command, String, String)> = records
             .iter()
             .filter_map(|r| match &r.entry {
-                Entry::Command { command, .. } => Some((command.command(), command.request.by.clone(), command.request.reason.clone())),
+                Entry::Command { command, .. } => Some((
+                    command.command(),
+                    command.request.by.clone(),
+                    command.request.reason.clone(),
+                )),
                 _ => None,
             })
             .collect();
         commands
             == [
-                (Command::Pause, "alice".to_owned(), "error budget alert".to_owned()),
-                (Command::Resume, "alice".to_owned(), "alert cleared".to_owned()),
-                (Command::Promote, "deploy-bot".to_owned(), "green for an hour".to_owned()),
+                (
+                    Command::Pause,
+                    "alice".to_owned(),
+                    "error budget alert".to_owned(),
+                ),
+                (
+                    Command::Resume,
+                    "alice".to_owned(),
+                    "alert cleared".to_owned(),
+                ),
+                (
+                    Command::Promote,
+                    "deploy-bot".to_owned(),
+                    "green for an hour".to_owned(),
+                ),
             ]
     })
     .await;
 
     // A finished rollout takes no more commands.
-    let r = browser.command("checkout", &[("csrf", &browser.csrf), ("command", "promote-full"), ("reason", "ship it")]).await;
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "promote-full"),
+                ("reason", "ship it"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 200);
     wait_for(Duration::from_secs(5), || async {
-        store.load(&id).await.unwrap().unwrap().state.outcome.is_some()
+        store
+            .load(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .outcome
+            .is_some()
     })
     .await;
-    let r = browser.command("checkout", &[("csrf", &browser.csrf), ("command", "abort"), ("reason", "too late")]).await;
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "abort"),
+                ("reason", "too late"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 409);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("has finished"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("has finished"),
+        "{body}"
+    );
     running.shutdown().await;
 }
 
@@ -281,16 +421,31 @@ async fn forms_need_the_csrf_token_and_the_same_origin() {
     let browser = Browser::sign_in(&running, "alice").await;
     let id: RolloutId = "checkout".parse().unwrap();
 
-    let r = browser.command("checkout", &[("command", "abort"), ("reason", "no token")]).await;
+    let r = browser
+        .command("checkout", &[("command", "abort"), ("reason", "no token")])
+        .await;
     assert_eq!(r.status(), 403);
-    let r = browser.command("checkout", &[("csrf", "forged"), ("command", "abort"), ("reason", "wrong token")]).await;
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", "forged"),
+                ("command", "abort"),
+                ("reason", "wrong token"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 403);
     let cross_site = browser
         .http
         .post(format!("{}/rollouts/checkout/commands", browser.base))
         .header("cookie", &browser.cookie)
         .header("origin", "http://evil.example")
-        .form(&[("csrf", browser.csrf.as_str()), ("command", "abort"), ("reason", "cross site")])
+        .form(&[
+            ("csrf", browser.csrf.as_str()),
+            ("command", "abort"),
+            ("reason", "cross site"),
+        ])
         .send()
         .await
         .unwrap();
@@ -305,7 +460,10 @@ async fn forms_need_the_csrf_token_and_the_same_origin() {
         .await
         .unwrap();
     assert_eq!(with_cookie.status(), 401);
-    assert!(store.commands(&id, 0).await.unwrap().is_empty(), "nothing was queued");
+    assert!(
+        store.commands(&id, 0).await.unwrap().is_empty(),
+        "nothing was queued"
+    );
     running.shutdown().await;
 }
 
@@ -316,22 +474,51 @@ async fn hostile_ids_and_reasons_are_rendered_inert() {
     let running = serve(store.clone()).await;
     let script = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&";
     let browser = Browser::sign_in(&running, "<b onmouseover=alert(3)>mallory</b>").await;
-    let r = browser.command("checkout", &[("csrf", &browser.csrf), ("command", "pause"), ("reason", script)]).await;
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "pause"),
+                ("reason", script),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let id: RolloutId = "checkout".parse().unwrap();
     wait_for(Duration::from_secs(5), || async {
-        store.load(&id).await.unwrap().unwrap().state.pause.is_some()
+        store
+            .load(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .pause
+            .is_some()
     })
     .await;
 
-    for path in ["/rollouts/checkout", "/rollouts/checkout/report", "/rollouts"] {
+    for path in [
+        "/rollouts/checkout",
+        "/rollouts/checkout/report",
+        "/rollouts",
+    ] {
         let html = browser.get(path).await.text().await.unwrap();
         let doc = Html::parse_document(&html);
         assert!(doc.errors.is_empty(), "{path}: {:?}", doc.errors);
-        assert!(select(&doc, "img").is_empty(), "{path}: an injected element");
+        assert!(
+            select(&doc, "img").is_empty(),
+            "{path}: an injected element"
+        );
         assert!(select(&doc, "b").is_empty(), "{path}: an injected element");
-        assert!(select(&doc, "script:not([src='/assets/live.js'])").is_empty(), "{path}");
-        assert!(!html.contains("onerror=alert(2)>") && !html.contains("<b onmouseover"), "{path}");
+        assert!(
+            select(&doc, "script:not([src='/assets/live.js'])").is_empty(),
+            "{path}"
+        );
+        assert!(
+            !html.contains("onerror=alert(2)>") && !html.contains("<b onmouseover"),
+            "{path}"
+        );
         if path != "/rollouts" {
             let text: String = doc.root_element().text().collect();
             assert!(text.contains(script), "{path}: the reason is shown as text");
@@ -340,22 +527,58 @@ async fn hostile_ids_and_reasons_are_rendered_inert() {
 
     // Ids and reasons the store would never take.
     let long = "x".repeat(3000);
-    let r = browser.command("checkout", &[("csrf", &browser.csrf), ("command", "resume"), ("reason", &long)]).await;
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "resume"),
+                ("reason", &long),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("the limit is 2048"), "{body}");
-    let r = browser.command("checkout", &[("csrf", &browser.csrf), ("command", "<script>"), ("reason", "x")]).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 2048"),
+        "{body}"
+    );
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "<script>"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 400);
-    for path in ["/rollouts/%3Cscript%3Ealert(1)%3C%2Fscript%3E", &format!("/rollouts/{}", "a".repeat(5000))] {
+    for path in [
+        "/rollouts/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &format!("/rollouts/{}", "a".repeat(5000)),
+    ] {
         let r = browser.get(path).await;
         assert_eq!(r.status(), 400, "{path}");
         let html = r.text().await.unwrap();
         assert!(!html.contains("<script>alert"), "{path}");
-        assert!(html.len() < 20_000, "{path}: the error quotes a shortened id");
+        assert!(
+            html.len() < 20_000,
+            "{path}: the error quotes a shortened id"
+        );
     }
-    let r = browser.get("/rollouts?q=%3Cscript%3Ealert(1)%3C/script%3E").await;
+    let r = browser
+        .get("/rollouts?q=%3Cscript%3Ealert(1)%3C/script%3E")
+        .await;
     let html = r.text().await.unwrap();
-    assert!(html.contains("value=\"&#60;script&#62;alert(1)&#60;/script&#62;\"") || html.contains("value=\"&lt;script&gt;"), "{html}");
+    assert!(
+        html.contains("value=\"&#60;script&#62;alert(1)&#60;/script&#62;\"")
+            || html.contains("value=\"&lt;script&gt;"),
+        "{html}"
+    );
     running.shutdown().await;
 }
 
@@ -367,29 +590,62 @@ async fn lists_ten_thousand_rollouts_a_page_at_a_time() {
     let browser = Browser::sign_in(&running, "alice").await;
     let ids = |html: &str| -> Vec<String> {
         let doc = Html::parse_document(html);
-        select(&doc, "a.rollout-link").iter().map(|a| a.text().collect()).collect()
+        select(&doc, "a.rollout-link")
+            .iter()
+            .map(|a| a.text().collect())
+            .collect()
     };
     let next = |html: &str| -> Option<String> {
         let doc = Html::parse_document(html);
-        select(&doc, "#next-page").first().and_then(|a| a.value().attr("href")).map(str::to_owned)
+        select(&doc, "#next-page")
+            .first()
+            .and_then(|a| a.value().attr("href"))
+            .map(str::to_owned)
     };
 
     let first = browser.get("/rollouts").await.text().await.unwrap();
     let page = ids(&first);
     assert_eq!(page.len(), 50);
-    assert_eq!((page[0].as_str(), page[49].as_str()), ("svc-00001", "svc-00050"));
-    let second = browser.get(&next(&first).unwrap()).await.text().await.unwrap();
+    assert_eq!(
+        (page[0].as_str(), page[49].as_str()),
+        ("svc-00001", "svc-00050")
+    );
+    let second = browser
+        .get(&next(&first).unwrap())
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(ids(&second)[0], "svc-00051");
 
-    let last = browser.get("/rollouts?after=svc-09990").await.text().await.unwrap();
+    let last = browser
+        .get("/rollouts?after=svc-09990")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(ids(&last).len(), 10);
     assert!(next(&last).is_none(), "the last page has no next page");
 
     let found = browser.get("/rollouts?q=09999").await.text().await.unwrap();
     assert_eq!(ids(&found), ["svc-09999"]);
-    let found = browser.get("/rollouts?q=SVC-0999").await.text().await.unwrap();
-    assert_eq!(ids(&found).len(), 10, "case-insensitive, svc-09990..svc-09999");
-    let none = browser.get("/rollouts?phase=done").await.text().await.unwrap();
+    let found = browser
+        .get("/rollouts?q=SVC-0999")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&found).len(),
+        10,
+        "case-insensitive, svc-09990..svc-09999"
+    );
+    let none = browser
+        .get("/rollouts?phase=done")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(ids(&none).is_empty());
     let active = browser.get("/api/rollouts?phase=active&limit=1000").await;
     let body: serde_json::Value = active.json().await.unwrap();

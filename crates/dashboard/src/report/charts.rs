@@ -64,7 +64,11 @@ fn time_label(end: f64) -> impl Fn(&f64) -> String {
     move |seconds| {
         if end < 120.0 {
             let s = seconds.max(0.0);
-            if end < 10.0 { format!("{s:.1}") } else { format!("{s:.0}") }
+            if end < 10.0 {
+                format!("{s:.1}")
+            } else {
+                format!("{s:.0}")
+            }
         } else {
             clock_label(*seconds)
         }
@@ -82,7 +86,8 @@ fn clock_label(seconds: f64) -> String {
     }
 }
 
-/// A short number for an axis label.
+/// A short number for an axis label (by reference: plotters' label formatters take one).
+#[allow(clippy::trivially_copy_pass_by_ref)]
 fn number_label(v: &f64) -> String {
     let a = v.abs();
     if a == 0.0 {
@@ -116,8 +121,16 @@ fn value_range(values: impl IntoIterator<Item = f64>, floor_zero: bool) -> std::
     if floor_zero && lo >= 0.0 {
         lo = 0.0;
     }
-    let pad = if hi > lo { (hi - lo) * 0.08 } else { hi.abs().max(1.0) * 0.1 };
-    let lo = if floor_zero && lo == 0.0 { 0.0 } else { lo - pad };
+    let pad = if hi > lo {
+        (hi - lo) * 0.08
+    } else {
+        hi.abs().max(1.0) * 0.1
+    };
+    let lo = if floor_zero && lo == 0.0 {
+        0.0
+    } else {
+        lo - pad
+    };
     lo..hi + pad
 }
 
@@ -125,7 +138,10 @@ type Chart<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoord
 
 /// Draws into a fresh SVG string; a drawing error (none is expected from a string backend)
 /// becomes a note instead of a chart.
-fn svg(height: u32, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>) -> String {
+fn svg(
+    height: u32,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> String {
     let mut out = String::new();
     let result = {
         let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
@@ -136,12 +152,17 @@ fn svg(height: u32, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coo
     };
     match result {
         Ok(()) => out,
-        Err(e) => format!("<p class=\"note\">chart could not be drawn: {}</p>", escape(&e)),
+        Err(e) => format!(
+            "<p class=\"note\">chart could not be drawn: {}</p>",
+            escape(&e)
+        ),
     }
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -252,7 +273,9 @@ pub(crate) fn traffic(traffic: &Traffic, markers: &[Marker]) -> String {
                 .draw_series(LineSeries::new(steps, color.stroke_width(3)))
                 .map_err(err)?
                 .label(revision.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3))
+                });
         }
         legend(&mut chart)
     })
@@ -287,10 +310,22 @@ pub(crate) fn metric(series: &MetricSeries, end: f64) -> String {
             .draw()
             .map_err(err)?;
         if let Some(max) = series.max {
-            hline(&mut chart, end, max, LIMIT, format!("max {}", number_label(&max)))?;
+            hline(
+                &mut chart,
+                end,
+                max,
+                LIMIT,
+                format!("max {}", number_label(&max)),
+            )?;
         }
         if let Some(min) = series.min {
-            hline(&mut chart, end, min, LIMIT, format!("min {}", number_label(&min)))?;
+            hline(
+                &mut chart,
+                end,
+                min,
+                LIMIT,
+                format!("min {}", number_label(&min)),
+            )?;
         }
         let line: Vec<(f64, f64)> = series
             .points
@@ -388,7 +423,10 @@ pub(crate) fn confidence(series: &SequentialSeries, end: f64) -> String {
             .chain(series.tolerance);
         let range = value_range(finite, false);
         let (lo, hi) = (range.start, range.end);
-        let effect = series.effect.clone().unwrap_or_else(|| "estimate".to_owned());
+        let effect = series
+            .effect
+            .clone()
+            .unwrap_or_else(|| "estimate".to_owned());
         let mut chart = ChartBuilder::on(root)
             .margin(12)
             .x_label_area_size(30)
@@ -423,15 +461,21 @@ pub(crate) fn confidence(series: &SequentialSeries, end: f64) -> String {
                 .chain(band.iter().rev().map(|&(t, l, _)| (t, l)))
                 .collect();
             chart
-                .draw_series(std::iter::once(Polygon::new(outline, BAND.mix(0.18).filled())))
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    BAND.mix(0.18).filled(),
+                )))
                 .map_err(err)?
                 .label("confidence sequence")
-                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], BAND.mix(0.18).filled()));
+                .legend(|(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 16, y + 5)], BAND.mix(0.18).filled())
+                });
         }
         chart
-            .draw_series(band.iter().map(|&(t, l, u)| {
-                PathElement::new([(t, l), (t, u)], BAND.stroke_width(2))
-            }))
+            .draw_series(
+                band.iter()
+                    .map(|&(t, l, u)| PathElement::new([(t, l), (t, u)], BAND.stroke_width(2))),
+            )
             .map_err(err)?;
         if let Some(tolerance) = series.tolerance {
             hline(
@@ -445,7 +489,11 @@ pub(crate) fn confidence(series: &SequentialSeries, end: f64) -> String {
         let estimates: Vec<(f64, f64, Mark)> = series
             .points
             .iter()
-            .filter_map(|p| p.estimate.filter(|v| v.is_finite()).map(|e| (p.t, e, p.mark)))
+            .filter_map(|p| {
+                p.estimate
+                    .filter(|v| v.is_finite())
+                    .map(|e| (p.t, e, p.mark))
+            })
             .collect();
         chart
             .draw_series(LineSeries::new(
@@ -477,7 +525,13 @@ pub(crate) fn score(judge: &JudgeSeries, end: f64) -> String {
             .label_style((FONT, 12))
             .draw()
             .map_err(err)?;
-        hline(&mut chart, end, judge.pass, mark_color(Mark::Pass), format!("pass {}", judge.pass))?;
+        hline(
+            &mut chart,
+            end,
+            judge.pass,
+            mark_color(Mark::Pass),
+            format!("pass {}", judge.pass),
+        )?;
         hline(
             &mut chart,
             end,
@@ -546,7 +600,9 @@ pub(crate) fn ecdf(distributions: &[Distribution]) -> String {
                 .draw_series(LineSeries::new(steps, color.stroke_width(2)))
                 .map_err(err)?
                 .label(format!("{} (n = {})", d.label, d.values.len()))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()

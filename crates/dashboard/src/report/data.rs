@@ -4,6 +4,7 @@
 //! without drawing anything.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use cutover_core::analysis::AnalysisResult;
 use cutover_core::planner::{Action, ActionResult, Decision, Slot};
@@ -268,6 +269,8 @@ impl Distribution {
         for (i, &v) in self.values.iter().enumerate() {
             let f = (i + 1) as f64 / n;
             match steps.last_mut() {
+                // Equal values make one step (exact equality: they are copies).
+                #[allow(clippy::float_cmp)]
                 Some(last) if last.0 == v => last.1 = f,
                 _ => steps.push((v, f)),
             }
@@ -412,10 +415,7 @@ impl ReportData {
                 .filter(|d| !d.values.is_empty())
                 .collect(),
             checks: checks(records, start_or_epoch),
-            log: records
-                .iter()
-                .map(|r| log_row(r, start_or_epoch))
-                .collect(),
+            log: records.iter().map(|r| log_row(r, start_or_epoch)).collect(),
             revisions,
         }
     }
@@ -503,6 +503,8 @@ fn traffic(
                 weights: split_weights(Some(split), revisions),
             };
             match points.last_mut() {
+                // Two splits at the same instant: the later one is what held.
+                #[allow(clippy::float_cmp)]
                 Some(last) if last.t == point.t => *last = point,
                 _ => points.push(point),
             }
@@ -533,12 +535,13 @@ fn markers(records: &[DecisionRecord], start: Timestamp) -> Vec<Marker> {
                 let q = &command.request;
                 let mut text = format!("{} by {}", q.command, q.by);
                 if let Some(subject) = &q.subject {
-                    text.push_str(&format!(" ({subject})"));
+                    let _ = write!(text, " ({subject})");
                 }
                 if !q.reason.is_empty() {
-                    text.push_str(&format!(": {}", q.reason));
+                    let _ = write!(text, ": {}", q.reason);
                 }
-                text.push_str(&format!(
+                let _ = write!(
+                    text,
                     " ({}: {})",
                     if effect.accepted {
                         "accepted"
@@ -546,7 +549,7 @@ fn markers(records: &[DecisionRecord], start: Timestamp) -> Vec<Marker> {
                         "refused"
                     },
                     effect.note
-                ));
+                );
                 Some((MarkerKind::Command, text))
             }
             Entry::Started {
@@ -619,8 +622,7 @@ fn analyses(
     start: Timestamp,
 ) -> Vec<AnalysisSeries> {
     let mut order: Vec<(String, bool)> = Vec::new();
-    let mut by_run: BTreeMap<(String, bool), Vec<(&DecisionRecord, u32, &ActionResult)>> =
-        BTreeMap::new();
+    let mut by_run: Runs<'_> = BTreeMap::new();
     for r in records {
         if let Entry::Decision {
             decision:
@@ -651,7 +653,19 @@ fn analyses(
         .collect()
 }
 
-type Runs<'a> = BTreeMap<(String, bool), Vec<(&'a DecisionRecord, u32, &'a ActionResult)>>;
+/// One measurement's record, its number in the run and its result.
+type RunEntry<'a> = (&'a DecisionRecord, u32, &'a ActionResult);
+type Runs<'a> = BTreeMap<(String, bool), Vec<RunEntry<'a>>>;
+
+/// One measurement as read from its record.
+struct Measured<'a> {
+    t: f64,
+    record: &'a DecisionRecord,
+    number: u32,
+    mark: Mark,
+    result: Option<&'a AnalysisResult>,
+    summary: String,
+}
 
 fn series(
     key: (String, bool),
@@ -661,11 +675,11 @@ fn series(
     start: Timestamp,
 ) -> AnalysisSeries {
     let entries = &runs[&key];
-    let results: Vec<(f64, &DecisionRecord, u32, Mark, Option<&AnalysisResult>, String)> = entries
+    let results: Vec<Measured<'_>> = entries
         .iter()
-        .map(|(r, n, result)| {
-            let t = seconds(start, r.at);
-            match result {
+        .map(|&(record, number, result)| {
+            let t = seconds(start, record.at);
+            let (mark, result, summary) = match result {
                 ActionResult::Measured {
                     measurement,
                     result,
@@ -674,37 +688,40 @@ fn series(
                     let summary = match (result, error) {
                         (_, Some(e)) => format!("could not measure: {e}"),
                         (Some(res), None) => res.summary.clone(),
-                        (None, None) => r.summary.clone(),
+                        (None, None) => record.summary.clone(),
                     };
-                    (
-                        t,
-                        *r,
-                        *n,
-                        Mark::of_measurement(*measurement),
-                        result.as_ref(),
-                        summary,
-                    )
+                    (Mark::of_measurement(*measurement), result.as_ref(), summary)
                 }
-                _ => (t, *r, *n, Mark::Error, None, r.summary.clone()),
+                _ => (Mark::Error, None, record.summary.clone()),
+            };
+            Measured {
+                t,
+                record,
+                number,
+                mark,
+                result,
+                summary,
             }
         })
         .collect();
-    let kind = kind_of(template, results.iter().find_map(|x| x.4));
+    let kind = kind_of(template, results.iter().find_map(|m| m.result));
     let measurements = results
         .iter()
-        .map(|(t, r, n, mark, _, summary)| MeasurementRow {
-            t: *t,
-            clock: clock(start, r.at),
-            number: *n,
-            mark: *mark,
-            summary: summary.clone(),
+        .map(|m| MeasurementRow {
+            t: m.t,
+            clock: clock(start, m.record.at),
+            number: m.number,
+            mark: m.mark,
+            summary: m.summary.clone(),
         })
         .collect();
-    let points: Vec<(f64, &AnalysisResult)> =
-        results.iter().filter_map(|x| x.4.map(|r| (x.0, r))).collect();
+    let points: Vec<(f64, &AnalysisResult)> = results
+        .iter()
+        .filter_map(|m| m.result.map(|r| (m.t, r)))
+        .collect();
     let (metrics, sequential, judge) = match kind {
         AnalysisKind::Sequential => (Vec::new(), sequential(template, &points), None),
-        AnalysisKind::Judge => (Vec::new(), None, judge(template, &results, start)),
+        AnalysisKind::Judge => (Vec::new(), None, Some(judge(template, &results, start))),
         _ => (metric_series(template, &points, revisions), None, None),
     };
     AnalysisSeries {
@@ -726,19 +743,18 @@ fn metric_series(
     let mut out: Vec<MetricSeries> = Vec::new();
     for (t, result) in points {
         for m in &result.metrics {
-            let index = match out.iter().position(|s| s.name == m.name) {
-                Some(i) => i,
-                None => {
-                    let (revision, min, max) = bounds(template, &m.name, revisions);
-                    out.push(MetricSeries {
-                        name: m.name.clone(),
-                        revision,
-                        min,
-                        max,
-                        points: Vec::new(),
-                    });
-                    out.len() - 1
-                }
+            let index = if let Some(i) = out.iter().position(|s| s.name == m.name) {
+                i
+            } else {
+                let (revision, min, max) = bounds(template, &m.name, revisions);
+                out.push(MetricSeries {
+                    name: m.name.clone(),
+                    revision,
+                    min,
+                    max,
+                    points: Vec::new(),
+                });
+                out.len() - 1
             };
             out[index].points.push(MetricPoint {
                 t: *t,
@@ -759,7 +775,7 @@ fn bounds(
     let target_name = |target: cutover_core::Target| {
         let (role, index) = match target {
             cutover_core::Target::Stable => ("stable", 0),
-            _ => ("candidate", 1),
+            cutover_core::Target::Candidate => ("candidate", 1),
         };
         Some(match revisions.get(index) {
             Some(r) => format!("{role} {r}"),
@@ -771,7 +787,9 @@ fn bounds(
             .metrics
             .iter()
             .find(|m| m.name == metric)
-            .map_or((None, None, None), |m| (target_name(m.revision), m.min, m.max)),
+            .map_or((None, None, None), |m| {
+                (target_name(m.revision), m.min, m.max)
+            }),
         Some(AnalysisTemplate::Conditions(t)) => (
             t.metrics
                 .iter()
@@ -823,13 +841,11 @@ fn sequential(
     })
 }
 
-type Measured<'a> = (f64, &'a DecisionRecord, u32, Mark, Option<&'a AnalysisResult>, String);
-
 fn judge(
     template: Option<&AnalysisTemplate>,
     results: &[Measured<'_>],
     start: Timestamp,
-) -> Option<JudgeSeries> {
+) -> JudgeSeries {
     let thresholds = match template {
         Some(AnalysisTemplate::Judge(t)) => t.effective_thresholds(),
         _ => cutover_analysis::kayenta::ScoreThresholds::default(),
@@ -837,13 +853,15 @@ fn judge(
     let mut scores = Vec::new();
     let mut columns = Vec::new();
     let mut rows: Vec<JudgeRow> = Vec::new();
-    for (col, (t, r, n, _, result, _)) in results.iter().enumerate() {
-        columns.push(format!("#{n} {}", clock(start, r.at)));
-        let Some(result) = result else { continue };
+    for (col, m) in results.iter().enumerate() {
+        columns.push(format!("#{} {}", m.number, clock(start, m.record.at)));
+        let (t, Some(result)) = (m.t, m.result) else {
+            continue;
+        };
         for m in &result.metrics {
             if m.name == "score" {
                 scores.push(MetricPoint {
-                    t: *t,
+                    t,
                     value: m.value,
                     mark: Mark::of(m.verdict),
                 });
@@ -878,13 +896,13 @@ fn judge(
     for row in &mut rows {
         row.cells.resize(columns.len(), None);
     }
-    Some(JudgeSeries {
+    JudgeSeries {
         pass: thresholds.pass,
         marginal: thresholds.marginal,
         scores,
         columns,
         rows,
-    })
+    }
 }
 
 fn checks(records: &[DecisionRecord], start: Timestamp) -> Vec<CheckRow> {
@@ -914,7 +932,7 @@ fn checks(records: &[DecisionRecord], start: Timestamp) -> Vec<CheckRow> {
                         match verdict {
                             cutover_core::GateVerdict::Open => Some(true),
                             cutover_core::GateVerdict::Closed { .. } => Some(false),
-                            _ => None,
+                            cutover_core::GateVerdict::Pending { .. } => None,
                         },
                     ),
                     ActionResult::Done => ("done".to_owned(), Some(true)),
@@ -928,7 +946,7 @@ fn checks(records: &[DecisionRecord], start: Timestamp) -> Vec<CheckRow> {
                 let q = &command.request;
                 let mut text = format!("{} by {}", q.command, q.by);
                 if !q.reason.is_empty() {
-                    text.push_str(&format!(": {}", q.reason));
+                    let _ = write!(text, ": {}", q.reason);
                 }
                 out.push(row(
                     q.subject.as_deref().unwrap_or_default(),
@@ -970,6 +988,7 @@ fn log_row(r: &DecisionRecord, start: Timestamp) -> LogRow {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_pass_by_value)] // `json!` borrows the values it is given
 mod tests {
     use serde_json::{Value, json};
 
@@ -998,10 +1017,17 @@ mod tests {
         json!({ "kind": "decision", "decision": { "apply": { "set_split": { "split": { "v1": v1, "v2": v2 } } } }, "result": "done" })
     }
 
-    fn measured(analysis: &str, n: u32, verdict: &str, metrics: Value, numbers: Option<Value>) -> Value {
+    fn measured(
+        analysis: &str,
+        n: u32,
+        verdict: &str,
+        metrics: Value,
+        numbers: Option<Value>,
+    ) -> Value {
         let mut result = json!({ "verdict": verdict, "summary": format!("{analysis} #{n}"), "metrics": metrics });
         if let Some(numbers) = numbers {
-            result["comparison"] = json!({ "winner": null, "effect": 1.0, "confidence": 0.5, "numbers": numbers });
+            result["comparison"] =
+                json!({ "winner": null, "effect": 1.0, "confidence": 0.5, "numbers": numbers });
         }
         json!({
             "kind": "decision",
@@ -1017,24 +1043,51 @@ mod tests {
     #[test]
     fn traffic_steps_follow_the_splits_applied() {
         let records = [
-            record(1, 0, None, json!({ "kind": "started", "engine": "e1", "resumed": false })),
+            record(
+                1,
+                0,
+                None,
+                json!({ "kind": "started", "engine": "e1", "resumed": false }),
+            ),
             record(2, 0, None, set_split(80, 20)),
             record(3, 10, Some(json!({"v1": 80, "v2": 20})), set_split(50, 50)),
             // A split that failed changes nothing.
-            record(4, 15, Some(json!({"v1": 50, "v2": 50})), json!({ "kind": "decision", "decision": { "apply": { "set_split": { "split": { "v1": 0, "v2": 100 } } } }, "result": { "failed": { "kind": "permanent", "error": "boom" } } })),
+            record(
+                4,
+                15,
+                Some(json!({"v1": 50, "v2": 50})),
+                json!({ "kind": "decision", "decision": { "apply": { "set_split": { "split": { "v1": 0, "v2": 100 } } } }, "result": { "failed": { "kind": "permanent", "error": "boom" } } }),
+            ),
             record(5, 20, Some(json!({"v1": 50, "v2": 50})), set_split(100, 0)),
-            record(6, 25, Some(json!({"v1": 100, "v2": 0})), json!({ "kind": "decision", "decision": "advance" })),
+            record(
+                6,
+                25,
+                Some(json!({"v1": 100, "v2": 0})),
+                json!({ "kind": "decision", "decision": "advance" }),
+            ),
         ];
         let data = ReportData::new(None, &records, None, &[]);
         assert_eq!(data.revisions, ["v1", "v2"]);
-        let points: Vec<(f64, Vec<f64>)> = data.traffic.points.iter().map(|p| (p.t, p.weights.clone())).collect();
+        let points: Vec<(f64, Vec<f64>)> = data
+            .traffic
+            .points
+            .iter()
+            .map(|p| (p.t, p.weights.clone()))
+            .collect();
         assert_eq!(
             points,
-            [(0.0, vec![80.0, 20.0]), (10.0, vec![50.0, 50.0]), (20.0, vec![100.0, 0.0])]
+            [
+                (0.0, vec![80.0, 20.0]),
+                (10.0, vec![50.0, 50.0]),
+                (20.0, vec![100.0, 0.0])
+            ]
         );
         assert!((data.traffic.end - 25.0).abs() < 1e-9);
         assert!((data.duration - 25.0).abs() < 1e-9);
-        assert_eq!((data.outcome_class, data.outcome.as_str()), ("running", "not finished"));
+        assert_eq!(
+            (data.outcome_class, data.outcome.as_str()),
+            ("running", "not finished")
+        );
         assert_eq!(data.log.len(), 6);
         assert_eq!(data.log[2].clock, "+00:10");
     }
@@ -1047,45 +1100,134 @@ mod tests {
             "effect": { "accepted": true, "note": "paused" },
         });
         let records = [
-            record(1, 0, None, json!({ "kind": "started", "engine": "e1", "resumed": false })),
+            record(
+                1,
+                0,
+                None,
+                json!({ "kind": "started", "engine": "e1", "resumed": false }),
+            ),
             record(2, 5, None, command),
-            record(3, 8, None, json!({ "kind": "decision", "decision": { "pause": "step" } })),
-            record(4, 9, None, json!({ "kind": "started", "engine": "e2", "resumed": true })),
-            record(5, 12, None, json!({ "kind": "decision", "decision": { "rollback": { "progress_deadline": { "deadline": "10s", "waiting_for": "health" } } } })),
-            record(6, 13, None, json!({ "kind": "decision", "decision": { "complete": { "outcome": { "aborted": { "by": "alice", "reason": "bad" } } } } })),
+            record(
+                3,
+                8,
+                None,
+                json!({ "kind": "decision", "decision": { "pause": "step" } }),
+            ),
+            record(
+                4,
+                9,
+                None,
+                json!({ "kind": "started", "engine": "e2", "resumed": true }),
+            ),
+            record(
+                5,
+                12,
+                None,
+                json!({ "kind": "decision", "decision": { "rollback": { "progress_deadline": { "deadline": "10s", "waiting_for": "health" } } } }),
+            ),
+            record(
+                6,
+                13,
+                None,
+                json!({ "kind": "decision", "decision": { "complete": { "outcome": { "aborted": { "by": "alice", "reason": "bad" } } } } }),
+            ),
         ];
         let data = ReportData::new(Some("checkout"), &records, None, &[]);
-        let markers: Vec<(usize, MarkerKind, &str)> = data.markers.iter().map(|m| (m.number, m.kind, m.text.as_str())).collect();
-        assert_eq!(markers[0], (1, MarkerKind::Command, "pause by alice: error budget (accepted: paused)"));
+        let markers: Vec<(usize, MarkerKind, &str)> = data
+            .markers
+            .iter()
+            .map(|m| (m.number, m.kind, m.text.as_str()))
+            .collect();
+        assert_eq!(
+            markers[0],
+            (
+                1,
+                MarkerKind::Command,
+                "pause by alice: error budget (accepted: paused)"
+            )
+        );
         assert_eq!(markers[1].1, MarkerKind::Pause);
         assert_eq!(markers[2], (3, MarkerKind::Engine, "resumed by e2"));
         assert_eq!(markers[3].1, MarkerKind::Rollback);
         assert_eq!(markers[4], (5, MarkerKind::Finish, "aborted by alice: bad"));
         assert_eq!(data.markers[3].clock, "+00:12");
-        assert_eq!((data.outcome_class, data.outcome.as_str()), ("aborted", "aborted by alice: bad"));
+        assert_eq!(
+            (data.outcome_class, data.outcome.as_str()),
+            ("aborted", "aborted by alice: bad")
+        );
         assert_eq!(data.id, "checkout");
     }
 
     #[test]
     fn threshold_metrics_are_series_per_metric() {
         let records = [
-            record(1, 0, None, measured("health", 1, "pass", json!([metric("errors", "pass", 0.001, "ok"), metric("p99", "pass", 0.2, "ok")]), None)),
-            record(2, 60, None, measured("health", 2, "fail", json!([metric("errors", "fail", 0.05, "0.05 > max 0.01")]), None)),
-            record(3, 90, None, json!({ "kind": "decision", "decision": { "apply": { "measure": { "slot": "background", "analysis": "health", "measurement": 1 } } }, "result": { "measured": { "measurement": "error", "error": "source down" } } })),
+            record(
+                1,
+                0,
+                None,
+                measured(
+                    "health",
+                    1,
+                    "pass",
+                    json!([
+                        metric("errors", "pass", 0.001, "ok"),
+                        metric("p99", "pass", 0.2, "ok")
+                    ]),
+                    None,
+                ),
+            ),
+            record(
+                2,
+                60,
+                None,
+                measured(
+                    "health",
+                    2,
+                    "fail",
+                    json!([metric("errors", "fail", 0.05, "0.05 > max 0.01")]),
+                    None,
+                ),
+            ),
+            record(
+                3,
+                90,
+                None,
+                json!({ "kind": "decision", "decision": { "apply": { "measure": { "slot": "background", "analysis": "health", "measurement": 1 } } }, "result": { "measured": { "measurement": "error", "error": "source down" } } }),
+            ),
         ];
         let data = ReportData::new(None, &records, None, &[]);
-        assert_eq!(data.analyses.len(), 2, "the step run and the background run");
+        assert_eq!(
+            data.analyses.len(),
+            2,
+            "the step run and the background run"
+        );
         let step = &data.analyses[0];
-        assert_eq!((step.kind, step.background), (AnalysisKind::Threshold, false));
+        assert_eq!(
+            (step.kind, step.background),
+            (AnalysisKind::Threshold, false)
+        );
         let names: Vec<&str> = step.metrics.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["errors", "p99"]);
-        let errors: Vec<(f64, Option<f64>, Mark)> = step.metrics[0].points.iter().map(|p| (p.t, p.value, p.mark)).collect();
-        assert_eq!(errors, [(0.0, Some(0.001), Mark::Pass), (60.0, Some(0.05), Mark::Fail)]);
+        let errors: Vec<(f64, Option<f64>, Mark)> = step.metrics[0]
+            .points
+            .iter()
+            .map(|p| (p.t, p.value, p.mark))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (0.0, Some(0.001), Mark::Pass),
+                (60.0, Some(0.05), Mark::Fail)
+            ]
+        );
         assert_eq!(step.metrics[1].points.len(), 1);
         let background = &data.analyses[1];
         assert!(background.background);
         assert_eq!(background.measurements[0].mark, Mark::Error);
-        assert_eq!(background.measurements[0].summary, "could not measure: source down");
+        assert_eq!(
+            background.measurements[0].summary,
+            "could not measure: source down"
+        );
     }
 
     #[test]
@@ -1098,18 +1240,47 @@ mod tests {
             n
         };
         let records = [
-            record(1, 10, None, measured("errors", 1, "inconclusive", json!([]), Some(numbers(0.0, None)))),
-            record(2, 20, None, measured("errors", 2, "fail", json!([]), Some(numbers(20f64.ln(), Some(1.25))))),
+            record(
+                1,
+                10,
+                None,
+                measured(
+                    "errors",
+                    1,
+                    "inconclusive",
+                    json!([]),
+                    Some(numbers(0.0, None)),
+                ),
+            ),
+            record(
+                2,
+                20,
+                None,
+                measured(
+                    "errors",
+                    2,
+                    "fail",
+                    json!([]),
+                    Some(numbers(20f64.ln(), Some(1.25))),
+                ),
+            ),
         ];
         let data = ReportData::new(None, &records, None, &[]);
         let a = &data.analyses[0];
-        assert_eq!(a.kind, AnalysisKind::Sequential, "told by the numbers it recorded");
+        assert_eq!(
+            a.kind,
+            AnalysisKind::Sequential,
+            "told by the numbers it recorded"
+        );
         let seq = a.sequential.as_ref().unwrap();
         assert!((seq.rejection() - 20.0).abs() < 1e-9);
         assert_eq!(seq.tolerance, Some(1.2));
         assert!((seq.points[0].e_value - 1.0).abs() < 1e-9);
         assert!((seq.points[1].e_value - 20.0).abs() < 1e-9);
-        assert_eq!((seq.points[0].lower, seq.points[0].upper), (None, Some(3.0)));
+        assert_eq!(
+            (seq.points[0].lower, seq.points[0].upper),
+            (None, Some(3.0))
+        );
         assert_eq!(seq.points[1].lower, Some(1.25));
         assert_eq!(seq.points[1].mark, Mark::Fail);
     }
@@ -1117,29 +1288,85 @@ mod tests {
     #[test]
     fn the_judge_gets_a_table_and_a_score() {
         let records = [
-            record(1, 60, None, measured("judge", 1, "pass", json!([
-                metric("latency", "pass", 0.01, "Pass (no difference; control n=100, candidate n=100)"),
-                metric("errors", "pass", 0.0, "Pass (ok; control n=100, candidate n=100)"),
-                metric("score", "pass", 100.0, "Pass"),
-            ]), None)),
-            record(2, 120, None, measured("judge", 2, "fail", json!([
-                metric("latency", "fail", 0.3, "High, critical (shift; control n=100, candidate n=100)"),
-                metric("score", "fail", 40.0, "Fail"),
-            ]), None)),
+            record(
+                1,
+                60,
+                None,
+                measured(
+                    "judge",
+                    1,
+                    "pass",
+                    json!([
+                        metric(
+                            "latency",
+                            "pass",
+                            0.01,
+                            "Pass (no difference; control n=100, candidate n=100)"
+                        ),
+                        metric(
+                            "errors",
+                            "pass",
+                            0.0,
+                            "Pass (ok; control n=100, candidate n=100)"
+                        ),
+                        metric("score", "pass", 100.0, "Pass"),
+                    ]),
+                    None,
+                ),
+            ),
+            record(
+                2,
+                120,
+                None,
+                measured(
+                    "judge",
+                    2,
+                    "fail",
+                    json!([
+                        metric(
+                            "latency",
+                            "fail",
+                            0.3,
+                            "High, critical (shift; control n=100, candidate n=100)"
+                        ),
+                        metric("score", "fail", 40.0, "Fail"),
+                    ]),
+                    None,
+                ),
+            ),
         ];
         let data = ReportData::new(None, &records, None, &[]);
         let a = &data.analyses[0];
         assert_eq!(a.kind, AnalysisKind::Judge);
         let judge = a.judge.as_ref().unwrap();
-        assert_eq!((judge.pass, judge.marginal), (95.0, 75.0), "Spinnaker's defaults without the plan");
-        assert_eq!(judge.columns, ["#1 +00:00", "#2 +01:00"], "from the first record");
-        let scores: Vec<(Option<f64>, Mark)> = judge.scores.iter().map(|s| (s.value, s.mark)).collect();
-        assert_eq!(scores, [(Some(100.0), Mark::Pass), (Some(40.0), Mark::Fail)]);
+        assert_eq!(
+            (judge.pass, judge.marginal),
+            (95.0, 75.0),
+            "Spinnaker's defaults without the plan"
+        );
+        assert_eq!(
+            judge.columns,
+            ["#1 +00:00", "#2 +01:00"],
+            "from the first record"
+        );
+        let scores: Vec<(Option<f64>, Mark)> =
+            judge.scores.iter().map(|s| (s.value, s.mark)).collect();
+        assert_eq!(
+            scores,
+            [(Some(100.0), Mark::Pass), (Some(40.0), Mark::Fail)]
+        );
         assert_eq!(judge.rows[0].metric, "latency");
-        let labels: Vec<Option<&str>> = judge.rows[0].cells.iter().map(|c| c.as_ref().map(|c| c.label.as_str())).collect();
+        let labels: Vec<Option<&str>> = judge.rows[0]
+            .cells
+            .iter()
+            .map(|c| c.as_ref().map(|c| c.label.as_str()))
+            .collect();
         assert_eq!(labels, [Some("Pass"), Some("High")]);
         assert_eq!(judge.rows[1].metric, "errors");
-        assert!(judge.rows[1].cells[1].is_none(), "not measured the second time");
+        assert!(
+            judge.rows[1].cells[1].is_none(),
+            "not measured the second time"
+        );
         assert_eq!(judge.rows[0].cells[1].as_ref().unwrap().mark, Mark::Fail);
     }
 
@@ -1157,7 +1384,13 @@ mod tests {
     #[test]
     fn clocks_read_as_minutes_and_hours() {
         let start = Timestamp::from_unix_millis(T0);
-        assert_eq!(clock(start, Timestamp::from_unix_millis(T0 + 65_000)), "+01:05");
-        assert_eq!(clock(start, Timestamp::from_unix_millis(T0 + 3_725_000)), "+1:02:05");
+        assert_eq!(
+            clock(start, Timestamp::from_unix_millis(T0 + 65_000)),
+            "+01:05"
+        );
+        assert_eq!(
+            clock(start, Timestamp::from_unix_millis(T0 + 3_725_000)),
+            "+1:02:05"
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! askama escapes every value; only the SVG charts (drawn and escaped by plotters) are
 //! inserted as they are.
 
+use std::fmt::Write as _;
+
 use askama::Template;
 
 use super::charts;
@@ -43,7 +45,13 @@ pub(crate) struct View<'a> {
 }
 
 fn tally(series: &AnalysisSeries) -> String {
-    let count = |mark| series.measurements.iter().filter(|m| m.mark == mark).count();
+    let count = |mark| {
+        series
+            .measurements
+            .iter()
+            .filter(|m| m.mark == mark)
+            .count()
+    };
     [
         (Mark::Pass, "pass"),
         (Mark::Fail, "fail"),
@@ -184,7 +192,8 @@ fn verdict_series(series: &AnalysisSeries) -> super::data::MetricSeries {
 }
 
 fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.1} ms", v * 1000.0)).unwrap_or_default()
+    v.map(|v| format!("{:.1} ms", v * 1000.0))
+        .unwrap_or_default()
 }
 
 impl<'a> View<'a> {
@@ -196,7 +205,7 @@ impl<'a> View<'a> {
             [stable, candidate, rest @ ..] => {
                 let mut text = format!("{stable} (stable) to {candidate} (candidate)");
                 for r in rest {
-                    text.push_str(&format!(", {r}"));
+                    let _ = write!(text, ", {r}");
                 }
                 text
             }
@@ -260,4 +269,3 @@ pub(crate) fn render(template: &impl Template) -> String {
         .render()
         .unwrap_or_else(|e| format!("<p>the page could not be rendered: {e}</p>"))
 }
-

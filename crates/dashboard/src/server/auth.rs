@@ -117,7 +117,7 @@ impl Credentials {
 /// The name of the session cookie.
 pub(crate) const COOKIE_NAME: &str = "cutover_session";
 /// How long a browser session lasts.
-pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const SESSION_TTL: Duration = Duration::from_hours(12);
 /// At most this many live sessions; the oldest goes when a new one would pass it.
 const MAX_SESSIONS: usize = 10_000;
 
@@ -220,7 +220,11 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Identifies the caller from a bearer token or a session cookie.
-pub(crate) fn caller(headers: &HeaderMap, credentials: &Credentials, sessions: &Sessions) -> Option<Caller> {
+pub(crate) fn caller(
+    headers: &HeaderMap,
+    credentials: &Credentials,
+    sessions: &Sessions,
+) -> Option<Caller> {
     if let Some(auth) = headers.get(AUTHORIZATION) {
         // A request that offers a token is judged by it alone.
         let token = auth.to_str().ok()?.strip_prefix("Bearer ")?.trim();
@@ -316,12 +320,30 @@ mod tests {
             }
             h
         };
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")])));
-        assert!(!same_origin(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example")])));
-        assert!(!same_origin(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080.evil.example")])));
-        assert!(!same_origin(&headers(&[("host", "127.0.0.1:8080"), ("referer", "http://evil.example/127.0.0.1:8080")])));
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:8080"), ("referer", "http://127.0.0.1:8080/rollouts")])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080.evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("referer", "http://evil.example/127.0.0.1:8080")
+        ])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("referer", "http://127.0.0.1:8080/rollouts")
+        ])));
         assert!(same_origin(&headers(&[("host", "127.0.0.1:8080")])));
-        assert!(!same_origin(&headers(&[("origin", "http://127.0.0.1:8080")])));
+        assert!(!same_origin(&headers(&[(
+            "origin",
+            "http://127.0.0.1:8080"
+        )])));
     }
 }

@@ -36,9 +36,16 @@ pub(crate) struct CommandBody {
 }
 
 /// Sends a command; the error is a status and a message for people.
-async fn send(app: &App, id: &RolloutId, request: CommandRequest) -> Result<QueuedCommand, (StatusCode, String)> {
+async fn send(
+    app: &App,
+    id: &RolloutId,
+    request: CommandRequest,
+) -> Result<QueuedCommand, (StatusCode, String)> {
     if request.reason.trim().is_empty() {
-        return Err((StatusCode::BAD_REQUEST, "give a reason: it is recorded with the command".to_owned()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "give a reason: it is recorded with the command".to_owned(),
+        ));
     }
     request
         .validate()
@@ -65,7 +72,12 @@ async fn send(app: &App, id: &RolloutId, request: CommandRequest) -> Result<Queu
     Ok(queued)
 }
 
-fn parse_command(command: &str, subject: Option<String>, by: String, reason: String) -> Result<CommandRequest, (StatusCode, String)> {
+fn parse_command(
+    command: &str,
+    subject: Option<String>,
+    by: String,
+    reason: &str,
+) -> Result<CommandRequest, (StatusCode, String)> {
     let command: Command = command
         .parse()
         .map_err(|e: cutover_core::CommandError| (StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -101,13 +113,16 @@ pub(crate) async fn form(
     let json = wants_json(&headers);
     let fail = |status: StatusCode, c: Option<&Caller>, text: &str| {
         if json {
-            (status, Json(serde_json::json!({ "ok": false, "message": text }))).into_response()
+            (
+                status,
+                Json(serde_json::json!({ "ok": false, "message": text })),
+            )
+                .into_response()
         } else {
             message(status, c, "Command not sent", text)
         }
     };
-    let Some(Caller::Session(session)) = caller(&headers, &app.credentials, &app.sessions)
-    else {
+    let Some(Caller::Session(session)) = caller(&headers, &app.credentials, &app.sessions) else {
         return fail(StatusCode::UNAUTHORIZED, None, "Sign in to send commands.");
     };
     let c = Some(Caller::Session(session.clone()));
@@ -123,7 +138,12 @@ pub(crate) async fn form(
         Ok(id) => id,
         Err(e) => return fail(StatusCode::BAD_REQUEST, c.as_ref(), &e),
     };
-    let request = match parse_command(&form.command, form.subject, session.who.clone(), form.reason) {
+    let request = match parse_command(
+        &form.command,
+        form.subject,
+        session.who.clone(),
+        &form.reason,
+    ) {
         Ok(r) => r,
         Err((status, e)) => return fail(status, c.as_ref(), &e),
     };
@@ -148,10 +168,17 @@ pub(crate) async fn api(
     body: Result<Json<CommandBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let fail = |status: StatusCode, text: String| {
-        (status, Json(serde_json::json!({ "ok": false, "error": text }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "ok": false, "error": text })),
+        )
+            .into_response()
     };
     // Programs use the bearer token; a browser session would make this open to CSRF.
-    if !matches!(caller(&headers, &app.credentials, &app.sessions), Some(Caller::Bearer)) {
+    if !matches!(
+        caller(&headers, &app.credentials, &app.sessions),
+        Some(Caller::Bearer)
+    ) {
         return unauthorized();
     }
     let Json(body) = match body {
@@ -162,13 +189,17 @@ pub(crate) async fn api(
         Ok(id) => id,
         Err(e) => return fail(StatusCode::BAD_REQUEST, e),
     };
-    let mut request = match parse_command(&body.command, body.subject, body.by, body.reason) {
+    let mut request = match parse_command(&body.command, body.subject, body.by, &body.reason) {
         Ok(r) => r,
         Err((status, e)) => return fail(status, e),
     };
     request.key = body.key;
     match send(&app, &id, request).await {
-        Ok(queued) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "ok": true, "command": queued }))).into_response(),
+        Ok(queued) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "ok": true, "command": queued })),
+        )
+            .into_response(),
         Err((status, e)) => fail(status, e),
     }
 }

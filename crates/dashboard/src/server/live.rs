@@ -53,7 +53,13 @@ impl Live {
     async fn update(&mut self) -> Option<Event> {
         let stored = match self.app.store.load(&self.id).await {
             Ok(Some(stored)) => stored,
-            Ok(None) => return Some(Event::default().event("gone").data("the rollout is no longer in the store")),
+            Ok(None) => {
+                return Some(
+                    Event::default()
+                        .event("gone")
+                        .data("the rollout is no longer in the store"),
+                );
+            }
             Err(e) => return Some(Event::default().event("error").data(chain(&e))),
         };
         let fresh = match read_records(self.app.store.as_ref(), &self.id, self.last_seq).await {
@@ -68,7 +74,9 @@ impl Live {
             self.last_seq = last.seq;
         }
         self.records.extend(fresh);
-        let body = Report::new(&self.records).state(&stored.state).render_body();
+        let body = Report::new(&self.records)
+            .state(&stored.state)
+            .render_body();
         Some(Event::default().event("update").data(body))
     }
 }
@@ -76,10 +84,14 @@ impl Live {
 /// `GET /rollouts/{id}/events`: an `update` event with the page's new body after every
 /// change (within the store's notice time: at once for pushing stores, the poll interval
 /// for the others).
-pub(crate) async fn events(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Response {
-    let c = match reader(&app, &headers, &uri) {
-        Ok(c) => c,
-        Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
+pub(crate) async fn events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(c) = reader(&app, &headers, &uri) else {
+        return StatusCode::UNAUTHORIZED.into_response();
     };
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -90,9 +102,21 @@ pub(crate) async fn events(State(app): State<Arc<App>>, headers: HeaderMap, uri:
     match app.store.load(&id).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return message(StatusCode::NOT_FOUND, c.as_ref(), "No such rollout", &format!("no rollout `{id}`"));
+            return message(
+                StatusCode::NOT_FOUND,
+                c.as_ref(),
+                "No such rollout",
+                &format!("no rollout `{id}`"),
+            );
         }
-        Err(e) => return message(store_status(&e), c.as_ref(), "Cannot follow the rollout", &chain(&e)),
+        Err(e) => {
+            return message(
+                store_status(&e),
+                c.as_ref(),
+                "Cannot follow the rollout",
+                &chain(&e),
+            );
+        }
     }
     let live = Live {
         watch: app.store.watch(&id),
@@ -103,7 +127,9 @@ pub(crate) async fn events(State(app): State<Arc<App>>, headers: HeaderMap, uri:
         last_seq: 0,
         first: true,
     };
-    Sse::new(stream(live)).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(stream(live))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 fn stream(live: Live) -> impl Stream<Item = Result<Event, Infallible>> {

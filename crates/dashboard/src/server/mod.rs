@@ -19,8 +19,8 @@ use cutover_core::{Clock, StateStore, TokioClock};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-pub use self::auth::{Secret, hash_password};
 use self::auth::{Credentials, Sessions};
+pub use self::auth::{Secret, hash_password};
 
 /// Why the dashboard could not be set up or started.
 #[derive(Debug, Error)]
@@ -233,10 +233,12 @@ impl Dashboard {
                 addr: self.addr,
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| DashboardError::Bind {
-            addr: self.addr,
-            source,
-        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| DashboardError::Bind {
+                addr: self.addr,
+                source,
+            })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = self.router();
         let task = tokio::spawn(async move {
@@ -302,7 +304,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));

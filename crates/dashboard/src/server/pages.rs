@@ -1,6 +1,7 @@
 //! The pages: sign-in, the list of rollouts, a rollout's live page and report, and their JSON
 //! twins.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use askama::Template;
@@ -48,7 +49,12 @@ struct MessagePage<'a> {
 }
 
 /// An HTML page saying what went wrong, with a status.
-pub(crate) fn message(status: StatusCode, caller: Option<&Caller>, heading: &str, message: &str) -> Response {
+pub(crate) fn message(
+    status: StatusCode,
+    caller: Option<&Caller>,
+    heading: &str,
+    message: &str,
+) -> Response {
     let page = MessagePage {
         nav: Nav::of(caller),
         heading,
@@ -74,36 +80,37 @@ fn safe_next(next: &str) -> String {
         && !next.contains('\\')
         && next.len() <= 2048
         && !next.chars().any(char::is_control);
-    if ok { next.to_owned() } else { "/rollouts".to_owned() }
+    if ok {
+        next.to_owned()
+    } else {
+        "/rollouts".to_owned()
+    }
 }
 
 /// The caller of a page that reads: signed in, or anyone when reads are public. Otherwise
 /// the answer is a redirect to the sign-in page.
-pub(crate) fn reader(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<Option<Caller>, Response> {
+pub(crate) fn reader(
+    app: &App,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Caller>, Box<Response>> {
     match caller(headers, &app.credentials, &app.sessions) {
         Some(c) => Ok(Some(c)),
         None if app.public_reads => Ok(None),
         None => {
             let next = uri.path_and_query().map_or("/rollouts", |p| p.as_str());
-            let mut to = String::from("/login?next=");
-            for b in next.bytes() {
-                if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
-                    to.push(b as char);
-                } else {
-                    to.push_str(&format!("%{b:02X}"));
-                }
-            }
-            Err(Redirect::to(&to).into_response())
+            let to = format!("/login?next={}", percent_encode(next, b"/-_.~"));
+            Err(Box::new(Redirect::to(&to).into_response()))
         }
     }
 }
 
 /// The caller of an API read, or 401.
-pub(crate) fn api_reader(app: &App, headers: &HeaderMap) -> Result<Option<Caller>, Response> {
+pub(crate) fn api_reader(app: &App, headers: &HeaderMap) -> Result<Option<Caller>, Box<Response>> {
     match caller(headers, &app.credentials, &app.sessions) {
         Some(c) => Ok(Some(c)),
         None if app.public_reads => Ok(None),
-        None => Err(unauthorized()),
+        None => Err(Box::new(unauthorized())),
     }
 }
 
@@ -149,14 +156,25 @@ pub(crate) async fn home() -> Redirect {
 
 pub(crate) async fn not_found(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let c = caller(&headers, &app.credentials, &app.sessions);
-    message(StatusCode::NOT_FOUND, c.as_ref(), "Not found", "There is no such page.")
+    message(
+        StatusCode::NOT_FOUND,
+        c.as_ref(),
+        "Not found",
+        "There is no such page.",
+    )
 }
 
 pub(crate) async fn style() -> impl IntoResponse {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("max-age=300")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=300"),
+            ),
         ],
         CSS,
     )
@@ -169,7 +187,10 @@ pub(crate) async fn script() -> impl IntoResponse {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/javascript; charset=utf-8"),
             ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("max-age=300")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=300"),
+            ),
         ],
         include_str!("../../assets/live.js"),
     )
@@ -208,7 +229,11 @@ pub(crate) struct LoginForm {
     next: String,
 }
 
-pub(crate) async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+pub(crate) async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let next = safe_next(&form.next);
     let again = |status, error: &str| {
         let page = LoginPage {
@@ -220,7 +245,10 @@ pub(crate) async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Form(
         (status, html(render(&page))).into_response()
     };
     if !same_origin(&headers) {
-        return again(StatusCode::FORBIDDEN, "This form must be sent from the dashboard's own page.");
+        return again(
+            StatusCode::FORBIDDEN,
+            "This form must be sent from the dashboard's own page.",
+        );
     }
     let name = form.name.trim().to_owned();
     if let Err(e) = CommandRequest::new(Command::Pause, name.clone()).validate() {
@@ -252,7 +280,11 @@ pub(crate) struct CsrfForm {
     csrf: String,
 }
 
-pub(crate) async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+pub(crate) async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
     if let Some(cookie) = session_cookie(&headers)
         && let Some(session) = app.sessions.get(&cookie)
     {
@@ -323,8 +355,15 @@ struct ListPage {
 }
 
 async fn list_page(app: &App, q: &ListQuery) -> Result<ListPage, (StatusCode, String)> {
-    let phases = phase_filter(&q.phase)
-        .ok_or_else(|| (StatusCode::BAD_REQUEST, format!("unknown phase `{}`", q.phase.chars().take(40).collect::<String>())))?;
+    let phases = phase_filter(&q.phase).ok_or_else(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown phase `{}`",
+                q.phase.chars().take(40).collect::<String>()
+            ),
+        )
+    })?;
     let limit = q.limit.unwrap_or(PAGE_ROWS).clamp(1, 1000);
     let mut after = match q.after.as_deref().filter(|a| !a.is_empty()) {
         Some(a) => Some(parse_id(a).map_err(|e| (StatusCode::BAD_REQUEST, e))?),
@@ -388,9 +427,15 @@ fn row(s: &Summary) -> Row {
     let (status, status_class) = match (&s.outcome, &s.paused) {
         (Some(cutover_core::state::Final::Outcome(o)), _) => (
             o.to_string(),
-            if matches!(o, cutover_core::Outcome::Promoted) { "pass" } else { "fail" },
+            if matches!(o, cutover_core::Outcome::Promoted) {
+                "pass"
+            } else {
+                "fail"
+            },
         ),
-        (Some(cutover_core::state::Final::Failed { error }), _) => (format!("failed: {error}"), "fail"),
+        (Some(cutover_core::state::Final::Failed { error }), _) => {
+            (format!("failed: {error}"), "fail")
+        }
         (None, Some(p)) => (format!("paused: {p}"), "inconclusive"),
         (None, None) => ("running".to_owned(), ""),
     };
@@ -403,15 +448,26 @@ fn row(s: &Summary) -> Row {
                 "{}/{}{}",
                 s.step + 1,
                 s.steps,
-                s.step_kind.as_ref().map(|k| format!(" {k}")).unwrap_or_default()
+                s.step_kind
+                    .as_ref()
+                    .map(|k| format!(" {k}"))
+                    .unwrap_or_default()
             )
         } else {
             String::new()
         },
-        traffic: s.split.as_ref().map(ToString::to_string).unwrap_or_default(),
+        traffic: s
+            .split
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         status,
         status_class,
-        owner: s.lease.as_ref().map(|l| l.owner.clone()).unwrap_or_default(),
+        owner: s
+            .lease
+            .as_ref()
+            .map(|l| l.owner.clone())
+            .unwrap_or_default(),
         updated: s.updated_at.to_string(),
     }
 }
@@ -440,29 +496,37 @@ fn query_link(phase: &str, q: &str, after: Option<&str>) -> String {
     format!("/rollouts?{encoded}")
 }
 
+/// `text` with every byte but ASCII letters, digits and `keep` percent-encoded.
+fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// `a=b&c=d`, percent-encoded.
 fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| {
-            let mut out = format!("{k}=");
-            for b in v.bytes() {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    out.push(b as char);
-                } else {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-            out
-        })
+        .map(|(k, v)| format!("{k}={}", percent_encode(v, b"-_.~")))
         .collect::<Vec<_>>()
         .join("&")
 }
 
-pub(crate) async fn list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, Query(q): Query<ListQuery>) -> Response {
+pub(crate) async fn list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<ListQuery>,
+) -> Response {
     let c = match reader(&app, &headers, &uri) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let page = match list_page(&app, &q).await {
         Ok(p) => p,
@@ -486,9 +550,13 @@ pub(crate) async fn list(State(app): State<Arc<App>>, headers: HeaderMap, uri: U
     html(render(&template)).into_response()
 }
 
-pub(crate) async fn api_list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+pub(crate) async fn api_list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
     if let Err(r) = api_reader(&app, &headers) {
-        return r;
+        return *r;
     }
     match list_page(&app, &q).await {
         Ok(page) => Json(serde_json::json!({
@@ -510,10 +578,15 @@ struct RolloutTemplate {
     body: String,
 }
 
-pub(crate) async fn rollout(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Response {
+pub(crate) async fn rollout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
     let c = match reader(&app, &headers, &uri) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -521,7 +594,14 @@ pub(crate) async fn rollout(State(app): State<Arc<App>>, headers: HeaderMap, uri
     };
     let (state, records) = match crate::report::load(app.store.as_ref(), &id).await {
         Ok(found) => found,
-        Err(e) => return message(store_status(&e), c.as_ref(), "Cannot show the rollout", &chain(&e)),
+        Err(e) => {
+            return message(
+                store_status(&e),
+                c.as_ref(),
+                "Cannot show the rollout",
+                &chain(&e),
+            );
+        }
     };
     let body = Report::new(&records).state(&state).render_body();
     let template = RolloutTemplate {
@@ -537,10 +617,15 @@ pub(crate) async fn rollout(State(app): State<Arc<App>>, headers: HeaderMap, uri
     html(render(&template)).into_response()
 }
 
-pub(crate) async fn report(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Response {
+pub(crate) async fn report(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
     let c = match reader(&app, &headers, &uri) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -548,14 +633,24 @@ pub(crate) async fn report(State(app): State<Arc<App>>, headers: HeaderMap, uri:
     };
     let (state, records) = match crate::report::load(app.store.as_ref(), &id).await {
         Ok(found) => found,
-        Err(e) => return message(store_status(&e), c.as_ref(), "Cannot write the report", &chain(&e)),
+        Err(e) => {
+            return message(
+                store_status(&e),
+                c.as_ref(),
+                "Cannot write the report",
+                &chain(&e),
+            );
+        }
     };
     let body = Report::new(&records).state(&state).render();
     let disposition = HeaderValue::from_str(&format!("inline; filename=\"{id}-report.html\""))
         .unwrap_or(HeaderValue::from_static("inline"));
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
             (header::CONTENT_SECURITY_POLICY, app.report_csp.clone()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
@@ -577,9 +672,11 @@ pub(crate) async fn api_rollout(
     Query(q): Query<RecordsQuery>,
 ) -> Response {
     if let Err(r) = api_reader(&app, &headers) {
-        return r;
+        return *r;
     }
-    let bad = |status: StatusCode, e: String| (status, Json(serde_json::json!({ "error": e }))).into_response();
+    let bad = |status: StatusCode, e: String| {
+        (status, Json(serde_json::json!({ "error": e }))).into_response()
+    };
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(e) => return bad(StatusCode::BAD_REQUEST, e),

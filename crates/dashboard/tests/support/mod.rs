@@ -28,7 +28,10 @@ strategy:
 
 /// Starts a rollout on `store` that waits in its pause step; returns once the store shows it
 /// there. The rollout runs until the runtime ends.
-pub async fn waiting_rollout(store: &Arc<MemoryStateStore>, id: &str) -> tokio::task::JoinHandle<()> {
+pub async fn waiting_rollout(
+    store: &Arc<MemoryStateStore>,
+    id: &str,
+) -> tokio::task::JoinHandle<()> {
     let plan = Plan::from_yaml(WAITING_PLAN).unwrap();
     let rollout = Rollout::builder(id, plan)
         .revisions("v1", "v2")
@@ -74,7 +77,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < until, "condition not met within {deadline:?}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "condition not met within {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -120,8 +126,14 @@ impl Browser {
             .await
             .unwrap();
         assert_eq!(response.status(), 303, "sign-in redirects");
-        let set = response.headers()["set-cookie"].to_str().unwrap().to_owned();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        let set = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         let cookie = set.split(';').next().unwrap().to_owned();
         let page = http
             .get(format!("{base}/rollouts"))
