@@ -400,13 +400,7 @@ pub(crate) fn e_value(series: &SequentialSeries, end: f64) -> String {
             .map_err(err)?
             .label("e-value")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], LINE.stroke_width(2)));
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|&(x, y, mark)| Circle::new((x, y), 4, mark_color(mark).filled())),
-            )
-            .map_err(err)?;
+        verdict_dots(&mut chart, points)?;
         legend(&mut chart)
     })
 }

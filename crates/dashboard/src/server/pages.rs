@@ -11,7 +11,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use cutover_core::state::Phase;
-use cutover_core::{Command, CommandRequest, ListFilter, RolloutId, StoreError, Summary};
+use cutover_core::{
+    Command, CommandRequest, DecisionRecord, ListFilter, RolloutId, RolloutState, StoreError,
+    Summary,
+};
 use serde::Deserialize;
 
 use super::App;
@@ -578,31 +581,46 @@ struct RolloutTemplate {
     body: String,
 }
 
+/// A rollout a page shows: who asks, its id, its state and its whole log; or the page that
+/// says why not (`doing` names what could not be done).
+async fn open(
+    app: &App,
+    headers: &HeaderMap,
+    uri: &Uri,
+    id: &str,
+    doing: &str,
+) -> Result<(Option<Caller>, RolloutId, RolloutState, Vec<DecisionRecord>), Box<Response>> {
+    let c = reader(app, headers, uri)?;
+    let id = parse_id(id).map_err(|e| {
+        Box::new(message(
+            StatusCode::BAD_REQUEST,
+            c.as_ref(),
+            "No such rollout",
+            &e,
+        ))
+    })?;
+    match crate::report::load(app.store.as_ref(), &id).await {
+        Ok((state, records)) => Ok((c, id, state, records)),
+        Err(e) => Err(Box::new(message(
+            store_status(&e),
+            c.as_ref(),
+            doing,
+            &chain(&e),
+        ))),
+    }
+}
+
 pub(crate) async fn rollout(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     uri: Uri,
     Path(id): Path<String>,
 ) -> Response {
-    let c = match reader(&app, &headers, &uri) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return message(StatusCode::BAD_REQUEST, c.as_ref(), "No such rollout", &e),
-    };
-    let (state, records) = match crate::report::load(app.store.as_ref(), &id).await {
-        Ok(found) => found,
-        Err(e) => {
-            return message(
-                store_status(&e),
-                c.as_ref(),
-                "Cannot show the rollout",
-                &chain(&e),
-            );
-        }
-    };
+    let (c, id, state, records) =
+        match open(&app, &headers, &uri, &id, "Cannot show the rollout").await {
+            Ok(found) => found,
+            Err(r) => return *r,
+        };
     let body = Report::new(&records).state(&state).render_body();
     let template = RolloutTemplate {
         nav: Nav::of(c.as_ref()),
@@ -623,25 +641,11 @@ pub(crate) async fn report(
     uri: Uri,
     Path(id): Path<String>,
 ) -> Response {
-    let c = match reader(&app, &headers, &uri) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return message(StatusCode::BAD_REQUEST, c.as_ref(), "No such rollout", &e),
-    };
-    let (state, records) = match crate::report::load(app.store.as_ref(), &id).await {
-        Ok(found) => found,
-        Err(e) => {
-            return message(
-                store_status(&e),
-                c.as_ref(),
-                "Cannot write the report",
-                &chain(&e),
-            );
-        }
-    };
+    let (_, id, state, records) =
+        match open(&app, &headers, &uri, &id, "Cannot write the report").await {
+            Ok(found) => found,
+            Err(r) => return *r,
+        };
     let body = Report::new(&records).state(&state).render();
     let disposition = HeaderValue::from_str(&format!("inline; filename=\"{id}-report.html\""))
         .unwrap_or(HeaderValue::from_static("inline"));
