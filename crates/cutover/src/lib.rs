@@ -17,6 +17,7 @@
 //! | `istio`: VirtualService router, DestinationRule subsets | `cutover-istio` | `istio` |
 //! | `fleet`: PostgreSQL state store, rollouts as data, workers with fenced leases | `cutover-fleet` | `fleet` |
 //! | `prometheus`: Prometheus metric source, PromQL templates (cutover-local proxy, Istio, NGINX ingress) with escaped arguments | `cutover-prometheus` | `prometheus` |
+//! | `dashboard`: HTML report of a rollout with charts, live web dashboard with controls | `cutover-dashboard` | `dashboard` |
 //!
 //! Each provider is an opt-in feature.
 //!
@@ -56,6 +57,8 @@
 //! - `fleet`: the `fleet` module, many worker processes sharing rollouts through PostgreSQL
 //!   (`cutover-fleet`).
 //! - `prometheus`: the `prometheus` module, the Prometheus metric source (`cutover-prometheus`).
+//! - `dashboard`: the `dashboard` module, the HTML report and the live dashboard
+//!   (`cutover-dashboard`).
 //!
 //! # MSRV
 //!
@@ -66,6 +69,8 @@ pub use cutover_analysis as analysis;
 pub use cutover_core::*;
 #[cfg(feature = "fleet")]
 pub use cutover_fleet as fleet;
+#[cfg(feature = "dashboard")]
+pub use cutover_dashboard as dashboard;
 #[cfg(feature = "istio")]
 pub use cutover_istio as istio;
 #[cfg(feature = "kubernetes")]
