@@ -20,7 +20,7 @@ mod document;
 pub mod failover;
 mod run;
 
-pub use self::bake::BakeEvent;
+pub use self::bake::{BAKE_KIND, Bake, BakeDocument, BakeEvent, BakeOutcome};
 pub use self::document::{
     DriftSeen, GUARD_KIND, GuardCommand, GuardDocument, GuardEntry, GuardError, GuardHandle,
     GuardRecord, LOG_KEEP,
