@@ -61,7 +61,10 @@ impl Timeline {
     ) -> Option<Duration> {
         let until = Instant::now() + deadline;
         loop {
-            let record = tokio::time::timeout_at(until, self.rx.recv()).await.ok()?.ok()?;
+            let record = tokio::time::timeout_at(until, self.rx.recv())
+                .await
+                .ok()?
+                .ok()?;
             let at = self.began.elapsed();
             let hit = what(&record.entry);
             println!("  {:>7.3} s  {record}", at.as_secs_f64());
@@ -98,7 +101,10 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     for ((name, _), service) in REGIONS.iter().zip(&regions) {
         proxy = proxy.upstream(*name, service.addr());
     }
-    let proxy = proxy.upstream_timeout(Duration::from_secs(2)).start().await?;
+    let proxy = proxy
+        .upstream_timeout(Duration::from_secs(2))
+        .start()
+        .await?;
     let mut probe = HttpProbe::new("healthz")
         .timeout(Duration::from_millis(250))
         .thresholds(1, 1);
@@ -160,10 +166,16 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
 
     // 1. Kill eu.
     let eu_addr = regions[0].addr();
-    regions[0].shutdown().await;
-    let killed = began.elapsed();
     let at_kill = load.report();
-    println!("  {:>7.3} s  -- eu killed", killed.as_secs_f64());
+    let kill_sent = began.elapsed();
+    regions[0].shutdown().await;
+    // Dead once its listener is closed and the requests in flight are answered.
+    let killed = began.elapsed();
+    println!(
+        "  {:>7.3} s  -- eu killed (shutdown sent at {:.3} s)",
+        killed.as_secs_f64(),
+        kill_sent.as_secs_f64()
+    );
     let drained = timeline
         .wait_for(Duration::from_secs(10), |e| {
             matches!(e, GuardEntry::Failover { event: FailoverEvent::Drained { target, .. } } if target.as_str() == "eu")
@@ -202,7 +214,12 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     );
     let restored = timeline
         .wait_for(Duration::from_secs(20), |e| {
-            matches!(e, GuardEntry::Failover { event: FailoverEvent::Restored { .. } })
+            matches!(
+                e,
+                GuardEntry::Failover {
+                    event: FailoverEvent::Restored { .. }
+                }
+            )
         })
         .await;
     timeline.wait_for(Duration::from_secs(5), set).await;
@@ -245,7 +262,14 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     );
     let repaired = timeline
         .wait_for(Duration::from_secs(5), |e| {
-            matches!(e, GuardEntry::Split { repair: true, error: None, .. })
+            matches!(
+                e,
+                GuardEntry::Split {
+                    repair: true,
+                    error: None,
+                    ..
+                }
+            )
         })
         .await;
     let final_split = proxy.router().split();
