@@ -321,6 +321,21 @@ pub(crate) fn store_error(id: &RolloutId) -> impl FnOnce(StoreError) -> GuardErr
     }
 }
 
+/// The stored document of guard `id`; [`GuardError::Unknown`] if there is none.
+pub(crate) async fn load_existing(
+    store: &dyn StateStore,
+    id: &RolloutId,
+) -> Result<crate::Document, GuardError> {
+    store
+        .load_document(GUARD_KIND, id)
+        .await
+        .map_err(store_error(id))?
+        .ok_or_else(|| GuardError::Unknown {
+            id: id.clone(),
+            store: store.name().to_owned(),
+        })
+}
+
 /// Reads and steers a guard through its store, from any process that reaches the store.
 ///
 /// ```
@@ -393,17 +408,7 @@ impl GuardHandle {
         reason: &str,
     ) -> Result<GuardCommand, GuardError> {
         for _ in 0..SAVE_ATTEMPTS {
-            let Some(stored) = self
-                .store
-                .load_document(GUARD_KIND, &self.id)
-                .await
-                .map_err(store_error(&self.id))?
-            else {
-                return Err(GuardError::Unknown {
-                    id: self.id.clone(),
-                    store: self.store.name().to_owned(),
-                });
-            };
+            let stored = load_existing(&*self.store, &self.id).await?;
             let mut doc = GuardDocument::decode(&self.id, stored.body)?;
             let queued = GuardCommand {
                 seq: doc.inbox.last().map_or(doc.last_command, |c| c.seq) + 1,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::document::{
     DriftSeen, GUARD_KIND, GuardDocument, GuardEntry, GuardError, GuardHandle, GuardRecord,
-    LOG_KEEP, store_error,
+    LOG_KEEP, load_existing, store_error,
 };
 use super::failover::{self, Check, FailoverPolicy};
 use crate::{
@@ -334,18 +334,7 @@ impl Session<'_> {
                     return Ok(());
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    let Some(stored) = self
-                        .guard
-                        .store
-                        .load_document(GUARD_KIND, id)
-                        .await
-                        .map_err(store_error(id))?
-                    else {
-                        return Err(GuardError::Unknown {
-                            id: id.clone(),
-                            store: self.guard.store.name().to_owned(),
-                        });
-                    };
+                    let stored = load_existing(&*self.guard.store, id).await?;
                     let theirs = GuardDocument::decode(id, stored.body)?;
                     self.doc.inbox = theirs.inbox;
                     self.version = Some(stored.version);
@@ -385,15 +374,7 @@ impl Session<'_> {
 
     async fn poll_inbox(&mut self) -> Result<(), GuardError> {
         let id = &self.guard.id;
-        let Some(stored) = self
-            .guard
-            .store
-            .load_document(GUARD_KIND, id)
-            .await
-            .map_err(store_error(id))?
-        else {
-            return Ok(());
-        };
+        let stored = load_existing(&*self.guard.store, id).await?;
         if Some(stored.version) == self.version {
             return Ok(());
         }
