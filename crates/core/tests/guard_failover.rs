@@ -366,3 +366,26 @@ fn a_guard_needs_a_probe_and_a_fine_enough_router() {
         matches!(coarse, Err(GuardError::Build { problem, .. }) if problem.contains("steps of 5%"))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_guard_process_takes_over_and_the_first_stops() {
+    let (store, router, probe) = (store(), FakeRouter::new("proxy"), FakeProbe::new());
+    let first = start(build(&store, &router, &probe, DriftAction::Repair));
+    tokio::time::sleep(SECOND).await;
+    let second = start(build(&store, &router, &probe, DriftAction::Repair));
+    tokio::time::sleep(2 * SECOND).await;
+    assert!(
+        first.task.is_finished(),
+        "the first guard stopped at its next look"
+    );
+    assert!(matches!(
+        first.task.await.unwrap(),
+        Err(GuardError::Superseded { .. })
+    ));
+    // The second one keeps acting.
+    probe.set(&rev("eu"), Health::failed("down"));
+    tokio::time::sleep(20 * SECOND).await;
+    assert_eq!(router.current(), Some(split(0, 50, 50)));
+    second.stop().await.unwrap();
+    let _ = first.stop;
+}

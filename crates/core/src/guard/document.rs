@@ -74,6 +74,13 @@ pub enum GuardError {
         /// Saves tried.
         attempts: usize,
     },
+    /// Another process took the guard on (it saved records of its own since this one's last
+    /// save); this one stops without acting further.
+    #[error("guard `{id}` was taken on by another process; this one stops")]
+    Superseded {
+        /// The guard.
+        id: RolloutId,
+    },
     /// The guard was built without something it needs.
     #[error("guard `{id}`: {problem}")]
     Build {

@@ -164,6 +164,9 @@ struct Session<'a> {
     guard: &'a FailoverGuard,
     doc: GuardDocument,
     version: Option<u64>,
+    /// `next_seq` as of the last save: a stored document with another one was written by
+    /// another guard process.
+    saved_seq: u64,
     unsent: Vec<GuardRecord>,
 }
 
@@ -275,6 +278,7 @@ impl FailoverGuard {
         };
         let mut session = Session {
             guard: self,
+            saved_seq: doc.next_seq,
             doc,
             version,
             unsent: Vec::new(),
@@ -328,6 +332,7 @@ impl Session<'_> {
             {
                 Ok(version) => {
                     self.version = Some(version);
+                    self.saved_seq = self.doc.next_seq;
                     for record in self.unsent.drain(..) {
                         let _ = self.guard.events.send(record);
                     }
@@ -335,7 +340,7 @@ impl Session<'_> {
                 }
                 Err(StoreError::Conflict { .. }) => {
                     let stored = load_existing(&*self.guard.store, id).await?;
-                    let theirs = GuardDocument::decode(id, stored.body)?;
+                    let theirs = self.adopt(stored.body)?;
                     self.doc.inbox = theirs.inbox;
                     self.version = Some(stored.version);
                 }
@@ -346,6 +351,18 @@ impl Session<'_> {
             id: id.clone(),
             attempts: 8,
         })
+    }
+
+    /// Reads a document saved by someone else: a command sender changes only the inbox; a
+    /// document with records this guard did not write means another guard process took over.
+    fn adopt(&self, body: serde_json::Value) -> Result<GuardDocument, GuardError> {
+        let theirs = GuardDocument::decode(&self.guard.id, body)?;
+        if theirs.next_seq != self.saved_seq {
+            return Err(GuardError::Superseded {
+                id: self.guard.id.clone(),
+            });
+        }
+        Ok(theirs)
     }
 
     fn apply_commands(&mut self) {
@@ -378,7 +395,7 @@ impl Session<'_> {
         if Some(stored.version) == self.version {
             return Ok(());
         }
-        let theirs = GuardDocument::decode(id, stored.body)?;
+        let theirs = self.adopt(stored.body)?;
         if theirs.inbox.iter().any(|c| c.seq > self.doc.last_command) {
             self.doc.inbox = theirs.inbox;
             self.version = Some(stored.version);
