@@ -389,3 +389,34 @@ async fn a_second_guard_process_takes_over_and_the_first_stops() {
     second.stop().await.unwrap();
     let _ = first.stop;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_guards_share_one_process_and_one_store() {
+    let store = store();
+    let probe = FakeProbe::new();
+    let mut running = Vec::new();
+    let mut routers = Vec::new();
+    for i in 0..1000 {
+        let router = FakeRouter::new(format!("proxy-{i}"));
+        let guard = FailoverGuard::builder(format!("regions-{i}").parse().unwrap(), policy())
+            .router(router.clone())
+            .probe(probe.clone())
+            .store(store.clone())
+            .probe_every(10 * SECOND, 2 * SECOND)
+            .build()
+            .unwrap();
+        running.push(start(guard));
+        routers.push(router);
+    }
+    tokio::time::sleep(SECOND).await;
+    probe.set(&rev("eu"), Health::failed("region down"));
+    tokio::time::sleep(20 * SECOND).await;
+    for router in &routers {
+        assert_eq!(router.current(), Some(split(0, 50, 50)), "{router:?}");
+    }
+    let listed = store.list_documents("guard", None, 2000).await.unwrap();
+    assert_eq!(listed.len(), 1000);
+    for guard in running {
+        guard.stop().await.unwrap();
+    }
+}
