@@ -420,3 +420,44 @@ async fn a_thousand_guards_share_one_process_and_one_store() {
         guard.stop().await.unwrap();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn drift_of_a_rollout_in_progress_is_reported_once_and_cleared() {
+    use cutover_core::guard::RolloutDriftWatch;
+    use cutover_core::{Outcome, Plan, Rollout};
+    let store = store();
+    let router = FakeRouter::new("mesh");
+    let plan = Plan::from_yaml(
+        "strategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: { duration: 5m }\n",
+    )
+    .unwrap();
+    let rollout = Rollout::builder("checkout", plan)
+        .revisions("v1", "v2")
+        .router(router.clone())
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    let rollout = tokio::spawn(async move { rollout.run().await });
+    let watch = RolloutDriftWatch::new("checkout".parse().unwrap(), store.clone())
+        .router(router.clone())
+        .interval(30 * SECOND);
+    let watching = tokio::spawn(async move { watch.run().await });
+    tokio::time::sleep(20 * SECOND).await;
+    let by_hand = TrafficSplit::new([(rev("v1"), pct(50)), (rev("v2"), pct(50))]).unwrap();
+    router.misreport(by_hand, 3);
+    assert_eq!(rollout.await.unwrap().unwrap(), Outcome::Promoted);
+    let records = watching.await.unwrap().unwrap();
+    let lines: Vec<String> = records.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "drift on mesh: found v1 50%, v2 50%, expected v1 90%, v2 10%; reported only",
+            "mesh in sync again",
+        ]
+    );
+    assert_eq!(
+        router.splits().len(),
+        2,
+        "reported only: the watch set nothing (10 %, then 100 %)"
+    );
+}

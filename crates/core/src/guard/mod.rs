@@ -6,7 +6,8 @@
 //!   is damped. The decisions are a pure planner, like the strategies'; the executor carries
 //!   them out through [`TrafficRouter`](crate::TrafficRouter)s.
 //! - **Drift**: the guard reads every router back on an interval and compares with the split
-//!   it set; a difference is recorded and repaired, or only reported.
+//!   it set; a difference is recorded and repaired, or only reported. [`RolloutDriftWatch`]
+//!   reports drift of a rollout in progress the same way.
 //! - **Bake** ([`bake`]): after a promotion, analyses are watched for a bake period; a failure
 //!   sends traffic back to the previous revision while it exists, or raises an alert.
 //!
@@ -18,6 +19,7 @@
 pub mod bake;
 mod document;
 pub mod failover;
+mod rollout_drift;
 mod run;
 
 pub use self::bake::{BAKE_KIND, Bake, BakeDocument, BakeEvent, BakeOutcome};
@@ -29,4 +31,5 @@ pub use self::failover::{
     Allocation, Check, FailoverCommand, FailoverEvent, FailoverPolicy, FailoverState, Mode,
     PolicyError, Target, TargetState,
 };
+pub use self::rollout_drift::RolloutDriftWatch;
 pub use self::run::{DriftAction, FailoverGuard, FailoverGuardBuilder};
