@@ -1,6 +1,7 @@
 //! Drift of a rollout in progress: its routers read back and compared with the split the
 //! rollout confirmed, reported only (moving traffic during a rollout is its engine's job).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ impl RolloutDriftWatch {
 
     /// Watches until the rollout has finished (or is not stored); returns every record made.
     pub async fn run(&self) -> Result<Vec<GuardRecord>, GuardError> {
-        let mut seen: std::collections::BTreeMap<String, DriftSeen> = Default::default();
+        let mut seen = BTreeMap::new();
         let mut records = Vec::new();
         loop {
             let Some(before) = self
@@ -117,7 +118,7 @@ impl RolloutDriftWatch {
 
     fn compare(
         &self,
-        seen: &mut std::collections::BTreeMap<String, DriftSeen>,
+        seen: &mut BTreeMap<String, DriftSeen>,
         router: String,
         expected: &TrafficSplit,
         found: TrafficSplit,
