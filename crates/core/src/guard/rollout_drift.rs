@@ -87,7 +87,7 @@ impl RolloutDriftWatch {
                         Ok(Some(split)) => found.push((router.name().to_owned(), split)),
                         Ok(None) => {}
                         Err(e) => {
-                            tracing::warn!(rollout = %self.id, router = router.name(), "cannot read the split back: {e}")
+                            tracing::warn!(rollout = %self.id, router = router.name(), "cannot read the split back: {e}");
                         }
                     }
                 }
