@@ -36,6 +36,8 @@ use tokio::time::Instant;
 
 const REGIONS: [(&str, u8); 3] = [("eu", 34), ("us", 33), ("ap", 33)];
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Time for requests in flight at the switch to finish.
+const SETTLE: Duration = Duration::from_millis(100);
 
 fn rev(s: &str) -> RevisionId {
     s.parse().expect("a valid revision id")
@@ -182,8 +184,12 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         })
         .await;
     let applied = timeline.wait_for(Duration::from_secs(10), set).await;
-    let at_detection = load.report();
     let split_now = proxy.router().split();
+    // A request keeps the routing table it started with: those in flight at the switch
+    // (sent to eu just before it) fail within a few ms and count in the detection window.
+    tokio::time::sleep(SETTLE).await;
+    let at_detection = load.report();
+    let eu_at_detection = proxy.metrics().total(&rev("eu")).unwrap_or((0, 0)).0;
     let (Some(drained), Some(applied)) = (drained, applied) else {
         println!("FAIL: eu was not drained");
         return Ok(false);
@@ -205,6 +211,12 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after_detection = load.report();
+    let eu_sent = proxy.metrics().total(&rev("eu")).unwrap_or((0, 0)).0 - eu_at_detection;
+    println!("requests sent to eu in the 3 s after detection: {eu_sent}");
+    if eu_sent > 0 {
+        println!("FAIL: eu still got requests after it was drained");
+        ok = false;
+    }
 
     // 2. Bring eu back on its address.
     regions[0] = DemoService::start_on(DemoConfig::new("eu"), eu_addr).await?;
@@ -291,10 +303,12 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let after = failed(&after_detection) - failed(&at_detection);
     let later = failed(&end) - failed(&after_detection);
     println!(
-        "requests: {} in all; failed before the kill {}, between kill and detection {before}, \
-         in the 3 s after detection {after}, from eu's return to the end {later}",
+        "requests: {} in all; failed before the kill {}, between kill and detection (+{} ms for \
+         requests in flight) {before}, in the 3 s after detection {after}, from eu's return \
+         to the end {later}",
         end.total(),
         failed(&at_kill),
+        SETTLE.as_millis(),
     );
     if after > 0 || later > 0 || failed(&at_kill) > 0 {
         println!("FAIL: requests failed outside the detection window");

@@ -127,8 +127,12 @@ async fn a_killed_region_is_drained_in_time_and_no_request_fails_after() {
         matches!(e, GuardEntry::Split { error: None, .. })
     })
     .await;
-    let at_detection = load.report();
     assert_eq!(proxy.router().split(), split(0, 50, 50));
+    // A request keeps the routing table it started with: let those in flight at the switch
+    // (sent to eu just before it, refused at once) finish.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let at_detection = load.report();
+    let eu_at_detection = proxy.metrics().total(&rev("eu")).unwrap().0;
     let (took, call) = (applied - killed, applied - drained);
     // Two probe intervals and the router call, plus one interval of slack for a busy machine.
     assert!(
@@ -144,6 +148,11 @@ async fn a_killed_region_is_drained_in_time_and_no_request_fails_after() {
         at_detection.failed(),
         "no request fails after detection ({} more requests)",
         after.total() - at_detection.total()
+    );
+    assert_eq!(
+        proxy.metrics().total(&rev("eu")).unwrap().0,
+        eu_at_detection,
+        "nothing is sent to eu once drained"
     );
 
     proxy.router().set_split(&split(80, 10, 10)).await.unwrap();
