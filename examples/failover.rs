@@ -140,17 +140,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         rx: guard.subscribe(),
         seen: Vec::new(),
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let guard = guard.clone();
-        async move {
-            guard
-                .run_until(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let running = guard.spawn();
     println!(
         "regions eu {}, us {}, ap {} behind the proxy on {}; probes every {} ms",
         regions[0].addr(),
@@ -292,8 +282,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     }
 
     let end = load.stop().await;
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     proxy.shutdown().await;
     for region in &regions {
         region.shutdown().await;

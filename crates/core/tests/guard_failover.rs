@@ -6,14 +6,12 @@ use std::time::Duration;
 
 use cutover_core::guard::{
     DriftAction, FailoverEvent, FailoverGuard, FailoverPolicy, GuardEntry, GuardError, GuardHandle,
-    GuardRecord, Mode, Target,
+    GuardRecord, Mode, RunningGuard, Target,
 };
 use cutover_core::{
     ErrorKind, Health, MemoryStateStore, RevisionId, RolloutId, StateStore, TrafficSplit, Weight,
 };
 use cutover_test::{FakeProbe, FakeRouter};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 fn rev(s: &str) -> RevisionId {
     s.parse().unwrap()
@@ -49,31 +47,19 @@ const SECOND: Duration = Duration::from_secs(1);
 
 struct Running {
     guard: Arc<FailoverGuard>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), GuardError>>,
+    task: RunningGuard,
 }
 
 impl Running {
     async fn stop(self) -> Result<(), GuardError> {
-        let _ = self.stop.send(());
-        self.task.await.unwrap()
+        self.task.stop().await
     }
 }
 
 fn start(guard: FailoverGuard) -> Running {
     let guard = Arc::new(guard);
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn({
-        let guard = guard.clone();
-        async move {
-            guard
-                .run_until(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
-    Running { guard, stop, task }
+    let task = guard.spawn();
+    Running { guard, task }
 }
 
 fn build(
@@ -379,7 +365,7 @@ async fn a_second_guard_process_takes_over_and_the_first_stops() {
         "the first guard stopped at its next look"
     );
     assert!(matches!(
-        first.task.await.unwrap(),
+        first.stop().await,
         Err(GuardError::Superseded { .. })
     ));
     // The second one keeps acting.
@@ -387,7 +373,6 @@ async fn a_second_guard_process_takes_over_and_the_first_stops() {
     tokio::time::sleep(20 * SECOND).await;
     assert_eq!(router.current(), Some(split(0, 50, 50)));
     second.stop().await.unwrap();
-    let _ = first.stop;
 }
 
 #[tokio::test(start_paused = true)]

@@ -32,4 +32,4 @@ pub use self::failover::{
     PolicyError, Target, TargetState,
 };
 pub use self::rollout_drift::RolloutDriftWatch;
-pub use self::run::{DriftAction, FailoverGuard, FailoverGuardBuilder};
+pub use self::run::{DriftAction, FailoverGuard, FailoverGuardBuilder, RunningGuard};

@@ -48,6 +48,31 @@ pub struct FailoverGuard {
     events: broadcast::Sender<GuardRecord>,
 }
 
+/// A guard running on its own task, from [`FailoverGuard::spawn`].
+#[derive(Debug)]
+pub struct RunningGuard {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), GuardError>>,
+}
+
+impl RunningGuard {
+    /// Whether the guard has stopped by itself (its store failed, or another process took it
+    /// on); [`stop`](Self::stop) then says why.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the guard and waits for it; returns why it stopped if it did so by itself.
+    pub async fn stop(self) -> Result<(), GuardError> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
 /// Builds a [`FailoverGuard`].
 #[derive(Debug)]
 pub struct FailoverGuardBuilder {
@@ -206,6 +231,20 @@ impl FailoverGuard {
     /// A handle on this guard through its store.
     pub fn handle(&self) -> GuardHandle {
         GuardHandle::new(self.store.clone(), self.id.clone()).clock(self.clock.clone())
+    }
+
+    /// Runs the guard on a task of its own until [`RunningGuard::stop`].
+    pub fn spawn(self: &Arc<Self>) -> RunningGuard {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let guard = self.clone();
+        let task = tokio::spawn(async move {
+            guard
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        RunningGuard { stop, task }
     }
 
     /// Runs the guard until `shutdown` completes, or the store fails (then it stops at once

@@ -91,17 +91,7 @@ async fn a_killed_region_is_drained_in_time_and_no_request_fails_after() {
         .unwrap(),
     );
     let mut rx = guard.subscribe();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let guard = guard.clone();
-        async move {
-            guard
-                .run_until(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let running = guard.spawn();
     wait_for(&mut rx, |e| {
         matches!(e, GuardEntry::Split { error: None, .. })
     })
@@ -170,8 +160,7 @@ async fn a_killed_region_is_drained_in_time_and_no_request_fails_after() {
     assert_eq!(proxy.router().split(), split(0, 50, 50));
 
     load.stop().await;
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     proxy.shutdown().await;
     for region in &regions[1..] {
         region.shutdown().await;
