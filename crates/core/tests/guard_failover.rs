@@ -446,3 +446,30 @@ async fn drift_of_a_rollout_in_progress_is_reported_once_and_cleared() {
         "reported only: the watch set nothing (10 %, then 100 %)"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_guard_on_a_file_store_takes_commands_from_another_handle_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> =
+        Arc::new(cutover_core::FileStateStore::new(dir.path()).unwrap());
+    let (router, probe) = (FakeRouter::new("proxy"), FakeProbe::new());
+    let running = start(build(&store, &router, &probe, DriftAction::Repair));
+    tokio::time::sleep(SECOND).await;
+    // Another handle on its own store object over the same directory, as another process has.
+    let other: Arc<dyn StateStore> =
+        Arc::new(cutover_core::FileStateStore::new(dir.path()).unwrap());
+    GuardHandle::new(other, "regions".parse().unwrap())
+        .by("bob")
+        .pin_out(rev("ap"), "maintenance")
+        .await
+        .unwrap();
+    tokio::time::sleep(2 * SECOND).await;
+    assert_eq!(router.current(), Some(split(51, 49, 0)));
+    running.stop().await.unwrap();
+    let again = start(build(&store, &router, &probe, DriftAction::Repair));
+    tokio::time::sleep(SECOND).await;
+    assert_eq!(router.splits().len(), 2, "resumed: the split was known");
+    let doc = again.guard.handle().document().await.unwrap().unwrap();
+    assert!(doc.state.targets[&rev("ap")].pinned_out);
+    again.stop().await.unwrap();
+}
