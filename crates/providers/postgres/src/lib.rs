@@ -55,6 +55,7 @@ mod backfill;
 mod db;
 mod operation;
 mod progress;
+mod sql;
 mod step;
 
 pub use self::db::{Batch, Postgres};
