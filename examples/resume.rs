@@ -4,12 +4,30 @@
 //! ```text
 //! cargo run --example resume
 //! ```
+//!
+//! The router is cutover's in-memory `FakeRouter` and time is virtual (tokio's clock is
+//! paused), so the twenty minutes of pauses take no time. The state lives in a
+//! `FileStateStore` in a temporary directory, as it would on a deploy host's disk.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own:
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["test-util"] }
+//! futures-util = "0.3"
+//! tempfile = "3"
+//! tokio = { version = "1", features = ["macros", "rt", "test-util"] }
+//! ```
 
+use std::error::Error;
 use std::process::ExitCode;
 
 use cutover::test::FakeRouter;
-use cutover::{Clock as _, FileStateStore, Outcome, Plan, Rollout, RolloutEvent, TokioClock};
-use cutover_examples::{chain, print_event, print_progress};
+use cutover::{
+    BuildError, Clock as _, FileStateStore, Outcome, Plan, Rollout, RolloutEvent, Timestamp,
+    TokioClock,
+};
 use futures_util::StreamExt as _;
 
 const PLAN: &str = "
@@ -22,16 +40,21 @@ strategy:
       - pause: { duration: 10m }
 ";
 
-fn main() -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run())
+#[tokio::main(flavor = "current_thread", start_paused = true)]
+async fn main() -> ExitCode {
+    run().await.unwrap_or_else(|e| {
+        eprintln!("{}", chain(&*e));
+        ExitCode::FAILURE
+    })
 }
 
-fn build(router: &FakeRouter, store: &FileStateStore, clock: TokioClock, engine: &str) -> Rollout {
+/// The same rollout as any engine builds it; `engine` names the engine in the record.
+fn build(
+    router: &FakeRouter,
+    store: &FileStateStore,
+    clock: TokioClock,
+    engine: &str,
+) -> Result<Rollout, BuildError> {
     Rollout::builder(
         "payments",
         Plan::from_yaml(PLAN).expect("the plan above is valid"),
@@ -42,33 +65,33 @@ fn build(router: &FakeRouter, store: &FileStateStore, clock: TokioClock, engine:
     .clock(clock)
     .engine_id(engine)
     .build()
-    .expect("a valid rollout")
 }
 
-async fn run() -> ExitCode {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = FileStateStore::new(dir.path()).expect("a state directory");
+async fn run() -> Result<ExitCode, Box<dyn Error>> {
+    let dir = tempfile::tempdir()?;
+    let store = FileStateStore::new(dir.path())?;
     // The router stands for the mesh: it keeps its state across engines, as real infrastructure does.
     let router = FakeRouter::new("mesh");
     let clock = TokioClock::new();
     let start = clock.now();
 
     println!("engine A starts the rollout");
-    let first = build(&router, &store, clock, "engine-a");
+    let first = build(&router, &store, clock, "engine-a")?;
     let mut events = first.subscribe();
     tokio::select! {
         _ = first.run() => {}
         () = async {
             while let Some(event) = events.next().await {
-                print_event(start, &event);
+                if let RolloutEvent::Record(record) = &event {
+                    print_record(start, record);
+                }
                 if matches!(&event, RolloutEvent::SplitChanged { to, .. } if to.to_string().contains("v8 50%")) {
                     return;
                 }
             }
         } => println!("engine A is killed at 50 % (its future is dropped mid-rollout)"),
     }
-    let state = std::fs::read_to_string(store.path(&"payments".parse().expect("valid")))
-        .unwrap_or_default();
+    let state = std::fs::read_to_string(store.path(&"payments".parse()?)).unwrap_or_default();
     println!(
         "state file: {} bytes, version {}",
         state.len(),
@@ -76,26 +99,44 @@ async fn run() -> ExitCode {
     );
 
     println!("engine B resumes from the file");
-    let second = build(&router, &store, clock, "engine-b");
-    let printer = print_progress(&second, start);
+    let second = build(&router, &store, clock, "engine-b")?;
+    let mut events = second.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let RolloutEvent::Record(record) = &event {
+                print_record(start, record);
+            }
+        }
+    });
     let outcome = second.run().await;
-    let _ = printer.await;
-    match outcome {
-        Ok(Outcome::Promoted) => {
+    printer.await?;
+    match outcome? {
+        Outcome::Promoted => {
             let weights: Vec<String> = router.splits().iter().map(ToString::to_string).collect();
             println!(
                 "PROMOTED; splits over both engines: {}",
                 weights.join(" -> ")
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(other) => {
+        other => {
             println!("unexpected outcome: {other}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("rollout failed: {}", chain(&e));
-            ExitCode::FAILURE
+            Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Prints a decision with the time since `start`.
+fn print_record(start: Timestamp, record: &cutover::DecisionRecord) {
+    let secs = record.at.saturating_since(start).as_secs();
+    println!("[+{:02}:{:02}] {}", secs / 60, secs % 60, record.summary);
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
