@@ -7,7 +7,8 @@
 //!
 //! The router is cutover's in-memory `FakeRouter` and time is virtual (tokio's clock is
 //! paused), so the twenty minutes of pauses take no time. The state lives in a
-//! `FileStateStore` in a temporary directory, as it would on a deploy host's disk.
+//! `FileStateStore` in a directory under the system's temporary directory, as it would on a
+//! deploy host's disk; the example removes it at the end.
 //!
 //! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
 //! project of your own:
@@ -16,7 +17,6 @@
 //! [dependencies]
 //! cutover = { version = "0.1", features = ["test-util"] }
 //! futures-util = "0.3"
-//! tempfile = "3"
 //! tokio = { version = "1", features = ["macros", "rt", "test-util"] }
 //! ```
 
@@ -68,8 +68,13 @@ fn build(
 }
 
 async fn run() -> Result<ExitCode, Box<dyn Error>> {
-    let dir = tempfile::tempdir()?;
-    let store = FileStateStore::new(dir.path())?;
+    let dir = std::env::temp_dir().join(format!("cutover-resume-{}", std::process::id()));
+    let outcome = resume(FileStateStore::new(&dir)?).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+async fn resume(store: FileStateStore) -> Result<ExitCode, Box<dyn Error>> {
     // The router stands for the mesh: it keeps its state across engines, as real infrastructure does.
     let router = FakeRouter::new("mesh");
     let clock = TokioClock::new();
