@@ -76,3 +76,11 @@ pub use cutover_test as test;
 
 #[cfg(feature = "aws-alb")]
 pub use cutover_aws_alb as aws_alb;
+
+/// The README and the guides under `docs/`, compiled and run as doctests so that their
+/// snippets cannot drift from the code.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../../../docs/getting-started.md")]
+    mod getting_started {}
+}
