@@ -83,4 +83,12 @@ pub use cutover_aws_alb as aws_alb;
 mod guides {
     #[doc = include_str!("../../../docs/getting-started.md")]
     mod getting_started {}
+    #[doc = include_str!("../../../docs/strategies/canary.md")]
+    mod canary {}
+    #[doc = include_str!("../../../docs/strategies/blue-green.md")]
+    mod blue_green {}
+    #[doc = include_str!("../../../docs/strategies/rolling.md")]
+    mod rolling {}
+    #[doc = include_str!("../../../docs/strategies/ab-testing.md")]
+    mod ab_testing {}
 }
