@@ -91,4 +91,16 @@ mod guides {
     mod rolling {}
     #[doc = include_str!("../../../docs/strategies/ab-testing.md")]
     mod ab_testing {}
+    #[doc = include_str!("../../../docs/providers/local.md")]
+    mod local {}
+    #[doc = include_str!("../../../docs/providers/kubernetes.md")]
+    mod kubernetes {}
+    #[doc = include_str!("../../../docs/providers/istio.md")]
+    mod istio {}
+    #[doc = include_str!("../../../docs/providers/aws-alb.md")]
+    mod aws_alb {}
+    #[doc = include_str!("../../../docs/providers/prometheus.md")]
+    mod prometheus {}
+    #[doc = include_str!("../../../docs/providers/postgres.md")]
+    mod postgres {}
 }
