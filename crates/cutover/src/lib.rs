@@ -103,4 +103,6 @@ mod guides {
     mod prometheus {}
     #[doc = include_str!("../../../docs/providers/postgres.md")]
     mod postgres {}
+    #[doc = include_str!("../../../docs/analysis.md")]
+    mod analysis {}
 }
