@@ -105,4 +105,6 @@ mod guides {
     mod postgres {}
     #[doc = include_str!("../../../docs/analysis.md")]
     mod analysis {}
+    #[doc = include_str!("../../../docs/operations.md")]
+    mod operations {}
 }
