@@ -107,4 +107,8 @@ mod guides {
     mod analysis {}
     #[doc = include_str!("../../../docs/operations.md")]
     mod operations {}
+    #[doc = include_str!("../../../docs/benchmarks.md")]
+    mod benchmarks {}
+    #[doc = include_str!("../../../docs/migrating.md")]
+    mod migrating {}
 }
