@@ -1,6 +1,7 @@
-//! Every plan the README and the guides show in a `yaml` block (a block with a top-level
-//! `strategy:`) must be a valid plan, and every block of `analyses:` alone must be valid
-//! analyses, so the YAML in the docs cannot drift from the code either. The Rust snippets are
+//! Every plan the README and the guides show must be valid: a `yaml` block with a top-level
+//! `strategy:`, a `yaml` block of `analyses:` alone, and the raw string of every
+//! `Plan::from_yaml(r"...")` in a Rust snippet (which a `no_run` doctest compiles but never
+//! parses). So the YAML in the docs cannot drift from the code either. The Rust snippets are
 //! doctests of this crate (module `guides`).
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,29 @@ fn yaml_blocks(text: &str) -> Vec<(usize, String)> {
     blocks
 }
 
+/// The string literals (raw or plain, without escapes) passed to `Plan::from_yaml` in a
+/// markdown text, with their line and whether the snippet expects the plan to be refused
+/// (`.unwrap_err()` right after the call).
+fn rust_plans(text: &str) -> Vec<(usize, String, bool)> {
+    let mut plans = Vec::new();
+    for open in ["Plan::from_yaml(r\"", "Plan::from_yaml(\""] {
+        let mut rest = text;
+        while let Some(start) = rest.find(open) {
+            let body = &rest[start + open.len()..];
+            let Some(end) = body.find('"') else { break };
+            let at = text.len() - rest.len() + start;
+            let refused = body[end..].starts_with("\").unwrap_err()");
+            plans.push((
+                text[..at].lines().count() + 1,
+                body[..end].to_owned(),
+                refused,
+            ));
+            rest = &body[end..];
+        }
+    }
+    plans
+}
+
 #[test]
 fn every_plan_in_the_docs_is_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -43,6 +67,21 @@ fn every_plan_in_the_docs_is_valid() {
     let mut plans = 0;
     for file in &files {
         let text = std::fs::read_to_string(file).expect("a readable markdown file");
+        for (line, plan, refused) in rust_plans(&text) {
+            plans += 1;
+            match (cutover::Plan::from_yaml(&plan), refused) {
+                (Err(e), false) => {
+                    panic!("{}:{line}: the plan does not parse: {e}", file.display());
+                }
+                (Ok(_), true) => {
+                    panic!(
+                        "{}:{line}: the snippet expects this plan to be refused",
+                        file.display()
+                    );
+                }
+                _ => {}
+            }
+        }
         for (line, block) in yaml_blocks(&text) {
             let top_level = |key: &str| block.lines().any(|l| l.starts_with(key));
             let plan = if top_level("strategy:") {
@@ -59,5 +98,5 @@ fn every_plan_in_the_docs_is_valid() {
             }
         }
     }
-    assert!(plans >= 8, "found only {plans} plans in the docs");
+    assert!(plans >= 15, "found only {plans} plans in the docs");
 }
