@@ -183,4 +183,6 @@ mod guides {
     mod benchmarks {}
     #[doc = include_str!("../../../docs/migrating.md")]
     mod migrating {}
+    #[doc = include_str!("../../../CONTRIBUTING.md")]
+    mod contributing {}
 }
