@@ -4,7 +4,7 @@
 //! cargo run --example canary                          # healthy v2: promoted
 //! cargo run --example canary -- --bad                 # v2 fails 5 % of requests: rolled back
 //! cargo run --example canary -- --v2-error-rate 0.03 --v2-latency-ms 20
-//! cargo run --example canary -- --out decisions.json
+//! cargo run --example canary -- --out decisions.json --report report.html
 //! ```
 //!
 //! Everything is real and runs in this process: two versions of a demo service on
@@ -12,14 +12,16 @@
 //! 2,000 requests a second through the proxy. The rollout moves the proxy's weights
 //! 1 % -> 10 % -> 50 % -> 100 %, and after each step judges v2 on the error rate and p99
 //! latency the proxy recorded for it. Prometheus can scrape the proxy's `/metrics` while it
-//! runs. The decision record is written as JSON (default `target/canary-decisions.json`).
+//! runs. The decision record is written as JSON (default `target/canary-decisions.json`), and
+//! the rollout's HTML report with its charts and latency distributions (default
+//! `target/canary-report.html`).
 //!
 //! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
 //! project of your own:
 //!
 //! ```toml
 //! [dependencies]
-//! cutover = { version = "0.1", features = ["local"] }
+//! cutover = { version = "0.1", features = ["local", "dashboard"] }
 //! futures-util = "0.3"
 //! serde_json = "1"
 //! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
@@ -33,10 +35,11 @@ use std::time::Duration;
 
 use cutover::local::demo::{DemoConfig, DemoService, Uri};
 use cutover::local::load::{LoadConfig, LoadGenerator};
+use cutover::dashboard::Report;
 use cutover::local::{HttpProbe, LocalProxy};
 use cutover::{
-    Clock as _, Outcome, Plan, RevisionId, Rollout, RolloutEvent, RolloutHandle, Timestamp,
-    TokioClock,
+    Clock as _, MetricQuery, MetricSource as _, Outcome, Plan, RevisionId, Rollout, RolloutEvent,
+    RolloutHandle, Samples, Timestamp, TokioClock,
 };
 use futures_util::StreamExt as _;
 
@@ -73,7 +76,8 @@ async fn main() -> ExitCode {
     })
 }
 
-async fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
+// `pub(crate)`: the examples' report test runs this example's `run` too.
+pub(crate) async fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     // Two versions of a service, and the proxy in front of them with all traffic on v1.
     let v1 = DemoService::start(DemoConfig::new("v1")).await?;
     let v2 = DemoService::start(
@@ -128,6 +132,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         "canary v1 -> v2: 1 % -> 10 % -> 50 % -> 100 %, judged on error rate <= 1 % and p99 <= 250 ms"
     );
     let handle = rollout.handle();
+    let began = tokio::time::Instant::now();
     let printer = print_records(&rollout, start);
     let ticker = print_traffic(&proxy);
     let outcome = rollout.run().await;
@@ -148,7 +153,9 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         report.transport_errors,
         proxy.router().split()
     );
-    write_records(&handle, &args.out)?;
+    write_records(&handle, &args.out).await?;
+    let window = began.elapsed() + Duration::from_secs(1);
+    write_report(&handle, &proxy, window, &args.report).await?;
     proxy.shutdown().await;
 
     let expect_rollback = args.v2_error_rate > 0.01;
@@ -206,8 +213,8 @@ fn print_traffic(proxy: &LocalProxy) -> tokio::task::JoinHandle<()> {
 }
 
 /// Writes the decision record (every decision with its inputs) as JSON.
-fn write_records(handle: &RolloutHandle, out: &Path) -> Result<(), Box<dyn Error>> {
-    let records = handle.records();
+async fn write_records(handle: &RolloutHandle, out: &Path) -> Result<(), Box<dyn Error>> {
+    let records = handle.records().await?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -220,6 +227,32 @@ fn write_records(handle: &RolloutHandle, out: &Path) -> Result<(), Box<dyn Error
     Ok(())
 }
 
+/// Writes the rollout's HTML report: its state and decision log, with the latencies the
+/// proxy recorded for each version over the last `window` (it keeps 300 s).
+async fn write_report(
+    handle: &RolloutHandle,
+    proxy: &LocalProxy,
+    window: Duration,
+    out: &Path,
+) -> Result<(), Box<dyn Error>> {
+    let state = handle.state().await?.ok_or("the rollout is not in its store")?;
+    let records = handle.records().await?;
+    let mut report = Report::new(&records).state(&state);
+    let revisions = &state.setup.revisions;
+    for revision in [&revisions.stable, &revisions.candidate] {
+        let query = MetricQuery::new("latency", "latency", revision.clone(), window);
+        if let Samples::Values(values) = proxy.metrics().query(&query).await? {
+            report = report.latencies(revision.as_str(), values);
+        }
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, report.render())?;
+    println!("report: {}", out.display());
+    Ok(())
+}
+
 /// An error and its sources on one line.
 fn chain(error: &dyn Error) -> String {
     let causes = std::iter::successors(Some(error), |&e| e.source());
@@ -229,10 +262,11 @@ fn chain(error: &dyn Error) -> String {
         .join(": ")
 }
 
-struct Args {
-    v2_error_rate: f64,
-    v2_latency: Duration,
-    out: PathBuf,
+pub(crate) struct Args {
+    pub(crate) v2_error_rate: f64,
+    pub(crate) v2_latency: Duration,
+    pub(crate) out: PathBuf,
+    pub(crate) report: PathBuf,
 }
 
 impl Args {
@@ -241,6 +275,7 @@ impl Args {
             v2_error_rate: 0.0,
             v2_latency: Duration::ZERO,
             out: PathBuf::from("target/canary-decisions.json"),
+            report: PathBuf::from("target/canary-report.html"),
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -255,9 +290,10 @@ impl Args {
                     args.v2_latency = Duration::from_millis(ms);
                 }
                 "--out" => args.out = PathBuf::from(value()?),
+                "--report" => args.report = PathBuf::from(value()?),
                 other => {
                     return Err(format!(
-                        "unknown argument {other}; use --bad, --v2-error-rate F, --v2-latency-ms N, --out PATH"
+                        "unknown argument {other}; use --bad, --v2-error-rate F, --v2-latency-ms N, --out PATH, --report PATH"
                     ));
                 }
             }

@@ -1,5 +1,6 @@
 //! A rollout survives its engine: the first engine is stopped mid-rollout (as if its process
-//! died), and a second one picks it up from the state file and finishes it.
+//! died), and a second one picks it up from the state files and finishes it, once the dead
+//! engine's owner lease has expired.
 //!
 //! ```text
 //! cargo run --example resume
@@ -25,8 +26,8 @@ use std::process::ExitCode;
 
 use cutover::test::FakeRouter;
 use cutover::{
-    BuildError, Clock as _, FileStateStore, Outcome, Plan, Rollout, RolloutEvent, Timestamp,
-    TokioClock,
+    BuildError, Clock as _, DEFAULT_LEASE_TTL, FileStateStore, Outcome, Plan, Rollout,
+    RolloutError, RolloutEvent, Timestamp, TokioClock,
 };
 use futures_util::StreamExt as _;
 
@@ -96,14 +97,28 @@ async fn resume(store: FileStateStore) -> Result<ExitCode, Box<dyn Error>> {
             }
         } => println!("engine A is killed at 50 % (its future is dropped mid-rollout)"),
     }
-    let state = std::fs::read_to_string(store.path(&"payments".parse()?)).unwrap_or_default();
+    let files = store.rollout_dir(&"payments".parse()?);
+    let state = std::fs::read_to_string(files.join("state.json")).unwrap_or_default();
+    let log = std::fs::read_to_string(files.join("log.jsonl")).unwrap_or_default();
     println!(
-        "state file: {} bytes, version {}",
+        "state.json: {} bytes; log.jsonl: {} records",
         state.len(),
-        state.lines().next().unwrap_or("?")
+        log.lines().count()
     );
 
-    println!("engine B resumes from the file");
+    // Engine A still holds the owner lease: engine B is refused until it expires.
+    match build(&router, &store, clock, "engine-b")?.run().await {
+        Err(RolloutError::Owned { owner, .. }) => {
+            println!("engine B is refused: {owner} holds the lease; waiting for it to expire");
+        }
+        other => {
+            eprintln!("expected the lease of engine A to be held, got {other:?}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    tokio::time::sleep(DEFAULT_LEASE_TTL).await;
+
+    println!("engine B resumes from the files");
     let second = build(&router, &store, clock, "engine-b")?;
     let mut events = second.subscribe();
     let printer = tokio::spawn(async move {

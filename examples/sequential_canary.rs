@@ -136,7 +136,7 @@ async fn run(mode: Mode, out: PathBuf) -> Result<ExitCode, Box<dyn Error>> {
         report.failed(),
         proxy.router().split()
     );
-    let records = handle.records();
+    let records = handle.records().await?;
     write_records(&records, &out)?;
     if let (Some(first), Some(last)) = (records.first(), records.last()) {
         println!(

@@ -84,7 +84,9 @@
 //! - [`Rollout::subscribe`] streams [`RolloutEvent`]s: every [`DecisionRecord`] (inputs,
 //!   decision, a one-line summary), split changes, retries.
 //! - [`Rollout::handle`] gives a [`RolloutHandle`]: pause, resume, promote, promote-full,
-//!   abort, and the decision records, which serialize to JSON.
+//!   abort, approve, and the decision records, which serialize to JSON. The handle talks to
+//!   the rollout's [`StateStore`], so [`RolloutHandle::new`] on the same store steers a
+//!   rollout that runs in another process.
 //! - The library never installs a `tracing` subscriber; its spans are `rollout` > `step` >
 //!   `provider`.
 //!
@@ -102,6 +104,8 @@
 //! | `aws-alb` | `aws_alb` | ALB forward-action router, target-health probe, target-group workload (`cutover-aws-alb`) |
 //! | `prometheus` | `prometheus` | Prometheus metric source with escaped PromQL templates for the local proxy, Istio and NGINX ingress (`cutover-prometheus`) |
 //! | `postgres` | `postgres` | expand/contract migrations on PostgreSQL; re-exports `tokio_postgres` (`cutover-postgres`) |
+//! | `fleet` | `fleet` | a PostgreSQL state store, rollouts as data, worker processes with fenced leases (`cutover-fleet`) |
+//! | `dashboard` | `dashboard` | the HTML report of a rollout with charts, the live web dashboard with controls (`cutover-dashboard`) |
 //! | `test-util` | `test` | fakes of every provider with error injection, scripted metrics, a crashing store, the router contract suite (`cutover-test`); with `aws-alb`, `aws_alb::moto`; with `prometheus`, `prometheus::testing` |
 //! | `mocks` | | mockall mocks of every trait (`MockTrafficRouter`, ...), for tests of error paths |
 //!
@@ -131,6 +135,10 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
+#[cfg(feature = "dashboard")]
+pub use cutover_dashboard as dashboard;
+#[cfg(feature = "fleet")]
+pub use cutover_fleet as fleet;
 #[cfg(feature = "istio")]
 pub use cutover_istio as istio;
 #[cfg(feature = "kubernetes")]
