@@ -19,6 +19,15 @@
 //! It prints the guard's timeline and the failed requests before and after detection, and
 //! exits non-zero if a target was missed (drain later than two probe intervals plus the router
 //! call, a failed request after detection, no step-by-step restore, drift not repaired).
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own:
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["local"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "sync", "time"] }
+//! ```
 
 use std::process::ExitCode;
 use std::sync::Arc;
