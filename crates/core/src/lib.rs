@@ -96,6 +96,7 @@ mod describe;
 mod engine;
 mod error;
 mod gate;
+pub mod guard;
 mod id;
 mod metric;
 mod migration;

@@ -1,0 +1,35 @@
+//! Guards: what keeps watching after a rollout.
+//!
+//! - **Failover** ([`failover`], [`FailoverGuard`]): targets (regions, zones, clusters) behind
+//!   one or more routers, probed on an interval. A failing target is drained and its weight
+//!   spread over the healthy ones within their capacity, then restored step by step; flapping
+//!   is damped. The decisions are a pure planner, like the strategies'; the executor carries
+//!   them out through [`TrafficRouter`](crate::TrafficRouter)s.
+//! - **Drift**: the guard reads every router back on an interval and compares with the split
+//!   it set; a difference is recorded and repaired, or only reported. [`RolloutDriftWatch`]
+//!   reports drift of a rollout in progress the same way.
+//! - **Bake** ([`bake`]): after a promotion, analyses are watched for a bake period; a failure
+//!   sends traffic back to the previous revision while it exists, or raises an alert.
+//!
+//! A guard keeps everything in one store document of kind [`GUARD_KIND`] (its policy, state,
+//! inbox and its last [`LOG_KEEP`] records), saved with compare-and-swap before every router
+//! call, so a restarted guard resumes where it was. [`GuardHandle`] reads and steers it from
+//! any process that reaches the store.
+
+pub mod bake;
+mod document;
+pub mod failover;
+mod rollout_drift;
+mod run;
+
+pub use self::bake::{BAKE_KIND, Bake, BakeDocument, BakeEvent, BakeOutcome};
+pub use self::document::{
+    DriftSeen, GUARD_KIND, GuardCommand, GuardDocument, GuardEntry, GuardError, GuardHandle,
+    GuardRecord, LOG_KEEP,
+};
+pub use self::failover::{
+    Allocation, Check, FailoverCommand, FailoverEvent, FailoverPolicy, FailoverState, Mode,
+    PolicyError, Target, TargetState,
+};
+pub use self::rollout_drift::RolloutDriftWatch;
+pub use self::run::{DriftAction, FailoverGuard, FailoverGuardBuilder, RunningGuard};
