@@ -13,10 +13,25 @@
 //!   rate and time to restore from the store's history.
 #![forbid(unsafe_code)]
 
+pub mod dora;
 mod filter;
+mod metrics;
 mod notice;
+mod notifier;
 mod release;
+mod secret;
+mod sink;
 
 pub use self::filter::Filter;
+pub use self::metrics::{CONTENT_TYPE, RolloutMetrics};
 pub use self::notice::{Notice, NoticeKind, RolloutInfo, Severity};
+pub use self::notifier::{
+    CURSOR_KIND, DEAD_LETTER_KIND, DEAD_LETTER_LIMIT, DeadLetter, Notifier, NotifyError,
+    PassReport, Running,
+};
 pub use self::release::{RELEASE_KIND, Release};
+pub use self::secret::{ConfigError, MIN_KEY_BYTES, SecretUrl, SigningKey};
+pub use self::sink::{
+    CDEVENTS_SPEC_VERSION, CloudEvents, DEFAULT_TIMEOUT, DeliveryError, Sink, Slack, Webhook,
+    cdevent_type,
+};

@@ -1,0 +1,1 @@
+//! DORA figures.
