@@ -230,9 +230,7 @@ async fn a_hanging_receiver_does_not_hold_the_rollout() {
     let store = memory();
     let receiver = Receiver::start().await;
     receiver.otherwise(Reply::Hang);
-    let sink = webhook(&receiver)
-        .timeout(Duration::from_mins(10))
-        .unwrap();
+    let sink = webhook(&receiver).timeout(Duration::from_mins(10)).unwrap();
     let running = Notifier::new(store.clone())
         .sink("hook", sink, Filter::default())
         .unwrap()
