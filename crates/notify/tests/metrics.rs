@@ -85,11 +85,11 @@ async fn a_running_rollout_shows_its_phase_and_weight() {
     let metrics = RolloutMetrics::new();
     let id = "paused-v1".parse().unwrap();
     let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !store
+    while store
         .load(&id)
         .await
         .unwrap()
-        .is_some_and(|s| s.state.pause.is_some())
+        .is_none_or(|s| s.state.pause.is_none())
     {
         assert!(
             tokio::time::Instant::now() < until,
