@@ -18,6 +18,7 @@
 //! | `fleet`: PostgreSQL state store, rollouts as data, workers with fenced leases | `cutover-fleet` | `fleet` |
 //! | `prometheus`: Prometheus metric source, PromQL templates (cutover-local proxy, Istio, NGINX ingress) with escaped arguments | `cutover-prometheus` | `prometheus` |
 //! | `dashboard`: HTML report of a rollout with charts, live web dashboard with controls | `cutover-dashboard` | `dashboard` |
+//! | `notify`: webhook, Slack and CloudEvents/CDEvents notifications, Prometheus rollout metrics, DORA figures | `cutover-notify` | `notify` |
 //!
 //! Each provider is an opt-in feature.
 //!
@@ -59,6 +60,8 @@
 //! - `prometheus`: the `prometheus` module, the Prometheus metric source (`cutover-prometheus`).
 //! - `dashboard`: the `dashboard` module, the HTML report and the live dashboard
 //!   (`cutover-dashboard`).
+//! - `notify`: the `notify` module, notifications, rollout metrics and DORA figures
+//!   (`cutover-notify`).
 //!
 //! # MSRV
 //!
@@ -67,16 +70,18 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
-#[cfg(feature = "fleet")]
-pub use cutover_fleet as fleet;
 #[cfg(feature = "dashboard")]
 pub use cutover_dashboard as dashboard;
+#[cfg(feature = "fleet")]
+pub use cutover_fleet as fleet;
 #[cfg(feature = "istio")]
 pub use cutover_istio as istio;
 #[cfg(feature = "kubernetes")]
 pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "local")]
 pub use cutover_local as local;
+#[cfg(feature = "notify")]
+pub use cutover_notify as notify;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
 #[cfg(feature = "prometheus")]
