@@ -34,13 +34,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cutover_core::planner::Decision;
 use cutover_core::state::{Final, Outcome, Phase};
-use cutover_core::{
-    DecisionRecord, Entry, ListFilter, RolloutId, StateStore, StoreError, Timestamp,
-};
+use cutover_core::{DecisionRecord, Entry, StateStore, StoreError, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::notice::RolloutInfo;
 use crate::release::Release;
+use crate::scan::summaries;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -345,39 +344,22 @@ pub async fn deployments(
     store: &dyn StateStore,
 ) -> std::result::Result<Vec<Deployment>, StoreError> {
     let mut found = Vec::new();
-    let mut after: Option<RolloutId> = None;
-    loop {
-        let filter = ListFilter {
-            phases: vec![Phase::Done],
-            after: after.clone(),
-            ..ListFilter::default()
-        };
-        let page = store.list(&filter).await?;
-        for summary in &page {
-            let mut records = Vec::new();
-            loop {
-                let next = store
-                    .records(
-                        &summary.id,
-                        records.last().map_or(0, |r: &DecisionRecord| r.seq),
-                        1000,
-                    )
-                    .await?;
-                let done = next.len() < 1000;
-                records.extend(next);
-                if done {
-                    break;
-                }
+    for summary in &summaries(store, &[Phase::Done]).await? {
+        let mut records: Vec<DecisionRecord> = Vec::new();
+        loop {
+            let after = records.last().map_or(0, |r| r.seq);
+            let next = store.records(&summary.id, after, 1000).await?;
+            let done = next.len() < 1000;
+            records.extend(next);
+            if done {
+                break;
             }
-            let release = Release::load_if_kept(store, &summary.id).await?;
-            let info = RolloutInfo::of(summary, release.as_ref());
-            found.extend(Deployment::from_records(&info, release.as_ref(), &records));
         }
-        if page.len() < filter.limit {
-            return Ok(found);
-        }
-        after = page.last().map(|s| s.id.clone());
+        let release = Release::load_if_kept(store, &summary.id).await?;
+        let info = RolloutInfo::of(summary, release.as_ref());
+        found.extend(Deployment::from_records(&info, release.as_ref(), &records));
     }
+    Ok(found)
 }
 
 /// The DORA report of the rollouts in `store` that finished in `window`.

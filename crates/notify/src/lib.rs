@@ -19,6 +19,7 @@ mod metrics;
 mod notice;
 mod notifier;
 mod release;
+mod scan;
 mod secret;
 mod sink;
 

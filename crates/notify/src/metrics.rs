@@ -12,9 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use cutover_core::planner::{Action, ActionResult, Decision};
 use cutover_core::state::{Final, Outcome};
-use cutover_core::{
-    DecisionRecord, Entry, ListFilter, RolloutEvent, StateStore, StoreError, Timestamp,
-};
+use cutover_core::{DecisionRecord, Entry, RolloutEvent, StateStore, StoreError, Timestamp};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -26,6 +24,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::notice::RolloutInfo;
 use crate::release::Release;
+use crate::scan::summaries;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -394,46 +393,36 @@ impl RolloutMetrics {
     /// observes them; returns how many. Call it on a timer, or once before a scrape.
     pub async fn catch_up(&self, store: &dyn StateStore) -> Result<usize, StoreError> {
         let mut count = 0;
-        let mut after = None;
-        loop {
-            let filter = ListFilter {
-                after: after.clone(),
-                ..ListFilter::default()
-            };
-            let page = store.list(&filter).await?;
-            for summary in &page {
-                let mut info = None;
-                loop {
-                    let seen = self
-                        .inner
-                        .seen
-                        .lock()
-                        .get(summary.id.as_str())
-                        .copied()
-                        .unwrap_or(0);
-                    let records = store.records(&summary.id, seen, 500).await?;
-                    let Some(last) = records.last() else { break };
-                    let last = last.seq;
-                    if info.is_none() {
-                        let release = Release::load_if_kept(store, &summary.id).await?;
-                        info = Some(RolloutInfo::of(summary, release.as_ref()));
-                    }
-                    let info = info.as_ref().expect("set above");
-                    for record in &records {
-                        self.observe(info, record);
-                    }
-                    count += records.len();
-                    self.inner.seen.lock().insert(summary.id.to_string(), last);
-                    if records.len() < 500 {
-                        break;
-                    }
+        for summary in &summaries(store, &[]).await? {
+            let mut info = None;
+            loop {
+                let seen = self
+                    .inner
+                    .seen
+                    .lock()
+                    .get(summary.id.as_str())
+                    .copied()
+                    .unwrap_or(0);
+                let records = store.records(&summary.id, seen, 500).await?;
+                let Some(last) = records.last().map(|r| r.seq) else {
+                    break;
+                };
+                if info.is_none() {
+                    let release = Release::load_if_kept(store, &summary.id).await?;
+                    info = Some(RolloutInfo::of(summary, release.as_ref()));
+                }
+                let info = info.as_ref().expect("set above");
+                for record in &records {
+                    self.observe(info, record);
+                }
+                count += records.len();
+                self.inner.seen.lock().insert(summary.id.to_string(), last);
+                if records.len() < 500 {
+                    break;
                 }
             }
-            if page.len() < filter.limit {
-                return Ok(count);
-            }
-            after = page.last().map(|s| s.id.clone());
         }
+        Ok(count)
     }
 
     /// Runs [`catch_up`](RolloutMetrics::catch_up) every `every` until the task is dropped.

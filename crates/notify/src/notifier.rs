@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_core::{
-    Clock, DecisionRecord, ListFilter, RetryPolicy, RolloutId, StateStore, StoreError, Summary,
-    Timestamp, TokioClock,
+    Clock, DecisionRecord, RetryPolicy, RolloutId, StateStore, StoreError, Summary, Timestamp,
+    TokioClock,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -19,6 +19,7 @@ use crate::filter::Filter;
 use crate::metrics::RolloutMetrics;
 use crate::notice::{Notice, RolloutInfo};
 use crate::release::Release;
+use crate::scan::summaries;
 use crate::sink::{DeliveryError, Sink};
 
 /// The document kind holding, per sink, the last record acknowledged per rollout.
@@ -287,25 +288,16 @@ impl Notifier {
             .await
             .map_err(store_error)?;
         let (mut delivered, mut dead) = (0, 0);
-        let mut after = None;
-        loop {
-            let filter = ListFilter {
-                after: after.clone(),
-                ..ListFilter::default()
-            };
-            let page = self.store.list(&filter).await.map_err(store_error)?;
-            for summary in &page {
-                let (d, x) = self
-                    .rollout(route, summary, &mut cursor)
-                    .await
-                    .map_err(store_error)?;
-                delivered += d;
-                dead += x;
-            }
-            if page.len() < filter.limit {
-                break;
-            }
-            after = page.last().map(|s| s.id.clone());
+        let summaries = summaries(self.store.as_ref(), &[])
+            .await
+            .map_err(store_error)?;
+        for summary in &summaries {
+            let (d, x) = self
+                .rollout(route, summary, &mut cursor)
+                .await
+                .map_err(store_error)?;
+            delivered += d;
+            dead += x;
         }
         Ok((delivered, dead))
     }

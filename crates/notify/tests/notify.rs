@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cutover_core::{FileStateStore, MemoryStateStore, Outcome, RetryPolicy, StateStore};
+use cutover_core::{FileStateStore, Outcome, StateStore};
 use cutover_notify::{
     CloudEvents, Filter, NoticeKind, Notifier, Release, RolloutMetrics, SigningKey, Webhook,
 };
@@ -15,22 +15,8 @@ use support::*;
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn fast_retry(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(40),
-        multiplier: 2.0,
-        jitter: 0.0,
-    }
-}
-
 fn webhook(receiver: &Receiver) -> Webhook {
     Webhook::new(&receiver.url("/hook"), SigningKey::parse(KEY).unwrap()).unwrap()
-}
-
-fn memory() -> Arc<dyn StateStore> {
-    Arc::new(MemoryStateStore::new())
 }
 
 fn kinds(received: &[Received]) -> Vec<String> {

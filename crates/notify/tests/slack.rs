@@ -4,26 +4,9 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use cutover_core::{MemoryStateStore, RetryPolicy, StateStore};
+use cutover_core::StateStore;
 use cutover_notify::{Filter, NoticeKind, Notifier, Release, Slack};
 use support::*;
-
-fn fast_retry(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(40),
-        multiplier: 2.0,
-        jitter: 0.0,
-    }
-}
-
-fn memory() -> Arc<dyn StateStore> {
-    Arc::new(MemoryStateStore::new())
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn slack_blocks_follow_block_kit_and_the_url_stays_secret() {

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use cutover_core::{Outcome, Plan, Rollout, StateStore, Verdict};
+use cutover_core::{MemoryStateStore, Outcome, Plan, RetryPolicy, Rollout, StateStore, Verdict};
 use cutover_test::{FakeRouter, ScriptedAnalysis};
 use parking_lot::Mutex;
 
@@ -167,4 +167,20 @@ pub async fn wait_for(deadline: Duration, mut check: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Retries quickly and exactly (no jitter), for tests.
+pub fn fast_retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(40),
+        multiplier: 2.0,
+        jitter: 0.0,
+    }
+}
+
+/// A fresh memory store.
+pub fn memory() -> Arc<dyn StateStore> {
+    Arc::new(MemoryStateStore::new())
 }
