@@ -265,38 +265,46 @@ fn figures(deployments: &[&Deployment], window: Window) -> Figures {
     }
 }
 
-/// Splits the window into buckets of `days` days (the last may be shorter) and returns, per
-/// bucket, what `count` says of the deployments in it.
-fn per_bucket(
+/// Splits the window into buckets of `days` days (the last may be shorter) and returns the
+/// median over all buckets of what `count` says of the deployments in each. Only buckets with
+/// deployments are kept in memory: a window of any length costs nothing more.
+fn bucket_median(
     succeeded: &[&Deployment],
     window: Window,
     days: u64,
     count: impl Fn(&[&Deployment]) -> usize,
-) -> Vec<f64> {
+) -> f64 {
     let span = days * DAY_MS;
     let length = window
         .to
         .unix_millis()
         .saturating_sub(window.from.unix_millis());
     let buckets = length.div_ceil(span).max(1);
-    (0..buckets)
-        .map(|i| {
-            let inside: Vec<&Deployment> = succeeded
-                .iter()
-                .copied()
-                .filter(|d| {
-                    d.finished_at
-                        .unix_millis()
-                        .saturating_sub(window.from.unix_millis())
-                        / span
-                        == i
-                })
-                .collect();
-            #[allow(clippy::cast_precision_loss)]
-            let n = count(&inside) as f64;
-            n
-        })
-        .collect()
+    let mut filled: BTreeMap<u64, Vec<&Deployment>> = BTreeMap::new();
+    for d in succeeded {
+        let index = d
+            .finished_at
+            .unix_millis()
+            .saturating_sub(window.from.unix_millis())
+            / span;
+        filled.entry(index).or_default().push(d);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mut values: Vec<f64> = filled.values().map(|ds| count(ds) as f64).collect();
+    values.sort_by(f64::total_cmp);
+    // Sorted, the buckets are the empty ones (zeros) and then `values`.
+    let zeros = buckets - values.len() as u64;
+    let nth = |k: u64| {
+        k.checked_sub(zeros)
+            .and_then(|i| usize::try_from(i).ok())
+            .map_or(0.0, |i| values[i])
+    };
+    let mid = buckets / 2;
+    if buckets.is_multiple_of(2) {
+        f64::midpoint(nth(mid - 1), nth(mid))
+    } else {
+        nth(mid)
+    }
 }
 
 fn frequency(succeeded: &[&Deployment], window: Window) -> Frequency {
@@ -306,20 +314,11 @@ fn frequency(succeeded: &[&Deployment], window: Window) -> Frequency {
             .collect::<BTreeSet<_>>()
             .len()
     };
-    let weekly_days = median(per_bucket(succeeded, window, 7, distinct_days)).unwrap_or(0.0);
-    let weekly = median(per_bucket(succeeded, window, 7, |ds: &[&Deployment]| {
-        ds.len()
-    }))
-    .unwrap_or(0.0);
-    let monthly = median(per_bucket(succeeded, window, 30, |ds: &[&Deployment]| {
-        ds.len()
-    }))
-    .unwrap_or(0.0);
-    if weekly_days >= 3.0 {
+    if bucket_median(succeeded, window, 7, distinct_days) >= 3.0 {
         Frequency::Daily
-    } else if weekly >= 1.0 {
+    } else if bucket_median(succeeded, window, 7, |ds: &[&Deployment]| ds.len()) >= 1.0 {
         Frequency::Weekly
-    } else if monthly >= 1.0 {
+    } else if bucket_median(succeeded, window, 30, |ds: &[&Deployment]| ds.len()) >= 1.0 {
         Frequency::Monthly
     } else {
         Frequency::Yearly

@@ -22,11 +22,32 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::sync::atomic::AtomicU64;
 
+use crate::dora::Report;
 use crate::notice::RolloutInfo;
 use crate::release::Release;
 use crate::scan::summaries;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// The DORA gauges, in the order of [`Inner::dora`].
+const DORA: [(&str, &str); 4] = [
+    (
+        "dora_deployments_per_day",
+        "Successful deployments per day over the DORA window",
+    ),
+    (
+        "dora_lead_time_seconds",
+        "Median lead time for changes over the DORA window",
+    ),
+    (
+        "dora_change_failure_rate",
+        "Failed deployments / all deployments over the DORA window",
+    ),
+    (
+        "dora_time_to_restore_seconds",
+        "Median time to restore over the DORA window",
+    ),
+];
 
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -55,6 +76,7 @@ struct Inner {
     phase: Family<Labels, Gauge>,
     weight: Family<Labels, Gauge<f64, AtomicU64>>,
     notifications: Family<Labels, Counter>,
+    dora: [Family<Labels, Gauge<f64, AtomicU64>>; 4],
     /// Per rollout: when it started and its phase series, to time it and to clear its gauges.
     live: Mutex<HashMap<String, Live>>,
     /// Per rollout: the last record seq observed by [`RolloutMetrics::catch_up`].
@@ -83,6 +105,7 @@ struct Live {
 /// | `cutover_rollout_phase` | gauge | `rollout`, `phase`: 1 while the rollout is in that phase, removed when it ends |
 /// | `cutover_rollout_candidate_weight_percent` | gauge | `rollout`: the candidate's share of traffic |
 /// | `cutover_notifications_total` | counter | `sink`, `kind`, `outcome` (`delivered`, `retried`, `dead_lettered`) |
+/// | `cutover_dora_deployments_per_day`, `cutover_dora_lead_time_seconds`, `cutover_dora_change_failure_rate`, `cutover_dora_time_to_restore_seconds` | gauge | `service` (`*`: all); see [`set_dora`](RolloutMetrics::set_dora) |
 ///
 /// Feed it with [`observe`](RolloutMetrics::observe) (records as they come, e.g. from
 /// [`Rollout::subscribe`](cutover_core::Rollout::subscribe) through
@@ -131,6 +154,7 @@ impl RolloutMetrics {
             phase: Family::default(),
             weight: Family::default(),
             notifications: Family::default(),
+            dora: Default::default(),
             live: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             registry: Registry::default(),
@@ -200,6 +224,9 @@ impl RolloutMetrics {
             "Notification attempts, by sink and outcome",
             inner.notifications.clone(),
         );
+        for (family, (name, help)) in inner.dora.iter().zip(DORA) {
+            registry.register(name, help, family.clone());
+        }
         RolloutMetrics {
             inner: Arc::new(Inner { registry, ..inner }),
         }
@@ -251,6 +278,32 @@ impl RolloutMetrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc();
+    }
+
+    /// Shows a DORA report as gauges, per service and for all services together (`service="*"`);
+    /// a figure that is not known (no deployments, no commit times) has no series. Call it
+    /// after each [`dora::from_store`](crate::dora::from_store), on a timer.
+    pub fn set_dora(&self, report: &Report) {
+        for family in &self.inner.dora {
+            family.clear();
+        }
+        let scopes = std::iter::once(("*", &report.overall))
+            .chain(report.services.iter().map(|(s, f)| (s.as_str(), f)));
+        for (service, figures) in scopes {
+            let values = [
+                Some(figures.deployments_per_day),
+                figures.lead_time_seconds,
+                figures.change_failure_rate,
+                figures.time_to_restore_seconds,
+            ];
+            for (family, value) in self.inner.dora.iter().zip(values) {
+                if let Some(value) = value {
+                    family
+                        .get_or_create(&vec![("service", service.to_owned())])
+                        .set(value);
+                }
+            }
+        }
     }
 
     /// Takes in an engine event: records, and provider retries.

@@ -143,6 +143,15 @@ fn frequency_buckets_and_an_empty_window() {
     assert_eq!(empty.overall.time_to_restore_seconds, None);
     assert_eq!(empty.overall.frequency, Frequency::Yearly);
     assert!(empty.services.is_empty());
+    // A window of any length is fine (its weeks are never listed one by one).
+    let forever = Window::new(
+        Timestamp::from_unix_millis(0),
+        Timestamp::from_unix_millis(u64::MAX),
+    );
+    assert_eq!(
+        dora::report(&weekly, forever).overall.frequency,
+        Frequency::Yearly
+    );
 }
 
 fn record(seq: u64, at: Timestamp, entry: Entry) -> DecisionRecord {

@@ -68,6 +68,33 @@ async fn metrics_count_real_rollouts_and_are_served_over_http() {
         "{text}"
     );
     assert!(text.ends_with("# EOF\n"));
+
+    // DORA as gauges: one success and one failure of the service `good-v1` / `bad-v1` each.
+    let window = cutover_notify::dora::Window::new(
+        cutover_core::Timestamp::from_unix_millis(0),
+        cutover_core::Timestamp::from_unix_millis(u64::MAX / 2),
+    );
+    let report = cutover_notify::dora::from_store(store.as_ref(), window)
+        .await
+        .unwrap();
+    metrics.set_dora(&report);
+    let text = metrics.encode();
+    for line in [
+        r#"cutover_dora_change_failure_rate{service="*"} 0.5"#,
+        r#"cutover_dora_change_failure_rate{service="good-v1"} 0.0"#,
+        r#"cutover_dora_change_failure_rate{service="bad-v1"} 1.0"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("cutover_dora_lead_time_seconds{"),
+        "no commit times, no lead time"
+    );
+    assert!(text.contains(r#"cutover_dora_time_to_restore_seconds{service="bad-v1"}"#));
+    assert!(!text.contains(r#"cutover_dora_time_to_restore_seconds{service="good-v1"}"#));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
