@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_core::{
-    Clock, DecisionRecord, RetryPolicy, RolloutId, StateStore, StoreError, Summary, Timestamp,
-    TokioClock,
+    Clock, DecisionRecord, ErrorKind, RetryPolicy, RolloutId, StateStore, StoreError, Summary,
+    Timestamp, TokioClock,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -85,6 +85,8 @@ struct Route {
     sink: Arc<dyn Sink>,
     filter: Filter,
     last_sent: tokio::sync::Mutex<Option<Instant>>,
+    /// What the sink is done with, loaded from the store on the first pass.
+    cursor: tokio::sync::Mutex<Option<Cursor>>,
 }
 
 /// Reads every rollout's decision log from a store and delivers the [`Notice`]s each sink's
@@ -101,6 +103,9 @@ struct Route {
 /// - **Dead letters**: a notice whose retries are spent, or which the receiver refuses for
 ///   good (a 4xx), is logged, counted and kept under [`DEAD_LETTER_KIND`]; the sink moves on.
 /// - **Rate-limited**: [`min_interval`](Notifier::min_interval) spaces a sink's deliveries.
+///
+/// On a store that keeps no documents, positions are kept in memory only (a warning says so):
+/// each notice goes once per process, and a restart delivers again.
 ///
 /// One notifier process per sink name: two notifiers serving the same sink would each deliver.
 ///
@@ -181,6 +186,7 @@ impl Notifier {
             sink: Arc::new(sink),
             filter,
             last_sent: tokio::sync::Mutex::new(None),
+            cursor: tokio::sync::Mutex::new(None),
         }));
         Ok(self)
     }
@@ -284,16 +290,23 @@ impl Notifier {
             sink: route.name.to_string(),
             source,
         };
-        let mut cursor = Cursor::load(self.store.as_ref(), &route.name)
-            .await
-            .map_err(store_error)?;
+        // Held for the whole pass: two passes over one sink never run at once.
+        let mut held = route.cursor.lock().await;
+        if held.is_none() {
+            *held = Some(
+                Cursor::load(self.store.as_ref(), &route.name)
+                    .await
+                    .map_err(store_error)?,
+            );
+        }
+        let cursor = held.as_mut().expect("loaded above");
         let (mut delivered, mut dead) = (0, 0);
         let summaries = summaries(self.store.as_ref(), &[])
             .await
             .map_err(store_error)?;
         for summary in &summaries {
             let (d, x) = self
-                .rollout(route, summary, &mut cursor)
+                .rollout(route, summary, cursor)
                 .await
                 .map_err(store_error)?;
             delivered += d;
@@ -471,6 +484,9 @@ struct DeadLetters {
 struct Cursor {
     acked: BTreeMap<String, u64>,
     version: Option<u64>,
+    /// `false` when the store keeps no documents: the cursor lives in memory only, and a
+    /// restart delivers again what was delivered before (same ids).
+    durable: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -480,12 +496,25 @@ struct CursorBody {
 
 impl Cursor {
     async fn load(store: &dyn StateStore, name: &RolloutId) -> Result<Self, StoreError> {
-        Ok(match load::<CursorBody>(store, CURSOR_KIND, name).await? {
-            Some((body, version)) => Cursor {
+        Ok(match load::<CursorBody>(store, CURSOR_KIND, name).await {
+            Ok(Some((body, version))) => Cursor {
                 acked: body.rollouts,
                 version: Some(version),
+                durable: true,
             },
-            None => Cursor::default(),
+            Ok(None) => Cursor {
+                durable: true,
+                ..Cursor::default()
+            },
+            Err(StoreError::Provider(e)) if e.kind() == ErrorKind::Unsupported => {
+                tracing::warn!(
+                    sink = %name,
+                    store = store.name(),
+                    "the store keeps no documents: what this sink acknowledged is kept in memory only, and a restart delivers it again"
+                );
+                Cursor::default()
+            }
+            Err(e) => return Err(e),
         })
     }
 
@@ -500,6 +529,9 @@ impl Cursor {
 
     /// Saves; on a conflict merges with what is stored (the larger seq wins) and saves again.
     async fn save(&mut self, store: &dyn StateStore, name: &RolloutId) -> Result<(), StoreError> {
+        if !self.durable {
+            return Ok(());
+        }
         loop {
             let body = CursorBody {
                 rollouts: self.acked.clone(),

@@ -362,3 +362,118 @@ async fn cloudevents_carry_cdevents_as_the_schemas_require() {
         "pkg:generic/checkout-v43@v2"
     );
 }
+
+/// A memory store that keeps no documents, as a store that implements only the rollout calls
+/// does: the document calls answer `Unsupported` (the trait's defaults).
+#[derive(Debug, Default)]
+struct NoDocuments(cutover_core::MemoryStateStore);
+
+#[async_trait::async_trait]
+impl StateStore for NoDocuments {
+    fn name(&self) -> &'static str {
+        "no-documents"
+    }
+    async fn load(
+        &self,
+        id: &cutover_core::RolloutId,
+    ) -> Result<Option<cutover_core::Stored>, cutover_core::StoreError> {
+        self.0.load(id).await
+    }
+    async fn save(
+        &self,
+        id: &cutover_core::RolloutId,
+        state: &cutover_core::RolloutState,
+        expected: Option<u64>,
+    ) -> Result<u64, cutover_core::StoreError> {
+        self.0.save(id, state, expected).await
+    }
+    async fn append(
+        &self,
+        id: &cutover_core::RolloutId,
+        records: &[cutover_core::DecisionRecord],
+    ) -> Result<(), cutover_core::StoreError> {
+        self.0.append(id, records).await
+    }
+    async fn records(
+        &self,
+        id: &cutover_core::RolloutId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<cutover_core::DecisionRecord>, cutover_core::StoreError> {
+        self.0.records(id, after, limit).await
+    }
+    async fn send(
+        &self,
+        id: &cutover_core::RolloutId,
+        request: &cutover_core::CommandRequest,
+        now: cutover_core::Timestamp,
+    ) -> Result<cutover_core::QueuedCommand, cutover_core::StoreError> {
+        self.0.send(id, request, now).await
+    }
+    async fn commands(
+        &self,
+        id: &cutover_core::RolloutId,
+        after: u64,
+    ) -> Result<Vec<cutover_core::QueuedCommand>, cutover_core::StoreError> {
+        self.0.commands(id, after).await
+    }
+    async fn list(
+        &self,
+        filter: &cutover_core::ListFilter,
+    ) -> Result<Vec<cutover_core::Summary>, cutover_core::StoreError> {
+        self.0.list(filter).await
+    }
+    async fn acquire(
+        &self,
+        id: &cutover_core::RolloutId,
+        claim: &cutover_core::Claim,
+    ) -> Result<cutover_core::Acquired, cutover_core::StoreError> {
+        self.0.acquire(id, claim).await
+    }
+    async fn renew(
+        &self,
+        id: &cutover_core::RolloutId,
+        lease: &cutover_core::Lease,
+        now: cutover_core::Timestamp,
+    ) -> Result<cutover_core::Lease, cutover_core::StoreError> {
+        self.0.renew(id, lease, now).await
+    }
+    async fn lease(
+        &self,
+        id: &cutover_core::RolloutId,
+    ) -> Result<Option<cutover_core::Lease>, cutover_core::StoreError> {
+        self.0.lease(id).await
+    }
+    async fn release(
+        &self,
+        id: &cutover_core::RolloutId,
+        lease: &cutover_core::Lease,
+    ) -> Result<(), cutover_core::StoreError> {
+        self.0.release(id, lease).await
+    }
+    fn watch(&self, id: &cutover_core::RolloutId) -> cutover_core::Watch {
+        self.0.watch(id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_documents_still_gets_each_notice_once_per_process() {
+    let store: Arc<dyn StateStore> = Arc::new(NoDocuments::default());
+    run_rollout(store.clone(), "checkout-v42", PROMOTING).await;
+    let receiver = Receiver::start().await;
+    let notifier = Notifier::new(store.clone())
+        .sink("hook", webhook(&receiver), Filter::default())
+        .unwrap();
+    let first = notifier.deliver_pending().await.unwrap().delivered["hook"];
+    assert_eq!(first, 7);
+    assert_eq!(
+        notifier.deliver_pending().await.unwrap().delivered["hook"],
+        0
+    );
+    run_rollout(store, "checkout-v43", PROMOTING).await;
+    assert_eq!(
+        notifier.deliver_pending().await.unwrap().delivered["hook"],
+        7
+    );
+    assert_eq!(receiver.received().len(), 14);
+}
