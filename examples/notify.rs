@@ -1,8 +1,8 @@
 //! Notifications, rollout metrics and DORA figures for two canaries of one service.
 //!
 //! ```text
-//! cargo run --example notify
-//! SLACK_WEBHOOK_URL=https://hooks.slack.com/services/... cargo run --example notify
+//! cargo run --example notify --features notify
+//! SLACK_WEBHOOK_URL=https://hooks.slack.com/services/... cargo run --example notify --features notify
 //! ```
 //!
 //! Everything runs in this process on 127.0.0.1: a webhook receiver that checks each
@@ -12,6 +12,17 @@
 //! `checkout-v42` is promoted; `checkout-v43` fails its analysis and rolls back. At the end
 //! the example prints the metrics as Prometheus scrapes them and the DORA figures as JSON, and
 //! exits 0 only if the receiver got every notice and the figures are the expected ones.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own:
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["notify", "test-util"] }
+//! axum = "0.8"
+//! serde_json = "1"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "io-util", "time"] }
+//! ```
 
 use std::process::ExitCode;
 use std::sync::Arc;
