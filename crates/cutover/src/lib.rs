@@ -106,6 +106,7 @@
 //! | `postgres` | `postgres` | expand/contract migrations on PostgreSQL; re-exports `tokio_postgres` (`cutover-postgres`) |
 //! | `fleet` | `fleet` | a PostgreSQL state store, rollouts as data, worker processes with fenced leases (`cutover-fleet`) |
 //! | `dashboard` | `dashboard` | the HTML report of a rollout with charts, the live web dashboard with controls (`cutover-dashboard`) |
+//! | `notify` | `notify` | webhook, Slack and CloudEvents/CDEvents notifications, Prometheus rollout metrics, DORA figures (`cutover-notify`) |
 //! | `test-util` | `test` | fakes of every provider with error injection, scripted metrics, a crashing store, the router contract suite (`cutover-test`); with `aws-alb`, `aws_alb::moto`; with `prometheus`, `prometheus::testing` |
 //! | `mocks` | | mockall mocks of every trait (`MockTrafficRouter`, ...), for tests of error paths |
 //!
@@ -145,6 +146,8 @@ pub use cutover_istio as istio;
 pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "local")]
 pub use cutover_local as local;
+#[cfg(feature = "notify")]
+pub use cutover_notify as notify;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
 #[cfg(feature = "prometheus")]

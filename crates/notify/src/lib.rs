@@ -1,0 +1,38 @@
+//! Tell people and systems about cutover rollouts.
+//!
+//! - **Notifications**: a [`Notifier`] reads rollouts' decision logs from a
+//!   [`StateStore`](cutover_core::StateStore), turns the records worth telling into
+//!   [`Notice`]s and delivers them, through a [`Filter`], to sinks: a signed generic
+//!   [`Webhook`], a [`Slack`] incoming webhook, and [`CloudEvents`] carrying CDEvents.
+//!   Delivery is at-least-once, in order per sink, retried with back-off, never in the way of
+//!   a rollout, and remembered in the store so a restart neither loses nor repeats what a
+//!   receiver acknowledged.
+//! - **Metrics**: [`RolloutMetrics`] counts rollouts, steps, verdicts and rollbacks with
+//!   `prometheus-client` and serves them as OpenMetrics text.
+//! - **DORA**: [`dora`] computes deployment frequency, lead time for changes, change failure
+//!   rate and time to restore from the store's history.
+#![forbid(unsafe_code)]
+
+pub mod dora;
+mod filter;
+mod metrics;
+mod notice;
+mod notifier;
+mod release;
+mod scan;
+mod secret;
+mod sink;
+
+pub use self::filter::Filter;
+pub use self::metrics::{CONTENT_TYPE, RolloutMetrics};
+pub use self::notice::{Notice, NoticeKind, RolloutInfo, Severity};
+pub use self::notifier::{
+    CURSOR_KIND, DEAD_LETTER_KIND, DEAD_LETTER_LIMIT, DeadLetter, Notifier, NotifyError,
+    PassReport, Running,
+};
+pub use self::release::{RELEASE_KIND, Release};
+pub use self::secret::{ConfigError, MIN_KEY_BYTES, SecretUrl, SigningKey};
+pub use self::sink::{
+    CDEVENTS_SPEC_VERSION, CloudEvents, DEFAULT_TIMEOUT, DeliveryError, Sink, Slack, Webhook,
+    cdevent_type,
+};

@@ -1,0 +1,165 @@
+//! Rollout metrics from real rollouts, scraped over HTTP on 127.0.0.1 and checked by promtool.
+
+mod support;
+
+use std::sync::Arc;
+
+use cutover_core::{MemoryStateStore, Outcome, StateStore};
+use cutover_notify::{CONTENT_TYPE, RolloutMetrics};
+use support::*;
+
+async fn two_rollouts() -> Arc<dyn StateStore> {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::new());
+    assert_eq!(
+        run_rollout(store.clone(), "good-v1", PROMOTING).await,
+        Outcome::Promoted
+    );
+    let bad = run_rollout(store.clone(), "bad-v1", FAILING).await;
+    assert!(matches!(bad, Outcome::RolledBack(_)), "{bad:?}");
+    store
+}
+
+async fn scrape(metrics: &RolloutMetrics) -> (String, String) {
+    let (addr, _server) = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    assert!(addr.ip().is_loopback());
+    let response = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (content_type, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_real_rollouts_and_are_served_over_http() {
+    let store = two_rollouts().await;
+    let metrics = RolloutMetrics::new();
+    let observed = metrics.catch_up(store.as_ref()).await.unwrap();
+    assert!(observed > 10, "{observed}");
+    assert_eq!(
+        metrics.catch_up(store.as_ref()).await.unwrap(),
+        0,
+        "nothing is observed twice"
+    );
+    let (content_type, text) = scrape(&metrics).await;
+    assert_eq!(content_type, CONTENT_TYPE);
+    for line in [
+        r#"cutover_rollouts_started_total{strategy="canary"} 2"#,
+        r#"cutover_rollouts_finished_total{strategy="canary",outcome="promoted"} 1"#,
+        r#"cutover_rollouts_finished_total{strategy="canary",outcome="rolled_back"} 1"#,
+        r#"cutover_rollbacks_total{strategy="canary",reason="analysis_failed"} 1"#,
+        r#"cutover_analysis_measurements_total{analysis="checks",run="step",result="fail"} 1"#,
+        r#"cutover_step_duration_seconds_count{strategy="canary",step="set_weight"} 3"#,
+        r#"cutover_rollout_duration_seconds_count{strategy="canary",outcome="promoted"} 1"#,
+        r#"cutover_time_to_rollback_seconds_count{strategy="canary"} 1"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    // Finished rollouts leave no per-rollout series behind.
+    assert!(!text.contains("cutover_rollout_phase{"), "{text}");
+    assert!(
+        !text.contains("cutover_rollout_candidate_weight_percent{"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+
+    // DORA as gauges: one success and one failure of the service `good-v1` / `bad-v1` each.
+    let window = cutover_notify::dora::Window::new(
+        cutover_core::Timestamp::from_unix_millis(0),
+        cutover_core::Timestamp::from_unix_millis(u64::MAX / 2),
+    );
+    let report = cutover_notify::dora::from_store(store.as_ref(), window)
+        .await
+        .unwrap();
+    metrics.set_dora(&report);
+    let text = metrics.encode();
+    for line in [
+        r#"cutover_dora_change_failure_rate{service="*"} 0.5"#,
+        r#"cutover_dora_change_failure_rate{service="good-v1"} 0.0"#,
+        r#"cutover_dora_change_failure_rate{service="bad-v1"} 1.0"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("cutover_dora_lead_time_seconds{"),
+        "no commit times, no lead time"
+    );
+    assert!(text.contains(r#"cutover_dora_time_to_restore_seconds{service="bad-v1"}"#));
+    assert!(!text.contains(r#"cutover_dora_time_to_restore_seconds{service="good-v1"}"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_rollout_shows_its_phase_and_weight() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::new());
+    let plan = "strategy:\n  canary:\n    steps:\n      - set_weight: 30\n      - pause: {}\n";
+    let rollout =
+        cutover_core::Rollout::builder("paused-v1", cutover_core::Plan::from_yaml(plan).unwrap())
+            .revisions("v1", "v2")
+            .router(cutover_test::FakeRouter::new("mesh"))
+            .state_store(store.clone())
+            .build()
+            .unwrap();
+    let run = tokio::spawn(rollout.run());
+    let metrics = RolloutMetrics::new();
+    let id = "paused-v1".parse().unwrap();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store
+        .load(&id)
+        .await
+        .unwrap()
+        .is_none_or(|s| s.state.pause.is_none())
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the rollout never paused"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"cutover_rollout_phase{rollout="paused-v1",phase="progressing"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cutover_rollout_candidate_weight_percent{rollout="paused-v1"} 30.0"#),
+        "{text}"
+    );
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs prometheus: scripts/test-deps"]
+async fn a_real_prometheus_scrapes_and_reads_the_metrics() {
+    let store = two_rollouts().await;
+    let metrics = RolloutMetrics::new();
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    metrics.notification("ops", "slack", "delivered");
+    let (addr, _server) = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let prometheus = cutover_prometheus::testing::PrometheusServer::start(&[addr])
+        .await
+        .unwrap();
+    // Each query has a result only when Prometheus parsed the scrape and stored that value.
+    for promql in [
+        r#"up{job="cutover"} == 1"#,
+        r#"cutover_rollouts_started_total{strategy="canary"} == 2"#,
+        r#"cutover_rollouts_finished_total{outcome="rolled_back"} == 1"#,
+        r#"cutover_rollbacks_total{reason="analysis_failed"} == 1"#,
+        r#"cutover_step_duration_seconds_count{step="set_weight"} == 3"#,
+        r#"cutover_notifications_total{sink="ops",outcome="delivered"} == 1"#,
+    ] {
+        prometheus
+            .wait_for_data(promql, std::time::Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{promql}: {e}\n{}", prometheus.log_tail()));
+    }
+}
