@@ -10,10 +10,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use cutover_core::checklist::{
-    Check, CheckContext, CheckResult, CheckStatus, ChecklistError, ChecklistItem, Exemption,
-    Registry, Remediation,
+    AUDIT_KIND, Check, CheckContext, CheckResult, CheckStatus, ChecklistError, ChecklistItem,
+    Exemption, Registry, Remediation,
 };
-use cutover_core::{Canary, Checklist, GateStage, Outcome, ProviderError, Timestamp, TokioClock};
+use cutover_core::{
+    Canary, Checklist, GateStage, MemoryStateStore, Outcome, ProviderError, RolloutId, StateStore,
+    Timestamp, TokioClock,
+};
 use cutover_test::FakeRouter;
 use serde::Deserialize;
 
@@ -253,8 +256,10 @@ async fn a_fix_runs_only_when_allowed_and_is_recorded() {
 #[tokio::test(start_paused = true)]
 async fn a_failing_checklist_refuses_the_rollout_before_any_traffic_moves() {
     let router = FakeRouter::new("mesh");
+    let store = MemoryStateStore::new();
     let checklist = Checklist::new("preflight")
         .clock(clock())
+        .audit_to(store.clone())
         .item(ChecklistItem::new(
             "ok",
             "x",
@@ -266,6 +271,7 @@ async fn a_failing_checklist_refuses_the_rollout_before_any_traffic_moves() {
             Scripted::new(CheckResult::fail("certificate expired 3 days ago").hint("renew it")),
         ));
     let rollout = builder("refused", plan(Canary::new([weight(10)])))
+        .state_store(store.clone())
         .router(router.clone())
         .gate(GateStage::PreFlight, checklist)
         .build()
@@ -295,6 +301,17 @@ async fn a_failing_checklist_refuses_the_rollout_before_any_traffic_moves() {
         records.iter().any(|s| s.contains("certificate expired")),
         "{records:?}"
     );
+    // The full report, with what passed too, is kept in the store's audit document.
+    let doc = store
+        .load_document(AUDIT_KIND, &RolloutId::new("refused").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let reports = doc.body["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["checks"][0]["id"], "ok");
+    assert_eq!(reports[0]["checks"][0]["result"]["status"], "pass");
+    assert_eq!(reports[0]["checks"][1]["result"]["hint"], "renew it");
 }
 
 /// Pending until someone approves the checklist's gate through the store.

@@ -18,6 +18,7 @@
 //! | `fleet`: PostgreSQL state store, rollouts as data, workers with fenced leases | `cutover-fleet` | `fleet` |
 //! | `prometheus`: Prometheus metric source, PromQL templates (cutover-local proxy, Istio, NGINX ingress) with escaped arguments | `cutover-prometheus` | `prometheus` |
 //! | `dashboard`: HTML report of a rollout with charts, live web dashboard with controls | `cutover-dashboard` | `dashboard` |
+//! | `preflight`: built-in checks for pre-flight [`checklist`]s (HTTP, TCP, TLS, disk, env, freeze windows, webhooks, approvals) and the 28-item template | `cutover-preflight` | `preflight` |
 //!
 //! Each provider is an opt-in feature.
 //!
@@ -59,6 +60,7 @@
 //! - `prometheus`: the `prometheus` module, the Prometheus metric source (`cutover-prometheus`).
 //! - `dashboard`: the `dashboard` module, the HTML report and the live dashboard
 //!   (`cutover-dashboard`).
+//! - `preflight`: the `preflight` module, built-in pre-flight checks (`cutover-preflight`).
 //!
 //! # MSRV
 //!
@@ -79,6 +81,8 @@ pub use cutover_kubernetes as kubernetes;
 pub use cutover_local as local;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
+#[cfg(feature = "preflight")]
+pub use cutover_preflight as preflight;
 #[cfg(feature = "prometheus")]
 pub use cutover_prometheus as prometheus;
 #[cfg(feature = "test-util")]

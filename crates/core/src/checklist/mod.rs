@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Approval, ProviderError, Revisions, RolloutId, Timestamp};
 
 pub use self::report::{CheckRun, ChecklistReport, FixRecord};
-pub use self::run::Checklist;
+pub use self::run::{AUDIT_KIND, Checklist};
 pub use self::spec::{CheckFactory, ChecklistError, ChecklistSpec, ItemSpec, Registry};
 
 /// What a check found.
@@ -287,6 +287,16 @@ impl ChecklistItem {
     /// The check's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Its category.
+    pub fn category(&self) -> &str {
+        &self.category
+    }
+
+    /// Whether it is required.
+    pub fn is_required(&self) -> bool {
+        self.required
     }
 }
 

@@ -9,7 +9,16 @@ use tokio::task::JoinSet;
 
 use super::report::{CheckRun, ChecklistReport, FixRecord};
 use super::{CheckContext, CheckResult, CheckStatus, ChecklistItem, Exemption};
-use crate::{Clock, Gate, GateContext, GateVerdict, ProviderError, TokioClock};
+use crate::{
+    Clock, Gate, GateContext, GateVerdict, ProviderError, RolloutId, StateStore, StoreError,
+    TokioClock,
+};
+
+/// The document kind under which [`Checklist::audit_to`] keeps a rollout's checklist reports.
+pub const AUDIT_KIND: &str = "checklist";
+
+/// How many reports per rollout the audit document keeps (the latest).
+const AUDIT_KEEP: usize = 100;
 
 /// The default per-check timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,6 +40,7 @@ pub struct Checklist {
     allow_fixes: bool,
     poll_interval: Duration,
     clock: Arc<dyn Clock>,
+    audit: Option<Arc<dyn StateStore>>,
 }
 
 impl Checklist {
@@ -45,6 +55,7 @@ impl Checklist {
             allow_fixes: false,
             poll_interval: Duration::from_secs(30),
             clock: Arc::new(TokioClock::new()),
+            audit: None,
         }
     }
 
@@ -87,6 +98,16 @@ impl Checklist {
     /// The clock for "now" (exemption expiry, freeze windows). Defaults to [`TokioClock`].
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Keeps every report of the gate in `store`, as a document of kind [`AUDIT_KIND`] with the
+    /// rollout's id: `{"reports": [...]}`, the latest 100, each with its checks, evidence,
+    /// exemptions used and fixes run. The rollout's decision log has the gate's verdicts; this
+    /// has everything the checks saw. A report that cannot be saved closes the gate (after the
+    /// engine's retries): no unrecorded pass.
+    pub fn audit_to(mut self, store: impl StateStore + 'static) -> Self {
+        self.audit = Some(Arc::new(store));
         self
     }
 
@@ -279,6 +300,48 @@ impl Gate for Checklist {
             "pre-flight checklist\n{}",
             report.table()
         );
+        if let Some(store) = &self.audit {
+            audit(store.as_ref(), &ctx.rollout, &report)
+                .await
+                .map_err(|e| {
+                    ProviderError::transient(format!("saving the checklist report: {e}"))
+                })?;
+        }
         Ok(report.verdict())
+    }
+}
+
+/// Appends `report` to the rollout's audit document (compare-and-swap, retried on conflict).
+async fn audit(
+    store: &dyn StateStore,
+    rollout: &RolloutId,
+    report: &ChecklistReport,
+) -> Result<(), StoreError> {
+    let entry = serde_json::to_value(report).unwrap_or_default();
+    loop {
+        let current = store.load_document(AUDIT_KIND, rollout).await?;
+        let (mut reports, expected) = match current {
+            Some(doc) => (
+                doc.body
+                    .get("reports")
+                    .and_then(serde_json::Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                Some(doc.version),
+            ),
+            None => (Vec::new(), None),
+        };
+        reports.push(entry.clone());
+        if reports.len() > AUDIT_KEEP {
+            reports.drain(..reports.len() - AUDIT_KEEP);
+        }
+        let body = serde_json::json!({ "reports": reports });
+        match store
+            .save_document(AUDIT_KIND, rollout, &body, expected)
+            .await
+        {
+            Err(StoreError::Conflict { .. }) => {}
+            other => return other.map(|_| ()),
+        }
     }
 }

@@ -119,6 +119,28 @@ pub struct ItemSpec {
     pub kind: BTreeMap<String, serde_json::Value>,
 }
 
+impl ChecklistSpec {
+    /// Reads a checklist spec from YAML (to edit before [`Registry::build`]). Errors name the
+    /// field at fault, like `exemptions[0]: missing field `expires``.
+    pub fn from_yaml(text: &str) -> Result<Self, ChecklistError> {
+        let value: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|e| ChecklistError::Syntax {
+                message: e.to_string(),
+            })?;
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ChecklistError::invalid(
+                if path == "." {
+                    "checklist".to_owned()
+                } else {
+                    path
+                },
+                e.inner().to_string(),
+            )
+        })
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -191,22 +213,7 @@ impl Registry {
 
     /// Reads a checklist from YAML and builds it.
     pub fn load_yaml(&self, text: &str) -> Result<Checklist, ChecklistError> {
-        let value: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| ChecklistError::Syntax {
-                message: e.to_string(),
-            })?;
-        let spec: ChecklistSpec = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            ChecklistError::invalid(
-                if path == "." {
-                    "checklist".to_owned()
-                } else {
-                    path
-                },
-                e.inner().to_string(),
-            )
-        })?;
-        self.build(&spec)
+        self.build(&ChecklistSpec::from_yaml(text)?)
     }
 
     /// Builds a checklist from its spec.
