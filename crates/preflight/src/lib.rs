@@ -13,6 +13,9 @@
 //! | `webhook` | a Flagger-compatible webhook answers 2xx to a signed JSON call |
 //! | `approval` | someone approved the checklist's gate through the rollout's store |
 //! | `attestation` | a person confirmed a manual item (who, when) in the checklist itself |
+//! | `prometheus_alerts` | no alert matching some labels is firing |
+//! | `prometheus_query` | a PromQL query has data, each series within bounds ("monitoring active") |
+//! | `burn_rate` | the SLO error-budget burn rate is not above a limit over both a short and a long window |
 //!
 //! Fix kinds: `http` (an HTTP call, like `POST /admin/warm-cache`).
 //!
@@ -39,6 +42,7 @@ mod calendar;
 mod disk;
 mod env;
 mod http;
+mod prometheus;
 mod redact;
 mod tcp;
 mod tls;
@@ -52,6 +56,7 @@ pub use self::calendar::{BusinessHoursCheck, FreezeCheck, FreezeWindow};
 pub use self::disk::DiskCheck;
 pub use self::env::EnvCheck;
 pub use self::http::{HttpCheck, HttpFix};
+pub use self::prometheus::{AlertsCheck, BurnRateCheck, QueryCheck};
 pub use self::redact::SecretUrl;
 pub use self::tcp::TcpCheck;
 pub use self::tls::TlsCheck;
@@ -70,6 +75,9 @@ pub fn registry() -> Registry {
         .check("webhook", WebhookCheck::from_params)
         .check("approval", ApprovalCheck::from_params)
         .check("attestation", AttestationCheck::from_params)
+        .check("prometheus_alerts", AlertsCheck::from_params)
+        .check("prometheus_query", QueryCheck::from_params)
+        .check("burn_rate", BurnRateCheck::from_params)
         .fix("http", HttpFix::from_params)
 }
 

@@ -258,10 +258,15 @@ async fn run_item(
                 },
                 status_before: before,
             });
-        } else if result.hint.is_none() {
-            result.hint = Some(format!("{} (automatic fix available)", fix.describe()));
-        } else if let Some(hint) = &mut result.hint {
-            hint.push_str(" (automatic fix available)");
+        } else {
+            let offer = format!(
+                "automatic fix available: {} (allow fixes to run it)",
+                fix.describe()
+            );
+            result.hint = Some(match result.hint.take() {
+                Some(hint) => format!("{hint}; {offer}"),
+                None => offer,
+            });
         }
     }
     (result, fix_record, start.elapsed())
