@@ -15,6 +15,8 @@
 //! | `attestation` | a person confirmed a manual item (who, when) in the checklist itself |
 //! | `prometheus_alerts` | no alert matching some labels is firing |
 //! | `prometheus_query` | a PromQL query has data, each series within bounds ("monitoring active") |
+//! | `postgres_connections` | PostgreSQL has enough free connections |
+//! | `postgres_activity` | no long transaction or lock waiter on the tables a migration touches |
 //! | `burn_rate` | the SLO error-budget burn rate is not above a limit over both a short and a long window |
 //!
 //! Fix kinds: `http` (an HTTP call, like `POST /admin/warm-cache`).
@@ -42,6 +44,7 @@ mod calendar;
 mod disk;
 mod env;
 mod http;
+mod postgres;
 mod prometheus;
 mod redact;
 mod tcp;
@@ -56,6 +59,7 @@ pub use self::calendar::{BusinessHoursCheck, FreezeCheck, FreezeWindow};
 pub use self::disk::DiskCheck;
 pub use self::env::EnvCheck;
 pub use self::http::{HttpCheck, HttpFix};
+pub use self::postgres::{ActivityCheck, ConnectionsCheck};
 pub use self::prometheus::{AlertsCheck, BurnRateCheck, QueryCheck};
 pub use self::redact::SecretUrl;
 pub use self::tcp::TcpCheck;
@@ -78,6 +82,8 @@ pub fn registry() -> Registry {
         .check("prometheus_alerts", AlertsCheck::from_params)
         .check("prometheus_query", QueryCheck::from_params)
         .check("burn_rate", BurnRateCheck::from_params)
+        .check("postgres_connections", ConnectionsCheck::from_params)
+        .check("postgres_activity", ActivityCheck::from_params)
         .fix("http", HttpFix::from_params)
 }
 
