@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,30 +17,9 @@ use cutover_preflight::{
     TlsCheck, WebhookCheck,
 };
 
-fn app(warm: Arc<AtomicBool>) -> Router {
-    let w = Arc::clone(&warm);
-    Router::new()
+fn app(warm: &Arc<AtomicBool>) -> Router {
+    common::cache_app(warm)
         .route("/ok", get(|| async { "all ok" }))
-        .route(
-            "/cache",
-            get(move || {
-                let warm = w.load(Ordering::SeqCst);
-                async move {
-                    if warm {
-                        (StatusCode::OK, "warm")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "cache cold")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/warm",
-            post(move || {
-                warm.store(true, Ordering::SeqCst);
-                async { "warmed" }
-            }),
-        )
         .route(
             "/slow",
             get(|| async {
@@ -53,7 +32,7 @@ fn app(warm: Arc<AtomicBool>) -> Router {
 
 #[tokio::test]
 async fn http_smoke_checks_status_body_and_latency_and_hides_tokens() {
-    let addr = serve(app(Arc::default())).await;
+    let addr = serve(app(&Arc::default())).await;
     let base = format!("http://127.0.0.1:{}", addr.port());
 
     let r = run(&HttpCheck::new(format!("{base}/ok?token=hunter2")).body_contains("ok")).await;

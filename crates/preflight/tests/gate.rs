@@ -6,9 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
 use common::serve;
 use cutover_core::checklist::{CheckContext, CheckStatus};
 use cutover_core::{Canary, CanaryStep, GateStage, Outcome, Plan, Rollout};
@@ -16,28 +13,7 @@ use cutover_test::FakeRouter;
 
 async fn cache_server() -> (String, Arc<AtomicBool>) {
     let warm = Arc::new(AtomicBool::new(false));
-    let (w1, w2) = (Arc::clone(&warm), Arc::clone(&warm));
-    let app = Router::new()
-        .route(
-            "/cache",
-            get(move || {
-                let ok = w1.load(Ordering::SeqCst);
-                async move {
-                    if ok {
-                        (StatusCode::OK, "warm")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "cache cold")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/warm",
-            post(move || {
-                w2.store(true, Ordering::SeqCst);
-                async { "warmed" }
-            }),
-        );
+    let app = common::cache_app(&warm);
     let addr = serve(app).await;
     (format!("http://127.0.0.1:{}", addr.port()), warm)
 }

@@ -3,6 +3,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 
 use cutover_core::checklist::{Check, CheckContext, CheckResult};
 use cutover_core::{Clock, TokioClock};
@@ -53,4 +57,31 @@ pub async fn serve_tls(cert_pem: &str, key_pem: &str) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A service whose `GET /cache` answers 503 "cache cold" until `POST /warm`; `warm` says
+/// whether it was warmed.
+pub fn cache_app(warm: &Arc<AtomicBool>) -> axum::Router {
+    let (w1, w2) = (Arc::clone(warm), Arc::clone(warm));
+    axum::Router::new()
+        .route(
+            "/cache",
+            get(move || {
+                let ok = w1.load(Ordering::SeqCst);
+                async move {
+                    if ok {
+                        (StatusCode::OK, "warm")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "cache cold")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/warm",
+            post(move || {
+                w2.store(true, Ordering::SeqCst);
+                async { "warmed" }
+            }),
+        )
 }
