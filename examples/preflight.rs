@@ -19,6 +19,22 @@
 //!   the check passes, security signs off through the store, and the canary is promoted.
 //!
 //! The example exits non-zero if either run ends otherwise.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own:
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["preflight"] }
+//! async-trait = "0.1"
+//! axum = { version = "0.8", default-features = false, features = ["http1", "tokio"] }
+//! rcgen = { version = "0.14", default-features = false, features = ["crypto", "aws_lc_rs", "pem"] }
+//! rustls = { version = "0.23", default-features = false, features = ["aws_lc_rs", "std", "tls12"] }
+//! serde_json = "1"
+//! tempfile = "3"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "time"] }
+//! tokio-rustls = { version = "0.26", default-features = false, features = ["aws-lc-rs", "tls12"] }
+//! ```
 
 use std::process::ExitCode;
 use std::sync::Arc;
