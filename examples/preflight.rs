@@ -2,8 +2,8 @@
 //! this example starts on 127.0.0.1.
 //!
 //! ```text
-//! cargo run --example preflight            # the service's cache is cold: refused, with the hint
-//! cargo run --example preflight -- --fix   # the offered fix warms the cache: the rollout proceeds
+//! cargo run --example preflight --features preflight            # the service's cache is cold: refused, with the hint
+//! cargo run --example preflight --features preflight -- --fix   # the offered fix warms the cache: the rollout proceeds
 //! ```
 //!
 //! The template (`cutover::preflight::TEMPLATE`) is edited here the way a team would edit its
