@@ -91,6 +91,7 @@
 
 mod action;
 pub mod analysis;
+pub mod checklist;
 mod command;
 mod describe;
 mod engine;
@@ -118,6 +119,7 @@ mod workload;
 pub use cutover_analysis::{Alternative, Measurement, RunLimits, RunStatus, Tally, Verdict};
 
 pub use self::analysis::{Analysis, AnalysisContext, AnalysisResult, Comparison, MetricResult};
+pub use self::checklist::Checklist;
 pub use self::command::{Command, CommandEffect, CommandError, CommandRequest, QueuedCommand};
 pub use self::engine::{
     BuildError, DEFAULT_EVENT_CAPACITY, DEFAULT_LEASE_TTL, Rollout, RolloutBuilder, RolloutError,

@@ -213,6 +213,14 @@ pub enum Outcome {
         /// What the comparison found.
         summary: String,
     },
+    /// Refused before anything changed: a pre-flight gate (a [`Checklist`](crate::Checklist),
+    /// an approval) closed, so no migration ran and no traffic moved.
+    Refused {
+        /// The gate.
+        gate: String,
+        /// Why: for a checklist, each required check that did not pass, with its hint.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Outcome {
@@ -223,6 +231,7 @@ impl fmt::Display for Outcome {
             Outcome::Aborted { by, reason } if reason.is_empty() => write!(f, "aborted by {by}"),
             Outcome::Aborted { by, reason } => write!(f, "aborted by {by}: {reason}"),
             Outcome::Concluded { summary, .. } => write!(f, "concluded: {summary}"),
+            Outcome::Refused { gate, reason } => write!(f, "refused by gate `{gate}`: {reason}"),
         }
     }
 }

@@ -33,10 +33,10 @@ async fn closed_preflight_gate_changes_nothing() {
     let outcome = rollout.run().await.unwrap();
     assert_eq!(
         outcome,
-        Outcome::RolledBack(StopReason::GateClosed {
+        Outcome::Refused {
             gate: "change-approved".into(),
             reason: "ticket CHG-1 rejected".into()
-        })
+        }
     );
     assert!(router.calls().is_empty(), "no router call at all");
     assert_eq!(migration.applies(), 0);
@@ -83,8 +83,8 @@ async fn pending_gate_times_out_closed() {
         .build()
         .unwrap();
     let outcome = rollout.run().await.unwrap();
-    let Outcome::RolledBack(StopReason::GateClosed { reason, .. }) = &outcome else {
-        panic!("expected a closed gate, got {outcome:?}");
+    let Outcome::Refused { reason, .. } = &outcome else {
+        panic!("expected a refused rollout, got {outcome:?}");
     };
     assert!(reason.contains("still pending after 10m"), "{reason}");
     assert_eq!(gate.checks(), 10);
@@ -102,10 +102,7 @@ async fn gate_errors_close_the_gate() {
         .build()
         .unwrap();
     let outcome = rollout.run().await.unwrap();
-    assert!(
-        matches!(outcome, Outcome::RolledBack(StopReason::GateClosed { .. })),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, Outcome::Refused { .. }), "{outcome:?}");
     assert_eq!(gate.checks(), 5, "retried up to max_attempts first");
 }
 

@@ -107,6 +107,7 @@
 //! | `fleet` | `fleet` | a PostgreSQL state store, rollouts as data, worker processes with fenced leases (`cutover-fleet`) |
 //! | `dashboard` | `dashboard` | the HTML report of a rollout with charts, the live web dashboard with controls (`cutover-dashboard`) |
 //! | `notify` | `notify` | webhook, Slack and CloudEvents/CDEvents notifications, Prometheus rollout metrics, DORA figures (`cutover-notify`) |
+//! | `preflight` | `preflight` | built-in checks for pre-flight [`Checklist`]s (HTTP, TCP, TLS, disk, env, freeze windows, business hours, signed webhooks, approvals, Prometheus, PostgreSQL) and the 28-item template (`cutover-preflight`) |
 //! | `test-util` | `test` | fakes of every provider with error injection, scripted metrics, a crashing store, the router contract suite (`cutover-test`); with `aws-alb`, `aws_alb::moto`; with `prometheus`, `prometheus::testing` |
 //! | `mocks` | | mockall mocks of every trait (`MockTrafficRouter`, ...), for tests of error paths |
 //!
@@ -150,6 +151,8 @@ pub use cutover_local as local;
 pub use cutover_notify as notify;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
+#[cfg(feature = "preflight")]
+pub use cutover_preflight as preflight;
 #[cfg(feature = "prometheus")]
 pub use cutover_prometheus as prometheus;
 #[cfg(feature = "test-util")]

@@ -25,23 +25,21 @@ pub(super) fn gates(
         match &progress.last.value {
             GateVerdict::Open => {}
             GateVerdict::Closed { reason } => {
-                return Some(Decision::Rollback(StopReason::GateClosed {
-                    gate: gate.name.clone(),
-                    reason: reason.clone(),
-                }));
+                return Some(closed(stage, &gate.name, reason.clone()));
             }
             GateVerdict::Pending { detail } => {
                 let timeout_at = gate.timeout.map(|t| progress.first_checked_at + t);
                 if let (Some(at), Some(timeout)) = (timeout_at, gate.timeout)
                     && now >= at
                 {
-                    return Some(Decision::Rollback(StopReason::GateClosed {
-                        gate: gate.name.clone(),
-                        reason: format!(
+                    return Some(closed(
+                        stage,
+                        &gate.name,
+                        format!(
                             "still pending after {}: {detail}",
                             humantime::format_duration(timeout)
                         ),
-                    }));
+                    ));
                 }
                 let next = progress.last.at + gate.poll_interval;
                 if now >= next || progress.answered {
@@ -52,6 +50,21 @@ pub(super) fn gates(
         }
     }
     None
+}
+
+/// A closed gate: before anything changed (pre-flight) the rollout is refused, with nothing to
+/// undo; later it rolls back.
+fn closed(stage: GateStage, gate: &str, reason: String) -> Decision {
+    match stage {
+        GateStage::PreFlight => Decision::Complete(Final::Outcome(Outcome::Refused {
+            gate: gate.to_owned(),
+            reason,
+        })),
+        GateStage::BeforePromotion => Decision::Rollback(StopReason::GateClosed {
+            gate: gate.to_owned(),
+            reason,
+        }),
+    }
 }
 
 /// Applies expand migrations in order, then moves on.

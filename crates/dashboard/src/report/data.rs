@@ -349,6 +349,7 @@ fn outcome_class(outcome: &Outcome) -> &'static str {
         Outcome::Promoted => "promoted",
         Outcome::RolledBack(_) => "rolled-back",
         Outcome::Aborted { .. } => "aborted",
+        Outcome::Refused { .. } => "refused",
         _ => "concluded",
     }
 }

@@ -1,0 +1,461 @@
+//! Pre-flight checklists: timeouts, concurrency, exemptions, fixes, YAML, and the gate that
+//! refuses a rollout before anything changed. All on paused time.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::*;
+use cutover_core::checklist::{
+    AUDIT_KIND, Check, CheckContext, CheckResult, CheckStatus, ChecklistError, ChecklistItem,
+    Exemption, Registry, Remediation,
+};
+use cutover_core::{
+    Canary, Checklist, GateStage, MemoryStateStore, Outcome, ProviderError, RolloutId, StateStore,
+    Timestamp, TokioClock,
+};
+use cutover_test::FakeRouter;
+use serde::Deserialize;
+
+const EPOCH: u64 = 1_700_000_000_000;
+
+fn clock() -> TokioClock {
+    TokioClock::starting_at(Timestamp::from_unix_millis(EPOCH))
+}
+
+fn at(offset: Duration) -> Timestamp {
+    Timestamp::from_unix_millis(EPOCH) + offset
+}
+
+/// A check that answers `result` after `delay`, counting how many run at once.
+#[derive(Debug, Clone)]
+struct Scripted {
+    result: CheckResult,
+    delay: Duration,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    fn new(result: CheckResult) -> Self {
+        Scripted {
+            result,
+            delay: Duration::ZERO,
+            running: Arc::default(),
+            peak: Arc::default(),
+        }
+    }
+
+    fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+#[async_trait]
+impl Check for Scripted {
+    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.result.clone()
+    }
+}
+
+/// A check that never answers.
+#[derive(Debug)]
+struct Hangs;
+
+#[async_trait]
+impl Check for Hangs {
+    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
+        std::future::pending().await
+    }
+}
+
+/// Fails until its fix ran.
+#[derive(Debug, Clone, Default)]
+struct Switch(Arc<AtomicBool>);
+
+#[async_trait]
+impl Check for Switch {
+    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
+        if self.0.load(Ordering::SeqCst) {
+            CheckResult::pass("cache is warm")
+        } else {
+            CheckResult::fail("cache is cold").hint("warm the cache")
+        }
+    }
+}
+
+#[async_trait]
+impl Remediation for Switch {
+    fn describe(&self) -> String {
+        "warm the cache".into()
+    }
+    async fn apply(&self, _ctx: &CheckContext) -> Result<String, ProviderError> {
+        self.0.store(true, Ordering::SeqCst);
+        Ok("cache warmed".into())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_check_is_cut_off_at_its_timeout_and_reported_as_an_error() {
+    let checklist = Checklist::new("pf")
+        .clock(clock())
+        .item(ChecklistItem::new("hangs", "infrastructure", Hangs).timeout(secs(5)))
+        .item(ChecklistItem::new(
+            "ok",
+            "infrastructure",
+            Scripted::new(CheckResult::pass("fine")),
+        ));
+    let started = tokio::time::Instant::now();
+    let report = checklist.run(&CheckContext::default()).await;
+    assert_eq!(started.elapsed(), secs(5));
+    let hangs = report.get("hangs").unwrap();
+    assert_eq!(hangs.result.status, CheckStatus::Error);
+    assert!(
+        hangs.result.message.contains("no answer within 5s"),
+        "{}",
+        hangs.result.message
+    );
+    assert_eq!(report.get("ok").unwrap().result.status, CheckStatus::Pass);
+    assert!(!report.passed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn checks_run_concurrently_up_to_the_limit() {
+    let base = Scripted::new(CheckResult::pass("fine")).after(secs(10));
+    let mut checklist = Checklist::new("pf").clock(clock()).concurrency(3);
+    for i in 0..7 {
+        checklist = checklist.item(ChecklistItem::new(format!("c{i}"), "x", base.clone()));
+    }
+    let started = tokio::time::Instant::now();
+    let report = checklist.run(&CheckContext::default()).await;
+    assert!(report.passed());
+    assert_eq!(base.peak.load(Ordering::SeqCst), 3);
+    // 7 checks of 10 s, 3 at a time: three rounds.
+    assert_eq!(started.elapsed(), secs(30));
+    let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["c0", "c1", "c2", "c3", "c4", "c5", "c6"],
+        "checklist order kept"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn advisory_failures_and_warnings_do_not_block() {
+    let checklist = Checklist::new("pf")
+        .clock(clock())
+        .item(ChecklistItem::new(
+            "w",
+            "x",
+            Scripted::new(CheckResult::warn("12 days left")),
+        ))
+        .item(
+            ChecklistItem::new("adv", "x", Scripted::new(CheckResult::fail("no runbook")))
+                .advisory(),
+        );
+    let report = checklist.run(&CheckContext::default()).await;
+    assert!(report.passed(), "{}", report.table());
+    assert_eq!(report.get("adv").unwrap().verdict(), "fail (advisory)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn exemptions_let_a_failure_through_until_they_expire_and_unknown_ones_are_errors() {
+    let failing = || Scripted::new(CheckResult::fail("disk 95% full").hint("clean /var/log"));
+    let valid = Exemption::new("disk", "cleanup CHG-7 tonight", "alice", at(mins(60)));
+    let checklist = Checklist::new("pf")
+        .clock(clock())
+        .item(ChecklistItem::new("disk", "infrastructure", failing()))
+        .exemption(valid.clone());
+    let report = checklist.run(&CheckContext::default()).await;
+    assert!(report.passed(), "{}", report.table());
+    let disk = report.get("disk").unwrap();
+    assert_eq!(
+        disk.result.status,
+        CheckStatus::Fail,
+        "the real result is kept"
+    );
+    assert_eq!(disk.exempted.as_ref(), Some(&valid));
+    assert_eq!(report.exemptions_used, std::slice::from_ref(&valid));
+    assert!(
+        report.table().contains("fail (exempted)"),
+        "{}",
+        report.table()
+    );
+
+    // The same checklist an hour and a minute later: the exemption has expired.
+    tokio::time::advance(mins(61)).await;
+    let report = checklist.run(&CheckContext::default()).await;
+    assert!(!report.passed());
+    let disk = report.get("disk").unwrap();
+    assert_eq!(disk.result.status, CheckStatus::Error);
+    assert!(
+        disk.result.message.contains("expired"),
+        "{}",
+        disk.result.message
+    );
+    assert!(report.exemptions_used.is_empty());
+
+    // An exemption for a check the list does not have.
+    let checklist = Checklist::new("pf")
+        .clock(clock())
+        .item(ChecklistItem::new(
+            "ok",
+            "x",
+            Scripted::new(CheckResult::pass("fine")),
+        ))
+        .exemption(Exemption::new("dsik", "typo", "bob", at(mins(60))));
+    let report = checklist.run(&CheckContext::default()).await;
+    assert!(!report.passed());
+    let row = report.get("exemption:dsik").unwrap();
+    assert_eq!(row.result.status, CheckStatus::Error);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fix_runs_only_when_allowed_and_is_recorded() {
+    let switch = Switch::default();
+    let item = ChecklistItem::new("cache", "configuration", switch.clone()).fix(switch.clone());
+    let checklist = Checklist::new("pf").clock(clock()).item(item);
+
+    let report = checklist.run(&CheckContext::default()).await;
+    assert!(!report.passed());
+    assert!(
+        !switch.0.load(Ordering::SeqCst),
+        "no fix without permission"
+    );
+    let row = report.get("cache").unwrap();
+    assert!(row.fix.is_none());
+    assert!(
+        row.result
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("automatic fix available")
+    );
+
+    let report = checklist
+        .allow_fixes(true)
+        .run(&CheckContext::default())
+        .await;
+    assert!(report.passed(), "{}", report.table());
+    let row = report.get("cache").unwrap();
+    let fix = row.fix.as_ref().unwrap();
+    assert!(fix.applied);
+    assert_eq!(fix.status_before, CheckStatus::Fail);
+    assert_eq!(row.result.status, CheckStatus::Pass, "the check ran again");
+    assert_eq!(row.verdict(), "pass (fixed)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_checklist_refuses_the_rollout_before_any_traffic_moves() {
+    let router = FakeRouter::new("mesh");
+    let store = MemoryStateStore::new();
+    let checklist = Checklist::new("preflight")
+        .clock(clock())
+        .audit_to(store.clone())
+        .item(ChecklistItem::new(
+            "ok",
+            "x",
+            Scripted::new(CheckResult::pass("fine")),
+        ))
+        .item(ChecklistItem::new(
+            "tls",
+            "security",
+            Scripted::new(CheckResult::fail("certificate expired 3 days ago").hint("renew it")),
+        ));
+    let rollout = builder("refused", plan(Canary::new([weight(10)])))
+        .state_store(store.clone())
+        .router(router.clone())
+        .gate(GateStage::PreFlight, checklist)
+        .build()
+        .unwrap();
+    let handle = rollout.handle();
+    let outcome = rollout.run().await.unwrap();
+    let Outcome::Refused { gate, reason } = &outcome else {
+        panic!("expected refused, got {outcome:?}");
+    };
+    assert_eq!(gate, "preflight");
+    assert!(
+        reason.contains("tls [fail]: certificate expired 3 days ago (hint: renew it)"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("ok ["),
+        "passing checks are not listed: {reason}"
+    );
+    assert!(router.calls().is_empty(), "no router call at all");
+    assert!(
+        outcome
+            .to_string()
+            .starts_with("refused by gate `preflight`")
+    );
+    let records = summaries(&handle.records().await.unwrap());
+    assert!(
+        records.iter().any(|s| s.contains("certificate expired")),
+        "{records:?}"
+    );
+    // The full report, with what passed too, is kept in the store's audit document.
+    let doc = store
+        .load_document(AUDIT_KIND, &RolloutId::new("refused").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let reports = doc.body["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["checks"][0]["id"], "ok");
+    assert_eq!(reports[0]["checks"][0]["result"]["status"], "pass");
+    assert_eq!(reports[0]["checks"][1]["result"]["hint"], "renew it");
+}
+
+/// Pending until someone approves the checklist's gate through the store.
+#[derive(Debug)]
+struct NeedsApproval;
+
+#[async_trait]
+impl Check for NeedsApproval {
+    async fn run(&self, ctx: &CheckContext) -> CheckResult {
+        match ctx.approvals.get(&ctx.checklist) {
+            Some(a) if a.approved => CheckResult::pass(format!("approved by {}", a.by)),
+            Some(a) => CheckResult::fail(format!("rejected by {}", a.by)),
+            None => CheckResult::pending("waiting for approval"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_approval_holds_the_rollout_until_approved_through_the_store() {
+    let router = FakeRouter::new("mesh");
+    let checklist = Checklist::new("preflight")
+        .clock(clock())
+        .poll_interval(secs(30))
+        .item(ChecklistItem::new("change-board", "process", NeedsApproval));
+    let rollout = builder("approval", plan(Canary::new([weight(10)])))
+        .router(router.clone())
+        .gate(GateStage::PreFlight, checklist)
+        .build()
+        .unwrap();
+    let handle = rollout.handle().by("carol");
+    let run = tokio::spawn(rollout.run());
+    tokio::time::sleep(mins(5)).await;
+    assert!(router.calls().is_empty(), "held while pending");
+    handle.approve("preflight", "CAB-12").await.unwrap();
+    assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixedParams {
+    status: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn registry() -> Registry {
+    Registry::new().check("fixed", |p: FixedParams| {
+        let message = p.message.unwrap_or_default();
+        match p.status.as_str() {
+            "pass" => Ok(Scripted::new(CheckResult::pass(message))),
+            "fail" => Ok(Scripted::new(CheckResult::fail(message))),
+            other => Err(("status".into(), format!("unknown status `{other}`"))),
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn yaml_checklists_build_and_bad_ones_name_the_field() {
+    let checklist = registry()
+        .load_yaml(
+            r"
+name: preflight
+concurrency: 2
+timeout: 3s
+checks:
+  - { id: a, category: infrastructure, fixed: { status: pass } }
+  - { id: b, category: security, required: false, fixed: { status: fail, message: nope } }
+exemptions:
+  - { check: a, reason: r, by: alice, expires: 2030-01-01T00:00:00Z }
+",
+        )
+        .unwrap();
+    assert_eq!(checklist.name(), "preflight");
+    assert_eq!(checklist.items().len(), 2);
+    let report = checklist.clock(clock()).run(&CheckContext::default()).await;
+    assert!(report.passed());
+
+    let err = |text: &str| registry().load_yaml(text).unwrap_err();
+    let e = err("name: p\nchecks:\n  - { id: a, category: x, htp: { url: u } }\n");
+    assert_eq!(e.path(), Some("checks[0].htp"));
+    assert!(
+        e.to_string()
+            .contains("unknown check kind `htp`; known: fixed"),
+        "{e}"
+    );
+
+    let e = err("name: p\nchecks:\n  - { id: a, category: x, fixed: { message: m } }\n");
+    assert_eq!(e.path(), Some("checks[0].fixed"));
+    assert!(e.to_string().contains("missing field `status`"), "{e}");
+
+    let e = err("name: p\nchecks:\n  - { id: a, category: x, fixed: { status: maybe } }\n");
+    assert_eq!(e.path(), Some("checks[0].fixed.status"));
+
+    let e = err("name: p\nchecks: []\nexemptions:\n  - { check: a, reason: r, by: alice }\n");
+    assert_eq!(e.path(), Some("exemptions[0]"));
+    assert!(e.to_string().contains("missing field `expires`"), "{e}");
+
+    let e = err("name: p\nchecks:\n  - { id: a, category: x }\n");
+    assert!(e.to_string().contains("no check kind given"), "{e}");
+
+    let e = err(
+        "name: p\nchecks:\n  - { id: a, category: x, timeout: soon, fixed: { status: pass } }\n",
+    );
+    assert!(e.to_string().contains("invalid duration `soon`"), "{e}");
+
+    let e = err(
+        "name: p\nchecks:\n  - { id: a, category: x, fixed: { status: pass } }\n  - { id: a, category: x, fixed: { status: pass } }\n",
+    );
+    assert_eq!(e.path(), Some("checks[1].id"));
+
+    assert!(matches!(err("name: [p"), ChecklistError::Syntax { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_report_has_a_table_and_json() {
+    let checklist = Checklist::new("pf").clock(clock()).item(ChecklistItem::new(
+        "tls",
+        "security",
+        Scripted::new(
+            CheckResult::fail("expired")
+                .hint("renew the certificate")
+                .evidence("days_left", -3),
+        ),
+    ));
+    let report = checklist.run(&CheckContext::default()).await;
+    let table = report.table();
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("CATEGORY  CHECK  RESULT  MESSAGE  HINT"),
+        "{table}"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("security  tls    fail    expired  renew the certificate"),
+        "{table}"
+    );
+    assert!(table.contains("pf: NOT PASSED"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["checks"][0]["result"]["evidence"]["days_left"], -3);
+    assert_eq!(json["checks"][0]["result"]["status"], "fail");
+    let back: cutover_core::checklist::ChecklistReport =
+        serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(back, report);
+}
