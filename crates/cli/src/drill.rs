@@ -1,0 +1,2 @@
+//! drill
+pub(crate) async fn drill(_: &crate::cli::DrillArgs) -> Result<crate::exit::Exit, crate::exit::Failure> { todo!() }
