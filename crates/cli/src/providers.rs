@@ -44,6 +44,16 @@ pub(crate) async fn attach(
     Ok((builder, running))
 }
 
+#[cfg_attr(
+    all(
+        feature = "local",
+        feature = "prometheus",
+        feature = "kubernetes",
+        feature = "istio",
+        feature = "aws-alb"
+    ),
+    allow(dead_code)
+)]
 fn missing(feature: &str) -> Failure {
     Failure::invalid(format!(
         "providers.{feature} needs the `{feature}` feature, which this build of cutover lacks \

@@ -20,9 +20,6 @@ use serde_json::Value;
 
 use crate::exit::Failure;
 
-/// The sections of a run file that are not the plan.
-pub(crate) const SECTIONS: [&str; 2] = ["rollout", "providers"];
-
 /// A parsed run file.
 #[derive(Debug)]
 pub(crate) struct RunFile {

@@ -124,21 +124,6 @@ impl Located {
         }
         best
     }
-
-    /// The value at `path`, if all of it exists.
-    pub(crate) fn get(&self, path: &[Segment]) -> Option<&Located> {
-        let mut here = self;
-        for segment in path {
-            here = match (segment, &here.node) {
-                (Segment::Key(key), Node::Map(entries)) => {
-                    &entries.iter().find(|(k, _, _)| k == key)?.2
-                }
-                (Segment::Index(i), Node::Seq(items)) => items.get(*i)?,
-                _ => return None,
-            };
-        }
-        Some(here)
-    }
 }
 
 impl<'de> Deserialize<'de> for Node {
