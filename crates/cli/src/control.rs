@@ -133,18 +133,42 @@ pub(crate) async fn rollback(
         .map_err(|e| store_error(&e))?;
     println!("queued abort #{} for rollout `{id}` by {by}", queued.seq);
     let lease = store.lease(&id).await.map_err(|e| store_error(&e))?;
-    let owned = lease.as_ref().is_some_and(|l| l.is_live_at(clock.now()));
-    if let (Some(file), false) = (&args.file, owned) {
+    let now = clock.now();
+    let live_until = lease.as_ref().filter(|l| l.is_live_at(now)).map(|l| {
+        l.expires_at
+            .map_or(args.timeout, |at| at.saturating_since(now))
+    });
+    if let Some(file) = &args.file {
+        // The owner has until its lease runs out to carry the abort out; an owner that died
+        // stops renewing, and then this process rolls the rollout back itself.
+        if let Some(wait) = live_until {
+            let owner = lease.map(|l| l.owner).unwrap_or_default();
+            println!("`{owner}` runs rollout `{id}`: waiting for it to roll back");
+            let grace = wait + Duration::from_secs(1);
+            if let Ok(end) = tokio::time::timeout(grace, until_finished(store.as_ref(), &id)).await
+            {
+                return report(&id, &end?, clock.now().saturating_since(started));
+            }
+            println!("`{owner}` did not roll back and its lease ran out");
+        }
         println!("no engine runs rollout `{id}`: rolling it back here");
         let file_spec = crate::runfile::read(file)?;
-        let run = crate::run::drive(&file_spec, id.as_str(), store.clone(), by, None, true, false);
+        let run = crate::run::drive(
+            &file_spec,
+            id.as_str(),
+            store.clone(),
+            by,
+            None,
+            true,
+            false,
+        );
         match tokio::time::timeout(args.timeout, run).await {
             Ok(result) => {
                 result?;
             }
             Err(_) => return Err(timed_out(&id, args.timeout)),
         }
-    } else if !owned {
+    } else if live_until.is_none() {
         println!(
             "no engine runs rollout `{id}` now: the abort waits in its inbox for the next one \
              (or give --file RUNFILE to roll it back from here)"
@@ -153,8 +177,11 @@ pub(crate) async fn rollback(
     let outcome = tokio::time::timeout(args.timeout, until_finished(store.as_ref(), &id))
         .await
         .map_err(|_| timed_out(&id, args.timeout))??;
-    let took = clock.now().saturating_since(started);
-    let exit = finished(&id, &outcome)?;
+    report(&id, &outcome, clock.now().saturating_since(started))
+}
+
+fn report(id: &RolloutId, end: &Final, took: Duration) -> Result<Exit, Failure> {
+    let exit = finished(id, end)?;
     println!("took {}", humantime::format_duration(round(took)));
     Ok(exit)
 }

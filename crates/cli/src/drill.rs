@@ -68,7 +68,9 @@ pub(crate) async fn drill(args: &DrillArgs) -> Result<Exit, Failure> {
         .await
         .map_err(|e| Failure::failed(format!("cannot start the proxy: {}", chain(&e))))?;
     let load = Arc::new(LoadGenerator::start(
-        &LoadConfig::new(proxy.addr()).concurrency(16).rate(args.rate),
+        &LoadConfig::new(proxy.addr())
+            .concurrency(16)
+            .rate(args.rate),
     ));
     println!(
         "drill: {} on the local proxy {} ({stable} on {}, {candidate} on {v2_addr}), {} requests/s",
@@ -92,10 +94,12 @@ pub(crate) async fn drill(args: &DrillArgs) -> Result<Exit, Failure> {
     for source in &sources {
         builder = builder.metric_source(source.clone(), proxy.metrics());
     }
-    let rollout = builder
-        .build()
-        .map_err(|e| Failure::invalid(format!("the plan cannot run on the proxy: {}", chain(&e))))?;
-    let stable_id: RevisionId = stable.parse().map_err(|e| Failure::invalid(format!("{e}")))?;
+    let rollout = builder.build().map_err(|e| {
+        Failure::invalid(format!("the plan cannot run on the proxy: {}", chain(&e)))
+    })?;
+    let stable_id: RevisionId = stable
+        .parse()
+        .map_err(|e| Failure::invalid(format!("{e}")))?;
     let candidate_id: RevisionId = candidate
         .parse()
         .map_err(|e| Failure::invalid(format!("{e}")))?;
@@ -117,7 +121,9 @@ pub(crate) async fn drill(args: &DrillArgs) -> Result<Exit, Failure> {
                         let share = to.weight(&candidate_id).percent();
                         if t.injected.is_none() && at_step.is_none() && share > 0.0 {
                             inject(&mut t, &failure, &v2, v2_addr, &load, share, None).await;
-                        } else if t.injected.is_some() && t.stable.is_none() && to.is_all_to(&stable_id)
+                        } else if t.injected.is_some()
+                            && t.stable.is_none()
+                            && to.is_all_to(&stable_id)
                         {
                             t.stable = Some(wall_now());
                             let report = load.report();
@@ -134,8 +140,7 @@ pub(crate) async fn drill(args: &DrillArgs) -> Result<Exit, Failure> {
                         {
                             let share = t.candidate_share;
                             let label = format!("{} ({})", step.index, step.kind);
-                            inject(&mut t, &failure, &v2, v2_addr, &load, share, Some(label))
-                                .await;
+                            inject(&mut t, &failure, &v2, v2_addr, &load, share, Some(label)).await;
                         }
                         if let Entry::Decision {
                             decision: Decision::Rollback(reason),
@@ -163,7 +168,12 @@ pub(crate) async fn drill(args: &DrillArgs) -> Result<Exit, Failure> {
         v2.shutdown().await;
     }
     if let Some(out) = &args.out {
-        let handle = RolloutHandle::new(store, "drill".parse().map_err(|e| Failure::failed(format!("{e}")))?);
+        let handle = RolloutHandle::new(
+            store,
+            "drill"
+                .parse()
+                .map_err(|e| Failure::failed(format!("{e}")))?,
+        );
         crate::run::write_records(&handle, out).await;
     }
     let outcome = match outcome {
@@ -251,7 +261,9 @@ async fn inject(
     if let Some(config) = config {
         match DemoService::start_on(config, addr).await {
             Ok(service) => *slot = Some(service),
-            Err(e) => eprintln!("drill: could not restart the candidate on {addr}: {e}; it stays down"),
+            Err(e) => {
+                eprintln!("drill: could not restart the candidate on {addr}: {e}; it stays down");
+            }
         }
     }
     println!(
@@ -356,14 +368,12 @@ fn adapt(plan: &mut Plan, max_pause: Duration) -> Vec<String> {
                 }
             }
         }
-        Strategy::BlueGreen(b) => {
-            if !matches!(b.auto_promotion, AutoPromotion::Enabled) {
-                b.auto_promotion = AutoPromotion::After(max_pause);
-                changes.push(format!(
-                    "promotion happens by itself after {}",
-                    humantime::format_duration(max_pause)
-                ));
-            }
+        Strategy::BlueGreen(b) if !matches!(b.auto_promotion, AutoPromotion::Enabled) => {
+            b.auto_promotion = AutoPromotion::After(max_pause);
+            changes.push(format!(
+                "promotion happens by itself after {}",
+                humantime::format_duration(max_pause)
+            ));
         }
         _ => {}
     }
@@ -459,7 +469,10 @@ mod tests {
         )
         .unwrap();
         let err = sources(&plan).unwrap_err();
-        assert!(err.message.contains("`prom` for `sum(rate(x[1m]))`"), "{err}");
+        assert!(
+            err.message.contains("`prom` for `sum(rate(x[1m]))`"),
+            "{err}"
+        );
         let plan = Plan::from_yaml(
             "strategy: { canary: { steps: [ {set_weight: 10} ] } }\nanalyses: { e: { threshold: { metrics: [ { name: m, source: prom, query: error_rate, max: 1 } ] } } }",
         )

@@ -77,7 +77,7 @@ pub(crate) fn check(text: &str) -> Vec<Diagnostic> {
             .as_ref()
             .and_then(|l| l.position(&segments(&d.path)));
     }
-    out.sort_by(|a, b| (a.at, a.severity).cmp(&(b.at, b.severity)));
+    out.sort_by_key(|d| (d.at, d.severity));
     out.dedup();
     out
 }
@@ -176,7 +176,11 @@ impl Lint {
             }
         }
         let Some(strategy_value) = strategy.clone().or_else(|| {
-            if !self.diagnostics.iter().any(|d| d.path.starts_with("strategy")) {
+            if !self
+                .diagnostics
+                .iter()
+                .any(|d| d.path.starts_with("strategy"))
+            {
                 self.error("strategy", "missing: a plan needs a `strategy`");
             }
             None
@@ -214,7 +218,9 @@ impl Lint {
         if serde_path_to_error::deserialize::<_, Strategy>(value.clone()).is_ok() {
             return Some(value);
         }
-        let canary = value.get("canary").filter(|_| value.as_object().is_some_and(|m| m.len() == 1));
+        let canary = value
+            .get("canary")
+            .filter(|_| value.as_object().is_some_and(|m| m.len() == 1));
         let Some(Value::Object(canary)) = canary else {
             self.parse::<Strategy>("strategy", value);
             return None;
@@ -381,13 +387,23 @@ fn template_sources(name: &str, template: &AnalysisTemplate) -> Vec<(String, Str
             .metrics
             .iter()
             .enumerate()
-            .map(|(i, m)| (format!("{at}.threshold.metrics[{i}].source"), m.source.clone()))
+            .map(|(i, m)| {
+                (
+                    format!("{at}.threshold.metrics[{i}].source"),
+                    m.source.clone(),
+                )
+            })
             .collect(),
         AnalysisTemplate::Conditions(c) => c
             .metrics
             .iter()
             .enumerate()
-            .map(|(i, m)| (format!("{at}.conditions.metrics[{i}].source"), m.source.clone()))
+            .map(|(i, m)| {
+                (
+                    format!("{at}.conditions.metrics[{i}].source"),
+                    m.source.clone(),
+                )
+            })
             .collect(),
         AnalysisTemplate::Judge(j) => j
             .queries
@@ -435,11 +451,13 @@ pub(crate) fn lint(args: &LintArgs) -> Result<Exit, Failure> {
                 .map(|(file, diagnostic)| Entry { file, diagnostic })
                 .collect();
             let text = if args.output == Format::Json {
-                serde_json::to_string_pretty(&entries).map(|s| s + "\n").map_err(|e| e.to_string())
+                serde_json::to_string_pretty(&entries)
+                    .map(|s| s + "\n")
+                    .map_err(|e| e.to_string())
             } else {
                 serde_saphyr::to_string(&entries).map_err(|e| e.to_string())
             };
-            print!("{}", text.map_err(|e| Failure::failed(e))?);
+            print!("{}", text.map_err(Failure::failed)?);
         }
     }
     eprintln!(
@@ -482,7 +500,9 @@ mod tests {
 
     use super::*;
 
-    fn found(text: &str) -> Vec<(Severity, String, Option<(u32, u32)>)> {
+    type Found = (Severity, String, Option<(u32, u32)>);
+
+    fn found(text: &str) -> Vec<Found> {
         check(text)
             .into_iter()
             .map(|d| (d.severity, d.path, d.at.map(|p| (p.line, p.column))))
@@ -522,11 +542,31 @@ poll_intervall: 5s
         assert_eq!(
             found(plan),
             [
-                (Severity::Error, "strategy.canary.steps[0].set_weight".into(), Some((4, 9))),
-                (Severity::Error, "strategy.canary.steps[1].pause.duration".into(), Some((5, 18))),
-                (Severity::Error, "strategy.canary.steps[2]".into(), Some((6, 9))),
-                (Severity::Error, "strategy.canary.steps[3].remove_mirror".into(), Some((7, 9))),
-                (Severity::Error, "analyses.a.threshold.metrics[0]".into(), Some((9, 32))),
+                (
+                    Severity::Error,
+                    "strategy.canary.steps[0].set_weight".into(),
+                    Some((4, 9))
+                ),
+                (
+                    Severity::Error,
+                    "strategy.canary.steps[1].pause.duration".into(),
+                    Some((5, 18))
+                ),
+                (
+                    Severity::Error,
+                    "strategy.canary.steps[2]".into(),
+                    Some((6, 9))
+                ),
+                (
+                    Severity::Error,
+                    "strategy.canary.steps[3].remove_mirror".into(),
+                    Some((7, 9))
+                ),
+                (
+                    Severity::Error,
+                    "analyses.a.threshold.metrics[0]".into(),
+                    Some((9, 32))
+                ),
                 (Severity::Error, "analyses.b".into(), Some((10, 3))),
                 (Severity::Error, "progress_deadline".into(), Some((11, 1))),
                 (Severity::Error, "poll_intervall".into(), Some((12, 1))),
@@ -547,8 +587,16 @@ strategy:
         assert_eq!(
             found(plan),
             [
-                (Severity::Warning, "strategy.canary.steps[1].set_weight".into(), Some((5, 9))),
-                (Severity::Warning, "strategy.canary.steps[2].analysis.name".into(), Some((6, 21))),
+                (
+                    Severity::Warning,
+                    "strategy.canary.steps[1].set_weight".into(),
+                    Some((5, 9))
+                ),
+                (
+                    Severity::Warning,
+                    "strategy.canary.steps[2].analysis.name".into(),
+                    Some((6, 21))
+                ),
             ]
         );
     }
@@ -575,7 +623,11 @@ analyses:
             found(plan),
             [
                 (Severity::Error, "rollout.candidat".into(), Some((1, 31))),
-                (Severity::Warning, "analyses.e.threshold.metrics[0].source".into(), Some((6, 43))),
+                (
+                    Severity::Warning,
+                    "analyses.e.threshold.metrics[0].source".into(),
+                    Some((6, 43))
+                ),
             ]
         );
     }

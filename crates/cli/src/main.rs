@@ -60,7 +60,12 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
         Command::Lint(args) => lint::lint(args),
         Command::Import(args) => import::import(args),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "cutover", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "cutover",
+                &mut std::io::stdout(),
+            );
             Ok(Exit::Ok)
         }
         Command::Report { .. } => Err(Failure::new(
@@ -71,7 +76,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
         command => {
             let store = cli.store.open().await?;
             match command {
-                Command::Run(args) => run::run(args, store, &by).await,
+                Command::Run(args) => Box::pin(run::run(args, store, &by)).await,
                 Command::Status(args) => status::status(args, store).await,
                 Command::Pause(args) => control::send(store, Verb::Pause, args, &by).await,
                 Command::Resume(args) => control::send(store, Verb::Resume, args, &by).await,
@@ -86,7 +91,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 }
                 Command::Approve(args) => control::gate(store, Verb::Approve, args, &by).await,
                 Command::Reject(args) => control::gate(store, Verb::Reject, args, &by).await,
-                Command::Rollback(args) => control::rollback(store, args, &by).await,
+                Command::Rollback(args) => Box::pin(control::rollback(store, args, &by)).await,
                 Command::Lint(_)
                 | Command::Import(_)
                 | Command::Completions { .. }

@@ -2,6 +2,7 @@
 //! (candidate weight, step, analysis, elapsed) with each decision printed above it; otherwise
 //! one plain line per decision and per traffic change.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
@@ -31,11 +32,7 @@ impl View {
         if record.inputs.split.is_some() {
             self.split.clone_from(&record.inputs.split);
         }
-        self.analysis = record
-            .inputs
-            .analysis
-            .clone()
-            .or_else(|| record.inputs.background.clone());
+        self.analysis = record.inputs.analysis.or(record.inputs.background);
     }
 
     fn line(&self) -> String {
@@ -46,15 +43,18 @@ impl View {
         let mut text = format!("{} {} {percent:>5.1}%", self.candidate, bar(percent, 20));
         match (&self.phase, &self.step) {
             (Phase::Progressing, Some((index, kind))) => {
-                text.push_str(&format!(" | step {}/{} {kind}", index + 1, self.steps));
+                let _ = write!(text, " | step {index} {kind} ({} steps)", self.steps);
             }
-            (phase, _) => text.push_str(&format!(" | {phase}")),
+            (phase, _) => {
+                let _ = write!(text, " | {phase}");
+            }
         }
         if let Some(t) = &self.analysis {
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 " | analysis {} passed, {} failed, {} inconclusive",
                 t.passed, t.failed, t.inconclusive
-            ));
+            );
         }
         text
     }
@@ -105,9 +105,10 @@ pub(crate) fn follow(rollout: &Rollout, start: Timestamp, plain: bool) -> JoinHa
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        let say = |line: String| match &bar {
-            Some(bar) => bar.println(line),
-            None => {
+        let say = |line: String| {
+            if let Some(bar) = &bar {
+                bar.println(line);
+            } else {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
@@ -137,7 +138,9 @@ pub(crate) fn follow(rollout: &Rollout, start: Timestamp, plain: bool) -> JoinHa
                     "         retrying {op} on {provider} (attempt {attempt}): {error}"
                 )),
                 RolloutEvent::Lagged { missed } => {
-                    say(format!("         ({missed} events missed; the log has them all)"));
+                    say(format!(
+                        "         ({missed} events missed; the log has them all)"
+                    ));
                 }
                 _ => {}
             }

@@ -266,8 +266,12 @@ mod kubernetes {
                 builder = builder.router(router);
             }
             Some(KubernetesRouter::ServiceSelector { service, label }) => {
-                builder =
-                    builder.router(ServiceSelectorRouter::new(client.clone(), ns, service, label));
+                builder = builder.router(ServiceSelectorRouter::new(
+                    client.clone(),
+                    ns,
+                    service,
+                    label,
+                ));
             }
             Some(KubernetesRouter::HttpRoute {
                 name,
@@ -347,7 +351,10 @@ mod istio {
     use super::{Failure, RolloutBuilder, missing};
     use crate::runfile::IstioSpec;
 
-    pub(super) async fn router(_: &IstioSpec, _: RolloutBuilder) -> Result<RolloutBuilder, Failure> {
+    pub(super) async fn router(
+        _: &IstioSpec,
+        _: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
         Err(missing("istio"))
     }
 }

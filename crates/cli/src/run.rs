@@ -58,6 +58,9 @@ pub(crate) async fn drive(
     if let Some(reason) = take_over {
         builder = builder.take_over(by, reason);
     }
+    if let Some(ttl) = file.rollout.lease_ttl {
+        builder = builder.lease_ttl(ttl);
+    }
     let (builder, running) = crate::providers::attach(&file.providers, &revisions, builder).await?;
     let rollout = builder
         .build()

@@ -44,6 +44,10 @@ pub(crate) struct RolloutSection {
     /// The candidate.
     #[serde(default)]
     pub(crate) candidate: Option<String>,
+    /// How long the owner lease lasts without renewal: another process can take the rollout
+    /// over this long after its runner died (default 15s).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub(crate) lease_ttl: Option<Duration>,
 }
 
 /// `providers:`. Each section needs the build feature of the same name.
@@ -301,9 +305,10 @@ impl RunFile {
         flag.map(str::to_owned)
             .or_else(|| self.rollout.id.clone())
             .unwrap_or_else(|| {
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "rollout".to_owned())
+                path.file_stem().map_or_else(
+                    || "rollout".to_owned(),
+                    |s| s.to_string_lossy().into_owned(),
+                )
             })
     }
 
@@ -353,7 +358,8 @@ strategy: { canary: { steps: [ { set_weight: 10 } ] } }
         )
         .unwrap_err();
         assert!(
-            err.message.contains("providers.local_proxy.upstream: unknown field"),
+            err.message
+                .contains("providers.local_proxy.upstream: unknown field"),
             "{err}"
         );
         let err = parse("strategy: { canary: { steps: [] } }", Path::new("p.yaml")).unwrap_err();

@@ -95,9 +95,14 @@ async fn one(args: &StatusArgs, store: &dyn StateStore, id: &RolloutId) -> Resul
             }
         }
         after = detail.records.last().map_or(after, |r| r.seq.max(after));
-        if !args.watch || finished {
+        if !args.watch {
+            return Ok(Exit::Ok);
+        }
+        if finished {
             return Ok(match &detail.summary.outcome {
-                Some(Final::Outcome(cutover::Outcome::Promoted | cutover::Outcome::Concluded { .. }))
+                Some(Final::Outcome(
+                    cutover::Outcome::Promoted | cutover::Outcome::Concluded { .. },
+                ))
                 | None => Exit::Ok,
                 Some(_) => Exit::NotPromoted,
             });
@@ -164,7 +169,10 @@ fn yaml<T: Serialize>(value: &T) -> Result<String, Failure> {
 
 fn record_line(record: &DecisionRecord, format: Format) -> Result<String, Failure> {
     match format {
-        Format::Table => Ok(format!("{}  #{:<4} {}", record.at, record.seq, record.summary)),
+        Format::Table => Ok(format!(
+            "{}  #{:<4} {}",
+            record.at, record.seq, record.summary
+        )),
         Format::Json => serde_json::to_string(record)
             .map_err(|e| Failure::failed(format!("cannot write JSON: {e}"))),
         Format::Yaml => yaml(&[record]),
@@ -194,7 +202,7 @@ fn state(s: &Summary) -> String {
 fn step(s: &Summary) -> String {
     if s.phase == Phase::Progressing {
         let kind = s.step_kind.as_deref().unwrap_or("");
-        format!("{}/{} {kind}", s.step + 1, s.steps)
+        format!("{} {kind} ({} steps)", s.step, s.steps)
     } else {
         "-".to_owned()
     }
@@ -293,7 +301,12 @@ fn describe(d: &Detail, now: Timestamp) -> String {
         let _ = writeln!(out, "state     {state}");
     }
     let _ = writeln!(out, "owner     {}", owner(s, now));
-    let _ = writeln!(out, "updated   {} ({} ago)", s.updated_at, age(s.updated_at, now));
+    let _ = writeln!(
+        out,
+        "updated   {} ({} ago)",
+        s.updated_at,
+        age(s.updated_at, now)
+    );
     if !d.pending_commands.is_empty() {
         let _ = writeln!(out, "\nwaiting in the inbox:");
         for q in &d.pending_commands {
@@ -329,7 +342,11 @@ mod tests {
     fn columns_are_padded_to_the_widest_cell() {
         let text = columns([
             ["ID".to_owned(), "PHASE".to_owned(), "X".to_owned()],
-            ["checkout".to_owned(), "done".to_owned(), "promoted".to_owned()],
+            [
+                "checkout".to_owned(),
+                "done".to_owned(),
+                "promoted".to_owned(),
+            ],
         ]);
         assert_eq!(text, "ID        PHASE  X\ncheckout  done   promoted\n");
     }

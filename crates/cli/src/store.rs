@@ -140,7 +140,12 @@ mod tests {
         );
         let postgres = "postgres://db/cutover".parse::<StoreUrl>().unwrap_err();
         assert!(postgres.contains("cutover-fleet"), "{postgres}");
-        assert!("s3:bucket".parse::<StoreUrl>().unwrap_err().contains("unknown store"));
+        assert!(
+            "s3:bucket"
+                .parse::<StoreUrl>()
+                .unwrap_err()
+                .contains("unknown store")
+        );
         assert!("file:".parse::<StoreUrl>().is_err());
     }
 }

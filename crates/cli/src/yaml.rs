@@ -105,8 +105,7 @@ impl Located {
         for segment in path {
             match (segment, &here.node) {
                 (Segment::Key(key), Node::Map(entries)) => {
-                    let Some((_, key_at, value)) = entries.iter().find(|(k, _, _)| k == key)
-                    else {
+                    let Some((_, key_at, value)) = entries.iter().find(|(k, _, _)| k == key) else {
                         break;
                     };
                     best = key_at.or(value.at).or(best);
@@ -270,7 +269,10 @@ analyses:
         assert_eq!(at("strategy.canary.steps"), Some((3, 5)));
         assert_eq!(at("strategy.canary.steps[1]"), Some((5, 9)));
         assert_eq!(at("strategy.canary.steps[1].pause.duration"), Some((5, 18)));
-        assert_eq!(at("analyses.errors.threshold.metrics[0].max"), Some((8, 40)));
+        assert_eq!(
+            at("analyses.errors.threshold.metrics[0].max"),
+            Some((8, 40))
+        );
         // A part that does not exist: the deepest part that does.
         assert_eq!(at("strategy.canary.steps[7].set_weight"), Some((3, 5)));
     }

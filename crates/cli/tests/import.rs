@@ -25,19 +25,18 @@ fn golden(tool: &str, input: &str) -> String {
     let path = dir().join(tool).join(input);
     let out = cutover(&["import", tool, path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "import {tool} {input} failed: {stderr}");
+    assert!(
+        out.status.success(),
+        "import {tool} {input} failed: {stderr}"
+    );
     let plan = String::from_utf8(out.stdout).unwrap();
     let stem = input.rsplit_once('.').unwrap().0;
     let golden = dir().join(tool).join(format!("{stem}.plan.yaml"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &plan).unwrap();
     }
-    let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; create it with UPDATE_GOLDEN=1",
-            golden.display()
-        )
-    });
+    let want = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|e| panic!("{}: {e}; create it with UPDATE_GOLDEN=1", golden.display()));
     assert_eq!(plan, want, "{} differs from the import", golden.display());
 
     let lint = cutover(&["lint", golden.to_str().unwrap()]);
@@ -75,7 +74,10 @@ fn argo_canary() {
         "metrics[0].provider.prometheus.timeout",
         "steps[2].setMirrorRoute.match[0].method",
     ] {
-        assert!(dropped(&stderr, field), "{field} is not listed in:\n{stderr}");
+        assert!(
+            dropped(&stderr, field),
+            "{field} is not listed in:\n{stderr}"
+        );
     }
 }
 
@@ -90,7 +92,10 @@ fn argo_blue_green() {
         "prePromotionAnalysis.templates[0]",
         "scaleDownDelayRevisionLimit",
     ] {
-        assert!(dropped(&stderr, field), "{field} is not listed in:\n{stderr}");
+        assert!(
+            dropped(&stderr, field),
+            "{field} is not listed in:\n{stderr}"
+        );
     }
 }
 
@@ -106,7 +111,10 @@ fn flagger_canary() {
         "spec.service",
         "spec.provider.address",
     ] {
-        assert!(dropped(&stderr, field), "{field} is not listed in:\n{stderr}");
+        assert!(
+            dropped(&stderr, field),
+            "{field} is not listed in:\n{stderr}"
+        );
     }
 }
 
@@ -136,7 +144,10 @@ fn kayenta_canary_config() {
         "metrics[1].query",
         "labelBindings",
     ] {
-        assert!(dropped(&stderr, field), "{field} is not listed in:\n{stderr}");
+        assert!(
+            dropped(&stderr, field),
+            "{field} is not listed in:\n{stderr}"
+        );
     }
 }
 

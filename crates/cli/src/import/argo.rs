@@ -67,7 +67,9 @@ pub(super) fn convert(docs: &[Value]) -> Result<Imported, String> {
         plan.strategy = cx.spec(spec);
     }
     if plan.strategy.is_null() {
-        return Err("the Rollout has no `spec.strategy.canary` or `spec.strategy.blueGreen`".into());
+        return Err(
+            "the Rollout has no `spec.strategy.canary` or `spec.strategy.blueGreen`".into(),
+        );
     }
     if let Some(spec) = &spec
         && let Some(deadline) = cx.t.field(spec, "progressDeadlineSeconds")
@@ -90,16 +92,40 @@ impl<'a> Context<'a> {
     fn spec(&mut self, spec: &Node<'a>) -> Value {
         let t = &mut self.t;
         for (key, why) in [
-            ("replicas", "the workload's size: the run file's providers scale it"),
-            ("selector", "the workload's pods: part of the providers, not of a plan"),
-            ("template", "the pod template: the workload itself, not part of a plan"),
-            ("workloadRef", "the workload: give its Deployments to the run file's providers"),
-            ("revisionHistoryLimit", "Kubernetes history, not part of a plan"),
-            ("minReadySeconds", "pod readiness is the health probe's concern in cutover"),
+            (
+                "replicas",
+                "the workload's size: the run file's providers scale it",
+            ),
+            (
+                "selector",
+                "the workload's pods: part of the providers, not of a plan",
+            ),
+            (
+                "template",
+                "the pod template: the workload itself, not part of a plan",
+            ),
+            (
+                "workloadRef",
+                "the workload: give its Deployments to the run file's providers",
+            ),
+            (
+                "revisionHistoryLimit",
+                "Kubernetes history, not part of a plan",
+            ),
+            (
+                "minReadySeconds",
+                "pod readiness is the health probe's concern in cutover",
+            ),
             ("paused", "pause a running rollout with `cutover pause`"),
             ("restartAt", "no restart in cutover; roll out again"),
-            ("rollbackWindow", "cutover has no rollback window; `cutover rollback` goes back at once"),
-            ("analysis", "AnalysisRun history limits: cutover keeps every decision in its log"),
+            (
+                "rollbackWindow",
+                "cutover has no rollback window; `cutover rollback` goes back at once",
+            ),
+            (
+                "analysis",
+                "AnalysisRun history limits: cutover keeps every decision in its log",
+            ),
         ] {
             t.note_field(spec, key, why);
         }
@@ -155,15 +181,36 @@ impl<'a> Context<'a> {
             ("canaryService", PROVIDERS),
             ("stableService", PROVIDERS),
             ("trafficRouting", PROVIDERS),
-            ("maxSurge", "replica surge: the providers' workload decides how pods come up"),
-            ("maxUnavailable", "replica availability: the providers' workload decides it"),
-            ("canaryMetadata", "pod labels: part of the workload, not of a plan"),
-            ("stableMetadata", "pod labels: part of the workload, not of a plan"),
-            ("dynamicStableScale", "cutover scales stable only through its workload provider"),
+            (
+                "maxSurge",
+                "replica surge: the providers' workload decides how pods come up",
+            ),
+            (
+                "maxUnavailable",
+                "replica availability: the providers' workload decides it",
+            ),
+            (
+                "canaryMetadata",
+                "pod labels: part of the workload, not of a plan",
+            ),
+            (
+                "stableMetadata",
+                "pod labels: part of the workload, not of a plan",
+            ),
+            (
+                "dynamicStableScale",
+                "cutover scales stable only through its workload provider",
+            ),
             ("antiAffinity", "pod scheduling: part of the workload"),
             ("pingPong", "ping-pong Services: part of the providers"),
-            ("minPodsPerReplicaSet", "replica economy: part of the workload"),
-            ("replicaProgressThreshold", "replica readiness: the health probe's concern"),
+            (
+                "minPodsPerReplicaSet",
+                "replica economy: part of the workload",
+            ),
+            (
+                "replicaProgressThreshold",
+                "replica readiness: the health probe's concern",
+            ),
         ] {
             t.note_field(canary, key, why);
         }
@@ -179,7 +226,11 @@ impl<'a> Context<'a> {
             let keep = d <= 0.0;
             out.insert(
                 "abort_scale_down_delay".into(),
-                if keep { Value::Null } else { Value::from(seconds(d)) },
+                if keep {
+                    Value::Null
+                } else {
+                    Value::from(seconds(d))
+                },
             );
         }
         self.t.note_field(
@@ -224,8 +275,14 @@ impl<'a> Context<'a> {
             return self.mirror(&mirror);
         }
         for (key, why) in [
-            ("experiment", "experiments (baseline and canary ReplicaSets) have no cutover equivalent; compare revisions with a `judge` or `sequential` analysis; step dropped"),
-            ("plugin", "step plugins have no cutover equivalent; write a Gate in code; step dropped"),
+            (
+                "experiment",
+                "experiments (baseline and canary ReplicaSets) have no cutover equivalent; compare revisions with a `judge` or `sequential` analysis; step dropped",
+            ),
+            (
+                "plugin",
+                "step plugins have no cutover equivalent; write a Gate in code; step dropped",
+            ),
         ] {
             if let Some(node) = t.field(step, key) {
                 t.note(&node, why);
@@ -239,7 +296,10 @@ impl<'a> Context<'a> {
     fn header_route(&mut self, route: &Node<'a>) -> Option<Value> {
         let t = &mut self.t;
         let name = t.string(route, "name")?;
-        let matches = t.field(route, "match").map(|m| t.items(&m)).unwrap_or_default();
+        let matches = t
+            .field(route, "match")
+            .map(|m| t.items(&m))
+            .unwrap_or_default();
         if matches.is_empty() {
             return Some(json!({ "remove_header_route": name }));
         }
@@ -264,7 +324,11 @@ impl<'a> Context<'a> {
             return Some(json!({ "remove_mirror": name }));
         };
         let mut out = Vec::new();
-        for m in t.field(mirror, "match").map(|m| t.items(&m)).unwrap_or_default() {
+        for m in t
+            .field(mirror, "match")
+            .map(|m| t.items(&m))
+            .unwrap_or_default()
+        {
             if let Some(headers) = t.field(&m, "headers") {
                 for (header, value) in t.entries(&headers) {
                     if let Some(value) = string_match(t, &value) {
@@ -272,8 +336,16 @@ impl<'a> Context<'a> {
                     }
                 }
             }
-            t.note_field(&m, "method", "cutover mirrors match on headers and cookies only");
-            t.note_field(&m, "path", "cutover mirrors match on headers and cookies only");
+            t.note_field(
+                &m,
+                "method",
+                "cutover mirrors match on headers and cookies only",
+            );
+            t.note_field(
+                &m,
+                "path",
+                "cutover mirrors match on headers and cookies only",
+            );
         }
         let mut set = json!({ "name": name, "percentage": number(percentage) });
         if !out.is_empty() {
@@ -306,7 +378,10 @@ impl<'a> Context<'a> {
             }
         }
         if let Some(preview) = self.t.number(bg, "previewReplicaCount") {
-            let replicas = self.t.field(spec, "replicas").and_then(|r| r.value.as_f64());
+            let replicas = self
+                .t
+                .field(spec, "replicas")
+                .and_then(|r| r.value.as_f64());
             match replicas {
                 Some(replicas) if replicas >= preview => {
                     out.insert("replicas".into(), number(replicas));
@@ -323,8 +398,14 @@ impl<'a> Context<'a> {
         let t = &mut self.t;
         for (key, why) in [
             ("activeService", PROVIDERS),
-            ("previewService", "a preview Service: cutover previews through a header route (`preview_route`) on the providers' router"),
-            ("maxUnavailable", "replica availability: part of the workload"),
+            (
+                "previewService",
+                "a preview Service: cutover previews through a header route (`preview_route`) on the providers' router",
+            ),
+            (
+                "maxUnavailable",
+                "replica availability: part of the workload",
+            ),
             ("antiAffinity", "pod scheduling: part of the workload"),
             ("previewMetadata", "pod labels: part of the workload"),
             ("activeMetadata", "pod labels: part of the workload"),
@@ -338,9 +419,16 @@ impl<'a> Context<'a> {
     /// returns the run.
     fn run(&mut self, node: &Node<'a>, background: bool) -> Option<Value> {
         let t = &mut self.t;
-        let refs = t.field(node, "templates").map(|n| t.items(&n)).unwrap_or_default();
+        let refs = t
+            .field(node, "templates")
+            .map(|n| t.items(&n))
+            .unwrap_or_default();
         let mut args: BTreeMap<String, String> = BTreeMap::new();
-        for arg in t.field(node, "args").map(|n| t.items(&n)).unwrap_or_default() {
+        for arg in t
+            .field(node, "args")
+            .map(|n| t.items(&n))
+            .unwrap_or_default()
+        {
             let Some(name) = t.string(&arg, "name") else {
                 continue;
             };
@@ -360,9 +448,18 @@ impl<'a> Context<'a> {
             }
         }
         for (key, why) in [
-            ("dryRun", "dry-run metrics have no cutover equivalent; they are judged like the others"),
-            ("analysisRunMetadata", "AnalysisRun labels: cutover has no AnalysisRun objects"),
-            ("measurementRetention", "cutover keeps every measurement in its decision log"),
+            (
+                "dryRun",
+                "dry-run metrics have no cutover equivalent; they are judged like the others",
+            ),
+            (
+                "analysisRunMetadata",
+                "AnalysisRun labels: cutover has no AnalysisRun objects",
+            ),
+            (
+                "measurementRetention",
+                "cutover keeps every measurement in its decision log",
+            ),
         ] {
             t.note_field(node, key, why);
         }
@@ -426,7 +523,11 @@ impl<'a> Context<'a> {
             return (Vec::new(), None);
         };
         let mut args = BTreeMap::new();
-        for arg in t.field(&spec, "args").map(|n| t.items(&n)).unwrap_or_default() {
+        for arg in t
+            .field(&spec, "args")
+            .map(|n| t.items(&n))
+            .unwrap_or_default()
+        {
             let Some(name) = t.string(&arg, "name") else {
                 continue;
             };
@@ -446,14 +547,24 @@ impl<'a> Context<'a> {
         }
         for (key, why) in [
             ("dryRun", "dry-run metrics have no cutover equivalent"),
-            ("measurementRetention", "cutover keeps every measurement in its decision log"),
-            ("templates", "nested templates are not imported; import them as templates of their own"),
+            (
+                "measurementRetention",
+                "cutover keeps every measurement in its decision log",
+            ),
+            (
+                "templates",
+                "nested templates are not imported; import them as templates of their own",
+            ),
         ] {
             t.note_field(&spec, key, why);
         }
         let mut metrics = Vec::new();
         let mut settings: Option<Map<String, Value>> = None;
-        for metric in t.field(&spec, "metrics").map(|n| t.items(&n)).unwrap_or_default() {
+        for metric in t
+            .field(&spec, "metrics")
+            .map(|n| t.items(&n))
+            .unwrap_or_default()
+        {
             let s = self.settings(&metric);
             match &settings {
                 None => settings = Some(s),
@@ -534,11 +645,20 @@ impl<'a> Context<'a> {
             );
         }
         for (key, why) in [
-            ("authentication", "credentials go in the run file (providers.prometheus.*.bearer_token_env), never in a plan"),
+            (
+                "authentication",
+                "credentials go in the run file (providers.prometheus.*.bearer_token_env), never in a plan",
+            ),
             ("headers", "request headers are not set from a plan"),
-            ("timeout", "goes in the run file: providers.prometheus.*.timeout"),
+            (
+                "timeout",
+                "goes in the run file: providers.prometheus.*.timeout",
+            ),
             ("insecure", "cutover always verifies TLS"),
-            ("rangeQuery", "range queries are registered in code (PrometheusSource::register)"),
+            (
+                "rangeQuery",
+                "range queries are registered in code (PrometheusSource::register)",
+            ),
         ] {
             t.note_field(&prometheus, key, why);
         }
@@ -639,16 +759,16 @@ fn substitute(query: &str, args: &BTreeMap<String, String>) -> String {
             return out;
         };
         let inner = after[..close].trim();
-        match inner.strip_prefix("args.") {
-            Some(name) => match args.get(name) {
-                Some(value) => out.push_str(value),
-                None => {
-                    out.push('{');
-                    out.push_str(&placeholder(name));
-                    out.push('}');
-                }
-            },
-            None => out.push_str(&rest[open..open + 2 + close + 2]),
+        if let Some(name) = inner.strip_prefix("args.") {
+            if let Some(value) = args.get(name) {
+                out.push_str(value);
+            } else {
+                out.push('{');
+                out.push_str(&placeholder(name));
+                out.push('}');
+            }
+        } else {
+            out.push_str(&rest[open..open + 2 + close + 2]);
         }
         rest = &after[close + 2..];
     }

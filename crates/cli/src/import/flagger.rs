@@ -80,14 +80,35 @@ impl<'a> Context<'a> {
             );
         }
         for (key, why) in [
-            ("targetRef", "the workload: give its Deployments to the run file's providers"),
+            (
+                "targetRef",
+                "the workload: give its Deployments to the run file's providers",
+            ),
             ("autoscalerRef", "cutover does not manage autoscalers"),
-            ("ingressRef", "the run file's providers say what moves traffic"),
-            ("routeRef", "the run file's providers say what moves traffic"),
-            ("upstreamRef", "the run file's providers say what moves traffic"),
-            ("service", "Services and gateways: part of the providers, not of a plan"),
-            ("skipAnalysis", "cutover always analyses; `cutover promote --full` skips the steps of one rollout"),
-            ("revertOnDeletion", "the operator's finalizer returns traffic to stable when a Rollout is deleted"),
+            (
+                "ingressRef",
+                "the run file's providers say what moves traffic",
+            ),
+            (
+                "routeRef",
+                "the run file's providers say what moves traffic",
+            ),
+            (
+                "upstreamRef",
+                "the run file's providers say what moves traffic",
+            ),
+            (
+                "service",
+                "Services and gateways: part of the providers, not of a plan",
+            ),
+            (
+                "skipAnalysis",
+                "cutover always analyses; `cutover promote --full` skips the steps of one rollout",
+            ),
+            (
+                "revertOnDeletion",
+                "the operator's finalizer returns traffic to stable when a Rollout is deleted",
+            ),
             ("suspend", "pause a running rollout with `cutover pause`"),
         ] {
             self.t.note_field(spec, key, why);
@@ -137,13 +158,34 @@ impl<'a> Context<'a> {
         let matches = self.t.field(a, "match").map(|m| self.t.items(&m));
         self.webhooks(a);
         for (key, why) in [
-            ("alerts", "alerts go to notifications, which plans do not configure"),
-            ("stepWeightPromotion", "cutover switches all traffic at once when it promotes"),
-            ("primaryReadyThreshold", "readiness is the health probe's concern"),
-            ("canaryReadyThreshold", "readiness is the health probe's concern"),
-            ("sessionAffinity", "sticky sessions are set on the router in code"),
-            ("mirrorWeight", "mirroring is a canary step in cutover (`set_mirror`)"),
-            ("mirror", "blue/green with mirroring: cutover mirrors in canary steps (`set_mirror`), not in blue-green"),
+            (
+                "alerts",
+                "alerts go to notifications, which plans do not configure",
+            ),
+            (
+                "stepWeightPromotion",
+                "cutover switches all traffic at once when it promotes",
+            ),
+            (
+                "primaryReadyThreshold",
+                "readiness is the health probe's concern",
+            ),
+            (
+                "canaryReadyThreshold",
+                "readiness is the health probe's concern",
+            ),
+            (
+                "sessionAffinity",
+                "sticky sessions are set on the router in code",
+            ),
+            (
+                "mirrorWeight",
+                "mirroring is a canary step in cutover (`set_mirror`)",
+            ),
+            (
+                "mirror",
+                "blue/green with mirroring: cutover mirrors in canary steps (`set_mirror`), not in blue-green",
+            ),
         ] {
             self.t.note_field(a, key, why);
         }
@@ -209,8 +251,11 @@ impl<'a> Context<'a> {
                 .map(|ws| ws.iter().filter_map(Value::as_f64).collect())
                 .unwrap_or_default();
             self.t.take(&list);
-            self.t
-                .note_field(a, "stepWeight", "stepWeights is given; stepWeight is ignored");
+            self.t.note_field(
+                a,
+                "stepWeight",
+                "stepWeights is given; stepWeight is ignored",
+            );
             self.t.take_field(a, "maxWeight");
             return weights
                 .into_iter()
@@ -242,11 +287,8 @@ impl<'a> Context<'a> {
                 }
             }
             for key in ["sourceLabels", "uri", "method", "queryParams", "port"] {
-                self.t.note_field(
-                    m,
-                    key,
-                    "cutover routes match on headers and cookies only",
-                );
+                self.t
+                    .note_field(m, key, "cutover routes match on headers and cookies only");
             }
         }
         (!out.is_empty()).then(|| json!({ "name": "ab-test", "match": out }))
@@ -254,7 +296,12 @@ impl<'a> Context<'a> {
 
     fn metrics(&mut self, a: &Node<'a>) -> Vec<Value> {
         let mut out = Vec::new();
-        for m in self.t.field(a, "metrics").map(|n| self.t.items(&n)).unwrap_or_default() {
+        for m in self
+            .t
+            .field(a, "metrics")
+            .map(|n| self.t.items(&n))
+            .unwrap_or_default()
+        {
             if let Some(metric) = self.metric(&m) {
                 out.push(metric);
             }
@@ -343,7 +390,9 @@ impl<'a> Context<'a> {
             if kind != "prometheus" {
                 self.t.note(
                     provider,
-                    format!("provider `{kind}` has no cutover metric source in a plan; metric dropped"),
+                    format!(
+                        "provider `{kind}` has no cutover metric source in a plan; metric dropped"
+                    ),
                 );
                 return None;
             }
@@ -377,7 +426,12 @@ impl<'a> Context<'a> {
     }
 
     fn webhooks(&mut self, a: &Node<'a>) {
-        for hook in self.t.field(a, "webhooks").map(|n| self.t.items(&n)).unwrap_or_default() {
+        for hook in self
+            .t
+            .field(a, "webhooks")
+            .map(|n| self.t.items(&n))
+            .unwrap_or_default()
+        {
             let kind = hook
                 .value
                 .get("type")

@@ -64,16 +64,15 @@ pub(super) fn convert(docs: &[Value]) -> Result<Imported, String> {
     cx.config_fields(&config);
     let mut judge = json!({ "config": judge_config, "queries": queries });
     let mut run = json!({ "name": name });
-    let strategy = match &request {
-        Some(request) => cx.request(request, &mut judge, &mut run),
-        None => {
-            cx.t.remark(
-                "strategy",
-                "a canary config has no rollout steps: the plan has a placeholder canary \
-                 (10 %, then one judgement); edit its steps",
-            );
-            json!({ "canary": { "steps": [ { "set_weight": 10 }, { "analysis": run } ] } })
-        }
+    let strategy = if let Some(request) = &request {
+        cx.request(request, &mut judge, &mut run)
+    } else {
+        cx.t.remark(
+            "strategy",
+            "a canary config has no rollout steps: the plan has a placeholder canary \
+             (10 %, then one judgement); edit its steps",
+        );
+        json!({ "canary": { "steps": [ { "set_weight": 10 }, { "analysis": run } ] } })
     };
     let mut plan = PlanOut {
         strategy,
@@ -104,11 +103,15 @@ impl Context {
                 continue;
             };
             if queries.contains_key(&name) {
-                self.t.note(m, format!("metric `{name}` appears twice; dropped"));
+                self.t
+                    .note(m, format!("metric `{name}` appears twice; dropped"));
                 continue;
             }
             let Some(query) = self.t.field(m, "query").and_then(|q| self.query(&q, &name)) else {
-                self.t.note(m, format!("metric `{name}` has no query cutover can use; dropped"));
+                self.t.note(
+                    m,
+                    format!("metric `{name}` has no query cutover can use; dropped"),
+                );
                 continue;
             };
             let mut metric = json!({ "name": name });
@@ -208,9 +211,15 @@ impl Context {
                 "query": format!("{name}{{version=\"{{revision}}\"}}"),
             }));
         }
-        let text = ["q", "customInlineTemplate", "customFilter", "metricName", "query"]
-            .into_iter()
-            .find_map(|k| self.t.string(q, k))?;
+        let text = [
+            "q",
+            "customInlineTemplate",
+            "customFilter",
+            "metricName",
+            "query",
+        ]
+        .into_iter()
+        .find_map(|k| self.t.string(q, k))?;
         let source = if kind.is_empty() { "metrics" } else { &kind };
         self.t.note(
             q,
@@ -232,19 +241,29 @@ impl Context {
     fn config_fields(&mut self, config: &Node<'_>) {
         for (key, why) in [
             ("description", "a description; not part of a plan"),
-            ("configVersion", "Kayenta's config version; not part of a plan"),
+            (
+                "configVersion",
+                "Kayenta's config version; not part of a plan",
+            ),
             ("applications", "Spinnaker applications; not part of a plan"),
             ("createdTimestamp", "bookkeeping; not part of a plan"),
             ("updatedTimestamp", "bookkeeping; not part of a plan"),
             ("createdTimestampIso", "bookkeeping; not part of a plan"),
             ("updatedTimestampIso", "bookkeeping; not part of a plan"),
             ("id", "bookkeeping; not part of a plan"),
-            ("templates", "filter templates are filled in the queries of the run file's metric source"),
+            (
+                "templates",
+                "filter templates are filled in the queries of the run file's metric source",
+            ),
         ] {
             self.t.note_field(config, key, why);
         }
         if let Some(judge) = self.t.field(config, "judge") {
-            let name = judge.value.get("name").and_then(Value::as_str).unwrap_or("");
+            let name = judge
+                .value
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if name.starts_with("NetflixACAJudge") {
                 self.t.take(&judge);
             } else {

@@ -68,7 +68,9 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Keeps track of which input fields were carried over or explained.
+/// Keeps track of which input fields were carried over or explained. Every read of the input
+/// goes through it, even the reads that need none of its state, so that the code says at each
+/// step what happens to the field it reads.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     /// Paths carried over, with everything under them.
@@ -77,6 +79,7 @@ pub(crate) struct Tracker {
     notes: Vec<Note>,
 }
 
+#[allow(clippy::unused_self)] // see the type's docs
 impl Tracker {
     /// The root of a document labelled `label` (for notes: `Rollout/checkout`).
     pub(crate) fn root<'a>(&mut self, value: &'a Value, label: &str) -> Node<'a> {
@@ -266,7 +269,7 @@ impl Tracker {
 pub(crate) fn number(n: f64) -> Value {
     #[allow(clippy::cast_possible_truncation)]
     let whole = n as i64;
-    #[allow(clippy::cast_precision_loss)]
+    #[allow(clippy::cast_precision_loss, clippy::float_cmp)] // an exact round trip
     if n.fract() == 0.0 && (whole as f64) == n {
         Value::from(whole)
     } else {
@@ -347,8 +350,7 @@ pub(crate) fn import(args: &ImportArgs) -> Result<Exit, Failure> {
         let text = std::fs::read_to_string(file)
             .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", file.display())))?;
         docs.extend(
-            documents(&text)
-                .map_err(|e| Failure::invalid(format!("{}: {e}", file.display())))?,
+            documents(&text).map_err(|e| Failure::invalid(format!("{}: {e}", file.display())))?,
         );
     }
     let imported = convert(args.from, &docs).map_err(Failure::invalid)?;
@@ -385,7 +387,10 @@ pub(crate) fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 /// `Kind/name` of a Kubernetes document, for notes.
 pub(crate) fn label(doc: &Value) -> String {
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("document");
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("document");
     match doc.pointer("/metadata/name").and_then(Value::as_str) {
         Some(name) => format!("{kind}/{name}"),
         None => kind.to_owned(),
@@ -398,7 +403,10 @@ pub(crate) fn envelope(t: &mut Tracker, root: &Node<'_>) -> Option<String> {
     t.take_field(root, "apiVersion");
     t.take_field(root, "kind");
     if let Some(status) = t.field(root, "status") {
-        t.note(&status, "status is written by the controller, not part of a plan");
+        t.note(
+            &status,
+            "status is written by the controller, not part of a plan",
+        );
     }
     let metadata = t.field(root, "metadata")?;
     let name = t.string(&metadata, "name");
