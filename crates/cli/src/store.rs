@@ -12,7 +12,7 @@ use crate::exit::Failure;
 /// The prefix of the ConfigMaps and Leases of a rollout in the Kubernetes store, the one the
 /// reference operator uses.
 #[cfg(feature = "kubernetes")]
-pub(crate) const KUBERNETES_PREFIX: &str = "cutover-";
+pub(crate) const KUBERNETES_PREFIX: &str = "cutover-state-";
 
 /// Where rollouts are kept, as written after `--store`.
 #[derive(Debug, Clone, PartialEq, Eq)]
