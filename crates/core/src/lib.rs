@@ -142,8 +142,8 @@ pub use self::router::{RouterCapabilities, TrafficRouter};
 pub use self::split::{Granularity, SplitError, TOTAL_BASIS_POINTS, TrafficSplit, Weight};
 pub use self::state::{Outcome, RolloutState, STATE_FORMAT, StopReason};
 pub use self::store::{
-    Acquired, Claim, FileStateStore, Lease, ListFilter, MemoryStateStore, StateStore, StoreError,
-    Stored, Summary, Watch,
+    Acquired, Claim, Document, FileStateStore, Lease, ListFilter, MemoryStateStore, StateStore,
+    StoreError, Stored, Summary, Watch,
 };
 pub use self::time::{Clock, Timestamp, TokioClock};
 pub use self::workload::{ReplicaStatus, Workload};

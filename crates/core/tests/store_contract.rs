@@ -9,8 +9,11 @@ async fn the_memory_store_keeps_the_contract() {
     let report = store_contract(&MemoryStateStore::new(), "contract-")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(report.notifies && !report.leases_expire, "{report}");
-    assert_eq!(report.passed.len(), 7, "{report:?}");
+    assert!(
+        report.notifies && !report.leases_expire && report.documents,
+        "{report}"
+    );
+    assert_eq!(report.passed.len(), 8, "{report:?}");
 }
 
 #[tokio::test]
@@ -20,8 +23,11 @@ async fn the_file_store_keeps_the_contract() {
     let report = store_contract(&store, "contract-")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!report.notifies && report.leases_expire, "{report}");
-    assert_eq!(report.passed.len(), 7, "{report:?}");
+    assert!(
+        !report.notifies && report.leases_expire && report.documents,
+        "{report}"
+    );
+    assert_eq!(report.passed.len(), 8, "{report:?}");
     // Running it again on the same files finds its own data and still passes with a new prefix.
     store_contract(&store, "again-")
         .await

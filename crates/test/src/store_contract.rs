@@ -32,6 +32,9 @@ pub struct StoreContractReport {
     pub leases_expire: bool,
     /// Whether the store pushes changes (otherwise readers poll).
     pub notifies: bool,
+    /// Whether the store keeps documents (pipelines, guards); a store that does not answers
+    /// `Unsupported`.
+    pub documents: bool,
 }
 
 impl fmt::Display for StoreContractReport {
@@ -79,6 +82,7 @@ pub async fn store_contract(
             passed: Vec::new(),
             leases_expire: false,
             notifies: false,
+            documents: false,
         },
     };
     c.unknown().await?;
@@ -88,6 +92,7 @@ pub async fn store_contract(
     c.listing().await?;
     c.leases().await?;
     c.watching().await?;
+    c.documents().await?;
     Ok(c.report)
 }
 
@@ -604,6 +609,85 @@ impl Contract<'_> {
             held.is_none(),
             format!("after release, lease() shows {held:?}"),
         )?;
+        self.report.passed.push(CHECK);
+        Ok(())
+    }
+
+    async fn documents(&mut self) -> Result<(), StoreContractViolation> {
+        const CHECK: &str = "documents are compare-and-swap, by kind";
+        let s = self.store;
+        let (a, b) = (self.id("doc-a"), self.id("doc-b"));
+        let first = serde_json::json!({ "stage": "dev", "approvals": [] });
+        let v1 = match s.save_document("pipeline", &a, &first, None).await {
+            Ok(v) => v,
+            Err(StoreError::Provider(e)) if e.kind() == cutover_core::ErrorKind::Unsupported => {
+                return Ok(());
+            }
+            Err(e) => return Err(self.fail(CHECK, format!("unexpected error: {e}"))),
+        };
+        self.report.documents = true;
+        match s.save_document("pipeline", &a, &first, None).await {
+            Err(StoreError::Conflict { found: Some(f), .. }) if f == v1 => {}
+            other => {
+                return Err(self.fail(
+                    CHECK,
+                    format!("creating an existing document must conflict, got {other:?}"),
+                ));
+            }
+        }
+        let second = serde_json::json!({ "stage": "prod", "approvals": ["alice"] });
+        let v2 = self.ok(
+            CHECK,
+            s.save_document("pipeline", &a, &second, Some(v1)).await,
+        )?;
+        match s.save_document("pipeline", &a, &first, Some(v1)).await {
+            Err(StoreError::Conflict { .. }) => {}
+            other => {
+                return Err(self.fail(CHECK, format!("a stale save must conflict, got {other:?}")));
+            }
+        }
+        let loaded = self.ok(CHECK, s.load_document("pipeline", &a).await)?;
+        self.expect(
+            CHECK,
+            loaded
+                .as_ref()
+                .is_some_and(|d| d.version == v2 && d.body == second),
+            format!("loaded {loaded:?}"),
+        )?;
+        self.ok(CHECK, s.save_document("pipeline", &b, &first, None).await)?;
+        self.ok(CHECK, s.save_document("guard", &a, &first, None).await)?;
+        let other_kind = self.ok(CHECK, s.load_document("guard", &b).await)?;
+        self.expect(CHECK, other_kind.is_none(), "kinds are apart")?;
+        let before = RolloutId::new(format!("{}doc-", self.prefix)).expect("valid");
+        let listed = self.ok(
+            CHECK,
+            s.list_documents("pipeline", Some(before.clone()), 10).await,
+        )?;
+        let ids: Vec<&str> = listed
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .filter(|id| id.starts_with(before.as_str()))
+            .collect();
+        self.expect(
+            CHECK,
+            ids == [a.as_str(), b.as_str()],
+            format!("listed {ids:?}"),
+        )?;
+        let page = self.ok(
+            CHECK,
+            s.list_documents("pipeline", Some(a.clone()), 1).await,
+        )?;
+        self.expect(
+            CHECK,
+            page.len() == 1 && page[0].0 == b,
+            format!("the page after {a}: {page:?}"),
+        )?;
+        match s.load_document("Not A Kind", &a).await {
+            Err(StoreError::Provider(_)) => {}
+            other => {
+                return Err(self.fail(CHECK, format!("a bad kind must be refused, got {other:?}")));
+            }
+        }
         self.report.passed.push(CHECK);
         Ok(())
     }

@@ -280,6 +280,63 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// How to learn that the rollout may have changed.
     fn watch(&self, id: &RolloutId) -> Watch;
+
+    /// A document of `kind` (see [`Document`]), or `None` if it was never saved. Stores that
+    /// keep no documents answer [`StoreError::Provider`] with an `Unsupported` error.
+    async fn load_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+    ) -> Result<Option<Document>, StoreError> {
+        let _ = id;
+        Err(no_documents(self.name(), kind))
+    }
+
+    /// Saves a document of `kind` if its stored version is `expected` (`None`: not saved yet);
+    /// returns the new version.
+    async fn save_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+        body: &serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let _ = (id, body, expected);
+        Err(no_documents(self.name(), kind))
+    }
+
+    /// Up to `limit` documents of `kind` whose id sorts after `after`, in id order.
+    async fn list_documents(
+        &self,
+        kind: &str,
+        after: Option<RolloutId>,
+        limit: usize,
+    ) -> Result<Vec<(RolloutId, Document)>, StoreError> {
+        let _ = (after, limit);
+        Err(no_documents(self.name(), kind))
+    }
+}
+
+/// A JSON document a store keeps for something that is not a rollout (a pipeline, a guard),
+/// with the same compare-and-swap as a rollout's state.
+///
+/// Documents are named by a kind (`pipeline`, `guard`: lowercase letters, digits and `-`) and
+/// an id (the rules of [`RolloutId`]). Whoever reaches the store may change one: read it, edit
+/// it, save it with the version read; a save that conflicts reads again and retries. The
+/// process that drives what the document describes (a pipeline executor) reloads it when its
+/// own save conflicts, so an approval written by a command line is never lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Incremented by every save; the compare-and-swap key.
+    pub version: u64,
+    /// The document.
+    pub body: serde_json::Value,
+}
+
+fn no_documents(store: &str, kind: &str) -> StoreError {
+    StoreError::Provider(ProviderError::unsupported(format!(
+        "keeping `{kind}` documents in state store `{store}`"
+    )))
 }
 
 #[async_trait]
@@ -343,6 +400,30 @@ impl<T: StateStore + ?Sized> StateStore for Arc<T> {
     fn watch(&self, id: &RolloutId) -> Watch {
         (**self).watch(id)
     }
+    async fn load_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+    ) -> Result<Option<Document>, StoreError> {
+        (**self).load_document(kind, id).await
+    }
+    async fn save_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+        body: &serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        (**self).save_document(kind, id, body, expected).await
+    }
+    async fn list_documents(
+        &self,
+        kind: &str,
+        after: Option<RolloutId>,
+        limit: usize,
+    ) -> Result<Vec<(RolloutId, Document)>, StoreError> {
+        (**self).list_documents(kind, after, limit).await
+    }
 }
 
 /// Building blocks for implementing [`StateStore`]: the checks and encodings every store
@@ -373,6 +454,25 @@ pub mod kit {
         let header: Header = serde_json::from_slice(bytes).map_err(corrupt)?;
         check_format(id, header.format)?;
         serde_json::from_slice(bytes).map_err(corrupt)
+    }
+
+    /// Checks a document kind: 1 to 63 of `a-z 0-9 -`, starting with a letter.
+    pub fn check_kind(kind: &str) -> Result<(), StoreError> {
+        let ok = (1..=63).contains(&kind.len())
+            && kind.starts_with(|c: char| c.is_ascii_lowercase())
+            && kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::Provider(crate::ProviderError::permanent(
+                format!(
+                    "document kind `{}` is not 1 to 63 of a-z 0-9 - starting with a letter",
+                    kind.chars().take(70).collect::<String>()
+                ),
+            )))
+        }
     }
 
     /// Refuses a state format this release does not read, saying what to do.

@@ -12,12 +12,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::kit::{
-    check_command, check_format, check_version, decode_state, encode_state, find_duplicate, grant,
-    new_records, renewed,
+    check_command, check_format, check_kind, check_version, decode_state, encode_state,
+    find_duplicate, grant, new_records, renewed,
 };
 use super::{
-    Acquired, Claim, DEFAULT_POLL_INTERVAL, Lease, ListFilter, StateStore, StoreError, Stored,
-    Summary, Watch,
+    Acquired, Claim, DEFAULT_POLL_INTERVAL, Document, Lease, ListFilter, StateStore, StoreError,
+    Stored, Summary, Watch,
 };
 use crate::command::{CommandRequest, QueuedCommand};
 use crate::record::DecisionRecord;
@@ -34,6 +34,7 @@ use crate::{ProviderError, RolloutId, Timestamp};
 ///                   /inbox.jsonl  one command per line, line n holds seq n
 ///                   /lease.json   {"owner": "...", "epoch": 3, "expires_at": "...", "ttl": "15s"}
 ///                   /.lock        taken (flock) by every writer
+/// <dir>/.documents/<kind>/<id>.json   {"version": 2, "body": {...}} (pipelines, guards)
 /// ```
 ///
 /// - **State** is replaced by writing a temporary file, syncing it, renaming it over
@@ -100,6 +101,13 @@ impl FileStateStore {
         self.dir.join(id.as_str())
     }
 
+    fn document_path(&self, kind: &str, id: &RolloutId) -> PathBuf {
+        self.dir
+            .join(".documents")
+            .join(kind)
+            .join(format!("{id}.json"))
+    }
+
     fn files(&self, id: &RolloutId) -> Files {
         let dir = self.rollout_dir(id);
         Files {
@@ -160,7 +168,7 @@ fn lock(files: &Files, top: &Path) -> Result<File, StoreError> {
 
 /// `state.json`: the version, and the state as the engine wrote it.
 #[derive(Deserialize)]
-struct Document<'a> {
+struct StateDocument<'a> {
     version: u64,
     #[serde(borrow)]
     state: &'a RawValue,
@@ -194,7 +202,7 @@ fn read_document(id: &RolloutId, files: &Files) -> Result<Option<(u64, Vec<u8>)>
     let Some(bytes) = read_bytes(&files.state)? else {
         return Ok(None);
     };
-    let doc: Document<'_> =
+    let doc: StateDocument<'_> =
         serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
             id: id.clone(),
             location: files.state.display().to_string(),
@@ -236,6 +244,26 @@ fn replace(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+fn read_document_file(id: &RolloutId, path: &Path) -> Result<Option<Document>, StoreError> {
+    #[derive(Deserialize)]
+    struct Stored {
+        version: u64,
+        body: serde_json::Value,
+    }
+    let Some(bytes) = read_bytes(path)? else {
+        return Ok(None);
+    };
+    let stored: Stored = serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+        id: id.clone(),
+        location: path.display().to_string(),
+        source,
+    })?;
+    Ok(Some(Document {
+        version: stored.version,
+        body: stored.body,
+    }))
 }
 
 fn read_lease(id: &RolloutId, files: &Files) -> Result<Option<Lease>, StoreError> {
@@ -455,5 +483,92 @@ impl StateStore for FileStateStore {
 
     fn watch(&self, _id: &RolloutId) -> Watch {
         Watch::Poll(self.poll)
+    }
+
+    async fn load_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+    ) -> Result<Option<Document>, StoreError> {
+        check_kind(kind)?;
+        let path = self.document_path(kind, id);
+        let id = id.clone();
+        self.blocking(move || read_document_file(&id, &path)).await
+    }
+
+    async fn save_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+        body: &serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        check_kind(kind)?;
+        let path = self.document_path(kind, id);
+        let (id, body) = (id.clone(), body.clone());
+        self.blocking(move || {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if !dir.exists() {
+                fs::create_dir_all(dir)
+                    .map_err(|e| io_error(format!("cannot create {}", dir.display()), e))?;
+            }
+            let lock_path = dir.join(".lock");
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| io_error(format!("cannot open {}", lock_path.display()), e))?;
+            lock.lock()
+                .map_err(|e| io_error(format!("cannot lock {}", lock_path.display()), e))?;
+            let found = read_document_file(&id, &path)?.map(|d| d.version);
+            let version = check_version(&id, expected, found)?;
+            let bytes =
+                serde_json::to_vec(&serde_json::json!({ "version": version, "body": body }))
+                    .map_err(|source| StoreError::Corrupt {
+                        id: id.clone(),
+                        location: path.display().to_string(),
+                        source,
+                    })?;
+            replace(&path, &bytes, true)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn list_documents(
+        &self,
+        kind: &str,
+        after: Option<RolloutId>,
+        limit: usize,
+    ) -> Result<Vec<(RolloutId, Document)>, StoreError> {
+        check_kind(kind)?;
+        let dir = self.dir.join(".documents").join(kind);
+        self.blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == IoErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io_error(format!("cannot list {}", dir.display()), e)),
+            };
+            let mut ids: Vec<RolloutId> = entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_str()?.strip_suffix(".json")?.to_owned();
+                    RolloutId::new(name).ok()
+                })
+                .filter(|id| after.as_ref().is_none_or(|a| id > a))
+                .collect();
+            ids.sort();
+            ids.truncate(limit);
+            ids.into_iter()
+                .filter_map(|id| {
+                    let path = dir.join(format!("{id}.json"));
+                    read_document_file(&id, &path)
+                        .transpose()
+                        .map(|d| d.map(|d| (id, d)))
+                })
+                .collect()
+        })
+        .await
     }
 }

@@ -1,6 +1,6 @@
 mod log;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,12 +8,12 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::kit::{
-    check_command, check_version, decode_state, encode, find_duplicate, grant, new_records,
-    renewed, with_encoded,
+    check_command, check_kind, check_version, decode_state, encode, find_duplicate, grant,
+    new_records, renewed, with_encoded,
 };
 use super::{
-    Acquired, Claim, Lease, LeaseLiveness, ListFilter, StateStore, StoreError, Stored, Summary,
-    Watch,
+    Acquired, Claim, Document, Lease, LeaseLiveness, ListFilter, StateStore, StoreError, Stored,
+    Summary, Watch,
 };
 use crate::command::{CommandRequest, QueuedCommand};
 use crate::record::DecisionRecord;
@@ -46,6 +46,8 @@ pub struct MemoryStateStore {
 struct Rollouts {
     entries: HashMap<RolloutId, Entry>,
     order: BTreeSet<RolloutId>,
+    /// Documents by kind, then id: version and JSON.
+    documents: BTreeMap<String, BTreeMap<RolloutId, (u64, Vec<u8>)>>,
 }
 
 impl Rollouts {
@@ -148,6 +150,22 @@ impl MemoryStateStore {
             .entry(id.clone())
             .or_insert_with(Entry::new))
     }
+}
+
+fn document(
+    id: &RolloutId,
+    kind: &str,
+    version: u64,
+    bytes: &[u8],
+) -> Result<Document, StoreError> {
+    Ok(Document {
+        version,
+        body: serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+            id: id.clone(),
+            location: format!("{kind} document"),
+            source,
+        })?,
+    })
 }
 
 fn decode_record(id: &RolloutId, seq: u64, bytes: &[u8]) -> Result<DecisionRecord, StoreError> {
@@ -357,5 +375,68 @@ impl StateStore for MemoryStateStore {
 
     fn watch(&self, id: &RolloutId) -> Watch {
         Watch::Notified(self.with_entry(id, |entry| entry.changes.subscribe()))
+    }
+
+    async fn load_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+    ) -> Result<Option<Document>, StoreError> {
+        check_kind(kind)?;
+        let stored = self
+            .rollouts
+            .lock()
+            .documents
+            .get(kind)
+            .and_then(|docs| docs.get(id))
+            .cloned();
+        stored
+            .map(|(v, bytes)| document(id, kind, v, &bytes))
+            .transpose()
+    }
+
+    async fn save_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+        body: &serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        check_kind(kind)?;
+        let bytes = encode(body).map_err(|source| StoreError::Corrupt {
+            id: id.clone(),
+            location: format!("{kind} document being saved"),
+            source,
+        })?;
+        let mut rollouts = self.rollouts.lock();
+        let docs = rollouts.documents.entry(kind.to_owned()).or_default();
+        let version = check_version(id, expected, docs.get(id).map(|d| d.0))?;
+        docs.insert(id.clone(), (version, bytes));
+        Ok(version)
+    }
+
+    async fn list_documents(
+        &self,
+        kind: &str,
+        after: Option<RolloutId>,
+        limit: usize,
+    ) -> Result<Vec<(RolloutId, Document)>, StoreError> {
+        check_kind(kind)?;
+        let page: Vec<(RolloutId, u64, Vec<u8>)> = self
+            .rollouts
+            .lock()
+            .documents
+            .get(kind)
+            .map(|docs| {
+                docs.iter()
+                    .filter(|(id, _)| after.as_ref().is_none_or(|a| *id > a))
+                    .take(limit)
+                    .map(|(id, (v, bytes))| (id.clone(), *v, bytes.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        page.into_iter()
+            .map(|(id, v, bytes)| Ok((id.clone(), document(&id, kind, v, &bytes)?)))
+            .collect()
     }
 }
