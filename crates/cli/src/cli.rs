@@ -42,7 +42,8 @@ Examples:
 )]
 pub(crate) struct Cli {
     /// Where rollouts are kept: `file:DIR` (a directory per rollout), `kubernetes:NAMESPACE`
-    /// (ConfigMaps, as the operator keeps them). `postgres://` comes with cutover-fleet.
+    /// (ConfigMaps, as the operator keeps them), `postgres://USER@HOST:PORT/DB` (the
+    /// cutover-fleet store; give a password through `PGPASSWORD` or `CUTOVER_STORE`, not argv).
     #[arg(
         long,
         global = true,

@@ -15,12 +15,29 @@ use crate::exit::Failure;
 pub(crate) const KUBERNETES_PREFIX: &str = "cutover-state-";
 
 /// Where rollouts are kept, as written after `--store`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` and `Display` never show a database password.
+#[derive(Debug, Clone)]
 pub(crate) enum StoreUrl {
     /// `file:DIR`: a directory per rollout.
     File(PathBuf),
     /// `kubernetes:NAMESPACE`: ConfigMaps and Leases in a namespace, through the kubeconfig.
     Kubernetes(String),
+    /// `postgres://USER@HOST:PORT/DB`: the PostgreSQL store of cutover-fleet.
+    #[cfg(feature = "fleet")]
+    Postgres(cutover::fleet::DatabaseUrl),
+}
+
+impl PartialEq for StoreUrl {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (StoreUrl::File(a), StoreUrl::File(b)) => a == b,
+            (StoreUrl::Kubernetes(a), StoreUrl::Kubernetes(b)) => a == b,
+            #[cfg(feature = "fleet")]
+            (StoreUrl::Postgres(a), StoreUrl::Postgres(b)) => a.target() == b.target(),
+            _ => false,
+        }
+    }
 }
 
 impl FromStr for StoreUrl {
@@ -42,13 +59,10 @@ impl FromStr for StoreUrl {
                 }
                 Ok(StoreUrl::Kubernetes(rest.to_owned()))
             }
-            "postgres" | "postgresql" => Err(
-                "the PostgreSQL store comes with cutover-fleet, which this build does not include \
-                 yet; use file:DIR or kubernetes:NAMESPACE"
-                    .into(),
-            ),
+            "postgres" | "postgresql" => postgres(text),
             other => Err(format!(
-                "unknown store `{other}:`; use file:DIR or kubernetes:NAMESPACE"
+                "unknown store `{other}:`; use file:DIR, kubernetes:NAMESPACE or \
+                 postgres://USER@HOST/DB"
             )),
         }
     }
@@ -59,6 +73,8 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::File(dir) => write!(f, "file:{}", dir.display()),
             StoreUrl::Kubernetes(namespace) => write!(f, "kubernetes:{namespace}"),
+            #[cfg(feature = "fleet")]
+            StoreUrl::Postgres(url) => write!(f, "postgres://{url}"),
         }
     }
 }
@@ -74,8 +90,30 @@ impl StoreUrl {
                 Ok(Arc::new(store))
             }
             StoreUrl::Kubernetes(namespace) => kubernetes(self, namespace).await,
+            #[cfg(feature = "fleet")]
+            StoreUrl::Postgres(url) => {
+                let store = cutover::fleet::PgStateStore::connect(url)
+                    .await
+                    .map_err(|e| {
+                        Failure::store(format!("cannot open the store {self}: {}", chain(&e)))
+                    })?;
+                Ok(Arc::new(store))
+            }
         }
     }
+}
+
+/// `postgres://...`: parsed by cutover-fleet; its errors never repeat the password.
+#[cfg(feature = "fleet")]
+fn postgres(text: &str) -> Result<StoreUrl, String> {
+    cutover::fleet::DatabaseUrl::parse(text)
+        .map(StoreUrl::Postgres)
+        .map_err(|e| format!("invalid PostgreSQL store URL: {}", chain(&e)))
+}
+
+#[cfg(not(feature = "fleet"))]
+fn postgres(_text: &str) -> Result<StoreUrl, String> {
+    Err("the PostgreSQL store needs the `fleet` feature, which this build of cutover lacks".into())
 }
 
 #[cfg(feature = "kubernetes")]
@@ -138,8 +176,16 @@ mod tests {
             "kubernetes:shop".parse::<StoreUrl>(),
             Ok(StoreUrl::Kubernetes("shop".into()))
         );
-        let postgres = "postgres://db/cutover".parse::<StoreUrl>().unwrap_err();
-        assert!(postgres.contains("cutover-fleet"), "{postgres}");
+        let postgres = "postgres://alice:s3cret@db:5433/cutover"
+            .parse::<StoreUrl>()
+            .unwrap();
+        assert_eq!(postgres.to_string(), "postgres://alice@db:5433/cutover");
+        assert!(!format!("{postgres:?}").contains("s3cret"), "{postgres:?}");
+        let bad = "postgres://alice:s3cret@db:notaport/x"
+            .parse::<StoreUrl>()
+            .unwrap_err();
+        assert!(bad.starts_with("invalid PostgreSQL store URL"), "{bad}");
+        assert!(!bad.contains("s3cret"), "{bad}");
         assert!(
             "s3:bucket"
                 .parse::<StoreUrl>()

@@ -20,6 +20,11 @@ impl Setup {
     /// A canary of the local proxy (its upstreams need not answer: no analysis reads them):
     /// 10 %, an hour's pause, 40 %, a pause until resumed.
     fn new() -> Self {
+        Self::with_store(None)
+    }
+
+    /// The same on the store `store` (default: a file store in the temporary directory).
+    fn with_store(store: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let run_file = dir.path().join("checkout.yaml");
         std::fs::write(
@@ -39,7 +44,7 @@ poll_interval: 1s
 ",
         )
         .unwrap();
-        let store = format!("file:{}", dir.path().join("store").display());
+        let store = store.unwrap_or_else(|| format!("file:{}", dir.path().join("store").display()));
         let records = dir.path().join("records.json");
         Setup {
             _dir: dir,
@@ -132,7 +137,21 @@ fn summaries(records: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn another_process_pauses_promotes_and_aborts_a_rollout_that_run_drives() {
-    let setup = Setup::new();
+    steer_from_other_processes(&Setup::new()).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs PostgreSQL: scripts/test-deps"]
+async fn the_same_through_a_postgres_store() {
+    let server = cutover_fleet::testing::PgServer::shared();
+    let db = "cli_e2e";
+    server.database(db).await.expect("a fresh database");
+    let store = format!("postgres://postgres@127.0.0.1:{}/{db}", server.port());
+    steer_from_other_processes(&Setup::with_store(Some(store))).await;
+}
+
+/// `run` in one process; `pause`, `resume`, `promote`, `abort`, `status` from others.
+async fn steer_from_other_processes(setup: &Setup) {
     let runner = setup.run();
 
     let paused = setup
