@@ -25,7 +25,7 @@ pub(crate) enum StoreUrl {
     Kubernetes(String),
     /// `postgres://USER@HOST:PORT/DB`: the PostgreSQL store of cutover-fleet.
     #[cfg(feature = "fleet")]
-    Postgres(cutover::fleet::DatabaseUrl),
+    Postgres(Box<cutover::fleet::DatabaseUrl>),
 }
 
 impl PartialEq for StoreUrl {
@@ -107,7 +107,7 @@ impl StoreUrl {
 #[cfg(feature = "fleet")]
 fn postgres(text: &str) -> Result<StoreUrl, String> {
     cutover::fleet::DatabaseUrl::parse(text)
-        .map(StoreUrl::Postgres)
+        .map(|url| StoreUrl::Postgres(Box::new(url)))
         .map_err(|e| format!("invalid PostgreSQL store URL: {}", chain(&e)))
 }
 

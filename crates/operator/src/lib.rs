@@ -2,39 +2,44 @@
 //! `cutover.dev`) whose plan the cutover engine carries out against the Rollout's
 //! Deployments, Service, HTTPRoute or Istio VirtualService.
 //!
-//! - [`crd`]: the custom resource; `deploy/crd.yaml` is generated from it.
-//! - [`reconcile`] returns [`Action`](kube::runtime::controller::Action)s: it checks the
-//!   spec (errors go to the `Ready` condition and a Warning event), keeps one engine per
-//!   Rollout running somewhere, and writes nothing else.
-//! - [`worker`]: the engine of one Rollout on this replica. It waits for the Rollout's
-//!   `LeaseLock` (so several replicas can run, one engine per Rollout), keeps state, decision
-//!   log and command inbox in the ConfigMap store, and writes the status conditions and
-//!   Kubernetes events as the rollout goes.
-//! - A finalizer returns traffic to stable when a Rollout is deleted mid-rollout: it sends an
-//!   abort through the store and lets the Rollout go once the rollout has ended.
+//! - [`crd`]: the custom resource; `deploy/crd.yaml` is generated from it
+//!   (`cutover-operator crd`), and a test fails when the two drift apart.
+//! - [`spec`]: checks a Rollout's spec (errors name the field) and builds the cutover rollout
+//!   with the Kubernetes providers.
+//! - [`reconcile`]: the kube-rs `Controller` loop. For each Rollout it hands the
+//!   `cutover.dev/command` annotation to the store's command inbox, keeps one engine running
+//!   on this replica, and writes `status` (phase, step, candidate weight, owner, latest
+//!   decision) from the store.
+//! - [`status`]: the status of a Rollout, read from the store.
 //!
-//! Commands from people go through the same store: `cutover --store kubernetes:NAMESPACE
-//! pause ROLLOUT-ID --reason ...` (the id is in `status.rolloutId`). See docs/operator.md.
+//! State, decision log, command inbox and owner lease live in the ConfigMap store of
+//! `cutover-kubernetes` (prefix [`STATE_PREFIX`]), the one `cutover --store
+//! kubernetes:NAMESPACE` reads: the command line sees and steers the operator's rollouts
+//! (the id is in `status.rolloutId`). See docs/operator.md.
+//!
+//! Not done in this reference: a finalizer (delete a Rollout only once it has ended, or
+//! abort it first), a new rollout when `spec.candidate` changes while one runs (the
+//! running one finishes first), leader election beyond the store's per-rollout owner lease.
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod crd;
 pub mod reconcile;
 pub mod spec;
 pub mod status;
-pub mod worker;
 
 use std::sync::Arc;
 
 use thiserror::Error;
 
 pub use self::crd::{Rollout, RolloutSpec, RolloutStatus};
-pub use self::reconcile::{Context, FINALIZER, error_policy, reconcile, run};
+pub use self::reconcile::{Context, error_policy, reconcile, run};
 
 /// The prefix of the names of the store's ConfigMaps and owner Leases, the one
 /// `cutover --store kubernetes:NAMESPACE` uses.
 pub const STATE_PREFIX: &str = "cutover-state-";
 
-/// The field manager and event reporter of the operator.
+/// The field manager of the operator's writes.
 pub const MANAGER: &str = "cutover-operator";
 
 /// Why a reconcile failed.
@@ -53,7 +58,7 @@ pub enum Error {
     /// The state store failed.
     #[error("state store failed: {0}")]
     Store(String),
-    /// Adding or removing the finalizer failed.
-    #[error("finalizer")]
-    Finalizer(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The Rollout has no namespace (the CRD is namespaced; this is a malformed object).
+    #[error("the Rollout has no namespace")]
+    NoNamespace,
 }

@@ -32,7 +32,8 @@ pub struct Checked {
 /// Checks `spec` of the Rollout `name`; the error names the field at fault.
 pub fn check(name: &str, spec: &RolloutSpec) -> Result<Checked, Error> {
     let invalid = |field: &str, why: String| Error::InvalidSpec(format!("spec.{field}: {why}"));
-    let plan = Plan::from_json(&spec.plan.to_string()).map_err(|e| invalid("plan", e.to_string()))?;
+    let plan =
+        Plan::from_json(&spec.plan.to_string()).map_err(|e| invalid("plan", e.to_string()))?;
     let revision = |field: &str, r: &RevisionRef| {
         RevisionId::new(r.revision.clone()).map_err(|e| invalid(field, e.to_string()))
     };
@@ -133,7 +134,10 @@ impl Checked {
             );
         }
         let mut probe = PodProbe::new(client.clone(), namespace);
-        for (revision, r) in [(&self.stable, &spec.stable), (&self.candidate, &spec.candidate)] {
+        for (revision, r) in [
+            (&self.stable, &spec.stable),
+            (&self.candidate, &spec.candidate),
+        ] {
             let selector = match &r.pod_selector {
                 Some(s) => s.clone(),
                 None => selector_of(client, namespace, &r.deployment).await?,
@@ -144,7 +148,9 @@ impl Checked {
         for (name, p) in &spec.metrics {
             let prometheus = PrometheusClient::builder(p.address.clone())
                 .build()
-                .map_err(|e| Error::InvalidSpec(format!("spec.metrics.{name}.address: {}", e.chain())))?;
+                .map_err(|e| {
+                    Error::InvalidSpec(format!("spec.metrics.{name}.address: {}", e.chain()))
+                })?;
             let mut source = PrometheusSource::new(name, prometheus);
             for (k, v) in &p.args {
                 source = source.arg(k.clone(), v.clone());
