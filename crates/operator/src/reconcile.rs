@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cutover::kubernetes::ConfigMapStateStore;
-use cutover::{RolloutId, StateStore};
+use cutover::{RolloutBuilder, RolloutId, StateStore};
 use futures_util::StreamExt as _;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -15,12 +15,17 @@ use kube::{Api, Client, ResourceExt as _};
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::crd::{Rollout, RolloutStatus};
 use crate::{Error, MANAGER, STATE_PREFIX, command, spec, status};
 
 /// How often a Rollout whose engine runs is looked at again, for its status.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long after an engine could not start or stopped without an outcome this replica tries
+/// again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -34,10 +39,38 @@ pub struct Context {
 struct Engine {
     id: RolloutId,
     task: JoinHandle<()>,
-    /// Why it stopped without an outcome in the store (it could not be built or started).
-    failed: Arc<std::sync::Mutex<Option<String>>>,
+    /// Why and when it stopped without an outcome in the store (it could not be built, or
+    /// another engine owns the rollout).
+    stopped: Arc<std::sync::Mutex<Option<(String, Instant)>>>,
     /// Whether it was told to abort, for a new candidate.
     aborting: bool,
+}
+
+impl Engine {
+    /// Runs `builder`'s rollout on a task of its own.
+    fn start(id: RolloutId, builder: RolloutBuilder) -> Self {
+        let stopped = Arc::new(std::sync::Mutex::new(None));
+        let slot = stopped.clone();
+        let task_id = id.clone();
+        let task = tokio::spawn(async move {
+            let result = match builder.build() {
+                Ok(rollout) => rollout.run().await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("cannot build the rollout: {e}")),
+            };
+            if let Err(e) = result {
+                tracing::warn!(rollout = %task_id, error = %e, "engine stopped");
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some((e, Instant::now()));
+                }
+            }
+        });
+        Engine {
+            id,
+            task,
+            stopped,
+            aborting: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -133,9 +166,11 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     let done = status::is_final(current.as_ref().and_then(|s| s.phase.as_deref()));
     let key = format!("{namespace}/{name}");
     let mut engines = ctx.engines.lock().await;
-    let failed = match engines.get(&key) {
+    // Why this replica's engine stopped without an outcome in the store, and whether it is
+    // time to try again.
+    let stopped = match engines.get(&key) {
         Some(engine) if engine.id == checked.id => {
-            engine.failed.lock().ok().and_then(|f| f.clone())
+            engine.stopped.lock().ok().and_then(|f| f.clone())
         }
         _ => None,
     };
@@ -158,37 +193,24 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     let running = engines
         .get(&key)
         .is_some_and(|e| e.id == checked.id && !e.task.is_finished());
-    if !done && !running && failed.is_none() {
+    let retry = stopped
+        .as_ref()
+        .is_none_or(|(_, at)| at.elapsed() >= RETRY_INTERVAL);
+    let mut problem = stopped.map(|(why, _)| why);
+    if !done && !running && retry {
         if let Some(old) = engines.remove(&key) {
             old.task.abort();
         }
-        let builder = checked
+        match checked
             .builder(&ctx.client, &namespace, store.clone(), &ctx.engine)
-            .await?;
-        let failed = Arc::new(std::sync::Mutex::new(None));
-        let slot = failed.clone();
-        let id = checked.id.clone();
-        let task = tokio::spawn(async move {
-            let result = match builder.build() {
-                Ok(rollout) => rollout.run().await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(format!("cannot build the rollout: {e}")),
-            };
-            if let Err(e) = result {
-                tracing::warn!(rollout = %id, error = %e, "engine stopped");
-                if let Ok(mut slot) = slot.lock() {
-                    *slot = Some(e);
-                }
+            .await
+        {
+            Ok(builder) => {
+                problem = None;
+                engines.insert(key, Engine::start(checked.id.clone(), builder));
             }
-        });
-        engines.insert(
-            key,
-            Engine {
-                id: checked.id.clone(),
-                task,
-                failed,
-                aborting: false,
-            },
-        );
+            Err(e) => problem = Some(e.to_string()),
+        }
     }
     drop(engines);
 
@@ -197,9 +219,9 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
         phase: Some("Pending".into()),
         ..RolloutStatus::default()
     });
-    if let Some(failed) = failed.filter(|_| !done) {
-        next.phase = Some("Failed".into());
-        next.message = Some(failed);
+    let stalled = problem.is_some();
+    if let Some(problem) = problem.filter(|_| !done) {
+        next.message = Some(format!("not running on this replica: {problem}"));
     }
     if let Some(note) = note {
         next.message = Some(note);
@@ -209,6 +231,8 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     write_status(&api, &rollout, next).await?;
     Ok(if finished {
         Action::await_change()
+    } else if stalled {
+        Action::requeue(RETRY_INTERVAL)
     } else {
         Action::requeue(STATUS_INTERVAL)
     })

@@ -262,3 +262,31 @@ async fn an_annotated_abort_returns_traffic_to_stable() {
         "{decisions:#?}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs etcd: scripts/test-deps"]
+async fn a_rollout_that_cannot_run_says_why() {
+    let cluster = Cluster::start("operator-problems").await;
+    let invalid = rollout("[ { set_weight: 150 } ]");
+    apply_yaml(&cluster.admin, cluster.ns.name(), &invalid).await;
+    let status = cluster
+        .status_until("the invalid spec", |s| phase(s) == "Invalid")
+        .await;
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("invalid spec: spec.plan: "),
+        "{message}"
+    );
+
+    let missing = rollout("[ { set_weight: 50 } ]").replace("checkout-v2 }", "checkout-v3 }");
+    apply_yaml(&cluster.admin, cluster.ns.name(), &missing).await;
+    let status = cluster
+        .status_until("the missing Deployment", |s| phase(s) == "Pending")
+        .await;
+    assert_eq!(
+        status.message.as_deref(),
+        Some("not running on this replica: Deployment `checkout-v3` does not exist"),
+        "{status:#?}"
+    );
+    assert_eq!(cluster.replicas().await, (1, 1), "nothing was touched");
+}
