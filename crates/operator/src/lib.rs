@@ -6,7 +6,7 @@
 //!   (`cutover-operator crd`), and a test fails when the two drift apart.
 //! - [`spec`]: checks a Rollout's spec (errors name the field) and builds the cutover rollout
 //!   with the Kubernetes providers.
-//! - [`reconcile`]: the kube-rs `Controller` loop. For each Rollout it hands the
+//! - [`reconcile`](mod@reconcile): the kube-rs `Controller` loop. For each Rollout it hands the
 //!   `cutover.dev/command` annotation to the store's command inbox, keeps one engine running
 //!   on this replica, and writes `status` (phase, step, candidate weight, owner, latest
 //!   decision) from the store.
