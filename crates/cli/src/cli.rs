@@ -239,6 +239,13 @@ pub(crate) struct StatusArgs {
 pub(crate) struct CommandArgs {
     /// The rollout.
     pub(crate) id: String,
+    #[command(flatten)]
+    pub(crate) delivery: Delivery,
+}
+
+/// Why, and how a command is delivered.
+#[derive(Debug, Args)]
+pub(crate) struct Delivery {
     /// Why, for the decision log.
     #[arg(short, long)]
     pub(crate) reason: String,
@@ -267,15 +274,8 @@ pub(crate) struct GateArgs {
     pub(crate) id: String,
     /// The approval gate.
     pub(crate) gate: String,
-    /// Why, for the decision log.
-    #[arg(short, long)]
-    pub(crate) reason: String,
-    /// An idempotency key.
-    #[arg(long)]
-    pub(crate) key: Option<String>,
-    /// Wait up to this long for the engine to apply the command.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub(crate) wait: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) delivery: Delivery,
 }
 
 /// `rollback`.

@@ -10,7 +10,7 @@ use cutover::{
     TokioClock,
 };
 
-use crate::cli::{CommandArgs, GateArgs, RollbackArgs};
+use crate::cli::{CommandArgs, Delivery, GateArgs, RollbackArgs};
 use crate::exit::{Exit, Failure, store_error};
 use crate::run::parse_id;
 use crate::status::wait_for_change;
@@ -23,11 +23,8 @@ pub(crate) async fn send(
     args: &CommandArgs,
     by: &str,
 ) -> Result<Exit, Failure> {
-    let mut request = CommandRequest::new(command, by).reason(args.reason.clone());
-    if let Some(key) = &args.key {
-        request = request.key(key.clone());
-    }
-    deliver(store, &args.id, request, args.wait).await
+    let request = request(CommandRequest::new(command, by), &args.delivery);
+    deliver(store, &args.id, request, args.delivery.wait).await
 }
 
 /// `approve` and `reject`.
@@ -37,13 +34,20 @@ pub(crate) async fn gate(
     args: &GateArgs,
     by: &str,
 ) -> Result<Exit, Failure> {
-    let mut request = CommandRequest::new(command, by)
-        .subject(args.gate.clone())
-        .reason(args.reason.clone());
-    if let Some(key) = &args.key {
-        request = request.key(key.clone());
+    let request = request(
+        CommandRequest::new(command, by).subject(args.gate.clone()),
+        &args.delivery,
+    );
+    deliver(store, &args.id, request, args.delivery.wait).await
+}
+
+/// `request` with the reason and key of `delivery`.
+fn request(request: CommandRequest, delivery: &Delivery) -> CommandRequest {
+    let request = request.reason(delivery.reason.clone());
+    match &delivery.key {
+        Some(key) => request.key(key.clone()),
+        None => request,
     }
-    deliver(store, &args.id, request, args.wait).await
 }
 
 async fn deliver(
