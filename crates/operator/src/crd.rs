@@ -181,6 +181,10 @@ pub struct RolloutStatus {
     /// The latest decision of the engine, or why the Rollout cannot run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The latest command taken from the `cutover.dev/command` annotation, and whether it was
+    /// queued: `abort by bob (p99 too high): queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<String>,
 }
 
 /// Any JSON object, kept as it is (`x-kubernetes-preserve-unknown-fields`).

@@ -157,12 +157,15 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
         }
     };
     let store = ctx.store(&namespace);
-    let mut note = None;
-    if let Some(annotated) = command::parse(rollout.annotations()) {
-        note = take_command(&api, &rollout, &store, &checked.id, annotated).await?;
-    }
-
     let mut current = status::from_store(&store, &checked.id).await?;
+    let mut last_command = rollout.status.as_ref().and_then(|s| s.last_command.clone());
+    // A command waits in its annotation until the engine has stored the rollout: the store
+    // refuses commands to rollouts it does not know.
+    if current.is_some()
+        && let Some(annotated) = command::parse(rollout.annotations())
+    {
+        last_command = Some(take_command(&api, &rollout, &store, &checked.id, annotated).await?);
+    }
     let done = status::is_final(current.as_ref().and_then(|s| s.phase.as_deref()));
     let key = format!("{namespace}/{name}");
     let mut engines = ctx.engines.lock().await;
@@ -223,9 +226,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     if let Some(problem) = problem.filter(|_| !done) {
         next.message = Some(format!("not running on this replica: {problem}"));
     }
-    if let Some(note) = note {
-        next.message = Some(note);
-    }
+    next.last_command = last_command;
     next.observed_generation = generation;
     let finished = status::is_final(next.phase.as_deref());
     write_status(&api, &rollout, next).await?;
@@ -239,15 +240,15 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// Removes the command annotations (only from the version of the Rollout that carried them,
-/// so a command is taken once), then queues the command. Returns a note for the status when
-/// the command is not valid.
+/// so a command is taken once), then queues the command. Returns what became of it, for
+/// `status.lastCommand`.
 async fn take_command(
     api: &Api<Rollout>,
     rollout: &Rollout,
     store: &dyn StateStore,
     id: &RolloutId,
     annotated: Result<command::Annotated, Error>,
-) -> Result<Option<String>, Error> {
+) -> Result<String, Error> {
     let remove = json!({
         "metadata": {
             "resourceVersion": rollout.resource_version(),
@@ -261,14 +262,22 @@ async fn take_command(
     )
     .await
     .map_err(|e| Error::Kube(Arc::new(e)))?;
-    match annotated {
-        Ok(annotated) => {
-            command::send(store, id, &annotated).await?;
-            tracing::info!(rollout = %id, command = %annotated.command, by = %annotated.by, "command queued");
-            Ok(None)
+    let annotated = match annotated {
+        Ok(annotated) => annotated,
+        Err(e) => return Ok(format!("not queued: {e}")),
+    };
+    let what = match &annotated.reason {
+        Some(reason) => format!("{} by {} ({reason})", annotated.command, annotated.by),
+        None => format!("{} by {}", annotated.command, annotated.by),
+    };
+    Ok(match command::send(store, id, &annotated).await {
+        Ok(()) => {
+            tracing::info!(rollout = %id, command = %what, "command queued");
+            format!("{what}: queued")
         }
-        Err(e) => Ok(Some(e.to_string())),
-    }
+        // A finished rollout takes no more commands, for instance.
+        Err(e) => format!("{what}: not queued: {e}"),
+    })
 }
 
 /// The fields of [`RolloutStatus`], as serialized.
@@ -280,6 +289,7 @@ const STATUS_FIELDS: &[&str] = &[
     "candidateWeight",
     "owner",
     "message",
+    "lastCommand",
 ];
 
 /// Writes `status` unless it is what the Rollout has.
@@ -323,6 +333,7 @@ mod tests {
             candidate_weight: Some("d".into()),
             owner: Some("e".into()),
             message: Some("f".into()),
+            last_command: Some("g".into()),
         };
         let value = serde_json::to_value(full).unwrap();
         let mut keys: Vec<&str> = value

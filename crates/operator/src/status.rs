@@ -43,6 +43,7 @@ pub async fn from_store(
         owner: summary.lease.as_ref().map(|l| l.owner.clone()),
         message: latest.last().map(|r| r.summary.clone()),
         observed_generation: None,
+        last_command: None,
     }))
 }
 

@@ -202,6 +202,10 @@ async fn a_rollout_is_run_and_promoted_through_an_annotation() {
         "{promoted:#?}"
     );
     assert_eq!(cluster.replicas().await, (0, 4));
+    assert_eq!(
+        promoted.last_command.as_deref(),
+        Some("promote by alice (dashboards fine): queued")
+    );
     let annotations = cluster
         .rollouts()
         .get("checkout")
@@ -261,6 +265,24 @@ async fn an_annotated_abort_returns_traffic_to_stable() {
             .any(|d| d.starts_with("command abort by bob (p99 too high)")),
         "{decisions:#?}"
     );
+
+    assert_eq!(
+        aborted.last_command.as_deref(),
+        Some("abort by bob (p99 too high): queued")
+    );
+
+    // A finished rollout takes no more commands; the status says so.
+    cluster.annotate("promote", "carol").await;
+    let refused = cluster
+        .status_until("the refused command", |s| {
+            s.last_command
+                .as_deref()
+                .is_some_and(|m| m.starts_with("promote by carol: not queued: "))
+        })
+        .await;
+    assert_eq!(phase(&refused), "Aborted");
+    let said = refused.last_command.unwrap();
+    assert!(said.contains("finished"), "{said}");
 }
 
 #[tokio::test]
