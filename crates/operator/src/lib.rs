@@ -9,7 +9,7 @@
 //! - [`reconcile`](mod@reconcile): the kube-rs `Controller` loop. For each Rollout it hands the
 //!   `cutover.dev/command` annotation to the store's command inbox, keeps one engine running
 //!   on this replica, and writes `status` (phase, step, candidate weight, owner, latest
-//!   decision) from the store.
+//!   decision, what became of the last command) from the store.
 //! - [`status`]: the status of a Rollout, read from the store.
 //!
 //! State, decision log, command inbox and owner lease live in the ConfigMap store of
