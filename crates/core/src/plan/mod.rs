@@ -198,6 +198,20 @@ impl Plan {
     pub fn validate(&self) -> Result<(), PlanError> {
         validate::plan(self)
     }
+
+    /// Every problem [`validate`](Self::validate) finds, not only the first: at most one per
+    /// field, step, metric or analysis template, in the order `validate` checks them. Empty
+    /// when the plan is valid. For linters.
+    ///
+    /// ```
+    /// use cutover_core::Plan;
+    /// let plan = Plan::from_json(r#"{"strategy":{"rolling":{"replicas":3}}}"#)?;
+    /// assert!(plan.problems().is_empty());
+    /// # Ok::<(), cutover_core::PlanError>(())
+    /// ```
+    pub fn problems(&self) -> Vec<PlanError> {
+        validate::problems(self)
+    }
 }
 
 impl From<Strategy> for Plan {

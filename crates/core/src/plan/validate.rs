@@ -12,19 +12,44 @@ use crate::{TOTAL_BASIS_POINTS, Weight};
 type Result = std::result::Result<(), PlanError>;
 
 pub(super) fn plan(plan: &Plan) -> Result {
-    positive("progress_deadline", plan.progress_deadline)?;
-    positive("poll_interval", plan.poll_interval)?;
-    plan.retry
-        .validate()
-        .map_err(|(field, reason)| PlanError::invalid(format!("retry.{field}"), reason))?;
+    match problems(plan).into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
+/// Every problem of the plan, in the order `plan` checks them: one per field, step, metric or
+/// template at most (the first found in each), so that a linter can show them all at once.
+pub(super) fn problems(plan: &Plan) -> Vec<PlanError> {
+    let mut out = Problems::default();
+    out.check(positive("progress_deadline", plan.progress_deadline));
+    out.check(positive("poll_interval", plan.poll_interval));
+    out.check(
+        plan.retry
+            .validate()
+            .map_err(|(field, reason)| PlanError::invalid(format!("retry.{field}"), reason)),
+    );
     for (name, template) in &plan.analyses {
-        analysis_template(&format!("analyses.{name}"), name, template)?;
+        analysis_template(&mut out, &format!("analyses.{name}"), name, template);
     }
     match &plan.strategy {
-        Strategy::Canary(c) => canary("strategy.canary", c, plan),
-        Strategy::BlueGreen(b) => blue_green("strategy.blue_green", b, plan),
-        Strategy::Rolling(r) => rolling("strategy.rolling", r),
-        Strategy::AbTest(a) => ab_test("strategy.ab_test", a, plan),
+        Strategy::Canary(c) => canary(&mut out, "strategy.canary", c, plan),
+        Strategy::BlueGreen(b) => blue_green(&mut out, "strategy.blue_green", b, plan),
+        Strategy::Rolling(r) => out.check(rolling("strategy.rolling", r)),
+        Strategy::AbTest(a) => ab_test(&mut out, "strategy.ab_test", a, plan),
+    }
+    out.0
+}
+
+/// The problems found so far.
+#[derive(Default)]
+struct Problems(Vec<PlanError>);
+
+impl Problems {
+    fn check(&mut self, result: Result) {
+        if let Err(e) = result {
+            self.0.push(e);
+        }
     }
 }
 
@@ -35,58 +60,73 @@ fn positive(path: &str, d: Duration) -> Result {
     Ok(())
 }
 
-fn canary(path: &str, c: &Canary, plan: &Plan) -> Result {
+fn canary(out: &mut Problems, path: &str, c: &Canary, plan: &Plan) {
     if c.steps.is_empty() {
-        return Err(PlanError::invalid(
+        out.check(Err(PlanError::invalid(
             format!("{path}.steps"),
             "a canary needs at least one step (`set_weight: 100` switches at once)",
-        ));
+        )));
     }
     let mut routes = BTreeSet::new();
     let mut mirrors = BTreeSet::new();
     for (i, step) in c.steps.iter().enumerate() {
         let at = format!("{path}.steps[{i}].{}", step.kind());
-        match step {
-            CanaryStep::SetWeight(_) | CanaryStep::Scale(_) => {}
-            CanaryStep::Pause(p) => {
-                if p.duration.is_some_and(|d| d.is_zero()) {
-                    return Err(PlanError::invalid(
-                        format!("{at}.duration"),
-                        "must be longer than zero (write `pause: {}` to wait until resumed)",
-                    ));
-                }
+        out.check(canary_step(&at, step, plan, &mut routes, &mut mirrors));
+    }
+    out.check(canary_rest(path, c, plan));
+}
+
+fn canary_step(
+    at: &str,
+    step: &CanaryStep,
+    plan: &Plan,
+    routes: &mut BTreeSet<String>,
+    mirrors: &mut BTreeSet<String>,
+) -> Result {
+    match step {
+        CanaryStep::SetWeight(_) | CanaryStep::Scale(_) => {}
+        CanaryStep::Pause(p) => {
+            if p.duration.is_some_and(|d| d.is_zero()) {
+                return Err(PlanError::invalid(
+                    format!("{at}.duration"),
+                    "must be longer than zero (write `pause: {}` to wait until resumed)",
+                ));
             }
-            CanaryStep::Analysis(run) => analysis_run(&at, run, plan, false)?,
-            CanaryStep::SetHeaderRoute(route) => {
-                route
-                    .validate()
-                    .map_err(|e| PlanError::invalid(&at, e.to_string()))?;
-                routes.insert(route.name.clone());
+        }
+        CanaryStep::Analysis(run) => analysis_run(at, run, plan, false)?,
+        CanaryStep::SetHeaderRoute(route) => {
+            routes.insert(route.name.clone());
+            route
+                .validate()
+                .map_err(|e| PlanError::invalid(at, e.to_string()))?;
+        }
+        CanaryStep::RemoveHeaderRoute(name) => {
+            if !routes.remove(name) {
+                return Err(PlanError::invalid(
+                    at,
+                    format!("no earlier step sets a header route named `{name}`"),
+                ));
             }
-            CanaryStep::RemoveHeaderRoute(name) => {
-                if !routes.remove(name) {
-                    return Err(PlanError::invalid(
-                        at,
-                        format!("no earlier step sets a header route named `{name}`"),
-                    ));
-                }
-            }
-            CanaryStep::SetMirror(mirror) => {
-                mirror
-                    .validate()
-                    .map_err(|e| PlanError::invalid(&at, e.to_string()))?;
-                mirrors.insert(mirror.name.clone());
-            }
-            CanaryStep::RemoveMirror(name) => {
-                if !mirrors.remove(name) {
-                    return Err(PlanError::invalid(
-                        at,
-                        format!("no earlier step sets a mirror named `{name}`"),
-                    ));
-                }
+        }
+        CanaryStep::SetMirror(mirror) => {
+            mirrors.insert(mirror.name.clone());
+            mirror
+                .validate()
+                .map_err(|e| PlanError::invalid(at, e.to_string()))?;
+        }
+        CanaryStep::RemoveMirror(name) => {
+            if !mirrors.remove(name) {
+                return Err(PlanError::invalid(
+                    at,
+                    format!("no earlier step sets a mirror named `{name}`"),
+                ));
             }
         }
     }
+    Ok(())
+}
+
+fn canary_rest(path: &str, c: &Canary, plan: &Plan) -> Result {
     if let Some(bg) = &c.background_analysis {
         let at = format!("{path}.background_analysis");
         if bg.starting_step >= c.steps.len() {
@@ -110,21 +150,37 @@ fn canary(path: &str, c: &Canary, plan: &Plan) -> Result {
     Ok(())
 }
 
-fn blue_green(path: &str, b: &BlueGreen, plan: &Plan) -> Result {
+fn blue_green(out: &mut Problems, path: &str, b: &BlueGreen, plan: &Plan) {
     if let Some(route) = &b.preview_route {
-        route
-            .validate()
-            .map_err(|e| PlanError::invalid(format!("{path}.preview_route"), e.to_string()))?;
+        out.check(
+            route
+                .validate()
+                .map_err(|e| PlanError::invalid(format!("{path}.preview_route"), e.to_string())),
+        );
     }
     if let Some(run) = &b.pre_promotion_analysis {
-        analysis_run(&format!("{path}.pre_promotion_analysis"), run, plan, false)?;
+        out.check(analysis_run(
+            &format!("{path}.pre_promotion_analysis"),
+            run,
+            plan,
+            false,
+        ));
     }
     if let Some(run) = &b.post_promotion_analysis {
-        analysis_run(&format!("{path}.post_promotion_analysis"), run, plan, false)?;
+        out.check(analysis_run(
+            &format!("{path}.post_promotion_analysis"),
+            run,
+            plan,
+            false,
+        ));
     }
     if let super::AutoPromotion::After(d) = b.auto_promotion {
-        positive(&format!("{path}.auto_promotion.after"), d)?;
+        out.check(positive(&format!("{path}.auto_promotion.after"), d));
     }
+    out.check(blue_green_replicas(path, b));
+}
+
+fn blue_green_replicas(path: &str, b: &BlueGreen) -> Result {
     match (b.replicas, b.preview_replicas) {
         (Some(0), _) => Err(PlanError::invalid(
             format!("{path}.replicas"),
@@ -156,35 +212,46 @@ fn rolling(path: &str, r: &Rolling) -> Result {
     Ok(())
 }
 
-fn ab_test(path: &str, a: &AbTest, plan: &Plan) -> Result {
+fn ab_test(out: &mut Problems, path: &str, a: &AbTest, plan: &Plan) {
     if a.split.is_none() && a.routes.is_empty() {
-        return Err(PlanError::invalid(
+        out.check(Err(PlanError::invalid(
             path,
             "an A/B test needs a `split`, `routes`, or both, to send traffic to the candidate",
-        ));
+        )));
     }
     if let Some(split) = a.split
         && (split == Weight::ZERO || split.basis_points() == TOTAL_BASIS_POINTS)
     {
-        return Err(PlanError::invalid(
+        out.check(Err(PlanError::invalid(
             format!("{path}.split"),
             format!("{split} leaves one side without traffic; use a share between 0% and 100%"),
-        ));
+        )));
     }
     let mut names = BTreeSet::new();
     for (i, route) in a.routes.iter().enumerate() {
         let at = format!("{path}.routes[{i}]");
-        route
-            .validate()
-            .map_err(|e| PlanError::invalid(&at, e.to_string()))?;
-        if !names.insert(&route.name) {
-            return Err(PlanError::invalid(
-                at,
-                format!("route name `{}` is used twice", route.name),
-            ));
-        }
+        let unique = names.insert(&route.name);
+        out.check(
+            route
+                .validate()
+                .map_err(|e| PlanError::invalid(&at, e.to_string()))
+                .and_then(|()| {
+                    if unique {
+                        Ok(())
+                    } else {
+                        Err(PlanError::invalid(
+                            &at,
+                            format!("route name `{}` is used twice", route.name),
+                        ))
+                    }
+                }),
+        );
     }
-    positive(&format!("{path}.duration"), a.duration)?;
+    out.check(positive(&format!("{path}.duration"), a.duration));
+    out.check(ab_test_analysis(path, a, plan));
+}
+
+fn ab_test_analysis(path: &str, a: &AbTest, plan: &Plan) -> Result {
     if a.analysis.is_empty() {
         return Err(PlanError::invalid(
             format!("{path}.analysis"),
@@ -313,76 +380,91 @@ fn sequential_run(path: &str, run: &AnalysisRun, background: bool) -> Result {
     }
 }
 
-fn analysis_template(path: &str, name: &str, template: &AnalysisTemplate) -> Result {
+fn analysis_template(out: &mut Problems, path: &str, name: &str, template: &AnalysisTemplate) {
     if name.is_empty() {
-        return Err(PlanError::invalid(
+        out.check(Err(PlanError::invalid(
             "analyses",
             "an analysis name must not be empty",
-        ));
+        )));
+        return;
     }
     match template {
         AnalysisTemplate::Threshold(t) => {
             if t.metrics.is_empty() {
-                return Err(PlanError::invalid(
+                out.check(Err(PlanError::invalid(
                     format!("{path}.threshold.metrics"),
                     "needs at least one metric",
-                ));
+                )));
             }
             let mut names = BTreeSet::new();
             for (i, m) in t.metrics.iter().enumerate() {
                 let at = format!("{path}.threshold.metrics[{i}]");
-                if m.name.is_empty() {
-                    return Err(PlanError::invalid(
-                        format!("{at}.name"),
-                        "must not be empty",
-                    ));
-                }
-                if !names.insert(&m.name) {
-                    return Err(PlanError::invalid(
-                        format!("{at}.name"),
-                        format!("`{}` is used twice", m.name),
-                    ));
-                }
-                source_and_query(&at, &m.source, &m.query)?;
-                positive(&format!("{at}.window"), m.window)?;
-                match (m.min, m.max) {
-                    (None, None) => {
-                        return Err(PlanError::invalid(
-                            &at,
-                            "needs `min`, `max` or both: a metric with no bound never fails",
-                        ));
-                    }
-                    (Some(x), _) | (_, Some(x)) if x.is_nan() => {
-                        return Err(PlanError::invalid(&at, "bounds must be numbers, not NaN"));
-                    }
-                    (Some(lo), Some(hi)) if lo > hi => {
-                        return Err(PlanError::invalid(
-                            &at,
-                            format!("min {lo} is above max {hi}"),
-                        ));
-                    }
-                    _ => {}
-                }
+                out.check(threshold_metric(&at, m, &mut names));
             }
         }
-        AnalysisTemplate::Judge(j) => judge_template(&format!("{path}.judge"), j)?,
+        AnalysisTemplate::Judge(j) => out.check(judge_template(&format!("{path}.judge"), j)),
         AnalysisTemplate::Conditions(c) => {
-            conditions_template(&format!("{path}.conditions"), c)?;
+            conditions_template(out, &format!("{path}.conditions"), c);
         }
-        AnalysisTemplate::Sequential(t) => sequential_template(&format!("{path}.sequential"), t)?,
+        AnalysisTemplate::Sequential(t) => {
+            out.check(sequential_template(&format!("{path}.sequential"), t));
+        }
         AnalysisTemplate::Proportions(p) => {
-            let at = format!("{path}.proportions");
-            source_and_query(&at, &p.source, &p.query)?;
-            if let Some(w) = p.window {
-                positive(&format!("{at}.window"), w)?;
-            }
-            if !(p.alpha > 0.0 && p.alpha < 1.0) {
-                return Err(PlanError::invalid(
-                    format!("{at}.alpha"),
-                    format!("must be between 0 and 1, got {}", p.alpha),
-                ));
-            }
+            out.check(proportions_template(&format!("{path}.proportions"), p));
         }
+    }
+}
+
+fn threshold_metric<'a>(
+    at: &str,
+    m: &'a super::ThresholdMetric,
+    names: &mut BTreeSet<&'a String>,
+) -> Result {
+    if m.name.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{at}.name"),
+            "must not be empty",
+        ));
+    }
+    if !names.insert(&m.name) {
+        return Err(PlanError::invalid(
+            format!("{at}.name"),
+            format!("`{}` is used twice", m.name),
+        ));
+    }
+    source_and_query(at, &m.source, &m.query)?;
+    positive(&format!("{at}.window"), m.window)?;
+    match (m.min, m.max) {
+        (None, None) => {
+            return Err(PlanError::invalid(
+                at,
+                "needs `min`, `max` or both: a metric with no bound never fails",
+            ));
+        }
+        (Some(x), _) | (_, Some(x)) if x.is_nan() => {
+            return Err(PlanError::invalid(at, "bounds must be numbers, not NaN"));
+        }
+        (Some(lo), Some(hi)) if lo > hi => {
+            return Err(PlanError::invalid(
+                at,
+                format!("min {lo} is above max {hi}"),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn proportions_template(at: &str, p: &super::ProportionsTemplate) -> Result {
+    source_and_query(at, &p.source, &p.query)?;
+    if let Some(w) = p.window {
+        positive(&format!("{at}.window"), w)?;
+    }
+    if !(p.alpha > 0.0 && p.alpha < 1.0) {
+        return Err(PlanError::invalid(
+            format!("{at}.alpha"),
+            format!("must be between 0 and 1, got {}", p.alpha),
+        ));
     }
     Ok(())
 }
@@ -467,32 +549,36 @@ fn judge_template(at: &str, j: &super::JudgeTemplate) -> Result {
     positive(&format!("{at}.window"), j.window)
 }
 
-fn conditions_template(at: &str, c: &super::ConditionsTemplate) -> Result {
+fn conditions_template(out: &mut Problems, at: &str, c: &super::ConditionsTemplate) {
     if c.metrics.is_empty() {
-        return Err(PlanError::invalid(
+        out.check(Err(PlanError::invalid(
             format!("{at}.metrics"),
             "needs at least one metric",
-        ));
+        )));
     }
     let mut names = BTreeSet::new();
     for (i, m) in c.metrics.iter().enumerate() {
         let here = format!("{at}.metrics[{i}]");
-        if m.name.is_empty() {
-            return Err(PlanError::invalid(
-                format!("{here}.name"),
-                "must not be empty",
-            ));
-        }
-        if !names.insert(&m.name) {
-            return Err(PlanError::invalid(
-                format!("{here}.name"),
-                format!("`{}` is used twice", m.name),
-            ));
-        }
-        source_and_query(&here, &m.source, &m.query)?;
-        positive(&format!("{here}.window"), m.window)?;
+        let unique = names.insert(&m.name);
+        out.check(condition_metric(&here, m, unique));
     }
-    Ok(())
+}
+
+fn condition_metric(here: &str, m: &super::ConditionMetric, unique: bool) -> Result {
+    if m.name.is_empty() {
+        return Err(PlanError::invalid(
+            format!("{here}.name"),
+            "must not be empty",
+        ));
+    }
+    if !unique {
+        return Err(PlanError::invalid(
+            format!("{here}.name"),
+            format!("`{}` is used twice", m.name),
+        ));
+    }
+    source_and_query(here, &m.source, &m.query)?;
+    positive(&format!("{here}.window"), m.window)
 }
 
 fn sequential_template(at: &str, t: &super::SequentialTemplate) -> Result {
@@ -698,6 +784,47 @@ mod tests {
             assert_eq!(path, want, "{yaml}: {reason}");
             assert!(!reason.is_empty());
         }
+    }
+
+    #[test]
+    fn problems_lists_every_bad_step_and_template() {
+        let yaml = r"
+strategy:
+  canary:
+    steps:
+      - pause: { duration: 0s }
+      - set_weight: 10
+      - remove_mirror: nope
+      - analysis: { name: x, count: 0 }
+analyses:
+  a: { threshold: { metrics: [ { name: m, source: s, query: q } ] } }
+  b: { threshold: { metrics: [ { name: m, source: '', query: q, max: 1 }, { name: lat, source: s, query: q } ] } }
+progress_deadline: 0s
+";
+        let value: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+        let plan: Plan = serde_json::from_value(value).unwrap();
+        let paths: Vec<String> = plan
+            .problems()
+            .iter()
+            .map(|e| e.path().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "progress_deadline",
+                "analyses.a.threshold.metrics[0]",
+                "analyses.b.threshold.metrics[0].source",
+                "analyses.b.threshold.metrics[1]",
+                "strategy.canary.steps[0].pause.duration",
+                "strategy.canary.steps[2].remove_mirror",
+                "strategy.canary.steps[3].analysis.count",
+            ]
+        );
+        assert_eq!(
+            plan.validate().unwrap_err().path(),
+            Some("progress_deadline"),
+            "validate returns the first problem"
+        );
     }
 
     #[test]

@@ -1,0 +1,399 @@
+//! The providers a run file describes, built and given to the rollout builder. Each kind
+//! needs the build feature of the same name; without it the run fails with a clear message.
+
+use cutover::RolloutBuilder;
+
+use crate::exit::Failure;
+use crate::runfile::Providers;
+
+/// What the providers leave running beside the rollout: the local proxy, which serves only
+/// while this process lives.
+#[derive(Debug, Default)]
+pub(crate) struct Running {
+    /// The local proxy, if the run file has one.
+    #[cfg(feature = "local")]
+    pub(crate) proxy: Option<cutover::local::LocalProxy>,
+}
+
+/// Starts and connects every provider of `providers` and adds it to `builder`.
+/// `revisions` is (stable, candidate).
+pub(crate) async fn attach(
+    providers: &Providers,
+    revisions: &(String, String),
+    mut builder: RolloutBuilder,
+) -> Result<(RolloutBuilder, Running), Failure> {
+    let mut running = Running::default();
+    if let Some(spec) = &providers.local_proxy {
+        builder = local::proxy(spec, revisions, builder, &mut running).await?;
+    }
+    if let Some(spec) = &providers.http_probe {
+        builder = local::probe(spec, builder)?;
+    }
+    for (name, spec) in &providers.prometheus {
+        builder = prometheus::source(name, spec, builder)?;
+    }
+    if let Some(spec) = &providers.kubernetes {
+        builder = kubernetes::attach(spec, builder).await?;
+    }
+    if let Some(spec) = &providers.istio {
+        builder = istio::router(spec, builder).await?;
+    }
+    if let Some(spec) = &providers.aws_alb {
+        builder = alb::router(spec, builder).await?;
+    }
+    Ok((builder, running))
+}
+
+#[cfg_attr(
+    all(
+        feature = "local",
+        feature = "prometheus",
+        feature = "kubernetes",
+        feature = "istio",
+        feature = "aws-alb"
+    ),
+    allow(dead_code)
+)]
+fn missing(feature: &str) -> Failure {
+    Failure::invalid(format!(
+        "providers.{feature} needs the `{feature}` feature, which this build of cutover lacks \
+         (cargo install --path crates/cli --features {feature})",
+        feature = feature.replace('_', "-")
+    ))
+}
+
+fn revision(name: &str, at: &str) -> Result<cutover::RevisionId, Failure> {
+    name.parse()
+        .map_err(|e| Failure::invalid(format!("{at}: invalid revision `{name}`: {e}")))
+}
+
+#[cfg(feature = "local")]
+mod local {
+    use super::{Failure, RolloutBuilder, Running, revision};
+    use crate::runfile::{HttpProbeSpec, LocalProxySpec};
+    use crate::store::chain;
+    use cutover::local::{HttpProbe, LocalProxy};
+
+    pub(super) async fn proxy(
+        spec: &LocalProxySpec,
+        revisions: &(String, String),
+        builder: RolloutBuilder,
+        running: &mut Running,
+    ) -> Result<RolloutBuilder, Failure> {
+        let mut proxy = LocalProxy::builder("local-proxy").listen(spec.listen);
+        if let Some(admin) = spec.admin {
+            proxy = proxy.admin(admin);
+        }
+        if let Some(timeout) = spec.upstream_timeout {
+            proxy = proxy.upstream_timeout(timeout);
+        }
+        let (stable, candidate) = upstreams(spec, revisions)?;
+        // The stable revision's upstream first: it takes all traffic at start.
+        for name in [&stable, &candidate] {
+            proxy = proxy.upstream(name.clone(), spec.upstreams[name]);
+        }
+        let proxy = proxy.start().await.map_err(|e| {
+            Failure::failed(format!(
+                "cannot start the local proxy on {}: {}",
+                spec.listen,
+                chain(&e)
+            ))
+        })?;
+        let builder = builder
+            .router(proxy.router())
+            .metric_source(spec.metrics.clone(), proxy.metrics());
+        running.proxy = Some(proxy);
+        Ok(builder)
+    }
+
+    /// The rollout's (stable, candidate), once checked to be exactly the proxy's upstreams.
+    fn upstreams(
+        spec: &LocalProxySpec,
+        revisions: &(String, String),
+    ) -> Result<(String, String), Failure> {
+        let (stable, candidate) = revisions.clone();
+        for name in [&stable, &candidate] {
+            if !spec.upstreams.contains_key(name) {
+                return Err(Failure::invalid(format!(
+                    "providers.local_proxy.upstreams has no entry for revision `{name}`"
+                )));
+            }
+        }
+        if let Some(extra) = spec
+            .upstreams
+            .keys()
+            .find(|k| **k != stable && **k != candidate)
+        {
+            return Err(Failure::invalid(format!(
+                "providers.local_proxy.upstreams.{extra} is neither the stable ({stable}) nor the candidate ({candidate}) revision"
+            )));
+        }
+        Ok((stable, candidate))
+    }
+
+    pub(super) fn probe(
+        spec: &HttpProbeSpec,
+        builder: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        let mut probe = HttpProbe::new("http-probe");
+        for (name, url) in &spec.urls {
+            revision(name, "providers.http_probe.urls")?;
+            let uri = url.parse().map_err(|e| {
+                Failure::invalid(format!(
+                    "providers.http_probe.urls.{name}: invalid URL `{url}`: {e}"
+                ))
+            })?;
+            probe = probe.url(name.clone(), uri);
+        }
+        if let Some(timeout) = spec.timeout {
+            probe = probe.timeout(timeout);
+        }
+        if let Some(status) = spec.expect_status {
+            probe = probe.expect_status(status);
+        }
+        if let Some(body) = &spec.body_contains {
+            probe = probe.body_contains(body.clone());
+        }
+        Ok(builder.health_probe(probe))
+    }
+}
+
+#[cfg(not(feature = "local"))]
+mod local {
+    use super::{Failure, RolloutBuilder, Running, missing};
+    use crate::runfile::{HttpProbeSpec, LocalProxySpec};
+
+    pub(super) async fn proxy(
+        _: &LocalProxySpec,
+        _: &(String, String),
+        _: RolloutBuilder,
+        _: &mut Running,
+    ) -> Result<RolloutBuilder, Failure> {
+        Err(missing("local"))
+    }
+
+    pub(super) fn probe(_: &HttpProbeSpec, _: RolloutBuilder) -> Result<RolloutBuilder, Failure> {
+        Err(missing("local"))
+    }
+}
+
+#[cfg(feature = "prometheus")]
+mod prometheus {
+    use super::{Failure, RolloutBuilder, revision};
+    use crate::runfile::PrometheusSpec;
+    use crate::store::chain;
+    use cutover::prometheus::{PrometheusClient, PrometheusSource};
+
+    pub(super) fn source(
+        name: &str,
+        spec: &PrometheusSpec,
+        builder: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        let at = format!("providers.prometheus.{name}");
+        let mut client = PrometheusClient::builder(spec.url.clone());
+        if let Some(timeout) = spec.timeout {
+            client = client.timeout(timeout);
+        }
+        if let Some(var) = &spec.bearer_token_env {
+            let token = std::env::var(var).map_err(|_| {
+                Failure::invalid(format!(
+                    "{at}.bearer_token_env: the environment variable `{var}` is not set"
+                ))
+            })?;
+            client = client.bearer_token(token);
+        }
+        let client = client
+            .build()
+            .map_err(|e| Failure::invalid(format!("{at}: {}", chain(&e))))?;
+        let mut source = PrometheusSource::new(name, client);
+        for (k, v) in &spec.args {
+            source = source.arg(k.clone(), v.clone());
+        }
+        for (r, v) in &spec.revision_values {
+            source = source.revision_value(revision(r, &format!("{at}.revision_values"))?, v);
+        }
+        Ok(builder.metric_source(name, source))
+    }
+}
+
+#[cfg(not(feature = "prometheus"))]
+mod prometheus {
+    use super::{Failure, RolloutBuilder, missing};
+    use crate::runfile::PrometheusSpec;
+
+    pub(super) fn source(
+        _: &str,
+        _: &PrometheusSpec,
+        _: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        Err(missing("prometheus"))
+    }
+}
+
+#[cfg(any(feature = "kubernetes", feature = "istio"))]
+async fn kube_client() -> Result<cutover::kubernetes::kube::Client, Failure> {
+    cutover::kubernetes::kube::Client::try_default()
+        .await
+        .map_err(|e| {
+            Failure::failed(format!(
+                "no Kubernetes client (KUBECONFIG or in-cluster): {}",
+                crate::store::chain(&e)
+            ))
+        })
+}
+
+#[cfg(feature = "kubernetes")]
+mod kubernetes {
+    use super::{Failure, RolloutBuilder, kube_client, revision};
+    use crate::runfile::{KubernetesRouter, KubernetesSpec};
+    use cutover::kubernetes::{
+        DeploymentWorkload, HttpRouteRouter, PodProbe, ReplicaRatioRouter, ServiceSelectorRouter,
+    };
+
+    pub(super) async fn attach(
+        spec: &KubernetesSpec,
+        mut builder: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        let client = kube_client().await?;
+        let ns = spec.namespace.as_str();
+        match &spec.router {
+            Some(KubernetesRouter::ReplicaRatio { total, deployments }) => {
+                let mut router = ReplicaRatioRouter::new(client.clone(), ns, *total);
+                for (r, d) in deployments {
+                    let at = "providers.kubernetes.router.replica_ratio.deployments";
+                    router = router.revision(revision(r, at)?, d.clone());
+                }
+                builder = builder.router(router);
+            }
+            Some(KubernetesRouter::ServiceSelector { service, label }) => {
+                builder = builder.router(ServiceSelectorRouter::new(
+                    client.clone(),
+                    ns,
+                    service,
+                    label,
+                ));
+            }
+            Some(KubernetesRouter::HttpRoute {
+                name,
+                rule,
+                backends,
+            }) => {
+                let mut router = HttpRouteRouter::new(client.clone(), ns, name, rule);
+                for (r, b) in backends {
+                    let at = "providers.kubernetes.router.http_route.backends";
+                    router = router.backend(revision(r, at)?, &b.service, b.port);
+                }
+                builder = builder.router(router);
+            }
+            None => {}
+        }
+        if !spec.deployments.is_empty() {
+            let mut workload = DeploymentWorkload::new(client.clone(), ns);
+            for (r, d) in &spec.deployments {
+                workload =
+                    workload.revision(revision(r, "providers.kubernetes.deployments")?, d.clone());
+            }
+            builder = builder.workload(workload);
+        }
+        if !spec.pods.is_empty() {
+            let mut probe = PodProbe::new(client, ns);
+            for (r, selector) in &spec.pods {
+                probe = probe.revision(revision(r, "providers.kubernetes.pods")?, selector.clone());
+            }
+            builder = builder.health_probe(probe);
+        }
+        Ok(builder)
+    }
+}
+
+#[cfg(not(feature = "kubernetes"))]
+mod kubernetes {
+    use super::{Failure, RolloutBuilder, missing};
+    use crate::runfile::KubernetesSpec;
+
+    pub(super) async fn attach(
+        _: &KubernetesSpec,
+        _: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        Err(missing("kubernetes"))
+    }
+}
+
+#[cfg(all(feature = "istio", feature = "kubernetes"))]
+mod istio {
+    use super::{Failure, RolloutBuilder, kube_client, revision};
+    use crate::runfile::IstioSpec;
+    use cutover::istio::{Destination, IstioRouter};
+
+    pub(super) async fn router(
+        spec: &IstioSpec,
+        builder: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        let client = kube_client().await?;
+        let mut router =
+            IstioRouter::new(client, &spec.namespace, &spec.virtual_service, &spec.route);
+        for (r, d) in &spec.destinations {
+            let mut destination = match &d.subset {
+                Some(subset) => Destination::subset(d.host.clone(), subset.clone()),
+                None => Destination::host(d.host.clone()),
+            };
+            if let Some(port) = d.port {
+                destination = destination.with_port(port);
+            }
+            router = router.destination(revision(r, "providers.istio.destinations")?, destination);
+        }
+        Ok(builder.router(router))
+    }
+}
+
+#[cfg(not(all(feature = "istio", feature = "kubernetes")))]
+mod istio {
+    use super::{Failure, RolloutBuilder, missing};
+    use crate::runfile::IstioSpec;
+
+    pub(super) async fn router(
+        _: &IstioSpec,
+        _: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        Err(missing("istio"))
+    }
+}
+
+#[cfg(feature = "aws-alb")]
+mod alb {
+    use super::{Failure, RolloutBuilder};
+    use crate::runfile::AlbSpec;
+    use crate::store::chain;
+    use cutover::aws_alb::{AlbRouter, client_from_env};
+
+    pub(super) async fn router(
+        spec: &AlbSpec,
+        builder: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        let client = client_from_env().await;
+        let mut router = AlbRouter::builder(client);
+        if let Some(listener) = &spec.listener {
+            router = router.listener(listener.clone());
+        }
+        if let Some(rule) = &spec.rule {
+            router = router.rule(rule.clone());
+        }
+        for (r, arn) in &spec.target_groups {
+            router = router.target_group(r.clone(), arn.clone());
+        }
+        let router = router
+            .build()
+            .map_err(|e| Failure::invalid(format!("providers.aws_alb: {}", chain(&e))))?;
+        Ok(builder.router(router))
+    }
+}
+
+#[cfg(not(feature = "aws-alb"))]
+mod alb {
+    use super::{Failure, RolloutBuilder, missing};
+    use crate::runfile::AlbSpec;
+
+    pub(super) async fn router(_: &AlbSpec, _: RolloutBuilder) -> Result<RolloutBuilder, Failure> {
+        Err(missing("aws_alb"))
+    }
+}

@@ -1,0 +1,431 @@
+//! The `cutover` binary as a user runs it: `run` in one process; `status`, `pause`, `resume`,
+//! `promote`, `abort` and `rollback` from others, through a file store; the decision log
+//! shows who did what and why.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A store and a run file in a temporary directory.
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: String,
+    run_file: PathBuf,
+    records: PathBuf,
+}
+
+impl Setup {
+    /// A canary of the local proxy (its upstreams need not answer: no analysis reads them):
+    /// 10 %, an hour's pause, 40 %, a pause until resumed.
+    fn new() -> Self {
+        Self::with_store(None)
+    }
+
+    /// The same on the store `store` (default: a file store in the temporary directory).
+    fn with_store(store: Option<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let run_file = dir.path().join("checkout.yaml");
+        std::fs::write(
+            &run_file,
+            "\
+rollout: { id: checkout, stable: v1, candidate: v2, lease_ttl: 2s }
+providers:
+  local_proxy: { listen: 127.0.0.1:0, upstreams: { v1: 127.0.0.1:9, v2: 127.0.0.1:9 } }
+strategy:
+  canary:
+    steps:
+      - set_weight: 10
+      - pause: { duration: 1h }
+      - set_weight: 40
+      - pause: {}
+poll_interval: 1s
+",
+        )
+        .unwrap();
+        let store = store.unwrap_or_else(|| format!("file:{}", dir.path().join("store").display()));
+        let records = dir.path().join("records.json");
+        Setup {
+            _dir: dir,
+            store,
+            run_file,
+            records,
+        }
+    }
+
+    fn command(&self, by: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
+        command
+            .arg("--store")
+            .arg(&self.store)
+            .arg("--by")
+            .arg(by)
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn cutover(&self, by: &str, args: &[&str]) -> Output {
+        self.command(by, args).output().expect("cutover runs")
+    }
+
+    fn run(&self) -> Child {
+        self.command(
+            "runner",
+            &[
+                "run",
+                self.run_file.to_str().unwrap(),
+                "--out",
+                self.records.to_str().unwrap(),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cutover run starts")
+    }
+
+    /// `status checkout -o json`, once the rollout exists.
+    fn status(&self) -> Option<Value> {
+        let out = self.cutover("observer", &["status", "checkout", "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("status -o json is JSON"))
+    }
+
+    /// Polls the status until `done` holds; fails after 20 s.
+    async fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.status();
+            if let Some(status) = &status
+                && done(status)
+            {
+                return status.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {status:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The candidate's share of traffic, in whole percent.
+fn candidate_percent(status: &Value) -> u64 {
+    status["summary"]["split"]["v2"].as_u64().unwrap_or(0)
+}
+
+fn summaries(records: &Value) -> Vec<String> {
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["summary"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn another_process_pauses_promotes_and_aborts_a_rollout_that_run_drives() {
+    steer_from_other_processes(&Setup::new()).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs PostgreSQL: scripts/test-deps"]
+async fn the_same_through_a_postgres_store() {
+    let server = cutover_fleet::testing::PgServer::shared();
+    let db = "cli_e2e";
+    server.database(db).await.expect("a fresh database");
+    let store = format!("postgres://postgres@127.0.0.1:{}/{db}", server.port());
+    steer_from_other_processes(&Setup::with_store(Some(store))).await;
+}
+
+/// `run` in one process; `pause`, `resume`, `promote`, `abort`, `status` from others.
+async fn steer_from_other_processes(setup: &Setup) {
+    let runner = setup.run();
+
+    let paused = setup
+        .wait_for("the timed pause", |s| s["summary"]["step"] == 1)
+        .await;
+    assert_eq!(candidate_percent(&paused), 10, "{paused:#}");
+    assert!(
+        paused["summary"]["lease"]["owner"]
+            .as_str()
+            .unwrap()
+            .starts_with("cutover-cli/runner@"),
+        "{paused:#}"
+    );
+
+    // A follower started now sees every decision until the rollout ends.
+    let follower = setup
+        .command("observer", &["status", "checkout", "--watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let pause = setup.cutover(
+        "alice",
+        &[
+            "pause",
+            "checkout",
+            "--reason",
+            "checking dashboards",
+            "--wait",
+            "20s",
+        ],
+    );
+    assert!(pause.status.success(), "{}", text(&pause));
+    assert!(
+        text(&pause).contains("command pause by alice (checking dashboards): paused"),
+        "{}",
+        text(&pause)
+    );
+    let table = setup.cutover("observer", &["status"]);
+    let table = text(&table);
+    assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
+    assert!(
+        table.contains("checkout") && table.contains("paused by alice: checking dashboards"),
+        "{table}"
+    );
+
+    let resume = setup.cutover(
+        "bob",
+        &[
+            "resume",
+            "checkout",
+            "-r",
+            "dashboards fine",
+            "--wait",
+            "20s",
+        ],
+    );
+    assert!(resume.status.success(), "{}", text(&resume));
+    let promote = setup.cutover(
+        "bob",
+        &["promote", "checkout", "-r", "on to 40 %", "--wait", "20s"],
+    );
+    assert!(promote.status.success(), "{}", text(&promote));
+    let at_40 = setup
+        .wait_for("the pause until resumed", |s| s["summary"]["step"] == 3)
+        .await;
+    assert_eq!(candidate_percent(&at_40), 40, "{at_40:#}");
+
+    let abort = setup.cutover("carol", &["abort", "checkout", "--reason", "p99 too high"]);
+    assert!(abort.status.success(), "{}", text(&abort));
+
+    let out = runner.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "aborted: exit 1\n{}",
+        text(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("outcome: aborted by carol: p99 too high"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("set split v1 90%, v2 10%"),
+        "plain progress lines: {stdout}"
+    );
+    assert!(stdout.contains("set split v1 100%, v2 0%"), "{stdout}");
+
+    let follow = follower.wait_with_output().unwrap();
+    assert_eq!(follow.status.code(), Some(1), "{}", text(&follow));
+    assert!(
+        String::from_utf8_lossy(&follow.stdout).contains("command abort by carol (p99 too high)"),
+        "{}",
+        text(&follow)
+    );
+
+    // The decision log, from the store and from the file `run --out` wrote, shows who and why.
+    let end = setup.status().unwrap();
+    assert_eq!(end["summary"]["phase"], "done");
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(&setup.records).unwrap()).unwrap();
+    let lines = summaries(&log);
+    for expected in [
+        "command pause by alice (checking dashboards): paused",
+        "command resume by bob (dashboards fine): resumed (paused by alice: checking dashboards)",
+        "command promote by bob (on to 40 %)",
+        "command abort by carol (p99 too high): rolling back",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with(expected)).count(),
+            1,
+            "{expected:?} in {lines:#?}"
+        );
+    }
+    let latest = summaries(&end["records"]);
+    assert!(
+        latest
+            .iter()
+            .any(|l| l.starts_with("finished: aborted by carol")),
+        "{latest:#?}"
+    );
+
+    // Bad input: clear errors and the store's exit code.
+    let late = setup.cutover("dave", &["resume", "checkout", "-r", "too late"]);
+    assert_eq!(late.status.code(), Some(4), "{}", text(&late));
+    assert!(text(&late).contains("has finished"), "{}", text(&late));
+    let unknown = setup.cutover("dave", &["pause", "nope", "-r", "x"]);
+    assert_eq!(unknown.status.code(), Some(4), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no rollout `nope`"),
+        "{}",
+        text(&unknown)
+    );
+    let yaml = setup.cutover("observer", &["status", "-o", "yaml"]);
+    assert!(text(&yaml).contains("id: checkout"), "{}", text(&yaml));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn rollback_takes_over_from_a_runner_that_died() {
+    let setup = Setup::new();
+    let mut runner = setup.run();
+    setup
+        .wait_for("the pause step", |s| s["summary"]["step"] == 1)
+        .await;
+    runner.kill().unwrap();
+    let _ = runner.wait();
+
+    let out = setup.cutover(
+        "erin",
+        &[
+            "rollback",
+            "checkout",
+            "--file",
+            setup.run_file.to_str().unwrap(),
+            "--reason",
+            "the runner host died",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("did not roll back and its lease ran out"),
+        "{said}"
+    );
+    assert!(said.contains("rolling it back here"), "{said}");
+    assert!(
+        said.contains("is back on stable: aborted by erin: the runner host died"),
+        "{said}"
+    );
+    let end = setup.status().expect("the rollout is in the store");
+    assert_eq!(candidate_percent(&end), 0, "{end:#}");
+
+    // Again: already back on stable is success too.
+    let again = setup.cutover("erin", &["rollback", "checkout", "-r", "again"]);
+    assert!(again.status.success(), "{}", text(&again));
+}
+
+#[test]
+fn help_has_examples_and_exit_codes_and_completions_are_printed() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let help = text(&run(&["--help"]));
+    assert!(
+        help.contains("Examples:") && help.contains("Exit codes:"),
+        "{help}"
+    );
+    for command in [
+        "run", "status", "pause", "abort", "lint", "import", "drill", "rollback",
+    ] {
+        let help = text(&run(&[command, "--help"]));
+        assert!(
+            help.contains("cutover "),
+            "`{command} --help` has no example: {help}"
+        );
+    }
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.status.success());
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("_cutover()"));
+    let usage = run(&["pause"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let report = run(&["report", "x"]);
+    assert_eq!(report.status.code(), Some(3));
+    assert!(text(&report).contains("not built yet"), "{}", text(&report));
+}
+
+#[test]
+fn lint_finds_every_error_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("broken.yaml");
+    std::fs::write(
+        &plan,
+        "\
+strategy:
+  canary:
+    steps:
+      - set_weight: 50
+      - set_weight: 20
+      - pause: { duration: later }
+      - analysis: { name: latency, count: 0 }
+progress_deadline: 0s
+",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["lint", plan.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.replace(&*plan.to_string_lossy(), "broken.yaml"))
+        .collect();
+    let starts: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            l.split(" error:")
+                .next()
+                .unwrap()
+                .split(" warning:")
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "broken.yaml:5:9:",
+            "broken.yaml:6:18:",
+            "broken.yaml:7:21:",
+            "broken.yaml:7:36:",
+            "broken.yaml:8:1:",
+        ],
+        "{lines:#?}"
+    );
+    assert!(
+        lines[0].contains(
+            "warning: strategy.canary.steps[1].set_weight: the weight goes down from 50%"
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].contains("error: strategy.canary.steps[2].pause.duration"),
+        "{lines:#?}"
+    );
+    assert!(
+        text(&out).contains("1 file: 3 errors, 2 warnings"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,0 +1,314 @@
+//! The operator against a real API server: the control plane of `shared/tools/kube/start`
+//! (etcd, kube-apiserver, kube-controller-manager; RBAC enforced; no kubelet), started once
+//! for this test binary by `cutover_kube::testing`. A fake kubelet marks Pods ready. The
+//! operator runs in-process, over the test's namespace only, as a user bound to exactly the
+//! Role of docs/operator.md.
+//!
+//! `#[ignore = "needs etcd: scripts/test-deps"]`; CI runs them with `--include-ignored`.
+
+use std::time::Duration;
+
+use cutover::kubernetes::ConfigMapStateStore;
+use cutover::{RolloutId, StateStore};
+use cutover_kube::testing::{
+    Caller, ControlPlane, DEADLINE, FakeKubelet, TestNamespace, apply_yaml, role_from_docs,
+};
+use cutover_operator::{Rollout, RolloutStatus, STATE_PREFIX};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+/// Two Deployments of `checkout`, without `replicas`: with `traffic.replicas` the router owns
+/// that field (server-side apply), as docs/operator.md says.
+const DEPLOYMENTS: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: checkout-v1 }
+spec:
+  selector: { matchLabels: { app: checkout, version: v1 } }
+  template:
+    metadata: { labels: { app: checkout, version: v1 } }
+    spec: { containers: [ { name: app, image: checkout:v1 } ] }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: checkout-v2 }
+spec:
+  selector: { matchLabels: { app: checkout, version: v2 } }
+  template:
+    metadata: { labels: { app: checkout, version: v2 } }
+    spec: { containers: [ { name: app, image: checkout:v2 } ] }
+";
+
+/// A Rollout of checkout from v1 to v2 by replica counts, with `steps` as its canary steps.
+fn rollout(steps: &str) -> String {
+    format!(
+        "
+apiVersion: cutover.dev/v1alpha1
+kind: Rollout
+metadata: {{ name: checkout }}
+spec:
+  stable: {{ revision: v1, deployment: checkout-v1 }}
+  candidate: {{ revision: v2, deployment: checkout-v2 }}
+  traffic: {{ replicas: {{ total: 4 }} }}
+  plan:
+    strategy: {{ canary: {{ steps: {steps} }} }}
+"
+    )
+}
+
+/// A namespace with the Deployments, a fake kubelet, and the operator running over it.
+struct Cluster {
+    ns: TestNamespace,
+    admin: kube::Client,
+    _kubelet: FakeKubelet,
+    operator: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.operator.abort();
+    }
+}
+
+impl Cluster {
+    async fn start(purpose: &str) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let plane = ControlPlane::shared().await;
+        plane
+            .install_crds(&cutover_operator::crd::crd_yaml().unwrap())
+            .await;
+        let ns = plane.namespace(purpose).await;
+        let admin = ns.admin();
+        apply_yaml(&admin, ns.name(), DEPLOYMENTS).await;
+        let kubelet = FakeKubelet::start(admin.clone(), ns.name(), "app=checkout");
+        let role = role_from_docs(include_str!("../../../docs/operator.md"));
+        let client = ns.client(&Caller::RestrictedTo(role)).await;
+        let name = ns.name().to_owned();
+        let operator = tokio::spawn(async move {
+            cutover_operator::run(client, Some(&name), "operator-under-test").await;
+        });
+        Cluster {
+            ns,
+            admin,
+            _kubelet: kubelet,
+            operator,
+        }
+    }
+
+    fn rollouts(&self) -> Api<Rollout> {
+        Api::namespaced(self.admin.clone(), self.ns.name())
+    }
+
+    /// Waits until the Rollout's status satisfies `done` (for at most [`DEADLINE`]), polling.
+    async fn status_until(
+        &self,
+        what: &str,
+        done: impl Fn(&RolloutStatus) -> bool,
+    ) -> RolloutStatus {
+        let api = self.rollouts();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let status = api.get("checkout").await.ok().and_then(|r| r.status);
+            if let Some(status) = &status
+                && done(status)
+            {
+                return status.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {status:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `checkout-v1` and `checkout-v2`'s `spec.replicas`.
+    async fn replicas(&self) -> (i32, i32) {
+        let api = Api::<Deployment>::namespaced(self.admin.clone(), self.ns.name());
+        let of = |d: Deployment| d.spec.and_then(|s| s.replicas).unwrap_or(-1);
+        (
+            of(api.get("checkout-v1").await.unwrap()),
+            of(api.get("checkout-v2").await.unwrap()),
+        )
+    }
+
+    async fn annotate(&self, command: &str, by: &str) {
+        let patch = json!({ "metadata": { "annotations": {
+            "cutover.dev/command": command,
+            "cutover.dev/by": by,
+        } } });
+        self.rollouts()
+            .patch("checkout", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    /// The summaries of the rollout's decision log, from the store the command line reads.
+    async fn decisions(&self) -> Vec<String> {
+        let store = ConfigMapStateStore::new(self.admin.clone(), self.ns.name(), STATE_PREFIX);
+        let id = RolloutId::new("checkout-v2").unwrap();
+        store
+            .records(&id, 0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.summary)
+            .collect()
+    }
+}
+
+fn phase(status: &RolloutStatus) -> &str {
+    status.phase.as_deref().unwrap_or("")
+}
+
+#[tokio::test]
+#[ignore = "needs etcd: scripts/test-deps"]
+async fn a_rollout_is_run_and_promoted_through_an_annotation() {
+    let cluster = Cluster::start("operator-promote").await;
+    apply_yaml(
+        &cluster.admin,
+        cluster.ns.name(),
+        &rollout("[ { set_weight: 25 }, { pause: { duration: 1s } }, { set_weight: 50 }, { pause: {} } ]"),
+    )
+    .await;
+
+    let waiting = cluster
+        .status_until("the pause until promoted", |s| {
+            s.step.as_deref() == Some("3/4 pause")
+        })
+        .await;
+    assert_eq!(phase(&waiting), "Paused", "{waiting:#?}");
+    assert_eq!(
+        waiting.candidate_weight.as_deref(),
+        Some("50%"),
+        "{waiting:#?}"
+    );
+    assert_eq!(waiting.rollout_id.as_deref(), Some("checkout-v2"));
+    assert_eq!(waiting.owner.as_deref(), Some("operator-under-test"));
+    assert_eq!(cluster.replicas().await, (2, 2));
+
+    cluster.annotate("promote: dashboards fine", "alice").await;
+    let promoted = cluster
+        .status_until("promotion", |s| phase(s) == "Promoted")
+        .await;
+    assert_eq!(
+        promoted.candidate_weight.as_deref(),
+        Some("100%"),
+        "{promoted:#?}"
+    );
+    assert_eq!(cluster.replicas().await, (0, 4));
+    assert_eq!(
+        promoted.last_command.as_deref(),
+        Some("promote by alice (dashboards fine): queued")
+    );
+    let annotations = cluster
+        .rollouts()
+        .get("checkout")
+        .await
+        .unwrap()
+        .metadata
+        .annotations;
+    assert!(
+        !annotations
+            .unwrap_or_default()
+            .contains_key("cutover.dev/command"),
+        "the command annotation is taken away"
+    );
+    let decisions = cluster.decisions().await;
+    assert_eq!(
+        decisions
+            .iter()
+            .filter(|d| d.starts_with("command promote by alice (dashboards fine)"))
+            .count(),
+        1,
+        "{decisions:#?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs etcd: scripts/test-deps"]
+async fn an_annotated_abort_returns_traffic_to_stable() {
+    let cluster = Cluster::start("operator-abort").await;
+    apply_yaml(
+        &cluster.admin,
+        cluster.ns.name(),
+        &rollout("[ { set_weight: 50 }, { pause: {} }, { set_weight: 75 } ]"),
+    )
+    .await;
+    cluster
+        .status_until("the pause at 50 %", |s| {
+            s.step.as_deref() == Some("1/3 pause") && s.candidate_weight.as_deref() == Some("50%")
+        })
+        .await;
+    assert_eq!(cluster.replicas().await, (2, 2));
+
+    cluster.annotate("abort: p99 too high", "bob").await;
+    let aborted = cluster
+        .status_until("the abort", |s| phase(s) == "Aborted")
+        .await;
+    assert_eq!(
+        aborted.candidate_weight.as_deref(),
+        Some("0%"),
+        "{aborted:#?}"
+    );
+    assert!(aborted.step.is_none(), "{aborted:#?}");
+    assert_eq!(cluster.replicas().await, (4, 0));
+    let decisions = cluster.decisions().await;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.starts_with("command abort by bob (p99 too high)")),
+        "{decisions:#?}"
+    );
+
+    assert_eq!(
+        aborted.last_command.as_deref(),
+        Some("abort by bob (p99 too high): queued")
+    );
+
+    // A finished rollout takes no more commands; the status says so.
+    cluster.annotate("promote", "carol").await;
+    let refused = cluster
+        .status_until("the refused command", |s| {
+            s.last_command
+                .as_deref()
+                .is_some_and(|m| m.starts_with("promote by carol: not queued: "))
+        })
+        .await;
+    assert_eq!(phase(&refused), "Aborted");
+    let said = refused.last_command.unwrap();
+    assert!(said.contains("finished"), "{said}");
+}
+
+#[tokio::test]
+#[ignore = "needs etcd: scripts/test-deps"]
+async fn a_rollout_that_cannot_run_says_why() {
+    let cluster = Cluster::start("operator-problems").await;
+    let invalid = rollout("[ { set_weight: 150 } ]");
+    apply_yaml(&cluster.admin, cluster.ns.name(), &invalid).await;
+    let status = cluster
+        .status_until("the invalid spec", |s| phase(s) == "Invalid")
+        .await;
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("invalid spec: spec.plan: "),
+        "{message}"
+    );
+
+    let missing = rollout("[ { set_weight: 50 } ]").replace("checkout-v2 }", "checkout-v3 }");
+    apply_yaml(&cluster.admin, cluster.ns.name(), &missing).await;
+    let status = cluster
+        .status_until("the missing Deployment", |s| phase(s) == "Pending")
+        .await;
+    assert_eq!(
+        status.message.as_deref(),
+        Some("not running on this replica: Deployment `checkout-v3` does not exist"),
+        "{status:#?}"
+    );
+    assert_eq!(cluster.replicas().await, (1, 1), "nothing was touched");
+}
