@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::proxy::{DEFAULT_CONVERSION_HEADER, ProxyBody, plain};
+use crate::body::{ProxyBody, full, plain};
+use crate::metrics::DEFAULT_CONVERSION_HEADER;
 use crate::server::serve;
 
 /// How a [`DemoService`] behaves.
@@ -157,7 +157,7 @@ async fn answer(p: &Prepared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let c = &p.config;
     if req.uri().path() == "/healthz" {
         return if c.healthy {
-            Response::new(Either::Right(Full::new(p.health.clone())))
+            Response::new(full(p.health.clone()))
         } else {
             plain(StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n")
         };
@@ -170,7 +170,7 @@ async fn answer(p: &Prepared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let mut resp = if fastrand::f64() < c.error_rate {
         plain(StatusCode::INTERNAL_SERVER_ERROR, "failed\n")
     } else {
-        let mut resp = Response::new(Either::Right(Full::new(p.body.clone())));
+        let mut resp = Response::new(full(p.body.clone()));
         if c.conversion_rate > 0.0 && fastrand::f64() < c.conversion_rate {
             resp.headers_mut()
                 .insert(DEFAULT_CONVERSION_HEADER, HeaderValue::from_static("1"));

@@ -22,6 +22,10 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The conversion header the proxy counts by default: an upstream marks a response as a
+/// conversion (for A/B tests) by setting it.
+pub const DEFAULT_CONVERSION_HEADER: &str = "x-conversion";
+
 /// The queries [`ProxyMetrics`] answers, for error messages and docs.
 pub const QUERIES: &str = "requests, error_rate (or errors), success_rate, conversions, latency, latency_mean, latency_p50, latency_p90, latency_p95, latency_p99";
 

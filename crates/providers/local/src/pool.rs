@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
-use crate::proxy::ProxyBody;
+use crate::body::ProxyBody;
 
 /// How long connecting to an upstream may take before the request fails (502).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

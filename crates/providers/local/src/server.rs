@@ -11,7 +11,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::proxy::ProxyBody;
+use crate::body::ProxyBody;
 
 /// How long shutdown waits for requests in flight before it closes their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
