@@ -5,6 +5,7 @@
 //! proxy-bench proxy 127.0.0.1:18080 127.0.0.1:18081 127.0.0.1:18082   # cutover proxy, 90/10
 //!                                    # on PROXY_THREADS serving threads (default: one per core)
 //! proxy-bench switch [ROUNDS]                              # switch latency, printed as a table
+//!                                    # and as a last line `switch_p99_us N`
 //! ```
 //!
 //! The switch latency is the time from `set_split` returning to the first response served on
@@ -208,6 +209,11 @@ async fn switch(rounds: usize) -> Result<(), Error> {
         q(&calls, 0.5),
         q(&calls, 0.99),
         q(&calls, 1.0)
+    );
+    // For scripts/bench-proxy's JSON.
+    println!(
+        "switch_p99_us {:.1}",
+        q(&latencies, 0.99).as_secs_f64() * 1e6
     );
     proxy.shutdown().await;
     Ok(())

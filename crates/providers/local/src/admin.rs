@@ -1,13 +1,14 @@
 //! The admin listener's pages: `/metrics` (Prometheus text), `/healthz` and `/split`.
 
 use std::convert::Infallible;
+use std::future::{Ready, ready};
 use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
-use crate::body::{ProxyBody, full, plain};
+use crate::body::{ProxyBody, RequestBody, full, plain};
+use crate::headers::Peer;
 use crate::metrics::ProxyMetrics;
 use crate::router::ProxyRouter;
 
@@ -18,15 +19,17 @@ pub(crate) struct Admin {
     pub(crate) metrics: ProxyMetrics,
 }
 
-/// The service function of the admin listener.
-pub(crate) async fn handle(
+/// The service function of the admin listener (its signature is the one `serve` calls).
+#[allow(clippy::needless_pass_by_value)]
+pub(crate) fn handle(
     admin: Arc<Admin>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    Ok(page(&admin, &req))
+    _peer: &Peer,
+    req: Request<RequestBody>,
+) -> Ready<Result<Response<ProxyBody>, Infallible>> {
+    ready(Ok(page(&admin, &req)))
 }
 
-fn page(admin: &Admin, req: &Request<Incoming>) -> Response<ProxyBody> {
+fn page<B>(admin: &Admin, req: &Request<B>) -> Response<ProxyBody> {
     match req.uri().path() {
         "/metrics" => {
             let mut resp = Response::new(full(admin.metrics.prometheus_text()));

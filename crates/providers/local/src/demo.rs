@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::body::{ProxyBody, full, plain};
+use crate::limits::Limits;
 use crate::metrics::DEFAULT_CONVERSION_HEADER;
 use crate::server::serve;
 
@@ -110,8 +110,11 @@ impl DemoService {
         let task = tokio::spawn(serve(
             listener,
             stopped,
+            Limits::default(),
+            Arc::default(),
             prepared.clone(),
-            |p, req| async move { Ok::<_, Infallible>(answer(&p, &req).await) },
+            |p, _peer, req| async move { Ok::<_, Infallible>(answer(&p, &req).await) },
+            |_| {},
         ));
         Ok(DemoService {
             addr,
@@ -153,7 +156,7 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-async fn answer(p: &Prepared, req: &Request<Incoming>) -> Response<ProxyBody> {
+async fn answer<B>(p: &Prepared, req: &Request<B>) -> Response<ProxyBody> {
     let c = &p.config;
     if req.uri().path() == "/healthz" {
         return if c.healthy {

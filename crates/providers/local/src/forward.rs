@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_core::TrafficRouter as _;
-use http::header::{HOST, HeaderName, HeaderValue, SET_COOKIE};
+use http::header::{ALLOW, HOST, HeaderName, HeaderValue, SET_COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Either};
-use hyper::body::Incoming;
 
-use crate::body::{ProxyBody, full, plain};
+use crate::body::{ProxyBody, RequestBody, full, plain};
 use crate::client::{HttpClient, http_client};
+use crate::headers::{Peer, drop_hop_by_hop};
 use crate::metrics::{Outcome, ProxyFailure, wall_now};
 use crate::pool::Pool;
 use crate::router::ProxyRouter;
@@ -37,21 +37,30 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
+    /// Upstream connections unused for `pool_idle` are closed.
     pub(crate) fn new(
         router: ProxyRouter,
         shard: usize,
         timeout: Duration,
+        pool_idle: Duration,
         conversion_header: HeaderName,
     ) -> Self {
         let upstreams = router.table().upstreams.len();
         Forwarder {
             router,
-            pool: Pool::new(upstreams),
+            pool: Pool::new(upstreams, pool_idle),
             mirror_client: http_client(Duration::from_secs(90)),
             shard,
             timeout,
             conversion_header,
         }
+    }
+
+    /// Closes the upstream connections that have been idle too long (called by the
+    /// watchdog of this loop, so it also happens when no request comes).
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub(crate) fn tidy(forwarder: &Arc<Forwarder>) {
+        forwarder.pool.sweep(wall_now());
     }
 
     /// The proxy's name, for logs.
@@ -60,15 +69,40 @@ impl Forwarder {
     }
 }
 
-/// The service function of the proxy's listeners.
-pub(crate) async fn handle(
+/// The service function of the proxy's listeners. CONNECT and TRACE are answered 405 here:
+/// a reverse proxy tunnels nothing, and TRACE would echo the client's headers (cookies
+/// included) back to whatever script sent it.
+pub(crate) fn handle(
     forwarder: Arc<Forwarder>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    Ok(forward(&forwarder, req).await)
+    peer: &Peer,
+    mut req: Request<RequestBody>,
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + use<> {
+    let refused = req.method() == Method::CONNECT || req.method() == Method::TRACE;
+    if !refused {
+        peer.prepare_request(req.headers_mut());
+    }
+    async move {
+        if refused {
+            return Ok(not_allowed());
+        }
+        Ok(forward(&forwarder, req).await)
+    }
 }
 
-async fn forward(f: &Forwarder, req: Request<Incoming>) -> Response<ProxyBody> {
+/// 405, with the methods the proxy does forward.
+fn not_allowed() -> Response<ProxyBody> {
+    let mut resp = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "CONNECT and TRACE are not forwarded\n",
+    );
+    resp.headers_mut().insert(
+        ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    resp
+}
+
+async fn forward(f: &Forwarder, req: Request<RequestBody>) -> Response<ProxyBody> {
     let start = wall_now();
     let table = f.router.table();
     let (index, reason) = table.pick(req.headers());
@@ -110,12 +144,19 @@ async fn forward(f: &Forwarder, req: Request<Incoming>) -> Response<ProxyBody> {
     };
     let sent = tokio::time::timeout(
         f.timeout,
-        f.pool
-            .send(index, upstream.addr, Request::from_parts(parts, body)),
+        f.pool.send(
+            index,
+            upstream.addr,
+            Request::from_parts(parts, body),
+            start,
+        ),
     )
     .await;
     let (mut resp, error) = match sent {
-        Ok(Ok(resp)) => (resp.map(Either::Left), None),
+        Ok(Ok(mut resp)) => {
+            drop_hop_by_hop(resp.headers_mut());
+            (resp.map(Either::Left), None)
+        }
         Ok(Err(e)) => {
             tracing::debug!(proxy = %f.name(), upstream = %upstream.addr, error = %e, "upstream failed");
             (

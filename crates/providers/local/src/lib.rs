@@ -18,6 +18,8 @@ mod body;
 mod client;
 pub mod demo;
 mod forward;
+mod headers;
+mod limits;
 pub mod load;
 mod metrics;
 mod pool;
@@ -28,6 +30,7 @@ mod server;
 mod table;
 
 pub use body::ProxyBody;
+pub use limits::ConnectionCounts;
 pub use metrics::{
     DEFAULT_CONVERSION_HEADER, LATENCY_BUCKETS, ProxyMetrics, QUERIES, WINDOW_SLOTS,
 };

@@ -13,6 +13,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::admin::{self, Admin};
 use crate::forward::{self, Forwarder};
+use crate::limits::{ConnectionStats, Limits};
 use crate::metrics::{DEFAULT_CONVERSION_HEADER, ProxyMetrics, RevisionStats, wall_now};
 use crate::router::ProxyRouter;
 use crate::server::serve;
@@ -41,6 +42,7 @@ pub struct LocalProxyBuilder {
     timeout: Duration,
     conversion_header: String,
     threads: usize,
+    limits: Limits,
 }
 
 impl LocalProxyBuilder {
@@ -84,6 +86,37 @@ impl LocalProxyBuilder {
         self
     }
 
+    /// How long a client has to send a request's headers, from the connection's accept or
+    /// the request's first byte (default 10 s). A slower client's connection is closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read = timeout;
+        self
+    }
+
+    /// How long a client connection may stay open between requests, and a response may make
+    /// no progress (default 60 s). Then the connection is closed. Upstream keep-alive
+    /// connections unused for as long are closed too.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle = timeout;
+        self
+    }
+
+    /// How long a request body may go without a byte (default 30 s). Then the connection is
+    /// closed and the upstream request abandoned.
+    pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.body_idle = timeout;
+        self
+    }
+
+    /// How many client connections may be open at once, over all serving threads (default
+    /// 4096). One more is answered 503 and closed at once, and counted in
+    /// `cutover_proxy_connections_refused_total`. Keep it under the process's file descriptor
+    /// limit (`ulimit -n`) less the upstream connections.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = max;
+        self
+    }
+
     /// Binds the listeners and starts serving.
     pub async fn start(self) -> Result<LocalProxy, ProviderError> {
         let name = self.name;
@@ -112,6 +145,23 @@ impl LocalProxyBuilder {
                 authority,
                 stats,
             });
+        }
+        let limits = self.limits;
+        for (what, timeout) in [
+            ("header_read_timeout", limits.header_read),
+            ("idle_timeout", limits.idle),
+            ("body_idle_timeout", limits.body_idle),
+        ] {
+            if timeout.is_zero() {
+                return Err(ProviderError::permanent(format!(
+                    "proxy `{name}`: {what} must be more than zero"
+                )));
+            }
+        }
+        if limits.max_connections == 0 {
+            return Err(ProviderError::permanent(format!(
+                "proxy `{name}`: max_connections must be at least 1"
+            )));
         }
         let Some(first) = upstreams.first() else {
             return Err(ProviderError::permanent(format!(
@@ -146,6 +196,7 @@ impl LocalProxyBuilder {
                 router.clone(),
                 shard,
                 self.timeout,
+                limits.idle,
                 conversion_header.clone(),
             ))
         };
@@ -159,8 +210,11 @@ impl LocalProxyBuilder {
             done.push(spawn_done(serve(
                 listener,
                 stopped.clone(),
+                limits,
+                metrics.connection_stats(),
                 worker(0),
                 forward::handle,
+                Forwarder::tidy,
             )));
             addr
         } else {
@@ -178,7 +232,16 @@ impl LocalProxyBuilder {
                     .listen(1024)
                     .and_then(TcpListener::into_std)
                     .map_err(|e| bind_error("listener", addr, e))?;
-                done.push(spawn_thread(i, listener, stopped.clone(), worker(i))?);
+                done.push(spawn_thread(
+                    i,
+                    listener,
+                    stopped.clone(),
+                    Serving {
+                        limits,
+                        stats: metrics.connection_stats(),
+                        forwarder: worker(i),
+                    },
+                )?);
             }
             addr
         };
@@ -187,7 +250,15 @@ impl LocalProxyBuilder {
                 router: router.clone(),
                 metrics: metrics.clone(),
             });
-            done.push(spawn_done(serve(admin, stopped, pages, admin::handle)));
+            done.push(spawn_done(serve(
+                admin,
+                stopped,
+                Limits::default(),
+                Arc::default(),
+                pages,
+                admin::handle,
+                |_| {},
+            )));
         }
         Ok(LocalProxy {
             router,
@@ -226,14 +297,26 @@ fn reuse_port_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     Ok(socket)
 }
 
+/// What a serving thread serves with.
+struct Serving {
+    limits: Limits,
+    stats: Arc<ConnectionStats>,
+    forwarder: Arc<Forwarder>,
+}
+
 /// Serves `listener` on a thread of its own with a single-threaded runtime, so a request and
 /// its upstream connection never wake another thread.
 fn spawn_thread(
     index: usize,
     listener: std::net::TcpListener,
     stopped: watch::Receiver<bool>,
-    forwarder: Arc<Forwarder>,
+    serving: Serving,
 ) -> Result<oneshot::Receiver<()>, ProviderError> {
+    let Serving {
+        limits,
+        stats,
+        forwarder,
+    } = serving;
     let (tx, rx) = oneshot::channel();
     let name = forwarder.name().to_owned();
     std::thread::Builder::new()
@@ -245,7 +328,18 @@ fn spawn_thread(
             match runtime {
                 Ok(runtime) => runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(listener, stopped, forwarder, forward::handle).await,
+                        Ok(listener) => {
+                            serve(
+                                listener,
+                                stopped,
+                                limits,
+                                stats,
+                                forwarder,
+                                forward::handle,
+                                Forwarder::tidy,
+                            )
+                            .await;
+                        }
                         Err(e) => {
                             tracing::error!(proxy = %forwarder.name(), error = %e, "cannot listen");
                         }
@@ -304,6 +398,7 @@ impl LocalProxy {
             timeout: Duration::from_secs(10),
             conversion_header: DEFAULT_CONVERSION_HEADER.to_owned(),
             threads: 0,
+            limits: Limits::default(),
         }
     }
 
