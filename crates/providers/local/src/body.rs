@@ -43,6 +43,11 @@ impl RequestBody {
     pub(crate) fn new(inner: Incoming, activity: Arc<Activity>) -> Self {
         RequestBody { inner, activity }
     }
+
+    /// The activity of the connection this body comes on.
+    pub(crate) fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
 }
 
 impl Body for RequestBody {

@@ -2,7 +2,9 @@
 //! request on this loop's own connections, and count the answer.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cutover_core::TrafficRouter as _;
@@ -13,7 +15,8 @@ use http_body_util::{BodyExt as _, Either};
 
 use crate::body::{ProxyBody, RequestBody, full, plain};
 use crate::client::{HttpClient, http_client};
-use crate::headers::{Peer, drop_hop_by_hop};
+use crate::headers::{Peer, prepare_response};
+use crate::limits::Activity;
 use crate::metrics::{Outcome, ProxyFailure, wall_now};
 use crate::pool::Pool;
 use crate::router::ProxyRouter;
@@ -76,18 +79,22 @@ pub(crate) fn handle(
     forwarder: Arc<Forwarder>,
     peer: &Peer,
     mut req: Request<RequestBody>,
-) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + use<> {
+) -> Answer {
     let refused = req.method() == Method::CONNECT || req.method() == Method::TRACE;
-    if !refused {
-        peer.prepare_request(req.headers_mut());
-    }
-    async move {
+    let has_host = !refused && peer.prepare_request(req.headers_mut());
+    // Boxed: hyper moves the service's future several times before polling it, and this
+    // one is large; one allocation costs less than copying it each time.
+    Box::pin(async move {
         if refused {
             return Ok(not_allowed());
         }
-        Ok(forward(&forwarder, req).await)
-    }
+        Ok(forward(&forwarder, req, has_host).await)
+    })
 }
+
+/// The future of one request through the proxy.
+pub(crate) type Answer =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
 /// 405, with the methods the proxy does forward.
 fn not_allowed() -> Response<ProxyBody> {
@@ -102,21 +109,21 @@ fn not_allowed() -> Response<ProxyBody> {
     resp
 }
 
-async fn forward(f: &Forwarder, req: Request<RequestBody>) -> Response<ProxyBody> {
+/// `has_host`: whether the request has a `Host` header.
+async fn forward(f: &Forwarder, req: Request<RequestBody>, has_host: bool) -> Response<ProxyBody> {
     let start = wall_now();
     let table = f.router.table();
     let (index, reason) = table.pick(req.headers());
     let upstream = &table.upstreams[index];
     let mirror = table.mirror_for(req.headers()).map(|i| &table.upstreams[i]);
     let (mut parts, body) = req.into_parts();
+    let activity = body.activity().clone();
     // HTTP/1.1 upstreams get the origin form (`/path?query`) and the client's Host header,
     // which only requests without one (HTTP/1.0) or in absolute form need rebuilt.
     if parts.uri.authority().is_some() {
         parts.uri = origin_form(&parts.uri);
     }
-    if !parts.headers.contains_key(HOST)
-        && let Ok(host) = HeaderValue::from_str(upstream.authority.as_str())
-    {
+    if !has_host && let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
         parts.headers.insert(HOST, host);
     }
     let body = match mirror {
@@ -142,31 +149,33 @@ async fn forward(f: &Forwarder, req: Request<RequestBody>) -> Response<ProxyBody
             full(bytes)
         }
     };
-    let sent = tokio::time::timeout(
-        f.timeout,
-        f.pool.send(
+    let sent = UpstreamDeadline {
+        send: std::pin::pin!(f.pool.send(
             index,
             upstream.addr,
             Request::from_parts(parts, body),
             start,
-        ),
-    )
+        )),
+        activity: &activity,
+    }
     .await;
-    let (mut resp, error) = match sent {
+    let (mut resp, error, conversion) = match sent {
         Ok(Ok(mut resp)) => {
-            drop_hop_by_hop(resp.headers_mut());
-            (resp.map(Either::Left), None)
+            let conversion = prepare_response(resp.headers_mut(), &f.conversion_header);
+            (resp.map(Either::Left), None, conversion)
         }
         Ok(Err(e)) => {
             tracing::debug!(proxy = %f.name(), upstream = %upstream.addr, error = %e, "upstream failed");
             (
                 plain(StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
                 Some(ProxyFailure::Connect),
+                false,
             )
         }
-        Err(_) => (
+        Err(UpstreamLate) => (
             plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
             Some(ProxyFailure::Timeout),
+            false,
         ),
     };
     if let Some(sticky) = &table.sticky
@@ -182,11 +191,35 @@ async fn forward(f: &Forwarder, req: Request<RequestBody>) -> Response<ProxyBody
         Outcome {
             status: resp.status().as_u16(),
             latency: end.saturating_duration_since(start),
-            conversion: resp.headers().contains_key(&f.conversion_header),
+            conversion,
             error,
         },
     );
     resp
+}
+
+/// The upstream sent no response headers within the upstream timeout.
+struct UpstreamLate;
+
+/// A request to an upstream, given up when the connection's watchdog finds the upstream late
+/// (no timer per request).
+struct UpstreamDeadline<'a, F> {
+    send: Pin<&'a mut F>,
+    activity: &'a Activity,
+}
+
+impl<F: Future> Future for UpstreamDeadline<'_, F> {
+    type Output = Result<F::Output, UpstreamLate>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(out) = self.send.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        if self.activity.poll_upstream_late(cx) {
+            return Poll::Ready(Err(UpstreamLate));
+        }
+        Poll::Pending
+    }
 }
 
 fn upstream_uri(uri: Uri, authority: &Authority) -> Uri {

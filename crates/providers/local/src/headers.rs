@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use http::HeaderMap;
 use http::header::{
-    CONNECTION, FORWARDED, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, FORWARDED, HOST, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
 /// `X-Forwarded-For` (not in `http`'s standard set).
@@ -32,14 +32,22 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     *name == CONNECTION || HOP_BY_HOP.contains(name) || HOP_BY_HOP_OTHER.contains(&name.as_str())
 }
 
-/// Removes the hop-by-hop headers from `headers`: the fixed list and every header that
-/// `Connection` names. Message framing is the HTTP library's job on each side: it sets
-/// `Transfer-Encoding` or `Content-Length` anew for the next hop.
-pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names, with no hashing, finds out.
-    if headers.keys().any(is_hop_by_hop) {
+/// Removes the hop-by-hop headers from an upstream's response: the fixed list and every
+/// header that `Connection` names. Message framing is the HTTP library's job on each side: it
+/// sets `Transfer-Encoding` or `Content-Length` anew for the next hop. Returns whether the
+/// response has the header `marker` (the conversion header), found in the same pass.
+pub(crate) fn prepare_response(headers: &mut HeaderMap, marker: &HeaderName) -> bool {
+    // Most responses carry no hop-by-hop header: one pass over the names, with no hashing,
+    // finds out.
+    let (mut hop, mut marked) = (false, false);
+    for name in headers.keys() {
+        hop |= is_hop_by_hop(name);
+        marked |= name == marker;
+    }
+    if hop {
         remove_hop_by_hop(headers);
     }
+    marked && headers.contains_key(marker)
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -88,20 +96,24 @@ impl Peer {
     }
 
     /// Makes a client's request headers fit to send upstream: drops the hop-by-hop headers and
-    /// appends this client to `X-Forwarded-For` and `Forwarded`.
-    pub(crate) fn prepare_request(&self, headers: &mut HeaderMap) {
+    /// appends this client to `X-Forwarded-For` and `Forwarded`. Returns whether the request
+    /// has a `Host` header, found in the same pass.
+    pub(crate) fn prepare_request(&self, headers: &mut HeaderMap) -> bool {
         // One pass over the names, with no hashing, tells what there is to do.
-        let (mut hop, mut xff, mut fwd) = (false, false, false);
+        let (mut hop, mut xff, mut fwd, mut host) = (false, false, false, false);
         for name in headers.keys() {
             hop |= is_hop_by_hop(name);
             xff |= *name == X_FORWARDED_FOR;
             fwd |= *name == FORWARDED;
+            host |= *name == HOST;
         }
         if hop {
             remove_hop_by_hop(headers);
         }
+        headers.reserve(2);
         append(headers, &X_FORWARDED_FOR, &self.forwarded_for, xff);
         append(headers, &FORWARDED, &self.forwarded, fwd);
+        host
     }
 }
 
@@ -156,7 +168,12 @@ mod tests {
             ("host", "example.com"),
             ("x-kept", "yes"),
         ]);
-        drop_hop_by_hop(&mut h);
+        let marker = HeaderName::from_static("x-kept");
+        assert!(prepare_response(&mut h, &marker));
+        assert!(!prepare_response(
+            &mut h,
+            &HeaderName::from_static("x-absent")
+        ));
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["host", "x-kept"]);
@@ -166,16 +183,17 @@ mod tests {
     fn forwarding_headers_are_appended_never_replaced() {
         let v4 = Peer::new("10.1.2.3:5555".parse().unwrap());
         let mut h = map(&[]);
-        v4.prepare_request(&mut h);
+        assert!(!v4.prepare_request(&mut h));
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["forwarded"], "for=10.1.2.3;proto=http");
 
         let mut h = map(&[
+            ("host", "example.com"),
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-for", "7.7.7.7"),
             ("forwarded", "for=6.6.6.6"),
         ]);
-        Peer::new("[::1]:80".parse().unwrap()).prepare_request(&mut h);
+        assert!(Peer::new("[::1]:80".parse().unwrap()).prepare_request(&mut h));
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 7.7.7.7, ::1");
         assert_eq!(h["forwarded"], "for=6.6.6.6, for=\"[::1]\";proto=http");
     }

@@ -2,16 +2,19 @@
 //! connections, the counters of what they refused or closed, and the watchdog that enforces the
 //! timeouts.
 //!
-//! The timeouts cost no timer per request. Each connection keeps its [`Activity`]: the phase it
-//! is in and when that phase last made progress, written with plain atomic stores by the
-//! connection's own task. One watchdog task per serving loop looks at every connection a few
-//! times per shortest timeout and closes those that are late, so a deadline is kept to within
-//! an eighth of the timeout.
+//! The timeouts cost no timer and no clock read per request. Each connection keeps its
+//! [`Activity`]: the phase it is in and the watchdog round in which that phase last made
+//! progress, written with plain atomic stores by the connection's own task. One watchdog task
+//! per serving loop counts rounds, ten per shortest timeout, closes the connections that are
+//! late and wakes the requests whose upstream is late (they answer 504), so a deadline is kept
+//! to within two rounds: a fifth of the shortest timeout.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::task::Context;
+use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::task::AbortHandle;
 
@@ -26,6 +29,8 @@ pub(crate) struct Limits {
     pub(crate) body_idle: Duration,
     /// Open client connections at most; more are answered 503 and closed at once.
     pub(crate) max_connections: usize,
+    /// How long an upstream has to send response headers, from the end of the request.
+    pub(crate) upstream: Duration,
 }
 
 /// The defaults, documented on the builder and in docs/providers/local.md.
@@ -34,6 +39,7 @@ pub(crate) const DEFAULT_LIMITS: Limits = Limits {
     idle: Duration::from_mins(1),
     body_idle: Duration::from_secs(30),
     max_connections: 4096,
+    upstream: Duration::from_secs(10),
 };
 
 impl Default for Limits {
@@ -43,9 +49,15 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// How often the watchdog looks: an eighth of the shortest timeout, between 5 ms and 1 s.
-    fn sweep_interval(&self) -> Duration {
-        (self.header_read.min(self.idle).min(self.body_idle) / 8)
+    /// How often the watchdog looks: a tenth of the shortest timeout, between 5 ms and 1 s. A
+    /// deadline is kept to within two rounds.
+    fn round(&self) -> Duration {
+        (self
+            .header_read
+            .min(self.idle)
+            .min(self.body_idle)
+            .min(self.upstream)
+            / 10)
             .clamp(Duration::from_millis(5), Duration::from_secs(1))
     }
 }
@@ -129,15 +141,21 @@ pub(crate) enum Phase {
     Head = 1,
     /// Reading a request body: the body idle timeout, from its last byte.
     Body = 2,
-    /// Waiting for the upstream (which has its own timeout): none.
+    /// Waiting for the upstream's answer: the upstream timeout, from the end of the request,
+    /// which the request answers with 504 itself.
     Busy = 3,
 }
 
-/// The current wall-clock instant: deadlines are real time, which tokio's (possibly paused)
-/// clock is not.
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
+/// The watchdog's clock: rounds counted since it started, one every [`Limits::round`]. A
+/// connection reads it with one atomic load where a clock read would be a system call's worth
+/// of work, and deadlines only need to be as fine as the watchdog's rounds anyway.
+#[derive(Debug, Default)]
+pub(crate) struct Rounds(AtomicU64);
+
+impl Rounds {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A connection's phase and when it last made progress, written by the connection's own task
@@ -147,21 +165,25 @@ pub(crate) struct Activity {
     phase: AtomicU8,
     /// Whether the current request has its response (which may come before its body ends).
     answered: AtomicBool,
-    /// Nanoseconds since `epoch`.
+    /// The watchdog round of the last progress.
     since: AtomicU64,
-    epoch: Instant,
+    rounds: Arc<Rounds>,
+    /// Set by the watchdog when the upstream is late; reset by each request.
+    upstream_late: AtomicBool,
+    /// The task waiting for the upstream's answer, woken when it is late.
+    waiting: AtomicWaker,
 }
 
 impl Activity {
-    fn new(epoch: Instant) -> Self {
-        let activity = Activity {
+    fn new(rounds: Arc<Rounds>) -> Self {
+        Activity {
             phase: AtomicU8::new(Phase::Head as u8),
             answered: AtomicBool::new(false),
-            since: AtomicU64::new(0),
-            epoch,
-        };
-        activity.touch();
-        activity
+            since: AtomicU64::new(rounds.now()),
+            rounds,
+            upstream_late: AtomicBool::new(false),
+            waiting: AtomicWaker::new(),
+        }
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -173,19 +195,22 @@ impl Activity {
         }
     }
 
-    /// Enters `phase` with no clock read (for [`Phase::Busy`], which has no timeout).
-    fn set(&self, phase: Phase) {
+    /// Enters `phase`, which starts now.
+    pub(crate) fn enter(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Marks progress in the current phase.
+    pub(crate) fn touch(&self) {
+        self.since.store(self.rounds.now(), Ordering::Relaxed);
     }
 
     /// A request's headers are in: its body is read next, or the upstream is waited for.
     pub(crate) fn request_started(&self, has_body: bool) {
         self.answered.store(false, Ordering::Relaxed);
-        if has_body {
-            self.enter(Phase::Body);
-        } else {
-            self.set(Phase::Busy);
-        }
+        self.upstream_late.store(false, Ordering::Relaxed);
+        self.enter(if has_body { Phase::Body } else { Phase::Busy });
     }
 
     /// The request body has ended: the connection waits for the answer, or is idle if the
@@ -194,7 +219,7 @@ impl Activity {
         if self.answered.load(Ordering::Relaxed) {
             self.enter(Phase::Idle);
         } else {
-            self.set(Phase::Busy);
+            self.enter(Phase::Busy);
         }
     }
 
@@ -207,42 +232,49 @@ impl Activity {
         }
     }
 
-    /// Enters `phase`, which starts now.
-    pub(crate) fn enter(&self, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::Relaxed);
-        self.touch();
+    /// Whether the upstream has taken longer than the upstream timeout; if not yet, `cx` is
+    /// woken when it has.
+    pub(crate) fn poll_upstream_late(&self, cx: &mut Context<'_>) -> bool {
+        if self.upstream_late.load(Ordering::Acquire) {
+            return true;
+        }
+        self.waiting.register(cx.waker());
+        self.upstream_late.load(Ordering::Acquire)
     }
 
-    /// Enters `phase`, which started at `at`.
-    #[cfg(test)]
-    fn enter_at(&self, phase: Phase, at: Instant) {
-        self.phase.store(phase as u8, Ordering::Relaxed);
-        self.since.store(self.nanos(at), Ordering::Relaxed);
-    }
-
-    /// Marks progress in the current phase.
-    pub(crate) fn touch(&self) {
-        self.since.store(self.nanos(now()), Ordering::Relaxed);
-    }
-
-    fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// The phase, if its timeout has passed at `at`.
-    fn late(&self, limits: &Limits, at: Instant) -> Option<Phase> {
+    /// The phase, if its timeout (in rounds) has passed at round `now`.
+    fn late(&self, timeouts: &Timeouts, now: u64) -> Option<Phase> {
         let phase = self.phase();
         let timeout = match phase {
-            Phase::Idle => limits.idle,
-            Phase::Head => limits.header_read,
-            Phase::Body => limits.body_idle,
-            Phase::Busy => return None,
+            Phase::Idle => timeouts.idle,
+            Phase::Head => timeouts.header_read,
+            Phase::Body => timeouts.body_idle,
+            Phase::Busy => timeouts.upstream,
         };
-        let since = Duration::from_nanos(self.since.load(Ordering::Relaxed));
-        let elapsed = at
-            .saturating_duration_since(self.epoch)
-            .saturating_sub(since);
-        (elapsed > timeout).then_some(phase)
+        let since = self.since.load(Ordering::Relaxed);
+        (now.saturating_sub(since) > timeout).then_some(phase)
+    }
+}
+
+/// The timeouts in watchdog rounds, each rounded up.
+#[derive(Debug)]
+struct Timeouts {
+    header_read: u64,
+    idle: u64,
+    body_idle: u64,
+    upstream: u64,
+}
+
+impl Timeouts {
+    fn new(limits: &Limits) -> Self {
+        let round = limits.round().as_nanos();
+        let rounds = |d: Duration| u64::try_from(d.as_nanos().div_ceil(round)).unwrap_or(u64::MAX);
+        Timeouts {
+            header_read: rounds(limits.header_read),
+            idle: rounds(limits.idle),
+            body_idle: rounds(limits.body_idle),
+            upstream: rounds(limits.upstream),
+        }
     }
 }
 
@@ -250,8 +282,9 @@ impl Activity {
 #[derive(Debug)]
 pub(crate) struct Watchdog {
     limits: Limits,
+    timeouts: Timeouts,
     stats: Arc<ConnectionStats>,
-    epoch: Instant,
+    rounds: Arc<Rounds>,
     connections: Mutex<Vec<Watched>>,
 }
 
@@ -264,9 +297,10 @@ struct Watched {
 impl Watchdog {
     pub(crate) fn new(limits: Limits, stats: Arc<ConnectionStats>) -> Arc<Self> {
         Arc::new(Watchdog {
+            timeouts: Timeouts::new(&limits),
             limits,
             stats,
-            epoch: now(),
+            rounds: Arc::default(),
             connections: Mutex::new(Vec::new()),
         })
     }
@@ -281,7 +315,7 @@ impl Watchdog {
 
     /// The activity of a connection accepted now, reading its first request's headers.
     pub(crate) fn activity(&self) -> Arc<Activity> {
-        Arc::new(Activity::new(self.epoch))
+        Arc::new(Activity::new(self.rounds.clone()))
     }
 
     /// Watches the connection served by `task`.
@@ -296,12 +330,13 @@ impl Watchdog {
         stopped: impl Future<Output = ()>,
         mut also: impl FnMut(),
     ) {
-        let mut ticks = tokio::time::interval(self.limits.sweep_interval());
+        let mut ticks = tokio::time::interval(self.limits.round());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stopped);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
+                    self.rounds.0.fetch_add(1, Ordering::Relaxed);
                     self.sweep();
                     also();
                 }
@@ -311,12 +346,19 @@ impl Watchdog {
     }
 
     fn sweep(&self) {
-        let at = now();
+        let now = self.rounds.now();
         self.connections.lock().retain(|c| {
             if c.task.is_finished() {
                 return false;
             }
-            match c.activity.late(&self.limits, at) {
+            match c.activity.late(&self.timeouts, now) {
+                // A late upstream is answered 504 by the request itself.
+                Some(Phase::Busy) => {
+                    if !c.activity.upstream_late.swap(true, Ordering::AcqRel) {
+                        c.activity.waiting.wake();
+                    }
+                    true
+                }
                 Some(phase) => {
                     c.task.abort();
                     self.stats.timed_out(phase);
@@ -339,31 +381,32 @@ mod tests {
             idle: Duration::from_secs(3),
             body_idle: Duration::from_secs(2),
             max_connections: 1,
+            upstream: Duration::from_millis(1500),
         };
-        let epoch = now();
-        let activity = Activity::new(epoch);
-        let start = epoch + Duration::from_secs(10);
-        let after = |s: u64| start + Duration::from_millis(s);
-        for (phase, timeout_ms) in [
-            (Phase::Head, 1000),
-            (Phase::Body, 2000),
-            (Phase::Idle, 3000),
+        assert_eq!(limits.round(), Duration::from_millis(100));
+        let timeouts = Timeouts::new(&limits);
+        let rounds = Arc::new(Rounds::default());
+        let activity = Activity::new(rounds.clone());
+        rounds.0.store(50, Ordering::Relaxed);
+        for (phase, timeout) in [
+            (Phase::Head, 10),
+            (Phase::Body, 20),
+            (Phase::Idle, 30),
+            (Phase::Busy, 15),
         ] {
-            activity.enter_at(phase, start);
-            assert_eq!(activity.late(&limits, after(timeout_ms)), None, "{phase:?}");
+            activity.enter(phase);
+            assert_eq!(activity.late(&timeouts, 50 + timeout), None, "{phase:?}");
             assert_eq!(
-                activity.late(&limits, after(timeout_ms + 1)),
+                activity.late(&timeouts, 50 + timeout + 1),
                 Some(phase),
                 "{phase:?}"
             );
         }
-        activity.enter_at(Phase::Busy, start);
-        assert_eq!(activity.late(&limits, after(1_000_000)), None);
     }
 
     #[test]
     fn a_body_still_coming_keeps_its_timeout_after_the_answer() {
-        let activity = Activity::new(now());
+        let activity = Activity::new(Arc::default());
         activity.request_started(true);
         assert_eq!(activity.phase(), Phase::Body);
         activity.answered();
@@ -401,12 +444,14 @@ mod tests {
     }
 
     #[test]
-    fn the_sweep_interval_follows_the_shortest_timeout() {
+    fn a_round_is_a_tenth_of_the_shortest_timeout() {
         let mut limits = DEFAULT_LIMITS;
-        assert_eq!(limits.sweep_interval(), Duration::from_secs(1));
+        assert_eq!(limits.round(), Duration::from_secs(1));
         limits.body_idle = Duration::from_millis(400);
-        assert_eq!(limits.sweep_interval(), Duration::from_millis(50));
+        assert_eq!(limits.round(), Duration::from_millis(40));
+        limits.upstream = Duration::from_millis(200);
+        assert_eq!(limits.round(), Duration::from_millis(20));
         limits.header_read = Duration::from_millis(1);
-        assert_eq!(limits.sweep_interval(), Duration::from_millis(5));
+        assert_eq!(limits.round(), Duration::from_millis(5));
     }
 }

@@ -111,11 +111,15 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, SendErro
         .await
         .map_err(|_| format!("connecting to {addr} timed out"))??;
     stream.set_nodelay(true)?;
-    let (sender, conn) = Builder::new().handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
+    let (sender, conn) = Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await?;
+    // Unconstrained, like the client connections (see `server::serve`).
+    tokio::spawn(tokio::task::unconstrained(async move {
         if let Err(e) = conn.await {
             tracing::debug!(upstream = %addr, error = %e, "upstream connection failed");
         }
-    });
+    }));
     Ok(sender)
 }

@@ -39,7 +39,6 @@ pub struct LocalProxyBuilder {
     listen: SocketAddr,
     admin: Option<SocketAddr>,
     upstreams: Vec<(String, SocketAddr)>,
-    timeout: Duration,
     conversion_header: String,
     threads: usize,
     limits: Limits,
@@ -73,10 +72,11 @@ impl LocalProxyBuilder {
         self
     }
 
-    /// How long an upstream has to send response headers before the proxy answers 504
-    /// (default 10 s).
+    /// How long an upstream has to send response headers, from the end of the request, before
+    /// the proxy answers 504 (default 10 s; kept to within a fifth of the shortest timeout,
+    /// like the client timeouts).
     pub fn upstream_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.limits.upstream = timeout;
         self
     }
 
@@ -151,6 +151,7 @@ impl LocalProxyBuilder {
             ("header_read_timeout", limits.header_read),
             ("idle_timeout", limits.idle),
             ("body_idle_timeout", limits.body_idle),
+            ("upstream_timeout", limits.upstream),
         ] {
             if timeout.is_zero() {
                 return Err(ProviderError::permanent(format!(
@@ -195,7 +196,7 @@ impl LocalProxyBuilder {
             Arc::new(Forwarder::new(
                 router.clone(),
                 shard,
-                self.timeout,
+                limits.upstream,
                 limits.idle,
                 conversion_header.clone(),
             ))
@@ -395,7 +396,6 @@ impl LocalProxy {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: None,
             upstreams: Vec::new(),
-            timeout: Duration::from_secs(10),
             conversion_header: DEFAULT_CONVERSION_HEADER.to_owned(),
             threads: 0,
             limits: Limits::default(),

@@ -61,7 +61,9 @@ pub(crate) async fn serve<S, F, Fut>(
     ));
     let mut http = hyper::server::conn::http1::Builder::new();
     // The watchdog keeps the header-read timeout; hyper's own would cost a timer per request.
-    http.timer(TokioTimer::new()).header_read_timeout(None);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .writev(false);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -101,10 +103,13 @@ pub(crate) async fn serve<S, F, Fut>(
             }
         });
         let conn = graceful.watch(http.serve_connection(io, service));
-        let task = tokio::spawn(async move {
+        // Unconstrained: hyper's dispatcher yields by itself after a bounded number of
+        // rounds, so tokio's cooperative budget would only add bookkeeping to every read and
+        // write.
+        let task = tokio::spawn(tokio::task::unconstrained(async move {
             let _ = conn.await;
             drop(open);
-        });
+        }));
         watchdog.watch(activity, task.abort_handle());
     }
     drop(listener);

@@ -589,9 +589,14 @@ async fn oversized_and_malformed_requests_are_refused_before_any_upstream() {
 async fn smuggling_attempts_never_reach_the_upstream_as_a_second_request() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let (upstream, seen) = reading_upstream().await;
+    // Short timeouts, so that an upstream connection the attack made the pool open closes
+    // before the descriptors are counted again.
     let proxy = LocalProxy::builder("smuggling")
         .threads(1)
         .upstream("v1", upstream)
+        .header_read_timeout(HEADER_READ)
+        .idle_timeout(IDLE)
+        .body_idle_timeout(BODY_IDLE)
         .start()
         .await
         .unwrap();
