@@ -1,7 +1,7 @@
 //! The proxy against hostile clients, over raw sockets on 127.0.0.1: slow headers, slow
 //! bodies, idle and half-open connections, a flood beyond the connection cap, oversized and
-//! malformed requests, smuggling attempts, pipelining across a split change, refused methods
-//! and hop-by-hop headers.
+//! malformed requests, smuggling attempts, pipelining across a split change, clients that stop
+//! reading a response, refused methods and hop-by-hop headers.
 //!
 //! Every scenario is bounded in connections and time. While it runs, a normal client keeps
 //! sending requests on its own keep-alive connection and must get a 2xx for each within
@@ -22,8 +22,9 @@ use bytes::Bytes;
 use cutover_core::{RevisionId, TrafficRouter, TrafficSplit};
 use cutover_local::demo::{DemoConfig, DemoService};
 use cutover_local::{ConnectionCounts, LocalProxy, LocalProxyBuilder};
-use http_body_util::Full;
 use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
@@ -517,6 +518,101 @@ async fn a_flood_beyond_the_cap_is_refused_fast_and_counted() {
         assert_eq!(statuses(&got), [200]);
     })
     .await;
+}
+
+/// The body of [`big_upstream`]'s answers: 64 MB, far more than loopback socket buffers hold.
+static BIG_CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+const BIG_CHUNKS: usize = 1024;
+
+/// An upstream that answers `/big` with a 64 MB body, streamed from one static chunk (so it
+/// costs this process no memory of its own), and anything else with `ok`.
+async fn big_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req: http::Request<Incoming>| async move {
+                    let chunks = if req.uri().path() == "/big" {
+                        BIG_CHUNKS
+                    } else {
+                        1
+                    };
+                    let chunk = Bytes::from_static(if chunks == 1 { b"ok\n" } else { &BIG_CHUNK });
+                    let body = futures_util::stream::iter(
+                        std::iter::repeat_n(chunk, chunks)
+                            .map(|c| Ok::<_, Infallible>(Frame::data(c))),
+                    );
+                    Ok::<_, Infallible>(http::Response::new(StreamBody::new(body)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(c), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_a_response_are_closed_by_the_idle_timeout() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let proxy = LocalProxy::builder("slow readers")
+        .threads(1)
+        .upstream("v1", big_upstream().await)
+        .header_read_timeout(HEADER_READ)
+        .idle_timeout(IDLE)
+        .body_idle_timeout(BODY_IDLE)
+        .start()
+        .await
+        .unwrap();
+    let addr = proxy.addr();
+    let counts = || proxy.metrics().connections();
+    let idle_before = counts().idle_timeouts;
+    under_attack(addr, "slow readers", async {
+        // 20 clients ask for the 64 MB answer, read its first bytes, then read no more: the
+        // response stalls once the socket buffers are full, and the idle timeout runs from
+        // the last byte the proxy could write.
+        let mut readers = Vec::new();
+        for _ in 0..20 {
+            let mut c = connect(addr).await;
+            c.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut head = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut head))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(statuses(&head[..n]), [200]);
+            readers.push(c);
+        }
+        let stopped_reading = Instant::now();
+        let deadline = stopped_reading + Duration::from_secs(5);
+        while counts().idle_timeouts - idle_before < 20 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let closed_after = stopped_reading.elapsed();
+        assert!(
+            counts().idle_timeouts - idle_before >= 20,
+            "stalled responses were not closed: {:?}",
+            counts()
+        );
+        assert!(closed_after >= IDLE, "closed after {closed_after:?}");
+        // What reached each reader ends (the proxy closed it) well short of the whole body.
+        for mut c in readers {
+            let (got, _) = closed_within(&mut c, Duration::from_secs(5))
+                .await
+                .expect("a stalled response's connection stayed open");
+            assert!(
+                got.len() < BIG_CHUNK.len() * BIG_CHUNKS / 2,
+                "a stalled reader still got {} bytes",
+                got.len()
+            );
+        }
+    })
+    .await;
+    proxy.shutdown().await;
 }
 
 /// Sends `request` on a new connection and returns what came back before the proxy closed it.
