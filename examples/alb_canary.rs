@@ -12,13 +12,28 @@
 //!
 //! Without `AWS_ENDPOINT_URL` or the three ARNs it explains what it needs and exits 0. It runs
 //! on real time (the load balancer is real), with 1-second pauses.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own (`test-util` brings `cutover::aws_alb::moto`, which builds the moto
+//! fixture):
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["aws-alb", "test-util"] }
+//! futures-util = "0.3"
+//! tokio = { version = "1", features = ["macros", "rt"] }
+//! ```
 
+use std::error::Error;
 use std::process::ExitCode;
 
+use cutover::aws_alb::moto::{create_fixture, moto_client};
+use cutover::aws_alb::sdk::types::TargetDescription;
 use cutover::aws_alb::{AlbRouter, TargetHealthProbe, client_from_env};
-use cutover::{Clock as _, Outcome, Plan, Rollout, TokioClock, TrafficRouter as _};
-use cutover_aws_alb::moto::{create_fixture, moto_client};
-use cutover_examples::{chain, print_progress};
+use cutover::{
+    Clock as _, Outcome, Plan, Rollout, RolloutEvent, Timestamp, TokioClock, TrafficRouter as _,
+};
+use futures_util::StreamExt as _;
 
 const PLAN: &str = "
 strategy:
@@ -42,15 +57,12 @@ It needs one of:
     credentials and region from the standard AWS chain (this changes the listener's weights).
 Neither is set, so there is nothing to do.";
 
-fn main() -> ExitCode {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
     let arns = ["ALB_LISTENER_ARN", "ALB_STABLE_TG_ARN", "ALB_CANARY_TG_ARN"]
         .map(|v| std::env::var(v).ok());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(endpoint, arns))
+    run(endpoint, arns).await
 }
 
 async fn run(endpoint: Option<String>, arns: [Option<String>; 3]) -> ExitCode {
@@ -71,7 +83,10 @@ async fn run(endpoint: Option<String>, arns: [Option<String>; 3]) -> ExitCode {
                 }
             };
             println!("created load balancer {}", fixture.load_balancer);
-            let target = aws_sdk_target("10.0.2.10");
+            let target = TargetDescription::builder()
+                .id("10.0.2.10")
+                .port(8080)
+                .build();
             if let Err(e) = client
                 .register_targets()
                 .target_group_arn(&fixture.candidate)
@@ -128,7 +143,7 @@ async fn run(endpoint: Option<String>, arns: [Option<String>; 3]) -> ExitCode {
         }
     };
     println!("canary on {}: v1 -> v2", router.name());
-    let printer = print_progress(&rollout, start);
+    let printer = print_records(&rollout, start);
     let outcome = rollout.run().await;
     let _ = printer.await;
     match outcome {
@@ -151,9 +166,35 @@ async fn run(endpoint: Option<String>, arns: [Option<String>; 3]) -> ExitCode {
     }
 }
 
-fn aws_sdk_target(ip: &str) -> cutover::aws_alb::sdk::types::TargetDescription {
-    cutover::aws_alb::sdk::types::TargetDescription::builder()
-        .id(ip)
-        .port(8080)
-        .build()
+/// Prints every decision as it is recorded, with the time since `start`, and every retry of a
+/// provider call.
+fn print_records(rollout: &Rollout, start: Timestamp) -> tokio::task::JoinHandle<()> {
+    let mut events = rollout.subscribe();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                RolloutEvent::Record(record) => {
+                    let secs = record.at.saturating_since(start).as_secs();
+                    println!("[+{:02}:{:02}] {}", secs / 60, secs % 60, record.summary);
+                }
+                RolloutEvent::Retrying {
+                    op,
+                    provider,
+                    attempt,
+                    error,
+                    ..
+                } => println!("         retrying {op} on {provider} (attempt {attempt}): {error}"),
+                _ => {}
+            }
+        }
+    })
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

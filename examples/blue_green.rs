@@ -13,13 +13,26 @@
 //! p99 under 250 ms); after the switch, the post-promotion analysis holds green to 1 % on
 //! full traffic. With `--bad`, green's 5 % error rate slips through the small preview and
 //! is caught after the switch: traffic goes back to blue in one router call.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own:
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["local"] }
+//! futures-util = "0.3"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
 
+use std::error::Error;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use cutover::Outcome;
-use cutover::local::demo::DemoConfig;
+use cutover::local::demo::{DemoConfig, DemoService, Uri};
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover_examples::{Stage, finish, only_flag, run_printed, run_real_time};
+use cutover::local::{HttpProbe, LocalProxy};
+use cutover::{Clock as _, Outcome, Plan, Rollout, RolloutEvent, Timestamp, TokioClock};
+use futures_util::StreamExt as _;
 
 const PLAN: &str = r#"
 strategy:
@@ -42,28 +55,51 @@ analyses:
 progress_deadline: 30s
 "#;
 
-fn main() -> ExitCode {
-    run_real_time(async { run(only_flag("--bad")?).await })
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let bad = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--bad") => true,
+        Some(other) => {
+            eprintln!("unexpected argument {other}; the only one is --bad");
+            return ExitCode::FAILURE;
+        }
+    };
+    run(bad).await.unwrap_or_else(|e| {
+        eprintln!("{}", chain(&*e));
+        ExitCode::FAILURE
+    })
 }
 
-async fn run(bad: bool) -> Result<ExitCode, String> {
+async fn run(bad: bool) -> Result<ExitCode, Box<dyn Error>> {
     let green_errors = if bad { 0.05 } else { 0.0 };
-    let stage = Stage::start(
-        "storefront",
-        DemoConfig::new("v1"),
-        DemoConfig::new("v2").error_rate(green_errors),
-    )
-    .await?;
-    let proxy = &stage.proxy;
-    let smoke = stage
-        .probe("smoke")
+    let blue = DemoService::start(DemoConfig::new("v1")).await?;
+    let green = DemoService::start(DemoConfig::new("v2").error_rate(green_errors)).await?;
+    let proxy = LocalProxy::builder("storefront")
+        .upstream("v1", blue.addr())
+        .upstream("v2", green.addr())
+        .upstream_timeout(Duration::from_secs(2))
+        .start()
+        .await?;
+    // The smoke test: /healthz must answer 200 with "ok"; one success makes a version ready,
+    // three failures in a row fail it.
+    let smoke = HttpProbe::new("smoke")
+        .url(
+            "v1",
+            format!("http://{}/healthz", blue.addr()).parse::<Uri>()?,
+        )
+        .url(
+            "v2",
+            format!("http://{}/healthz", green.addr()).parse::<Uri>()?,
+        )
+        .timeout(Duration::from_secs(1))
         .expect_status(200)
         .body_contains("ok")
         .thresholds(1, 3);
     println!(
         "storefront: blue v1 on {}, green v2 on {} (error rate {:.0} %), proxy on {}",
-        stage.v1.addr(),
-        stage.v2.addr(),
+        blue.addr(),
+        green.addr(),
         green_errors * 100.0,
         proxy.addr()
     );
@@ -75,8 +111,20 @@ async fn run(bad: bool) -> Result<ExitCode, String> {
             .header("x-preview", "1"),
     );
     println!("load: customers about 1,000 requests/s, testers (x-preview: 1) about 100/s");
-    let (rollout, start) = stage.rollout(PLAN, Some(smoke))?;
-    let outcome = run_printed(rollout, start, Some(proxy)).await;
+
+    let clock = TokioClock::new();
+    let start = clock.now();
+    let rollout = Rollout::builder("storefront", Plan::from_yaml(PLAN)?)
+        .revisions("v1", "v2")
+        .router(proxy.router())
+        .metric_source("proxy", proxy.metrics())
+        .health_probe(smoke)
+        .clock(clock)
+        .build()?;
+    let printer = print_records(&rollout, start);
+    let outcome = rollout.run().await;
+    printer.await?;
+
     let (c, t) = (customers.stop().await, testers.stop().await);
     println!(
         "customers: {} requests, {} not 2xx, {} without an answer; testers: {} requests; traffic now {}",
@@ -87,9 +135,35 @@ async fn run(bad: bool) -> Result<ExitCode, String> {
         proxy.router().split()
     );
     proxy.shutdown().await;
-    Ok(finish(outcome, |outcome| match (outcome, bad) {
-        (Outcome::Promoted, false) => Some("PROMOTED: green v2 serves everyone".to_owned()),
-        (Outcome::RolledBack(reason), true) => Some(format!("SWITCHED BACK to blue: {reason}")),
-        _ => None,
-    }))
+    match (outcome?, bad) {
+        (Outcome::Promoted, false) => println!("PROMOTED: green v2 serves everyone"),
+        (Outcome::RolledBack(reason), true) => println!("SWITCHED BACK to blue: {reason}"),
+        (other, _) => {
+            println!("unexpected outcome: {other}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints every decision as it is recorded, with the time since `start`.
+fn print_records(rollout: &Rollout, start: Timestamp) -> tokio::task::JoinHandle<()> {
+    let mut events = rollout.subscribe();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let RolloutEvent::Record(record) = event {
+                let secs = record.at.saturating_since(start).as_secs();
+                println!("[+{:02}:{:02}] {}", secs / 60, secs % 60, record.summary);
+            }
+        }
+    })
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -9,13 +9,25 @@
 //! rolls back. Each has two demo services behind its own cutover-local proxy and a load
 //! generator. Open the printed URL, sign in with any name and the printed token, and watch
 //! them move; pause, resume, promote or abort them from their pages.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own:
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["local", "dashboard"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "io-util", "signal"] }
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use cutover::dashboard::{Dashboard, Secret};
-use cutover::local::demo::DemoConfig;
+use cutover::local::LocalProxy;
+use cutover::local::demo::{DemoConfig, DemoService};
 use cutover::local::load::{LoadConfig, LoadGenerator};
 use cutover::{MemoryStateStore, Outcome, Plan, Rollout, StateStore, TokioClock};
-use cutover_examples::{Stage, chain, run_real_time};
-use std::process::ExitCode;
 
 const PLAN: &str = r"
 strategy:
@@ -36,7 +48,8 @@ analyses:
 progress_deadline: 60s
 ";
 
-fn main() -> ExitCode {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
     let mut port = 8080u16;
     let mut exit = false;
     let mut args = std::env::args().skip(1);
@@ -62,7 +75,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    run_real_time(run(port, exit))
+    run(port, exit).await.unwrap_or_else(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })
 }
 
 async fn run(port: u16, exit: bool) -> Result<ExitCode, String> {
@@ -84,12 +100,7 @@ async fn run(port: u16, exit: bool) -> Result<ExitCode, String> {
 
     let mut runs = Vec::new();
     for (name, error_rate) in [("checkout", 0.0), ("search", 0.0), ("payments", 0.05)] {
-        let stage = Stage::start(
-            name,
-            DemoConfig::new("v1"),
-            DemoConfig::new("v2").error_rate(error_rate),
-        )
-        .await?;
+        let stage = Stage::start(name, DemoConfig::new("v2").error_rate(error_rate)).await?;
         let load =
             LoadGenerator::start(&LoadConfig::new(stage.proxy.addr()).concurrency(4).rate(300));
         let plan = Plan::from_yaml(PLAN).map_err(|e| format!("invalid plan: {e}"))?;
@@ -159,6 +170,42 @@ async fn run(port: u16, exit: bool) -> Result<ExitCode, String> {
         println!("unexpected outcomes: {outcomes:?}");
         ExitCode::FAILURE
     })
+}
+
+/// Two versions of the demo service behind their own cutover-local proxy, all traffic on v1.
+struct Stage {
+    _v1: DemoService,
+    _v2: DemoService,
+    proxy: LocalProxy,
+}
+
+impl Stage {
+    async fn start(name: &str, v2: DemoConfig) -> Result<Stage, String> {
+        let (v1, v2) = tokio::try_join!(DemoService::start(DemoConfig::new("v1")), DemoService::start(v2))
+            .map_err(|e| format!("cannot start the demo services: {e}"))?;
+        let proxy = LocalProxy::builder(name)
+            .upstream("v1", v1.addr())
+            .upstream("v2", v2.addr())
+            .admin(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .upstream_timeout(Duration::from_secs(2))
+            .start()
+            .await
+            .map_err(|e| format!("cannot start the proxy: {}", chain(&e)))?;
+        Ok(Stage {
+            _v1: v1,
+            _v2: v2,
+            proxy,
+        })
+    }
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// One GET with the bearer token, over a plain TCP connection; the whole answer as text.

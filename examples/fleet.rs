@@ -11,6 +11,17 @@
 //! drops anything). Its providers are in memory: a router from `cutover::test` and an analysis
 //! that passes, or fails for the rollouts submitted with `"fail": true`. Without a database
 //! URL it says how to get one and exits 0.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own:
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["fleet", "test-util"] }
+//! async-trait = "0.1"
+//! serde_json = "1"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "signal", "time"] }
+//! ```
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,7 +37,6 @@ use cutover::{
     Analysis, AnalysisContext, AnalysisResult, Clock as _, ProviderError, TokioClock,
     TrafficRouter, Verdict,
 };
-use cutover_examples::chain;
 
 const HOW_TO_GET_ONE: &str = "\
 fleet needs a PostgreSQL database it may create tables in (cutover_*). Set DATABASE_URL, e.g.
@@ -238,4 +248,13 @@ async fn demo(store: &PgStateStore) -> ExitCode {
         eprintln!("some rollout did not end as expected");
         ExitCode::FAILURE
     }
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

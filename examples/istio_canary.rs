@@ -20,17 +20,28 @@
 //! at all it says what it needs and exits 0; in every other case where it cannot do its job (the
 //! cluster unreachable, Istio's CRDs missing, a permission or the VirtualService missing, a
 //! rollback) it exits non-zero. The Role of the `cutover-istio` docs is all it needs.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own:
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["istio"] }
+//! futures-util = "0.3"
+//! tokio = { version = "1", features = ["macros", "rt"] }
+//! ```
 
+use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cutover::istio::cluster::{ClusterError, cluster_with_istio};
 use cutover::istio::{Destination, DestinationRuleSubsets, IstioRouter};
 use cutover::{
-    Canary, CanaryStep, Clock as _, HeaderRoute, Outcome, Plan, Rollout, RouteMatch, TokioClock,
-    TrafficRouter as _,
+    Canary, CanaryStep, Clock as _, HeaderRoute, Outcome, Plan, Rollout, RolloutEvent, RouteMatch,
+    Timestamp, TokioClock, TrafficRouter as _,
 };
-use cutover_examples::{chain, pause_arg, print_progress};
+use futures_util::StreamExt as _;
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -41,7 +52,8 @@ const NEEDS: &str = "It needs a cluster with Istio and, in ISTIO_NAMESPACE (defa
                      route ISTIO_ROUTE (default `primary`) to host ISTIO_HOST (default \
                      `reviews`), whose pods are labelled version=v1 and version=v2.";
 
-fn main() -> ExitCode {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     let pause = match pause_arg(Duration::from_secs(20)) {
         Ok(pause) => pause,
         Err(e) => {
@@ -49,11 +61,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(pause))
+    run(pause).await
 }
 
 async fn run(pause: Duration) -> ExitCode {
@@ -87,7 +95,7 @@ async fn run(pause: Duration) -> ExitCode {
 async fn canary(
     client: cutover::istio::kube::Client,
     pause: Duration,
-) -> Result<Outcome, Box<dyn std::error::Error>> {
+) -> Result<Outcome, Box<dyn Error>> {
     let namespace = env("ISTIO_NAMESPACE", "default");
     let virtual_service = env("ISTIO_VIRTUAL_SERVICE", "reviews");
     let route = env("ISTIO_ROUTE", "primary");
@@ -124,7 +132,7 @@ async fn canary(
         .clock(clock)
         .build()?;
     println!("canary of {namespace}/{virtual_service} route `{route}`: v1 -> v2");
-    let printer = print_progress(&rollout, start);
+    let printer = print_records(&rollout, start);
     let outcome = rollout.run().await;
     let _ = printer.await;
     let outcome = outcome?;
@@ -140,4 +148,53 @@ async fn canary(
         println!("route `{route}` sends everything to v2");
     }
     Ok(outcome)
+}
+
+/// The `--pause SECONDS` argument (how long each pause step lasts), the example's only
+/// optional argument, or `default`.
+fn pause_arg(default: Duration) -> Result<Duration, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(default),
+        [flag, seconds] if flag == "--pause" => seconds
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("--pause {seconds}: {e}")),
+        _ => Err(format!(
+            "unexpected arguments {args:?}; the only one is --pause SECONDS"
+        )),
+    }
+}
+
+/// Prints every decision as it is recorded, with the time since `start`, and every retry of a
+/// provider call.
+fn print_records(rollout: &Rollout, start: Timestamp) -> tokio::task::JoinHandle<()> {
+    let mut events = rollout.subscribe();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                RolloutEvent::Record(record) => {
+                    let secs = record.at.saturating_since(start).as_secs();
+                    println!("[+{:02}:{:02}] {}", secs / 60, secs % 60, record.summary);
+                }
+                RolloutEvent::Retrying {
+                    op,
+                    provider,
+                    attempt,
+                    error,
+                    ..
+                } => println!("         retrying {op} on {provider} (attempt {attempt}): {error}"),
+                _ => {}
+            }
+        }
+    })
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

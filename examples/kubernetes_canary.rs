@@ -19,7 +19,19 @@
 //!
 //! CI runs it against a Kubernetes 1.24 control plane without a kubelet, with a fake kubelet
 //! (`cutover-kube`'s `control_plane kubelet`) marking the pods ready.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own (kube and k8s-openapi come re-exported from `cutover::kubernetes`):
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["kubernetes"] }
+//! futures-util = "0.3"
+//! serde_json = "1"
+//! tokio = { version = "1", features = ["macros", "rt"] }
+//! ```
 
+use std::error::Error;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,15 +44,19 @@ use cutover::kubernetes::kube::{self, Client};
 use cutover::kubernetes::{
     ConfigMapStateStore, LeaseLock, LeasedStateStore, PodProbe, ROLLOUT_LABEL, ReplicaRatioRouter,
 };
-use cutover::{Canary, CanaryStep, Clock as _, Outcome, Plan, Rollout, RolloutId, TokioClock};
-use cutover_examples::{chain, pause_arg, print_progress};
+use cutover::{
+    Canary, CanaryStep, Clock as _, Outcome, Plan, Rollout, RolloutEvent, RolloutId, Timestamp,
+    TokioClock,
+};
+use futures_util::StreamExt as _;
 use serde_json::json;
 
 const APP: &str = "cutover-example";
 /// The prefix of the names of the rollout's state objects.
 const STATE_PREFIX: &str = "cutover-state-";
 
-fn main() -> ExitCode {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     if std::env::var_os("KUBECONFIG").is_none() {
         println!(
             "kubernetes_canary needs a Kubernetes cluster: set KUBECONFIG to a kubeconfig whose \
@@ -58,11 +74,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(pause))
+    run(pause).await
 }
 
 async fn run(pause: Duration) -> ExitCode {
@@ -211,7 +223,7 @@ async fn canary(client: &Client, namespace: &str, pause: Duration) -> Result<Out
         .clock(clock)
         .build()
         .map_err(|e| chain(&e))?;
-    let progress = print_progress(&rollout, clock.now());
+    let progress = print_records(&rollout, clock.now());
     let outcome = rollout.run().await.map_err(|e| chain(&e));
     let _ = progress.await;
     if let Err(e) = lock.release().await {
@@ -253,4 +265,53 @@ async fn clean_up(client: &Client, namespace: &str) {
     }
     let _ = leases.delete(&format!("cutover-{APP}"), &params).await;
     println!("cleaned up");
+}
+
+/// The `--pause SECONDS` argument (how long each pause step lasts), the example's only
+/// optional argument, or `default`.
+fn pause_arg(default: Duration) -> Result<Duration, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(default),
+        [flag, seconds] if flag == "--pause" => seconds
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("--pause {seconds}: {e}")),
+        _ => Err(format!(
+            "unexpected arguments {args:?}; the only one is --pause SECONDS"
+        )),
+    }
+}
+
+/// Prints every decision as it is recorded, with the time since `start`, and every retry of a
+/// provider call.
+fn print_records(rollout: &Rollout, start: Timestamp) -> tokio::task::JoinHandle<()> {
+    let mut events = rollout.subscribe();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                RolloutEvent::Record(record) => {
+                    let secs = record.at.saturating_since(start).as_secs();
+                    println!("[+{:02}:{:02}] {}", secs / 60, secs % 60, record.summary);
+                }
+                RolloutEvent::Retrying {
+                    op,
+                    provider,
+                    attempt,
+                    error,
+                    ..
+                } => println!("         retrying {op} on {provider} (attempt {attempt}): {error}"),
+                _ => {}
+            }
+        }
+    })
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -13,18 +13,35 @@
 //! old column; aborted, the expand steps are reverted in reverse order. Traffic is simulated
 //! by the in-memory router from `cutover::test`; time is real but the pauses are short.
 //! Without a database URL it says what it needs and exits 0.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own (`test-util` brings the in-memory router):
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["postgres", "test-util"] }
+//! futures-util = "0.3"
+//! tokio = { version = "1", features = ["macros", "rt"] }
+//! ```
 
+use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cutover::planner::Decision;
+use cutover::postgres::tokio_postgres;
 use cutover::postgres::{Operation, Postgres};
 use cutover::test::FakeRouter;
-use cutover::{Canary, CanaryStep, Clock as _, Outcome, Plan, Rollout, TokioClock};
-use cutover_examples::{chain, print_progress};
+use cutover::{
+    Canary, CanaryStep, Clock as _, Entry, Outcome, Plan, Rollout, RolloutEvent, Timestamp,
+    TokioClock,
+};
+use futures_util::StreamExt as _;
 
 const TABLE: &str = "cutover_demo_users";
 
-fn main() -> ExitCode {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     let mut url = std::env::var("DATABASE_URL").ok();
     let mut abort = false;
     let mut args = std::env::args().skip(1);
@@ -45,11 +62,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(&url, abort))
+    run(&url, abort).await
 }
 
 async fn run(url: &str, abort: bool) -> ExitCode {
@@ -120,20 +133,17 @@ async fn run(url: &str, abort: bool) -> ExitCode {
     };
     println!("canary of demo, v1 -> v2, renaming {TABLE}.name to full_name");
     let handle = rollout.handle();
-    let printer = print_progress(&rollout, start);
+    let printer = print_records(&rollout, start);
     let mut events = rollout.subscribe();
     let run = tokio::spawn(rollout.run());
     if abort {
-        use futures_util::StreamExt as _;
+        // At the manual pause, v1 still reads its own shape; then an operator aborts.
         while let Some(event) = events.next().await {
-            if let cutover::RolloutEvent::Record(cutover::DecisionRecord {
-                entry:
-                    cutover::Entry::Decision {
-                        decision: cutover::planner::Decision::Pause(_),
-                        ..
-                    },
-                ..
-            }) = event
+            if let RolloutEvent::Record(record) = event
+                && let Entry::Decision {
+                    decision: Decision::Pause(_),
+                    ..
+                } = record.entry
             {
                 let v1 = client
                     .query_one(&format!("SELECT count(*) FROM demo_v1.{TABLE}"), &[])
@@ -173,4 +183,37 @@ async fn run(url: &str, abort: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints every decision as it is recorded, with the time since `start`, and every retry of a
+/// provider call.
+fn print_records(rollout: &Rollout, start: Timestamp) -> tokio::task::JoinHandle<()> {
+    let mut events = rollout.subscribe();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                RolloutEvent::Record(record) => {
+                    let secs = record.at.saturating_since(start).as_secs();
+                    println!("[+{:02}:{:02}] {}", secs / 60, secs % 60, record.summary);
+                }
+                RolloutEvent::Retrying {
+                    op,
+                    provider,
+                    attempt,
+                    error,
+                    ..
+                } => println!("         retrying {op} on {provider} (attempt {attempt}): {error}"),
+                _ => {}
+            }
+        }
+    })
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

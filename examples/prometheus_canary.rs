@@ -12,22 +12,37 @@
 //! Prometheus, through `PrometheusSource` and the built-in `local/*` templates, for v2's error
 //! rate and p99 latency. Without a `prometheus` binary the example says what it needs and
 //! exits 0.
+//!
+//! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
+//! project of your own (`test-util` brings `PrometheusServer`, which starts Prometheus):
+//!
+//! ```toml
+//! [dependencies]
+//! cutover = { version = "0.1", features = ["local", "prometheus", "test-util"] }
+//! futures-util = "0.3"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
 
+use std::error::Error;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cutover::local::demo::DemoConfig;
+use cutover::local::LocalProxy;
+use cutover::local::demo::{DemoConfig, DemoService};
 use cutover::local::load::{LoadConfig, LoadGenerator};
 use cutover::prometheus::PrometheusSource;
 use cutover::prometheus::testing::{LOCAL_CANARY_PLAN, PrometheusServer, binary};
-use cutover::{Clock as _, Outcome, Plan, Rollout, TokioClock};
-use cutover_examples::{Stage, chain, finish, only_flag, run_printed, run_real_time};
+use cutover::{Clock as _, Outcome, Plan, Rollout, RolloutEvent, Timestamp, TokioClock};
+use futures_util::StreamExt as _;
 
-fn main() -> ExitCode {
-    let good = match only_flag("--good") {
-        Ok(good) => good,
-        Err(e) => {
-            eprintln!("{e}");
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let good = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--good") => true,
+        Some(other) => {
+            eprintln!("unexpected argument {other}; the only one is --good");
             return ExitCode::FAILURE;
         }
     };
@@ -38,20 +53,28 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    run_real_time(run(good))
+    run(good).await.unwrap_or_else(|e| {
+        eprintln!("{}", chain(&*e));
+        ExitCode::FAILURE
+    })
 }
 
-async fn run(good: bool) -> Result<ExitCode, String> {
+async fn run(good: bool) -> Result<ExitCode, Box<dyn Error>> {
     let v2_error_rate = if good { 0.0 } else { 0.3 };
-    let stage = Stage::start(
-        "checkout",
-        DemoConfig::new("v1"),
-        DemoConfig::new("v2").error_rate(v2_error_rate),
-    )
-    .await?;
-    let proxy = &stage.proxy;
-    let admin = proxy.admin_addr().expect("the stage has an admin listener");
+    let v1 = DemoService::start(DemoConfig::new("v1")).await?;
+    let v2 = DemoService::start(DemoConfig::new("v2").error_rate(v2_error_rate)).await?;
+    let proxy = LocalProxy::builder("checkout")
+        .upstream("v1", v1.addr())
+        .upstream("v2", v2.addr())
+        .admin(SocketAddr::from(([127, 0, 0, 1], 0))) // serves /metrics for Prometheus
+        .upstream_timeout(Duration::from_secs(2))
+        .start()
+        .await?;
+    let admin = proxy
+        .admin_addr()
+        .ok_or("the proxy has no admin listener")?;
     let load = LoadGenerator::start(&LoadConfig::new(proxy.addr()).concurrency(8).rate(400));
+    // A real Prometheus on a free loopback port, scraping the proxy every second.
     let prometheus = PrometheusServer::start(&[admin]).await?;
     println!(
         "checkout: proxy on {}, v2 fails {:.0} % of requests; prometheus on {} scrapes http://{admin}/metrics every second",
@@ -67,10 +90,10 @@ async fn run(good: bool) -> Result<ExitCode, String> {
         )
         .await?;
 
-    let plan = Plan::from_yaml(LOCAL_CANARY_PLAN).map_err(|e| format!("invalid plan: {e}"))?;
+    // The plan's analyses name the metric source `prometheus` and the `local/*` templates.
     let clock = TokioClock::new();
     let start = clock.now();
-    let rollout = Rollout::builder("checkout", plan)
+    let rollout = Rollout::builder("checkout", Plan::from_yaml(LOCAL_CANARY_PLAN)?)
         .revisions("v1", "v2")
         .router(proxy.router())
         .metric_source(
@@ -78,12 +101,14 @@ async fn run(good: bool) -> Result<ExitCode, String> {
             PrometheusSource::new("prometheus", prometheus.client()),
         )
         .clock(clock)
-        .build()
-        .map_err(|e| format!("cannot build the rollout: {}", chain(&e)))?;
+        .build()?;
     println!(
         "canary v1 -> v2: 20 % -> 50 % -> 100 %, judged from Prometheus on error rate <= 5 % and p99 <= 250 ms"
     );
-    let outcome = run_printed(rollout, start, Some(proxy)).await;
+    let printer = print_records(&rollout, start);
+    let outcome = rollout.run().await;
+    printer.await?;
+
     let report = load.stop().await;
     println!(
         "load: {} requests, {} not 2xx; traffic now {}",
@@ -93,9 +118,35 @@ async fn run(good: bool) -> Result<ExitCode, String> {
     );
     proxy.shutdown().await;
     drop(prometheus);
-    Ok(finish(outcome, |outcome| match (outcome, good) {
-        (Outcome::Promoted, true) => Some("PROMOTED: v2 takes all traffic".to_owned()),
-        (Outcome::RolledBack(reason), false) => Some(format!("ROLLED BACK: {reason}")),
-        _ => None,
-    }))
+    match (outcome?, good) {
+        (Outcome::Promoted, true) => println!("PROMOTED: v2 takes all traffic"),
+        (Outcome::RolledBack(reason), false) => println!("ROLLED BACK: {reason}"),
+        (other, _) => {
+            println!("unexpected outcome: {other}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints every decision as it is recorded, with the time since `start`.
+fn print_records(rollout: &Rollout, start: Timestamp) -> tokio::task::JoinHandle<()> {
+    let mut events = rollout.subscribe();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let RolloutEvent::Record(record) = event {
+                let secs = record.at.saturating_since(start).as_secs();
+                println!("[+{:02}:{:02}] {}", secs / 60, secs % 60, record.summary);
+            }
+        }
+    })
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn Error) -> String {
+    let causes = std::iter::successors(Some(error), |&e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -20,14 +20,18 @@ fn select<'a>(doc: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
 fn run_and_check(bad: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let args = canary::Args {
-        bad,
         v2_error_rate: if bad { 0.05 } else { 0.0 },
         v2_latency: Duration::ZERO,
         out: dir.path().join("decisions.json"),
         report: dir.path().join("report.html"),
     };
     let (out, report) = (args.out.clone(), args.report.clone());
-    let code = cutover_examples::run_real_time(canary::run(args));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = runtime.block_on(canary::run(args)).unwrap();
     assert_eq!(
         format!("{code:?}"),
         format!("{:?}", std::process::ExitCode::SUCCESS),

@@ -52,13 +52,18 @@ pub use self::store::{CrashMode, CrashingStore};
 pub use self::store_contract::{StoreContractReport, StoreContractViolation, store_contract};
 pub use self::workload::FakeWorkload;
 
-/// Installs a tracing subscriber that writes to the test output, once per process; respects
-/// `RUST_LOG` (default `info`). The library never installs one itself.
+/// Installs a tracing subscriber that writes to the test output, once per process. It reads
+/// `RUST_LOG` as `target=level` directives (`info,cutover_core=debug`); default `info`. The
+/// library never installs one itself.
 pub fn trace_init() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(filter)
         .try_init();
 }

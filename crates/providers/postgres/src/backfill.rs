@@ -4,10 +4,10 @@ use cutover_core::{MigrationPhase, ProviderError};
 use tokio_postgres::Client;
 use tracing::debug;
 
-use crate::Postgres;
-use crate::db::{ident, pg_error};
+use crate::db::{Postgres, pg_error};
 use crate::operation::Backfill;
 use crate::progress::phase_name;
+use crate::sql::ident;
 
 /// Runs `backfill` from `cursor` (the last primary key done) to the end of the table. Each
 /// batch updates at most `db.batch.size` rows and moves the cursor in the same transaction, so

@@ -8,9 +8,6 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, warn};
 
-use crate::operation::Operation;
-use crate::step::Migration;
-
 /// How backfills walk a table: rows per batch and the pause between batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batch {
@@ -143,12 +140,6 @@ impl Postgres {
             .map(|prefix| format!("{prefix}_{revision}"))
     }
 
-    /// A migration called `id` that carries out `operation`. Add its
-    /// [`expand`](Migration::expand) and [`contract`](Migration::contract) halves to the rollout.
-    pub fn migration(&self, id: impl Into<String>, operation: Operation) -> Migration {
-        Migration::new(self.clone(), id.into(), operation)
-    }
-
     /// Connects, with `lock_timeout` set on the session.
     pub(crate) async fn connect(&self) -> Result<Client, ProviderError> {
         let (client, connection) = self
@@ -255,14 +246,4 @@ pub(crate) fn pg_error(e: &tokio_postgres::Error, what: &str) -> ProviderError {
     } else {
         ProviderError::permanent(message)
     }
-}
-
-/// Quotes an identifier for SQL.
-pub(crate) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Quotes a string literal for SQL.
-pub(crate) fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }

@@ -55,6 +55,7 @@ mod backfill;
 mod db;
 mod operation;
 mod progress;
+mod sql;
 mod step;
 
 pub use self::db::{Batch, Postgres};
@@ -63,3 +64,6 @@ pub use self::step::{Migration, PgStep};
 
 #[doc(no_inline)]
 pub use cutover_core::MigrationStep;
+/// The PostgreSQL client this crate is built on ([`Postgres::from_config`] takes its
+/// `Config`), so that your own queries use the same version.
+pub use tokio_postgres;

@@ -1,6 +1,6 @@
 //! The operations: what each does on expand, on revert and on contract, as SQL.
 
-use crate::db::{ident, literal};
+use crate::sql::{ident, literal};
 
 /// A schema change with an expand part, a revert of the expand part and a contract part.
 ///

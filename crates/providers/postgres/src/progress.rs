@@ -4,6 +4,7 @@ use cutover_core::{MigrationPhase, ProviderError};
 use tokio_postgres::Client;
 
 use crate::db::pg_error;
+use crate::sql::literal;
 
 /// Creates the `cutover` schema and its tables and functions if they are missing.
 ///
@@ -113,10 +114,10 @@ pub(crate) fn set_state_sql(
     reset: bool,
 ) -> String {
     let (m, p, r, s) = (
-        crate::db::literal(migration),
-        crate::db::literal(phase_name(phase)),
-        crate::db::literal(rollout),
-        crate::db::literal(state),
+        literal(migration),
+        literal(phase_name(phase)),
+        literal(rollout),
+        literal(state),
     );
     let cursor = if reset {
         ", cursor = NULL, batches = 0"

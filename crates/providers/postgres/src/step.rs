@@ -8,10 +8,19 @@ use cutover_core::{ErrorKind, MigrationContext, MigrationPhase, MigrationStep, P
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
-use crate::db::{ident, literal, pg_error};
+use crate::backfill;
+use crate::db::{Postgres, pg_error};
 use crate::operation::Operation;
 use crate::progress::{self, SETUP, set_state_sql};
-use crate::{Postgres, backfill};
+use crate::sql::{ident, literal};
+
+impl Postgres {
+    /// A migration called `id` that carries out `operation`. Add its
+    /// [`expand`](Migration::expand) and [`contract`](Migration::contract) halves to the rollout.
+    pub fn migration(&self, id: impl Into<String>, operation: Operation) -> Migration {
+        Migration::new(self.clone(), id.into(), operation)
+    }
+}
 
 /// An [`Operation`] on a database under a stable id, split into the two steps a rollout runs:
 /// [`expand`](Self::expand) before the new version takes traffic and
