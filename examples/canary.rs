@@ -33,9 +33,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cutover::dashboard::Report;
 use cutover::local::demo::{DemoConfig, DemoService, Uri};
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover::dashboard::Report;
 use cutover::local::{HttpProbe, LocalProxy};
 use cutover::{
     Clock as _, MetricQuery, MetricSource as _, Outcome, Plan, RevisionId, Rollout, RolloutEvent,
@@ -235,7 +235,10 @@ async fn write_report(
     window: Duration,
     out: &Path,
 ) -> Result<(), Box<dyn Error>> {
-    let state = handle.state().await?.ok_or("the rollout is not in its store")?;
+    let state = handle
+        .state()
+        .await?
+        .ok_or("the rollout is not in its store")?;
     let records = handle.records().await?;
     let mut report = Report::new(&records).state(&state);
     let revisions = &state.setup.revisions;

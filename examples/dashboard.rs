@@ -181,8 +181,11 @@ struct Stage {
 
 impl Stage {
     async fn start(name: &str, v2: DemoConfig) -> Result<Stage, String> {
-        let (v1, v2) = tokio::try_join!(DemoService::start(DemoConfig::new("v1")), DemoService::start(v2))
-            .map_err(|e| format!("cannot start the demo services: {e}"))?;
+        let (v1, v2) = tokio::try_join!(
+            DemoService::start(DemoConfig::new("v1")),
+            DemoService::start(v2)
+        )
+        .map_err(|e| format!("cannot start the demo services: {e}"))?;
         let proxy = LocalProxy::builder(name)
             .upstream("v1", v1.addr())
             .upstream("v2", v2.addr())

@@ -256,6 +256,40 @@ async fn connect(addr: SocketAddr) -> TcpStream {
     TcpStream::connect(addr).await.unwrap()
 }
 
+/// What a client in [`clients`] does after sending its bytes.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Keeps its sending side open.
+    KeepOpen,
+    /// Closes its sending side (a half-open connection).
+    CloseSending,
+}
+
+/// `n` clients that each connect, send `request` (nothing if empty), then wait at most
+/// `within` for the proxy to close the connection; each gives what [`closed_within`] gives.
+fn clients(
+    addr: SocketAddr,
+    n: usize,
+    request: &'static [u8],
+    then: Then,
+    within: Duration,
+) -> Vec<tokio::task::JoinHandle<Option<(Vec<u8>, Duration)>>> {
+    (0..n)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut c = connect(addr).await;
+                if !request.is_empty() {
+                    c.write_all(request).await.unwrap();
+                }
+                if let Then::CloseSending = then {
+                    c.shutdown().await.unwrap();
+                }
+                closed_within(&mut c, within).await
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_are_cut_off_by_the_header_read_timeout() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -306,37 +340,23 @@ async fn idle_silent_and_half_open_connections_are_closed() {
     under_attack(s.addr(), "idle and half-open", async {
         let addr = s.addr();
         // 50 connect and send nothing: the header-read timeout runs from the accept.
-        let silent: Vec<_> = (0..50)
-            .map(|_| {
-                tokio::spawn(async move {
-                    let mut c = connect(addr).await;
-                    closed_within(&mut c, Duration::from_secs(2)).await
-                })
-            })
-            .collect();
+        let silent = clients(addr, 50, b"", Then::KeepOpen, Duration::from_secs(2));
         // 50 send one request, read the answer, then stay: the idle timeout closes them.
-        let idle: Vec<_> = (0..50)
-            .map(|_| {
-                tokio::spawn(async move {
-                    let mut c = connect(addr).await;
-                    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                        .await
-                        .unwrap();
-                    closed_within(&mut c, Duration::from_secs(3)).await
-                })
-            })
-            .collect();
+        let idle = clients(
+            addr,
+            50,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            Then::KeepOpen,
+            Duration::from_secs(3),
+        );
         // 20 send half a request and close their sending side.
-        let half: Vec<_> = (0..20)
-            .map(|_| {
-                tokio::spawn(async move {
-                    let mut c = connect(addr).await;
-                    c.write_all(b"GET / HTTP/1.1\r\nHost:").await.unwrap();
-                    c.shutdown().await.unwrap();
-                    closed_within(&mut c, Duration::from_secs(2)).await
-                })
-            })
-            .collect();
+        let half = clients(
+            addr,
+            20,
+            b"GET / HTTP/1.1\r\nHost:",
+            Then::CloseSending,
+            Duration::from_secs(2),
+        );
         for c in silent {
             let (got, after) = c.await.unwrap().expect("a silent connection stayed open");
             assert!(got.is_empty(), "a silent connection got {got:?}");
@@ -414,19 +434,13 @@ async fn stalled_request_bodies_are_cut_off_by_the_body_idle_timeout() {
     under_attack(addr, "slow bodies", async {
         // 50 clients send 10 bytes of a 100 kB body, then nothing; one more sends its body in
         // 100-byte pieces every 150 ms (1.5 s in all, each gap under the timeout).
-        let stalled: Vec<_> = (0..50)
-            .map(|_| {
-                tokio::spawn(async move {
-                    let mut c = connect(addr).await;
-                    c.write_all(
-                        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789",
-                    )
-                    .await
-                    .unwrap();
-                    closed_within(&mut c, Duration::from_secs(3)).await
-                })
-            })
-            .collect();
+        let stalled = clients(
+            addr,
+            50,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789",
+            Then::KeepOpen,
+            Duration::from_secs(3),
+        );
         let mut slow = connect(addr).await;
         slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
             .await
@@ -484,14 +498,7 @@ async fn a_flood_beyond_the_cap_is_refused_fast_and_counted() {
         let refused_before = s.connections().refused;
         // 200 more are each answered 503 and closed at once. (They read before they write:
         // a request still unread when the proxy closes would turn its close into a reset.)
-        let flood: Vec<_> = (0..200)
-            .map(|_| {
-                tokio::spawn(async move {
-                    let mut c = connect(addr).await;
-                    closed_within(&mut c, Duration::from_secs(2)).await
-                })
-            })
-            .collect();
+        let flood = clients(addr, 200, b"", Then::KeepOpen, Duration::from_secs(2));
         for c in flood {
             let (got, after) = c
                 .await
