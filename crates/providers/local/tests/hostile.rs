@@ -65,6 +65,16 @@ fn rss_kb() -> u64 {
         .unwrap()
 }
 
+/// A proxy on a serving thread of its own in front of one upstream, with the short timeouts.
+fn one_upstream(name: &str, upstream: SocketAddr) -> LocalProxyBuilder {
+    LocalProxy::builder(name)
+        .threads(1)
+        .upstream("v1", upstream)
+        .header_read_timeout(HEADER_READ)
+        .idle_timeout(IDLE)
+        .body_idle_timeout(BODY_IDLE)
+}
+
 /// Two demo upstreams and the proxy on a serving thread of its own, with short timeouts.
 struct Setup {
     v1: DemoService,
@@ -228,9 +238,12 @@ async fn under_attack<F: Future<Output = ()>>(proxy: SocketAddr, scenario: &str,
     sent
 }
 
-/// Reads until the peer closes the connection (EOF or reset), at most `within`; returns what
-/// came and how long it took, or `None` if it stayed open.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<(Vec<u8>, Duration)> {
+/// What came on a connection before the proxy closed it and how long that took, or `None` if
+/// it stayed open.
+type Closed = Option<(Vec<u8>, Duration)>;
+
+/// Reads until the peer closes the connection (EOF or reset), at most `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> Closed {
     let started = Instant::now();
     let mut got = Vec::new();
     let mut buf = vec![0u8; 8192];
@@ -273,7 +286,7 @@ fn clients(
     request: &'static [u8],
     then: Then,
     within: Duration,
-) -> Vec<tokio::task::JoinHandle<Option<(Vec<u8>, Duration)>>> {
+) -> Vec<tokio::task::JoinHandle<Closed>> {
     (0..n)
         .map(|_| {
             tokio::spawn(async move {
@@ -421,12 +434,7 @@ async fn reading_upstream() -> (SocketAddr, Seen) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_request_bodies_are_cut_off_by_the_body_idle_timeout() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let proxy = LocalProxy::builder("bodies")
-        .threads(1)
-        .upstream("v1", reading_upstream().await.0)
-        .header_read_timeout(HEADER_READ)
-        .idle_timeout(IDLE)
-        .body_idle_timeout(BODY_IDLE)
+    let proxy = one_upstream("bodies", reading_upstream().await.0)
         .start()
         .await
         .unwrap();
@@ -564,12 +572,7 @@ async fn big_upstream() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stop_reading_a_response_are_closed_by_the_idle_timeout() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let proxy = LocalProxy::builder("slow readers")
-        .threads(1)
-        .upstream("v1", big_upstream().await)
-        .header_read_timeout(HEADER_READ)
-        .idle_timeout(IDLE)
-        .body_idle_timeout(BODY_IDLE)
+    let proxy = one_upstream("slow readers", big_upstream().await)
         .start()
         .await
         .unwrap();
@@ -694,15 +697,7 @@ async fn smuggling_attempts_never_reach_the_upstream_as_a_second_request() {
     let (upstream, seen) = reading_upstream().await;
     // Short timeouts, so that an upstream connection the attack made the pool open closes
     // before the descriptors are counted again.
-    let proxy = LocalProxy::builder("smuggling")
-        .threads(1)
-        .upstream("v1", upstream)
-        .header_read_timeout(HEADER_READ)
-        .idle_timeout(IDLE)
-        .body_idle_timeout(BODY_IDLE)
-        .start()
-        .await
-        .unwrap();
+    let proxy = one_upstream("smuggling", upstream).start().await.unwrap();
     let addr = proxy.addr();
     let attacks = || {
         seen.lock()
