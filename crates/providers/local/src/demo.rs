@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::proxy::{DEFAULT_CONVERSION_HEADER, ProxyBody, plain};
+use crate::body::{ProxyBody, full, plain};
+use crate::limits::Limits;
+use crate::metrics::DEFAULT_CONVERSION_HEADER;
 use crate::server::serve;
 
 /// How a [`DemoService`] behaves.
@@ -110,8 +110,11 @@ impl DemoService {
         let task = tokio::spawn(serve(
             listener,
             stopped,
+            Limits::default(),
+            Arc::default(),
             prepared.clone(),
-            |p, req| async move { Ok::<_, Infallible>(answer(&p, &req).await) },
+            |p, _peer, req| async move { Ok::<_, Infallible>(answer(&p, &req).await) },
+            |_| {},
         ));
         Ok(DemoService {
             addr,
@@ -153,11 +156,11 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-async fn answer(p: &Prepared, req: &Request<Incoming>) -> Response<ProxyBody> {
+async fn answer<B>(p: &Prepared, req: &Request<B>) -> Response<ProxyBody> {
     let c = &p.config;
     if req.uri().path() == "/healthz" {
         return if c.healthy {
-            Response::new(Either::Right(Full::new(p.health.clone())))
+            Response::new(full(p.health.clone()))
         } else {
             plain(StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n")
         };
@@ -170,7 +173,7 @@ async fn answer(p: &Prepared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let mut resp = if fastrand::f64() < c.error_rate {
         plain(StatusCode::INTERNAL_SERVER_ERROR, "failed\n")
     } else {
-        let mut resp = Response::new(Either::Right(Full::new(p.body.clone())));
+        let mut resp = Response::new(full(p.body.clone()));
         if c.conversion_rate > 0.0 && fastrand::f64() < c.conversion_rate {
             resp.headers_mut()
                 .insert(DEFAULT_CONVERSION_HEADER, HeaderValue::from_static("1"));

@@ -13,15 +13,27 @@
 //!   generator, for examples and tests.
 #![forbid(unsafe_code)]
 
+mod admin;
+mod body;
+mod client;
 pub mod demo;
+mod forward;
+mod headers;
+mod limits;
 pub mod load;
 mod metrics;
 mod pool;
 mod probe;
 mod proxy;
+mod router;
 mod server;
 mod table;
 
-pub use metrics::{LATENCY_BUCKETS, ProxyMetrics, QUERIES, WINDOW_SLOTS};
+pub use body::ProxyBody;
+pub use limits::ConnectionCounts;
+pub use metrics::{
+    DEFAULT_CONVERSION_HEADER, LATENCY_BUCKETS, ProxyMetrics, QUERIES, WINDOW_SLOTS,
+};
 pub use probe::HttpProbe;
-pub use proxy::{DEFAULT_CONVERSION_HEADER, LocalProxy, LocalProxyBuilder, ProxyBody, ProxyRouter};
+pub use proxy::{LocalProxy, LocalProxyBuilder};
+pub use router::ProxyRouter;

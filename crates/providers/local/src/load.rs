@@ -11,7 +11,7 @@ use http_body_util::{BodyExt as _, Either, Full};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::proxy::http_client;
+use crate::client::http_client;
 
 /// What a [`LoadGenerator`] sends.
 #[derive(Debug, Clone)]

@@ -11,6 +11,8 @@ use cutover_core::{MetricQuery, MetricSource, ProviderError, RevisionId, Samples
 use hdrhistogram::Histogram;
 use parking_lot::{Mutex, RwLock};
 
+use crate::limits::{ConnectionCounts, ConnectionStats};
+
 /// How many one-second slots a revision keeps: queries reach back at most this far.
 pub const WINDOW_SLOTS: u64 = 300;
 
@@ -21,6 +23,10 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// The conversion header the proxy counts by default: an upstream marks a response as a
+/// conversion (for A/B tests) by setting it.
+pub const DEFAULT_CONVERSION_HEADER: &str = "x-conversion";
 
 /// The queries [`ProxyMetrics`] answers, for error messages and docs.
 pub const QUERIES: &str = "requests, error_rate (or errors), success_rate, conversions, latency, latency_mean, latency_p50, latency_p90, latency_p95, latency_p99";
@@ -242,6 +248,7 @@ impl RevisionStats {
 pub struct ProxyMetrics {
     name: String,
     revisions: Arc<RwLock<Vec<Arc<RevisionStats>>>>,
+    connections: Arc<ConnectionStats>,
 }
 
 impl ProxyMetrics {
@@ -249,7 +256,19 @@ impl ProxyMetrics {
         ProxyMetrics {
             name,
             revisions: Arc::default(),
+            connections: Arc::default(),
         }
+    }
+
+    /// The client connections' counters, shared by the proxy's serving loops.
+    pub(crate) fn connection_stats(&self) -> Arc<ConnectionStats> {
+        self.connections.clone()
+    }
+
+    /// The proxy's client connections now: open, refused over the cap, and closed by each
+    /// timeout.
+    pub fn connections(&self) -> ConnectionCounts {
+        self.connections.counts()
     }
 
     pub(crate) fn register(&self, stats: Arc<RevisionStats>) {
@@ -412,6 +431,19 @@ impl ProxyMetrics {
                 "cutover_proxy_request_duration_seconds_count{{revision=\"{rev}\"}} {total}"
             );
         }
+        let conns = self.connections.counts();
+        let _ = write!(
+            out,
+            "# HELP cutover_proxy_connections_open Client connections open now.\n# TYPE cutover_proxy_connections_open gauge\ncutover_proxy_connections_open {}\n\
+             # HELP cutover_proxy_connections_refused_total Client connections answered 503 and closed because the connection cap was reached.\n# TYPE cutover_proxy_connections_refused_total counter\ncutover_proxy_connections_refused_total {}\n\
+             # HELP cutover_proxy_client_timeouts_total Client connections closed by a timeout: headers too slow, a request body idle, or the connection idle.\n# TYPE cutover_proxy_client_timeouts_total counter\n\
+             cutover_proxy_client_timeouts_total{{kind=\"header\"}} {}\ncutover_proxy_client_timeouts_total{{kind=\"body\"}} {}\ncutover_proxy_client_timeouts_total{{kind=\"idle\"}} {}\n",
+            conns.open,
+            conns.refused,
+            conns.header_timeouts,
+            conns.body_timeouts,
+            conns.idle_timeouts
+        );
         out
     }
 }

@@ -10,7 +10,7 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Either, Full};
 use parking_lot::Mutex;
 
-use crate::proxy::{HttpClient, http_client};
+use crate::client::{HttpClient, http_client};
 
 /// An HTTP health check per revision: `GET url` within a timeout, with an expected status
 /// (any 2xx by default) and optionally a string the body must contain.
