@@ -43,8 +43,18 @@ pub struct SequentialState {
     pub covered_until: Timestamp,
     /// Measurements whose window had data for both revisions.
     pub windows: u32,
+    /// Counts tests: the requests fed to the test so far, stable then candidate (the test
+    /// itself counts events). Zero for the other tests, and in state saved before this field
+    /// existed.
+    #[serde(default, skip_serializing_if = "is_zero_pair")]
+    pub requests: [u64; 2],
     /// The test.
     pub test: SequentialTest,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero_pair(v: &[u64; 2]) -> bool {
+    *v == [0, 0]
 }
 
 /// What the engine tells a sequential analysis besides the [`AnalysisContext`].
@@ -77,12 +87,102 @@ enum Window {
 }
 
 impl Window {
+    /// Requests (counts) or values in the window.
     fn size(&self) -> u64 {
         match self {
             Window::Counts { total, .. } => *total,
             Window::Values(v) => v.len() as u64,
         }
     }
+
+    /// Events (counts) or values in the window: what the test counts.
+    fn observations(&self) -> u64 {
+        match self {
+            Window::Counts { events, .. } => *events,
+            Window::Values(v) => v.len() as u64,
+        }
+    }
+}
+
+/// What one revision contributed, for the summary: totals so far and this window's share.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    /// Events (counts tests) or values, in total.
+    total: u64,
+    /// Requests in total (counts tests only).
+    requests: Option<u64>,
+    /// Events or values in the window.
+    window: u64,
+    /// Requests in the window (counts tests only).
+    window_requests: Option<u64>,
+}
+
+impl Seen {
+    /// `191 events in 19,100 requests (12 in 1,200 in the last 1m)`, or `1,910 values (120 in
+    /// the last 1m)`.
+    fn describe(&self, unit: &str, window: &str) -> String {
+        match (self.requests, self.window_requests) {
+            (Some(requests), Some(window_requests)) => format!(
+                "{} {unit} in {} requests ({} in {} in the last {window})",
+                grouped(self.total),
+                grouped(requests),
+                grouped(self.window),
+                grouped(window_requests),
+            ),
+            _ => format!(
+                "{} {unit} ({} in the last {window})",
+                grouped(self.total),
+                grouped(self.window)
+            ),
+        }
+    }
+}
+
+/// `19100` as `19,100`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A p-value: four decimals, or scientific notation below 0.001 (`3.1e-62`).
+fn format_p(p: f64) -> String {
+    if p.is_finite() && p > 0.0 && p < 1e-3 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// An e-value from its natural log: three decimals up to 10,000, else scientific notation
+/// from the log itself (`3.2e61`), so that huge values neither overflow nor print 60 digits.
+fn format_e_value(log_e: f64) -> String {
+    if log_e.is_nan() {
+        return "NaN".to_owned();
+    }
+    if log_e == f64::NEG_INFINITY {
+        return "0".to_owned();
+    }
+    if log_e == f64::INFINITY {
+        return "inf".to_owned();
+    }
+    if log_e.abs() < 10_000f64.ln() {
+        return format!("{:.3}", log_e.exp());
+    }
+    let log10 = log_e / std::f64::consts::LN_10;
+    let mut exponent = log10.floor();
+    let mut mantissa = 10f64.powf(log10 - exponent);
+    if mantissa >= 9.95 {
+        mantissa /= 10.0;
+        exponent += 1.0;
+    }
+    format!("{mantissa:.1}e{exponent:.0}")
 }
 
 fn invalid(name: &str, e: &AnalysisError) -> ProviderError {
@@ -188,6 +288,7 @@ impl SequentialAnalysis {
                 data_start: input.data_start,
                 covered_until: input.data_start,
                 windows: 0,
+                requests: [0, 0],
                 test: self
                     .new_test(input.canary_weight)
                     .map_err(|e| invalid(name, &e))?,
@@ -209,8 +310,14 @@ impl SequentialAnalysis {
             }
             _ => false,
         };
+        let counts = self.template.test == SequentialKind::Counts;
         if fed {
             state.windows += 1;
+            if counts {
+                for (total, w) in state.requests.iter_mut().zip([&control, &canary]) {
+                    *total = total.saturating_add(w.as_ref().map_or(0, Window::size));
+                }
+            }
         }
         state.covered_until = state.covered_until.max(now);
         let evidence = match &state.test {
@@ -220,11 +327,17 @@ impl SequentialAnalysis {
             SequentialTest::Mean(t) => t.evidence(),
         };
         let elapsed = now.saturating_since(state.data_start);
-        let sizes = (
-            control.as_ref().map_or(0, Window::size),
-            canary.as_ref().map_or(0, Window::size),
+        let seen = |w: &Option<Window>, total: u64, requests: u64| Seen {
+            total,
+            requests: counts.then_some(requests),
+            window: w.as_ref().map_or(0, Window::observations),
+            window_requests: counts.then(|| w.as_ref().map_or(0, Window::size)),
+        };
+        let seen = (
+            seen(&control, evidence.control_n, state.requests[0]),
+            seen(&canary, evidence.canary_n, state.requests[1]),
         );
-        let result = self.judge(&evidence, fed, elapsed, input.min_duration, window, sizes);
+        let result = self.judge(&evidence, fed, elapsed, input.min_duration, window, seen);
         Ok((result, state))
     }
 
@@ -237,7 +350,7 @@ impl SequentialAnalysis {
         elapsed: Duration,
         min_duration: Option<Duration>,
         window: Duration,
-        (window_control, window_canary): (u64, u64),
+        (stable, candidate): (Seen, Seen),
     ) -> AnalysisResult {
         let t = &self.template;
         let tolerance = t.effective_tolerance().unwrap_or(f64::NAN);
@@ -245,20 +358,22 @@ impl SequentialAnalysis {
         let time_up = min_duration.is_some_and(|d| elapsed >= d);
         let effect = t.test.effect();
         let secs = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        let unit = match t.test {
+            SequentialKind::Counts => "events",
+            SequentialKind::Distribution | SequentialKind::Mean => "values",
+        };
+        let last = secs(window).to_string();
         let numbers = format!(
-            "p = {:.4} (alpha {}), e-value {:.3}, {effect} {:.4} in [{:.4}, {:.4}], tolerance {tolerance}; \
-             stable n = {}, candidate n = {} ({} and {} in the last {})",
-            e.p_value,
+            "p = {} (alpha {}), e-value {}, {effect} {:.4} in [{:.4}, {:.4}], tolerance {tolerance}; \
+             stable: {}, candidate: {}",
+            format_p(e.p_value),
             t.alpha,
-            e.log_e_value.exp(),
+            format_e_value(e.log_e_value),
             e.estimate,
             e.lower,
             e.upper,
-            e.control_n,
-            e.canary_n,
-            window_control,
-            window_canary,
-            secs(window),
+            stable.describe(unit, &last),
+            candidate.describe(unit, &last),
         );
         let (verdict, why) = match decision {
             Decision::Reject => (
@@ -287,7 +402,15 @@ impl SequentialAnalysis {
             ),
             Decision::Undecided => (
                 Verdict::Inconclusive,
-                format!("undecided after {}, going on ({numbers})", secs(elapsed)),
+                format!(
+                    "undecided after {}: not rejected (p = {} above alpha {}), and a {effect} above \
+                     {tolerance} is not ruled out yet (the confidence sequence reaches {:.4}); it \
+                     narrows as data comes in, going on ({numbers})",
+                    secs(elapsed),
+                    format_p(e.p_value),
+                    t.alpha,
+                    e.upper,
+                ),
             ),
         };
         let summary = format!("{} ({} test): {why}", t.query, t.test.name());
@@ -302,10 +425,30 @@ impl SequentialAnalysis {
             ("alpha", t.alpha),
             ("stable_n", e.control_n as f64),
             ("candidate_n", e.canary_n as f64),
-            ("window_stable_n", window_control as f64),
-            ("window_candidate_n", window_canary as f64),
+            ("window_stable_n", stable.window_requests.unwrap_or(stable.window) as f64),
+            (
+                "window_candidate_n",
+                candidate.window_requests.unwrap_or(candidate.window) as f64,
+            ),
             ("elapsed_s", elapsed.as_secs_f64()),
-        ] {
+        ]
+        .into_iter()
+        .chain(
+            [
+                ("stable_requests", stable.requests),
+                ("candidate_requests", candidate.requests),
+                (
+                    "window_stable_events",
+                    stable.requests.map(|_| stable.window),
+                ),
+                (
+                    "window_candidate_events",
+                    candidate.requests.map(|_| candidate.window),
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v as f64))),
+        ) {
             // JSON has no infinities or NaN: an unbounded end is left out.
             if value.is_finite() {
                 map.insert(key.to_owned(), value);
@@ -425,6 +568,7 @@ mod tests {
             data_start: at,
             covered_until: at,
             windows: 3,
+            requests: [2400, 600],
             test,
         }
     }
@@ -463,5 +607,105 @@ mod tests {
         );
         let mut again = SplitMix64::new(seed(10, 4, 0));
         assert_eq!(sample(&sorted, 4, &mut again), picked, "deterministic");
+    }
+
+    #[test]
+    fn numbers_read_as_numbers() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(191), "191");
+        assert_eq!(grouped(19_100), "19,100");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(format_p(0.0123), "0.0123");
+        assert_eq!(format_p(1.0), "1.0000");
+        assert_eq!(format_p(3.14e-62), "3.1e-62");
+        assert_eq!(format_p(0.0), "0.0000");
+        assert_eq!(format_e_value(20f64.ln()), "20.000");
+        // ln e = 322.3: the e-value has 140 digits; printed from the log, without overflow.
+        assert_eq!(format_e_value(322.3), "9.4e139");
+        assert_eq!(format_e_value(2000.0), "3.9e868", "beyond f64");
+        assert_eq!(format_e_value(-322.3), "1.1e-140");
+        assert_eq!(format_e_value(99_999f64.ln()), "1.0e5", "rounding carries");
+        assert_eq!(format_e_value(f64::NEG_INFINITY), "0");
+    }
+
+    /// The summary of a rejection names what each count is and keeps the e-value short
+    /// (issue 25: it printed a 140-digit number and "stable n = 191" counted errors).
+    #[test]
+    fn a_rejection_summary_names_its_counts() {
+        let template = SequentialTemplate::counts("s", "errors");
+        let analysis = SequentialAnalysis::new(template, Sources::new());
+        let mut test = CountTest::new(0.5, CountSettings::default()).unwrap();
+        test.observe(191, 1200).unwrap();
+        let e = test.evidence();
+        assert!(e.log_e_value > 300.0, "{}", e.log_e_value);
+        let seen = |total, requests, window, window_requests| Seen {
+            total,
+            requests: Some(requests),
+            window,
+            window_requests: Some(window_requests),
+        };
+        let result = analysis.judge(
+            &e,
+            true,
+            Duration::from_secs(600),
+            Some(Duration::from_secs(300)),
+            Duration::from_secs(60),
+            (
+                seen(191, 19_100, 12, 1_900),
+                seen(1200, 19_050, 130, 1_905),
+            ),
+        );
+        assert_eq!(result.verdict, Verdict::Fail);
+        let s = &result.summary;
+        assert!(s.contains("p = 3.0e-175 (alpha 0.05), e-value 3.4e174,"), "{s}");
+        assert!(!s.contains("000000"), "{s}");
+        assert!(
+            s.contains("stable: 191 events in 19,100 requests (12 in 1,900 in the last 1m)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("candidate: 1,200 events in 19,050 requests (130 in 1,905 in the last 1m)"),
+            "{s}"
+        );
+        let numbers = &result.comparison.unwrap().numbers;
+        assert_eq!(numbers["stable_requests"], 19_100.0);
+        assert_eq!(numbers["window_candidate_events"], 130.0);
+        assert_eq!(numbers["stable_n"], 191.0);
+    }
+
+    #[test]
+    fn an_undecided_summary_says_what_is_missing() {
+        let template = SequentialTemplate::counts("s", "errors").with_tolerance(1.2);
+        let analysis = SequentialAnalysis::new(template, Sources::new());
+        let mut test = CountTest::new(
+            0.5,
+            CountSettings {
+                alternative: cutover_analysis::Alternative::Greater,
+                ..CountSettings::default()
+            },
+        )
+        .unwrap();
+        test.observe(100, 100).unwrap();
+        let e = test.evidence();
+        let values = |n| Seen {
+            total: n,
+            window: n,
+            ..Seen::default()
+        };
+        let result = analysis.judge(
+            &e,
+            true,
+            Duration::from_secs(300),
+            Some(Duration::from_secs(600)),
+            Duration::from_secs(60),
+            (values(100), values(100)),
+        );
+        assert_eq!(result.verdict, Verdict::Inconclusive);
+        let s = &result.summary;
+        assert!(
+            s.contains("a rate ratio above 1.2 is not ruled out yet (the confidence sequence reaches 1."),
+            "{s}"
+        );
+        assert!(s.contains("stable: 100 events (100 in the last 1m)"), "{s}");
     }
 }
