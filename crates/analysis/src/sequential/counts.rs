@@ -294,7 +294,7 @@ pub struct CountTest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restarts: Option<Restarts<[u64; 2]>>,
     /// ln of the combined e-value after the latest observation.
-    #[serde(default)]
+    #[serde(default, with = "super::evidence::non_finite")]
     log_e: f64,
 }
 

@@ -285,11 +285,16 @@ fn t_mixture_half_width(var: f64, n: f64, g: f64, alpha: f64) -> f64 {
 /// ```
 /// use cutover_analysis::sequential::{MeanSettings, MeanTest, Variance};
 /// let settings = MeanSettings { tau: 1.0, variance: Variance::KnownDifference(2.0), ..Default::default() };
-/// let mut test = MeanTest::new(settings)?;
-/// test.observe_control(&[0.0; 100])?;
-/// test.observe_canary(&[0.3; 100])?;
+/// let single = MeanSettings { restarts: false, ..settings };
+/// let (mut test, mut alone) = (MeanTest::new(settings)?, MeanTest::new(single)?);
+/// for t in [&mut test, &mut alone] {
+///     t.observe_control(&[0.0; 100])?;
+///     t.observe_canary(&[0.3; 100])?;
+/// }
+/// // The mSPRT of ANALYSIS.md §5.4; with restarts (none begun yet) it weighs 0.7.
+/// assert!((alone.evidence().log_e_value.exp() - 1.271_210_424).abs() < 1e-9);
 /// let e = test.evidence();
-/// assert!((e.log_e_value.exp() - 1.271_210_424).abs() < 1e-9);
+/// assert!((e.log_e_value.exp() - 0.7 * 1.271_210_424).abs() < 1e-9);
 /// assert_eq!((e.control_n, e.canary_n), (100, 100));
 /// # Ok::<(), cutover_analysis::AnalysisError>(())
 /// ```

@@ -63,7 +63,7 @@ pub struct ObservedShareCountTest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restarts: Option<Restarts<LogRatioMixture>>,
     /// ln of the combined e-value after the latest window.
-    #[serde(default)]
+    #[serde(default, with = "super::evidence::non_finite")]
     log_e: f64,
 }
 

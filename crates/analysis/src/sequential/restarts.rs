@@ -76,6 +76,7 @@ pub(crate) enum Combine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Started<C> {
     pub(crate) number: u64,
+    #[serde(with = "super::evidence::non_finite")]
     pub(crate) log_e: f64,
     pub(crate) component: C,
 }
@@ -92,6 +93,7 @@ pub(crate) struct Restarts<C> {
     starts: u64,
     live: Vec<Started<C>>,
     /// Sum: `ln Σ w_j M⁽ʲ⁾` of the frozen restarts at their freezing (`−∞` for none).
+    #[serde(with = "super::evidence::non_finite")]
     frozen: f64,
 }
 
