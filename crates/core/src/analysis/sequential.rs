@@ -198,11 +198,13 @@ impl SequentialAnalysis {
     fn new_test(&self, canary_weight: f64) -> Result<SequentialTest, AnalysisError> {
         let t = &self.template;
         let alternative = t.effective_alternative();
+        let restarts = t.restarts.unwrap_or(true);
         Ok(match t.test {
             SequentialKind::Counts => {
                 let mut settings = CountSettings {
                     alpha: t.alpha,
                     alternative,
+                    restarts,
                     ..CountSettings::default()
                 };
                 if let Some(k) = t.prior_strength {
@@ -220,6 +222,7 @@ impl SequentialAnalysis {
                 SequentialTest::Distribution(DistributionTest::new(DistributionSettings {
                     alpha: t.alpha,
                     alternative,
+                    restarts,
                     ..DistributionSettings::default()
                 })?)
             }
@@ -227,6 +230,7 @@ impl SequentialAnalysis {
                 let mut settings = MeanSettings {
                     alpha: t.alpha,
                     alternative,
+                    restarts,
                     ..MeanSettings::default()
                 };
                 if let Some(tau) = t.mixture_width {
@@ -657,7 +661,7 @@ mod tests {
         );
         assert_eq!(result.verdict, Verdict::Fail);
         let s = &result.summary;
-        assert!(s.contains("p = 3.0e-175 (alpha 0.05), e-value 3.4e174,"), "{s}");
+        assert!(s.contains("p = 4.2e-175 (alpha 0.05), e-value 2.4e174,"), "{s}");
         assert!(!s.contains("000000"), "{s}");
         assert!(
             s.contains("stable: 191 events in 19,100 requests (12 in 1,900 in the last 1m)"),
@@ -707,5 +711,35 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("stable: 100 events (100 in the last 1m)"), "{s}");
+    }
+
+    /// The template's `restarts` reaches every kind of test: on by default, off when the plan
+    /// says so.
+    #[test]
+    fn the_template_turns_restarts_on_and_off() {
+        let restarts = |template: SequentialTemplate| {
+            let analysis = SequentialAnalysis::new(template, Sources::new());
+            match analysis.new_test(0.2).unwrap() {
+                SequentialTest::Counts(t) => t.settings().restarts,
+                SequentialTest::ObservedShare(t) => t.settings().restarts,
+                SequentialTest::Mean(t) => t.settings().restarts,
+                SequentialTest::Distribution(t) => {
+                    // Only visible in the saved state: a restarted tail e-process.
+                    serde_json::to_string(&t).unwrap().contains("\"restarts\"")
+                }
+            }
+        };
+        for template in [
+            SequentialTemplate::counts("s", "q"),
+            SequentialTemplate::counts("s", "q").with_canary_share(0.2),
+            SequentialTemplate::distribution("s", "q"),
+            SequentialTemplate::mean("s", "q").with_tolerance(0.01),
+        ] {
+            assert!(restarts(template.clone()), "{template:?}");
+            assert!(!restarts(template.clone().with_restarts(false)), "{template:?}");
+        }
+        let yaml: SequentialTemplate =
+            serde_saphyr::from_str("{ test: counts, source: s, query: q, restarts: false }").unwrap();
+        assert_eq!(yaml.restarts, Some(false));
     }
 }
