@@ -7,9 +7,10 @@
 
 use cutover_analysis::harness::{Request, run, run_json};
 use cutover_analysis::sequential::{
-    Arm, BAND_SHARE, BASE_WEIGHT, CountSettings, CountTest, Decision, DistributionSettings, DistributionTest, MeanSettings,
-    MeanTest, ObservedShareCountTest, Variance, band_epsilon, log_bayes_factor,
-    log_bayes_factor_greater, msprt_log_lambda, msprt_log_lambda_greater, t_mixture_log_bf,
+    Arm, BAND_SHARE, BASE_WEIGHT, CountSettings, CountTest, Decision, DistributionSettings,
+    DistributionTest, MeanSettings, MeanTest, ObservedShareCountTest, Variance, band_epsilon,
+    log_bayes_factor, log_bayes_factor_greater, msprt_log_lambda, msprt_log_lambda_greater,
+    t_mixture_log_bf,
 };
 use cutover_analysis::{Alternative, AnalysisError};
 use serde_json::{Value, json};
@@ -761,7 +762,11 @@ fn the_band_gets_a_fifth_of_alpha_beside_the_tail() {
         seen_both |= band < 1.0 && tail < 1.0;
         // The band's and the tail's p-values are running minima, and so is the combination.
         lowest = lowest.min((band / BAND_SHARE).min(tail / (1.0 - BAND_SHARE)));
-        assert!((e.p_value - lowest).abs() <= 1e-15, "{} vs {lowest}", e.p_value);
+        assert!(
+            (e.p_value - lowest).abs() <= 1e-15,
+            "{} vs {lowest}",
+            e.p_value
+        );
     }
     assert!(seen_both);
     // Without tail quantiles the band has all of alpha.

@@ -199,14 +199,15 @@ fn restarts_catch_a_late_onset_sooner() {
                 ..CountSettings::default()
             };
             let mut test = CountTest::new(0.5, settings).unwrap();
-            (0..CHECKS).find(|&check| {
-                // 10 errors per check per arm, the canary's doubling at the onset.
-                let canary = if check >= ONSET { 20.0 } else { 10.0 };
-                test.observe(rng.poisson(10.0), rng.poisson(canary))
-                    .unwrap();
-                test.evidence().rejected
-            })
-            .map(|check| check.saturating_sub(ONSET))
+            (0..CHECKS)
+                .find(|&check| {
+                    // 10 errors per check per arm, the canary's doubling at the onset.
+                    let canary = if check >= ONSET { 20.0 } else { 10.0 };
+                    test.observe(rng.poisson(10.0), rng.poisson(canary))
+                        .unwrap();
+                    test.evidence().rejected
+                })
+                .map(|check| check.saturating_sub(ONSET))
         })
     };
     let means = |restarts: bool| {
@@ -217,16 +218,17 @@ fn restarts_catch_a_late_onset_sooner() {
                 ..MeanSettings::default()
             };
             let mut test = MeanTest::new(settings).unwrap();
-            (0..CHECKS).find(|&check| {
-                // 50 log-latencies per check per arm; the canary 25 % slower after the onset.
-                let shift = if check >= ONSET { 1.25f64.ln() } else { 0.0 };
-                let control: Vec<f64> = (0..50).map(|_| rng.latency().ln()).collect();
-                let canary: Vec<f64> = (0..50).map(|_| rng.latency().ln() + shift).collect();
-                test.observe_control(&control).unwrap();
-                test.observe_canary(&canary).unwrap();
-                test.evidence().rejected
-            })
-            .map(|check| check.saturating_sub(ONSET))
+            (0..CHECKS)
+                .find(|&check| {
+                    // 50 log-latencies per check per arm; the canary 25 % slower after the onset.
+                    let shift = if check >= ONSET { 1.25f64.ln() } else { 0.0 };
+                    let control: Vec<f64> = (0..50).map(|_| rng.latency().ln()).collect();
+                    let canary: Vec<f64> = (0..50).map(|_| rng.latency().ln() + shift).collect();
+                    test.observe_control(&control).unwrap();
+                    test.observe_canary(&canary).unwrap();
+                    test.evidence().rejected
+                })
+                .map(|check| check.saturating_sub(ONSET))
         })
     };
     for (name, with, without) in [
@@ -239,6 +241,9 @@ fn restarts_catch_a_late_onset_sooner() {
             2 * a <= b,
             "{name}: {a} checks with restarts, {b} without: {with:?} {without:?}"
         );
-        assert!(with[with.len() * 9 / 10] < CHECKS - ONSET, "{name}: {with:?}");
+        assert!(
+            with[with.len() * 9 / 10] < CHECKS - ONSET,
+            "{name}: {with:?}"
+        );
     }
 }

@@ -339,9 +339,7 @@ impl DistributionTest {
             let (k, alternative) = (tail.mixture.prior_strength(), self.alternative);
             if let Some(restarts) = &mut tail.restarts {
                 #[allow(clippy::cast_precision_loss)]
-                restarts.after_window(seen as f64, || {
-                    LogRatioMixture::coarse(k, 0.5, alternative)
-                });
+                restarts.after_window(seen as f64, || LogRatioMixture::coarse(k, 0.5, alternative));
             }
         }
         self.evidence()
@@ -539,7 +537,7 @@ impl TryFrom<DistributionState> for DistributionTest {
 }
 
 /// The smallest `α` at which `d > ε(n_c, α/2) + ε(n_t, α/2)`, or 1.
-fn band_p_value(d: f64, nc: f64, nt: f64) -> f64 {
+pub(crate) fn band_p_value(d: f64, nc: f64, nt: f64) -> f64 {
     if nc < 1.0 || nt < 1.0 || d <= 0.0 {
         return 1.0;
     }

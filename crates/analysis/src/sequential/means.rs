@@ -144,6 +144,17 @@ pub(crate) struct Moments {
 }
 
 impl Moments {
+    /// The moments of `pairs` differences with this mean and sample variance (what the
+    /// `durations` module feeds the test: the data it would see on average).
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn summary(pairs: u64, mean: f64, variance: f64) -> Self {
+        Moments {
+            pairs,
+            mean,
+            m2: variance * (pairs as f64 - 1.0).max(0.0),
+        }
+    }
+
     #[allow(clippy::cast_precision_loss)]
     fn add(&mut self, z: f64) {
         self.pairs += 1;
@@ -262,7 +273,7 @@ pub fn t_mixture_log_bf(t_squared: f64, n: f64, g: f64) -> f64 {
 }
 
 /// Half-width of the t-mixture's confidence sequence (module docs); infinite while unbounded.
-fn t_mixture_half_width(var: f64, n: f64, g: f64, alpha: f64) -> f64 {
+pub(crate) fn t_mixture_half_width(var: f64, n: f64, g: f64, alpha: f64) -> f64 {
     if n < 2.0 {
         return f64::INFINITY;
     }
@@ -326,6 +337,17 @@ impl MeanTest {
                 .restarts
                 .then(|| Restarts::new(Combine::Max, MEAN_SPACING)),
         })
+    }
+
+    /// A test that has seen pairs with these moments, all in one window (the `durations`
+    /// module's expected path).
+    pub(crate) fn with_moments(
+        settings: MeanSettings,
+        moments: Moments,
+    ) -> Result<Self, AnalysisError> {
+        let mut test = MeanTest::new(settings)?;
+        test.moments = moments;
+        Ok(test)
     }
 
     /// The settings the test was built with.

@@ -39,6 +39,7 @@
 mod buckets;
 mod counts;
 mod distribution;
+mod durations;
 mod evidence;
 mod means;
 mod mixture;
@@ -53,6 +54,7 @@ pub use self::distribution::{
     Arm, BAND_SHARE, DEFAULT_TAIL_PRIOR_STRENGTH, DEFAULT_TAIL_QUANTILES, DistributionSettings,
     DistributionTest, band_epsilon,
 };
+pub use self::durations::{Durations, Model, Traffic, durations};
 pub use self::evidence::{Decision, Effect, Evidence};
 pub use self::means::{
     DEFAULT_STANDARDIZED_TAU, MeanSettings, MeanTest, PLUG_IN_MIN_PAIRS, Variance,

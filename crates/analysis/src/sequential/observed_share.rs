@@ -92,7 +92,6 @@ impl ObservedShareCountTest {
         })
     }
 
-
     /// The settings the test was built with.
     pub fn settings(&self) -> CountSettings {
         self.settings

@@ -155,7 +155,9 @@ impl<C> Restarts<C> {
         while self.live.len() > MAX_LIVE {
             let contribution = |s: &Started<C>| log_weight(s.number) + s.log_e;
             let weakest = (0..self.live.len())
-                .min_by(|&a, &b| contribution(&self.live[a]).total_cmp(&contribution(&self.live[b])))
+                .min_by(|&a, &b| {
+                    contribution(&self.live[a]).total_cmp(&contribution(&self.live[b]))
+                })
                 .unwrap_or(0);
             let frozen = self.live.swap_remove(weakest);
             if self.combine == Combine::Sum {
@@ -198,12 +200,17 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::cast_precision_loss)]
     fn freezing_keeps_the_sum_and_bounds_the_live_restarts() {
         let mut r: Restarts<u64> = Restarts::new(Combine::Sum, 1.0);
         for i in 0..100u64 {
             // Restart i's e-value: the older the lower, except restart 5, which grows.
             for s in r.live_mut() {
-                s.log_e = if s.number == 5 { 10.0 } else { -0.1 * (i - s.number) as f64 };
+                s.log_e = if s.number == 5 {
+                    10.0
+                } else {
+                    -0.1 * (i - s.number) as f64
+                };
             }
             let before = r.log_e(0.0);
             r.after_window(1.0, || i);
@@ -213,7 +220,10 @@ mod tests {
             let after = r.log_e(0.0).exp();
             assert!((after - before.exp() - added).abs() < 1e-12 * after, "{i}");
         }
-        assert!(r.live.iter().any(|s| s.number == 5), "the strong one stays live");
+        assert!(
+            r.live.iter().any(|s| s.number == 5),
+            "the strong one stays live"
+        );
         assert!(r.live.windows(2).all(|w| w[0].number < w[1].number));
         assert_eq!(r.starts, 100);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cutover_analysis::sequential::{
     CountSettings, CountTest, Decision, DistributionSettings, DistributionTest, Evidence,
-    MeanSettings, MeanTest, ObservedShareCountTest,
+    MeanSettings, MeanTest, Model, ObservedShareCountTest, Traffic, durations,
 };
 use cutover_analysis::{AnalysisError, SplitMix64, Verdict};
 use serde::{Deserialize, Serialize};
@@ -143,7 +143,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -194,22 +194,38 @@ impl SequentialAnalysis {
         SequentialAnalysis { template, sources }
     }
 
+    /// The counts settings of the template (counts tests only).
+    fn count_settings(&self) -> CountSettings {
+        let t = &self.template;
+        let mut settings = CountSettings {
+            alpha: t.alpha,
+            alternative: t.effective_alternative(),
+            restarts: t.restarts.unwrap_or(true),
+            ..CountSettings::default()
+        };
+        if let Some(k) = t.prior_strength {
+            settings.prior_strength = k;
+        }
+        settings
+    }
+
+    /// The distribution settings of the template.
+    fn distribution_settings(&self) -> DistributionSettings {
+        let t = &self.template;
+        DistributionSettings {
+            alpha: t.alpha,
+            alternative: t.effective_alternative(),
+            restarts: t.restarts.unwrap_or(true),
+            ..DistributionSettings::default()
+        }
+    }
+
     /// A new test with the template's settings.
     fn new_test(&self, canary_weight: f64) -> Result<SequentialTest, AnalysisError> {
         let t = &self.template;
-        let alternative = t.effective_alternative();
-        let restarts = t.restarts.unwrap_or(true);
         Ok(match t.test {
             SequentialKind::Counts => {
-                let mut settings = CountSettings {
-                    alpha: t.alpha,
-                    alternative,
-                    restarts,
-                    ..CountSettings::default()
-                };
-                if let Some(k) = t.prior_strength {
-                    settings.prior_strength = k;
-                }
+                let settings = self.count_settings();
                 match t.canary_share {
                     Some(share) => SequentialTest::Counts(CountTest::new(share, settings)?),
                     None => SequentialTest::ObservedShare(ObservedShareCountTest::new(
@@ -219,18 +235,13 @@ impl SequentialAnalysis {
                 }
             }
             SequentialKind::Distribution => {
-                SequentialTest::Distribution(DistributionTest::new(DistributionSettings {
-                    alpha: t.alpha,
-                    alternative,
-                    restarts,
-                    ..DistributionSettings::default()
-                })?)
+                SequentialTest::Distribution(DistributionTest::new(self.distribution_settings())?)
             }
             SequentialKind::Mean => {
                 let mut settings = MeanSettings {
                     alpha: t.alpha,
-                    alternative,
-                    restarts,
+                    alternative: t.effective_alternative(),
+                    restarts: t.restarts.unwrap_or(true),
                     ..MeanSettings::default()
                 };
                 if let Some(tau) = t.mixture_width {
@@ -238,6 +249,85 @@ impl SequentialAnalysis {
                 }
                 SequentialTest::Mean(MeanTest::new(settings)?)
             }
+        })
+    }
+
+    /// How long, at the traffic seen so far, the test needs in all to rule out an effect
+    /// above the tolerance (`cutover_analysis::sequential::durations`), in words; `None` for
+    /// a mean test (its time depends on the values' spread) or when the traffic so far says
+    /// too little (no events from stable yet).
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    fn time_to_pass(
+        &self,
+        (stable, candidate): (Seen, Seen),
+        elapsed: Duration,
+        window: Duration,
+    ) -> Option<String> {
+        let t = &self.template;
+        let tolerance = t.effective_tolerance()?;
+        if window.is_zero() || elapsed < window {
+            return None;
+        }
+        let intervals = elapsed.as_secs_f64() / window.as_secs_f64();
+        let (model, traffic, rate) = match t.test {
+            SequentialKind::Counts => {
+                let requests = (stable.requests?, candidate.requests?);
+                let base_rate = stable.total as f64 / requests.0 as f64;
+                if !(base_rate > 0.0 && base_rate < 1.0) || requests.1 == 0 {
+                    return None;
+                }
+                let model = Model::Counts {
+                    settings: self.count_settings(),
+                    base_rate,
+                    observed_share: t.canary_share.is_none(),
+                };
+                (
+                    model,
+                    requests,
+                    format!(", {:.2} % events", 100.0 * base_rate),
+                )
+            }
+            SequentialKind::Distribution => {
+                let model = Model::Distribution {
+                    settings: self.distribution_settings(),
+                };
+                (model, (stable.total, candidate.total), String::new())
+            }
+            SequentialKind::Mean => return None,
+        };
+        let traffic = Traffic {
+            control_requests: traffic.0 as f64 / intervals,
+            canary_requests: traffic.1 as f64 / intervals,
+            interval: window,
+        };
+        let horizon = Duration::from_hours(7 * 24);
+        let pass = durations(&model, &traffic, tolerance, 1.0, horizon)
+            .ok()?
+            .pass;
+        let secs = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        let unit = match t.test {
+            SequentialKind::Counts => "requests",
+            _ => "values",
+        };
+        let seen = format!(
+            "at the traffic so far ({} and {} {unit} per {}{rate})",
+            grouped(traffic.control_requests.round() as u64),
+            grouped(traffic.canary_requests.round() as u64),
+            secs(window),
+        );
+        Some(match pass {
+            Some(d) => format!(
+                "{seen}, ruling it out takes about {} in all (docs/analysis-durations.md)",
+                secs(d)
+            ),
+            None => format!(
+                "{seen}, ruling it out takes more than a week: widen the tolerance or send more \
+                 traffic (docs/analysis-durations.md)"
+            ),
         })
     }
 
@@ -409,11 +499,13 @@ impl SequentialAnalysis {
                 format!(
                     "undecided after {}: not rejected (p = {} above alpha {}), and a {effect} above \
                      {tolerance} is not ruled out yet (the confidence sequence reaches {:.4}); it \
-                     narrows as data comes in, going on ({numbers})",
+                     narrows as data comes in{}, going on ({numbers})",
                     secs(elapsed),
                     format_p(e.p_value),
                     t.alpha,
                     e.upper,
+                    self.time_to_pass((stable, candidate), elapsed, window)
+                        .map_or_else(String::new, |s| format!("; {s}")),
                 ),
             ),
         };
@@ -429,7 +521,10 @@ impl SequentialAnalysis {
             ("alpha", t.alpha),
             ("stable_n", e.control_n as f64),
             ("candidate_n", e.canary_n as f64),
-            ("window_stable_n", stable.window_requests.unwrap_or(stable.window) as f64),
+            (
+                "window_stable_n",
+                stable.window_requests.unwrap_or(stable.window) as f64,
+            ),
             (
                 "window_candidate_n",
                 candidate.window_requests.unwrap_or(candidate.window) as f64,
@@ -546,6 +641,10 @@ fn sample(values: &[f64], n: usize, rng: &mut SplitMix64) -> Vec<f64> {
 mod tests {
     use super::*;
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
     fn fed(template: &SequentialTemplate) -> SequentialState {
         let analysis = SequentialAnalysis::new(template.clone(), Sources::new());
         let mut test = analysis.new_test(0.2).unwrap();
@@ -635,6 +734,7 @@ mod tests {
     /// The summary of a rejection names what each count is and keeps the e-value short
     /// (issue 25: it printed a 140-digit number and "stable n = 191" counted errors).
     #[test]
+    #[allow(clippy::float_cmp)] // counts, exact in f64
     fn a_rejection_summary_names_its_counts() {
         let template = SequentialTemplate::counts("s", "errors");
         let analysis = SequentialAnalysis::new(template, Sources::new());
@@ -651,17 +751,17 @@ mod tests {
         let result = analysis.judge(
             &e,
             true,
-            Duration::from_secs(600),
-            Some(Duration::from_secs(300)),
-            Duration::from_secs(60),
-            (
-                seen(191, 19_100, 12, 1_900),
-                seen(1200, 19_050, 130, 1_905),
-            ),
+            secs(600),
+            Some(secs(300)),
+            secs(60),
+            (seen(191, 19_100, 12, 1_900), seen(1200, 19_050, 130, 1_905)),
         );
         assert_eq!(result.verdict, Verdict::Fail);
         let s = &result.summary;
-        assert!(s.contains("p = 4.2e-175 (alpha 0.05), e-value 2.4e174,"), "{s}");
+        assert!(
+            s.contains("p = 4.2e-175 (alpha 0.05), e-value 2.4e174,"),
+            "{s}"
+        );
         assert!(!s.contains("000000"), "{s}");
         assert!(
             s.contains("stable: 191 events in 19,100 requests (12 in 1,900 in the last 1m)"),
@@ -677,40 +777,111 @@ mod tests {
         assert_eq!(numbers["stable_n"], 191.0);
     }
 
+    /// Issue 25: at a 1 % error rate, 2,000 requests per arm per interval and tolerance 1.2
+    /// the counts test stayed "undecided, going on" for minutes, unexplained. The summary says
+    /// what is missing and how long it takes at this traffic.
     #[test]
-    fn an_undecided_summary_says_what_is_missing() {
+    fn an_undecided_summary_says_what_is_missing_and_for_how_long() {
         let template = SequentialTemplate::counts("s", "errors").with_tolerance(1.2);
         let analysis = SequentialAnalysis::new(template, Sources::new());
-        let mut test = CountTest::new(
-            0.5,
-            CountSettings {
-                alternative: cutover_analysis::Alternative::Greater,
-                ..CountSettings::default()
-            },
-        )
-        .unwrap();
-        test.observe(100, 100).unwrap();
-        let e = test.evidence();
-        let values = |n| Seen {
-            total: n,
-            window: n,
-            ..Seen::default()
+        let SequentialTest::ObservedShare(mut test) = analysis.new_test(0.5).unwrap() else {
+            panic!("the default counts test weighs the realised share");
         };
-        let result = analysis.judge(
-            &e,
-            true,
-            Duration::from_secs(300),
-            Some(Duration::from_secs(600)),
-            Duration::from_secs(60),
-            (values(100), values(100)),
-        );
+        // Five 1-minute windows of 2,000 requests per arm and 20 errors each.
+        for _ in 0..5 {
+            test.observe_window(20, 20, 2000, 2000).unwrap();
+        }
+        let e = test.evidence();
+        let seen = Seen {
+            total: 100,
+            requests: Some(10_000),
+            window: 20,
+            window_requests: Some(2_000),
+        };
+        let result = analysis.judge(&e, true, secs(300), Some(secs(600)), secs(60), (seen, seen));
         assert_eq!(result.verdict, Verdict::Inconclusive);
         let s = &result.summary;
         assert!(
-            s.contains("a rate ratio above 1.2 is not ruled out yet (the confidence sequence reaches 1."),
+            s.contains(
+                "a rate ratio above 1.2 is not ruled out yet (the confidence sequence reaches 1."
+            ),
             "{s}"
         );
-        assert!(s.contains("stable: 100 events (100 in the last 1m)"), "{s}");
+        let pass = durations(
+            &Model::Counts {
+                settings: analysis.count_settings(),
+                base_rate: 0.01,
+                observed_share: true,
+            },
+            &Traffic::per_arm(2000.0, secs(60)),
+            1.2,
+            1.0,
+            secs(86_400),
+        )
+        .unwrap()
+        .pass
+        .unwrap();
+        assert!(pass > secs(20 * 60), "{pass:?}");
+        let minutes = pass.as_secs() / 60;
+        assert!(
+            s.contains(&format!(
+                "at the traffic so far (2,000 and 2,000 requests per 1m, 1.00 % events), ruling \
+                 it out takes about {minutes}m in all (docs/analysis-durations.md), going on"
+            )),
+            "{s}"
+        );
+        assert!(
+            s.contains("stable: 100 events in 10,000 requests (20 in 2,000 in the last 1m)"),
+            "{s}"
+        );
+        // Too little traffic for a week: the summary says what to change.
+        let trickle = Seen {
+            total: 1,
+            requests: Some(1000),
+            window: 0,
+            window_requests: Some(20),
+        };
+        let slow = analysis.judge(
+            &e,
+            true,
+            secs(3000),
+            Some(secs(600)),
+            secs(60),
+            (trickle, trickle),
+        );
+        assert!(
+            slow.summary.contains(
+                "ruling it out takes more than a week: widen the tolerance or send more traffic"
+            ),
+            "{}",
+            slow.summary
+        );
+        // A mean test's time depends on the spread of the values: no estimate.
+        let mean = SequentialAnalysis::new(
+            SequentialTemplate::mean("s", "latency").with_tolerance(0.01),
+            Sources::new(),
+        );
+        let values = Seen {
+            total: 100,
+            window: 20,
+            ..Seen::default()
+        };
+        let mut m = MeanTest::new(MeanSettings::default()).unwrap();
+        m.observe_control(&[0.1, 0.3, 0.2]).unwrap();
+        m.observe_canary(&[0.2, 0.1, 0.3]).unwrap();
+        let r = mean.judge(
+            &m.evidence(),
+            true,
+            secs(300),
+            Some(secs(600)),
+            secs(60),
+            (values, values),
+        );
+        assert!(
+            r.summary.contains("undecided") && !r.summary.contains("in all"),
+            "{}",
+            r.summary
+        );
     }
 
     /// The template's `restarts` reaches every kind of test: on by default, off when the plan
@@ -736,10 +907,14 @@ mod tests {
             SequentialTemplate::mean("s", "q").with_tolerance(0.01),
         ] {
             assert!(restarts(template.clone()), "{template:?}");
-            assert!(!restarts(template.clone().with_restarts(false)), "{template:?}");
+            assert!(
+                !restarts(template.clone().with_restarts(false)),
+                "{template:?}"
+            );
         }
         let yaml: SequentialTemplate =
-            serde_saphyr::from_str("{ test: counts, source: s, query: q, restarts: false }").unwrap();
+            serde_saphyr::from_str("{ test: counts, source: s, query: q, restarts: false }")
+                .unwrap();
         assert_eq!(yaml.restarts, Some(false));
     }
 }
