@@ -4,8 +4,8 @@
 //! - `engine/ten_step_canary`: a whole 10-step canary (25 virtual minutes) on in-memory
 //!   providers: the engine's own overhead, as every provider answers at once.
 //! - `engine/concurrent_rollouts/N`: N such canaries at once on one current-thread runtime.
-//! - `state/encode/N`: serializing the state the engine saves before every effect, with N
-//!   decision records in it.
+//! - `state/save/N`: saving the state of a rollout that has made N decision records, to a
+//!   memory store (the records themselves are in the log, so the cost does not grow with N).
 
 use std::hint::black_box;
 
@@ -80,18 +80,75 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
+/// The stored state of a canary with one analysis step of `measurements` measurements, taken
+/// once it has written at least `records` decision records.
+fn state_after(records: u64) -> cutover::RolloutState {
+    let runtime = paused_runtime();
+    runtime.block_on(async {
+        // After one record: the state the claim saved, the first write.
+        let crash_at = if records == 1 { 1 } else { u64::MAX };
+        let store =
+            cutover::test::CrashingStore::new(crash_at, cutover::test::CrashMode::AfterWrite);
+        let plan = cutover::Plan::new(cutover::Canary::new([
+            cutover::CanaryStep::set_weight(10).expect("a valid weight"),
+            cutover::CanaryStep::Analysis(
+                cutover::AnalysisRun::new("checks")
+                    .with_count(u32::try_from(records).expect("small"))
+                    .with_interval(std::time::Duration::from_secs(1)),
+            ),
+        ]));
+        let r = cutover::Rollout::builder("bench", plan)
+            .revisions("v1", "v2")
+            .router(cutover::test::FakeRouter::new("mesh"))
+            .analysis(
+                "checks",
+                cutover::test::ScriptedAnalysis::verdicts([cutover::Verdict::Pass]),
+            )
+            .state_store(store.clone())
+            .build()
+            .expect("a valid rollout");
+        let id = RolloutId::new("bench").expect("valid");
+        let inner = store.inner();
+        let mut run = Box::pin(r.run());
+        // Step the rollout until its state holds enough records.
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut run => { done.expect("promoted"); }
+                () = store.crashed() => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            }
+            let state = inner.load(&id).await.expect("loads").expect("stored").state;
+            if state.last_seq >= records || state.outcome.is_some() {
+                return state;
+            }
+        }
+    })
+}
+
 fn state(c: &mut Criterion) {
-    let state = finished_state();
-    let mut group = c.benchmark_group("state/encode");
-    for n in [10usize, 100, 1000] {
-        let mut s = state.clone();
-        let template = s.records.clone();
-        s.records = template.iter().cycle().take(n).cloned().collect();
-        let bytes = serde_json::to_vec(&s).expect("encodes").len();
+    let runtime = paused_runtime();
+    let mut group = c.benchmark_group("state/save");
+    for n in [1u64, 10, 100, 1000] {
+        let state = state_after(n);
+        let bytes = serde_json::to_vec(&state).expect("encodes").len();
         group.throughput(Throughput::Bytes(bytes as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &s, |b, s| {
-            b.iter(|| serde_json::to_vec(black_box(s)));
-        });
+        let store = MemoryStateStore::new();
+        let id = RolloutId::new("bench").expect("valid");
+        let mut version = runtime
+            .block_on(store.save(&id, &state, None))
+            .expect("saves");
+        group.bench_with_input(
+            BenchmarkId::from_parameter(state.last_seq),
+            &state,
+            |b, s| {
+                b.iter(|| {
+                    version = runtime
+                        .block_on(store.save(&id, black_box(s), Some(version)))
+                        .expect("saves");
+                });
+            },
+        );
     }
     group.finish();
 }

@@ -4,7 +4,7 @@
 //! cargo run --example canary                          # healthy v2: promoted
 //! cargo run --example canary -- --bad                 # v2 fails 5 % of requests: rolled back
 //! cargo run --example canary -- --v2-error-rate 0.03 --v2-latency-ms 20
-//! cargo run --example canary -- --out decisions.json
+//! cargo run --example canary -- --out decisions.json --report report.html
 //! ```
 //!
 //! Everything is real and runs in this process: two versions of a demo service on
@@ -12,7 +12,9 @@
 //! 2,000 requests a second through the proxy. The rollout moves the proxy's weights
 //! 1 % -> 10 % -> 50 % -> 100 %, and after each step judges v2 on the error rate and p99
 //! latency the proxy recorded for it. Prometheus can scrape the proxy's `/metrics` while it
-//! runs. The decision record is written as JSON (default `target/canary-decisions.json`).
+//! runs. The decision record is written as JSON (default `target/canary-decisions.json`), and
+//! the rollout's HTML report with its charts and latency distributions (default
+//! `target/canary-report.html`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use cutover::Outcome;
 use cutover::local::demo::DemoConfig;
 use cutover::local::load::{LoadConfig, LoadGenerator};
-use cutover_examples::{Stage, finish, run_printed, run_real_time, write_records};
+use cutover_examples::{Stage, finish, run_printed, run_real_time, write_records, write_report};
 
 const PLAN: &str = r"
 strategy:
@@ -42,11 +44,13 @@ analyses:
 progress_deadline: 30s
 ";
 
-struct Args {
-    bad: bool,
-    v2_error_rate: f64,
-    v2_latency: Duration,
-    out: PathBuf,
+// `pub(crate)`: the examples crate's report test runs this example's `run` too.
+pub(crate) struct Args {
+    pub(crate) bad: bool,
+    pub(crate) v2_error_rate: f64,
+    pub(crate) v2_latency: Duration,
+    pub(crate) out: PathBuf,
+    pub(crate) report: PathBuf,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -55,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         v2_error_rate: 0.0,
         v2_latency: Duration::ZERO,
         out: PathBuf::from("target/canary-decisions.json"),
+        report: PathBuf::from("target/canary-report.html"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -76,9 +81,10 @@ fn parse_args() -> Result<Args, String> {
                 args.v2_latency = Duration::from_millis(ms);
             }
             "--out" => args.out = PathBuf::from(value("--out")?),
+            "--report" => args.report = PathBuf::from(value("--report")?),
             other => {
                 return Err(format!(
-                    "unknown argument {other}; use --bad, --v2-error-rate F, --v2-latency-ms N, --out PATH"
+                    "unknown argument {other}; use --bad, --v2-error-rate F, --v2-latency-ms N, --out PATH, --report PATH"
                 ));
             }
         }
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
     run_real_time(run(args))
 }
 
-async fn run(args: Args) -> Result<ExitCode, String> {
+pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
     let v2 = DemoConfig::new("v2")
         .error_rate(args.v2_error_rate)
         .latency(args.v2_latency);
@@ -115,6 +121,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     let load = LoadGenerator::start(&LoadConfig::new(proxy.addr()).concurrency(16).rate(2_000));
     println!("load: about 2,000 requests/s through the proxy");
     let (rollout, start) = stage.rollout(PLAN, Some(stage.probe("healthz")))?;
+    let began = tokio::time::Instant::now();
     println!(
         "canary v1 -> v2: 1 % -> 10 % -> 50 % -> 100 %, judged on error rate <= 1 % and p99 <= 250 ms"
     );
@@ -133,7 +140,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         report.transport_errors,
         proxy.router().split()
     );
-    write_records(&handle, &args.out);
+    write_records(&handle, &args.out).await;
+    let window = began.elapsed() + Duration::from_secs(1);
+    write_report(&handle, &metrics, window, &args.report).await;
     proxy.shutdown().await;
     let expect_rollback = args.bad || args.v2_error_rate > 0.01;
     Ok(finish(outcome, |outcome| {

@@ -27,16 +27,18 @@ use std::time::Duration;
 use cutover::kubernetes::k8s_openapi::api::apps::v1::Deployment;
 use cutover::kubernetes::k8s_openapi::api::coordination::v1::Lease;
 use cutover::kubernetes::k8s_openapi::api::core::v1::{ConfigMap, Service};
-use cutover::kubernetes::kube::api::{Api, DeleteParams, Patch, PatchParams};
+use cutover::kubernetes::kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use cutover::kubernetes::kube::{self, Client};
 use cutover::kubernetes::{
-    ConfigMapStateStore, LeaseLock, LeasedStateStore, PodProbe, ReplicaRatioRouter,
+    ConfigMapStateStore, LeaseLock, LeasedStateStore, PodProbe, ROLLOUT_LABEL, ReplicaRatioRouter,
 };
 use cutover::{Canary, CanaryStep, Clock as _, Outcome, Plan, Rollout, RolloutId, TokioClock};
 use cutover_examples::{chain, pause_arg, print_progress};
 use serde_json::json;
 
 const APP: &str = "cutover-example";
+/// The prefix of the names of the rollout's state objects.
+const STATE_PREFIX: &str = "cutover-state-";
 
 fn main() -> ExitCode {
     if std::env::var_os("KUBECONFIG").is_none() {
@@ -179,7 +181,7 @@ async fn canary(client: &Client, namespace: &str, pause: Duration) -> Result<Out
         CanaryStep::pause(pause),
     ]));
     let store = LeasedStateStore::new(
-        ConfigMapStateStore::new(client.clone(), namespace, "cutover-state-"),
+        ConfigMapStateStore::new(client.clone(), namespace, STATE_PREFIX),
         Arc::clone(&lock),
     );
     let router = ReplicaRatioRouter::new(client.clone(), namespace, 4)
@@ -230,11 +232,25 @@ async fn clean_up(client: &Client, namespace: &str) {
     let _ = Api::<Service>::namespaced(client.clone(), namespace)
         .delete(APP, &params)
         .await;
-    let _ = Api::<ConfigMap>::namespaced(client.clone(), namespace)
-        .delete(&format!("cutover-state-{APP}"), &params)
-        .await;
-    let _ = Api::<Lease>::namespaced(client.clone(), namespace)
-        .delete(&format!("cutover-{APP}"), &params)
-        .await;
+    // The store's objects (state, log, inbox, owner lease) carry the rollout's label.
+    let store = ConfigMapStateStore::new(client.clone(), namespace, STATE_PREFIX);
+    let rollout = APP
+        .parse()
+        .map(|id| store.rollout_label(&id))
+        .unwrap_or_default();
+    let of_rollout = ListParams::default().labels(&format!("{ROLLOUT_LABEL}={rollout}"));
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+    let leases = Api::<Lease>::namespaced(client.clone(), namespace);
+    if let Ok(list) = configmaps.list_metadata(&of_rollout).await {
+        for name in list.items.into_iter().filter_map(|cm| cm.metadata.name) {
+            let _ = configmaps.delete(&name, &params).await;
+        }
+    }
+    if let Ok(list) = leases.list_metadata(&of_rollout).await {
+        for name in list.items.into_iter().filter_map(|l| l.metadata.name) {
+            let _ = leases.delete(&name, &params).await;
+        }
+    }
+    let _ = leases.delete(&format!("cutover-{APP}"), &params).await;
     println!("cleaned up");
 }

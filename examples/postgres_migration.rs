@@ -140,7 +140,9 @@ async fn run(url: &str, abort: bool) -> ExitCode {
                     .await
                     .map(|r| r.get::<_, i64>(0));
                 println!("         v1 reads {v1:?} rows through demo_v1 (name); aborting");
-                let _ = handle.abort("operator abort");
+                if let Err(e) = handle.abort("operator abort").await {
+                    eprintln!("could not abort: {e}");
+                }
                 break;
             }
         }

@@ -1,5 +1,6 @@
 //! A rollout survives its engine: the first engine is stopped mid-rollout (as if its process
-//! died), and a second one picks it up from the state file and finishes it.
+//! died), and a second one picks it up from the state files and finishes it, once the dead
+//! engine's owner lease has expired.
 //!
 //! ```text
 //! cargo run --example resume
@@ -8,7 +9,10 @@
 use std::process::ExitCode;
 
 use cutover::test::FakeRouter;
-use cutover::{Clock as _, FileStateStore, Outcome, Plan, Rollout, RolloutEvent, TokioClock};
+use cutover::{
+    Clock as _, DEFAULT_LEASE_TTL, FileStateStore, Outcome, Plan, Rollout, RolloutError,
+    RolloutEvent, TokioClock,
+};
 use cutover_examples::{chain, print_event, print_progress};
 use futures_util::StreamExt as _;
 
@@ -67,15 +71,29 @@ async fn run() -> ExitCode {
             }
         } => println!("engine A is killed at 50 % (its future is dropped mid-rollout)"),
     }
-    let state = std::fs::read_to_string(store.path(&"payments".parse().expect("valid")))
-        .unwrap_or_default();
+    let id = "payments".parse().expect("a valid id");
+    let files = store.rollout_dir(&id);
+    let state = std::fs::read_to_string(files.join("state.json")).unwrap_or_default();
+    let log = std::fs::read_to_string(files.join("log.jsonl")).unwrap_or_default();
     println!(
-        "state file: {} bytes, version {}",
+        "state.json: {} bytes; log.jsonl: {} records",
         state.len(),
-        state.lines().next().unwrap_or("?")
+        log.lines().count()
     );
 
-    println!("engine B resumes from the file");
+    // Engine A still holds the owner lease: engine B is refused until it expires.
+    match build(&router, &store, clock, "engine-b").run().await {
+        Err(RolloutError::Owned { owner, .. }) => {
+            println!("engine B is refused: {owner} holds the lease; waiting for it to expire");
+        }
+        other => {
+            eprintln!("expected the lease of engine A to be held, got {other:?}");
+            return ExitCode::FAILURE;
+        }
+    }
+    tokio::time::sleep(DEFAULT_LEASE_TTL).await;
+
+    println!("engine B resumes from the files");
     let second = build(&router, &store, clock, "engine-b");
     let printer = print_progress(&second, start);
     let outcome = second.run().await;

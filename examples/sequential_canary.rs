@@ -123,9 +123,9 @@ async fn run(mode: Mode, out: PathBuf) -> Result<ExitCode, String> {
         report.failed(),
         proxy.router().split()
     );
-    write_records(&handle, &out);
+    write_records(&handle, &out).await;
     // How long the analysis step ran, from the records.
-    let records = handle.records();
+    let records = handle.records().await.unwrap();
     if let (Some(first), Some(last)) = (records.first(), records.last()) {
         println!(
             "decided after {:.1} s (the step's time is 6 s, at most 14 s)",

@@ -173,8 +173,14 @@ pub mod live {
 }
 
 /// Writes the rollout's decision records to `out` as pretty JSON and says where.
-pub fn write_records(handle: &cutover::RolloutHandle, out: &std::path::Path) {
-    let records = handle.records();
+pub async fn write_records(handle: &cutover::RolloutHandle, out: &std::path::Path) {
+    let records = match handle.records().await {
+        Ok(records) => records,
+        Err(e) => {
+            eprintln!("could not read the decision record: {e}");
+            return;
+        }
+    };
     if let Some(dir) = out.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -186,6 +192,39 @@ pub fn write_records(handle: &cutover::RolloutHandle, out: &std::path::Path) {
         ),
         Ok(Err(e)) => eprintln!("could not write {}: {e}", out.display()),
         Err(e) => eprintln!("could not serialize the record: {e}"),
+    }
+}
+
+/// Writes the rollout's HTML report (`cutover::dashboard::Report`) to `out` and says where:
+/// its stored state and decision log, and the request latencies each revision's metric
+/// source recorded over the last `window` (the local proxy keeps 300 s).
+pub async fn write_report(
+    handle: &cutover::RolloutHandle,
+    latencies: &dyn MetricSource,
+    window: std::time::Duration,
+    out: &std::path::Path,
+) {
+    let (state, records) = match (handle.state().await, handle.records().await) {
+        (Ok(Some(state)), Ok(records)) => (state, records),
+        (Ok(None), _) => return eprintln!("no report: the rollout is not in its store"),
+        (Err(e), _) | (_, Err(e)) => return eprintln!("no report: {}", chain(&e)),
+    };
+    let mut report = cutover::dashboard::Report::new(&records).state(&state);
+    for revision in [
+        &state.setup.revisions.stable,
+        &state.setup.revisions.candidate,
+    ] {
+        let query = MetricQuery::new("latency", "latency", revision.clone(), window);
+        if let Ok(Samples::Values(values)) = latencies.query(&query).await {
+            report = report.latencies(revision.as_str(), values);
+        }
+    }
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(out, report.render()) {
+        Ok(()) => println!("report: {}", out.display()),
+        Err(e) => eprintln!("could not write {}: {e}", out.display()),
     }
 }
 

@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use cutover::state::RolloutState;
 use cutover::{
-    FileStateStore, Granularity, MigrationContext, MigrationPhase, MigrationStep, ProviderError,
-    RolloutId, RouterCapabilities, StateStore, StoreError, Stored, TrafficRouter, TrafficSplit,
-    Weight,
+    Acquired, Claim, CommandRequest, DecisionRecord, FileStateStore, Granularity, Lease,
+    ListFilter, MigrationContext, MigrationPhase, MigrationStep, ProviderError, QueuedCommand,
+    RolloutId, RouterCapabilities, StateStore, StoreError, Stored, Summary, Timestamp,
+    TrafficRouter, TrafficSplit, Watch, Weight,
 };
 
 static STEPPED: AtomicBool = AtomicBool::new(false);
@@ -45,7 +46,7 @@ pub fn checkpoint(label: &str) {
     }
 }
 
-/// A [`FileStateStore`] with a checkpoint after every save.
+/// A [`FileStateStore`] with a checkpoint after every save and every append to the log.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore(pub FileStateStore);
 
@@ -68,6 +69,65 @@ impl StateStore for CheckpointStore {
         let version = self.0.save(id, state, expected).await?;
         checkpoint(&format!("saved v{version}"));
         Ok(version)
+    }
+
+    async fn append(&self, id: &RolloutId, records: &[DecisionRecord]) -> Result<(), StoreError> {
+        self.0.append(id, records).await?;
+        if let Some(last) = records.last() {
+            checkpoint(&format!("appended to seq {}", last.seq));
+        }
+        Ok(())
+    }
+
+    async fn records(
+        &self,
+        id: &RolloutId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRecord>, StoreError> {
+        self.0.records(id, after, limit).await
+    }
+
+    async fn send(
+        &self,
+        id: &RolloutId,
+        request: &CommandRequest,
+        now: Timestamp,
+    ) -> Result<QueuedCommand, StoreError> {
+        self.0.send(id, request, now).await
+    }
+
+    async fn commands(&self, id: &RolloutId, after: u64) -> Result<Vec<QueuedCommand>, StoreError> {
+        self.0.commands(id, after).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Summary>, StoreError> {
+        self.0.list(filter).await
+    }
+
+    async fn acquire(&self, id: &RolloutId, claim: &Claim) -> Result<Acquired, StoreError> {
+        self.0.acquire(id, claim).await
+    }
+
+    async fn renew(
+        &self,
+        id: &RolloutId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Lease, StoreError> {
+        self.0.renew(id, lease, now).await
+    }
+
+    async fn lease(&self, id: &RolloutId) -> Result<Option<Lease>, StoreError> {
+        self.0.lease(id).await
+    }
+
+    async fn release(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError> {
+        self.0.release(id, lease).await
+    }
+
+    fn watch(&self, id: &RolloutId) -> Watch {
+        self.0.watch(id)
     }
 }
 

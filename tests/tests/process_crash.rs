@@ -10,6 +10,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use cutover::{FileStateStore, RolloutId, StateStore as _};
 use cutover_tests::{FileMigration, FileRouter};
 
 #[derive(Debug, PartialEq)]
@@ -29,11 +30,14 @@ fn child(state: &Path, world: &Path, verdict: &str) -> Command {
     cmd
 }
 
-/// Runs the child freely to the end and reads the world it left.
-fn finish(state: &Path, world: &Path, verdict: &str) -> Run {
-    let output = child(state, world, verdict)
-        .output()
-        .expect("the child runs");
+/// Runs the child freely to the end (taking the rollout over from a killed child when
+/// `takeover`) and reads the world it left.
+fn finish(state: &Path, world: &Path, verdict: &str, takeover: bool) -> Run {
+    let mut cmd = child(state, world, verdict);
+    if takeover {
+        cmd.arg("takeover");
+    }
+    let output = cmd.output().expect("the child runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "child failed: {stdout}");
     let outcome = stdout
@@ -41,6 +45,7 @@ fn finish(state: &Path, world: &Path, verdict: &str) -> Run {
         .find_map(|l| l.strip_prefix("outcome "))
         .unwrap_or_else(|| panic!("no outcome in {stdout}"))
         .to_owned();
+    check_log(state);
     Run {
         outcome,
         final_split: FileRouter::current(world)
@@ -49,6 +54,27 @@ fn finish(state: &Path, world: &Path, verdict: &str) -> Run {
         expand: FileMigration::calls(world, "expand"),
         contract: FileMigration::calls(world, "contract"),
     }
+}
+
+/// The decision log is complete: gap-free from 1 to the state's last record, one `finished`.
+fn check_log(state: &Path) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = FileStateStore::new(state).unwrap();
+        let id = RolloutId::new("crashy").unwrap();
+        let last = store.load(&id).await.unwrap().unwrap().state.last_seq;
+        let log = store.records(&id, 0, usize::MAX).await.unwrap();
+        let seqs: Vec<u64> = log.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+        assert_eq!(
+            log.iter()
+                .filter(|r| r.summary.starts_with("finished"))
+                .count(),
+            1
+        );
+    });
 }
 
 /// Runs the child in stepped mode, lets it pass `kill_at - 1` checkpoints and kills it with
@@ -83,7 +109,7 @@ fn kill_at(state: &Path, world: &Path, verdict: &str, kill_at: usize) -> Vec<Str
 fn check_every_kill_point(verdict: &str) {
     let reference = {
         let (state, world) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        finish(state.path(), world.path(), verdict)
+        finish(state.path(), world.path(), verdict, false)
     };
     let points = {
         let (state, world) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -101,7 +127,7 @@ fn check_every_kill_point(verdict: &str) {
             Some(point),
             "the run is deterministic up to the kill"
         );
-        let resumed = finish(state.path(), world.path(), verdict);
+        let resumed = finish(state.path(), world.path(), verdict, true);
         assert_eq!(
             resumed,
             reference,
@@ -125,14 +151,14 @@ fn killed_rollbacks_resume_to_the_same_end() {
 #[test]
 fn the_reference_runs_end_as_planned() {
     let (state, world) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let promoted = finish(state.path(), world.path(), "pass");
+    let promoted = finish(state.path(), world.path(), "pass", false);
     assert_eq!(promoted.outcome, "promoted");
     assert_eq!(promoted.final_split, "v1 0%, v2 100%");
     assert_eq!(promoted.expand, ["apply"]);
     assert_eq!(promoted.contract, ["apply"]);
 
     let (state, world) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let rolled_back = finish(state.path(), world.path(), "fail");
+    let rolled_back = finish(state.path(), world.path(), "fail", false);
     assert_eq!(rolled_back.outcome, "rolled-back");
     assert_eq!(rolled_back.final_split, "v1 100%, v2 0%");
     assert_eq!(rolled_back.expand, ["apply", "revert"]);

@@ -1,5 +1,6 @@
 //! The [`Gate`] trait: pre-flight checks, manual approvals, webhooks.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{ProviderError, Revisions, RolloutId};
+use crate::{ProviderError, Revisions, RolloutId, Timestamp};
 
 /// Where in a rollout a gate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,6 +39,32 @@ pub enum GateVerdict {
     },
 }
 
+impl fmt::Display for GateVerdict {
+    /// `open`, `pending: <detail>` or `closed: <reason>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GateVerdict::Open => f.write_str("open"),
+            GateVerdict::Pending { detail } => write!(f, "pending: {detail}"),
+            GateVerdict::Closed { reason } => write!(f, "closed: {reason}"),
+        }
+    }
+}
+
+/// A person's answer to a gate, sent as a [`Command::Approve`](crate::Command::Approve) or
+/// [`Command::Reject`](crate::Command::Reject) through the rollout's store and kept in its state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Approval {
+    /// Approved, or rejected.
+    pub approved: bool,
+    /// Who answered.
+    pub by: String,
+    /// Why (may be empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When the engine applied it.
+    pub at: Timestamp,
+}
+
 /// What a gate is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -48,16 +75,97 @@ pub struct GateContext {
     pub revisions: Revisions,
     /// Where the gate is being checked.
     pub stage: GateStage,
+    /// The approvals and rejections people sent to this rollout's gates, by gate name (the
+    /// latest answer per gate).
+    pub approvals: BTreeMap<String, Approval>,
 }
 
 impl GateContext {
-    /// A context.
+    /// A context with no approvals.
     pub fn new(rollout: RolloutId, revisions: Revisions, stage: GateStage) -> Self {
         GateContext {
             rollout,
             revisions,
             stage,
+            approvals: BTreeMap::new(),
         }
+    }
+
+    /// The same context with these approvals.
+    pub fn with_approvals(mut self, approvals: BTreeMap<String, Approval>) -> Self {
+        self.approvals = approvals;
+        self
+    }
+}
+
+/// A gate that waits for a person: open once someone sends
+/// [`Command::Approve`](crate::Command::Approve) naming it (`cutover approve ROLLOUT GATE`, or
+/// [`RolloutHandle::approve`](crate::RolloutHandle::approve) from any process that reaches the
+/// store), closed if someone sends [`Command::Reject`](crate::Command::Reject). Who answered
+/// and why are in the decision record.
+///
+/// ```
+/// use std::time::Duration;
+/// use cutover_core::ApprovalGate;
+/// let gate = ApprovalGate::new("change-board").timeout(Duration::from_secs(24 * 3600));
+/// # let _ = gate;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ApprovalGate {
+    name: String,
+    timeout: Option<Duration>,
+    poll_interval: Duration,
+}
+
+impl ApprovalGate {
+    /// A gate called `name`, waiting without limit. It is asked again as soon as someone
+    /// answers, and otherwise every 5 minutes (each time a "pending" line in the record).
+    pub fn new(name: impl Into<String>) -> Self {
+        ApprovalGate {
+            name: name.into(),
+            timeout: None,
+            poll_interval: Duration::from_mins(5),
+        }
+    }
+
+    /// Closes the gate if nobody answered within `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+#[async_trait]
+impl Gate for ApprovalGate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    async fn check(&self, ctx: &GateContext) -> Result<GateVerdict, ProviderError> {
+        Ok(match ctx.approvals.get(&self.name) {
+            Some(a) if a.approved => GateVerdict::Open,
+            Some(a) => GateVerdict::Closed {
+                reason: if a.reason.is_empty() {
+                    format!("rejected by {}", a.by)
+                } else {
+                    format!("rejected by {}: {}", a.by, a.reason)
+                },
+            },
+            None => GateVerdict::Pending {
+                detail: format!(
+                    "waiting for someone to approve `{}` on rollout `{}`",
+                    self.name, ctx.rollout
+                ),
+            },
+        })
     }
 }
 

@@ -64,8 +64,8 @@ fn shorten(id: &str) -> String {
 /// assert!(RevisionId::new("").is_err());
 /// # Ok::<(), cutover_core::IdError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct RevisionId(String);
 
 impl RevisionId {
@@ -111,8 +111,8 @@ impl RevisionId {
 /// assert!(RolloutId::new("checkout-2026-11-21").is_ok());
 /// assert!(RolloutId::new("../etc/passwd").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct RolloutId(String);
 
 impl RolloutId {
@@ -154,6 +154,12 @@ impl RolloutId {
 
 macro_rules! string_newtype {
     ($ty:ident) => {
+        // Written as the string itself, without the copy `#[serde(into = "String")]` makes.
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)

@@ -89,7 +89,10 @@
 //! - `test-util`: mockall mocks of every trait (`MockTrafficRouter`, ...).
 #![forbid(unsafe_code)]
 
+mod action;
 pub mod analysis;
+mod command;
+mod describe;
 mod engine;
 mod error;
 mod gate;
@@ -103,20 +106,24 @@ mod record;
 mod retry;
 mod route;
 mod router;
+mod setup;
 mod split;
 pub mod state;
-mod store;
+mod status;
+pub mod store;
 mod time;
 mod workload;
 
 pub use cutover_analysis::{Alternative, Measurement, RunLimits, RunStatus, Tally, Verdict};
 
 pub use self::analysis::{Analysis, AnalysisContext, AnalysisResult, Comparison, MetricResult};
+pub use self::command::{Command, CommandEffect, CommandError, CommandRequest, QueuedCommand};
 pub use self::engine::{
-    BuildError, HandleError, Rollout, RolloutBuilder, RolloutError, RolloutEvent, RolloutHandle,
+    BuildError, DEFAULT_EVENT_CAPACITY, DEFAULT_LEASE_TTL, Rollout, RolloutBuilder, RolloutError,
+    RolloutEvent, RolloutHandle,
 };
 pub use self::error::{BoxError, ErrorKind, ProviderError};
-pub use self::gate::{Gate, GateContext, GateStage, GateVerdict};
+pub use self::gate::{Approval, ApprovalGate, Gate, GateContext, GateStage, GateVerdict};
 pub use self::id::{IdError, RevisionId, Revisions, RolloutId};
 pub use self::metric::{MetricQuery, MetricSource, Samples};
 pub use self::migration::{MigrationContext, MigrationPhase, MigrationStep};
@@ -128,13 +135,16 @@ pub use self::plan::{
     ThresholdMetric, ThresholdTemplate,
 };
 pub use self::probe::{Health, HealthProbe};
-pub use self::record::{DecisionRecord, Entry, Inputs, StepRef};
+pub use self::record::{DecisionRecord, Entry, Inputs, StepRef, Takeover};
 pub use self::retry::RetryPolicy;
 pub use self::route::{HeaderRoute, Mirror, RouteError, RouteMatch, StickySession, StringMatch};
 pub use self::router::{RouterCapabilities, TrafficRouter};
 pub use self::split::{Granularity, SplitError, TOTAL_BASIS_POINTS, TrafficSplit, Weight};
 pub use self::state::{Outcome, RolloutState, STATE_FORMAT, StopReason};
-pub use self::store::{FileStateStore, MemoryStateStore, StateStore, StoreError, Stored};
+pub use self::store::{
+    Acquired, Claim, Document, FileStateStore, Lease, ListFilter, MemoryStateStore, StateStore,
+    StoreError, Stored, Summary, Watch,
+};
 pub use self::time::{Clock, Timestamp, TokioClock};
 pub use self::workload::{ReplicaStatus, Workload};
 

@@ -5,14 +5,19 @@ use std::time::Duration;
 use cutover_analysis::Tally;
 use serde::{Deserialize, Serialize};
 
-use crate::planner::{Action, ActionResult, Command, CommandEffect, Decision, Setup};
-use crate::state::{Final, Phase, RolloutState};
+use crate::action::{ActionResult, Decision};
+use crate::command::{CommandEffect, QueuedCommand};
+use crate::status::Phase;
 use crate::{Health, Timestamp, TrafficSplit};
 
 /// One entry of a rollout's decision record.
 ///
-/// Records are kept in the rollout's state (so they survive a restart), streamed as
-/// [`RolloutEvent::Record`](crate::RolloutEvent::Record), and serialize to JSON for export.
+/// Records go to the append-only decision log of the rollout's
+/// [`StateStore`](crate::StateStore), read back with
+/// [`StateStore::records`](crate::StateStore::records) (or
+/// [`RolloutHandle::records`](crate::RolloutHandle::records)); they are streamed as
+/// [`RolloutEvent::Record`](crate::RolloutEvent::Record) once saved, and serialize to JSON for
+/// export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     /// Position in the record, from 1.
@@ -61,18 +66,6 @@ pub struct Inputs {
     pub health: Option<Health>,
 }
 
-impl Inputs {
-    pub(crate) fn of(state: &RolloutState, now: Timestamp) -> Self {
-        Inputs {
-            split: state.split.clone(),
-            step_elapsed: now.saturating_since(state.step_started_at),
-            analysis: state.analysis.as_ref().map(|a| a.tally),
-            background: state.background.as_ref().map(|a| a.tally),
-            health: state.health.as_ref().map(|h| h.value.clone()),
-        }
-    }
-}
-
 /// What a record holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -84,6 +77,9 @@ pub enum Entry {
         engine: String,
         /// Whether it picked up a rollout another engine had started.
         resumed: bool,
+        /// Set when the engine took the rollout from a live owner by force.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        takeover: Option<Takeover>,
     },
     /// A decision of the planner, and for actions what came of them.
     Decision {
@@ -93,126 +89,22 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         result: Option<ActionResult>,
     },
-    /// A command from a handle.
+    /// A command from the rollout's inbox.
     Command {
-        /// The command.
-        command: Command,
+        /// The command, with who sent it, why, and its inbox position.
+        command: QueuedCommand,
         /// What it did.
         effect: CommandEffect,
     },
 }
 
-/// One line describing a decision and its result.
-pub(crate) fn describe(decision: &Decision, result: Option<&ActionResult>) -> String {
-    match decision {
-        Decision::Apply(action) => {
-            let what = describe_action(action);
-            match result {
-                None | Some(ActionResult::Done) => what,
-                Some(ActionResult::AlreadyDone) => format!("{what}: already done"),
-                Some(ActionResult::Gate(v)) => {
-                    format!("{what}: {}", serde_json::to_string(v).unwrap_or_default())
-                }
-                Some(ActionResult::Health(h)) => format!("{what}: {h}"),
-                Some(ActionResult::Workload(statuses)) => {
-                    let parts: Vec<String> = statuses
-                        .iter()
-                        .map(|(r, s)| format!("{r} {}/{} available", s.available, s.desired))
-                        .collect();
-                    format!("{what}: {}", parts.join(", "))
-                }
-                Some(ActionResult::Measured {
-                    measurement,
-                    result,
-                    error,
-                }) => {
-                    let detail = result
-                        .as_ref()
-                        .map(|r| r.summary.clone())
-                        .or_else(|| error.clone())
-                        .unwrap_or_default();
-                    format!(
-                        "{what}: {} {detail}",
-                        serde_json::to_string(measurement)
-                            .unwrap_or_default()
-                            .trim_matches('"')
-                    )
-                }
-                Some(ActionResult::Failed { error, .. }) => format!("{what} failed: {error}"),
-            }
-        }
-        Decision::Wait(Some(d)) => format!("wait {}", humantime::format_duration(*d)),
-        Decision::Wait(None) => "wait for a command".into(),
-        Decision::Advance => "step done".into(),
-        Decision::Extend(_) => "analysis inconclusive: running it again".into(),
-        Decision::Promote => "promote".into(),
-        Decision::Rollback(reason) => format!("roll back: {reason}"),
-        Decision::Pause(reason) => format!("pause: {reason}"),
-        Decision::Conclude { summary, .. } => format!("A/B test concluded: {summary}"),
-        Decision::Complete(Final::Outcome(outcome)) => format!("finished: {outcome}"),
-        Decision::Complete(Final::Failed { error }) => format!("failed: {error}"),
-    }
-}
-
-fn describe_action(action: &Action) -> String {
-    match action {
-        Action::CheckGate { gate } => format!("gate `{gate}`"),
-        Action::ApplyMigration { id } => format!("apply migration `{id}`"),
-        Action::RevertMigration { id } => format!("revert migration `{id}`"),
-        Action::SetSplit { split } => format!("set split {split}"),
-        Action::SetHeaderRoute { route } => format!("set header route `{}`", route.name),
-        Action::RemoveHeaderRoute { name } => format!("remove header route `{name}`"),
-        Action::SetMirror { mirror } => format!(
-            "mirror {} to the candidate (`{}`)",
-            mirror.percentage, mirror.name
-        ),
-        Action::RemoveMirror { name } => format!("remove mirror `{name}`"),
-        Action::Scale { revision, replicas } => format!("scale `{revision}` to {replicas}"),
-        Action::ObserveWorkload { .. } => "replicas".into(),
-        Action::CheckHealth { revision } => format!("health of `{revision}`"),
-        Action::Measure {
-            analysis,
-            measurement,
-            ..
-        } => format!("analysis `{analysis}` #{measurement}"),
-    }
-}
-
-/// One line for a decision, with the phase and step it was taken in (for `Advance`, which
-/// otherwise says nothing about what was done).
-pub(crate) fn describe_in(decision: &Decision, state: &RolloutState, setup: &Setup) -> String {
-    if !matches!(decision, Decision::Advance) {
-        return describe(decision, None);
-    }
-    match state.phase {
-        Phase::PreFlight => "pre-flight checks passed".into(),
-        Phase::Expanding => "expand migrations done; starting the steps".into(),
-        Phase::Progressing => match setup.step_kinds().get(state.step) {
-            Some(kind) => format!("step {} ({kind}) done", state.step),
-            None => "steps done".into(),
-        },
-        Phase::Promoting => match &state.promotion {
-            Some(p) if p.switched_at.is_none() && setup.has_routers => {
-                "all traffic on the candidate".into()
-            }
-            Some(p) if p.switched_at.is_none() => "all replicas on the candidate".into(),
-            _ => "post-promotion checks done".into(),
-        },
-        Phase::RollingBack | Phase::Done => "step done".into(),
-    }
-}
-
-pub(crate) fn describe_command(command: &Command, effect: &CommandEffect) -> String {
-    let name = match command {
-        Command::Pause => "pause".to_owned(),
-        Command::Resume => "resume".to_owned(),
-        Command::Promote => "promote".to_owned(),
-        Command::PromoteFull => "promote-full".to_owned(),
-        Command::Abort { reason } => format!("abort ({reason})"),
-    };
-    if effect.accepted {
-        format!("command {name}: {}", effect.note)
-    } else {
-        format!("command {name} refused: {}", effect.note)
-    }
+/// A forced takeover of a rollout whose owner's lease had not expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Takeover {
+    /// The owner it was taken from.
+    pub from: String,
+    /// Who forced it.
+    pub by: String,
+    /// Why.
+    pub reason: String,
 }

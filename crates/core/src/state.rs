@@ -1,54 +1,27 @@
 //! The persisted state of one rollout: everything a fresh engine needs to carry on.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
 
 use cutover_analysis::{RunStatus, Tally};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{AnalysisResult, Comparison, SequentialState};
-use crate::planner::{Action, Setup};
+use crate::action::{Action, Slot};
+use crate::analysis::{AnalysisResult, SequentialState};
+use crate::plan::{AnalysisRun, Strategy};
 use crate::record::DecisionRecord;
+use crate::setup::{Setup, Step};
+pub use crate::status::{Ending, Final, Outcome, PauseReason, Phase, StopReason};
 use crate::{
-    GateVerdict, HeaderRoute, Health, Mirror, ReplicaStatus, RevisionId, Revisions, RolloutId,
-    Timestamp, TrafficSplit,
+    Approval, GateVerdict, HeaderRoute, Health, Mirror, ReplicaStatus, RevisionId, Revisions,
+    RolloutId, Timestamp, TrafficSplit,
 };
 
 /// The version of the state format written by this release.
-pub const STATE_FORMAT: u32 = 1;
-
-/// Where a rollout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Checking pre-flight gates; nothing has changed yet.
-    PreFlight,
-    /// Applying expand migrations; no traffic has moved yet.
-    Expanding,
-    /// Running the strategy's steps.
-    Progressing,
-    /// Switching all traffic to the candidate, then retiring the old revision and running
-    /// contract migrations.
-    Promoting,
-    /// Returning all traffic to stable and undoing what can be undone.
-    RollingBack,
-    /// Finished; see [`RolloutState::outcome`].
-    Done,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::PreFlight => "pre-flight",
-            Phase::Expanding => "expanding",
-            Phase::Progressing => "progressing",
-            Phase::Promoting => "promoting",
-            Phase::RollingBack => "rolling back",
-            Phase::Done => "done",
-        })
-    }
-}
+///
+/// Format 2 keeps decision records out of the state (in the store's append-only log) and adds
+/// the record and inbox positions; format 1 states are refused with an explanation.
+pub const STATE_FORMAT: u32 = 2;
 
 /// A value and when it was observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +98,9 @@ pub struct GateProgress {
     pub first_checked_at: Timestamp,
     /// Its latest answer.
     pub last: Observed<GateVerdict>,
+    /// Someone approved or rejected the gate since: ask it again now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answered: bool,
 }
 
 /// What happened to a migration step.
@@ -139,42 +115,6 @@ pub enum MigrationStatus {
     Attempted,
     /// Applied, then reverted by a rollback.
     Reverted,
-}
-
-/// Why a rollout is paused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PauseReason {
-    /// Paused through [`RolloutHandle::pause`](crate::RolloutHandle::pause).
-    Manual,
-    /// A `pause: {}` step without a duration.
-    Step,
-    /// An analysis was inconclusive and its plan says to pause.
-    Inconclusive {
-        /// The analysis.
-        analysis: String,
-        /// Whether it was the background analysis.
-        background: bool,
-        /// What it found.
-        summary: String,
-    },
-    /// Blue-green with auto-promotion disabled, waiting to be promoted.
-    AwaitingPromotion,
-}
-
-impl fmt::Display for PauseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PauseReason::Manual => f.write_str("paused by hand"),
-            PauseReason::Step => f.write_str("pause step: waiting to be resumed"),
-            PauseReason::Inconclusive {
-                analysis, summary, ..
-            } => {
-                write!(f, "analysis `{analysis}` was inconclusive: {summary}")
-            }
-            PauseReason::AwaitingPromotion => f.write_str("waiting to be promoted"),
-        }
-    }
 }
 
 /// A pause in effect.
@@ -200,109 +140,6 @@ pub struct PromotionProgress {
     pub point_of_no_return: bool,
 }
 
-/// Why a rollout was rolled back automatically.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum StopReason {
-    /// An analysis run failed.
-    AnalysisFailed {
-        /// The analysis.
-        analysis: String,
-        /// What it found, with the numbers.
-        summary: String,
-    },
-    /// An analysis could not measure, too many times in a row.
-    AnalysisError {
-        /// The analysis.
-        analysis: String,
-        /// The latest error.
-        summary: String,
-    },
-    /// An analysis was inconclusive and its plan says to abort.
-    AnalysisInconclusive {
-        /// The analysis.
-        analysis: String,
-        /// What it found.
-        summary: String,
-    },
-    /// A health probe reported the candidate failed.
-    Unhealthy {
-        /// The revision.
-        revision: RevisionId,
-        /// The probe's reason.
-        reason: String,
-    },
-    /// A step waited on the world longer than the progress deadline.
-    ProgressDeadline {
-        /// The deadline.
-        #[serde(with = "crate::time::serde_duration")]
-        deadline: Duration,
-        /// What it was waiting for.
-        waiting_for: String,
-    },
-    /// A gate said no, or stayed pending past its timeout.
-    GateClosed {
-        /// The gate.
-        gate: String,
-        /// Its reason.
-        reason: String,
-    },
-}
-
-impl fmt::Display for StopReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StopReason::AnalysisFailed { analysis, summary } => {
-                write!(f, "analysis `{analysis}` failed: {summary}")
-            }
-            StopReason::AnalysisError { analysis, summary } => {
-                write!(f, "analysis `{analysis}` could not measure: {summary}")
-            }
-            StopReason::AnalysisInconclusive { analysis, summary } => {
-                write!(f, "analysis `{analysis}` stayed inconclusive: {summary}")
-            }
-            StopReason::Unhealthy { revision, reason } => {
-                write!(f, "revision `{revision}` is unhealthy: {reason}")
-            }
-            StopReason::ProgressDeadline {
-                deadline,
-                waiting_for,
-            } => write!(
-                f,
-                "no progress within the {} deadline: still waiting for {waiting_for}",
-                humantime::format_duration(*deadline)
-            ),
-            StopReason::GateClosed { gate, reason } => write!(f, "gate `{gate}` closed: {reason}"),
-        }
-    }
-}
-
-/// How a rollout that is rolling back will end.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ending {
-    /// Rolled back automatically.
-    RolledBack(StopReason),
-    /// Aborted through the handle.
-    Aborted {
-        /// The reason given.
-        reason: String,
-    },
-    /// A provider failed for good; the run returns an error once traffic is back on stable.
-    Failed {
-        /// The operation and the error.
-        error: String,
-    },
-    /// An A/B test that did not promote.
-    Concluded {
-        /// The comparison, if one was made.
-        comparison: Option<Comparison>,
-        /// What the comparison found.
-        summary: String,
-    },
-}
-
 /// Progress of a rollback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RollbackProgress {
@@ -310,53 +147,6 @@ pub struct RollbackProgress {
     pub ending: Ending,
     /// When it began.
     pub started_at: Timestamp,
-}
-
-/// How a rollout ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Outcome {
-    /// The candidate is the new stable.
-    Promoted,
-    /// Rolled back automatically; all traffic is on stable.
-    RolledBack(StopReason),
-    /// Aborted through the handle; all traffic is on stable.
-    Aborted {
-        /// The reason given.
-        reason: String,
-    },
-    /// An A/B test ended without promoting; all traffic is on stable.
-    Concluded {
-        /// The comparison, with the winner if there was one.
-        comparison: Option<Comparison>,
-        /// What the comparison found.
-        summary: String,
-    },
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Promoted => f.write_str("promoted"),
-            Outcome::RolledBack(reason) => write!(f, "rolled back: {reason}"),
-            Outcome::Aborted { reason } => write!(f, "aborted: {reason}"),
-            Outcome::Concluded { summary, .. } => write!(f, "concluded: {summary}"),
-        }
-    }
-}
-
-/// The stored end of a rollout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Final {
-    /// It ended with an outcome.
-    Outcome(Outcome),
-    /// It failed: a provider error that retries did not cure. Traffic was returned to stable.
-    Failed {
-        /// The error.
-        error: String,
-    },
 }
 
 /// Everything a fresh engine needs to carry on a rollout, written to the
@@ -368,7 +158,8 @@ pub struct RolloutState {
     /// The rollout.
     pub id: RolloutId,
     /// The plan and the providers' shape it was started with; a resumed engine must match it.
-    pub setup: Setup,
+    /// Shared with the engine (it never changes during a rollout).
+    pub setup: Arc<Setup>,
     /// When it started.
     pub started_at: Timestamp,
     /// Where it is.
@@ -399,6 +190,9 @@ pub struct RolloutState {
     pub background: Option<AnalysisProgress>,
     /// Gate answers, by gate name.
     pub gates: BTreeMap<String, GateProgress>,
+    /// People's approvals and rejections of gates, by gate name (the latest per gate).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub approvals: BTreeMap<String, Approval>,
     /// Migration steps that ran, by id.
     pub migrations: BTreeMap<String, MigrationStatus>,
     /// A pause in effect.
@@ -414,13 +208,23 @@ pub struct RolloutState {
     pub pending: Option<Action>,
     /// How it ended, once done.
     pub outcome: Option<Final>,
-    /// Every decision so far, in order.
-    pub records: Vec<DecisionRecord>,
+    /// When the state was last saved.
+    pub updated_at: Timestamp,
+    /// The `seq` of the latest decision record, whether or not it is in the log yet.
+    pub last_seq: u64,
+    /// Records saved with this state but not yet confirmed appended to the store's decision
+    /// log. The engine appends them after the save (appending is idempotent by `seq`), so a
+    /// crash between the two loses nothing; normally one or two records.
+    pub unlogged: Vec<DecisionRecord>,
+    /// The inbox position of the latest command applied: commands after it are pending. Saved
+    /// with the command's effect, so each command applies exactly once.
+    pub last_command: u64,
 }
 
 impl RolloutState {
     /// The state of a rollout that has not started.
-    pub fn new(id: RolloutId, setup: Setup, now: Timestamp) -> Self {
+    pub fn new(id: RolloutId, setup: impl Into<Arc<Setup>>, now: Timestamp) -> Self {
+        let setup = setup.into();
         RolloutState {
             format: STATE_FORMAT,
             id,
@@ -440,6 +244,7 @@ impl RolloutState {
             analysis: None,
             background: None,
             gates: BTreeMap::new(),
+            approvals: BTreeMap::new(),
             migrations: BTreeMap::new(),
             pause: None,
             promote_full: false,
@@ -447,7 +252,10 @@ impl RolloutState {
             rollback: None,
             pending: None,
             outcome: None,
-            records: Vec::new(),
+            updated_at: now,
+            last_seq: 0,
+            unlogged: Vec::new(),
+            last_command: 0,
         }
     }
 
@@ -470,5 +278,35 @@ impl RolloutState {
         limits: &cutover_analysis::RunLimits,
     ) -> RunStatus {
         progress.map_or(RunStatus::Running, |p| p.tally.status(limits))
+    }
+}
+
+impl RolloutState {
+    /// The analysis run a measurement in `slot` belongs to, and the count it defaults to, in
+    /// the current step or phase.
+    pub(crate) fn analysis_run(
+        &self,
+        setup: &Setup,
+        slot: Slot,
+    ) -> Option<(AnalysisRun, Option<u32>)> {
+        match slot {
+            Slot::Background => match &setup.plan.strategy {
+                Strategy::Canary(c) => c
+                    .background_analysis
+                    .as_ref()
+                    .map(|bg| (bg.analysis.clone(), None)),
+                _ => None,
+            },
+            Slot::Step => match self.phase {
+                Phase::Progressing => match setup.step(self.step) {
+                    Some(Step::Analysis(run)) => Some((run.clone(), Some(1))),
+                    _ => None,
+                },
+                Phase::Promoting => setup
+                    .post_promotion_analysis()
+                    .map(|r| (r.clone(), Some(1))),
+                _ => None,
+            },
+        }
     }
 }

@@ -23,8 +23,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!((t + Duration::from_secs(2)).saturating_since(t), Duration::from_secs(2));
 /// assert_eq!(t.saturating_since(t + Duration::from_secs(2)), Duration::ZERO);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(u64);
+
+/// Shown as RFC 3339, like `Display`: `Timestamp(2026-11-21T20:43:11.123Z)`.
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({self})")
+    }
+}
 
 impl Timestamp {
     /// The timestamp `millis` milliseconds after the Unix epoch.

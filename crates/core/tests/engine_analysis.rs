@@ -33,7 +33,7 @@ async fn inconclusive_pauses_and_resume_accepts_it() {
     let run = tokio::spawn(rollout.run());
     until(&mut events, is_pause).await;
     assert_eq!(candidate_weights(&router.splits()), [pct(10)]);
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(checks.calls().len(), 1);
 }
@@ -252,7 +252,7 @@ async fn threshold_template_reads_the_metric_source() {
             .iter()
             .all(|q| q.revision == candidate() && q.window == mins(5))
     );
-    let records = handle.records();
+    let records = handle.records().await.unwrap();
     assert!(
         records
             .iter()
@@ -340,7 +340,7 @@ async fn resuming_an_inconclusive_background_run_measures_again_one_interval_lat
     let run = tokio::spawn(rollout.run());
     until(&mut events, is_pause).await;
     let paused_at = tokio::time::Instant::now();
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     let calls = checks.calls();
     assert!(calls.len() >= 2);
@@ -368,7 +368,7 @@ async fn promote_full_overrides_an_inconclusive_background_run() {
     let mut events = events(&rollout);
     let run = tokio::spawn(rollout.run());
     until(&mut events, is_pause).await;
-    handle.promote_full().unwrap();
+    handle.promote_full("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(candidate_weights(&router.splits()), [pct(10), pct(100)]);
 }

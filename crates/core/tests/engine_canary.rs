@@ -35,7 +35,7 @@ async fn canary_promotes_when_analysis_passes() {
     assert_eq!(checks.calls().len(), 2);
     // Two 5-minute pauses on virtual time.
     assert!(started.elapsed() >= mins(10), "{:?}", started.elapsed());
-    let records = handle.records();
+    let records = handle.records().await.unwrap();
     assert!(
         records
             .iter()
@@ -90,17 +90,17 @@ async fn pause_step_waits_for_resume() {
     tokio::time::sleep(mins(24 * 60)).await;
     assert_eq!(candidate_weights(&router.splits()), [pct(10)]);
 
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(
         candidate_weights(&router.splits()),
         [pct(10), pct(50), pct(100)]
     );
-    let summaries = summaries(&handle.records());
+    let summaries = summaries(&handle.records().await.unwrap());
     assert!(
         summaries
             .iter()
-            .any(|s| s.starts_with("command resume: resumed")),
+            .any(|s| s.starts_with("command resume by handle (test): resumed")),
         "{summaries:#?}"
     );
 }
@@ -118,14 +118,14 @@ async fn manual_pause_holds_a_timed_step_until_resumed() {
     let run = tokio::spawn(rollout.run());
 
     until(&mut events, |e| is_split_to(e, pct(10))).await;
-    handle.pause().unwrap();
+    handle.pause("test").await.unwrap();
     tokio::time::sleep(mins(60)).await;
     assert_eq!(
         candidate_weights(&router.splits()),
         [pct(10)],
         "paused: the 5-minute pause must not end"
     );
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(
         candidate_weights(&router.splits()),
@@ -156,7 +156,7 @@ async fn promote_full_skips_remaining_steps() {
 
     until(&mut events, is_pause).await;
     let before = tokio::time::Instant::now();
-    handle.promote_full().unwrap();
+    handle.promote_full("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(candidate_weights(&router.splits()), [pct(10), pct(100)]);
     assert!(checks.calls().is_empty(), "analysis was skipped");
@@ -182,7 +182,7 @@ async fn promote_skips_only_the_current_step() {
 
     until(&mut events, |e| is_split_to(e, pct(10))).await;
     let before = tokio::time::Instant::now();
-    handle.promote().unwrap();
+    handle.promote("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     // The hour-long pause was skipped, the 5-minute one was not.
     let waited = before.elapsed();
@@ -219,11 +219,12 @@ async fn abort_returns_all_traffic_to_stable() {
 
     until(&mut events, is_pause).await;
     assert_eq!(router.header_routes().len(), 1);
-    handle.abort("error budget burned").unwrap();
+    handle.abort("error budget burned").await.unwrap();
     let outcome = run.await.unwrap().unwrap();
     assert_eq!(
         outcome,
         Outcome::Aborted {
+            by: "handle".into(),
             reason: "error budget burned".into()
         }
     );
@@ -232,7 +233,11 @@ async fn abort_returns_all_traffic_to_stable() {
         router.header_routes().is_empty(),
         "managed routes are removed on abort"
     );
-    assert!(handle.abort("again").is_err(), "the engine is gone");
+    let again = handle.abort("again").await;
+    assert!(
+        matches!(again, Err(cutover_core::StoreError::Finished { .. })),
+        "a finished rollout takes no commands: {again:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

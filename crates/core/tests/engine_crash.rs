@@ -1,4 +1,4 @@
-//! Crash and resume: stop the engine at every save of random plans, start a fresh engine on the
+//! Crash and resume: stop the engine at every write (state save or log append) of random plans, start a fresh engine on the
 //! same store, and check it reaches the same end with every migration run exactly once.
 
 mod common;
@@ -216,14 +216,14 @@ proptest! {
             let clock = TokioClock::starting_at(Timestamp::from_unix_millis(1_700_000_000_000));
 
             let (reference_world, plan) = world(&spec);
-            let counting = CrashingStore::new(u64::MAX, CrashMode::AfterSave);
+            let counting = CrashingStore::new(u64::MAX, CrashMode::AfterWrite);
             let outcome = rollout(&reference_world, &plan, counting.clone(), clock).run().await;
             let reference = ending(&reference_world, outcome);
             prop_assert!(reference.outcome.is_ok(), "{:?}", reference.outcome);
-            let saves = counting.saves();
+            let saves = counting.writes();
 
             for crash_at in 1..=saves {
-                for mode in [CrashMode::AfterSave, CrashMode::BeforeSave] {
+                for mode in [CrashMode::AfterWrite, CrashMode::BeforeWrite] {
                     let (world, plan) = world(&spec);
                     let store = CrashingStore::new(crash_at, mode);
                     let first = rollout(&world, &plan, store.clone(), clock);
@@ -231,9 +231,28 @@ proptest! {
                         result = first.run() => prop_assert!(false, "no crash at save {crash_at}: {result:?}"),
                         () = store.crashed() => {}
                     }
+                    // What the dead engine left: records in the log, and records saved with the
+                    // state but maybe not appended yet.
+                    let id = cutover_core::RolloutId::new("crashy").unwrap();
+                    let mut left = store.inner().records(&id, 0, usize::MAX).await.unwrap();
+                    if let Some(stored) = store.inner().load(&id).await.unwrap() {
+                        for r in stored.state.unlogged {
+                            if r.seq > left.last().map_or(0, |l| l.seq) {
+                                left.push(r);
+                            }
+                        }
+                    }
                     let resumed = rollout(&world, &plan, store.inner(), clock).run().await;
                     let after_crash = ending(&world, resumed);
-                    prop_assert_eq!(&after_crash, &reference, "crash at save {} of {} ({:?})", crash_at, saves, mode);
+                    prop_assert_eq!(&after_crash, &reference, "crash at write {} of {} ({:?})", crash_at, saves, mode);
+                    // The log is gap-free from 1, keeps every record the dead engine saved, and
+                    // holds each record once.
+                    let log = store.inner().records(&id, 0, usize::MAX).await.unwrap();
+                    let last = store.inner().load(&id).await.unwrap().unwrap().state.last_seq;
+                    let seqs: Vec<u64> = log.iter().map(|r| r.seq).collect();
+                    prop_assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+                    prop_assert!(log.len() >= left.len() && log[..left.len()] == left[..], "a record the first engine saved was lost or rewritten (crash at write {})", crash_at);
+                    prop_assert_eq!(log.iter().filter(|r| r.summary.starts_with("finished")).count(), 1);
                 }
             }
             Ok(())

@@ -104,7 +104,7 @@ async fn judge_rolls_back_a_slower_candidate_with_its_numbers_in_the_record() {
     assert!(queries.iter().all(|q| q.window == mins(10)));
     assert!(queries.iter().any(|q| q.revision == stable()));
     // The record holds the per-metric numbers and the score.
-    let results = measured(&handle.records());
+    let results = measured(&handle.records().await.unwrap());
     assert_eq!(results.len(), 1);
     let r = &results[0];
     assert_eq!(r.verdict, Verdict::Fail);
@@ -138,7 +138,7 @@ async fn judge_promotes_an_equal_candidate() {
         .unwrap();
     let handle = rollout.handle();
     assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
-    let results = measured(&handle.records());
+    let results = measured(&handle.records().await.unwrap());
     assert_eq!(results[0].verdict, Verdict::Pass);
     assert!(
         results[0].summary.starts_with("score 100.00 Pass"),
@@ -211,7 +211,7 @@ async fn conditions_succeed_on_a_streak_of_passes() {
     let handle = rollout.handle();
     assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
     assert_eq!(proxy.queries().len(), 4);
-    let verdicts: Vec<_> = measured(&handle.records())
+    let verdicts: Vec<_> = measured(&handle.records().await.unwrap())
         .iter()
         .map(|r| r.verdict)
         .collect();

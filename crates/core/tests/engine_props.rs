@@ -11,9 +11,10 @@ use cutover_core::planner::{
 };
 use cutover_core::state::{Final, RolloutState};
 use cutover_core::{
-    AbTest, AnalysisResult, AnalysisRun, AutoPromotion, BlueGreen, Canary, CanaryStep, Comparison,
-    ErrorKind, GateVerdict, Health, Measurement, OnInconclusive, Outcome, Plan, Quantity,
-    ReplicaStatus, Revisions, Rolling, RolloutEvent, RolloutId, Scale, Timestamp, Verdict, Weight,
+    AbTest, AnalysisResult, AnalysisRun, AutoPromotion, BlueGreen, Canary, CanaryStep,
+    CommandRequest, Comparison, ErrorKind, GateVerdict, Health, Measurement, OnInconclusive,
+    Outcome, Plan, Quantity, ReplicaStatus, Revisions, Rolling, RolloutEvent, RolloutId, Scale,
+    Timestamp, Verdict, Weight,
 };
 use cutover_test::{FakeRouter, ScriptedAnalysis};
 use futures_util::StreamExt as _;
@@ -160,12 +161,13 @@ proptest! {
                 // virtual-time timeout: bound the number of events instead.
                 prop_assert!(seen.len() < 5_000, "no end after 5000 events: {:?}", &seen[seen.len() - 5..]);
                 if is_pause(&event) {
-                    let _ = match people.next().unwrap() {
-                        Person::Resume => handle.resume(),
-                        Person::Promote => handle.promote(),
-                        Person::PromoteFull => handle.promote_full(),
-                        Person::Abort => handle.abort("property test"),
+                    let command = match people.next().unwrap() {
+                        Person::Resume => Command::Resume,
+                        Person::Promote => Command::Promote,
+                        Person::PromoteFull => Command::PromoteFull,
+                        Person::Abort => Command::Abort,
                     };
+                    let _ = handle.send(CommandRequest::new(command, "person").reason("property test")).await;
                 }
                 if let RolloutEvent::Finished(end) = &event {
                     finished = Some(end.clone());
@@ -244,7 +246,11 @@ fn simulate(setup: &Setup, world: &mut World) -> (Final, usize) {
             Decision::Wait(Some(d)) => now = now + d.max(std::time::Duration::from_millis(1)),
             Decision::Wait(None) => {
                 let command = world.pick(&world.commands.clone());
-                apply_command(&mut state, &command, now);
+                apply_command(
+                    &mut state,
+                    &CommandRequest::new(command, "sim").reason("sim"),
+                    now,
+                );
             }
             Decision::Apply(action) => {
                 let result = match &action {
@@ -381,7 +387,7 @@ proptest! {
         ready in proptest::collection::vec(any::<bool>(), 1..4),
         gates in proptest::collection::vec(prop_oneof![4 => Just(GateVerdict::Open), 1 => Just(GateVerdict::Pending { detail: "later".into() })], 1..3),
         commands in proptest::collection::vec(prop_oneof![
-            Just(Command::Resume), Just(Command::Promote), Just(Command::PromoteFull), Just(Command::Abort { reason: "sim".into() })
+            Just(Command::Resume), Just(Command::Promote), Just(Command::PromoteFull), Just(Command::Abort)
         ], 1..4),
         fail_effects in proptest::collection::vec(prop_oneof![9 => Just(false), 1 => Just(true)], 1..4),
         has_probe in any::<bool>(),

@@ -40,7 +40,7 @@ async fn closed_preflight_gate_changes_nothing() {
     );
     assert!(router.calls().is_empty(), "no router call at all");
     assert_eq!(migration.applies(), 0);
-    let summaries = summaries(&handle.records());
+    let summaries = summaries(&handle.records().await.unwrap());
     assert!(
         position(&summaries, "gate `backup-fresh`")
             < position(&summaries, "gate `change-approved`")
@@ -150,7 +150,7 @@ async fn expand_runs_before_traffic_and_contract_after_promotion_and_bake() {
     let started = tokio::time::Instant::now();
     assert_eq!(rollout.run().await.unwrap(), Outcome::Promoted);
     assert_eq!((expand.applies(), contract.applies()), (1, 1));
-    let summaries = summaries(&handle.records());
+    let summaries = summaries(&handle.records().await.unwrap());
     let expanded = position(&summaries, "apply migration `add-status-column`");
     let first_split = position(&summaries, "set split v1 90%, v2 10%");
     let promoted = position(&summaries, "set split v1 0%, v2 100%");
@@ -185,7 +185,7 @@ async fn abort_reverts_reversible_expand_steps_in_reverse_order() {
     let mut events = events(&rollout);
     let run = tokio::spawn(rollout.run());
     until(&mut events, is_pause).await;
-    handle.abort("bad canary").unwrap();
+    handle.abort("bad canary").await.unwrap();
     assert!(matches!(
         run.await.unwrap().unwrap(),
         Outcome::Aborted { .. }
@@ -204,7 +204,7 @@ async fn abort_reverts_reversible_expand_steps_in_reverse_order() {
         0,
         "contract never runs without promotion"
     );
-    let summaries = summaries(&handle.records());
+    let summaries = summaries(&handle.records().await.unwrap());
     let stable_again = position(&summaries, "set split v1 100%, v2 0%");
     assert!(stable_again < position(&summaries, "revert migration `add-index`"));
     assert!(
@@ -245,7 +245,7 @@ async fn an_expand_step_that_failed_part_way_is_reverted_too() {
         !router.calls().iter().any(|op| op == "set_split"),
         "traffic was never touched"
     );
-    let summaries = summaries(&handle.records());
+    let summaries = summaries(&handle.records().await.unwrap());
     assert!(
         position(&summaries, "revert migration `backfill`")
             < position(&summaries, "revert migration `create-table`")
@@ -273,14 +273,14 @@ async fn abort_is_refused_past_the_point_of_no_return() {
         decision(e).is_some_and(|d| format!("{d:?}").contains("replicas: 0"))
     })
     .await;
-    handle.abort("too late").unwrap();
+    handle.abort("too late").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(contract.applies(), 1);
-    let summaries = summaries(&handle.records());
+    let summaries = summaries(&handle.records().await.unwrap());
     assert!(
         summaries
             .iter()
-            .any(|s| s.contains("command abort (too late) refused")
+            .any(|s| s.contains("command abort by handle (too late) refused")
                 && s.contains("point of no return")),
         "{summaries:#?}"
     );
@@ -300,7 +300,10 @@ async fn abort_during_scale_down_delay_still_rolls_back() {
     let mut events = events(&rollout);
     let run = tokio::spawn(rollout.run());
     until(&mut events, |e| is_split_to(e, pct(100))).await;
-    handle.abort("smoke test failed after switch").unwrap();
+    handle
+        .abort("smoke test failed after switch")
+        .await
+        .unwrap();
     assert!(matches!(
         run.await.unwrap().unwrap(),
         Outcome::Aborted { .. }
@@ -343,7 +346,7 @@ async fn progress_deadline_rolls_back_a_stuck_scale_step() {
         waiting_for.contains("3 ready replicas of `v2`") && waiting_for.contains("ready 1"),
         "{waiting_for}"
     );
-    let records = handle.records();
+    let records = handle.records().await.unwrap();
     let rollback = records
         .iter()
         .find(|r| r.summary.starts_with("roll back"))
@@ -439,11 +442,11 @@ async fn header_routes_and_mirrors_are_set_and_cleaned_up() {
         router.mirrors()["shadow"].0.percentage,
         Weight::from_percent(20).unwrap()
     );
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     until(&mut events, is_pause).await;
     assert!(router.mirrors().is_empty(), "removed by its step");
     assert_eq!(router.header_routes().len(), 1);
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert!(router.header_routes().is_empty(), "removed at promotion");
 }
@@ -574,12 +577,12 @@ async fn a_manual_pause_holds_promotion_before_the_point_of_no_return() {
     let mut events = events(&rollout);
     let run = tokio::spawn(rollout.run());
     until(&mut events, |e| is_split_to(e, pct(100))).await;
-    handle.pause().unwrap();
+    handle.pause("test").await.unwrap();
     // A day later the old revision still runs and nothing was contracted.
     tokio::time::sleep(mins(24 * 60)).await;
     assert_eq!(workload.desired(&stable()), 4);
     assert_eq!(contract.applies(), 0);
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!((workload.desired(&stable()), contract.applies()), (0, 1));
 }
@@ -605,7 +608,7 @@ async fn a_manual_pause_holds_promotion_before_the_switch() {
     let mut events = events(&rollout);
     let run = tokio::spawn(rollout.run());
     until(&mut events, |e| matches!(e, cutover_core::RolloutEvent::Record(r) if r.summary.contains("gate `confirm-promotion`"))).await;
-    handle.pause().unwrap();
+    handle.pause("test").await.unwrap();
     tokio::time::sleep(mins(24 * 60)).await;
     assert_eq!(
         candidate_weights(&router.splits()),
@@ -613,7 +616,7 @@ async fn a_manual_pause_holds_promotion_before_the_switch() {
         "no switch while paused"
     );
     assert_eq!(gate.checks(), 1, "the gate is not even asked again");
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(candidate_weights(&router.splits()), [pct(50), pct(100)]);
 }

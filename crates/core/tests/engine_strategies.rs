@@ -51,7 +51,7 @@ async fn blue_green_previews_switches_once_and_retires_the_old_revision() {
         router.header_routes().is_empty(),
         "the preview route is removed after the switch"
     );
-    let s = summaries(&handle.records());
+    let s = summaries(&handle.records().await.unwrap());
     assert!(position(&s, "set header route `preview`") < position(&s, "analysis `smoke` #1"));
     assert!(position(&s, "scale `v2` to 4") < position(&s, "set split"));
     assert!(position(&s, "analysis `errors` #3") < position(&s, "scale `v1` to 0"));
@@ -131,7 +131,7 @@ async fn blue_green_waits_for_manual_promotion() {
     let run = tokio::spawn(rollout.run());
     until(&mut events, is_pause).await;
     assert!(router.splits().is_empty());
-    handle.promote().unwrap();
+    handle.promote("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
     assert_eq!(candidate_weights(&router.splits()), [pct(100)]);
 }

@@ -15,7 +15,9 @@
 //! | `kubernetes`: Deployments, Service-selector / HTTPRoute / replica-ratio routers, pod probe, ConfigMap store, Lease | `cutover-kubernetes` | `kubernetes` |
 //! | `local`: embedded HTTP proxy router, HTTP probe, proxy metrics, demo service, load generator | `cutover-local` | `local` |
 //! | `istio`: VirtualService router, DestinationRule subsets | `cutover-istio` | `istio` |
+//! | `fleet`: PostgreSQL state store, rollouts as data, workers with fenced leases | `cutover-fleet` | `fleet` |
 //! | `prometheus`: Prometheus metric source, PromQL templates (cutover-local proxy, Istio, NGINX ingress) with escaped arguments | `cutover-prometheus` | `prometheus` |
+//! | `dashboard`: HTML report of a rollout with charts, live web dashboard with controls | `cutover-dashboard` | `dashboard` |
 //!
 //! Each provider is an opt-in feature.
 //!
@@ -52,7 +54,11 @@
 //!   `gateway_api` versions it is built on).
 //! - `local`: the `local` module, the embedded proxy router (`cutover-local`).
 //! - `istio`: the `istio` module (`cutover-istio`).
+//! - `fleet`: the `fleet` module, many worker processes sharing rollouts through PostgreSQL
+//!   (`cutover-fleet`).
 //! - `prometheus`: the `prometheus` module, the Prometheus metric source (`cutover-prometheus`).
+//! - `dashboard`: the `dashboard` module, the HTML report and the live dashboard
+//!   (`cutover-dashboard`).
 //!
 //! # MSRV
 //!
@@ -61,6 +67,10 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
+#[cfg(feature = "dashboard")]
+pub use cutover_dashboard as dashboard;
+#[cfg(feature = "fleet")]
+pub use cutover_fleet as fleet;
 #[cfg(feature = "istio")]
 pub use cutover_istio as istio;
 #[cfg(feature = "kubernetes")]

@@ -1,5 +1,6 @@
 //! Test support for cutover: fakes of every provider, scripted metrics, a state store that
-//! simulates crashes, and the contract suite every [`TrafficRouter`](cutover_core::TrafficRouter) must pass.
+//! simulates crashes, and the contract suites every [`TrafficRouter`](cutover_core::TrafficRouter)
+//! and every [`StateStore`](cutover_core::StateStore) must pass.
 //!
 //! # Overview
 //!
@@ -36,6 +37,7 @@ mod migration;
 mod probe;
 mod router;
 mod store;
+mod store_contract;
 mod workload;
 
 pub use self::analysis::ScriptedAnalysis;
@@ -47,6 +49,7 @@ pub use self::migration::FakeMigration;
 pub use self::probe::FakeProbe;
 pub use self::router::FakeRouter;
 pub use self::store::{CrashMode, CrashingStore};
+pub use self::store_contract::{StoreContractReport, StoreContractViolation, store_contract};
 pub use self::workload::FakeWorkload;
 
 /// Installs a tracing subscriber that writes to the test output, once per process; respects

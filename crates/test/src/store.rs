@@ -3,26 +3,31 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use cutover_core::state::RolloutState;
-use cutover_core::{MemoryStateStore, RolloutId, StateStore, StoreError, Stored};
+use cutover_core::store::Watch;
+use cutover_core::{
+    Acquired, Claim, CommandRequest, DecisionRecord, Lease, ListFilter, MemoryStateStore,
+    QueuedCommand, RolloutId, StateStore, StoreError, Stored, Summary, Timestamp,
+};
 use tokio::sync::Notify;
 
 /// When a [`CrashingStore`] freezes its engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashMode {
-    /// The save is written, then the engine freezes: it dies right after persisting.
-    AfterSave,
-    /// The engine freezes before the save is written: it dies with the save lost.
-    BeforeSave,
+    /// The write is done, then the engine freezes: it dies right after persisting.
+    AfterWrite,
+    /// The engine freezes before the write is done: it dies with the write lost.
+    BeforeWrite,
 }
 
-/// A [`MemoryStateStore`] that "kills" the engine at its `n`-th save: the save never returns,
-/// so the engine is frozen at that exact point, and the test drops it. A fresh engine on
-/// [`inner`](Self::inner) then resumes the rollout, as a restarted process would.
+/// A [`MemoryStateStore`] that "kills" the engine at its `n`-th write (a state save or a
+/// decision-log append, counted together): the write never returns, so the engine is frozen at
+/// that exact point, and the test drops it. A fresh engine on [`inner`](Self::inner) then
+/// resumes the rollout, as a restarted process would.
 ///
 /// ```no_run
 /// # async fn example(build: impl Fn(cutover_test::CrashingStore) -> cutover_core::Rollout) {
 /// use cutover_test::{CrashMode, CrashingStore};
-/// let store = CrashingStore::new(3, CrashMode::AfterSave);
+/// let store = CrashingStore::new(3, CrashMode::AfterWrite);
 /// let rollout = build(store.clone());
 /// tokio::select! {
 ///     _ = rollout.run() => {}            // finished before the 3rd save
@@ -36,13 +41,13 @@ pub struct CrashingStore {
     inner: MemoryStateStore,
     crash_at: u64,
     mode: CrashMode,
-    saves: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
     crashed: Arc<AtomicBool>,
     notify: Arc<Notify>,
 }
 
 impl CrashingStore {
-    /// A store that freezes at save number `crash_at` (from 1).
+    /// A store that freezes at write number `crash_at` (from 1).
     pub fn new(crash_at: u64, mode: CrashMode) -> Self {
         Self::wrapping(MemoryStateStore::new(), crash_at, mode)
     }
@@ -53,7 +58,7 @@ impl CrashingStore {
             inner,
             crash_at,
             mode,
-            saves: Arc::default(),
+            writes: Arc::default(),
             crashed: Arc::default(),
             notify: Arc::default(),
         }
@@ -64,9 +69,9 @@ impl CrashingStore {
         self.inner.clone()
     }
 
-    /// Saves attempted so far.
-    pub fn saves(&self) -> u64 {
-        self.saves.load(Ordering::SeqCst)
+    /// Writes (saves and appends) attempted so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// Whether the crash happened.
@@ -93,6 +98,23 @@ impl CrashingStore {
     }
 }
 
+impl CrashingStore {
+    /// Counts a write and does it, unless this is the write to crash at.
+    async fn write<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < self.crash_at {
+            return write.await;
+        }
+        if n == self.crash_at && self.mode == CrashMode::AfterWrite {
+            write.await?;
+        }
+        self.freeze().await
+    }
+}
+
 #[async_trait]
 impl StateStore for CrashingStore {
     fn name(&self) -> &'static str {
@@ -109,13 +131,61 @@ impl StateStore for CrashingStore {
         state: &RolloutState,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
-        if n < self.crash_at {
-            return self.inner.save(id, state, expected).await;
-        }
-        if n == self.crash_at && self.mode == CrashMode::AfterSave {
-            self.inner.save(id, state, expected).await?;
-        }
-        self.freeze().await
+        self.write(self.inner.save(id, state, expected)).await
+    }
+
+    async fn append(&self, id: &RolloutId, records: &[DecisionRecord]) -> Result<(), StoreError> {
+        self.write(self.inner.append(id, records)).await
+    }
+
+    async fn records(
+        &self,
+        id: &RolloutId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRecord>, StoreError> {
+        self.inner.records(id, after, limit).await
+    }
+
+    async fn send(
+        &self,
+        id: &RolloutId,
+        request: &CommandRequest,
+        now: Timestamp,
+    ) -> Result<QueuedCommand, StoreError> {
+        self.inner.send(id, request, now).await
+    }
+
+    async fn commands(&self, id: &RolloutId, after: u64) -> Result<Vec<QueuedCommand>, StoreError> {
+        self.inner.commands(id, after).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Summary>, StoreError> {
+        self.inner.list(filter).await
+    }
+
+    async fn acquire(&self, id: &RolloutId, claim: &Claim) -> Result<Acquired, StoreError> {
+        self.inner.acquire(id, claim).await
+    }
+
+    async fn renew(
+        &self,
+        id: &RolloutId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Lease, StoreError> {
+        self.inner.renew(id, lease, now).await
+    }
+
+    async fn lease(&self, id: &RolloutId) -> Result<Option<Lease>, StoreError> {
+        self.inner.lease(id).await
+    }
+
+    async fn release(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.release(id, lease).await
+    }
+
+    fn watch(&self, id: &RolloutId) -> Watch {
+        self.inner.watch(id)
     }
 }

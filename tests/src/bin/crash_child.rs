@@ -1,10 +1,12 @@
 //! Runs one canary with file-backed state and providers, on real time, and prints
 //! `outcome <outcome>` at the end.
 //!
-//! Usage: `crash-child <state-dir> <world-dir> <pass|fail> [stepped]`
+//! Usage: `crash-child <state-dir> <world-dir> <pass|fail> [stepped] [takeover]`
 //!
-//! With `stepped`, it stops at every checkpoint (after each save, and after each effect a
-//! provider made) until a line arrives on stdin; the crash test kills it at one of them.
+//! With `stepped`, it stops at every checkpoint (after each save and log append, and after each
+//! effect a provider made) until a line arrives on stdin; the crash test kills it at one of
+//! them. With `takeover`, it takes the rollout from the owner lease a killed process left
+//! behind instead of waiting for the lease to expire.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,17 +42,23 @@ impl cutover::Analysis for Constant {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (state_dir, world_dir, verdict) = match args.as_slice() {
-        [_, state, world, verdict] => (state, world, verdict),
-        [_, state, world, verdict, mode] if mode == "stepped" => {
-            step_through_checkpoints();
-            (state, world, verdict)
+    let (state_dir, world_dir, verdict, flags) = match args.as_slice() {
+        [_, state, world, verdict, flags @ ..]
+            if flags.iter().all(|f| f == "stepped" || f == "takeover") =>
+        {
+            (state, world, verdict, flags)
         }
         _ => {
-            eprintln!("usage: crash-child <state-dir> <world-dir> <pass|fail> [stepped]");
+            eprintln!(
+                "usage: crash-child <state-dir> <world-dir> <pass|fail> [stepped] [takeover]"
+            );
             return ExitCode::FAILURE;
         }
     };
+    if flags.iter().any(|f| f == "stepped") {
+        step_through_checkpoints();
+    }
+    let takeover = flags.iter().any(|f| f == "takeover");
     let verdict = if verdict == "fail" {
         Verdict::Fail
     } else {
@@ -81,9 +89,14 @@ fn main() -> ExitCode {
             .retry(cutover::RetryPolicy {
                 initial_backoff: Duration::from_millis(10),
                 ..cutover::RetryPolicy::default()
-            })
-            .build()
-            .expect("a valid rollout");
+            });
+        let rollout = if takeover {
+            rollout.take_over("crash-test", "the previous process was killed")
+        } else {
+            rollout
+        }
+        .build()
+        .expect("a valid rollout");
         match rollout.run().await {
             Ok(Outcome::Promoted) => println!("outcome promoted"),
             Ok(Outcome::RolledBack(_)) => println!("outcome rolled-back"),

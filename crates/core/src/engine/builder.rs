@@ -1,9 +1,8 @@
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
-
-use super::{BuildError, Providers, Rollout};
+use super::{BuildError, Ownership, Providers, Rollout};
 use crate::analysis::{
     ConditionsAnalysis, JudgeAnalysis, ProportionsAnalysis, SequentialAnalysis, Sources,
     ThresholdAnalysis,
@@ -53,8 +52,19 @@ pub struct RolloutBuilder {
     clock: Option<Arc<dyn Clock>>,
     retry: Option<RetryPolicy>,
     engine_id: Option<String>,
+    lease_ttl: Duration,
+    takeover: Option<(String, String)>,
+    event_capacity: usize,
     duplicate: Option<BuildError>,
 }
+
+/// How long an owner lease lasts without renewal, unless set with
+/// [`RolloutBuilder::lease_ttl`].
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// How many events a subscriber may fall behind before it misses some, unless set with
+/// [`RolloutBuilder::event_capacity`].
+pub const DEFAULT_EVENT_CAPACITY: usize = 64;
 
 impl RolloutBuilder {
     pub(super) fn new(id: impl Into<String>, plan: Plan) -> Self {
@@ -73,6 +83,9 @@ impl RolloutBuilder {
             clock: None,
             retry: None,
             engine_id: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            takeover: None,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
             duplicate: None,
         }
     }
@@ -157,7 +170,9 @@ impl RolloutBuilder {
         self
     }
 
-    /// Sets where state is kept. Defaults to a [`MemoryStateStore`] of this rollout alone.
+    /// Sets where state, the decision log and the command inbox are kept. Defaults to a
+    /// [`MemoryStateStore`] of this rollout alone, reachable only through
+    /// [`Rollout::handle`](crate::Rollout::handle).
     pub fn state_store(mut self, store: impl StateStore + 'static) -> Self {
         self.store = Some(Arc::new(store));
         self
@@ -179,6 +194,28 @@ impl RolloutBuilder {
     /// Names this engine in records (defaults to a generated id).
     pub fn engine_id(mut self, id: impl Into<String>) -> Self {
         self.engine_id = Some(id.into());
+        self
+    }
+
+    /// How long the owner lease lasts without renewal, for stores whose leases expire (file,
+    /// ConfigMap): another engine can take the rollout over this long after this one died.
+    /// The engine renews it every third of that. Default 15 s; at least 1 s.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Takes the rollout over even if another engine holds a live lease on it (that engine
+    /// stops at its next save or renewal). The takeover is recorded with who and why.
+    pub fn take_over(mut self, by: impl Into<String>, reason: impl Into<String>) -> Self {
+        self.takeover = Some((by.into(), reason.into()));
+        self
+    }
+
+    /// How many events a [subscriber](crate::Rollout::subscribe) may fall behind before it
+    /// misses some (default 64, at least 1). The buffer exists only once someone subscribes.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
         self
     }
 
@@ -223,12 +260,10 @@ impl RolloutBuilder {
                 })
                 .collect(),
         };
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(1024);
-        let (snapshot, _) = watch::channel(None);
+        let private_store = self.store.is_none();
         Ok(Rollout {
             id,
-            setup,
+            setup: Arc::new(setup),
             providers: Providers {
                 routers: self.routers,
                 probes: self.probes,
@@ -242,11 +277,14 @@ impl RolloutBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
             },
             clock: self.clock,
-            engine_id: self.engine_id,
-            commands_tx,
-            commands_rx,
-            events,
-            snapshot,
+            ownership: Ownership {
+                engine_id: self.engine_id,
+                lease_ttl: self.lease_ttl,
+                takeover: self.takeover,
+                private_store,
+            },
+            events: OnceLock::new(),
+            event_capacity: self.event_capacity,
         })
     }
 

@@ -1,6 +1,6 @@
 use thiserror::Error;
 
-use crate::{IdError, PlanError, ProviderError, RolloutId, StoreError};
+use crate::{IdError, PlanError, ProviderError, RolloutId, StoreError, Timestamp};
 
 /// Why a rollout could not be built: its plan cannot be carried out with the providers given.
 #[derive(Debug, Error)]
@@ -126,15 +126,30 @@ pub enum RolloutError {
         /// What differs: `plan`, `revisions`, `migrations`, `gates` or `providers`.
         field: &'static str,
     },
-    /// The rollout is paused and every handle that could resume it was dropped.
+    /// The rollout waits for a command, but it keeps its state in its own private store and no
+    /// handle on it is left, so no command can ever arrive.
     #[error(
-        "rollout `{id}` is paused ({reason}) and no handle is left to resume it; its state is saved, so run it again with a handle"
+        "rollout `{id}` is paused ({reason}) and no handle is left to resume it; give it a shared state store, or keep a handle"
     )]
     Paused {
         /// The rollout.
         id: RolloutId,
         /// Why it is paused.
         reason: String,
+    },
+    /// Another engine owns the rollout: its lease is live. Run again after it expires, or take
+    /// the rollout over with [`RolloutBuilder::take_over`](crate::RolloutBuilder::take_over).
+    #[error(
+        "rollout `{id}` is owned by `{owner}`{}; run again once its lease expires, or take it over by force",
+        until.map_or_else(|| " (while its process runs)".to_owned(), |t| format!(" (lease valid until {t})"))
+    )]
+    Owned {
+        /// The rollout.
+        id: RolloutId,
+        /// The engine that owns it.
+        owner: String,
+        /// When its lease expires unless renewed.
+        until: Option<Timestamp>,
     },
     /// The state store failed; nothing more was done after the last successful save.
     #[error("state store failed")]

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::TrafficSplit;
 use crate::record::DecisionRecord;
@@ -8,8 +9,10 @@ use crate::state::Final;
 
 /// What a rollout reports as it runs, through [`Rollout::subscribe`](crate::Rollout::subscribe).
 ///
-/// A subscriber that falls behind by more than 1024 events misses some and receives
-/// [`RolloutEvent::Lagged`]; the decision record in the state and the outcome of
+/// The stream has a bounded buffer ([`RolloutBuilder::event_capacity`](crate::RolloutBuilder::event_capacity),
+/// 64 events by default) that exists only once someone subscribes. The engine never waits for
+/// a subscriber: one that falls behind misses the oldest events and receives
+/// [`RolloutEvent::Lagged`] with how many. The decision log in the store and the outcome of
 /// [`run`](crate::Rollout::run) stay complete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -17,7 +20,7 @@ use crate::state::Final;
 // Records dominate the stream, so boxing them would save nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum RolloutEvent {
-    /// A decision was recorded (every decision, command and start).
+    /// A decision was recorded (every decision, command and start), once saved.
     Record(DecisionRecord),
     /// Every router now applies a new split.
     SplitChanged {
@@ -47,4 +50,22 @@ pub enum RolloutEvent {
         /// How many.
         missed: u64,
     },
+}
+
+/// The sending side of the event stream: nothing at all until someone subscribes, so a
+/// rollout nobody watches pays nothing for events.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Events(Option<broadcast::Sender<RolloutEvent>>);
+
+impl Events {
+    pub(super) fn new(sender: Option<broadcast::Sender<RolloutEvent>>) -> Self {
+        Events(sender)
+    }
+
+    /// Sends an event built only if someone listens; never waits.
+    pub(super) fn send(&self, event: impl FnOnce() -> RolloutEvent) {
+        if let Some(sender) = self.0.as_ref().filter(|s| s.receiver_count() > 0) {
+            let _ = sender.send(event());
+        }
+    }
 }

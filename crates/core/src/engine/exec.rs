@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use cutover_analysis::Measurement;
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
 use tracing::{Instrument as _, debug_span, warn};
 
+use super::events::Events;
 use super::{Engine, RolloutEvent};
+use crate::StoreError;
 use crate::analysis::{AnalysisContext, AnalysisResult, SequentialInput, SequentialState};
 use crate::planner::{Action, ActionResult, Slot};
 use crate::retry::{Jitter, RetryPolicy};
@@ -19,6 +20,32 @@ use crate::{
     ErrorKind, GateContext, Health, MigrationContext, ProviderError, RevisionId, TrafficRouter,
     TrafficSplit,
 };
+
+/// Calls the store until it succeeds, fails for good, or `attempts` calls were made; waits
+/// between calls as the retry policy says.
+pub(super) async fn with_retries<T, F, Fut>(
+    retrier: &Retrier,
+    attempts: u32,
+    what: &str,
+    mut f: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if e.is_retryable() && attempt < attempts => {
+                let delay = retrier.delay(attempt, None);
+                warn!(attempt, error = %e, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// A provider error that makes the rollout fail, kept to be returned by `run`.
 #[derive(Debug)]
@@ -33,15 +60,11 @@ pub(super) struct Failure {
 pub(super) struct Retrier {
     policy: RetryPolicy,
     jitter: Mutex<Jitter>,
-    events: broadcast::Sender<RolloutEvent>,
+    events: Events,
 }
 
 impl Retrier {
-    pub(super) fn new(
-        policy: RetryPolicy,
-        jitter: Jitter,
-        events: broadcast::Sender<RolloutEvent>,
-    ) -> Self {
+    pub(super) fn new(policy: RetryPolicy, jitter: Jitter, events: Events) -> Self {
         Retrier {
             policy,
             jitter: Mutex::new(jitter),
@@ -75,7 +98,7 @@ impl Retrier {
                 Err(error) if error.is_retryable() && attempt < self.policy.max_attempts => {
                     let delay = self.delay(attempt, error.retry_after());
                     warn!(provider, op, attempt, error = %error.chain(), delay = ?delay, "retrying");
-                    let _ = self.events.send(RolloutEvent::Retrying {
+                    self.events.send(|| RolloutEvent::Retrying {
                         op: op.to_owned(),
                         provider: provider.to_owned(),
                         attempt,
@@ -137,7 +160,8 @@ impl Engine {
                     self.id.clone(),
                     revisions.clone(),
                     stage.unwrap_or(crate::GateStage::PreFlight),
-                );
+                )
+                .with_approvals(self.state.approvals.clone());
                 match self.retrier.call(op, g.name(), || g.check(&ctx)).await {
                     Ok(verdict) => (ActionResult::Gate(verdict), None),
                     // A gate that cannot be asked is closed; that is not a failure of the rollout.
@@ -285,8 +309,8 @@ impl Engine {
         };
         let started = progress.map_or(phase_start, |p| p.started_at);
         let (run, default_count) = self
-            .setup
-            .run_in(slot, &self.state)
+            .state
+            .analysis_run(&self.setup, slot)
             .unwrap_or_else(|| (crate::plan::AnalysisRun::new(analysis), None));
         let min_duration = run.count.or(default_count).map(|c| run.interval * c);
         let canary_weight = self.state.split.as_ref().map_or(0.5, |s| {

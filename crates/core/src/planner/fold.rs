@@ -1,9 +1,9 @@
 //! Pure state transitions: what a decision, an action's result, or a command does to the state.
 
-use serde::{Deserialize, Serialize};
-
-use super::{Action, ActionResult, Command, Decision, Setup, Slot};
+use crate::action::{Action, ActionResult, Decision, Slot};
 use crate::analysis::AnalysisResult;
+use crate::command::{Command, CommandEffect, CommandRequest};
+use crate::setup::Setup;
 use crate::state::{
     AnalysisProgress, Ending, GateProgress, MigrationStatus, Observed, PauseReason, PauseState,
     Phase, PromotionProgress, RollbackProgress, RolloutState,
@@ -238,6 +238,7 @@ fn gate_answer(state: &mut RolloutState, gate: &str, verdict: GateVerdict, now: 
                 value: verdict,
                 at: now,
             },
+            answered: false,
         },
     );
 }
@@ -310,39 +311,21 @@ fn begin_rollback(state: &mut RolloutState, ending: Ending, now: Timestamp) {
     start_step(state, now);
 }
 
-/// What a command did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandEffect {
-    /// Whether it changed anything.
-    pub accepted: bool,
-    /// What it did, or why it was refused.
-    pub note: String,
-}
-
-impl CommandEffect {
-    fn accepted(note: impl Into<String>) -> Self {
-        CommandEffect {
-            accepted: true,
-            note: note.into(),
-        }
-    }
-
-    fn refused(note: impl Into<String>) -> Self {
-        CommandEffect {
-            accepted: false,
-            note: note.into(),
-        }
-    }
-}
-
-/// Applies a command from a handle.
-pub fn apply_command(state: &mut RolloutState, command: &Command, now: Timestamp) -> CommandEffect {
+/// Applies a command: what it changes in the state, and whether it was accepted.
+///
+/// This does not move the inbox position ([`RolloutState::last_command`]); the engine does, in
+/// the same save as the command's effect.
+pub fn apply_command(
+    state: &mut RolloutState,
+    request: &CommandRequest,
+    now: Timestamp,
+) -> CommandEffect {
     let active = matches!(
         state.phase,
         Phase::PreFlight | Phase::Expanding | Phase::Progressing | Phase::Promoting
     );
-    match command {
-        Command::Abort { reason } => {
+    match request.command {
+        Command::Abort => {
             if !active {
                 return CommandEffect::refused(format!("cannot abort while {}", state.phase));
             }
@@ -354,7 +337,8 @@ pub fn apply_command(state: &mut RolloutState, command: &Command, now: Timestamp
             begin_rollback(
                 state,
                 Ending::Aborted {
-                    reason: reason.clone(),
+                    by: request.by.clone(),
+                    reason: request.reason.clone(),
                 },
                 now,
             );
@@ -368,7 +352,10 @@ pub fn apply_command(state: &mut RolloutState, command: &Command, now: Timestamp
                 return CommandEffect::refused("already paused");
             }
             state.pause = Some(PauseState {
-                reason: PauseReason::Manual,
+                reason: PauseReason::Manual {
+                    by: request.by.clone(),
+                    reason: request.reason.clone(),
+                },
                 since: now,
             });
             CommandEffect::accepted("paused")
@@ -408,6 +395,37 @@ pub fn apply_command(state: &mut RolloutState, command: &Command, now: Timestamp
             },
             _ => CommandEffect::refused(format!("cannot promote while {}", state.phase)),
         },
+        Command::Approve | Command::Reject => {
+            let gate = request.subject.clone().unwrap_or_default();
+            if !active {
+                return CommandEffect::refused(format!(
+                    "cannot answer a gate while {}",
+                    state.phase
+                ));
+            }
+            if !state.setup.gates.iter().any(|g| g.name == gate) {
+                return CommandEffect::refused(format!("the rollout has no gate `{gate}`"));
+            }
+            let approved = request.command == Command::Approve;
+            // A pending gate is asked again at once rather than at its next poll.
+            if let Some(progress) = state.gates.get_mut(&gate) {
+                progress.answered = true;
+            }
+            state.approvals.insert(
+                gate.clone(),
+                crate::Approval {
+                    approved,
+                    by: request.by.clone(),
+                    reason: request.reason.clone(),
+                    at: now,
+                },
+            );
+            CommandEffect::accepted(if approved {
+                format!("gate `{gate}` approved")
+            } else {
+                format!("gate `{gate}` rejected")
+            })
+        }
         Command::PromoteFull => match state.phase {
             Phase::PreFlight | Phase::Expanding | Phase::Progressing => {
                 state.promote_full = true;
@@ -450,7 +468,7 @@ fn restart_background(state: &mut RolloutState, now: Timestamp) {
 /// Lifts a pause that has been taken off the state.
 fn lift(state: &mut RolloutState, reason: &PauseReason, now: Timestamp) {
     match reason {
-        PauseReason::Manual => state.progress_since = now,
+        PauseReason::Manual { .. } => state.progress_since = now,
         PauseReason::Inconclusive {
             background: true, ..
         } => restart_background(state, now),

@@ -1,8 +1,10 @@
 //! The phases every strategy shares: gates, expand migrations, promotion and rollback.
 
 use super::steps::{Run, ended, ready, run_analysis};
-use super::{Action, Decision, Setup, Slot, earliest, wait_until};
+use super::wait::{earliest, wait_until};
+use crate::action::{Action, Decision, Slot};
 use crate::plan::Strategy;
+use crate::setup::Setup;
 use crate::state::{Ending, Final, MigrationStatus, Outcome, RolloutState, StopReason};
 use crate::{GateStage, GateVerdict, MigrationPhase, Timestamp, Weight};
 
@@ -42,7 +44,7 @@ pub(super) fn gates(
                     }));
                 }
                 let next = progress.last.at + gate.poll_interval;
-                if now >= next {
+                if now >= next || progress.answered {
                     return Some(Decision::Apply(check));
                 }
                 return Some(wait_until(now, earliest(Some(next), timeout_at)));
@@ -226,7 +228,8 @@ pub(super) fn rolling_back(setup: &Setup, state: &RolloutState, now: Timestamp) 
     }
     Decision::Complete(match &rollback.ending {
         Ending::RolledBack(reason) => Final::Outcome(Outcome::RolledBack(reason.clone())),
-        Ending::Aborted { reason } => Final::Outcome(Outcome::Aborted {
+        Ending::Aborted { by, reason } => Final::Outcome(Outcome::Aborted {
+            by: by.clone(),
             reason: reason.clone(),
         }),
         Ending::Failed { error } => Final::Failed {

@@ -3,15 +3,16 @@
 
 use cutover_analysis::{RunLimits, RunStatus};
 
-use super::{Action, Decision, Setup, Slot, Step, earliest, wait_until};
+use super::wait::{earliest, wait_until};
+use crate::action::{Action, Decision, Slot};
 use crate::plan::{AfterExtensions, AnalysisRun, AutoPromotion, OnInconclusive, Rolling, Strategy};
+use crate::setup::{Setup, Step};
 use crate::state::{AnalysisProgress, PauseReason, RolloutState, StopReason};
 use crate::{Health, RevisionId, Timestamp};
 
 pub(super) fn progressing(setup: &Setup, state: &RolloutState, now: Timestamp) -> Decision {
-    let steps = setup.steps();
     // Promote-full skips the remaining steps and analysis, background analysis included.
-    let Some(step) = steps.get(state.step).filter(|_| !state.promote_full) else {
+    let Some(step) = setup.step(state.step).filter(|_| !state.promote_full) else {
         return Decision::Promote;
     };
     let mut wake = None;
@@ -21,7 +22,7 @@ pub(super) fn progressing(setup: &Setup, state: &RolloutState, now: Timestamp) -
     if state.pause.is_some() {
         return wait_until(now, wake);
     }
-    step_decision(setup, state, now, step, wake)
+    step_decision(setup, state, now, &step, wake)
 }
 
 fn step_decision(

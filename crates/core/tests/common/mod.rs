@@ -134,3 +134,110 @@ pub fn position(summaries: &[String], needle: &str) -> usize {
         .position(|s| s.contains(needle))
         .unwrap_or_else(|| panic!("no record contains {needle:?}: {summaries:#?}"))
 }
+
+/// Runs a rollout until it finishes or waits for a command nobody sends (time runs ahead while
+/// it waits); returns `None` in the second case, after dropping the engine as a process that
+/// exits would.
+pub async fn run_until_idle(
+    rollout: Rollout,
+) -> Option<Result<Outcome, cutover_core::RolloutError>> {
+    tokio::time::timeout(Duration::from_hours(24), rollout.run())
+        .await
+        .ok()
+}
+
+/// Implements [`StateStore`](cutover_core::StateStore) for a test store with an `inner` store:
+/// every method is forwarded to `inner` but `save`, which runs the given body.
+#[macro_export]
+macro_rules! store_with_save {
+    ($ty:ty, |$this:ident, $id:ident, $state:ident, $expected:ident| $body:block) => {
+        #[async_trait::async_trait]
+        impl cutover_core::StateStore for $ty {
+            async fn save(
+                &self,
+                $id: &cutover_core::RolloutId,
+                $state: &cutover_core::RolloutState,
+                $expected: Option<u64>,
+            ) -> Result<u64, cutover_core::StoreError> {
+                let $this = self;
+                $body
+            }
+            fn name(&self) -> &str {
+                self.inner.name()
+            }
+            async fn load(
+                &self,
+                id: &cutover_core::RolloutId,
+            ) -> Result<Option<cutover_core::Stored>, cutover_core::StoreError> {
+                self.inner.load(id).await
+            }
+            async fn append(
+                &self,
+                id: &cutover_core::RolloutId,
+                records: &[cutover_core::DecisionRecord],
+            ) -> Result<(), cutover_core::StoreError> {
+                self.inner.append(id, records).await
+            }
+            async fn records(
+                &self,
+                id: &cutover_core::RolloutId,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<cutover_core::DecisionRecord>, cutover_core::StoreError> {
+                self.inner.records(id, after, limit).await
+            }
+            async fn send(
+                &self,
+                id: &cutover_core::RolloutId,
+                request: &cutover_core::CommandRequest,
+                now: cutover_core::Timestamp,
+            ) -> Result<cutover_core::QueuedCommand, cutover_core::StoreError> {
+                self.inner.send(id, request, now).await
+            }
+            async fn commands(
+                &self,
+                id: &cutover_core::RolloutId,
+                after: u64,
+            ) -> Result<Vec<cutover_core::QueuedCommand>, cutover_core::StoreError> {
+                self.inner.commands(id, after).await
+            }
+            async fn list(
+                &self,
+                filter: &cutover_core::ListFilter,
+            ) -> Result<Vec<cutover_core::Summary>, cutover_core::StoreError> {
+                self.inner.list(filter).await
+            }
+            async fn acquire(
+                &self,
+                id: &cutover_core::RolloutId,
+                claim: &cutover_core::Claim,
+            ) -> Result<cutover_core::Acquired, cutover_core::StoreError> {
+                self.inner.acquire(id, claim).await
+            }
+            async fn renew(
+                &self,
+                id: &cutover_core::RolloutId,
+                lease: &cutover_core::Lease,
+                now: cutover_core::Timestamp,
+            ) -> Result<cutover_core::Lease, cutover_core::StoreError> {
+                self.inner.renew(id, lease, now).await
+            }
+            async fn lease(
+                &self,
+                id: &cutover_core::RolloutId,
+            ) -> Result<Option<cutover_core::Lease>, cutover_core::StoreError> {
+                self.inner.lease(id).await
+            }
+            async fn release(
+                &self,
+                id: &cutover_core::RolloutId,
+                lease: &cutover_core::Lease,
+            ) -> Result<(), cutover_core::StoreError> {
+                self.inner.release(id, lease).await
+            }
+            fn watch(&self, id: &cutover_core::RolloutId) -> cutover_core::Watch {
+                self.inner.watch(id)
+            }
+        }
+    };
+}

@@ -3,12 +3,15 @@
 //!
 //! See the crate docs, "What the Lease guarantees".
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_core::{
-    Clock, ProviderError, RolloutId, RolloutState, StateStore, StoreError, Stored, TokioClock,
+    Acquired, Claim, Clock, CommandRequest, DecisionRecord, ListFilter, ProviderError,
+    QueuedCommand, RolloutId, RolloutState, StateStore, StoreError, Stored, Summary, Timestamp,
+    TokioClock, Watch,
 };
 use cutover_kube::{Target, classify, is_conflict, is_not_found};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -340,10 +343,19 @@ impl Drop for Renewal {
     }
 }
 
-/// A [`StateStore`] that saves only while a [`LeaseLock`] is held, checked before and after
-/// every save. The engine saves before every effect, so an engine that lost the Lease stops
-/// before its next effect (see the [crate docs](crate#what-the-lease-guarantees) for the exact guarantee). Loads are
-/// not guarded.
+/// A [`StateStore`] that writes for the engine only while a [`LeaseLock`] is held.
+///
+/// The lock decides who owns the rollout; the inner store's own owner lease follows it:
+///
+/// - `save` and `append` check the lock before and after writing, and fail (a permanent store
+///   error, which stops the engine at once) if it is not held. The engine saves before every
+///   effect, so an engine that lost the Lease stops before its next effect (see the
+///   [crate docs](crate#what-the-lease-guarantees) for the exact guarantee).
+/// - `acquire` needs the lock, and then takes the inner store's lease even from a live owner
+///   (which can only be an engine that lost the lock, and whose saves now fail); `renew` needs
+///   the lock too, so an engine that lost it stops at its next renewal even while it waits.
+/// - Reading (`load`, `records`, `commands`, `list`, `lease`), sending commands and `release`
+///   are not guarded: anyone may read and steer a rollout, and a lease is always given up.
 #[derive(Debug)]
 pub struct LeasedStateStore<S> {
     inner: S,
@@ -358,13 +370,31 @@ impl<S: StateStore> LeasedStateStore<S> {
         LeasedStateStore { inner, lock, name }
     }
 
-    fn not_held(&self, id: &RolloutId, when: &str) -> StoreError {
-        StoreError::Provider(ProviderError::permanent(format!(
-            "lease `{}` is not held by `{}` {when} saving rollout `{id}`: another replica may own \
+    /// Fails unless the lock is held, `when` (`before` or `after`) `what` (`saving`...).
+    fn check(&self, id: &RolloutId, when: &str, what: &str) -> Result<(), StoreError> {
+        if self.lock.is_held() {
+            return Ok(());
+        }
+        Err(StoreError::Provider(ProviderError::permanent(format!(
+            "lease `{}` is not held by `{}` {when} {what} rollout `{id}`: another replica may own \
              it now, so this engine stops",
             self.lock.lease_name(),
             self.lock.identity()
-        )))
+        ))))
+    }
+
+    /// Runs a write for the engine between two checks of the lock: the write may have taken
+    /// long, and the engine acts right after it returns.
+    async fn guarded<T>(
+        &self,
+        id: &RolloutId,
+        what: &str,
+        write: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.check(id, "before", what)?;
+        let value = write.await?;
+        self.check(id, "after", what)?;
+        Ok(value)
     }
 }
 
@@ -384,14 +414,73 @@ impl<S: StateStore> StateStore for LeasedStateStore<S> {
         state: &RolloutState,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        if !self.lock.is_held() {
-            return Err(self.not_held(id, "before"));
-        }
-        let version = self.inner.save(id, state, expected).await?;
-        // The save may have taken long: the engine acts right after it returns.
-        if !self.lock.is_held() {
-            return Err(self.not_held(id, "after"));
-        }
-        Ok(version)
+        self.guarded(id, "saving", self.inner.save(id, state, expected))
+            .await
+    }
+
+    async fn append(&self, id: &RolloutId, records: &[DecisionRecord]) -> Result<(), StoreError> {
+        self.guarded(
+            id,
+            "appending to the decision log of",
+            self.inner.append(id, records),
+        )
+        .await
+    }
+
+    async fn records(
+        &self,
+        id: &RolloutId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRecord>, StoreError> {
+        self.inner.records(id, after, limit).await
+    }
+
+    async fn send(
+        &self,
+        id: &RolloutId,
+        request: &CommandRequest,
+        now: Timestamp,
+    ) -> Result<QueuedCommand, StoreError> {
+        self.inner.send(id, request, now).await
+    }
+
+    async fn commands(&self, id: &RolloutId, after: u64) -> Result<Vec<QueuedCommand>, StoreError> {
+        self.inner.commands(id, after).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Summary>, StoreError> {
+        self.inner.list(filter).await
+    }
+
+    async fn acquire(&self, id: &RolloutId, claim: &Claim) -> Result<Acquired, StoreError> {
+        self.check(id, "before", "taking the owner lease of")?;
+        let forced = Claim {
+            force: true,
+            ..claim.clone()
+        };
+        self.inner.acquire(id, &forced).await
+    }
+
+    async fn renew(
+        &self,
+        id: &RolloutId,
+        lease: &cutover_core::Lease,
+        now: Timestamp,
+    ) -> Result<cutover_core::Lease, StoreError> {
+        self.check(id, "before", "renewing the owner lease of")?;
+        self.inner.renew(id, lease, now).await
+    }
+
+    async fn lease(&self, id: &RolloutId) -> Result<Option<cutover_core::Lease>, StoreError> {
+        self.inner.lease(id).await
+    }
+
+    async fn release(&self, id: &RolloutId, lease: &cutover_core::Lease) -> Result<(), StoreError> {
+        self.inner.release(id, lease).await
+    }
+
+    fn watch(&self, id: &RolloutId) -> Watch {
+        self.inner.watch(id)
     }
 }

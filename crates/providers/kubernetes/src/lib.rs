@@ -8,8 +8,8 @@
 //! | [`HttpRouteRouter`] | `TrafficRouter` | weights on a named `HTTPRoute` rule, header/cookie rules, request mirroring |
 //! | [`ReplicaRatioRouter`] | `TrafficRouter` | canary without a mesh: replica counts of two Deployments behind one Service |
 //! | [`PodProbe`] | `HealthProbe` | pod readiness by label selector; fails on crash loops, image pull errors, restarts |
-//! | [`ConfigMapStateStore`] | `StateStore` | one ConfigMap per rollout, compare-and-swap, size limit checked |
-//! | [`LeaseLock`], [`LeasedStateStore`] | `StateStore` | one owner per rollout; a lost Lease stops the engine |
+//! | [`ConfigMapStateStore`] | `StateStore` | the whole store contract: state (compare-and-swap), decision log and command inbox in chunk ConfigMaps that never near 1 MiB, owner lease in a Lease, listing by labels |
+//! | [`LeaseLock`], [`LeasedStateStore`] | `StateStore` | one owner per rollout without synchronized clocks; a lost Lease stops the engine |
 //! | [`RollingUpdate`] | | rolling update of a single Deployment, followed like `kubectl rollout status` |
 //!
 //! Writes never force and never drop another writer's change:
@@ -62,14 +62,14 @@
 //!   - apiGroups: [""]
 //!     resources: ["pods"]
 //!     verbs: ["list"]
-//!   # ConfigMapStateStore
+//!   # ConfigMapStateStore: state, decision log and inbox (list: listing rollouts)
 //!   - apiGroups: [""]
 //!     resources: ["configmaps"]
-//!     verbs: ["get", "create", "update"]
-//!   # LeaseLock
+//!     verbs: ["get", "list", "create", "update", "patch"]
+//!   # ConfigMapStateStore's owner leases (list: listing rollouts), LeaseLock
 //!   - apiGroups: ["coordination.k8s.io"]
 //!     resources: ["leases"]
-//!     verbs: ["get", "create", "update"]
+//!     verbs: ["get", "list", "create", "update"]
 //! ```
 //!
 //! A 403 names the verb and resource that are missing, e.g. `patch services prod/web:
@@ -88,8 +88,10 @@
 //! The engine saves its state before every effect (split, route, mirror, scale, migration): it
 //! marks the action pending, saves, then runs it; a pending action left by an earlier run is
 //! carried out only after this engine's claim of the rollout was saved. [`LeasedStateStore`] checks the lock before and
-//! after every save and fails the save (a permanent store error, which stops the engine at once)
-//! if the lock is not held. Therefore:
+//! after every save and append and fails them (a permanent store error, which stops the engine
+//! at once) if the lock is not held; it also refuses to take or renew the store's own owner
+//! lease without the lock, and with the lock takes that lease even from a live owner (an engine
+//! that lost the lock). Therefore:
 //!
 //! - **An engine never starts an effect without holding the Lease**, and it starts each effect
 //!   at least `lease_duration - renew_deadline` before another replica can take the Lease over.
@@ -123,7 +125,8 @@ pub use self::replicas::ReplicaRatioRouter;
 pub use self::rolling::{ROLLOUT_FIELD_MANAGER, RollingUpdate, RolloutStatus, UpdateError};
 pub use self::service::ServiceSelectorRouter;
 pub use self::store::{
-    CONFIGMAP_DATA_LIMIT, ConfigMapStateStore, ROLLOUT_LABEL, VERSION_ANNOTATION,
+    CONFIGMAP_DATA_LIMIT, ConfigMapStateStore, DEFAULT_CHUNK_BUDGET, PART_LABEL, PHASE_LABEL,
+    ROLLOUT_ID_ANNOTATION, ROLLOUT_LABEL, STATE_KEY, SUMMARY_ANNOTATION, VERSION_ANNOTATION,
 };
 pub use cutover_kube::{FIELD_MANAGER, Target, classify};
 /// The Gateway API types this crate is built on.

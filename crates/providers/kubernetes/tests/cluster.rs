@@ -14,10 +14,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{httproute, rev, selector};
+use common::{httproute, rev, selector, store};
 use cutover_core::{
-    BlueGreen, Canary, CanaryStep, ErrorKind, Health, HealthProbe, Outcome, Plan, Rollout,
-    RolloutId, StateStore, StoreError, TrafficRouter, TrafficSplit, Weight, Workload,
+    BlueGreen, ErrorKind, Health, HealthProbe, Outcome, Plan, Rollout, RolloutId, StateStore,
+    StoreError, TrafficRouter, TrafficSplit, Weight, Workload,
 };
 use cutover_kube::testing::{
     Caller, ControlPlane, FakeKubelet, TestNamespace, edited_before, eventually, mark_waiting,
@@ -27,7 +27,7 @@ use cutover_kubernetes::{
     ConfigMapStateStore, DeploymentWorkload, FIELD_MANAGER, LeaseLock, LeasedStateStore, PodProbe,
     ReplicaRatioRouter, RollingUpdate, ServiceSelectorRouter,
 };
-use cutover_test::router_contract;
+use cutover_test::{router_contract, store_contract};
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
@@ -64,7 +64,12 @@ cutover_kube::as_admin_and_restricted_user!(
     replica_ratio_router_and_probe_follow_real_deployments,
     pod_probe_reports_a_crash_loop,
     rolling_update_completes,
-    configmap_store_compares_and_swaps,
+    configmap_store_keeps_the_contract,
+    configmap_store_rolls_a_long_log_over_into_chunks,
+    configmap_store_keeps_racing_appends_whole,
+    configmap_store_refuses_the_layout_of_cutover_0_1,
+    configmap_store_does_not_reuse_a_partly_deleted_rollout,
+    configmap_store_steers_an_engine_from_another_store,
     lease_is_exclusive,
     blue_green_rollout_end_to_end,
 );
@@ -280,41 +285,56 @@ async fn rolling_update_completes(caller: Caller) {
 
 // === State: ConfigMap store and Lease ===
 
-async fn a_state() -> cutover_core::RolloutState {
-    let memory = cutover_core::MemoryStateStore::new();
-    let plan = Plan::new(Canary::new([CanaryStep::set_weight(50).unwrap()]));
-    Rollout::builder("state", plan)
-        .revisions("v1", "v2")
-        .router(cutover_test::FakeRouter::new("mesh"))
-        .state_store(memory.clone())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
-    memory
-        .load(&"state".parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .state
+fn configmap_store(client: &kube::Client, ns: &TestNamespace) -> ConfigMapStateStore {
+    ConfigMapStateStore::new(client.clone(), ns.name(), "rollout-")
 }
 
-async fn configmap_store_compares_and_swaps(caller: Caller) {
-    let (ns, client) = set_up("configmap-store", &caller).await;
-    let id: RolloutId = "checkout".parse().unwrap();
-    let store = ConfigMapStateStore::new(client, ns.name(), "");
-    let state = a_state().await;
-    assert_eq!(store.load(&id).await.unwrap(), None);
-    assert_eq!(store.save(&id, &state, None).await.unwrap(), 1);
-    assert_eq!(store.save(&id, &state, Some(1)).await.unwrap(), 2);
-    let stale = store.save(&id, &state, Some(1)).await;
-    assert!(
-        matches!(stale, Err(StoreError::Conflict { .. })),
-        "{stale:?}"
-    );
-    let loaded = store.load(&id).await.unwrap().unwrap();
-    assert_eq!((loaded.version, loaded.state), (2, state));
+/// The whole store contract: compare-and-swap, the log, the inbox, listing, owner leases.
+async fn configmap_store_keeps_the_contract(caller: Caller) {
+    let (ns, client) = set_up("store-contract", &caller).await;
+    let report = store_contract(&configmap_store(&client, &ns), "contract-")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.leases_expire, "{report}");
+}
+
+async fn configmap_store_rolls_a_long_log_over_into_chunks(caller: Caller) {
+    let (ns, client) = set_up("store-long-log", &caller).await;
+    store::long_log_rolls_over_into_chunks(
+        || configmap_store(&client, &ns),
+        &Api::namespaced(ns.admin(), ns.name()),
+    )
+    .await;
+}
+
+async fn configmap_store_keeps_racing_appends_whole(caller: Caller) {
+    let (ns, client) = set_up("store-racing", &caller).await;
+    store::racing_appends_keep_the_log_whole(|| configmap_store(&client, &ns)).await;
+}
+
+async fn configmap_store_refuses_the_layout_of_cutover_0_1(caller: Caller) {
+    let (ns, client) = set_up("store-legacy", &caller).await;
+    store::the_layout_of_cutover_0_1_is_refused(
+        configmap_store(&client, &ns),
+        &Api::namespaced(ns.admin(), ns.name()),
+    )
+    .await;
+}
+
+async fn configmap_store_does_not_reuse_a_partly_deleted_rollout(caller: Caller) {
+    let (ns, client) = set_up("store-leftovers", &caller).await;
+    store::a_partly_deleted_rollout_is_not_reused(
+        configmap_store(&client, &ns),
+        &Api::namespaced(ns.admin(), ns.name()),
+    )
+    .await;
+}
+
+/// A canary on `FakeRouter` with its state on the real API server, resumed by a command sent
+/// through another store, in real time.
+async fn configmap_store_steers_an_engine_from_another_store(caller: Caller) {
+    let (ns, client) = set_up("store-engine", &caller).await;
+    store::an_engine_is_steered_through_another_store(|| configmap_store(&client, &ns)).await;
 }
 
 async fn lease_is_exclusive(caller: Caller) {
@@ -387,11 +407,25 @@ async fn blue_green_rollout_end_to_end(caller: Caller) {
     assert_eq!(selector[selector::KEY], "v2");
     until_ready(&workload, "v2", 2).await;
     until_ready(&workload, "v1", 0).await;
-    let saved = ConfigMapStateStore::new(client, ns.name(), "rollout-")
+    let reader = ConfigMapStateStore::new(client, ns.name(), "rollout-");
+    let saved = reader
         .load(&id)
         .await
-        .unwrap();
-    assert!(saved.is_some(), "the state was saved");
+        .unwrap()
+        .expect("the state was saved");
+    assert_eq!(saved.state.phase, cutover_core::state::Phase::Done);
+    let records = reader.records(&id, 0, 1000).await.unwrap();
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=saved.state.last_seq).collect::<Vec<_>>(),
+        "the whole log"
+    );
+    assert_eq!(
+        reader.lease(&id).await.unwrap(),
+        None,
+        "released at the end"
+    );
     lock.release().await.unwrap();
 }
 

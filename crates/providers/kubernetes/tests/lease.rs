@@ -11,8 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{NS, builder};
 use cutover_core::{
-    Canary, CanaryStep, Outcome, Plan, RetryPolicy, Rollout, RolloutError, RolloutId, RolloutState,
-    StateStore, StoreError, Stored,
+    Acquired, Canary, CanaryStep, Claim, CommandRequest, DecisionRecord, Lease, ListFilter,
+    Outcome, Plan, QueuedCommand, RetryPolicy, Rollout, RolloutError, RolloutId, RolloutState,
+    StateStore, StoreError, Stored, Summary, Timestamp, Watch,
 };
 use cutover_kubernetes::{ConfigMapStateStore, LeaseLock, LeaseTiming, LeasedStateStore};
 use cutover_test::FakeRouter;
@@ -49,6 +50,51 @@ impl StateStore for Recording {
         self.log.lock().push((self.who, Instant::now()));
         Ok(version)
     }
+    async fn append(&self, id: &RolloutId, records: &[DecisionRecord]) -> Result<(), StoreError> {
+        self.inner.append(id, records).await
+    }
+    async fn records(
+        &self,
+        id: &RolloutId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRecord>, StoreError> {
+        self.inner.records(id, after, limit).await
+    }
+    async fn send(
+        &self,
+        id: &RolloutId,
+        request: &CommandRequest,
+        now: Timestamp,
+    ) -> Result<QueuedCommand, StoreError> {
+        self.inner.send(id, request, now).await
+    }
+    async fn commands(&self, id: &RolloutId, after: u64) -> Result<Vec<QueuedCommand>, StoreError> {
+        self.inner.commands(id, after).await
+    }
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Summary>, StoreError> {
+        self.inner.list(filter).await
+    }
+    async fn acquire(&self, id: &RolloutId, claim: &Claim) -> Result<Acquired, StoreError> {
+        self.inner.acquire(id, claim).await
+    }
+    async fn renew(
+        &self,
+        id: &RolloutId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Lease, StoreError> {
+        self.inner.renew(id, lease, now).await
+    }
+    async fn lease(&self, id: &RolloutId) -> Result<Option<Lease>, StoreError> {
+        self.inner.lease(id).await
+    }
+    async fn release(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.release(id, lease).await
+    }
+    fn watch(&self, id: &RolloutId) -> Watch {
+        self.inner.watch(id)
+    }
 }
 
 fn plan() -> Plan {
@@ -76,15 +122,17 @@ fn rollout(who: &'static str, store: impl StateStore + 'static, router: &FakeRou
 
 #[tokio::test(start_paused = true)]
 async fn two_engines_contending_for_one_lease_never_both_write() {
-    // `partitioned` makes every Lease renewal of replica `a` fail, as if it lost the API
-    // server; its ConfigMap writes still go through, so only the Lease can stop it.
+    // `partitioned` makes every renewal of replica `a`'s lock fail, as if it lost the API
+    // server; its other writes (state, log, the store's owner lease) still go through, so only
+    // the lock can stop it.
     let partitioned = Arc::new(AtomicBool::new(false));
     let cut = Arc::clone(&partitioned);
     let client = builder()
         .with_interceptor_funcs(interceptor::Funcs::new().replace(move |ctx| {
-            let lease_of_a =
-                ctx.object["kind"] == "Lease" && ctx.object["spec"]["holderIdentity"] == "a";
-            if lease_of_a && cut.load(Ordering::SeqCst) {
+            let lock_of_a = ctx.object["kind"] == "Lease"
+                && ctx.name == "cutover-checkout"
+                && ctx.object["spec"]["holderIdentity"] == "a";
+            if lock_of_a && cut.load(Ordering::SeqCst) {
                 return Err(FakeError::Internal("connection reset".into()));
             }
             Ok(None)
@@ -222,4 +270,75 @@ async fn a_released_lease_is_not_taken_back_by_its_renewal() {
         b.try_acquire_or_renew().await.unwrap(),
         "free at once, not renewed by a"
     );
+}
+
+/// Under a held lock, `acquire` takes the store's own lease even from a live owner (who can
+/// only be an engine that lost the lock); once the lock is no longer held, every write the
+/// engine makes (save, append, acquire, renew) fails naming the lock, while reading, sending
+/// commands and releasing still work.
+#[tokio::test(start_paused = true)]
+async fn the_lock_guards_every_write_the_engine_makes() {
+    let client = builder().build().await.unwrap();
+    let id: RolloutId = "checkout".parse().unwrap();
+    let plain = ConfigMapStateStore::new(client.clone(), NS, "rollout-");
+    let lock = Arc::new(LeaseLock::for_rollout(client, NS, &id, "pod-a"));
+    assert!(lock.try_acquire_or_renew().await.unwrap());
+    let guarded = LeasedStateStore::new(plain.clone(), Arc::clone(&lock));
+    let now = Timestamp::from_unix_millis(1_800_000_000_000);
+    let claim = |owner: &str| Claim {
+        owner: owner.to_owned(),
+        ttl: Duration::from_secs(15),
+        now,
+        force: false,
+    };
+
+    let stale = plain.acquire(&id, &claim("engine-old")).await.unwrap();
+    let acquired = guarded.acquire(&id, &claim("engine-a")).await.unwrap();
+    assert_eq!(
+        acquired.previous.map(|l| l.owner).as_deref(),
+        Some("engine-old")
+    );
+    assert!(acquired.lease.epoch > stale.lease.epoch);
+    let state = common::store::state(&id);
+    let version = guarded.save(&id, &state, None).await.unwrap();
+    guarded
+        .append(&id, &[common::store::record(1, 0)])
+        .await
+        .unwrap();
+    let lease = guarded.renew(&id, &acquired.lease, now).await.unwrap();
+
+    // No renewal for longer than the renew deadline: the lock is no longer held.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(!lock.is_held());
+    let refused = |result: Result<(), StoreError>, what: &str| {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Provider(e)
+                if e.kind() == cutover_core::ErrorKind::Permanent
+                    && e.message().contains("lease `cutover-checkout` is not held by `pod-a`")),
+            "{what}: {err:?}"
+        );
+    };
+    refused(
+        guarded.save(&id, &state, Some(version)).await.map(drop),
+        "save",
+    );
+    refused(
+        guarded.append(&id, &[common::store::record(2, 0)]).await,
+        "append",
+    );
+    refused(guarded.renew(&id, &lease, now).await.map(drop), "renew");
+    refused(
+        guarded.acquire(&id, &claim("engine-a")).await.map(drop),
+        "acquire",
+    );
+    assert_eq!(plain.load(&id).await.unwrap().unwrap().version, version);
+    assert_eq!(guarded.records(&id, 0, 10).await.unwrap().len(), 1);
+    let pause = CommandRequest::new(cutover_core::Command::Pause, "alice");
+    guarded.send(&id, &pause, now).await.unwrap();
+    assert_eq!(guarded.commands(&id, 0).await.unwrap().len(), 1);
+    assert_eq!(guarded.list(&ListFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(guarded.lease(&id).await.unwrap(), Some(lease.clone()));
+    guarded.release(&id, &lease).await.unwrap();
+    assert_eq!(plain.lease(&id).await.unwrap(), None);
 }

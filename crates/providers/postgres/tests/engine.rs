@@ -112,7 +112,7 @@ async fn an_aborted_canary_rolls_back_traffic_and_schema() {
     let current = router.current().unwrap();
     assert_eq!(current.weight(&"v2".parse().unwrap()).basis_points(), 1000);
 
-    handle.abort("bad canary").unwrap();
+    handle.abort("bad canary").await.unwrap();
     let outcome = run.await.unwrap().unwrap();
     assert!(matches!(outcome, Outcome::Aborted { .. }), "{outcome:?}");
 
@@ -146,7 +146,7 @@ async fn an_aborted_canary_rolls_back_traffic_and_schema() {
 
     // The decision record shows each migration action, reverts in reverse order after the
     // traffic went back.
-    let s = summaries(&handle.records());
+    let s = summaries(&handle.records().await.unwrap());
     let applied = [
         position(&s, "apply migration `add-status`"),
         position(&s, "apply migration `rename-name`"),
@@ -181,7 +181,7 @@ async fn a_promoted_canary_contracts_after_promotion() {
         .batch_execute("SET search_path = app_v2, public; INSERT INTO users (full_name) VALUES ('linus'); RESET search_path;")
         .await
         .unwrap();
-    handle.resume().unwrap();
+    handle.resume("test").await.unwrap();
     assert_eq!(run.await.unwrap().unwrap(), Outcome::Promoted);
 
     assert!(router.current().unwrap().is_all_to(&"v2".parse().unwrap()));
@@ -205,7 +205,7 @@ async fn a_promoted_canary_contracts_after_promotion() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(names, ["ada", "grace", "linus"]);
-    let s = summaries(&handle.records());
+    let s = summaries(&handle.records().await.unwrap());
     assert!(
         position(&s, "set split v1 0%, v2 100%")
             < position(&s, "apply migration `rename-name/contract`"),
@@ -236,7 +236,7 @@ async fn an_unhealthy_canary_rolls_back_traffic_and_schema_by_itself() {
         .collect();
     assert_eq!(weights, [1000, 0], "10 %, then all back to v1");
     assert_eq!(columns(&client, "public", "users").await, ["id", "name"]);
-    let s = summaries(&handle.records());
+    let s = summaries(&handle.records().await.unwrap());
     assert!(
         position(&s, "set split v1 100%, v2 0%") < position(&s, "revert migration `add-status`"),
         "{s:#?}"

@@ -196,6 +196,8 @@ async fn canary(stage: &Stage) -> Outcome {
     let outcome = rollout.run().await.unwrap();
     let measured = handle
         .records()
+        .await
+        .unwrap()
         .iter()
         .filter(|r| r.summary.contains("error-rate"))
         .count();

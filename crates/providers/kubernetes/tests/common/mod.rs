@@ -3,6 +3,7 @@
 
 pub mod httproute;
 pub mod selector;
+pub mod store;
 
 use std::collections::BTreeMap;
 

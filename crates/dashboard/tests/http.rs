@@ -1,0 +1,655 @@
+//! The dashboard's routes over real HTTP on loopback, with rollouts running on a memory store:
+//! sign-in, every route, commands through the store, CSRF, hostile input, listing 10,000.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutover_core::state::PauseReason;
+use cutover_core::{Command, Entry, MemoryStateStore, RolloutId, StateStore};
+use scraper::{Html, Selector};
+use support::{Browser, TOKEN, client, serve, stored_rollouts, wait_for, waiting_rollout};
+
+fn select<'a>(doc: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    doc.select(&Selector::parse(css).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_controls_need_credentials() {
+    let store = Arc::new(MemoryStateStore::new());
+    let _rollout = waiting_rollout(&store, "checkout").await;
+    let running = serve(store.clone()).await;
+    let base = running.url().trim_end_matches('/').to_owned();
+    let http = client();
+
+    let page = http
+        .get(format!("{base}/rollouts/checkout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/login?next=/rollouts/checkout");
+    for path in ["/rollouts", "/rollouts/checkout/report"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+    }
+    let events = http
+        .get(format!("{base}/rollouts/checkout/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 401);
+    let api = http
+        .get(format!("{base}/api/rollouts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+    assert_eq!(api.headers()["www-authenticate"], "Bearer");
+    let wrong = http
+        .get(format!("{base}/api/rollouts"))
+        .bearer_auth("test-token-0123456789abcdeX")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = http
+        .get(format!("{base}/api/rollouts"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    let body: serde_json::Value = right.json().await.unwrap();
+    assert_eq!(body["rollouts"][0]["id"], "checkout");
+
+    // Controls: no credentials, a wrong token, a form without a session.
+    let anonymous = http
+        .post(format!("{base}/rollouts/checkout/commands"))
+        .form(&[("command", "abort"), ("reason", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let api = |token: &'static str| {
+        http.post(format!("{base}/api/rollouts/checkout/commands"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"command": "abort", "by": "mallory", "reason": "x"}))
+            .send()
+    };
+    assert_eq!(
+        api("not-the-token-at-all-0000").await.unwrap().status(),
+        401
+    );
+    let id: RolloutId = "checkout".parse().unwrap();
+    assert!(
+        store.commands(&id, 0).await.unwrap().is_empty(),
+        "nothing was queued"
+    );
+
+    // Signing in: a wrong token, a cross-site form, a bad name, then the right token.
+    let sign_in = |origin: &str, name: &str, secret: &str| {
+        http.post(format!("{base}/login"))
+            .header("origin", origin)
+            .form(&[
+                ("name", name),
+                ("secret", secret),
+                ("next", "//evil.example/"),
+            ])
+            .send()
+    };
+    let r = sign_in(&base, "alice", "wrong").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(!r.text().await.unwrap().contains(TOKEN));
+    let r = sign_in("http://evil.example", "alice", TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = sign_in(&base, "al\u{7}ice", TOKEN).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = sign_in(&base, "alice", TOKEN).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/rollouts",
+        "never redirected off the site"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers() {
+    let store = Arc::new(MemoryStateStore::new());
+    let _rollout = waiting_rollout(&store, "checkout").await;
+    let running = serve(store.clone()).await;
+    let browser = Browser::sign_in(&running, "alice").await;
+
+    let home = browser.get("/").await;
+    assert_eq!(home.status(), 303);
+    assert_eq!(home.headers()["location"], "/rollouts");
+
+    let list = browser.get("/rollouts").await;
+    assert_eq!(list.status(), 200);
+    let csp = list.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(list.headers()["x-frame-options"], "DENY");
+    assert_eq!(list.headers()["x-content-type-options"], "nosniff");
+    let doc = Html::parse_document(&list.text().await.unwrap());
+    let links: Vec<_> = select(&doc, "a.rollout-link")
+        .iter()
+        .map(|a| a.text().collect::<String>())
+        .collect();
+    assert_eq!(links, ["checkout"]);
+    assert_eq!(select(&doc, "#who")[0].text().collect::<String>(), "alice");
+
+    let page = browser.get("/rollouts/checkout").await;
+    assert_eq!(page.status(), 200);
+    let doc = Html::parse_document(&page.text().await.unwrap());
+    assert_eq!(
+        select(&doc, "#phase")[0].value().attr("data-phase"),
+        Some("progressing")
+    );
+    assert_eq!(select(&doc, "figure[data-chart=traffic] svg").len(), 1);
+    for button in ["pause", "resume", "promote", "promote-full", "abort"] {
+        assert_eq!(
+            select(&doc, &format!("button#{button}")).len(),
+            1,
+            "{button}"
+        );
+    }
+    assert_eq!(
+        select(&doc, "script").len(),
+        1,
+        "one script, from the dashboard itself"
+    );
+    assert_eq!(
+        select(&doc, "script")[0].value().attr("src"),
+        Some("/assets/live.js")
+    );
+
+    let report = browser.get("/rollouts/checkout/report").await;
+    assert_eq!(report.status(), 200);
+    let csp = report.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("style-src 'sha256-") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    let html = report.text().await.unwrap();
+    assert!(html.contains("<style>") && !html.contains("<script"));
+
+    let events = browser.get("/rollouts/checkout/events").await;
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut events = events;
+    let first = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8_lossy(&first);
+    assert!(first.starts_with("event: update\n"), "{first}");
+    assert!(first.contains("data-phase=\"progressing\""), "{first}");
+    drop(events);
+
+    let api = browser.get("/api/rollouts?phase=active").await;
+    assert_eq!(api.status(), 200);
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(body["rollouts"][0]["phase"], "progressing");
+    let api = browser.get("/api/rollouts/checkout?after=1&limit=2").await;
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(body["summary"]["id"], "checkout");
+    assert_eq!(body["records"][0]["seq"], 2);
+    assert_eq!(body["records"].as_array().unwrap().len(), 2);
+
+    assert_eq!(browser.get("/assets/style.css").await.status(), 200);
+    let js = browser.get("/assets/live.js").await;
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(browser.get("/nowhere").await.status(), 404);
+    assert_eq!(browser.get("/rollouts/unknown").await.status(), 404);
+    assert_eq!(browser.get("/api/rollouts/unknown").await.status(), 404);
+    assert_eq!(browser.get("/rollouts/unknown/events").await.status(), 404);
+    assert_eq!(browser.get("/rollouts?phase=sideways").await.status(), 400);
+
+    // Signing out ends the session, and needs the CSRF token too.
+    let out = browser
+        .http
+        .post(format!("{}/logout", browser.base))
+        .header("cookie", &browser.cookie)
+        .header("origin", &browser.base)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 403);
+    let out = browser
+        .http
+        .post(format!("{}/logout", browser.base))
+        .header("cookie", &browser.cookie)
+        .header("origin", &browser.base)
+        .form(&[("csrf", browser.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(browser.get("/rollouts").await.status(), 303, "signed out");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_go_through_the_store_with_who_and_why() {
+    let store = Arc::new(MemoryStateStore::new());
+    let _rollout = waiting_rollout(&store, "checkout").await;
+    let running = serve(store.clone()).await;
+    let browser = Browser::sign_in(&running, "alice").await;
+    let id: RolloutId = "checkout".parse().unwrap();
+
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "pause"),
+                ("reason", "error budget alert"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["ok"], true);
+    assert_eq!(body["seq"], 1);
+    wait_for(Duration::from_secs(5), || async {
+        let state = store.load(&id).await.unwrap().unwrap().state;
+        matches!(state.pause.map(|p| p.reason), Some(PauseReason::Manual { by, reason }) if by == "alice" && reason == "error budget alert")
+    })
+    .await;
+
+    // Without a reason, nothing is sent.
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "resume"),
+                ("reason", " "),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(store.commands(&id, 0).await.unwrap().len(), 1);
+
+    // Without JavaScript the form redirects back to the page.
+    let r = browser
+        .http
+        .post(format!("{}/rollouts/checkout/commands", browser.base))
+        .header("cookie", &browser.cookie)
+        .header("origin", &browser.base)
+        .form(&[
+            ("csrf", browser.csrf.as_str()),
+            ("command", "resume"),
+            ("reason", "alert cleared"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/rollouts/checkout");
+    wait_for(Duration::from_secs(5), || async {
+        store
+            .load(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .pause
+            .is_none()
+    })
+    .await;
+
+    // A program with the bearer token; the idempotency key queues the command once.
+    let send = || {
+        browser
+            .http
+            .post(format!("{}/api/rollouts/checkout/commands", browser.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"command": "promote", "by": "deploy-bot", "reason": "green for an hour", "key": "bot-1"}))
+            .send()
+    };
+    let first: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), 202);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(first["command"]["seq"], 3);
+    assert_eq!(again["command"]["seq"], 3);
+
+    // The decision log records each command with who and why.
+    wait_for(Duration::from_secs(5), || async {
+        let records = store.records(&id, 0, 1000).await.unwrap();
+        let commands: Vec<(Command, String, String)> = records
+            .iter()
+            .filter_map(|r| match &r.entry {
+                Entry::Command { command, .. } => Some((
+                    command.command(),
+                    command.request.by.clone(),
+                    command.request.reason.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+        commands
+            == [
+                (
+                    Command::Pause,
+                    "alice".to_owned(),
+                    "error budget alert".to_owned(),
+                ),
+                (
+                    Command::Resume,
+                    "alice".to_owned(),
+                    "alert cleared".to_owned(),
+                ),
+                (
+                    Command::Promote,
+                    "deploy-bot".to_owned(),
+                    "green for an hour".to_owned(),
+                ),
+            ]
+    })
+    .await;
+
+    // A finished rollout takes no more commands.
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "promote-full"),
+                ("reason", "ship it"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    wait_for(Duration::from_secs(5), || async {
+        store
+            .load(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .outcome
+            .is_some()
+    })
+    .await;
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "abort"),
+                ("reason", "too late"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("has finished"),
+        "{body}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_need_the_csrf_token_and_the_same_origin() {
+    let store = Arc::new(MemoryStateStore::new());
+    let _rollout = waiting_rollout(&store, "checkout").await;
+    let running = serve(store.clone()).await;
+    let browser = Browser::sign_in(&running, "alice").await;
+    let id: RolloutId = "checkout".parse().unwrap();
+
+    let r = browser
+        .command("checkout", &[("command", "abort"), ("reason", "no token")])
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", "forged"),
+                ("command", "abort"),
+                ("reason", "wrong token"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let cross_site = browser
+        .http
+        .post(format!("{}/rollouts/checkout/commands", browser.base))
+        .header("cookie", &browser.cookie)
+        .header("origin", "http://evil.example")
+        .form(&[
+            ("csrf", browser.csrf.as_str()),
+            ("command", "abort"),
+            ("reason", "cross site"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    // The JSON API takes the bearer token only, never the session cookie.
+    let with_cookie = browser
+        .http
+        .post(format!("{}/api/rollouts/checkout/commands", browser.base))
+        .header("cookie", &browser.cookie)
+        .json(&serde_json::json!({"command": "abort", "by": "alice", "reason": "cookie"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_cookie.status(), 401);
+    assert!(
+        store.commands(&id, 0).await.unwrap().is_empty(),
+        "nothing was queued"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_and_reasons_are_rendered_inert() {
+    let store = Arc::new(MemoryStateStore::new());
+    let _rollout = waiting_rollout(&store, "checkout").await;
+    let running = serve(store.clone()).await;
+    let script = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&";
+    let browser = Browser::sign_in(&running, "<b onmouseover=alert(3)>mallory</b>").await;
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "pause"),
+                ("reason", script),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let id: RolloutId = "checkout".parse().unwrap();
+    wait_for(Duration::from_secs(5), || async {
+        store
+            .load(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .pause
+            .is_some()
+    })
+    .await;
+
+    for path in [
+        "/rollouts/checkout",
+        "/rollouts/checkout/report",
+        "/rollouts",
+    ] {
+        let html = browser.get(path).await.text().await.unwrap();
+        let doc = Html::parse_document(&html);
+        assert!(doc.errors.is_empty(), "{path}: {:?}", doc.errors);
+        assert!(
+            select(&doc, "img").is_empty(),
+            "{path}: an injected element"
+        );
+        assert!(select(&doc, "b").is_empty(), "{path}: an injected element");
+        assert!(
+            select(&doc, "script:not([src='/assets/live.js'])").is_empty(),
+            "{path}"
+        );
+        assert!(
+            !html.contains("onerror=alert(2)>") && !html.contains("<b onmouseover"),
+            "{path}"
+        );
+        if path != "/rollouts" {
+            let text: String = doc.root_element().text().collect();
+            assert!(text.contains(script), "{path}: the reason is shown as text");
+        }
+    }
+
+    // Ids and reasons the store would never take.
+    let long = "x".repeat(3000);
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "resume"),
+                ("reason", &long),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 2048"),
+        "{body}"
+    );
+    let r = browser
+        .command(
+            "checkout",
+            &[
+                ("csrf", &browser.csrf),
+                ("command", "<script>"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    for path in [
+        "/rollouts/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &format!("/rollouts/{}", "a".repeat(5000)),
+    ] {
+        let r = browser.get(path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("<script>alert"), "{path}");
+        assert!(
+            html.len() < 20_000,
+            "{path}: the error quotes a shortened id"
+        );
+    }
+    let r = browser
+        .get("/rollouts?q=%3Cscript%3Ealert(1)%3C/script%3E")
+        .await;
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("value=\"&#60;script&#62;alert(1)&#60;/script&#62;\"")
+            || html.contains("value=\"&lt;script&gt;"),
+        "{html}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_ten_thousand_rollouts_a_page_at_a_time() {
+    let store = Arc::new(MemoryStateStore::new());
+    stored_rollouts(&store, "svc", 10_000).await;
+    let running = serve(store.clone()).await;
+    let browser = Browser::sign_in(&running, "alice").await;
+    let ids = |html: &str| -> Vec<String> {
+        let doc = Html::parse_document(html);
+        select(&doc, "a.rollout-link")
+            .iter()
+            .map(|a| a.text().collect())
+            .collect()
+    };
+    let next = |html: &str| -> Option<String> {
+        let doc = Html::parse_document(html);
+        select(&doc, "#next-page")
+            .first()
+            .and_then(|a| a.value().attr("href"))
+            .map(str::to_owned)
+    };
+
+    let first = browser.get("/rollouts").await.text().await.unwrap();
+    let page = ids(&first);
+    assert_eq!(page.len(), 50);
+    assert_eq!(
+        (page[0].as_str(), page[49].as_str()),
+        ("svc-00001", "svc-00050")
+    );
+    let second = browser
+        .get(&next(&first).unwrap())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ids(&second)[0], "svc-00051");
+
+    let last = browser
+        .get("/rollouts?after=svc-09990")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ids(&last).len(), 10);
+    assert!(next(&last).is_none(), "the last page has no next page");
+
+    let found = browser.get("/rollouts?q=09999").await.text().await.unwrap();
+    assert_eq!(ids(&found), ["svc-09999"]);
+    let found = browser
+        .get("/rollouts?q=SVC-0999")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&found).len(),
+        10,
+        "case-insensitive, svc-09990..svc-09999"
+    );
+    let none = browser
+        .get("/rollouts?phase=done")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(ids(&none).is_empty());
+    let active = browser.get("/api/rollouts?phase=active&limit=1000").await;
+    let body: serde_json::Value = active.json().await.unwrap();
+    assert_eq!(body["rollouts"].as_array().unwrap().len(), 1000);
+    assert_eq!(body["next"], "svc-01000");
+    running.shutdown().await;
+}

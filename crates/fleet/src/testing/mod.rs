@@ -1,0 +1,34 @@
+//! Test support: a PostgreSQL server started from Debian's packages, the chaos harness and
+//! the fleet benchmark. Used by this crate's tests and by `scripts/bench-fleet`.
+
+mod bench;
+mod chaos;
+mod postgres;
+mod process;
+mod script;
+
+pub use self::bench::{ThroughputRow, bench_specs, fleet_throughput, memory_throughput};
+pub use self::chaos::{ChaosConfig, ChaosReport, Fault, Spawner, run_chaos};
+pub use self::postgres::{PgServer, ServerError};
+pub use self::process::{ProcessReport, WORKER_ENV, WorkerArgs, worker_main_from_env};
+pub use self::script::{
+    CALLS_TABLE, Call, MemoryRouters, RecordingRouter, SCRIPTED, ScriptedVerdicts, scripted_spec,
+    single_process_rollout, ten_step_plan,
+};
+
+/// Polls `check` every 20 ms until it holds; panics naming `what` after `within`. For tests
+/// against real servers, which cannot run on paused time.
+pub async fn eventually<F, Fut>(within: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,110 @@
+//! The HTML report of the canary example's good and bad runs (the example's own code, run
+//! here with real traffic through the local proxy) is valid HTML with a chart per analysis.
+
+#[allow(dead_code)]
+#[path = "../canary.rs"]
+mod canary;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cutover::planner::{Action, Decision};
+use cutover::{DecisionRecord, Entry};
+use scraper::{Html, Selector};
+
+fn select<'a>(doc: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    doc.select(&Selector::parse(css).unwrap()).collect()
+}
+
+/// Runs the example and checks its report; returns the report's outcome class.
+fn run_and_check(bad: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let args = canary::Args {
+        bad,
+        v2_error_rate: if bad { 0.05 } else { 0.0 },
+        v2_latency: Duration::ZERO,
+        out: dir.path().join("decisions.json"),
+        report: dir.path().join("report.html"),
+    };
+    let (out, report) = (args.out.clone(), args.report.clone());
+    let code = cutover_examples::run_real_time(canary::run(args));
+    assert_eq!(
+        format!("{code:?}"),
+        format!("{:?}", std::process::ExitCode::SUCCESS),
+        "the example's expected outcome"
+    );
+
+    let records: Vec<DecisionRecord> =
+        serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    let analyses: BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| match &r.entry {
+            Entry::Decision {
+                decision: Decision::Apply(Action::Measure { analysis, .. }),
+                ..
+            } => Some(analysis.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!analyses.is_empty(), "the run measured");
+
+    let html = std::fs::read_to_string(report).unwrap();
+    let doc = Html::parse_document(&html);
+    assert!(
+        doc.errors.is_empty(),
+        "the report is valid HTML: {:?}",
+        doc.errors
+    );
+    assert!(
+        select(&doc, "script").is_empty() && select(&doc, "link").is_empty(),
+        "self-contained"
+    );
+    assert!(
+        !html.contains("http://") || !html.contains("src=\"http"),
+        "nothing loaded from elsewhere"
+    );
+    assert_eq!(select(&doc, "figure[data-chart=traffic] svg").len(), 1);
+    for name in &analyses {
+        let charts = select(&doc, &format!("figure.chart[data-analysis=\"{name}\"] svg"));
+        // The canary's threshold analysis has two metrics: error rate and p99 latency.
+        assert_eq!(charts.len(), 2, "a chart per metric of analysis `{name}`");
+    }
+    let measured = records
+        .iter()
+        .filter(|r| {
+            matches!(
+                &r.entry,
+                Entry::Decision {
+                    decision: Decision::Apply(Action::Measure { .. }),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        select(&doc, "details.measurements tbody tr").len(),
+        measured,
+        "every measurement listed"
+    );
+    assert_eq!(
+        select(&doc, "table.log tbody tr").len(),
+        records.len(),
+        "the whole decision log"
+    );
+    assert_eq!(
+        select(&doc, "figure[data-chart=latency] svg").len(),
+        1,
+        "latencies recorded by the proxy"
+    );
+    select(&doc, "#outcome")[0]
+        .value()
+        .attr("data-outcome")
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn reports_of_the_good_and_the_bad_run() {
+    assert_eq!(run_and_check(false), "promoted");
+    assert_eq!(run_and_check(true), "rolled-back");
+}
