@@ -4,7 +4,7 @@ use crate::detectors::argo::Argo;
 use crate::detectors::group_sequential::GroupSequential;
 use crate::detectors::kayenta::Kayenta;
 use crate::detectors::mann_whitney::NaiveMannWhitney;
-use crate::detectors::sprt::Sprt;
+use crate::detectors::sprt::{Sprt, TwoSampleTailSprt};
 use crate::detectors::{Metric, View, cutover};
 use crate::sim::Spec;
 use crate::traffic::{Effect, Scenario};
@@ -38,6 +38,11 @@ pub(crate) fn lineup(scenario: &Scenario, rate: f64, caps: Caps) -> Vec<Spec<'_>
     if scenario.effect != Effect::None {
         out.push(spec("sprt-limit".into(), all, move || {
             Box::new(Sprt::new(scenario))
+        }));
+    }
+    if matches!(scenario.effect, Effect::Tail { .. }) {
+        out.push(spec("sprt-2s-limit".into(), all, move || {
+            Box::new(TwoSampleTailSprt::new(scenario))
         }));
     }
     let mut metrics = Vec::new();

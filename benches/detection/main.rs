@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p cutover-benches --bin detection -- [--quick] [--json PATH]
 //!     [--threads N] [--seed N] [--only SCENARIO] [--detectors SUBSTRING] [--sweep]
+//!     [--sweep-tail]
 //! ```
 
 // The formulas keep the one-letter names of their sources (Wald, Jennison & Turnbull, NumPy).
@@ -38,6 +39,7 @@ struct Options {
     null_reps: Option<usize>,
     effect_reps: Option<usize>,
     sweep: bool,
+    sweep_tail: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -51,6 +53,7 @@ fn parse() -> Result<Options, String> {
         null_reps: None,
         effect_reps: None,
         sweep: false,
+        sweep_tail: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -58,6 +61,7 @@ fn parse() -> Result<Options, String> {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--sweep" => o.sweep = true,
+            "--sweep-tail" => o.sweep_tail = true,
             "--json" => o.json = Some(value("--json")?),
             "--only" => o.only = Some(value("--only")?),
             "--detectors" => o.detectors = Some(value("--detectors")?),
@@ -121,7 +125,7 @@ fn run(o: &Options, reps: Reps) -> Vec<Row> {
                 },
             );
             if let Some(d) = &o.detectors {
-                specs.retain(|s| s.name == "sprt-limit" || s.name.contains(d.as_str()));
+                specs.retain(|s| s.name.starts_with("sprt-") || s.name.contains(d.as_str()));
             }
             let cell = sim::run_cell(o.seed, &scenario, rate, n, &specs, o.threads);
             eprintln!("done: {} at {rate} req/s ({n} reps)", scenario.name);
@@ -142,8 +146,13 @@ fn main() -> ExitCode {
     // Wall time of the run is part of the output; no engine clock exists in a CLI benchmark.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
-    if o.sweep {
-        print!("{}", sweep::run(o.seed, o.threads, o.quick));
+    if o.sweep || o.sweep_tail {
+        if o.sweep {
+            print!("{}", sweep::run(o.seed, o.threads, o.quick));
+        }
+        if o.sweep_tail {
+            print!("{}", sweep::run_tail(o.seed, o.threads, o.quick));
+        }
         eprintln!("wall time: {:.1} s", started.elapsed().as_secs_f64());
         return ExitCode::SUCCESS;
     }

@@ -150,6 +150,7 @@ mod tests {
             name: "A/A".into(),
             effect: Effect::None,
             onset_window: 0,
+            ramp_windows: 0,
         };
         let specs = lineup();
         let one = run_cell(3, &aa, 5.0, 40, &specs, 1);

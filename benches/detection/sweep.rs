@@ -76,6 +76,67 @@ fn latency_specs() -> Vec<Spec<'static>> {
     out
 }
 
+/// The distribution test's tail e-process: which control quantiles, and the prior strength.
+fn tail_specs() -> Vec<Spec<'static>> {
+    let mut out = Vec::new();
+    let sets: [&[f64]; 5] = [
+        &[0.9, 0.99],
+        &[0.99, 0.999],
+        &[0.9, 0.99, 0.999],
+        &[0.95, 0.99, 0.999],
+        &[0.99],
+    ];
+    for quantiles in sets {
+        for k in [2.0, 5.0, 10.0] {
+            let q = quantiles.to_vec();
+            out.push(spec(format!("dist-gt q={quantiles:?} k={k}"), move || {
+                Sequential::distribution(DistributionSettings {
+                    alternative: Alternative::Greater,
+                    tail_prior_strength: k,
+                    tail_quantiles: q.clone(),
+                    ..Default::default()
+                })
+            }));
+        }
+    }
+    out
+}
+
+/// The tail sweep: tail cells at 5 and 20 req/s with their A/A.
+pub(crate) fn run_tail(seed: u64, threads: usize, quick: bool) -> String {
+    let (null, effect) = if quick { (200, 100) } else { (1000, 200) };
+    let cells: [(&str, f64); 7] = [
+        ("A/A", 5.0),
+        ("tail-5%x3", 5.0),
+        ("tail-1%x5", 5.0),
+        ("tail-5%x3@10m", 5.0),
+        ("A/A", 20.0),
+        ("tail-1%x5", 20.0),
+        ("tail-1%x5@10m", 20.0),
+    ];
+    let mut rows: Vec<Row> = Vec::new();
+    for (name, rate) in cells {
+        let sc = scenario(name);
+        let mut specs = tail_specs();
+        let has_effect = sc.effect != Effect::None;
+        if has_effect {
+            let s = &sc;
+            specs.insert(
+                0,
+                Spec {
+                    name: "sprt-limit".into(),
+                    max_reps: usize::MAX,
+                    make: Box::new(move || Box::new(Sprt::new(s))),
+                },
+            );
+        }
+        let n = if has_effect { effect } else { null };
+        rows.extend(run_cell(seed, &sc, rate, n, &specs, threads));
+        eprintln!("sweep: {name} at {rate} req/s done");
+    }
+    table(&rows)
+}
+
 /// Runs the sweep and returns its table.
 pub(crate) fn run(seed: u64, threads: usize, quick: bool) -> String {
     let (null, effect) = if quick { (100, 50) } else { (1000, 200) };

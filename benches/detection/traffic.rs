@@ -1,6 +1,7 @@
 //! Simulated traffic (ANALYSIS.md §6): per arm, requests per 10 s window are Poisson(R·10),
 //! errors per window Binomial(requests, p), and each request's log-latency is N(ln 0.1 s, 0.5²).
-//! The canary's effect (error rate, latency scale, or a slow tail) starts at the onset.
+//! The canary's effect (error rate, latency scale, or a slow tail) starts at the onset, at once
+//! or growing linearly over a ramp.
 
 use crate::rng::{Purpose, Rng};
 
@@ -14,6 +15,9 @@ pub(crate) const MEDIAN_LATENCY_S: f64 = 0.1;
 pub(crate) const LOG_SD: f64 = 0.5;
 /// Error rate of both arms in the A/A and latency scenarios.
 pub(crate) const BASE_ERROR_RATE: f64 = 0.01;
+
+/// Windows of a ramp: 5 minutes.
+pub(crate) const RAMP_WINDOWS: usize = 30;
 
 /// Control is arm 0, canary arm 1.
 pub(crate) const CONTROL: usize = 0;
@@ -62,12 +66,17 @@ pub(crate) struct Scenario {
     pub(crate) name: String,
     /// The effect.
     pub(crate) effect: Effect,
-    /// First window with the effect (0, or 60 for an onset at 10 minutes).
+    /// First window with the effect (0, or 60 / 120 for an onset at 10 / 20 minutes).
     pub(crate) onset_window: usize,
+    /// Windows over which the effect grows linearly to its full size (0: all at once). In
+    /// window `onset + i` the effect is at `(i + 1) / ramp_windows` of its size: the error
+    /// rate `from + f·(to − from)`, the latency scale `m^f`, the tail share `f·share`.
+    pub(crate) ramp_windows: usize,
 }
 
 impl Scenario {
-    /// Every scenario of the issue: A/A, then each effect with onset at 0 and at 10 minutes.
+    /// Every scenario of the issues: A/A, then each effect with onset at 0, at 10 and at 20
+    /// minutes, and ramping up over 5 minutes from minute 10.
     pub(crate) fn all() -> Vec<Scenario> {
         let effects = [
             (
@@ -105,22 +114,49 @@ impl Scenario {
             name: "A/A".into(),
             effect: Effect::None,
             onset_window: 0,
+            ramp_windows: 0,
         }];
-        for onset in [0, 60] {
+        for (suffix, onset, ramp) in [
+            ("", 0, 0),
+            ("@10m", 60, 0),
+            ("@20m", 120, 0),
+            ("/ramp@10m", 60, RAMP_WINDOWS),
+        ] {
             for (name, effect) in effects {
-                let name = if onset == 0 {
-                    name.to_string()
-                } else {
-                    format!("{name}@10m")
-                };
                 out.push(Scenario {
-                    name,
+                    name: format!("{name}{suffix}"),
                     effect,
                     onset_window: onset,
+                    ramp_windows: ramp,
                 });
             }
         }
         out
+    }
+
+    /// The effect in window `index`: `None` before the onset, then scaled along the ramp.
+    pub(crate) fn effect_at(&self, index: usize) -> Effect {
+        if index < self.onset_window {
+            return Effect::None;
+        }
+        let step = index - self.onset_window + 1;
+        if self.ramp_windows == 0 || step >= self.ramp_windows {
+            return self.effect;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let f = step as f64 / self.ramp_windows as f64;
+        match self.effect {
+            Effect::None => Effect::None,
+            Effect::Errors { from, to } => Effect::Errors {
+                from,
+                to: from + f * (to - from),
+            },
+            Effect::Scale(m) => Effect::Scale(m.powf(f)),
+            Effect::Tail { share, factor } => Effect::Tail {
+                share: f * share,
+                factor,
+            },
+        }
     }
 }
 
@@ -154,15 +190,15 @@ impl Traffic<'_> {
     /// Fills `w` with window `index`.
     pub(crate) fn window(&self, index: usize, w: &mut Window) {
         w.index = index;
-        let active = index >= self.scenario.onset_window;
         let effect = self.scenario.effect;
+        let now = self.scenario.effect_at(index);
         for arm in [CONTROL, CANARY] {
             let key = |p| Rng::keyed(self.seed, self.replication, arm, index as u64, p);
             let n = key(Purpose::Requests).poisson(self.rate * WINDOW_S);
             w.requests[arm] = n;
-            let p = match effect {
-                Effect::Errors { to, .. } if arm == CANARY && active => to,
-                Effect::Errors { from, .. } => from,
+            let p = match (effect, now) {
+                (_, Effect::Errors { to, .. }) if arm == CANARY => to,
+                (Effect::Errors { from, .. }, _) => from,
                 _ => BASE_ERROR_RATE,
             };
             w.errors[arm] = if effect.has_errors() {
@@ -173,11 +209,7 @@ impl Traffic<'_> {
             let v = &mut w.latency[arm];
             v.clear();
             if effect.has_latency() {
-                let canary_effect = if arm == CANARY && active {
-                    effect
-                } else {
-                    Effect::None
-                };
+                let canary_effect = if arm == CANARY { now } else { Effect::None };
                 fill_latencies(&mut key(Purpose::Latency), n, canary_effect, v);
             }
         }
@@ -219,6 +251,7 @@ mod tests {
             name: "t".into(),
             effect: Effect::Scale(2.0),
             onset_window: 3,
+            ramp_windows: 0,
         };
         let aa = Scenario {
             effect: Effect::None,
@@ -249,5 +282,50 @@ mod tests {
             );
         }
         assert_eq!(a.requests, c.requests);
+    }
+
+    #[test]
+    fn a_ramp_grows_linearly_to_the_full_effect() {
+        let s = Scenario {
+            name: "r".into(),
+            effect: Effect::Errors {
+                from: 0.01,
+                to: 0.02,
+            },
+            onset_window: 10,
+            ramp_windows: 4,
+        };
+        assert_eq!(s.effect_at(9), Effect::None);
+        let rates: Vec<f64> = (10..16)
+            .map(|i| match s.effect_at(i) {
+                Effect::Errors { to, .. } => to,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        for (got, want) in rates.iter().zip([0.0125, 0.015, 0.0175, 0.02, 0.02, 0.02]) {
+            assert!((got - want).abs() < 1e-15, "{rates:?}");
+        }
+        let tail = Scenario {
+            effect: Effect::Tail {
+                share: 0.05,
+                factor: 3.0,
+            },
+            ..s.clone()
+        };
+        assert_eq!(
+            tail.effect_at(11),
+            Effect::Tail {
+                share: 0.025,
+                factor: 3.0
+            }
+        );
+        let scale = Scenario {
+            effect: Effect::Scale(1.21),
+            ..s
+        };
+        match scale.effect_at(11) {
+            Effect::Scale(m) => assert!((m - 1.1).abs() < 1e-12),
+            other => panic!("{other:?}"),
+        }
     }
 }

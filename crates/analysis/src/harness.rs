@@ -20,9 +20,6 @@ use crate::{
     sample_size_two_proportions, shift_interval, welch_t_test,
 };
 
-fn yes() -> bool {
-    true
-}
 fn conf_95() -> f64 {
     0.95
 }
@@ -40,6 +37,9 @@ fn one() -> f64 {
 }
 fn prior_strength() -> f64 {
     crate::sequential::DEFAULT_PRIOR_STRENGTH
+}
+fn yes() -> bool {
+    true
 }
 
 /// One request to the harness.
@@ -226,6 +226,9 @@ pub enum Request {
         /// [`DEFAULT_PRIOR_STRENGTH`](crate::sequential::DEFAULT_PRIOR_STRENGTH)).
         #[serde(default = "prior_strength")]
         prior_strength: f64,
+        /// Restarted e-processes for late onsets (default true, as the library).
+        #[serde(default = "yes")]
+        restarts: bool,
         /// Default two-sided.
         #[serde(default)]
         alternative: Alternative,
@@ -438,6 +441,7 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
             split,
             alpha,
             prior_strength,
+            restarts,
             alternative,
         } => sequential_counts(
             &counts,
@@ -446,6 +450,7 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
                 alpha,
                 prior_strength,
                 alternative,
+                restarts,
             },
         )?,
         Request::SequentialDistribution {

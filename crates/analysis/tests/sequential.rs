@@ -7,9 +7,10 @@
 
 use cutover_analysis::harness::{Request, run, run_json};
 use cutover_analysis::sequential::{
-    Arm, CountSettings, CountTest, Decision, DistributionSettings, DistributionTest, MeanSettings,
-    MeanTest, ObservedShareCountTest, Variance, band_epsilon, log_bayes_factor,
-    log_bayes_factor_greater, msprt_log_lambda, msprt_log_lambda_greater, t_mixture_log_bf,
+    Arm, BAND_SHARE, BASE_WEIGHT, CountSettings, CountTest, Decision, DistributionSettings,
+    DistributionTest, MeanSettings, MeanTest, ObservedShareCountTest, Variance, band_epsilon,
+    log_bayes_factor, log_bayes_factor_greater, msprt_log_lambda, msprt_log_lambda_greater,
+    t_mixture_log_bf,
 };
 use cutover_analysis::{Alternative, AnalysisError};
 use serde_json::{Value, json};
@@ -45,9 +46,11 @@ fn dirichlet_multinomial_vectors() {
             inv,
             if c == 10 && t == 10 { 1e-4 } else { 1e-9 },
         );
-        // The same through the test object, one event at a time.
+        // The same through the test object (without restarts: the single e-process), one
+        // event at a time.
         let settings = CountSettings {
             prior_strength: 100.0,
+            restarts: false,
             ..CountSettings::default()
         };
         let mut test = CountTest::new(rho, settings).unwrap();
@@ -82,6 +85,7 @@ fn savvi_sequential_stop() {
     // must not reject: the first rejection is at n = 210.
     let settings = CountSettings {
         prior_strength: 100.0,
+        restarts: false,
         ..CountSettings::default()
     };
     let p = |c, t| (-log_bayes_factor(c, t, 0.2, 100.0).unwrap()).exp();
@@ -121,10 +125,12 @@ fn msprt_vectors() {
         1.271_210_424,
         1e-9,
     );
-    // Through the test object with a known variance (σ = 1 per arm, σ_Z² = 2).
+    // Through the test object with a known variance (σ = 1 per arm, σ_Z² = 2), without
+    // restarts: the single mSPRT.
     let settings = MeanSettings {
         tau: 1.0,
         variance: Variance::KnownDifference(2.0),
+        restarts: false,
         ..MeanSettings::default()
     };
     let mut test = MeanTest::new(settings).unwrap();
@@ -204,6 +210,7 @@ fn observed_share_matches_the_closed_form_at_a_constant_share() {
     for (rho, k) in [(0.5, 10.0), (0.2, 100.0), (0.1, 20.0)] {
         let settings = CountSettings {
             prior_strength: k,
+            restarts: false,
             ..CountSettings::default()
         };
         let mut test = ObservedShareCountTest::new(rho, settings).unwrap();
@@ -529,6 +536,7 @@ fn harness_sequential_counts() {
         "split": [0.5, 0.5],
         "alpha": 0.05,
         "prior_strength": 100,
+        "restarts": false,
         "alternative": "two-sided"
     });
     let out = run(serde_json::from_value::<Request>(request).unwrap()).unwrap();
@@ -543,16 +551,26 @@ fn harness_sequential_counts() {
     assert_close(p[2], 0.501_276_096_9, 1e-9);
     assert_close(p[3], 0.051_517_234_5, 1e-9);
     assert_eq!(out["first_rejection"], Value::Null);
-    // savvi's stop, with the defaults (alpha 0.05, two-sided) and a split given as weights.
-    let out = run_json(r#"{"op":"sequential_counts","counts":[[148,61],[148,62]],"split":[80,20],"prior_strength":100}"#).unwrap();
+    // savvi's stop, with the defaults (alpha 0.05, two-sided) and a split given as weights;
+    // the single e-process of savvi (no restarts).
+    let out = run_json(r#"{"op":"sequential_counts","counts":[[148,61],[148,62]],"split":[80,20],"prior_strength":100,"restarts":false}"#).unwrap();
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["first_rejection"], json!(1));
     // One-sided.
-    let out = run_json(r#"{"op":"sequential_counts","counts":[[10,25]],"split":[0.5,0.5],"prior_strength":100,"alternative":"greater"}"#).unwrap();
+    let out = run_json(r#"{"op":"sequential_counts","counts":[[10,25]],"split":[0.5,0.5],"prior_strength":100,"restarts":false,"alternative":"greater"}"#).unwrap();
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_close(
         out["p_values"][0].as_f64().unwrap(),
         (-1.281_238_239_8f64).exp(),
+        1e-9,
+    );
+    // With restarts (the default) the base e-process weighs 0.7: at the first check no
+    // restart has begun yet, so the p-value is the single e-process's divided by that weight.
+    let out = run_json(r#"{"op":"sequential_counts","counts":[[10,25]],"split":[0.5,0.5],"prior_strength":100,"alternative":"greater"}"#).unwrap();
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_close(
+        out["p_values"][0].as_f64().unwrap(),
+        (-1.281_238_239_8f64).exp() / BASE_WEIGHT,
         1e-9,
     );
     // Bad input: decreasing totals, bad split, bad alpha, unknown field.
@@ -689,6 +707,7 @@ fn t_mixture_matches_numerical_integration() {
     for (z, g, want) in cases {
         let settings = MeanSettings {
             tau: g.sqrt(),
+            restarts: false,
             ..MeanSettings::default()
         };
         let mut test = MeanTest::new(settings).unwrap();
@@ -707,4 +726,57 @@ fn t_mixture_matches_numerical_integration() {
         let direct = t_mixture_log_bf(n * mean * mean / var, n, g);
         assert!((direct - e.log_e_value).abs() < 1e-12);
     }
+}
+
+#[test]
+fn state_saved_before_restarts_resumes_without_them() {
+    // A counts test as it was persisted before restarts existed.
+    let old = r#"{"canary_share":0.5,"settings":{"alpha":0.05,"prior_strength":100.0,"alternative":"two-sided"},"control":10,"canary":25,"running":{"p_value":0.6,"rejected":false}}"#;
+    let mut test: CountTest = serde_json::from_str(old).unwrap();
+    assert!(!test.settings().restarts);
+    assert_close(test.evidence().log_e_value, 0.690_598_238_1, 1e-9);
+    test.observe(90, 125).unwrap();
+    let e = test.evidence();
+    assert_close(e.log_e_value, 2.965_838_877_7, 1e-9);
+    assert_close(e.p_value, 0.051_517_234_5, 1e-9);
+    let old = r#"{"settings":{"alpha":0.05,"tau":0.13,"variance":"unknown","alternative":"two-sided"},"control_queue":[],"canary_queue":[],"pairs":0,"mean":0.0,"m2":0.0,"running":{"p_value":1.0,"rejected":false}}"#;
+    let means: MeanTest = serde_json::from_str(old).unwrap();
+    assert!(!means.settings().restarts);
+}
+
+#[test]
+fn the_band_gets_a_fifth_of_alpha_beside_the_tail() {
+    let mut test = DistributionTest::new(DistributionSettings {
+        alternative: Alternative::Greater,
+        ..DistributionSettings::default()
+    })
+    .unwrap();
+    let control: Vec<f64> = (1..=300).map(|i| f64::from(i) / 1000.0).collect();
+    let canary: Vec<f64> = control.iter().map(|v| v * 1.3).collect();
+    let (mut seen_both, mut lowest) = (false, 1.0f64);
+    for _ in 0..10 {
+        test.observe_control(&control).unwrap();
+        test.observe_canary(&canary).unwrap();
+        let e = test.check();
+        let (band, tail) = (test.band_p_value(), test.tail_p_value());
+        seen_both |= band < 1.0 && tail < 1.0;
+        // The band's and the tail's p-values are running minima, and so is the combination.
+        lowest = lowest.min((band / BAND_SHARE).min(tail / (1.0 - BAND_SHARE)));
+        assert!(
+            (e.p_value - lowest).abs() <= 1e-15,
+            "{} vs {lowest}",
+            e.p_value
+        );
+    }
+    assert!(seen_both);
+    // Without tail quantiles the band has all of alpha.
+    let mut band_only = DistributionTest::new(DistributionSettings {
+        tail_quantiles: Vec::new(),
+        ..DistributionSettings::default()
+    })
+    .unwrap();
+    band_only.observe_control(&control).unwrap();
+    band_only.observe_canary(&canary).unwrap();
+    let e = band_only.check();
+    assert_eq!(e.p_value, band_only.band_p_value());
 }

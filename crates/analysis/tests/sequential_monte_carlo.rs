@@ -72,6 +72,7 @@ fn counts_tests_hold_alpha_under_a_a() {
                 alpha: ALPHA,
                 prior_strength: k,
                 alternative,
+                restarts: true,
             };
             let n = 150;
             let r = rejections(n, |rng| {
@@ -156,6 +157,7 @@ fn mean_test_holds_alpha_under_a_a() {
                 tau,
                 alternative,
                 variance,
+                restarts: true,
             };
             let r = rejections(n, |rng| {
                 let mut test = MeanTest::new(settings).unwrap();
@@ -171,5 +173,77 @@ fn mean_test_holds_alpha_under_a_a() {
             });
             assert_under_alpha(&format!("means {variance:?} {alternative:?}"), r, n);
         }
+    }
+}
+
+/// Checks after the onset until the test rejects (`CHECKS` if it never does), per replication.
+fn delays(replications: u64, mut one: impl FnMut(&mut Rng) -> Option<usize>) -> Vec<usize> {
+    let mut d: Vec<usize> = (0..replications)
+        .map(|r| one(&mut Rng(SplitMix64::new(0xDE7E_C700 + r))).unwrap_or(CHECKS))
+        .collect();
+    d.sort_unstable();
+    d
+}
+
+/// The restarted e-processes exist for regressions that begin late: with an onset after 60
+/// checks of A/A traffic, the tests with restarts must reject clearly sooner than the single
+/// e-process, whose evidence the 60 checks of no difference dilute (`restarts` module docs).
+#[test]
+fn restarts_catch_a_late_onset_sooner() {
+    const ONSET: usize = 60;
+    let counts = |restarts: bool| {
+        delays(30, |rng| {
+            let settings = CountSettings {
+                alternative: Alternative::Greater,
+                restarts,
+                ..CountSettings::default()
+            };
+            let mut test = CountTest::new(0.5, settings).unwrap();
+            (0..CHECKS)
+                .find(|&check| {
+                    // 10 errors per check per arm, the canary's doubling at the onset.
+                    let canary = if check >= ONSET { 20.0 } else { 10.0 };
+                    test.observe(rng.poisson(10.0), rng.poisson(canary))
+                        .unwrap();
+                    test.evidence().rejected
+                })
+                .map(|check| check.saturating_sub(ONSET))
+        })
+    };
+    let means = |restarts: bool| {
+        delays(30, |rng| {
+            let settings = MeanSettings {
+                alternative: Alternative::Greater,
+                restarts,
+                ..MeanSettings::default()
+            };
+            let mut test = MeanTest::new(settings).unwrap();
+            (0..CHECKS)
+                .find(|&check| {
+                    // 50 log-latencies per check per arm; the canary 25 % slower after the onset.
+                    let shift = if check >= ONSET { 1.25f64.ln() } else { 0.0 };
+                    let control: Vec<f64> = (0..50).map(|_| rng.latency().ln()).collect();
+                    let canary: Vec<f64> = (0..50).map(|_| rng.latency().ln() + shift).collect();
+                    test.observe_control(&control).unwrap();
+                    test.observe_canary(&canary).unwrap();
+                    test.evidence().rejected
+                })
+                .map(|check| check.saturating_sub(ONSET))
+        })
+    };
+    for (name, with, without) in [
+        ("counts", counts(true), counts(false)),
+        ("means", means(true), means(false)),
+    ] {
+        let (a, b) = (with[with.len() / 2], without[without.len() / 2]);
+        eprintln!("{name}: median checks after the onset {a} with restarts, {b} without");
+        assert!(
+            2 * a <= b,
+            "{name}: {a} checks with restarts, {b} without: {with:?} {without:?}"
+        );
+        assert!(
+            with[with.len() * 9 / 10] < CHECKS - ONSET,
+            "{name}: {with:?}"
+        );
     }
 }

@@ -48,8 +48,9 @@ proptest! {
         share in 0.05f64..0.95,
         k in 0.5f64..200.0,
         alternative in alternative(),
+        restarts in any::<bool>(),
     ) {
-        let settings = CountSettings { alpha: 0.05, prior_strength: k, alternative };
+        let settings = CountSettings { alpha: 0.05, prior_strength: k, alternative, restarts };
         let mut test = CountTest::new(share, settings).unwrap();
         let mut history = Vec::new();
         for &(c, t) in &steps {

@@ -252,7 +252,7 @@ async fn the_record_carries_the_numbers() {
         "e-value",
         "rate ratio",
         "tolerance 1.5",
-        "stable n = 10",
+        "stable: 10 events in 1,000 requests",
     ] {
         assert!(
             first.summary.contains(text),

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use statrs::function::beta::{beta_reg, ln_beta};
 
 use super::evidence::{Effect, Evidence, RunningP, check_alpha, check_share};
+use super::restarts::{Combine, Restarts};
 use crate::{Alternative, AnalysisError};
 
 /// Default Dirichlet prior strength `k` (see the module docs for the tuning and its trade-off).
@@ -60,6 +61,12 @@ pub struct CountSettings {
     pub prior_strength: f64,
     /// `TwoSided` (default), `Greater` (canary's rate higher = worse) or `Less`.
     pub alternative: Alternative,
+    /// Also run e-processes restarted along the way, so a regression that begins late is not
+    /// diluted by the data from before it (`restarts` module docs; default `true`). Off, the
+    /// test is the single e-process of the module docs. State saved without this field reads
+    /// back with restarts off, as it ran.
+    #[serde(default)]
+    pub restarts: bool,
 }
 
 impl Default for CountSettings {
@@ -68,9 +75,13 @@ impl Default for CountSettings {
             alpha: 0.05,
             prior_strength: DEFAULT_PRIOR_STRENGTH,
             alternative: Alternative::TwoSided,
+            restarts: true,
         }
     }
 }
+
+/// Events (both arms) between two restarts of the counts tests.
+pub(crate) const COUNT_SPACING: f64 = 15.0;
 
 impl CountSettings {
     /// Checks alpha and the prior strength.
@@ -279,6 +290,12 @@ pub struct CountTest {
     control: u64,
     canary: u64,
     running: RunningP,
+    /// The restarted e-processes, each as the totals `[control, canary]` at its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restarts: Option<Restarts<[u64; 2]>>,
+    /// ln of the combined e-value after the latest observation.
+    #[serde(default, with = "super::evidence::non_finite")]
+    log_e: f64,
 }
 
 impl CountTest {
@@ -292,6 +309,10 @@ impl CountTest {
             control: 0,
             canary: 0,
             running: RunningP::default(),
+            restarts: settings
+                .restarts
+                .then(|| Restarts::new(Combine::Sum, COUNT_SPACING)),
+            log_e: 0.0,
         })
     }
 
@@ -321,18 +342,36 @@ impl CountTest {
         self.control = control;
         self.canary = canary;
         let s = self.settings;
-        let log_e = ln_e(
-            control,
-            canary,
-            self.canary_share,
-            s.prior_strength,
-            s.alternative,
-        );
-        self.running.update_log_e(log_e, s.alpha);
+        let rho = self.canary_share;
+        let base = ln_e(control, canary, rho, s.prior_strength, s.alternative);
+        self.log_e = match &mut self.restarts {
+            None => base,
+            Some(restarts) => {
+                for r in restarts.live_mut() {
+                    let [c0, x0] = r.component;
+                    r.log_e = ln_e(
+                        control - c0,
+                        canary - x0,
+                        rho,
+                        s.prior_strength,
+                        s.alternative,
+                    );
+                }
+                restarts.log_e(base)
+            }
+        };
+        self.running.update_log_e(self.log_e, s.alpha);
+        if let Some(restarts) = &mut self.restarts {
+            #[allow(clippy::cast_precision_loss)]
+            let events = (control_events + canary_events) as f64;
+            restarts.after_window(events, || [control, canary]);
+        }
         Ok(())
     }
 
-    /// The current evidence: p-value, log BF, the rate ratio's estimate and confidence sequence.
+    /// The current evidence: p-value, log e-value (the log BF, or with restarts the log of the
+    /// combined e-value), the rate ratio's estimate and confidence sequence (from the
+    /// e-process started with the data).
     #[allow(clippy::cast_precision_loss)]
     pub fn evidence(&self) -> Evidence {
         let s = self.settings;
@@ -342,13 +381,16 @@ impl CountTest {
         Evidence {
             p_value: self.running.p_value,
             rejected: self.running.rejected,
-            log_e_value: ln_e(
-                self.control,
-                self.canary,
-                rho,
-                s.prior_strength,
-                s.alternative,
-            ),
+            log_e_value: match self.restarts {
+                Some(_) => self.log_e,
+                None => ln_e(
+                    self.control,
+                    self.canary,
+                    rho,
+                    s.prior_strength,
+                    s.alternative,
+                ),
+            },
             effect: Effect::RateRatio,
             estimate,
             lower: theta_to_ratio(lo, rho),

@@ -55,9 +55,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::buckets::{Histogram, check_edges, check_values, default_edges};
-use super::counts::DEFAULT_PRIOR_STRENGTH;
+use super::counts::COUNT_SPACING;
 use super::evidence::{Effect, Evidence, RunningP, check_alpha, check_share};
 use super::mixture::{LogRatioMixture, log_sum_exp};
+use super::restarts::{Combine, Restarts};
 use crate::{Alternative, AnalysisError};
 
 /// `ε(t, a) = 0.85·sqrt((ln ln(e·t) + 0.8·ln(1612/a)) / t)`, the half-width of Howard &
@@ -96,11 +97,16 @@ pub struct DistributionSettings {
     /// [`default_edges`].
     pub edges: Vec<f64>,
     /// Control quantiles whose exceedances feed the tail e-process, each in (0, 1). Default
-    /// `[0.9, 0.99]`; empty turns the tail e-process off (band test only).
+    /// [`DEFAULT_TAIL_QUANTILES`]; empty turns the tail e-process off (band test only).
     pub tail_quantiles: Vec<f64>,
     /// Prior strength of the tail e-process's mixture over the exceedance rate ratio (as
-    /// [`super::CountSettings::prior_strength`]). Default [`DEFAULT_PRIOR_STRENGTH`].
+    /// [`super::CountSettings::prior_strength`]). Default [`DEFAULT_TAIL_PRIOR_STRENGTH`].
     pub tail_prior_strength: f64,
+    /// Also run tail e-processes restarted along the way, so a tail regression that begins
+    /// late is not diluted by the data from before it (`restarts` module docs; default
+    /// `true`). State saved without this field reads back with restarts off.
+    #[serde(default)]
+    pub restarts: bool,
 }
 
 impl Default for DistributionSettings {
@@ -109,11 +115,23 @@ impl Default for DistributionSettings {
             alpha: 0.05,
             alternative: Alternative::TwoSided,
             edges: Vec::new(),
-            tail_quantiles: vec![0.9, 0.99],
-            tail_prior_strength: DEFAULT_PRIOR_STRENGTH,
+            tail_quantiles: DEFAULT_TAIL_QUANTILES.to_vec(),
+            tail_prior_strength: DEFAULT_TAIL_PRIOR_STRENGTH,
+            restarts: true,
         }
     }
 }
+
+/// Default control quantiles of the tail e-process (module docs).
+pub const DEFAULT_TAIL_QUANTILES: [f64; 3] = [0.95, 0.99, 0.999];
+
+/// Default prior strength of the tail e-process: Beta(1, 1) on the canary's share of
+/// exceedances, flat, because tail regressions move exceedance rates by large factors.
+pub const DEFAULT_TAIL_PRIOR_STRENGTH: f64 = 2.0;
+
+/// The band test's share of alpha when the tail e-process runs beside it; the tail gets the
+/// rest (module docs).
+pub const BAND_SHARE: f64 = 0.2;
 
 /// One tail e-process: the exceedances of one control quantile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +140,17 @@ struct Tail {
     /// Edge index of the current threshold (none until the control has data).
     threshold: Option<usize>,
     mixture: LogRatioMixture,
+    /// The restarted e-processes on the same labels (coarse grids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restarts: Option<Restarts<LogRatioMixture>>,
+}
+
+impl Tail {
+    /// ln of this quantile's e-value: its own, or combined with its restarts.
+    fn log_e(&self) -> f64 {
+        let base = self.mixture.log_e();
+        self.restarts.as_ref().map_or(base, |r| r.log_e(base))
+    }
 }
 
 /// The sequential distribution test (module docs). Feed each arm's new values with
@@ -188,6 +217,9 @@ impl DistributionTest {
                 quantile,
                 threshold: None,
                 mixture: LogRatioMixture::new(k, 0.5, settings.alternative),
+                restarts: settings
+                    .restarts
+                    .then(|| Restarts::new(Combine::Sum, COUNT_SPACING)),
             })
             .collect();
         Ok(DistributionTest {
@@ -262,11 +294,20 @@ impl DistributionTest {
     pub fn check(&mut self) -> Evidence {
         let (wc, wt) = (&self.window_control, &self.window_canary);
         let requests = wc.total + wt.total;
+        let mut exceedances = vec![0u64; self.tails.len()];
         if requests > 0 {
             let rho = wt.total as f64 / requests as f64;
-            for tail in &mut self.tails {
+            for (tail, seen) in self.tails.iter_mut().zip(&mut exceedances) {
                 if let Some(j) = tail.threshold {
-                    tail.mixture.observe(wc.above(j), wt.above(j), rho);
+                    let (c, t) = (wc.above(j), wt.above(j));
+                    tail.mixture.observe(c, t, rho);
+                    if let Some(restarts) = &mut tail.restarts {
+                        for r in restarts.live_mut() {
+                            r.component.observe(c, t, rho);
+                            r.log_e = r.component.log_e();
+                        }
+                    }
+                    *seen = c + t;
                 }
             }
         }
@@ -289,8 +330,17 @@ impl DistributionTest {
             self.running.update(self.band.p_value, self.alpha);
         } else {
             self.tail.update_log_e(self.tail_log_e(), self.alpha);
-            let p = (2.0 * self.band.p_value.min(self.tail.p_value)).min(1.0);
+            let p = (self.band.p_value / BAND_SHARE)
+                .min(self.tail.p_value / (1.0 - BAND_SHARE))
+                .min(1.0);
             self.running.update(p, self.alpha);
+        }
+        for (tail, seen) in self.tails.iter_mut().zip(exceedances) {
+            let (k, alternative) = (tail.mixture.prior_strength(), self.alternative);
+            if let Some(restarts) = &mut tail.restarts {
+                #[allow(clippy::cast_precision_loss)]
+                restarts.after_window(seen as f64, || LogRatioMixture::coarse(k, 0.5, alternative));
+            }
         }
         self.evidence()
     }
@@ -301,7 +351,7 @@ impl DistributionTest {
         if self.tails.is_empty() {
             return 0.0;
         }
-        log_sum_exp(self.tails.iter().map(|t| t.mixture.log_e())) - (self.tails.len() as f64).ln()
+        log_sum_exp(self.tails.iter().map(Tail::log_e)) - (self.tails.len() as f64).ln()
     }
 
     /// `(D⁺, D⁻, upper)` at the edges over all checked values: `D⁺ = max (F̂_control −
@@ -487,7 +537,7 @@ impl TryFrom<DistributionState> for DistributionTest {
 }
 
 /// The smallest `α` at which `d > ε(n_c, α/2) + ε(n_t, α/2)`, or 1.
-fn band_p_value(d: f64, nc: f64, nt: f64) -> f64 {
+pub(crate) fn band_p_value(d: f64, nc: f64, nt: f64) -> f64 {
     if nc < 1.0 || nt < 1.0 || d <= 0.0 {
         return 1.0;
     }

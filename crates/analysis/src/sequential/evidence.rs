@@ -68,12 +68,12 @@ pub struct Evidence {
 /// Serde for `f64` fields that may be infinite or NaN: finite values as JSON numbers, the
 /// others as the strings `"inf"`, `"-inf"`, `"NaN"` (plain JSON would write `null` and could not
 /// read it back). `null` also reads back, as NaN.
-mod non_finite {
+pub(crate) mod non_finite {
     use serde::{Deserialize, Deserializer, Serializer};
 
     // serde's `with` calls this with a reference.
     #[allow(clippy::trivially_copy_pass_by_ref)]
-    pub(super) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
         if v.is_finite() {
             s.serialize_f64(*v)
         } else if v.is_nan() {
@@ -93,7 +93,7 @@ mod non_finite {
         Null(()),
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         match Repr::deserialize(d)? {
             Repr::Number(v) => Ok(v),
             Repr::Null(()) => Ok(f64::NAN),

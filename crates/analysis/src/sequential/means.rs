@@ -75,6 +75,7 @@ use statrs::function::erf::erfc;
 
 use super::distribution::Arm;
 use super::evidence::{Effect, Evidence, RunningP, check_alpha};
+use super::restarts::{Combine, Restarts};
 use crate::{Alternative, AnalysisError};
 
 /// Pairs needed before a plug-in variance is trusted.
@@ -112,6 +113,11 @@ pub struct MeanSettings {
     pub variance: Variance,
     /// `TwoSided` (default), `Greater` (canary mean larger = worse) or `Less`.
     pub alternative: Alternative,
+    /// Also run tests restarted along the way, so a regression that begins late is not
+    /// diluted by the pairs from before it (`restarts` module docs, combined by a union bound;
+    /// default `true`). State saved without this field reads back with restarts off.
+    #[serde(default)]
+    pub restarts: bool,
 }
 
 impl Default for MeanSettings {
@@ -121,6 +127,85 @@ impl Default for MeanSettings {
             tau: DEFAULT_STANDARDIZED_TAU,
             variance: Variance::Unknown,
             alternative: Alternative::TwoSided,
+            restarts: true,
+        }
+    }
+}
+
+/// Pairs between two restarts of the means test.
+pub(crate) const MEAN_SPACING: f64 = 200.0;
+
+/// Welford's running count, mean and sum of squared deviations of the pair differences.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Moments {
+    pairs: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    /// The moments of `pairs` differences with this mean and sample variance (what the
+    /// `durations` module feeds the test: the data it would see on average).
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn summary(pairs: u64, mean: f64, variance: f64) -> Self {
+        Moments {
+            pairs,
+            mean,
+            m2: variance * (pairs as f64 - 1.0).max(0.0),
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn add(&mut self, z: f64) {
+        self.pairs += 1;
+        let delta = z - self.mean;
+        self.mean += delta / self.pairs as f64;
+        self.m2 += delta * (z - self.mean);
+    }
+
+    /// The sample variance of the differences, once there are two and they differ.
+    #[allow(clippy::cast_precision_loss)]
+    fn sample_variance(&self) -> Option<f64> {
+        let v = self.m2 / (self.pairs as f64 - 1.0);
+        (self.pairs >= 2 && v > 0.0 && v.is_finite()).then_some(v)
+    }
+
+    /// The variance the settings use, if there is one yet.
+    fn variance(&self, settings: &MeanSettings) -> Option<f64> {
+        match settings.variance {
+            Variance::KnownDifference(v) => Some(v),
+            Variance::PlugIn => self
+                .sample_variance()
+                .filter(|_| self.pairs >= PLUG_IN_MIN_PAIRS),
+            Variance::Unknown => self.sample_variance(),
+        }
+    }
+
+    /// `ln Λ` of these pairs under the settings (0 before there is a variance).
+    #[allow(clippy::cast_precision_loss)]
+    fn log_lambda(&self, settings: &MeanSettings) -> f64 {
+        let Some(var) = self.variance(settings) else {
+            return 0.0;
+        };
+        let (n, tau) = (self.pairs as f64, settings.tau);
+        if settings.variance == Variance::Unknown {
+            let t2 = n * self.mean * self.mean / var;
+            let two_sided = t_mixture_log_bf(t2, n, tau * tau);
+            let sign = match settings.alternative {
+                Alternative::TwoSided => return two_sided,
+                Alternative::Greater => self.mean,
+                Alternative::Less => -self.mean,
+            };
+            return if sign > 0.0 {
+                two_sided
+            } else {
+                f64::NEG_INFINITY
+            };
+        }
+        match settings.alternative {
+            Alternative::TwoSided => msprt_log_lambda(self.mean, n, tau, var),
+            Alternative::Greater => msprt_log_lambda_greater(self.mean, n, tau, var),
+            Alternative::Less => msprt_log_lambda_greater(-self.mean, n, tau, var),
         }
     }
 }
@@ -188,7 +273,7 @@ pub fn t_mixture_log_bf(t_squared: f64, n: f64, g: f64) -> f64 {
 }
 
 /// Half-width of the t-mixture's confidence sequence (module docs); infinite while unbounded.
-fn t_mixture_half_width(var: f64, n: f64, g: f64, alpha: f64) -> f64 {
+pub(crate) fn t_mixture_half_width(var: f64, n: f64, g: f64, alpha: f64) -> f64 {
     if n < 2.0 {
         return f64::INFINITY;
     }
@@ -211,11 +296,16 @@ fn t_mixture_half_width(var: f64, n: f64, g: f64, alpha: f64) -> f64 {
 /// ```
 /// use cutover_analysis::sequential::{MeanSettings, MeanTest, Variance};
 /// let settings = MeanSettings { tau: 1.0, variance: Variance::KnownDifference(2.0), ..Default::default() };
-/// let mut test = MeanTest::new(settings)?;
-/// test.observe_control(&[0.0; 100])?;
-/// test.observe_canary(&[0.3; 100])?;
+/// let single = MeanSettings { restarts: false, ..settings };
+/// let (mut test, mut alone) = (MeanTest::new(settings)?, MeanTest::new(single)?);
+/// for t in [&mut test, &mut alone] {
+///     t.observe_control(&[0.0; 100])?;
+///     t.observe_canary(&[0.3; 100])?;
+/// }
+/// // The mSPRT of ANALYSIS.md §5.4; with restarts (none begun yet) it weighs 0.7.
+/// assert!((alone.evidence().log_e_value.exp() - 1.271_210_424).abs() < 1e-9);
 /// let e = test.evidence();
-/// assert!((e.log_e_value.exp() - 1.271_210_424).abs() < 1e-9);
+/// assert!((e.log_e_value.exp() - 0.7 * 1.271_210_424).abs() < 1e-9);
 /// assert_eq!((e.control_n, e.canary_n), (100, 100));
 /// # Ok::<(), cutover_analysis::AnalysisError>(())
 /// ```
@@ -224,11 +314,13 @@ pub struct MeanTest {
     settings: MeanSettings,
     control_queue: VecDeque<f64>,
     canary_queue: VecDeque<f64>,
-    pairs: u64,
-    /// Welford's running mean and sum of squared deviations of the differences.
-    mean: f64,
-    m2: f64,
+    /// The pairs so far.
+    #[serde(flatten)]
+    moments: Moments,
     running: RunningP,
+    /// The restarted tests, each with the moments of the pairs since its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restarts: Option<Restarts<Moments>>,
 }
 
 impl MeanTest {
@@ -239,11 +331,23 @@ impl MeanTest {
             settings,
             control_queue: VecDeque::new(),
             canary_queue: VecDeque::new(),
-            pairs: 0,
-            mean: 0.0,
-            m2: 0.0,
+            moments: Moments::default(),
             running: RunningP::default(),
+            restarts: settings
+                .restarts
+                .then(|| Restarts::new(Combine::Max, MEAN_SPACING)),
         })
+    }
+
+    /// A test that has seen pairs with these moments, all in one window (the `durations`
+    /// module's expected path).
+    pub(crate) fn with_moments(
+        settings: MeanSettings,
+        moments: Moments,
+    ) -> Result<Self, AnalysisError> {
+        let mut test = MeanTest::new(settings)?;
+        test.moments = moments;
+        Ok(test)
     }
 
     /// The settings the test was built with.
@@ -269,7 +373,7 @@ impl MeanTest {
             Arm::Canary => "canary",
         };
         check_finite(group, values)?;
-        let before = self.pairs;
+        let before = self.moments.pairs;
         for &v in values {
             let (other, own) = match arm {
                 Arm::Control => (&mut self.canary_queue, &mut self.control_queue),
@@ -285,65 +389,39 @@ impl MeanTest {
         Ok(())
     }
 
-    /// The variance in use, if there is one yet.
-    #[allow(clippy::cast_precision_loss)]
-    fn variance(&self) -> Option<f64> {
-        match self.settings.variance {
-            Variance::KnownDifference(v) => Some(v),
-            Variance::PlugIn => self
-                .sample_variance()
-                .filter(|_| self.pairs >= PLUG_IN_MIN_PAIRS),
-            Variance::Unknown => self.sample_variance(),
-        }
+    /// ln of the e-value the p-value is built from: the test's own, or with restarts the
+    /// largest weighted value (`restarts` module docs).
+    fn log_e(&self) -> f64 {
+        let base = self.moments.log_lambda(&self.settings);
+        self.restarts.as_ref().map_or(base, |r| r.log_e(base))
     }
 
-    /// The sample variance of the differences, once there are two and they differ.
-    #[allow(clippy::cast_precision_loss)]
-    fn sample_variance(&self) -> Option<f64> {
-        let v = self.m2 / (self.pairs as f64 - 1.0);
-        (self.pairs >= 2 && v > 0.0 && v.is_finite()).then_some(v)
-    }
-
-    #[allow(clippy::cast_precision_loss)]
-    fn log_lambda(&self) -> f64 {
-        let Some(var) = self.variance() else {
-            return 0.0;
-        };
-        let (n, tau) = (self.pairs as f64, self.settings.tau);
-        if self.settings.variance == Variance::Unknown {
-            let t2 = n * self.mean * self.mean / var;
-            let two_sided = t_mixture_log_bf(t2, n, tau * tau);
-            let sign = match self.settings.alternative {
-                Alternative::TwoSided => return two_sided,
-                Alternative::Greater => self.mean,
-                Alternative::Less => -self.mean,
-            };
-            return if sign > 0.0 {
-                two_sided
-            } else {
-                f64::NEG_INFINITY
-            };
-        }
-        match self.settings.alternative {
-            Alternative::TwoSided => msprt_log_lambda(self.mean, n, tau, var),
-            Alternative::Greater => msprt_log_lambda_greater(self.mean, n, tau, var),
-            Alternative::Less => msprt_log_lambda_greater(-self.mean, n, tau, var),
-        }
-    }
-
-    #[allow(clippy::cast_precision_loss)]
     fn add_pair(&mut self, z: f64) {
-        self.pairs += 1;
-        let delta = z - self.mean;
-        self.mean += delta / self.pairs as f64;
-        self.m2 += delta * (z - self.mean);
+        self.moments.add(z);
+        if let Some(restarts) = &mut self.restarts {
+            for r in restarts.live_mut() {
+                r.component.add(z);
+            }
+        }
     }
 
-    /// Folds the current e-value into the running p-value if the call formed new pairs.
+    /// Folds the current e-value into the running p-value if the call formed new pairs, then
+    /// lets a restart begin.
+    #[allow(clippy::cast_precision_loss)]
     fn update_p(&mut self, pairs_before: u64) {
-        if self.pairs > pairs_before {
-            self.running
-                .update_log_e(self.log_lambda(), self.settings.alpha);
+        let new = self.moments.pairs - pairs_before;
+        if new == 0 {
+            return;
+        }
+        let settings = self.settings;
+        if let Some(restarts) = &mut self.restarts {
+            for r in restarts.live_mut() {
+                r.log_e = r.component.log_lambda(&settings);
+            }
+        }
+        self.running.update_log_e(self.log_e(), settings.alpha);
+        if let Some(restarts) = &mut self.restarts {
+            restarts.after_window(new as f64, Moments::default);
         }
     }
 
@@ -352,9 +430,10 @@ impl MeanTest {
     #[allow(clippy::cast_precision_loss)]
     pub fn evidence(&self) -> Evidence {
         let waiting = |q: &VecDeque<f64>| q.len() as u64;
-        let (estimate, lower, upper) = match self.variance() {
-            Some(var) if self.pairs > 0 => {
-                let (n, t2) = (self.pairs as f64, self.settings.tau * self.settings.tau);
+        let m = &self.moments;
+        let (estimate, lower, upper) = match m.variance(&self.settings) {
+            Some(var) if m.pairs > 0 => {
+                let (n, t2) = (m.pairs as f64, self.settings.tau * self.settings.tau);
                 let a = self.settings.alpha;
                 let half = if self.settings.variance == Variance::Unknown {
                     t_mixture_half_width(var, n, t2, a)
@@ -362,21 +441,21 @@ impl MeanTest {
                     let s = var + n * t2;
                     (var * s / (n * n * t2) * (s / (var * a * a)).ln()).sqrt()
                 };
-                (self.mean, self.mean - half, self.mean + half)
+                (m.mean, m.mean - half, m.mean + half)
             }
-            _ if self.pairs > 0 => (self.mean, f64::NEG_INFINITY, f64::INFINITY),
+            _ if m.pairs > 0 => (m.mean, f64::NEG_INFINITY, f64::INFINITY),
             _ => (f64::NAN, f64::NEG_INFINITY, f64::INFINITY),
         };
         Evidence {
             p_value: self.running.p_value,
             rejected: self.running.rejected,
-            log_e_value: self.log_lambda(),
+            log_e_value: self.log_e(),
             effect: Effect::MeanDifference,
             estimate,
             lower,
             upper,
-            control_n: self.pairs + waiting(&self.control_queue),
-            canary_n: self.pairs + waiting(&self.canary_queue),
+            control_n: m.pairs + waiting(&self.control_queue),
+            canary_n: m.pairs + waiting(&self.canary_queue),
         }
     }
 }

@@ -18,6 +18,12 @@ use crate::Alternative;
 /// Grid points (odd, so that δ = 0 is one of them).
 const POINTS: usize = 601;
 
+/// Grid points of a coarse mixture: the restarted e-processes of the late-onset detector
+/// (`restarts`), which only test and need no fine confidence bounds. The grid step near a
+/// ratio of 2.7 is then about 0.19 in `δ`, which costs at most about `n·I·0.1²/2` nats against
+/// the nearest grid point (a few tenths for a hundred events).
+const COARSE_POINTS: usize = 61;
+
 /// Scale of the sinh grid: the step near δ = 0 is about this times `2·asinh(half/S)/400`.
 const SINH_SCALE: f64 = 0.1;
 
@@ -55,14 +61,13 @@ impl TryFrom<MixtureState> for LogRatioMixture {
         if !(k > 0.0 && k.is_finite() && rho > 0.0 && rho < 1.0) {
             return Err(format!("invalid mixture prior: strength {k}, share {rho}"));
         }
-        let mut mixture = LogRatioMixture::new(k, rho, state.alternative);
-        if state.log_lik.len() != mixture.log_lik.len() {
+        let points = state.log_lik.len();
+        if points != POINTS && points != COARSE_POINTS {
             return Err(format!(
-                "mixture state has {} grid points, expected {}",
-                state.log_lik.len(),
-                mixture.log_lik.len()
+                "mixture state has {points} grid points, expected {POINTS} or {COARSE_POINTS}"
             ));
         }
+        let mut mixture = LogRatioMixture::with_points(k, rho, state.alternative, points);
         mixture.log_lik = state.log_lik;
         mixture.log_e = mixture.compute_log_e();
         Ok(mixture)
@@ -101,8 +106,17 @@ pub(crate) struct LogRatioMixture {
 
 impl LogRatioMixture {
     /// The grid for prior strength `k` centred on share `rho0`.
-    #[allow(clippy::cast_precision_loss)]
     pub(crate) fn new(k: f64, rho0: f64, alternative: Alternative) -> Self {
+        Self::with_points(k, rho0, alternative, POINTS)
+    }
+
+    /// The same prior on a coarse grid ([`COARSE_POINTS`]), for restarted e-processes.
+    pub(crate) fn coarse(k: f64, rho0: f64, alternative: Alternative) -> Self {
+        Self::with_points(k, rho0, alternative, COARSE_POINTS)
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn with_points(k: f64, rho0: f64, alternative: Alternative, points: usize) -> Self {
         let (a, b) = (k * rho0, k * (1.0 - rho0));
         let c = (rho0 / (1.0 - rho0)).ln();
         // The logistic-beta density of η = logit θ is σ(η)^a σ(−η)^b / B(a, b); its tails fall
@@ -112,8 +126,8 @@ impl LogRatioMixture {
         // bounds lie, widening to 2 % at a ratio of 3 and 4 % at 7.
         let half = (40.0 / a.min(b) + 10.0 * (1.0 / a + 1.0 / b).sqrt()).min(20.0);
         let u_max = (half / SINH_SCALE).asinh();
-        let du = 2.0 * u_max / (POINTS - 1) as f64;
-        let u: Vec<f64> = (0..POINTS).map(|j| -u_max + du * j as f64).collect();
+        let du = 2.0 * u_max / (points - 1) as f64;
+        let u: Vec<f64> = (0..points).map(|j| -u_max + du * j as f64).collect();
         let delta: Vec<f64> = u.iter().map(|u| SINH_SCALE * u.sinh()).collect();
         // Prior density of η at δ_j + c, times the grid's local width dδ/du (the quadrature).
         let raw: Vec<f64> = u
@@ -191,6 +205,16 @@ impl LogRatioMixture {
             sum += (w + l - max).exp();
         }
         max + sum.ln()
+    }
+
+    /// The prior strength `k`.
+    pub(crate) fn prior_strength(&self) -> f64 {
+        self.prior_strength
+    }
+
+    /// The share the prior is centred on.
+    pub(crate) fn share(&self) -> f64 {
+        self.share
     }
 
     /// ln of the mixture e-value of the test's alternative (O(1): kept up to date).

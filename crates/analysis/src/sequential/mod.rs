@@ -39,19 +39,26 @@
 mod buckets;
 mod counts;
 mod distribution;
+mod durations;
 mod evidence;
 mod means;
 mod mixture;
 mod observed_share;
+mod restarts;
 
 pub use self::buckets::default_edges;
 pub use self::counts::{
     CountSettings, CountTest, DEFAULT_PRIOR_STRENGTH, log_bayes_factor, log_bayes_factor_greater,
 };
-pub use self::distribution::{Arm, DistributionSettings, DistributionTest, band_epsilon};
+pub use self::distribution::{
+    Arm, BAND_SHARE, DEFAULT_TAIL_PRIOR_STRENGTH, DEFAULT_TAIL_QUANTILES, DistributionSettings,
+    DistributionTest, band_epsilon,
+};
+pub use self::durations::{Durations, Model, Traffic, durations};
 pub use self::evidence::{Decision, Effect, Evidence};
 pub use self::means::{
     DEFAULT_STANDARDIZED_TAU, MeanSettings, MeanTest, PLUG_IN_MIN_PAIRS, Variance,
     msprt_log_lambda, msprt_log_lambda_greater, t_mixture_log_bf,
 };
 pub use self::observed_share::ObservedShareCountTest;
+pub use self::restarts::{BASE_WEIGHT, HORIZON, MAX_LIVE};

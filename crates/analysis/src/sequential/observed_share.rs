@@ -31,9 +31,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::CountSettings;
+use super::counts::{COUNT_SPACING, CountSettings};
 use super::evidence::{Effect, Evidence, RunningP, check_share};
 use super::mixture::LogRatioMixture;
+use super::restarts::{Combine, Restarts};
 use crate::AnalysisError;
 
 /// The counts test that weighs each window with its realised request share (module docs).
@@ -58,6 +59,12 @@ pub struct ObservedShareCountTest {
     control_requests: u64,
     canary_requests: u64,
     running: RunningP,
+    /// The restarted e-processes (coarse grids), when the settings ask for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restarts: Option<Restarts<LogRatioMixture>>,
+    /// ln of the combined e-value after the latest window.
+    #[serde(default, with = "super::evidence::non_finite")]
+    log_e: f64,
 }
 
 impl ObservedShareCountTest {
@@ -78,6 +85,10 @@ impl ObservedShareCountTest {
             control_requests: 0,
             canary_requests: 0,
             running: RunningP::default(),
+            restarts: settings
+                .restarts
+                .then(|| Restarts::new(Combine::Sum, COUNT_SPACING)),
+            log_e: 0.0,
         })
     }
 
@@ -122,14 +133,28 @@ impl ObservedShareCountTest {
         if requests > 0 {
             let rho = canary_requests as f64 / requests as f64;
             self.mixture.observe(control_events, canary_events, rho);
+            if let Some(restarts) = &mut self.restarts {
+                for r in restarts.live_mut() {
+                    r.component.observe(control_events, canary_events, rho);
+                    r.log_e = r.component.log_e();
+                }
+            }
         }
         // Events never exceed requests, so these cannot overflow.
         self.control_events += control_events;
         self.canary_events += canary_events;
         self.control_requests = control_requests_total;
         self.canary_requests = canary_requests_total;
-        self.running
-            .update_log_e(self.mixture.log_e(), self.settings.alpha);
+        let base = self.mixture.log_e();
+        self.log_e = self.restarts.as_ref().map_or(base, |r| r.log_e(base));
+        self.running.update_log_e(self.log_e, self.settings.alpha);
+        let (s, share) = (self.settings, self.mixture.share());
+        if let Some(restarts) = &mut self.restarts {
+            let events = (control_events + canary_events) as f64;
+            restarts.after_window(events, || {
+                LogRatioMixture::coarse(s.prior_strength, share, s.alternative)
+            });
+        }
         Ok(())
     }
 
@@ -142,7 +167,11 @@ impl ObservedShareCountTest {
         Evidence {
             p_value: self.running.p_value,
             rejected: self.running.rejected,
-            log_e_value: self.mixture.log_e(),
+            log_e_value: if self.restarts.is_some() {
+                self.log_e
+            } else {
+                self.mixture.log_e()
+            },
             effect: Effect::RateRatio,
             estimate: if self.control_events + self.canary_events == 0 {
                 f64::NAN
