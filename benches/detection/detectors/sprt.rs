@@ -151,7 +151,7 @@ mod tests {
         d.check(&window(vec![slow], vec![]));
         assert!(canary_slow > 0.4 && d.llr < -0.5, "{canary_slow} {}", d.llr);
         // The two labels' probabilities add up: e^{llr_canary}/2 + e^{llr_control}/2 = 1.
-        assert!(((canary_slow.exp() + d.llr.exp()) / 2.0 - 1.0).abs() < 1e-12);
+        assert!((f64::midpoint(canary_slow.exp(), d.llr.exp()) - 1.0).abs() < 1e-12);
         let mut d = TwoSampleTailSprt::new(&tail());
         d.check(&window(vec![0.1], vec![0.1]));
         assert!(d.llr.abs() < 0.05, "{}", d.llr);

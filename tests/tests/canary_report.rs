@@ -2,7 +2,7 @@
 //! here with real traffic through the local proxy) is valid HTML with a chart per analysis.
 
 #[allow(dead_code)]
-#[path = "../canary.rs"]
+#[path = "../../examples/canary.rs"]
 mod canary;
 
 use std::collections::BTreeSet;
