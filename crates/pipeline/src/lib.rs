@@ -43,6 +43,8 @@ mod executor;
 mod freight;
 mod handle;
 pub mod planner;
+#[cfg(test)]
+mod planner_tests;
 mod spec;
 mod state;
 
