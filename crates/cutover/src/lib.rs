@@ -18,6 +18,7 @@
 //! | `fleet`: PostgreSQL state store, rollouts as data, workers with fenced leases | `cutover-fleet` | `fleet` |
 //! | `prometheus`: Prometheus metric source, PromQL templates (cutover-local proxy, Istio, NGINX ingress) with escaped arguments | `cutover-prometheus` | `prometheus` |
 //! | `dashboard`: HTML report of a rollout with charts, live web dashboard with controls | `cutover-dashboard` | `dashboard` |
+//! | `pipeline`: promote freight through stages (dev -> staging -> prod regions) with soak, approvals, freeze windows, rollback | `cutover-pipeline` | `pipeline` |
 //!
 //! Each provider is an opt-in feature.
 //!
@@ -59,6 +60,8 @@
 //! - `prometheus`: the `prometheus` module, the Prometheus metric source (`cutover-prometheus`).
 //! - `dashboard`: the `dashboard` module, the HTML report and the live dashboard
 //!   (`cutover-dashboard`).
+//! - `pipeline`: the `pipeline` module, releases promoted through environments
+//!   (`cutover-pipeline`).
 //!
 //! # MSRV
 //!
@@ -77,6 +80,8 @@ pub use cutover_istio as istio;
 pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "local")]
 pub use cutover_local as local;
+#[cfg(feature = "pipeline")]
+pub use cutover_pipeline as pipeline;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
 #[cfg(feature = "prometheus")]
