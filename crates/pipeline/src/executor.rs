@@ -19,9 +19,7 @@ use crate::freight::Freight;
 use crate::handle::PipelineHandle;
 use crate::planner::{Next, decide, decide_stage};
 use crate::spec::Pipeline;
-use crate::state::{
-    Event, Failure, PipelineState, Promotion, PromotionKind, PromotionStep, Verified,
-};
+use crate::state::{Event, PipelineState, Promotion, PromotionKind, PromotionStep, Verified};
 
 /// What an environment is told about a promotion.
 #[derive(Debug, Clone)]
@@ -344,14 +342,7 @@ impl Inner {
                     }
                     Err(reason) => {
                         let reason = format!("rollout `{}`: {reason}", promotion.rollout);
-                        here.failed.insert(
-                            id.clone(),
-                            Failure {
-                                at: now,
-                                reason: reason.clone(),
-                            },
-                        );
-                        here.log(now, id, Event::Failed { reason });
+                        here.fail(id, now, reason);
                         here.promotion = None;
                         Ok(Some(None))
                     }
@@ -384,14 +375,7 @@ impl Inner {
                 }
                 Verification::Failed { reason } => {
                     let reason = format!("verification: {reason}");
-                    here.failed.insert(
-                        id.clone(),
-                        Failure {
-                            at: now,
-                            reason: reason.clone(),
-                        },
-                    );
-                    here.log(now, id, Event::Failed { reason });
+                    here.fail(id, now, reason);
                 }
             }
             here.promotion = None;

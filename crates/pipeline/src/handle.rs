@@ -10,7 +10,7 @@ use crate::error::PipelineError;
 use crate::freight::{Freight, FreightId};
 use crate::planner::{Decision, decide, previous_verified};
 use crate::spec::Pipeline;
-use crate::state::{Event, Failure, FreightEntry, PipelineState, PromotionStep, Verified};
+use crate::state::{Event, FreightEntry, PipelineState, PromotionStep, Verified};
 
 /// A stage's rollout waiting for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,14 +158,7 @@ impl PipelineHandle {
             } else {
                 format!("rolled back by {by}: {reason}")
             };
-            here.failed.insert(
-                current.clone(),
-                Failure {
-                    at: now,
-                    reason: reason.clone(),
-                },
-            );
-            here.log(now, current, Event::Failed { reason });
+            here.fail(current, now, reason);
             Ok(Some(to))
         })
         .await?;

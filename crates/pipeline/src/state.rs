@@ -233,6 +233,18 @@ impl StageState {
         });
     }
 
+    /// Marks `freight` failed here at `now`, in the failures and the history.
+    pub(crate) fn fail(&mut self, freight: FreightId, at: Timestamp, reason: String) {
+        self.failed.insert(
+            freight.clone(),
+            Failure {
+                at,
+                reason: reason.clone(),
+            },
+        );
+        self.log(at, freight, Event::Failed { reason });
+    }
+
     pub(crate) fn log(&mut self, at: Timestamp, freight: FreightId, event: Event) {
         self.history.push(HistoryEntry { at, freight, event });
     }
