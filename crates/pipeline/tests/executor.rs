@@ -164,7 +164,8 @@ fn events(state: &PipelineState, stage: &str) -> Vec<String> {
                     ..
                 } => format!("{name} rollback"),
                 Event::Started { .. } => format!("{name} started"),
-                Event::Approval(a) => format!("{name} approved by {}", a.by),
+                Event::Approval(a) if a.approved => format!("{name} approved by {}", a.by),
+                Event::Approval(a) => format!("{name} rejected by {}", a.by),
                 Event::RolledOut => format!("{name} rolled out"),
                 Event::Verified => format!("{name} verified"),
                 Event::Failed { .. } => format!("{name} failed"),
@@ -508,4 +509,38 @@ async fn a_crash_at_any_write_resumes_to_the_same_result() {
             );
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_fails_the_freight_in_that_stage_and_keeps_the_old_one() {
+    let w = World::new(line("manual"));
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let executor = w.executor(store.clone());
+    let run = tokio::spawn(async move { executor.run_until_settled().await });
+    let carol = w.handle(&store, "carol");
+    while carol.pending_approvals().await.unwrap().is_empty() {
+        assert!(!run.is_finished());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    carol.reject("prod", "not during the sale").await.unwrap();
+    let state = run.await.unwrap().unwrap();
+    assert_eq!(current(&state, "prod"), Some(v1));
+    let reason = &state.stage("prod").failed[&v2].reason;
+    assert!(
+        reason.contains("rejected by carol: not during the sale"),
+        "{reason}"
+    );
+    assert!(!w.prod.revisions_served().contains("app@v2"));
+    assert_eq!(
+        events(&state, "prod"),
+        [
+            "v1 verified",
+            "v2 started",
+            "v2 rejected by carol",
+            "v2 failed"
+        ]
+    );
 }
