@@ -106,6 +106,7 @@
 //! | `postgres` | `postgres` | expand/contract migrations on PostgreSQL; re-exports `tokio_postgres` (`cutover-postgres`) |
 //! | `fleet` | `fleet` | a PostgreSQL state store, rollouts as data, worker processes with fenced leases (`cutover-fleet`) |
 //! | `dashboard` | `dashboard` | the HTML report of a rollout with charts, the live web dashboard with controls (`cutover-dashboard`) |
+//! | `pipeline` | `pipeline` | releases promoted through environments: freight, stages as a DAG, soak, approvals, freeze windows, rollback to the previous verified freight (`cutover-pipeline`) |
 //! | `notify` | `notify` | webhook, Slack and CloudEvents/CDEvents notifications, Prometheus rollout metrics, DORA figures (`cutover-notify`) |
 //! | `preflight` | `preflight` | built-in checks for pre-flight [`Checklist`]s (HTTP, TCP, TLS, disk, env, freeze windows, business hours, signed webhooks, approvals, Prometheus, PostgreSQL) and the 28-item template (`cutover-preflight`) |
 //! | `test-util` | `test` | fakes of every provider with error injection, scripted metrics, a crashing store, the router contract suite (`cutover-test`); with `aws-alb`, `aws_alb::moto`; with `prometheus`, `prometheus::testing` |
@@ -149,6 +150,8 @@ pub use cutover_kubernetes as kubernetes;
 pub use cutover_local as local;
 #[cfg(feature = "notify")]
 pub use cutover_notify as notify;
+#[cfg(feature = "pipeline")]
+pub use cutover_pipeline as pipeline;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
 #[cfg(feature = "preflight")]

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use cutover_core::state::RolloutState;
-use cutover_core::store::Watch;
+use cutover_core::store::{Document, Watch};
 use cutover_core::{
     Acquired, Claim, CommandRequest, DecisionRecord, Lease, ListFilter, MemoryStateStore,
     QueuedCommand, RolloutId, StateStore, StoreError, Stored, Summary, Timestamp,
@@ -19,8 +19,8 @@ pub enum CrashMode {
     BeforeWrite,
 }
 
-/// A [`MemoryStateStore`] that "kills" the engine at its `n`-th write (a state save or a
-/// decision-log append, counted together): the write never returns, so the engine is frozen at
+/// A [`MemoryStateStore`] that "kills" the engine at its `n`-th write (a state save, a
+/// decision-log append or a document save, counted together): the write never returns, so the engine is frozen at
 /// that exact point, and the test drops it. A fresh engine on [`inner`](Self::inner) then
 /// resumes the rollout, as a restarted process would.
 ///
@@ -187,5 +187,34 @@ impl StateStore for CrashingStore {
 
     fn watch(&self, id: &RolloutId) -> Watch {
         self.inner.watch(id)
+    }
+
+    async fn load_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+    ) -> Result<Option<Document>, StoreError> {
+        self.inner.load_document(kind, id).await
+    }
+
+    /// Counted as a write, like a state save.
+    async fn save_document(
+        &self,
+        kind: &str,
+        id: &RolloutId,
+        body: &serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.write(self.inner.save_document(kind, id, body, expected))
+            .await
+    }
+
+    async fn list_documents(
+        &self,
+        kind: &str,
+        after: Option<RolloutId>,
+        limit: usize,
+    ) -> Result<Vec<(RolloutId, Document)>, StoreError> {
+        self.inner.list_documents(kind, after, limit).await
     }
 }

@@ -1,0 +1,546 @@
+//! The executor on paused time, with fake routers and scripted analyses: stage rollouts,
+//! soak, approvals sent by another handle through the store, failures that stay upstream,
+//! rollbacks, fan-out in parallel, and resumption after a crash at every write.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cutover_core::{
+    MemoryStateStore, ProviderError, RevisionId, RolloutBuilder, StateStore, Timestamp, TokioClock,
+    TrafficSplit, Verdict,
+};
+use cutover_pipeline::{
+    Blocked, Environment, Event, Executor, Freight, FreightId, Next, Pipeline, PipelineHandle,
+    PipelineState, PromotionContext, PromotionKind, Verification,
+};
+use cutover_test::{CrashMode, CrashingStore, FakeRouter, ScriptedAnalysis};
+
+const T0: Timestamp = Timestamp::from_unix_millis(1_796_212_800_000); // a Wednesday, 12:00 UTC
+
+/// One environment: a fake router; revisions listed in `bad_rollout` fail the rollout's
+/// analysis, those in `bad_verify` fail verification.
+#[derive(Debug, Clone)]
+struct Env {
+    router: FakeRouter,
+    bad_rollout: Arc<Mutex<BTreeSet<String>>>,
+    bad_verify: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Env {
+    fn new(name: &str) -> Self {
+        Env {
+            router: FakeRouter::new(name),
+            bad_rollout: Arc::default(),
+            bad_verify: Arc::default(),
+        }
+    }
+
+    /// Revisions that ever got traffic here.
+    fn revisions_served(&self) -> BTreeSet<String> {
+        self.router
+            .splits()
+            .iter()
+            .flat_map(|s| {
+                s.iter()
+                    .filter(|(_, w)| w.basis_points() > 0)
+                    .map(|(r, _)| r.as_str().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn serves_only(&self, revision: &str) -> bool {
+        self.router
+            .current()
+            .is_some_and(|s: TrafficSplit| s.is_all_to(&RevisionId::new(revision).unwrap()))
+    }
+}
+
+#[async_trait]
+impl Environment for Env {
+    fn attach(&self, rollout: RolloutBuilder, ctx: &PromotionContext) -> RolloutBuilder {
+        let bad = self
+            .bad_rollout
+            .lock()
+            .unwrap()
+            .contains(&ctx.freight.revision);
+        let verdict = if bad { Verdict::Fail } else { Verdict::Pass };
+        rollout
+            .router(self.router.clone())
+            .analysis("checks", ScriptedAnalysis::verdicts([verdict]))
+    }
+
+    async fn verify(&self, ctx: &PromotionContext) -> Result<Verification, ProviderError> {
+        if self
+            .bad_verify
+            .lock()
+            .unwrap()
+            .contains(&ctx.freight.revision)
+        {
+            return Ok(Verification::Failed {
+                reason: format!("smoke test of {} failed", ctx.freight.name),
+            });
+        }
+        Ok(Verification::Passed)
+    }
+}
+
+const PLAN: &str = "plan: { strategy: { canary: { steps: [ { set_weight: 50 }, { analysis: { name: checks } }, { pause: { duration: 2m } } ] } } }";
+
+fn line(prod_policy: &str) -> Pipeline {
+    Pipeline::from_yaml(&format!(
+        "name: shop\n{PLAN}\nstages:
+  - {{ name: dev, providers: [dev] }}
+  - {{ name: staging, upstreams: [dev], soak: 10m, providers: [staging] }}
+  - {{ name: prod, upstreams: [staging], soak: 30m, promotion: {prod_policy}, providers: [prod] }}
+"
+    ))
+    .unwrap()
+}
+
+struct World {
+    pipeline: Pipeline,
+    dev: Env,
+    staging: Env,
+    prod: Env,
+    clock: TokioClock,
+}
+
+impl World {
+    fn new(pipeline: Pipeline) -> Self {
+        World {
+            pipeline,
+            dev: Env::new("dev"),
+            staging: Env::new("staging"),
+            prod: Env::new("prod"),
+            clock: TokioClock::starting_at(T0),
+        }
+    }
+
+    fn executor(&self, store: impl StateStore + 'static) -> Executor {
+        Executor::builder(self.pipeline.clone())
+            .state_store(store)
+            .environment("dev", self.dev.clone())
+            .environment("staging", self.staging.clone())
+            .environment("prod", self.prod.clone())
+            .clock(self.clock)
+            .poll_interval(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    /// A handle as another process would have it: only the store and the pipeline file.
+    fn handle(&self, store: &MemoryStateStore, who: &str) -> PipelineHandle {
+        PipelineHandle::new(
+            Arc::new(store.clone()),
+            self.pipeline.clone(),
+            Arc::new(self.clock),
+        )
+        .by(who)
+    }
+}
+
+fn v(n: u32) -> Freight {
+    Freight::new(format!("v{n}"), format!("app@v{n}"))
+}
+
+fn current(state: &PipelineState, stage: &str) -> Option<FreightId> {
+    state.stage(stage).current_id().cloned()
+}
+
+fn events(state: &PipelineState, stage: &str) -> Vec<String> {
+    state
+        .stage(stage)
+        .history
+        .iter()
+        .map(|h| {
+            let name = &state.freight(&h.freight).unwrap().freight.name;
+            match &h.event {
+                Event::Started {
+                    kind: PromotionKind::Rollback,
+                    ..
+                } => format!("{name} rollback"),
+                Event::Started { .. } => format!("{name} started"),
+                Event::Approval(a) if a.approved => format!("{name} approved by {}", a.by),
+                Event::Approval(a) => format!("{name} rejected by {}", a.by),
+                Event::RolledOut => format!("{name} rolled out"),
+                Event::Verified => format!("{name} verified"),
+                Event::Failed { .. } => format!("{name} failed"),
+                other => format!("{name} {other:?}"),
+            }
+        })
+        .collect()
+}
+
+fn at(state: &PipelineState, stage: &str, event: &str) -> Timestamp {
+    let list = events(state, stage);
+    let i = list
+        .iter()
+        .position(|e| e == event)
+        .unwrap_or_else(|| panic!("{event} not in {list:?}"));
+    state.stage(stage).history[i].at
+}
+
+#[tokio::test(start_paused = true)]
+async fn v2_soaks_through_staging_and_waits_in_prod_for_an_approval_sent_by_another_process() {
+    let w = World::new(line("manual"));
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let executor = w.executor(store.clone());
+    let run = tokio::spawn(async move { executor.run_until_settled().await });
+
+    // Another process (only the store and the pipeline file) waits for the approval to be asked.
+    let alice = w.handle(&store, "alice");
+    let pending = loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let pending = alice.pending_approvals().await.unwrap();
+        if !pending.is_empty() {
+            break pending;
+        }
+        assert!(
+            !run.is_finished(),
+            "the executor settled without asking: {:?}",
+            run.await
+        );
+    };
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].stage.as_str(), pending[0].freight_name.as_str()),
+        ("prod", "v2")
+    );
+    assert_eq!(pending[0].gate, "promote-prod");
+    let state = alice.state().await.unwrap();
+    assert_eq!(current(&state, "staging"), Some(v2.clone()));
+    assert_eq!(
+        current(&state, "prod"),
+        Some(v1.clone()),
+        "prod waits for the approval"
+    );
+    assert!(w.prod.serves_only("app@v1") || w.prod.router.current().is_none());
+    assert!(!w.prod.revisions_served().contains("app@v2"));
+    // Soak: staging started 10 min after dev verified, prod 30 min after staging verified.
+    assert!(
+        at(&state, "staging", "v2 started")
+            >= at(&state, "dev", "v2 verified") + Duration::from_mins(10)
+    );
+    assert!(
+        at(&state, "staging", "v2 started")
+            < at(&state, "dev", "v2 verified") + Duration::from_mins(11)
+    );
+    assert!(
+        at(&state, "prod", "v2 started")
+            >= at(&state, "staging", "v2 verified") + Duration::from_mins(30)
+    );
+
+    // Nothing moves for an hour without the approval.
+    tokio::time::sleep(Duration::from_hours(1)).await;
+    assert_eq!(alice.pending_approvals().await.unwrap().len(), 1);
+    assert!(!w.prod.revisions_served().contains("app@v2"));
+
+    alice.approve("prod", "CAB-7 approved").await.unwrap();
+    let state = run.await.unwrap().unwrap();
+    assert_eq!(current(&state, "prod"), Some(v2.clone()));
+    assert!(w.prod.serves_only("app@v2"));
+    assert_eq!(
+        events(&state, "prod"),
+        [
+            "v1 verified",
+            "v2 started",
+            "v2 approved by alice",
+            "v2 rolled out",
+            "v2 verified"
+        ]
+    );
+    let approval = state
+        .stage("prod")
+        .history
+        .iter()
+        .find_map(|h| match &h.event {
+            Event::Approval(a) => Some(a.clone()),
+            _ => None,
+        });
+    assert_eq!(approval.unwrap().reason, "CAB-7 approved");
+    assert_eq!(
+        alice
+            .approve("prod", "again")
+            .await
+            .unwrap_err()
+            .to_string(),
+        "stage `prod` is not waiting for an approval"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn freight_that_fails_its_rollout_in_staging_never_reaches_prod() {
+    let w = World::new(line("auto"));
+    w.staging
+        .bad_rollout
+        .lock()
+        .unwrap()
+        .insert("app@v2".into());
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "dev"), Some(v2.clone()));
+    assert_eq!(current(&state, "staging"), Some(v1.clone()));
+    assert!(
+        state.stage("staging").failed[&v2]
+            .reason
+            .contains("rolled back"),
+        "{:?}",
+        state.stage("staging").failed
+    );
+    assert!(
+        w.staging.serves_only("app@v1"),
+        "the rollout put all traffic back on v1"
+    );
+    assert!(
+        w.staging.revisions_served().contains("app@v2"),
+        "the canary did get traffic"
+    );
+    assert!(w.prod.router.splits().is_empty(), "prod was never touched");
+    assert_eq!(events(&state, "prod"), ["v1 verified"]);
+    assert_eq!(
+        ci.next().await.unwrap().next("prod"),
+        Some(&Next::Blocked(Blocked::FailedUpstream {
+            freight: v2.clone(),
+            stage: "staging".into(),
+            reason: state.stage("staging").failed[&v2].reason.clone(),
+        }))
+    );
+
+    // v3 fixes it and flows all the way.
+    let v3 = ci.submit(v(3)).await.unwrap();
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+    assert_eq!(current(&state, "prod"), Some(v3));
+    assert!(w.prod.serves_only("app@v3"));
+    assert!(!w.prod.revisions_served().contains("app@v2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_verification_takes_the_stage_back_to_its_previous_verified_freight() {
+    let w = World::new(line("auto"));
+    w.dev.bad_verify.lock().unwrap().insert("app@v2".into());
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "dev"), Some(v1.clone()));
+    assert_eq!(
+        events(&state, "dev"),
+        [
+            "v1 verified",
+            "v2 started",
+            "v2 rolled out",
+            "v2 failed",
+            "v1 rollback",
+            "v1 rolled out",
+            "v1 verified"
+        ]
+    );
+    assert!(
+        state.stage("dev").failed[&v2]
+            .reason
+            .contains("smoke test of v2 failed")
+    );
+    assert!(w.dev.serves_only("app@v1"));
+    assert!(w.staging.router.splits().is_empty() && w.prod.router.splits().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_person_rolls_a_stage_back_with_one_call() {
+    let w = World::new(line("auto"));
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+    assert_eq!(current(&state, "prod"), Some(v2.clone()));
+
+    let bob = w.handle(&store, "bob");
+    assert_eq!(
+        bob.rollback("prod", "INC-42 checkout errors")
+            .await
+            .unwrap(),
+        v1
+    );
+    assert!(
+        bob.rollback("prod", "twice").await.is_err(),
+        "already under way"
+    );
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+    assert_eq!(current(&state, "prod"), Some(v1.clone()));
+    assert!(w.prod.serves_only("app@v1"));
+    assert_eq!(
+        state.stage("prod").failed[&v2].reason,
+        "rolled back by bob: INC-42 checkout errors"
+    );
+    assert_eq!(
+        current(&state, "staging"),
+        Some(v2.clone()),
+        "other stages keep it"
+    );
+    assert!(
+        matches!(
+            bob.rollback("prod", "").await.unwrap_err(),
+            cutover_pipeline::PipelineError::CannotRollBack { .. }
+        ),
+        "v1 has nothing verified before it"
+    );
+    assert!(matches!(
+        bob.rollback("qa", "").await.unwrap_err(),
+        cutover_pipeline::PipelineError::UnknownStage { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn regions_are_promoted_in_parallel_and_a_fan_in_waits_for_all() {
+    // staging and prod are two regions fed by dev; global waits for both.
+    let pipeline = Pipeline::from_yaml(&format!(
+        "name: shop\n{PLAN}\nstages:
+  - {{ name: dev, providers: [dev] }}
+  - {{ name: staging, upstreams: [dev], providers: [staging] }}
+  - {{ name: prod, upstreams: [dev], providers: [prod] }}
+  - {{ name: global, upstreams: [staging, prod], providers: [dev] }}
+"
+    ))
+    .unwrap();
+    let w = World::new(pipeline);
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+    for stage in ["dev", "staging", "prod", "global"] {
+        assert_eq!(current(&state, stage), Some(v2.clone()), "{stage}");
+    }
+    let (s, p) = (
+        at(&state, "staging", "v2 started"),
+        at(&state, "prod", "v2 started"),
+    );
+    assert_eq!(s, p, "both regions started together");
+    let last_region = at(&state, "staging", "v2 verified").max(at(&state, "prod", "v2 verified"));
+    assert!(at(&state, "global", "v2 started") >= last_region);
+}
+
+/// What a run ends with, without times: each stage's freight, verified and failed freight,
+/// its history, and what each router serves.
+fn outcome(w: &World, state: &PipelineState) -> String {
+    let mut out = String::new();
+    for stage in ["dev", "staging", "prod"] {
+        let s = state.stage(stage);
+        let _ = writeln!(
+            out,
+            "{stage}: current {:?} verified {:?} failed {:?} history {:?}",
+            s.current_id().map(FreightId::short),
+            s.verified.keys().map(FreightId::short).collect::<Vec<_>>(),
+            s.failed.keys().map(FreightId::short).collect::<Vec<_>>(),
+            events(state, stage),
+        );
+    }
+    for env in [&w.dev, &w.staging, &w.prod] {
+        let _ = writeln!(out, "{:?}", env.router.current());
+    }
+    out
+}
+
+/// Runs the line with a crash at write `crash_at`, then (if it crashed) a fresh executor on
+/// what was saved. Returns the outcome and whether it crashed.
+async fn crash_run(bad_in_staging: bool, crash_at: u64, mode: CrashMode) -> (String, bool) {
+    let w = World::new(line("auto"));
+    if bad_in_staging {
+        w.staging
+            .bad_rollout
+            .lock()
+            .unwrap()
+            .insert("app@v2".into());
+    }
+    let inner = MemoryStateStore::new();
+    let ci = w.handle(&inner, "ci");
+    ci.adopt(v(1)).await.unwrap();
+    ci.submit(v(2)).await.unwrap();
+    let store = CrashingStore::wrapping(inner.clone(), crash_at, mode);
+    let executor = w.executor(store.clone());
+    let finished = tokio::select! {
+        state = executor.run_until_settled() => Some(state.unwrap()),
+        () = store.crashed() => None,
+    };
+    drop(executor);
+    if let Some(state) = finished {
+        return (outcome(&w, &state), false);
+    }
+    // The process is gone; let the runtime drop its tasks (and their leases), then restart.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let state = w.executor(inner).run_until_settled().await.unwrap();
+    (outcome(&w, &state), true)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_at_any_write_resumes_to_the_same_result() {
+    for bad in [false, true] {
+        let (reference, crashed) = crash_run(bad, u64::MAX, CrashMode::AfterWrite).await;
+        assert!(!crashed);
+        for mode in [CrashMode::AfterWrite, CrashMode::BeforeWrite] {
+            let mut crashes = 0;
+            for n in 1..=1000 {
+                let (result, crashed) = crash_run(bad, n, mode).await;
+                assert_eq!(
+                    result, reference,
+                    "bad={bad}: crash at write {n} ({mode:?})"
+                );
+                if !crashed {
+                    break; // the run has fewer writes than n: every point was tried
+                }
+                crashes += 1;
+            }
+            assert!(
+                crashes > 20,
+                "only {crashes} crash points (bad={bad}, {mode:?})"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_fails_the_freight_in_that_stage_and_keeps_the_old_one() {
+    let w = World::new(line("manual"));
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let executor = w.executor(store.clone());
+    let run = tokio::spawn(async move { executor.run_until_settled().await });
+    let carol = w.handle(&store, "carol");
+    while carol.pending_approvals().await.unwrap().is_empty() {
+        assert!(!run.is_finished());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    carol.reject("prod", "not during the sale").await.unwrap();
+    let state = run.await.unwrap().unwrap();
+    assert_eq!(current(&state, "prod"), Some(v1));
+    let reason = &state.stage("prod").failed[&v2].reason;
+    assert!(
+        reason.contains("rejected by carol: not during the sale"),
+        "{reason}"
+    );
+    assert!(!w.prod.revisions_served().contains("app@v2"));
+    assert_eq!(
+        events(&state, "prod"),
+        [
+            "v1 verified",
+            "v2 started",
+            "v2 rejected by carol",
+            "v2 failed"
+        ]
+    );
+}
