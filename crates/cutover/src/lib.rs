@@ -67,10 +67,10 @@
 
 pub use cutover_analysis as analysis;
 pub use cutover_core::*;
-#[cfg(feature = "fleet")]
-pub use cutover_fleet as fleet;
 #[cfg(feature = "dashboard")]
 pub use cutover_dashboard as dashboard;
+#[cfg(feature = "fleet")]
+pub use cutover_fleet as fleet;
 #[cfg(feature = "istio")]
 pub use cutover_istio as istio;
 #[cfg(feature = "kubernetes")]

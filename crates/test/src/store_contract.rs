@@ -659,7 +659,10 @@ impl Contract<'_> {
         let other_kind = self.ok(CHECK, s.load_document("guard", &b).await)?;
         self.expect(CHECK, other_kind.is_none(), "kinds are apart")?;
         let before = RolloutId::new(format!("{}doc-", self.prefix)).expect("valid");
-        let listed = self.ok(CHECK, s.list_documents("pipeline", Some(before.clone()), 10).await)?;
+        let listed = self.ok(
+            CHECK,
+            s.list_documents("pipeline", Some(before.clone()), 10).await,
+        )?;
         let ids: Vec<&str> = listed
             .iter()
             .map(|(id, _)| id.as_str())
@@ -670,7 +673,10 @@ impl Contract<'_> {
             ids == [a.as_str(), b.as_str()],
             format!("listed {ids:?}"),
         )?;
-        let page = self.ok(CHECK, s.list_documents("pipeline", Some(a.clone()), 1).await)?;
+        let page = self.ok(
+            CHECK,
+            s.list_documents("pipeline", Some(a.clone()), 1).await,
+        )?;
         self.expect(
             CHECK,
             page.len() == 1 && page[0].0 == b,
