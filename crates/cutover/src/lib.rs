@@ -18,6 +18,8 @@
 //! | `fleet`: PostgreSQL state store, rollouts as data, workers with fenced leases | `cutover-fleet` | `fleet` |
 //! | `prometheus`: Prometheus metric source, PromQL templates (cutover-local proxy, Istio, NGINX ingress) with escaped arguments | `cutover-prometheus` | `prometheus` |
 //! | `dashboard`: HTML report of a rollout with charts, live web dashboard with controls | `cutover-dashboard` | `dashboard` |
+//! | `openfeature`: in-process flags with an OpenFeature provider, sticky bucketing, flag router, metrics per variant | `cutover-openfeature` | `openfeature` |
+//! | `unleash`: Unleash flag router (gradual rollout percentage or variants, admin API) | `cutover-unleash` | `unleash` |
 //!
 //! Each provider is an opt-in feature.
 //!
@@ -59,6 +61,10 @@
 //! - `prometheus`: the `prometheus` module, the Prometheus metric source (`cutover-prometheus`).
 //! - `dashboard`: the `dashboard` module, the HTML report and the live dashboard
 //!   (`cutover-dashboard`).
+//! - `openfeature`: the `openfeature` module, feature-flag rollouts in process
+//!   (`cutover-openfeature`).
+//! - `unleash`: the `unleash` module, feature-flag rollouts on an Unleash server
+//!   (`cutover-unleash`).
 //!
 //! # MSRV
 //!
@@ -77,12 +83,16 @@ pub use cutover_istio as istio;
 pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "local")]
 pub use cutover_local as local;
+#[cfg(feature = "openfeature")]
+pub use cutover_openfeature as openfeature;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
 #[cfg(feature = "prometheus")]
 pub use cutover_prometheus as prometheus;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
+#[cfg(feature = "unleash")]
+pub use cutover_unleash as unleash;
 
 #[cfg(feature = "aws-alb")]
 pub use cutover_aws_alb as aws_alb;

@@ -51,6 +51,10 @@ mod metrics;
 mod provider;
 mod router;
 
+/// The `open-feature` crate this provider implements, re-exported so that applications use
+/// the same version.
+pub use open_feature;
+
 pub use flags::{Evaluation, FlagDefinition, FlagError, Flags, Reason};
 pub use metrics::{Outcome, QUERIES, VariantMetrics, VariantRecorder, WINDOW_SLOTS};
 pub use provider::{CutoverProvider, METADATA_BUCKET, METADATA_WEIGHT};
