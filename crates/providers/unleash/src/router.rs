@@ -135,8 +135,7 @@ impl UnleashRouterBuilder {
                         self.flag
                     )));
                 }
-                if let Some((i, v)) = vs.iter().enumerate().find(|(i, v)| vs[..*i].contains(v)) {
-                    let _ = i;
+                if let Some((_, v)) = vs.iter().enumerate().find(|(i, v)| vs[..*i].contains(v)) {
                     return Err(ProviderError::permanent(format!(
                         "flag `{}`: variant `{v}` is listed twice",
                         self.flag
