@@ -106,6 +106,8 @@
 //! | `postgres` | `postgres` | expand/contract migrations on PostgreSQL; re-exports `tokio_postgres` (`cutover-postgres`) |
 //! | `fleet` | `fleet` | a PostgreSQL state store, rollouts as data, worker processes with fenced leases (`cutover-fleet`) |
 //! | `dashboard` | `dashboard` | the HTML report of a rollout with charts, the live web dashboard with controls (`cutover-dashboard`) |
+//! | `openfeature` | `openfeature` | in-process feature flags: an OpenFeature provider with sticky bucketing, a flag router, metrics per variant (`cutover-openfeature`) |
+//! | `unleash` | `unleash` | Unleash flag router over a flag's gradual rollout percentage or variants, through the admin API (`cutover-unleash`) |
 //! | `pipeline` | `pipeline` | releases promoted through environments: freight, stages as a DAG, soak, approvals, freeze windows, rollback to the previous verified freight (`cutover-pipeline`) |
 //! | `notify` | `notify` | webhook, Slack and CloudEvents/CDEvents notifications, Prometheus rollout metrics, DORA figures (`cutover-notify`) |
 //! | `preflight` | `preflight` | built-in checks for pre-flight [`Checklist`]s (HTTP, TCP, TLS, disk, env, freeze windows, business hours, signed webhooks, approvals, Prometheus, PostgreSQL) and the 28-item template (`cutover-preflight`) |
@@ -152,6 +154,8 @@ pub use cutover_local as local;
 pub use cutover_notify as notify;
 #[cfg(feature = "pipeline")]
 pub use cutover_pipeline as pipeline;
+#[cfg(feature = "openfeature")]
+pub use cutover_openfeature as openfeature;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
 #[cfg(feature = "preflight")]
@@ -160,6 +164,8 @@ pub use cutover_preflight as preflight;
 pub use cutover_prometheus as prometheus;
 #[cfg(feature = "test-util")]
 pub use cutover_test as test;
+#[cfg(feature = "unleash")]
+pub use cutover_unleash as unleash;
 
 #[cfg(feature = "aws-alb")]
 pub use cutover_aws_alb as aws_alb;
