@@ -152,10 +152,10 @@ pub use cutover_kubernetes as kubernetes;
 pub use cutover_local as local;
 #[cfg(feature = "notify")]
 pub use cutover_notify as notify;
-#[cfg(feature = "pipeline")]
-pub use cutover_pipeline as pipeline;
 #[cfg(feature = "openfeature")]
 pub use cutover_openfeature as openfeature;
+#[cfg(feature = "pipeline")]
+pub use cutover_pipeline as pipeline;
 #[cfg(feature = "postgres")]
 pub use cutover_postgres as postgres;
 #[cfg(feature = "preflight")]
