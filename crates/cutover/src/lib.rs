@@ -208,4 +208,10 @@ mod guides {
     mod migrating {}
     #[doc = include_str!("../../../CONTRIBUTING.md")]
     mod contributing {}
+    #[doc = include_str!("../../../docs/operations/fleet.md")]
+    mod fleet {}
+    #[doc = include_str!("../../../docs/cli.md")]
+    mod cli {}
+    #[doc = include_str!("../../../docs/operator.md")]
+    mod operator {}
 }
