@@ -214,4 +214,18 @@ mod guides {
     mod cli {}
     #[doc = include_str!("../../../docs/operator.md")]
     mod operator {}
+    #[doc = include_str!("../../../docs/pipelines.md")]
+    mod pipelines {}
+    #[doc = include_str!("../../../docs/preflight.md")]
+    mod preflight {}
+    #[doc = include_str!("../../../docs/guards.md")]
+    mod guards {}
+    #[doc = include_str!("../../../docs/notifications.md")]
+    mod notifications {}
+    #[doc = include_str!("../../../docs/dashboard.md")]
+    mod dashboard {}
+    #[doc = include_str!("../../../docs/providers/openfeature.md")]
+    mod openfeature {}
+    #[doc = include_str!("../../../docs/providers/unleash.md")]
+    mod unleash {}
 }
