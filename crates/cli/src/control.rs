@@ -214,7 +214,9 @@ async fn until_finished(store: &dyn StateStore, id: &RolloutId) -> Result<Final,
 /// What to say about a finished rollout, and the exit code: back on stable is success.
 fn finished(id: &RolloutId, end: &Final) -> Result<Exit, Failure> {
     match end {
-        Final::Outcome(outcome @ (Outcome::Aborted { .. } | Outcome::RolledBack(_))) => {
+        Final::Outcome(
+            outcome @ (Outcome::Aborted { .. } | Outcome::RolledBack(_) | Outcome::Refused { .. }),
+        ) => {
             println!("rollout `{id}` is back on stable: {outcome}");
             Ok(Exit::Ok)
         }

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::cli::{DrillArgs, Inject};
 use crate::exit::{Exit, Failure};
-use crate::store::chain;
+use crate::exit::chain;
 
 /// Now, on the wall clock: the drill measures real time, which tokio's clock (paused in
 /// tests) cannot give.

@@ -60,5 +60,20 @@ impl fmt::Display for Failure {
 
 /// A store error as a failure, with the exit code for the store.
 pub(crate) fn store_error(err: &cutover::StoreError) -> Failure {
-    Failure::store(crate::store::chain(err))
+    Failure::store(chain(err))
+}
+
+/// An error and its sources on one line.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }

@@ -71,7 +71,7 @@ fn revision(name: &str, at: &str) -> Result<cutover::RevisionId, Failure> {
 mod local {
     use super::{Failure, RolloutBuilder, Running, revision};
     use crate::runfile::{HttpProbeSpec, LocalProxySpec};
-    use crate::store::chain;
+    use crate::exit::chain;
     use cutover::local::{HttpProbe, LocalProxy};
 
     pub(super) async fn proxy(
@@ -181,7 +181,7 @@ mod local {
 mod prometheus {
     use super::{Failure, RolloutBuilder, revision};
     use crate::runfile::PrometheusSpec;
-    use crate::store::chain;
+    use crate::exit::chain;
     use cutover::prometheus::{PrometheusClient, PrometheusSource};
 
     pub(super) fn source(
@@ -237,7 +237,7 @@ async fn kube_client() -> Result<cutover::kubernetes::kube::Client, Failure> {
         .map_err(|e| {
             Failure::failed(format!(
                 "no Kubernetes client (KUBECONFIG or in-cluster): {}",
-                crate::store::chain(&e)
+                crate::exit::chain(&e)
             ))
         })
 }
@@ -363,7 +363,7 @@ mod istio {
 mod alb {
     use super::{Failure, RolloutBuilder};
     use crate::runfile::AlbSpec;
-    use crate::store::chain;
+    use crate::exit::chain;
     use cutover::aws_alb::{AlbRouter, client_from_env};
 
     pub(super) async fn router(

@@ -10,7 +10,7 @@ use crate::cli::RunArgs;
 use crate::exit::{Exit, Failure};
 use crate::progress;
 use crate::runfile::{self, RunFile};
-use crate::store::chain;
+use crate::exit::chain;
 
 /// Runs the rollout of `args.file` to its end.
 pub(crate) async fn run(

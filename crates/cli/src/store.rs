@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cutover::{FileStateStore, StateStore};
 
-use crate::exit::Failure;
+use crate::exit::{Failure, chain};
 
 /// The prefix of the ConfigMaps and Leases of a rollout in the Kubernetes store, the one the
 /// reference operator uses.
@@ -137,21 +137,6 @@ async fn kubernetes(url: &StoreUrl, _namespace: &str) -> Result<Arc<dyn StateSto
     Err(Failure::store(format!(
         "the store {url} needs the `kubernetes` feature, which this build of cutover lacks"
     )))
-}
-
-/// An error and its sources on one line.
-pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

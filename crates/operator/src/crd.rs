@@ -166,7 +166,8 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_id: Option<String>,
     /// `Pending`, `PreFlight`, `Expanding`, `Progressing`, `Paused`, `Promoting`,
-    /// `RollingBack`, `Promoted`, `RolledBack`, `Aborted`, `Concluded`, `Failed` or `Invalid`.
+    /// `RollingBack`, `Promoted`, `RolledBack`, `Aborted`, `Refused`, `Concluded`, `Failed` or
+    /// `Invalid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// The current step, like `2/6 pause` (from 0, as in the decision log).

@@ -53,6 +53,7 @@ fn phase(summary: &Summary) -> &'static str {
         Some(Final::Outcome(Outcome::Promoted)) => "Promoted",
         Some(Final::Outcome(Outcome::RolledBack(_))) => "RolledBack",
         Some(Final::Outcome(Outcome::Aborted { .. })) => "Aborted",
+        Some(Final::Outcome(Outcome::Refused { .. })) => "Refused",
         Some(Final::Outcome(_)) => "Concluded",
         Some(Final::Failed { .. }) => "Failed",
         None if summary.paused.is_some() => "Paused",

@@ -47,6 +47,7 @@ use statrs::function::beta::{beta_reg, ln_beta};
 
 use super::evidence::{Effect, Evidence, RunningP, check_alpha, check_share};
 use super::restarts::{Combine, Restarts};
+use super::mixture::ln_sigmoid;
 use crate::{Alternative, AnalysisError};
 
 /// Default Dirichlet prior strength `k` (see the module docs for the tuning and its trade-off).
@@ -217,15 +218,6 @@ pub(crate) fn theta_interval(
 /// `σ(u) = 1 / (1 + e^{−u})`.
 fn sigmoid(u: f64) -> f64 {
     1.0 / (1.0 + (-u).exp())
-}
-
-/// `ln σ(u)`, stable for both signs.
-pub(crate) fn ln_sigmoid(u: f64) -> f64 {
-    if u >= 0.0 {
-        -(-u).exp().ln_1p()
-    } else {
-        u - u.exp().ln_1p()
-    }
 }
 
 /// The boundary of `{h ≥ 0}` on the side `direction` (±1) of `inside`, for a concave `h`:

@@ -12,7 +12,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::ln_sigmoid;
 use crate::Alternative;
 
 /// Grid points (odd, so that δ = 0 is one of them).
@@ -26,6 +25,15 @@ const COARSE_POINTS: usize = 61;
 
 /// Scale of the sinh grid: the step near δ = 0 is about this times `2·asinh(half/S)/400`.
 const SINH_SCALE: f64 = 0.1;
+
+/// `ln σ(u)`, stable for both signs.
+pub(crate) fn ln_sigmoid(u: f64) -> f64 {
+    if u >= 0.0 {
+        -(-u).exp().ln_1p()
+    } else {
+        u - u.exp().ln_1p()
+    }
+}
 
 /// `ln Σ exp(v)` over the values, `−∞` for none.
 pub(crate) fn log_sum_exp(values: impl Iterator<Item = f64> + Clone) -> f64 {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::document::{GuardEntry, GuardError, GuardRecord, store_error};
+use super::document::{BakeEvent, GuardEntry, GuardError, GuardRecord, store_error};
 use crate::{
     Analysis, AnalysisContext, Clock, RevisionId, Revisions, RolloutId, StateStore, Timestamp,
     TokioClock, TrafficRouter, TrafficSplit, Verdict, Workload,
@@ -25,74 +25,6 @@ use crate::{
 
 /// The document kind bakes are stored under.
 pub const BAKE_KIND: &str = "bake";
-
-/// What happened during a bake.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "event")]
-#[non_exhaustive]
-pub enum BakeEvent {
-    /// The bake began.
-    Started {
-        /// The promoted revision.
-        revision: RevisionId,
-        /// The revision before it.
-        previous: RevisionId,
-        /// How long it lasts.
-        #[serde(with = "crate::time::serde_duration")]
-        period: Duration,
-    },
-    /// An analysis was measured.
-    Measured {
-        /// The analysis.
-        analysis: String,
-        /// Its verdict.
-        verdict: Verdict,
-        /// Its summary.
-        summary: String,
-    },
-    /// The bake period ended with no failure.
-    Passed,
-    /// An analysis failed and traffic went back to the previous revision.
-    RolledBack {
-        /// The previous revision.
-        to: RevisionId,
-        /// The failure.
-        reason: String,
-    },
-    /// An analysis failed and the previous revision is gone: a person must act.
-    Alert {
-        /// The failure, and why no rollback.
-        reason: String,
-    },
-}
-
-impl fmt::Display for BakeEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BakeEvent::Started {
-                revision,
-                previous,
-                period,
-            } => write!(
-                f,
-                "bake of {revision} for {} began (previous: {previous})",
-                humantime::format_duration(*period)
-            ),
-            BakeEvent::Measured {
-                analysis,
-                verdict,
-                summary,
-            } => write!(f, "bake analysis {analysis}: {verdict:?}: {summary}"),
-            BakeEvent::Passed => f.write_str("bake passed"),
-            BakeEvent::RolledBack { to, reason } => {
-                write!(f, "bake failed ({reason}); rolled back to {to}")
-            }
-            BakeEvent::Alert { reason } => {
-                write!(f, "ALERT: bake failed and cannot roll back: {reason}")
-            }
-        }
-    }
-}
 
 /// How a bake ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

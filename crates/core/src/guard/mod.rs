@@ -22,8 +22,9 @@ pub mod failover;
 mod rollout_drift;
 mod run;
 
-pub use self::bake::{BAKE_KIND, Bake, BakeDocument, BakeEvent, BakeOutcome};
+pub use self::bake::{BAKE_KIND, Bake, BakeDocument, BakeOutcome};
 pub use self::document::{
+    BakeEvent,
     DriftSeen, GUARD_KIND, GuardCommand, GuardDocument, GuardEntry, GuardError, GuardHandle,
     GuardRecord, LOG_KEEP,
 };
