@@ -5,6 +5,7 @@
 //! cargo run --example canary -- --bad                 # v2 fails 5 % of requests: rolled back
 //! cargo run --example canary -- --v2-error-rate 0.03 --v2-latency-ms 20
 //! cargo run --example canary -- --out decisions.json --report report.html
+//! cargo run --example canary -- --metrics             # then the rollout metrics, Prometheus text
 //! ```
 //!
 //! Everything is real and runs in this process: two versions of a demo service on
@@ -14,14 +15,16 @@
 //! latency the proxy recorded for it. Prometheus can scrape the proxy's `/metrics` while it
 //! runs. The decision record is written as JSON (default `target/canary-decisions.json`), and
 //! the rollout's HTML report with its charts and latency distributions (default
-//! `target/canary-report.html`).
+//! `target/canary-report.html`). With `--metrics`, the rollout's events also feed a
+//! [`RolloutMetrics`](cutover::notify::RolloutMetrics), printed in Prometheus (OpenMetrics) text
+//! when the rollout ends.
 //!
 //! The file needs nothing but these dependencies, so it also runs as the `main.rs` of a
 //! project of your own:
 //!
 //! ```toml
 //! [dependencies]
-//! cutover = { version = "0.1", features = ["local", "dashboard"] }
+//! cutover = { version = "0.1", features = ["local", "dashboard", "metrics"] }
 //! futures-util = "0.3"
 //! serde_json = "1"
 //! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
@@ -37,6 +40,7 @@ use cutover::dashboard::Report;
 use cutover::local::demo::{DemoConfig, DemoService, Uri};
 use cutover::local::load::{LoadConfig, LoadGenerator};
 use cutover::local::{HttpProbe, LocalProxy};
+use cutover::notify::{RolloutInfo, RolloutMetrics};
 use cutover::{
     Clock as _, MetricQuery, MetricSource as _, Outcome, Plan, RevisionId, Rollout, RolloutEvent,
     RolloutHandle, Samples, Timestamp, TokioClock,
@@ -133,7 +137,15 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     );
     let handle = rollout.handle();
     let began = tokio::time::Instant::now();
-    let printer = print_records(&rollout, start);
+    let rollout_metrics = args.metrics.then(|| {
+        let info = RolloutInfo::new(
+            rollout.id().clone(),
+            "canary",
+            rollout.setup().revisions.clone(),
+        );
+        (RolloutMetrics::new(), info)
+    });
+    let printer = print_records(&rollout, start, rollout_metrics.clone());
     let ticker = print_traffic(&proxy);
     let outcome = rollout.run().await;
     printer.await?;
@@ -157,6 +169,9 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     let window = began.elapsed() + Duration::from_secs(1);
     write_report(&handle, &proxy, window, &args.report).await?;
     proxy.shutdown().await;
+    if let Some((rollout_metrics, _)) = &rollout_metrics {
+        println!("rollout metrics:\n{}", rollout_metrics.encode());
+    }
 
     let expect_rollback = args.v2_error_rate > 0.01;
     match (outcome?, expect_rollback) {
@@ -170,11 +185,19 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints every decision as it is recorded, with the time since `start`.
-fn print_records(rollout: &Rollout, start: Timestamp) -> tokio::task::JoinHandle<()> {
+/// Prints every decision as it is recorded, with the time since `start`; feeds every event to
+/// the rollout metrics, if any.
+fn print_records(
+    rollout: &Rollout,
+    start: Timestamp,
+    metrics: Option<(RolloutMetrics, RolloutInfo)>,
+) -> tokio::task::JoinHandle<()> {
     let mut events = rollout.subscribe();
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
+            if let Some((metrics, info)) = &metrics {
+                metrics.observe_event(info, &event);
+            }
             if let RolloutEvent::Record(record) = event {
                 let secs = record.at.saturating_since(start).as_secs();
                 println!("[+{:02}:{:02}] {}", secs / 60, secs % 60, record.summary);
@@ -270,6 +293,7 @@ pub(crate) struct Args {
     pub(crate) v2_latency: Duration,
     pub(crate) out: PathBuf,
     pub(crate) report: PathBuf,
+    pub(crate) metrics: bool,
 }
 
 impl Args {
@@ -279,6 +303,7 @@ impl Args {
             v2_latency: Duration::ZERO,
             out: PathBuf::from("target/canary-decisions.json"),
             report: PathBuf::from("target/canary-report.html"),
+            metrics: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -294,9 +319,10 @@ impl Args {
                 }
                 "--out" => args.out = PathBuf::from(value()?),
                 "--report" => args.report = PathBuf::from(value()?),
+                "--metrics" => args.metrics = true,
                 other => {
                     return Err(format!(
-                        "unknown argument {other}; use --bad, --v2-error-rate F, --v2-latency-ms N, --out PATH, --report PATH"
+                        "unknown argument {other}; use --bad, --v2-error-rate F, --v2-latency-ms N, --out PATH, --report PATH, --metrics"
                     ));
                 }
             }

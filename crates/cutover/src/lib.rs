@@ -110,6 +110,7 @@
 //! | `unleash` | `unleash` | Unleash flag router over a flag's gradual rollout percentage or variants, through the admin API (`cutover-unleash`) |
 //! | `pipeline` | `pipeline` | releases promoted through environments: freight, stages as a DAG, soak, approvals, freeze windows, rollback to the previous verified freight (`cutover-pipeline`) |
 //! | `notify` | `notify` | webhook, Slack and CloudEvents/CDEvents notifications, Prometheus rollout metrics, DORA figures (`cutover-notify`) |
+//! | `metrics` | `notify` | only the rollout metrics (`RolloutMetrics`, Prometheus/OpenMetrics text) and DORA figures of `cutover-notify`, without its HTTP sinks (no reqwest or rustls) |
 //! | `preflight` | `preflight` | built-in checks for pre-flight [`Checklist`]s (HTTP, TCP, TLS, disk, env, freeze windows, business hours, signed webhooks, approvals, Prometheus, PostgreSQL) and the 28-item template (`cutover-preflight`) |
 //! | `test-util` | `test` | fakes of every provider with error injection, scripted metrics, a crashing store, the router contract suite (`cutover-test`); with `aws-alb`, `aws_alb::moto`; with `prometheus`, `prometheus::testing` |
 //! | `mocks` | | mockall mocks of every trait (`MockTrafficRouter`, ...), for tests of error paths |
@@ -150,7 +151,7 @@ pub use cutover_istio as istio;
 pub use cutover_kubernetes as kubernetes;
 #[cfg(feature = "local")]
 pub use cutover_local as local;
-#[cfg(feature = "notify")]
+#[cfg(any(feature = "notify", feature = "metrics"))]
 pub use cutover_notify as notify;
 #[cfg(feature = "openfeature")]
 pub use cutover_openfeature as openfeature;

@@ -268,7 +268,7 @@ impl RolloutMetrics {
         ))
     }
 
-    /// Counts a notification attempt (the [`Notifier`](crate::Notifier) calls this).
+    /// Counts a notification attempt (the `Notifier` of the `sinks` feature calls this).
     pub fn notification(&self, sink: &str, kind: &str, outcome: &str) {
         self.inner
             .notifications
