@@ -24,6 +24,7 @@ fn run_and_check(bad: bool) -> String {
         v2_latency: Duration::ZERO,
         out: dir.path().join("decisions.json"),
         report: dir.path().join("report.html"),
+        metrics: false,
     };
     let (out, report) = (args.out.clone(), args.report.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()

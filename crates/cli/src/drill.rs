@@ -19,8 +19,8 @@ use futures_util::StreamExt as _;
 use tokio::sync::Mutex;
 
 use crate::cli::{DrillArgs, Inject};
-use crate::exit::{Exit, Failure};
 use crate::exit::chain;
+use crate::exit::{Exit, Failure};
 
 /// Now, on the wall clock: the drill measures real time, which tokio's clock (paused in
 /// tests) cannot give.

@@ -70,8 +70,8 @@ fn revision(name: &str, at: &str) -> Result<cutover::RevisionId, Failure> {
 #[cfg(feature = "local")]
 mod local {
     use super::{Failure, RolloutBuilder, Running, revision};
-    use crate::runfile::{HttpProbeSpec, LocalProxySpec};
     use crate::exit::chain;
+    use crate::runfile::{HttpProbeSpec, LocalProxySpec};
     use cutover::local::{HttpProbe, LocalProxy};
 
     pub(super) async fn proxy(
@@ -180,8 +180,8 @@ mod local {
 #[cfg(feature = "prometheus")]
 mod prometheus {
     use super::{Failure, RolloutBuilder, revision};
-    use crate::runfile::PrometheusSpec;
     use crate::exit::chain;
+    use crate::runfile::PrometheusSpec;
     use cutover::prometheus::{PrometheusClient, PrometheusSource};
 
     pub(super) fn source(
@@ -362,8 +362,8 @@ mod istio {
 #[cfg(feature = "aws-alb")]
 mod alb {
     use super::{Failure, RolloutBuilder};
-    use crate::runfile::AlbSpec;
     use crate::exit::chain;
+    use crate::runfile::AlbSpec;
     use cutover::aws_alb::{AlbRouter, client_from_env};
 
     pub(super) async fn router(

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use cutover::{Clock as _, Outcome, Rollout, RolloutError, RolloutHandle, StateStore, TokioClock};
 
 use crate::cli::RunArgs;
+use crate::exit::chain;
 use crate::exit::{Exit, Failure};
 use crate::progress;
 use crate::runfile::{self, RunFile};
-use crate::exit::chain;
 
 /// Runs the rollout of `args.file` to its end.
 pub(crate) async fn run(

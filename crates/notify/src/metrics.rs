@@ -496,13 +496,14 @@ impl RolloutMetrics {
     }
 }
 
-/// `promoted`, `rolled_back`, `aborted`, `concluded` or `failed`.
+/// `promoted`, `rolled_back`, `aborted`, `concluded`, `refused` or `failed`.
 pub(crate) fn outcome_name(end: &Final) -> &'static str {
     match end {
         Final::Outcome(Outcome::Promoted) => "promoted",
         Final::Outcome(Outcome::RolledBack(_)) => "rolled_back",
         Final::Outcome(Outcome::Aborted { .. }) => "aborted",
         Final::Outcome(Outcome::Concluded { .. }) => "concluded",
+        Final::Outcome(Outcome::Refused { .. }) => "refused",
         Final::Failed { .. } => "failed",
         Final::Outcome(_) => "other",
     }

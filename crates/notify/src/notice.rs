@@ -161,6 +161,8 @@ kinds! {
     Concluded => "concluded",
     /// A provider failed for good; traffic was returned to stable.
     Failed => "failed",
+    /// A pre-flight gate (a checklist, an approval) refused the rollout before traffic moved.
+    Refused => "refused",
 }
 
 impl fmt::Display for NoticeKind {
@@ -381,6 +383,12 @@ fn classify_decision(
             Final::Outcome(Outcome::Concluded { summary, .. }) => {
                 (K::Concluded, S::Info, Some(summary.clone()), None)
             }
+            Final::Outcome(Outcome::Refused { gate, reason }) => (
+                K::Refused,
+                S::Warning,
+                Some(format!("refused by gate `{gate}`: {reason}")),
+                None,
+            ),
             Final::Failed { error } => (K::Failed, S::Critical, Some(error.clone()), None),
             Final::Outcome(_) => return None,
         },

@@ -46,8 +46,8 @@ use serde::{Deserialize, Serialize};
 use statrs::function::beta::{beta_reg, ln_beta};
 
 use super::evidence::{Effect, Evidence, RunningP, check_alpha, check_share};
-use super::restarts::{Combine, Restarts};
 use super::mixture::ln_sigmoid;
+use super::restarts::{Combine, Restarts};
 use crate::{Alternative, AnalysisError};
 
 /// Default Dirichlet prior strength `k` (see the module docs for the tuning and its trade-off).

@@ -10,7 +10,6 @@
 //! an alert. The bake keeps its progress in a store document of kind `bake`, so a restarted
 //! bake continues its period instead of starting over.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -24,9 +24,8 @@ mod run;
 
 pub use self::bake::{BAKE_KIND, Bake, BakeDocument, BakeOutcome};
 pub use self::document::{
-    BakeEvent,
-    DriftSeen, GUARD_KIND, GuardCommand, GuardDocument, GuardEntry, GuardError, GuardHandle,
-    GuardRecord, LOG_KEEP,
+    BakeEvent, DriftSeen, GUARD_KIND, GuardCommand, GuardDocument, GuardEntry, GuardError,
+    GuardHandle, GuardRecord, LOG_KEEP,
 };
 pub use self::failover::{
     Allocation, Check, FailoverCommand, FailoverEvent, FailoverPolicy, FailoverState, Mode,
