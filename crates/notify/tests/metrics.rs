@@ -163,3 +163,51 @@ async fn a_real_prometheus_scrapes_and_reads_the_metrics() {
             .unwrap_or_else(|e| panic!("{promql}: {e}\n{}", prometheus.log_tail()));
     }
 }
+
+/// A rollout refused by a closed pre-flight gate is a `refused` outcome in the metrics and a
+/// `refused` warning notice, not a rollback.
+#[tokio::test(start_paused = true)]
+async fn a_refused_rollout_is_counted_and_noticed_as_refused() {
+    use cutover_core::{GateStage, GateVerdict, Plan, Revisions, Rollout, RolloutId};
+    use cutover_notify::{Notice, NoticeKind, RolloutInfo, Severity};
+    use cutover_test::{FakeGate, FakeRouter};
+
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::new());
+    let closed = FakeGate::new(
+        "checklist",
+        [GateVerdict::Closed {
+            reason: "tls: the certificate expires in 2 days".into(),
+        }],
+    );
+    let rollout = Rollout::builder("refused-v1", Plan::from_yaml(PROMOTING).unwrap())
+        .revisions("v1", "v2")
+        .router(FakeRouter::new("mesh"))
+        .gate(GateStage::PreFlight, closed)
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    let outcome = rollout.run().await.unwrap();
+    assert!(matches!(outcome, Outcome::Refused { .. }), "{outcome:?}");
+
+    let metrics = RolloutMetrics::new();
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    let (_, text) = scrape(&metrics).await;
+    let line = r#"cutover_rollouts_finished_total{strategy="canary",outcome="refused"} 1"#;
+    assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    assert!(!text.contains(r#"outcome="rolled_back""#), "{text}");
+
+    let id = RolloutId::new("refused-v1").unwrap();
+    let info = RolloutInfo::new(id.clone(), "canary", Revisions::new("v1", "v2").unwrap());
+    let records = store.records(&id, 0, usize::MAX).await.unwrap();
+    let notices: Vec<Notice> = records
+        .iter()
+        .filter_map(|r| Notice::from_record(&info, r))
+        .collect();
+    let last = notices.last().expect("notices");
+    assert_eq!(last.kind, NoticeKind::Refused);
+    assert_eq!(last.severity, Severity::Warning);
+    assert!(
+        notices.iter().all(|n| n.kind != NoticeKind::RolledBack),
+        "{notices:?}"
+    );
+}
