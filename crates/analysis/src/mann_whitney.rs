@@ -265,7 +265,9 @@ fn check_finite(values: &[f64], group: &'static str) -> Result<(), AnalysisError
 ///
 /// Errors on empty samples, NaN or infinite values, a confidence level outside (0, 1), and
 /// when every value is tied (σ = 0), where R stops with "cannot compute confidence interval
-/// when all observations are tied".
+/// when all observations are tied". Two constant samples that differ by `d` give the point
+/// interval `[d, d]`: every pairwise difference is `d` (R stops there too, or not, depending
+/// on whether `x − d` rounds back to `y`).
 ///
 /// ```
 /// use cutover_analysis::shift_interval;
@@ -310,6 +312,19 @@ pub(crate) fn shift_interval_sorted(
     };
     let mumin = xs[0] - ys[n - 1];
     let mumax = xs[m - 1] - ys[0];
+    if mumin == mumax {
+        // Both samples are constant: every pairwise difference is the same d. Decided here
+        // rather than by W(d), whose x − d rounds back to y in one direction and not in the
+        // other, so swapping the samples would not mirror the answer.
+        if mumin == 0.0 {
+            return Err(AnalysisError::AllTied);
+        }
+        return Ok(ShiftInterval {
+            lower: mumin,
+            upper: mumin,
+            estimate: mumin,
+        });
+    }
     let z = Normal::standard()
         .inverse_cdf((1.0 - conf_level) / 2.0)
         .abs();

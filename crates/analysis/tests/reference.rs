@@ -202,3 +202,24 @@ fn asymptotic_interval_matches_kayenta_and_r() {
         }
     }
 }
+
+/// Two constant samples: every pairwise difference is the same d, so the interval is the point
+/// d, mirrored when the samples are swapped; equal constants are all tied. Found by the
+/// property test `swapping_mirrors_the_interval`: `-24.23… − 901.13…` does not round back to
+/// `-925.37…`, so one direction used to see no tie and the other an all-tied error.
+#[test]
+fn constant_samples_give_a_point_interval_both_ways() {
+    let x = [-24.232_595_900_375_41];
+    let y = [-925.370_996_655_965_5];
+    let d = x[0] - y[0];
+    let xy = shift_interval(&x, &y, 0.9).unwrap();
+    let yx = shift_interval(&y, &x, 0.9).unwrap();
+    assert_eq!((xy.lower, xy.upper, xy.estimate), (d, d, d));
+    assert_eq!((yx.lower, yx.upper, yx.estimate), (-d, -d, -d));
+    let xy = shift_interval(&[2.0, 2.0], &[1.0; 3], 0.9).unwrap();
+    assert_eq!((xy.lower, xy.upper, xy.estimate), (1.0, 1.0, 1.0));
+    assert!(matches!(
+        shift_interval(&[5.0; 2], &[5.0; 3], 0.9),
+        Err(cutover_analysis::AnalysisError::AllTied)
+    ));
+}
