@@ -25,10 +25,7 @@ pub(crate) fn full<B: Body<Data = Bytes>>(bytes: impl Into<Bytes>) -> Either<B, 
 }
 
 /// A response with `status` and a one-line text body.
-pub(crate) fn plain<B: Body<Data = Bytes>>(
-    status: StatusCode,
-    text: &'static str,
-) -> Response<Either<B, Full<Bytes>>> {
+pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut resp = Response::new(full(Bytes::from_static(text.as_bytes())));
     *resp.status_mut() = status;
     resp

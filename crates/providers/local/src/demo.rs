@@ -113,8 +113,8 @@ impl DemoService {
             Limits::default(),
             Arc::default(),
             prepared.clone(),
-            Clone::clone,
             |p, _peer, req| async move { Ok::<_, Infallible>(answer(&p, &req).await) },
+            |_| {},
         ));
         Ok(DemoService {
             addr,

@@ -1,5 +1,5 @@
 //! The request path of one serving loop: pick an upstream from the routing table, forward the
-//! request on the client connection's own upstream connections, and count the answer.
+//! request on this loop's own connections, and count the answer.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -7,31 +7,28 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use cutover_core::TrafficRouter as _;
 use http::header::{ALLOW, HOST, HeaderName, HeaderValue, SET_COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Either, Full};
+use http_body_util::{BodyExt as _, Either};
 
-use crate::body::{RequestBody, full, plain};
+use crate::body::{ProxyBody, RequestBody, full, plain};
 use crate::client::{HttpClient, http_client};
 use crate::headers::{Peer, prepare_response};
 use crate::limits::Activity;
 use crate::metrics::{Outcome, ProxyFailure, wall_now};
+use crate::pool::Pool;
 use crate::router::ProxyRouter;
 use crate::table::Reason;
-use crate::upstream::{Links, Relay};
 
-/// The body of the proxy's answers: an upstream's, or one the proxy made.
-pub(crate) type AnswerBody = Either<Relay, Full<Bytes>>;
-
-/// The state of one serving loop: the shared routing table and this loop's metric shard.
+/// The state of one serving loop: the shared routing table and this loop's own upstream
+/// connections and metric shard.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     router: ProxyRouter,
-    /// How long an upstream connection may go unused before it is closed.
-    pool_idle: Duration,
+    /// Keep-alive connections for the requests the proxy answers.
+    pool: Pool,
     /// The client of mirrored copies, whose responses are discarded.
     mirror_client: HttpClient,
     /// This loop's shard of the metrics.
@@ -51,14 +48,22 @@ impl Forwarder {
         pool_idle: Duration,
         conversion_header: HeaderName,
     ) -> Self {
+        let upstreams = router.table().upstreams.len();
         Forwarder {
             router,
-            pool_idle,
+            pool: Pool::new(upstreams, pool_idle),
             mirror_client: http_client(Duration::from_secs(90)),
             shard,
             timeout,
             conversion_header,
         }
+    }
+
+    /// Closes the upstream connections that have been idle too long (called by the
+    /// watchdog of this loop, so it also happens when no request comes).
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub(crate) fn tidy(forwarder: &Arc<Forwarder>) {
+        forwarder.pool.sweep(wall_now());
     }
 
     /// The proxy's name, for logs.
@@ -67,29 +72,14 @@ impl Forwarder {
     }
 }
 
-/// What the requests of one client connection share: the serving loop's state and the
-/// connection's own upstream connections.
-#[derive(Debug, Clone)]
-pub(crate) struct Client {
-    forwarder: Arc<Forwarder>,
-    links: Arc<Links>,
-}
-
-impl Client {
-    /// The state of a client connection accepted now, with no upstream connection yet.
-    #[allow(clippy::trivially_copy_pass_by_ref)]
-    pub(crate) fn accepted(forwarder: &Arc<Forwarder>) -> Client {
-        Client {
-            forwarder: forwarder.clone(),
-            links: Arc::default(),
-        }
-    }
-}
-
 /// The service function of the proxy's listeners. CONNECT and TRACE are answered 405 here:
 /// a reverse proxy tunnels nothing, and TRACE would echo the client's headers (cookies
 /// included) back to whatever script sent it.
-pub(crate) fn handle(client: Client, peer: &Peer, mut req: Request<RequestBody>) -> Answer {
+pub(crate) fn handle(
+    forwarder: Arc<Forwarder>,
+    peer: &Peer,
+    mut req: Request<RequestBody>,
+) -> Answer {
     let refused = req.method() == Method::CONNECT || req.method() == Method::TRACE;
     let has_host = !refused && peer.prepare_request(req.headers_mut());
     // Boxed: hyper moves the service's future several times before polling it, and this
@@ -98,16 +88,16 @@ pub(crate) fn handle(client: Client, peer: &Peer, mut req: Request<RequestBody>)
         if refused {
             return Ok(not_allowed());
         }
-        Ok(forward(&client, req, has_host).await)
+        Ok(forward(&forwarder, req, has_host).await)
     })
 }
 
 /// The future of one request through the proxy.
 pub(crate) type Answer =
-    Pin<Box<dyn Future<Output = Result<Response<AnswerBody>, Infallible>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
 /// 405, with the methods the proxy does forward.
-fn not_allowed() -> Response<AnswerBody> {
+fn not_allowed() -> Response<ProxyBody> {
     let mut resp = plain(
         StatusCode::METHOD_NOT_ALLOWED,
         "CONNECT and TRACE are not forwarded\n",
@@ -120,12 +110,7 @@ fn not_allowed() -> Response<AnswerBody> {
 }
 
 /// `has_host`: whether the request has a `Host` header.
-async fn forward(
-    client: &Client,
-    req: Request<RequestBody>,
-    has_host: bool,
-) -> Response<AnswerBody> {
-    let f = &*client.forwarder;
+async fn forward(f: &Forwarder, req: Request<RequestBody>, has_host: bool) -> Response<ProxyBody> {
     let start = wall_now();
     let table = f.router.table();
     let (index, reason) = table.pick(req.headers());
@@ -165,12 +150,11 @@ async fn forward(
         }
     };
     let sent = UpstreamDeadline {
-        send: std::pin::pin!(client.links.send(
+        send: std::pin::pin!(f.pool.send(
             index,
             upstream.addr,
             Request::from_parts(parts, body),
             start,
-            f.pool_idle,
         )),
         activity: &activity,
     }

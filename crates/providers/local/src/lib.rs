@@ -22,12 +22,12 @@ mod headers;
 mod limits;
 pub mod load;
 mod metrics;
+mod pool;
 mod probe;
 mod proxy;
 mod router;
 mod server;
 mod table;
-mod upstream;
 
 pub use body::ProxyBody;
 pub use limits::ConnectionCounts;

@@ -323,8 +323,13 @@ impl Watchdog {
         self.connections.lock().push(Watched { activity, task });
     }
 
-    /// Closes late connections until `stopped` resolves, and forgets the finished ones.
-    pub(crate) async fn run(self: Arc<Self>, stopped: impl Future<Output = ()>) {
+    /// Closes late connections until `stopped` resolves, forgets the finished ones, and calls
+    /// `also` on every round (for other sweeping that may be a little late).
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        stopped: impl Future<Output = ()>,
+        mut also: impl FnMut(),
+    ) {
         let mut ticks = tokio::time::interval(self.limits.round());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stopped);
@@ -333,6 +338,7 @@ impl Watchdog {
                 _ = ticks.tick() => {
                     self.rounds.0.fetch_add(1, Ordering::Relaxed);
                     self.sweep();
+                    also();
                 }
                 () = &mut stopped => return,
             }

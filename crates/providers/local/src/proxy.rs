@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 
 use crate::admin::{self, Admin};
-use crate::forward::{self, Client, Forwarder};
+use crate::forward::{self, Forwarder};
 use crate::limits::{ConnectionStats, Limits};
 use crate::metrics::{DEFAULT_CONVERSION_HEADER, ProxyMetrics, RevisionStats, wall_now};
 use crate::router::ProxyRouter;
@@ -214,8 +214,8 @@ impl LocalProxyBuilder {
                 limits,
                 metrics.connection_stats(),
                 worker(0),
-                Client::accepted,
                 forward::handle,
+                Forwarder::tidy,
             )));
             addr
         } else {
@@ -257,8 +257,8 @@ impl LocalProxyBuilder {
                 Limits::default(),
                 Arc::default(),
                 pages,
-                Clone::clone,
                 admin::handle,
+                |_| {},
             )));
         }
         Ok(LocalProxy {
@@ -336,8 +336,8 @@ fn spawn_thread(
                                 limits,
                                 stats,
                                 forwarder,
-                                Client::accepted,
                                 forward::handle,
+                                Forwarder::tidy,
                             )
                             .await;
                         }

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -18,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::body::RequestBody;
+use crate::body::{ProxyBody, RequestBody};
 use crate::headers::Peer;
 use crate::limits::{Activity, ConnectionStats, Limits, Phase, Watchdog};
 
@@ -36,28 +35,30 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r
 /// stops accepting and lets requests in flight finish (up to [`SHUTDOWN_GRACE`]). At most
 /// `limits.max_connections` are open at once (counted in `stats`, which several loops may
 /// share); a connection over the cap is answered 503 and closed without a task of its own.
-/// Each connection's requests get the state `connection` makes from `state` for it.
-pub(crate) async fn serve<S, C, F, Fut, B>(
+/// `tidy` is called with `state` on each round of the watchdog.
+pub(crate) async fn serve<S, F, Fut>(
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
     limits: Limits,
     stats: Arc<ConnectionStats>,
     state: S,
-    connection: fn(&S) -> C,
     handler: F,
+    tidy: fn(&S),
 ) where
-    C: Clone + Send + Sync + 'static,
-    F: Fn(C, &Peer, Request<RequestBody>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, &Peer, Request<RequestBody>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let watchdog = Watchdog::new(limits, stats);
     let (watchdog_stop, watchdog_stopped) = tokio::sync::oneshot::channel::<()>();
-    let sweeping = tokio::spawn(watchdog.clone().run(async move {
-        let _ = watchdog_stopped.await;
-    }));
+    let tidied = state.clone();
+    let sweeping = tokio::spawn(watchdog.clone().run(
+        async move {
+            let _ = watchdog_stopped.await;
+        },
+        move || tidy(&tidied),
+    ));
     let mut http = hyper::server::conn::http1::Builder::new();
     // The watchdog keeps the header-read timeout; hyper's own would cost a timer per request.
     http.timer(TokioTimer::new())
@@ -89,8 +90,7 @@ pub(crate) async fn serve<S, C, F, Fut, B>(
             stream,
             activity: activity.clone(),
         });
-        let (state, handler, conn_activity) =
-            (connection(&state), handler.clone(), activity.clone());
+        let (state, handler, conn_activity) = (state.clone(), handler.clone(), activity.clone());
         let service = service_fn(move |req: Request<Incoming>| {
             let activity = conn_activity.clone();
             activity.request_started(!req.body().is_end_stream());
