@@ -12,6 +12,7 @@ use http::header::{ALLOW, HOST, HeaderName, HeaderValue, SET_COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Either};
+use parking_lot::Mutex;
 
 use crate::body::{ProxyBody, RequestBody, full, plain};
 use crate::client::{HttpClient, http_client};
@@ -20,13 +21,18 @@ use crate::limits::Activity;
 use crate::metrics::{Outcome, ProxyFailure, wall_now};
 use crate::pool::Pool;
 use crate::router::ProxyRouter;
-use crate::table::Reason;
+use crate::table::{Reason, Table};
 
 /// The state of one serving loop: the shared routing table and this loop's own upstream
 /// connections and metric shard.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     router: ProxyRouter,
+    /// This serving thread's own copy of the routing table and the generation it was taken
+    /// at (None when the proxy serves on a shared runtime). Every request takes a reference
+    /// to its table; on a copy of its own, a thread never writes to the reference count
+    /// another thread writes to.
+    local: Option<Mutex<(u64, Arc<Table>)>>,
     /// Keep-alive connections for the requests the proxy answers.
     pool: Pool,
     /// The client of mirrored copies, whose responses are discarded.
@@ -40,17 +46,24 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    /// Upstream connections unused for `pool_idle` are closed.
+    /// Upstream connections unused for `pool_idle` are closed. `own_thread`: the forwarder
+    /// serves one thread of its own.
     pub(crate) fn new(
         router: ProxyRouter,
+        own_thread: bool,
         shard: usize,
         timeout: Duration,
         pool_idle: Duration,
         conversion_header: HeaderName,
     ) -> Self {
         let upstreams = router.table().upstreams.len();
+        let local = own_thread.then(|| {
+            let generation = router.generation();
+            Mutex::new((generation, Arc::new(Table::clone(&router.table()))))
+        });
         Forwarder {
             router,
+            local,
             pool: Pool::new(upstreams, pool_idle),
             mirror_client: http_client(Duration::from_secs(90)),
             shard,
@@ -64,6 +77,19 @@ impl Forwarder {
     #[allow(clippy::trivially_copy_pass_by_ref)]
     pub(crate) fn tidy(forwarder: &Arc<Forwarder>) {
         forwarder.pool.sweep(wall_now());
+    }
+
+    /// The routing table in force now.
+    fn table(&self) -> Arc<Table> {
+        let Some(local) = &self.local else {
+            return self.router.table();
+        };
+        let generation = self.router.generation();
+        let mut local = local.lock();
+        if local.0 != generation {
+            *local = (generation, Arc::new(Table::clone(&self.router.table())));
+        }
+        local.1.clone()
     }
 
     /// The proxy's name, for logs.
@@ -112,7 +138,7 @@ fn not_allowed() -> Response<ProxyBody> {
 /// `has_host`: whether the request has a `Host` header.
 async fn forward(f: &Forwarder, req: Request<RequestBody>, has_host: bool) -> Response<ProxyBody> {
     let start = wall_now();
-    let table = f.router.table();
+    let table = f.table();
     let (index, reason) = table.pick(req.headers());
     let upstream = &table.upstreams[index];
     let mirror = table.mirror_for(req.headers()).map(|i| &table.upstreams[i]);

@@ -195,6 +195,7 @@ impl LocalProxyBuilder {
         let worker = |shard| {
             Arc::new(Forwarder::new(
                 router.clone(),
+                self.threads > 0,
                 shard,
                 limits.upstream,
                 limits.idle,

@@ -2,6 +2,7 @@
 //! in a whole new routing table.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -27,6 +28,9 @@ struct Routing {
     /// The proxy's name, for errors.
     name: String,
     table: ArcSwap<Table>,
+    /// Counts the tables stored, so a serving thread with a copy of its own knows when to
+    /// take a new one.
+    generation: AtomicU64,
     /// Serializes writers, so two changes never race on the read-modify-write of the table.
     writer: tokio::sync::Mutex<()>,
 }
@@ -37,6 +41,7 @@ impl ProxyRouter {
             inner: Arc::new(Routing {
                 name,
                 table: ArcSwap::from_pointee(table),
+                generation: AtomicU64::new(0),
                 writer: tokio::sync::Mutex::new(()),
             }),
         }
@@ -45,6 +50,11 @@ impl ProxyRouter {
     /// The table in force now; a request keeps it until it ends.
     pub(crate) fn table(&self) -> Arc<Table> {
         self.inner.table.load_full()
+    }
+
+    /// Changes with every table stored: a copy taken after reading it is at least as new.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// The split in force now (no `await`, for progress displays).
@@ -60,6 +70,7 @@ impl ProxyRouter {
         let current = self.inner.table.load_full();
         let next = change(&current)?;
         self.inner.table.store(Arc::new(next));
+        self.inner.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
