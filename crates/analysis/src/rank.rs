@@ -292,49 +292,112 @@ impl<'a> Shifted<'a> {
     }
 }
 
-/// U of x and the tie term of the combined sample, for unsorted samples: both are sorted as
-/// integer keys (`-0.0` counted equal to `0.0`, as `==` does) and merged on the keys. Errors
-/// naming the sample when one holds NaN (NaN keys sort outside `[-∞, +∞]`, so the sorted ends
-/// show it without another pass).
+/// Target number of values per bucket in [`rank_sum`], as a power of two: small enough that a
+/// bucket sorts within the L1 cache, large enough that the bucket counts stay in L2.
+const LOG_BUCKET: u32 = 6;
+
+/// U of x and the tie term of the combined sample, for unsorted samples, in O(m + n) passes
+/// plus sorts of cache-sized buckets. Errors naming the sample when one holds NaN. Values are
+/// compared as `==` does (`-0.0` equal to `0.0`), on integer keys in `f64::total_cmp` order.
 ///
-/// The two `sort_unstable` calls are most of the time at 10^6 values per sample (about 20 ms
-/// each on this machine). Replacements measured there (2 shared cores, 10^6 lognormal keys,
-/// best of 7) and not taken, because they were not faster:
-/// - an LSD radix sort on 11-bit digits (all six histograms in one read pass, digits where
-///   every key falls in one bucket skipped, two buffers swapped instead of copied), and on 8-
-///   and 16-bit digits: 33-45 ms against 19-20 ms, its scatter passes are memory-bound here;
-/// - a bucket sort on the key range (min/max walk, count walk, one scatter straight from the
-///   f64 values into the key vector, then `sort_unstable` per cache-sized bucket of ~64 keys):
-///   16-20 ms alone, but no gain in `mann_whitney` end to end (10 alternating runs each:
-///   0.056-0.079 s against 0.065-0.076 s, same median).
+/// Both samples go into one array of buckets by the high bits of their key's offset from the
+/// smallest key (about [`2^LOG_BUCKET`](LOG_BUCKET) values a bucket), each entry holding the
+/// key's low bits and, in bit 0, which sample it came from. Equal values land in the same
+/// bucket, so each bucket is sorted on its own and walked in order, counting for every x the y
+/// below it; a bucket holding equal values is walked again group by group (ties count one
+/// half). U is accumulated as an integer (2U), the tie term in `u128`, so both are exact before
+/// the one conversion to f64.
+///
+/// This replaced sorting each sample's keys with `sort_unstable` and merging them: at 10^6
+/// lognormal values per sample that spent 74 % of its time in the two sorts. Measured on the
+/// shared 2-core machine, 10^6 lognormal values per sample, alternating in one run (best of
+/// 15): the buckets 28-34 ms, the two sorts 36-46 ms; the two sorts on two threads 39-45 ms
+/// (the machine's other core was busy). LSD radix sorts (`radsort`, `rdst`, hand-written on
+/// 8/11/16-bit digits) were no faster than `sort_unstable` alone there: their scatter passes
+/// are memory-bound.
 pub(crate) fn rank_sum(x: &[f64], y: &[f64]) -> Result<Merged, AnalysisError> {
-    // Each key vector carries its `u64::MAX` sentinel from the start: it sorts last.
-    let keys = |v: &[f64]| {
-        let mut k: Vec<u64> = Vec::with_capacity(v.len() + 1);
-        k.extend(v.iter().map(|&v| key(v + 0.0)));
-        k.push(u64::MAX);
-        k.sort_unstable();
-        k
-    };
-    let (xs, ys) = (keys(x), keys(y));
-    let (xk, yk) = (&xs[..x.len()], &ys[..y.len()]);
     let (lowest, highest) = (key(f64::NEG_INFINITY), key(f64::INFINITY));
-    for (k, group) in [(xk, "x"), (yk, "y")] {
-        if k.first().is_some_and(|&f| f < lowest) || k.last().is_some_and(|&l| l > highest) {
+    let bounds = |v: &[f64]| {
+        v.iter().fold((u64::MAX, 0u64), |(lo, hi), &v| {
+            let k = key(v + 0.0);
+            (lo.min(k), hi.max(k))
+        })
+    };
+    let ((x_lo, x_hi), (y_lo, y_hi)) = (bounds(x), bounds(y));
+    // NaN keys sort outside [-∞, +∞]; an empty sample gives (u64::MAX, 0), inside.
+    for (lo, hi, group) in [(x_lo, x_hi, "x"), (y_lo, y_hi, "y")] {
+        if lo < lowest || hi > highest {
             return Err(AnalysisError::NotANumber { group });
         }
     }
-    let y_ties = tie_term(yk);
-    if xk.len() >= 64 * STREAMS
-        && let Some(u) = count_below(&xs, &ys, |k| k)
-    {
-        #[allow(clippy::cast_precision_loss)]
-        return Ok(Merged {
-            u: u as f64,
-            ties: tie_term(xk) + y_ties,
-        });
+    if x.is_empty() || y.is_empty() {
+        let ties = tie_term(&sorted(if x.is_empty() { y } else { x }));
+        return Ok(Merged { u: 0.0, ties });
     }
-    Ok(merge(xk, yk, y_ties, |k| k))
+    let lo = x_lo.min(y_lo);
+    let range = x_hi.max(y_hi) - lo;
+    let total = x.len() + y.len();
+    // Bucket b holds the keys k with (k − lo) >> shift = b: at most 2^index_bits buckets.
+    let index_bits = (usize::BITS - (total >> LOG_BUCKET).leading_zeros()).max(1);
+    let shift = (u64::BITS - range.leading_zeros()).saturating_sub(index_bits);
+    // shift < 64, so the low bits and the sample bit fit in one u64.
+    let low_mask = (1u64 << shift) - 1;
+    let bucket = |v: f64| {
+        let k = key(v + 0.0) - lo;
+        #[allow(clippy::cast_possible_truncation)]
+        ((k >> shift) as usize, k & low_mask)
+    };
+    #[allow(clippy::cast_possible_truncation)]
+    let buckets = (range >> shift) as usize + 1;
+    let mut start = vec![0usize; buckets + 1];
+    for &v in x.iter().chain(y) {
+        start[bucket(v).0 + 1] += 1;
+    }
+    for b in 1..=buckets {
+        start[b] += start[b - 1];
+    }
+    let mut next = start.clone();
+    let mut entries = vec![0u64; total];
+    for (sample, is_x) in [(x, 1u64), (y, 0u64)] {
+        for &v in sample {
+            let (b, low) = bucket(v);
+            entries[next[b]] = (low << 1) | is_x;
+            next[b] += 1;
+        }
+    }
+    let (mut u2, mut ties) = (0u64, 0u128);
+    let mut below = 0u64; // y values below the current entry
+    for b in 0..buckets {
+        let entries = &mut entries[start[b]..start[b + 1]];
+        entries.sort_unstable();
+        let (u2_before, below_before) = (u2, below);
+        // Without ties, without branches: each x adds the y values before it.
+        let mut previous = u64::MAX; // no entry's value (the low bits) is this
+        let mut tied = false;
+        for &e in &*entries {
+            let is_x = e & 1;
+            u2 += 2 * below * is_x;
+            below += 1 - is_x;
+            tied |= e >> 1 == previous;
+            previous = e >> 1;
+        }
+        if tied {
+            (u2, below) = (u2_before, below_before);
+            for group in entries.chunk_by(|a, b| a >> 1 == b >> 1) {
+                let xs = group.iter().map(|e| e & 1).sum::<u64>();
+                let ys = group.len() as u64 - xs;
+                u2 += xs * (2 * below + ys);
+                below += ys;
+                let t = u128::from(xs + ys);
+                ties += t * t * t - t;
+            }
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    Ok(Merged {
+        u: u2 as f64 / 2.0,
+        ties: ties as f64,
+    })
 }
 
 #[cfg(test)]
