@@ -445,6 +445,131 @@ mod tests {
         assert_eq!(rank_average(&[3.0, 3.0, 3.0]), vec![2.0, 2.0, 2.0]);
     }
 
+    /// The rank sum as computed before the buckets: each sample sorted with `sort_unstable`
+    /// (in `f64::total_cmp` order) and the two walked together by the exact merge.
+    fn by_sorting(x: &[f64], y: &[f64]) -> Merged {
+        let (xs, ys) = (sorted(x), sorted(y));
+        merge(&xs, &ys, tie_term(&ys), |v| v)
+    }
+
+    /// A generator of values over many magnitudes, both signs, ±0, ±∞, and many ties.
+    fn mixed(n: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed;
+        (0..n)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                #[allow(clippy::cast_precision_loss)]
+                let r = (state >> 11) as f64 / (1u64 << 53) as f64;
+                match i % 11 {
+                    0 => -r * 1e6,
+                    1 => 0.0,
+                    2 => -0.0,
+                    3 if r < 0.1 => f64::INFINITY,
+                    4 if r < 0.1 => f64::NEG_INFINITY,
+                    5 | 6 => (r * 40.0).round() - 20.0,
+                    7 => (r * 8.0 - 4.0).exp2() * 1e-300,
+                    _ => (3.0 + 2.0 * r).exp(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bucketed_rank_sum_equals_sorting_both_samples() {
+        // Sizes across one bucket, a few, and many; both orders of x and y.
+        for (m, n) in [
+            (1, 1),
+            (1, 700),
+            (63, 65),
+            (1000, 3),
+            (5000, 7000),
+            (40_000, 30_000),
+        ] {
+            let (x, y) = (mixed(m, 1 + m as u64), mixed(n, 2 + n as u64));
+            let got = rank_sum(&x, &y).unwrap();
+            assert_eq!(got, by_sorting(&x, &y), "m {m}, n {n}");
+            if m + n > 100 {
+                assert!(got.ties > 0.0, "the data has ties: m {m}, n {n}");
+            }
+            assert_eq!(
+                rank_sum(&y, &x).unwrap(),
+                by_sorting(&y, &x),
+                "m {m}, n {n}"
+            );
+        }
+        let (x, y) = (mixed(2000, 3), mixed(1500, 4));
+        let want = reference(&x, &y, 0.0);
+        let got = rank_sum(&x, &y).unwrap();
+        assert_eq!((got.u, got.ties), (want.u, want.ties));
+    }
+
+    #[test]
+    fn bucketed_rank_sum_on_skewed_and_tied_data() {
+        // One far value puts every other value into one bucket.
+        let mut x: Vec<f64> = (0..5000).map(|i| f64::from(i % 97) * 0.25).collect();
+        x.push(1e300);
+        let y: Vec<f64> = (0..3000).map(|i| f64::from(i % 89) * 0.5 - 3.0).collect();
+        assert_eq!(rank_sum(&x, &y).unwrap(), by_sorting(&x, &y));
+        // Every value equal, zeros of both signs: one tie group, U = m·n/2.
+        let zeros: Vec<f64> = (0..1000)
+            .map(|i| if i % 2 == 0 { 0.0 } else { -0.0 })
+            .collect();
+        let got = rank_sum(&zeros[..400], &zeros[400..]).unwrap();
+        assert_eq!(got.u, 400.0 * 600.0 / 2.0);
+        assert_eq!(got.ties, 1000.0f64.powi(3) - 1000.0);
+        // Infinities only.
+        let inf = [f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY];
+        assert_eq!(
+            rank_sum(&inf, &inf[1..]).unwrap(),
+            by_sorting(&inf, &inf[1..])
+        );
+        // Continuous data without ties: no tie term, U as counted pair by pair.
+        let (x, y) = (mixed(3000, 5), mixed(2000, 6));
+        let (x, y): (Vec<f64>, Vec<f64>) = (
+            x.iter()
+                .map(|v| v.abs() + 1.0)
+                .filter(|v| v.is_finite())
+                .collect(),
+            y.iter()
+                .map(|v| v.abs() + 1.5)
+                .filter(|v| v.is_finite())
+                .collect(),
+        );
+        let pairs = |x: &[f64], y: &[f64]| {
+            x.iter()
+                .map(|a| {
+                    y.iter()
+                        .map(|b| f64::from(u8::from(a > b)) + if a == b { 0.5 } else { 0.0 })
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+        };
+        assert_eq!(rank_sum(&x, &y).unwrap().u, pairs(&x, &y));
+    }
+
+    #[test]
+    fn bucketed_rank_sum_names_the_sample_with_nan() {
+        let y = mixed(100, 7);
+        for nan in [
+            f64::NAN,
+            -f64::NAN,
+            f64::from_bits(0x7FF0_0000_0000_0001),
+            f64::from_bits(0xFFF0_0000_0000_0001),
+        ] {
+            let with_nan = [1.0, nan, 2.0];
+            assert_eq!(
+                rank_sum(&with_nan, &y),
+                Err(AnalysisError::NotANumber { group: "x" })
+            );
+            assert_eq!(
+                rank_sum(&y, &with_nan),
+                Err(AnalysisError::NotANumber { group: "y" })
+            );
+        }
+    }
+
     #[test]
     fn fast_merge_on_continuous_data() {
         let x: Vec<f64> = (0..3000).map(|i| f64::from(i) * 0.37 + 0.011).collect();
@@ -538,6 +663,27 @@ mod tests {
                 want.iter().map(|v| v.to_bits()).collect(),
             );
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn bucketed_rank_sum_matches_sorting_on_any_values(
+            x in proptest::collection::vec(prop_oneof![
+                any::<f64>().prop_filter("not NaN", |v| !v.is_nan()),
+                (-4i32..4).prop_map(f64::from),
+                Just(-0.0),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+            ], 1..300),
+            y in proptest::collection::vec(prop_oneof![
+                any::<f64>().prop_filter("not NaN", |v| !v.is_nan()),
+                (-4i32..4).prop_map(f64::from),
+                Just(0.0),
+                Just(f64::INFINITY),
+            ], 1..300),
+        ) {
+            // Arbitrary finite values (subnormals, both signs, any magnitude), small integers
+            // for ties, zeros of both signs, infinities.
+            prop_assert_eq!(rank_sum(&x, &y).unwrap(), by_sorting(&x, &y));
         }
 
         #[test]
