@@ -452,16 +452,25 @@ mod tests {
         merge(&xs, &ys, tie_term(&ys), |v| v)
     }
 
+    /// Uniform values in [0, 1) from a linear congruential generator started at `seed`.
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            #[allow(clippy::cast_precision_loss)]
+            let r = (state >> 11) as f64 / (1u64 << 53) as f64;
+            r
+        }
+    }
+
     /// A generator of values over many magnitudes, both signs, ±0, ±∞, and many ties.
     fn mixed(n: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed;
+        let mut next = uniform(seed);
         (0..n)
             .map(|i| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                #[allow(clippy::cast_precision_loss)]
-                let r = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let r = next();
                 match i % 11 {
                     0 => -r * 1e6,
                     1 => 0.0,
@@ -613,14 +622,10 @@ mod tests {
 
     #[test]
     fn key_sort_matches_total_cmp() {
-        let mut state = 12345u64;
+        let mut next = uniform(12345);
         let mut v: Vec<f64> = (0..20_000)
             .map(|i| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                #[allow(clippy::cast_precision_loss)]
-                let r = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let r = next();
                 match i % 7 {
                     0 => -r * 1e6,
                     1 => 0.0,
