@@ -296,6 +296,12 @@ impl<'a> Shifted<'a> {
 /// bucket sorts within the L1 cache, large enough that the bucket counts stay in L2.
 const LOG_BUCKET: u32 = 6;
 
+/// t³ − t, exactly.
+fn tie_count(t: u64) -> u128 {
+    let t = u128::from(t);
+    t * t * t - t
+}
+
 /// U of x and the tie term of the combined sample, for unsorted samples, in O(m + n) passes
 /// plus sorts of cache-sized buckets. Errors naming the sample when one holds NaN. Values are
 /// compared as `==` does (`-0.0` equal to `0.0`), on integer keys in `f64::total_cmp` order.
@@ -305,7 +311,7 @@ const LOG_BUCKET: u32 = 6;
 /// key's low bits and, in bit 0, which sample it came from. Equal values land in the same
 /// bucket, so each bucket is sorted on its own and walked in order, counting for every x the y
 /// below it; a bucket holding equal values is walked again group by group (ties count one
-/// half). U is accumulated as an integer (2U), the tie term in `u128`, so both are exact before
+/// half), and a bucket holding one value only is counted without sorting. U is accumulated as an integer (2U), the tie term in `u128`, so both are exact before
 /// the one conversion to f64.
 ///
 /// This replaced sorting each sample's keys with `sort_unstable` and merging them: at 10^6
@@ -369,6 +375,19 @@ pub(crate) fn rank_sum(x: &[f64], y: &[f64]) -> Result<Merged, AnalysisError> {
     let mut below = 0u64; // y values below the current entry
     for b in 0..buckets {
         let entries = &mut entries[start[b]..start[b + 1]];
+        // One value throughout (common in rounded data): one tie group, nothing to sort. On
+        // continuous data the check stops at the second entry.
+        if let Some(&first) = entries.first()
+            && entries.len() > 1
+            && entries.iter().all(|&e| (e ^ first) >> 1 == 0)
+        {
+            let xs = entries.iter().map(|e| e & 1).sum::<u64>();
+            let ys = entries.len() as u64 - xs;
+            u2 += xs * (2 * below + ys);
+            below += ys;
+            ties += tie_count(xs + ys);
+            continue;
+        }
         entries.sort_unstable();
         let (u2_before, below_before) = (u2, below);
         // Without ties, without branches: each x adds the y values before it.
@@ -388,8 +407,7 @@ pub(crate) fn rank_sum(x: &[f64], y: &[f64]) -> Result<Merged, AnalysisError> {
                 let ys = group.len() as u64 - xs;
                 u2 += xs * (2 * below + ys);
                 below += ys;
-                let t = u128::from(xs + ys);
-                ties += t * t * t - t;
+                ties += tie_count(xs + ys);
             }
         }
     }
