@@ -311,8 +311,10 @@ fn tie_count(t: u64) -> u128 {
 /// key's low bits and, in bit 0, which sample it came from. Equal values land in the same
 /// bucket, so each bucket is sorted on its own and walked in order, counting for every x the y
 /// below it; a bucket holding equal values is walked again group by group (ties count one
-/// half), and a bucket holding one value only is counted without sorting. U is accumulated as an integer (2U), the tie term in `u128`, so both are exact before
-/// the one conversion to f64.
+/// half), and a bucket holding one value only is counted without sorting. U is accumulated
+/// as an integer (2U), the tie term in `u128`, so both are exact before the one conversion to
+/// f64: the same numbers as sorting and merging give, except that a tie term above 2^53 is now
+/// the correctly rounded one (a sum of f64 terms could differ from it in the last bit).
 ///
 /// This replaced sorting each sample's keys with `sort_unstable` and merging them: at 10^6
 /// lognormal values per sample that spent 74 % of its time in the two sorts. Measured on the
