@@ -292,49 +292,132 @@ impl<'a> Shifted<'a> {
     }
 }
 
-/// U of x and the tie term of the combined sample, for unsorted samples: both are sorted as
-/// integer keys (`-0.0` counted equal to `0.0`, as `==` does) and merged on the keys. Errors
-/// naming the sample when one holds NaN (NaN keys sort outside `[-∞, +∞]`, so the sorted ends
-/// show it without another pass).
+/// Target number of values per bucket in [`rank_sum`], as a power of two: small enough that a
+/// bucket sorts within the L1 cache, large enough that the bucket counts stay in L2.
+const LOG_BUCKET: u32 = 6;
+
+/// t³ − t, exactly.
+fn tie_count(t: u64) -> u128 {
+    let t = u128::from(t);
+    t * t * t - t
+}
+
+/// U of x and the tie term of the combined sample, for unsorted samples, in O(m + n) passes
+/// plus sorts of cache-sized buckets. Errors naming the sample when one holds NaN. Values are
+/// compared as `==` does (`-0.0` equal to `0.0`), on integer keys in `f64::total_cmp` order.
 ///
-/// The two `sort_unstable` calls are most of the time at 10^6 values per sample (about 20 ms
-/// each on this machine). Replacements measured there (2 shared cores, 10^6 lognormal keys,
-/// best of 7) and not taken, because they were not faster:
-/// - an LSD radix sort on 11-bit digits (all six histograms in one read pass, digits where
-///   every key falls in one bucket skipped, two buffers swapped instead of copied), and on 8-
-///   and 16-bit digits: 33-45 ms against 19-20 ms, its scatter passes are memory-bound here;
-/// - a bucket sort on the key range (min/max walk, count walk, one scatter straight from the
-///   f64 values into the key vector, then `sort_unstable` per cache-sized bucket of ~64 keys):
-///   16-20 ms alone, but no gain in `mann_whitney` end to end (10 alternating runs each:
-///   0.056-0.079 s against 0.065-0.076 s, same median).
+/// Both samples go into one array of buckets by the high bits of their key's offset from the
+/// smallest key (about [`2^LOG_BUCKET`](LOG_BUCKET) values a bucket), each entry holding the
+/// key's low bits and, in bit 0, which sample it came from. Equal values land in the same
+/// bucket, so each bucket is sorted on its own and walked in order, counting for every x the y
+/// below it; a bucket holding equal values is walked again group by group (ties count one
+/// half), and a bucket holding one value only is counted without sorting. U is accumulated
+/// as an integer (2U), the tie term in `u128`, so both are exact before the one conversion to
+/// f64: the same numbers as sorting and merging give, except that a tie term above 2^53 is now
+/// the correctly rounded one (a sum of f64 terms could differ from it in the last bit).
+///
+/// This replaced sorting each sample's keys with `sort_unstable` and merging them: at 10^6
+/// lognormal values per sample that spent 74 % of its time in the two sorts. Measured on the
+/// shared 2-core machine, 10^6 lognormal values per sample, alternating in one run (best of
+/// 15): the buckets 28-34 ms, the two sorts 36-46 ms; the two sorts on two threads 39-45 ms
+/// (the machine's other core was busy). LSD radix sorts (`radsort`, `rdst`, hand-written on
+/// 8/11/16-bit digits) were no faster than `sort_unstable` alone there: their scatter passes
+/// are memory-bound.
 pub(crate) fn rank_sum(x: &[f64], y: &[f64]) -> Result<Merged, AnalysisError> {
-    // Each key vector carries its `u64::MAX` sentinel from the start: it sorts last.
-    let keys = |v: &[f64]| {
-        let mut k: Vec<u64> = Vec::with_capacity(v.len() + 1);
-        k.extend(v.iter().map(|&v| key(v + 0.0)));
-        k.push(u64::MAX);
-        k.sort_unstable();
-        k
-    };
-    let (xs, ys) = (keys(x), keys(y));
-    let (xk, yk) = (&xs[..x.len()], &ys[..y.len()]);
     let (lowest, highest) = (key(f64::NEG_INFINITY), key(f64::INFINITY));
-    for (k, group) in [(xk, "x"), (yk, "y")] {
-        if k.first().is_some_and(|&f| f < lowest) || k.last().is_some_and(|&l| l > highest) {
+    let bounds = |v: &[f64]| {
+        v.iter().fold((u64::MAX, 0u64), |(lo, hi), &v| {
+            let k = key(v + 0.0);
+            (lo.min(k), hi.max(k))
+        })
+    };
+    let ((x_lo, x_hi), (y_lo, y_hi)) = (bounds(x), bounds(y));
+    // NaN keys sort outside [-∞, +∞]; an empty sample gives (u64::MAX, 0), inside.
+    for (lo, hi, group) in [(x_lo, x_hi, "x"), (y_lo, y_hi, "y")] {
+        if lo < lowest || hi > highest {
             return Err(AnalysisError::NotANumber { group });
         }
     }
-    let y_ties = tie_term(yk);
-    if xk.len() >= 64 * STREAMS
-        && let Some(u) = count_below(&xs, &ys, |k| k)
-    {
-        #[allow(clippy::cast_precision_loss)]
-        return Ok(Merged {
-            u: u as f64,
-            ties: tie_term(xk) + y_ties,
-        });
+    if x.is_empty() || y.is_empty() {
+        let ties = tie_term(&sorted(if x.is_empty() { y } else { x }));
+        return Ok(Merged { u: 0.0, ties });
     }
-    Ok(merge(xk, yk, y_ties, |k| k))
+    let lo = x_lo.min(y_lo);
+    let range = x_hi.max(y_hi) - lo;
+    let total = x.len() + y.len();
+    // Bucket b holds the keys k with (k − lo) >> shift = b: at most 2^index_bits buckets.
+    let index_bits = (usize::BITS - (total >> LOG_BUCKET).leading_zeros()).max(1);
+    let shift = (u64::BITS - range.leading_zeros()).saturating_sub(index_bits);
+    // shift < 64, so the low bits and the sample bit fit in one u64.
+    let low_mask = (1u64 << shift) - 1;
+    let bucket = |v: f64| {
+        let k = key(v + 0.0) - lo;
+        #[allow(clippy::cast_possible_truncation)]
+        ((k >> shift) as usize, k & low_mask)
+    };
+    #[allow(clippy::cast_possible_truncation)]
+    let buckets = (range >> shift) as usize + 1;
+    let mut start = vec![0usize; buckets + 1];
+    for &v in x.iter().chain(y) {
+        start[bucket(v).0 + 1] += 1;
+    }
+    for b in 1..=buckets {
+        start[b] += start[b - 1];
+    }
+    let mut next = start.clone();
+    let mut entries = vec![0u64; total];
+    for (sample, is_x) in [(x, 1u64), (y, 0u64)] {
+        for &v in sample {
+            let (b, low) = bucket(v);
+            entries[next[b]] = (low << 1) | is_x;
+            next[b] += 1;
+        }
+    }
+    let (mut u2, mut ties) = (0u64, 0u128);
+    let mut below = 0u64; // y values below the current entry
+    for b in 0..buckets {
+        let entries = &mut entries[start[b]..start[b + 1]];
+        // One value throughout (common in rounded data): one tie group, nothing to sort. On
+        // continuous data the check stops at the second entry.
+        if let Some(&first) = entries.first()
+            && entries.len() > 1
+            && entries.iter().all(|&e| (e ^ first) >> 1 == 0)
+        {
+            let xs = entries.iter().map(|e| e & 1).sum::<u64>();
+            let ys = entries.len() as u64 - xs;
+            u2 += xs * (2 * below + ys);
+            below += ys;
+            ties += tie_count(xs + ys);
+            continue;
+        }
+        entries.sort_unstable();
+        let (u2_before, below_before) = (u2, below);
+        // Without ties, without branches: each x adds the y values before it.
+        let mut previous = u64::MAX; // no entry's value (the low bits) is this
+        let mut tied = false;
+        for &e in &*entries {
+            let is_x = e & 1;
+            u2 += 2 * below * is_x;
+            below += 1 - is_x;
+            tied |= e >> 1 == previous;
+            previous = e >> 1;
+        }
+        if tied {
+            (u2, below) = (u2_before, below_before);
+            for group in entries.chunk_by(|a, b| a >> 1 == b >> 1) {
+                let xs = group.iter().map(|e| e & 1).sum::<u64>();
+                let ys = group.len() as u64 - xs;
+                u2 += xs * (2 * below + ys);
+                below += ys;
+                ties += tie_count(xs + ys);
+            }
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    Ok(Merged {
+        u: u2 as f64 / 2.0,
+        ties: ties as f64,
+    })
 }
 
 #[cfg(test)]
@@ -382,6 +465,140 @@ mod tests {
         assert_eq!(rank_average(&[3.0, 3.0, 3.0]), vec![2.0, 2.0, 2.0]);
     }
 
+    /// The rank sum as computed before the buckets: each sample sorted with `sort_unstable`
+    /// (in `f64::total_cmp` order) and the two walked together by the exact merge.
+    fn by_sorting(x: &[f64], y: &[f64]) -> Merged {
+        let (xs, ys) = (sorted(x), sorted(y));
+        merge(&xs, &ys, tie_term(&ys), |v| v)
+    }
+
+    /// Uniform values in [0, 1) from a linear congruential generator started at `seed`.
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            #[allow(clippy::cast_precision_loss)]
+            let r = (state >> 11) as f64 / (1u64 << 53) as f64;
+            r
+        }
+    }
+
+    /// A generator of values over many magnitudes, both signs, ±0, ±∞, and many ties.
+    fn mixed(n: usize, seed: u64) -> Vec<f64> {
+        let mut next = uniform(seed);
+        (0..n)
+            .map(|i| {
+                let r = next();
+                match i % 11 {
+                    0 => -r * 1e6,
+                    1 => 0.0,
+                    2 => -0.0,
+                    3 if r < 0.1 => f64::INFINITY,
+                    4 if r < 0.1 => f64::NEG_INFINITY,
+                    5 | 6 => (r * 40.0).round() - 20.0,
+                    7 => (r * 8.0 - 4.0).exp2() * 1e-300,
+                    _ => (3.0 + 2.0 * r).exp(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bucketed_rank_sum_equals_sorting_both_samples() {
+        // Sizes across one bucket, a few, and many; both orders of x and y.
+        for (m, n) in [
+            (1, 1),
+            (1, 700),
+            (63, 65),
+            (1000, 3),
+            (5000, 7000),
+            (40_000, 30_000),
+        ] {
+            let (x, y) = (mixed(m, 1 + m as u64), mixed(n, 2 + n as u64));
+            let got = rank_sum(&x, &y).unwrap();
+            assert_eq!(got, by_sorting(&x, &y), "m {m}, n {n}");
+            if m + n > 100 {
+                assert!(got.ties > 0.0, "the data has ties: m {m}, n {n}");
+            }
+            assert_eq!(
+                rank_sum(&y, &x).unwrap(),
+                by_sorting(&y, &x),
+                "m {m}, n {n}"
+            );
+        }
+        let (x, y) = (mixed(2000, 3), mixed(1500, 4));
+        let want = reference(&x, &y, 0.0);
+        let got = rank_sum(&x, &y).unwrap();
+        assert_eq!((got.u, got.ties), (want.u, want.ties));
+    }
+
+    #[test]
+    fn bucketed_rank_sum_on_skewed_and_tied_data() {
+        // One far value puts every other value into one bucket.
+        let mut x: Vec<f64> = (0..5000).map(|i| f64::from(i % 97) * 0.25).collect();
+        x.push(1e300);
+        let y: Vec<f64> = (0..3000).map(|i| f64::from(i % 89) * 0.5 - 3.0).collect();
+        assert_eq!(rank_sum(&x, &y).unwrap(), by_sorting(&x, &y));
+        // Every value equal, zeros of both signs: one tie group, U = m·n/2.
+        let zeros: Vec<f64> = (0..1000)
+            .map(|i| if i % 2 == 0 { 0.0 } else { -0.0 })
+            .collect();
+        let got = rank_sum(&zeros[..400], &zeros[400..]).unwrap();
+        assert_eq!(got.u, 400.0 * 600.0 / 2.0);
+        assert_eq!(got.ties, 1000.0f64.powi(3) - 1000.0);
+        // Infinities only.
+        let inf = [f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY];
+        assert_eq!(
+            rank_sum(&inf, &inf[1..]).unwrap(),
+            by_sorting(&inf, &inf[1..])
+        );
+        // Continuous data without ties: no tie term, U as counted pair by pair.
+        let (x, y) = (mixed(3000, 5), mixed(2000, 6));
+        let (x, y): (Vec<f64>, Vec<f64>) = (
+            x.iter()
+                .map(|v| v.abs() + 1.0)
+                .filter(|v| v.is_finite())
+                .collect(),
+            y.iter()
+                .map(|v| v.abs() + 1.5)
+                .filter(|v| v.is_finite())
+                .collect(),
+        );
+        let pairs = |x: &[f64], y: &[f64]| {
+            x.iter()
+                .map(|a| {
+                    y.iter()
+                        .map(|b| f64::from(u8::from(a > b)) + if a == b { 0.5 } else { 0.0 })
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+        };
+        assert_eq!(rank_sum(&x, &y).unwrap().u, pairs(&x, &y));
+    }
+
+    #[test]
+    fn bucketed_rank_sum_names_the_sample_with_nan() {
+        let y = mixed(100, 7);
+        for nan in [
+            f64::NAN,
+            -f64::NAN,
+            f64::from_bits(0x7FF0_0000_0000_0001),
+            f64::from_bits(0xFFF0_0000_0000_0001),
+        ] {
+            let with_nan = [1.0, nan, 2.0];
+            assert_eq!(
+                rank_sum(&with_nan, &y),
+                Err(AnalysisError::NotANumber { group: "x" })
+            );
+            assert_eq!(
+                rank_sum(&y, &with_nan),
+                Err(AnalysisError::NotANumber { group: "y" })
+            );
+        }
+    }
+
     #[test]
     fn fast_merge_on_continuous_data() {
         let x: Vec<f64> = (0..3000).map(|i| f64::from(i) * 0.37 + 0.011).collect();
@@ -425,14 +642,10 @@ mod tests {
 
     #[test]
     fn key_sort_matches_total_cmp() {
-        let mut state = 12345u64;
+        let mut next = uniform(12345);
         let mut v: Vec<f64> = (0..20_000)
             .map(|i| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                #[allow(clippy::cast_precision_loss)]
-                let r = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let r = next();
                 match i % 7 {
                     0 => -r * 1e6,
                     1 => 0.0,
@@ -475,6 +688,27 @@ mod tests {
                 want.iter().map(|v| v.to_bits()).collect(),
             );
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn bucketed_rank_sum_matches_sorting_on_any_values(
+            x in proptest::collection::vec(prop_oneof![
+                any::<f64>().prop_filter("not NaN", |v| !v.is_nan()),
+                (-4i32..4).prop_map(f64::from),
+                Just(-0.0),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+            ], 1..300),
+            y in proptest::collection::vec(prop_oneof![
+                any::<f64>().prop_filter("not NaN", |v| !v.is_nan()),
+                (-4i32..4).prop_map(f64::from),
+                Just(0.0),
+                Just(f64::INFINITY),
+            ], 1..300),
+        ) {
+            // Arbitrary finite values (subnormals, both signs, any magnitude), small integers
+            // for ties, zeros of both signs, infinities.
+            prop_assert_eq!(rank_sum(&x, &y).unwrap(), by_sorting(&x, &y));
         }
 
         #[test]
