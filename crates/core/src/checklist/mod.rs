@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+mod record;
 mod report;
 mod run;
 mod spec;
@@ -46,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Approval, ProviderError, Revisions, RolloutId, Timestamp};
 
+pub use self::record::{CheckRecord, ChecklistRecord};
 pub use self::report::{CheckRun, ChecklistReport, FixRecord};
 pub use self::run::{AUDIT_KIND, Checklist};
 pub use self::spec::{CheckFactory, ChecklistError, ChecklistSpec, ItemSpec, Registry};
