@@ -80,6 +80,20 @@ impl CheckStatus {
         }
     }
 
+    /// This status as a table shows it: marked `(exempted)`, `(fixed)` (a fix applied and the
+    /// check no longer blocks) or `(advisory)` (a blocking result of an advisory check).
+    pub(crate) fn marked(self, required: bool, exempted: bool, fixed: bool) -> String {
+        if exempted {
+            format!("{self} (exempted)")
+        } else if fixed && !self.blocks() {
+            format!("{self} (fixed)")
+        } else if !required && self.blocks() {
+            format!("{self} (advisory)")
+        } else {
+            self.to_string()
+        }
+    }
+
     /// Whether this result stops a required check (fail, error or pending).
     pub fn blocks(self) -> bool {
         matches!(

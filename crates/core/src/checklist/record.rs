@@ -69,6 +69,15 @@ impl CheckRecord {
     pub fn blocks(&self) -> bool {
         self.required && self.status.blocks() && self.exempted.is_none()
     }
+
+    /// The result as a table shows it: the status, marked `exempted`, `fixed` or `advisory`.
+    pub fn verdict(&self) -> String {
+        self.status.marked(
+            self.required,
+            self.exempted.is_some(),
+            self.fix.as_ref().is_some_and(|f| f.applied),
+        )
+    }
 }
 
 impl From<&CheckRun> for CheckRecord {
@@ -99,6 +108,11 @@ impl From<&ChecklistReport> for ChecklistRecord {
 }
 
 impl ChecklistRecord {
+    /// Whether nothing blocked: every required check passed, warned, or was exempted.
+    pub fn passed(&self) -> bool {
+        !self.checks.iter().any(CheckRecord::blocks)
+    }
+
     /// The exemptions used, with the check each one let through.
     pub fn exemptions_used(&self) -> impl Iterator<Item = &Exemption> {
         self.checks.iter().filter_map(|c| c.exempted.as_ref())
