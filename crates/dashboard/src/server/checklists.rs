@@ -112,6 +112,9 @@ struct Row {
     category: String,
     id: String,
     status: &'static str,
+    /// `status-<status>`; `status-exempted` when exempted, `status-warn` for an advisory
+    /// check that did not pass: only what blocks is red.
+    class: String,
     verdict: String,
     required: bool,
     blocks: bool,
@@ -127,6 +130,13 @@ fn row(c: &CheckRecord) -> Row {
         category: c.category.clone(),
         id: c.id.clone(),
         status,
+        class: if c.exempted.is_some() {
+            "status-exempted".to_owned()
+        } else if !c.required && c.status.blocks() {
+            "status-warn".to_owned()
+        } else {
+            format!("status-{status}")
+        },
         verdict: c.verdict(),
         required: c.required,
         blocks: c.blocks(),
