@@ -4,21 +4,21 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
 use cutover_core::checklist::{
     AUDIT_KIND, Check, CheckContext, CheckResult, CheckStatus, ChecklistError, ChecklistItem,
-    ChecklistRecord, Exemption, FixRecord, Registry, Remediation,
+    ChecklistRecord, Exemption, FixRecord, Registry,
 };
 use cutover_core::planner::ActionResult;
 use cutover_core::{
     Canary, Checklist, DecisionRecord, Entry, FileStateStore, GateStage, GateVerdict,
-    MemoryStateStore, Outcome, ProviderError, RolloutId, StateStore, Timestamp, TokioClock,
+    MemoryStateStore, Outcome, RolloutId, StateStore, Timestamp, TokioClock,
 };
-use cutover_test::FakeRouter;
+use cutover_test::{ColdCache, FakeRouter};
 use serde::Deserialize;
 
 const EPOCH: u64 = 1_700_000_000_000;
@@ -75,32 +75,6 @@ struct Hangs;
 impl Check for Hangs {
     async fn run(&self, _ctx: &CheckContext) -> CheckResult {
         std::future::pending().await
-    }
-}
-
-/// Fails until its fix ran.
-#[derive(Debug, Clone, Default)]
-struct Switch(Arc<AtomicBool>);
-
-#[async_trait]
-impl Check for Switch {
-    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
-        if self.0.load(Ordering::SeqCst) {
-            CheckResult::pass("cache is warm")
-        } else {
-            CheckResult::fail("cache is cold").hint("warm the cache")
-        }
-    }
-}
-
-#[async_trait]
-impl Remediation for Switch {
-    fn describe(&self) -> String {
-        "warm the cache".into()
-    }
-    async fn apply(&self, _ctx: &CheckContext) -> Result<String, ProviderError> {
-        self.0.store(true, Ordering::SeqCst);
-        Ok("cache warmed".into())
     }
 }
 
@@ -221,16 +195,13 @@ async fn exemptions_let_a_failure_through_until_they_expire_and_unknown_ones_are
 
 #[tokio::test(start_paused = true)]
 async fn a_fix_runs_only_when_allowed_and_is_recorded() {
-    let switch = Switch::default();
+    let switch = ColdCache::default();
     let item = ChecklistItem::new("cache", "configuration", switch.clone()).fix(switch.clone());
     let checklist = Checklist::new("pf").clock(clock()).item(item);
 
     let report = checklist.run(&CheckContext::default()).await;
     assert!(!report.passed());
-    assert!(
-        !switch.0.load(Ordering::SeqCst),
-        "no fix without permission"
-    );
+    assert!(!switch.warmed(), "no fix without permission");
     let row = report.get("cache").unwrap();
     assert!(row.fix.is_none());
     assert!(
@@ -334,7 +305,7 @@ async fn the_decision_log_keeps_every_check_every_exemption_used_and_every_fix_r
     let dir = tempfile::tempdir().unwrap();
     // A file store: the log goes through JSON on disk and is read back from it.
     let store = FileStateStore::new(dir.path()).unwrap();
-    let switch = Switch::default();
+    let switch = ColdCache::default();
     let checklist = Checklist::new("preflight")
         .clock(clock())
         .allow_fixes(true)

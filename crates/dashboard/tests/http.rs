@@ -12,8 +12,8 @@ use cutover_core::state::PauseReason;
 use cutover_core::{Checklist, Command, Entry, MemoryStateStore, Outcome, RolloutId, StateStore};
 use scraper::{Html, Selector};
 use support::{
-    Answers, Browser, TOKEN, client, gated_rollout, refused_rollout, serve, stored_rollouts,
-    wait_for, waiting_rollout,
+    Browser, TOKEN, client, gated_rollout, refused_rollout, serve, stored_rollouts, wait_for,
+    waiting_rollout,
 };
 
 fn select<'a>(doc: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
@@ -676,7 +676,7 @@ async fn checklist_pages_show_each_check_exemption_and_fix_of_a_refused_rollout(
     let passing = Checklist::new("smoke").item(ChecklistItem::new(
         "health",
         "infrastructure",
-        Answers(CheckResult::pass("fine")),
+        cutover_test::FixedCheck::new(CheckResult::pass("fine")),
     ));
     assert_eq!(
         gated_rollout(&store, "passing", passing).await,

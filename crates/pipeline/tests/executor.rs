@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cutover_core::checklist::{
-    Check, CheckContext, CheckResult, CheckStatus, ChecklistItem, Exemption, Remediation,
-};
+use cutover_core::checklist::{CheckResult, CheckStatus, ChecklistItem, Exemption};
 use cutover_core::planner::ActionResult;
 use cutover_core::{
     Checklist, GateStage, MemoryStateStore, ProviderError, RevisionId, RolloutBuilder, StateStore,
@@ -20,7 +18,7 @@ use cutover_pipeline::{
     Blocked, Environment, Event, Executor, Freight, FreightId, Next, Pipeline, PipelineHandle,
     PipelineState, PromotionContext, PromotionKind, Verification,
 };
-use cutover_test::{CrashMode, CrashingStore, FakeRouter, ScriptedAnalysis};
+use cutover_test::{ColdCache, CrashMode, CrashingStore, FakeRouter, FixedCheck, ScriptedAnalysis};
 
 const T0: Timestamp = Timestamp::from_unix_millis(1_796_212_800_000); // a Wednesday, 12:00 UTC
 
@@ -549,43 +547,6 @@ async fn a_rejection_fails_the_freight_in_that_stage_and_keeps_the_old_one() {
     );
 }
 
-/// Fails until its fix ran (a cold cache).
-#[derive(Debug, Clone, Default)]
-struct ColdCache(Arc<std::sync::atomic::AtomicBool>);
-
-#[async_trait]
-impl Check for ColdCache {
-    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
-        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
-            CheckResult::pass("cache is warm")
-        } else {
-            CheckResult::fail("cache is cold")
-        }
-    }
-}
-
-#[async_trait]
-impl Remediation for ColdCache {
-    fn describe(&self) -> String {
-        "warm the cache".into()
-    }
-    async fn apply(&self, _ctx: &CheckContext) -> Result<String, ProviderError> {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok("cache warmed".into())
-    }
-}
-
-/// A check that always answers the same.
-#[derive(Debug)]
-struct Answers(CheckResult);
-
-#[async_trait]
-impl Check for Answers {
-    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
-        self.0.clone()
-    }
-}
-
 /// An environment whose rollouts pass a pre-flight checklist first.
 #[derive(Debug, Clone)]
 struct Checked {
@@ -615,12 +576,12 @@ async fn a_stage_checklist_refuses_the_freight_and_the_stage_rollouts_log_keeps_
         .item(ChecklistItem::new(
             "secrets-present",
             "security",
-            Answers(CheckResult::fail("not set: API_TOKEN")),
+            FixedCheck::new(CheckResult::fail("not set: API_TOKEN")),
         ))
         .item(ChecklistItem::new(
             "backup-fresh",
             "infrastructure",
-            Answers(CheckResult::fail("last backup is 26 hours old").hint("run a backup")),
+            FixedCheck::new(CheckResult::fail("last backup is 26 hours old").hint("run a backup")),
         ))
         .exemption(Exemption::new(
             "secrets-present",

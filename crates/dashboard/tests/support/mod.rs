@@ -6,19 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use async_trait::async_trait;
-use cutover_core::checklist::{
-    Check, CheckContext, CheckResult, ChecklistItem, Exemption, Remediation,
-};
+use cutover_core::checklist::{CheckResult, ChecklistItem, Exemption};
 use cutover_core::planner::Setup;
 use cutover_core::{
-    Checklist, Clock, GateStage, MemoryStateStore, Outcome, Plan, ProviderError, Revisions,
-    Rollout, RolloutState, StateStore, TokioClock,
+    Checklist, Clock, GateStage, MemoryStateStore, Outcome, Plan, Revisions, Rollout, RolloutState,
+    StateStore, TokioClock,
 };
 use cutover_dashboard::{Dashboard, Running, Secret};
-use cutover_test::FakeRouter;
+use cutover_test::{ColdCache, FakeRouter, FixedCheck};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -190,43 +185,6 @@ impl Browser {
     }
 }
 
-/// A check that always answers the same.
-#[derive(Debug)]
-pub struct Answers(pub CheckResult);
-
-#[async_trait]
-impl Check for Answers {
-    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
-        self.0.clone()
-    }
-}
-
-/// Fails until its fix ran (a cold cache).
-#[derive(Debug, Clone, Default)]
-pub struct ColdCache(Arc<AtomicBool>);
-
-#[async_trait]
-impl Check for ColdCache {
-    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
-        if self.0.load(Ordering::SeqCst) {
-            CheckResult::pass("cache is warm")
-        } else {
-            CheckResult::fail("cache is cold")
-        }
-    }
-}
-
-#[async_trait]
-impl Remediation for ColdCache {
-    fn describe(&self) -> String {
-        "warm the cache".into()
-    }
-    async fn apply(&self, _ctx: &CheckContext) -> Result<String, ProviderError> {
-        self.0.store(true, Ordering::SeqCst);
-        Ok("cache warmed".into())
-    }
-}
-
 /// Runs rollout `id` on `store` behind a pre-flight checklist `preflight` that keeps its
 /// audit document in the store and refuses it: `health` passes, `cache` is fixed, `secrets`
 /// fails but is exempted by alice, `tls` fails (with `<b>` in its message, to see it escaped).
@@ -239,18 +197,20 @@ pub async fn refused_rollout(store: &Arc<MemoryStateStore>, id: &str) {
         .item(ChecklistItem::new(
             "health",
             "infrastructure",
-            Answers(CheckResult::pass("GET /healthz answered 200")),
+            FixedCheck::new(CheckResult::pass("GET /healthz answered 200")),
         ))
         .item(ChecklistItem::new("cache", "configuration", cache.clone()).fix(cache))
         .item(ChecklistItem::new(
             "secrets",
             "security",
-            Answers(CheckResult::fail("not set: API_TOKEN").hint("set API_TOKEN")),
+            FixedCheck::new(CheckResult::fail("not set: API_TOKEN").hint("set API_TOKEN")),
         ))
         .item(ChecklistItem::new(
             "tls",
             "security",
-            Answers(CheckResult::fail("certificate <b>expired</b> 3 days ago").hint("renew it")),
+            FixedCheck::new(
+                CheckResult::fail("certificate <b>expired</b> 3 days ago").hint("renew it"),
+            ),
         ))
         .exemption(Exemption::new(
             "secrets",
