@@ -66,8 +66,8 @@ impl Run {
     }
 }
 
-/// The runs kept in an audit document, latest first.
-fn audit_runs(rollout: &RolloutId, doc: &Document) -> Vec<Run> {
+/// The runs kept in an audit document, latest first, at most `limit`.
+fn audit_runs(rollout: &RolloutId, doc: &Document, limit: usize) -> Vec<Run> {
     doc.body
         .get("reports")
         .and_then(serde_json::Value::as_array)
@@ -77,6 +77,7 @@ fn audit_runs(rollout: &RolloutId, doc: &Document) -> Vec<Run> {
                 .rev()
                 // A report this version cannot read is left out rather than failing the page.
                 .filter_map(|r| serde_json::from_value::<ChecklistReport>(r.clone()).ok())
+                .take(limit)
                 .map(|r| Run::new(rollout.clone(), Source::Audit, ChecklistRecord::from(&r)))
                 .collect()
         })
@@ -241,7 +242,7 @@ async fn latest_runs(
     let runs = docs
         .iter()
         .take(limit)
-        .filter_map(|(id, doc)| audit_runs(id, doc).into_iter().next())
+        .filter_map(|(id, doc)| audit_runs(id, doc, 1).into_iter().next())
         .collect();
     Ok(Some((runs, next)))
 }
@@ -306,7 +307,7 @@ const RUNS_SHOWN: usize = 10;
 async fn rollout_runs(app: &App, id: &RolloutId) -> Result<Vec<Run>, StoreError> {
     match app.store.load_document(AUDIT_KIND, id).await {
         Ok(Some(doc)) => {
-            let runs = audit_runs(id, &doc);
+            let runs = audit_runs(id, &doc, usize::MAX);
             if !runs.is_empty() {
                 return Ok(runs);
             }
