@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use cutover_core::checklist::{CheckResult, ChecklistItem};
 use cutover_core::state::PauseReason;
-use cutover_core::{Checklist, Command, Entry, MemoryStateStore, Outcome, RolloutId, StateStore};
+use cutover_core::{
+    Checklist, Command, Entry, Gate, GateContext, GateStage, GateVerdict, MemoryStateStore,
+    Outcome, Revisions, RolloutId, StateStore,
+};
 use scraper::{Html, Selector};
 use support::{
     Browser, TOKEN, client, gated_rollout, refused_rollout, serve, stored_rollouts, wait_for,
@@ -683,6 +686,22 @@ async fn checklist_pages_show_each_check_exemption_and_fix_of_a_refused_rollout(
         Outcome::Promoted
     );
     let _plain = waiting_rollout(&store, "plain").await;
+    // Two runs kept for `twice`: the first fails, the latest (its fix allowed) passes.
+    let cache = cutover_test::ColdCache::default();
+    let twice = Checklist::new("cache")
+        .audit_to(store.clone())
+        .item(ChecklistItem::new("cache", "configuration", cache.clone()).fix(cache));
+    let ctx = GateContext::new(
+        "twice".parse().unwrap(),
+        Revisions::new("v1", "v2").unwrap(),
+        GateStage::PreFlight,
+    );
+    assert!(matches!(
+        twice.check(&ctx).await.unwrap(),
+        GateVerdict::Closed { .. }
+    ));
+    let fixed = twice.allow_fixes(true);
+    assert_eq!(fixed.check(&ctx).await.unwrap(), GateVerdict::Open);
     let running = serve(store.clone()).await;
     let base = running.url().trim_end_matches('/').to_owned();
     let http = client();
@@ -701,7 +720,22 @@ async fn checklist_pages_show_each_check_exemption_and_fix_of_a_refused_rollout(
     let api = |path: &str| http.get(format!("{base}{path}")).bearer_auth(TOKEN).send();
     let body: serde_json::Value = api("/api/checklists").await.unwrap().json().await.unwrap();
     let list = body["checklists"].as_array().unwrap();
-    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list.len(), 2, "{body}");
+    assert_eq!(list[1]["rollout"], "twice");
+    assert_eq!(list[1]["passed"], true, "the latest run is listed");
+    let body: serde_json::Value = api("/api/rollouts/twice/checklist")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let passed: Vec<&serde_json::Value> = body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["passed"])
+        .collect();
+    assert_eq!(passed, [true, false], "latest first");
     let run = &list[0];
     assert_eq!(run["rollout"], "refused");
     assert_eq!(run["source"], "audit");
@@ -759,10 +793,11 @@ async fn checklist_pages_show_each_check_exemption_and_fix_of_a_refused_rollout(
     assert!(!raw.contains("<b>expired"), "check text is escaped");
     let doc = Html::parse_document(&raw);
     let sections = select(&doc, "section.checklist-run");
-    assert_eq!(sections.len(), 1);
+    assert_eq!(sections.len(), 2);
     assert_eq!(sections[0].value().attr("data-rollout"), Some("refused"));
     assert_eq!(sections[0].value().attr("data-passed"), Some("false"));
-    assert!(text(&doc, "#checklist-summary").contains("1 not passed"));
+    assert_eq!(sections[1].value().attr("data-passed"), Some("true"));
+    assert!(text(&doc, "#checklist-summary").contains("2 runs shown, 1 not passed"));
     let blocking: Vec<&str> = select(&doc, "tr.blocks")
         .iter()
         .filter_map(|r| r.value().attr("data-check"))
