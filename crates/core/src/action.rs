@@ -7,6 +7,7 @@ use cutover_analysis::Measurement;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{AnalysisResult, Comparison};
+use crate::checklist::ChecklistRecord;
 use crate::status::{Final, PauseReason, StopReason};
 use crate::{
     ErrorKind, GateVerdict, HeaderRoute, Health, Mirror, ReplicaStatus, RevisionId, TrafficSplit,
@@ -145,6 +146,14 @@ pub enum ActionResult {
     AlreadyDone,
     /// A gate's answer.
     Gate(GateVerdict),
+    /// A checklist gate's answer, with every check's result, the exemptions used and the fixes
+    /// run.
+    Checklist {
+        /// The answer.
+        verdict: GateVerdict,
+        /// What the checklist found.
+        checklist: Box<ChecklistRecord>,
+    },
     /// A health check's answer.
     Health(Health),
     /// Replica counts by revision.
@@ -167,6 +176,16 @@ pub enum ActionResult {
         /// The operation, provider and error chain.
         error: String,
     },
+}
+
+impl ActionResult {
+    /// A gate's answer, whether a plain gate's or a checklist's.
+    pub fn gate_verdict(&self) -> Option<&GateVerdict> {
+        match self {
+            ActionResult::Gate(verdict) | ActionResult::Checklist { verdict, .. } => Some(verdict),
+            _ => None,
+        }
+    }
 }
 
 /// What the planner decided.

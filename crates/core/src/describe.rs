@@ -16,6 +16,9 @@ pub(crate) fn describe(decision: &Decision, result: Option<&ActionResult>) -> St
                 None | Some(ActionResult::Done) => what,
                 Some(ActionResult::AlreadyDone) => format!("{what}: already done"),
                 Some(ActionResult::Gate(v)) => format!("{what}: {v}"),
+                Some(ActionResult::Checklist { verdict, checklist }) => {
+                    format!("{what}: {verdict} ({})", checklist.summary())
+                }
                 Some(ActionResult::Health(h)) => format!("{what}: {h}"),
                 Some(ActionResult::Workload(statuses)) => {
                     let parts: Vec<String> = statuses

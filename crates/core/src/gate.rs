@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::checklist::ChecklistRecord;
 use crate::{ProviderError, Revisions, RolloutId, Timestamp};
 
 /// Where in a rollout a gate is checked.
@@ -46,6 +47,36 @@ impl fmt::Display for GateVerdict {
             GateVerdict::Open => f.write_str("open"),
             GateVerdict::Pending { detail } => write!(f, "pending: {detail}"),
             GateVerdict::Closed { reason } => write!(f, "closed: {reason}"),
+        }
+    }
+}
+
+/// A gate's answer with what it saw, for the decision record: see [`Gate::answer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GateAnswer {
+    /// The verdict.
+    pub verdict: GateVerdict,
+    /// The checklist run behind it, when the gate is a [`Checklist`](crate::Checklist): every
+    /// check's result, the exemptions used and the fixes run.
+    pub checklist: Option<ChecklistRecord>,
+}
+
+impl GateAnswer {
+    /// A verdict with the checklist run behind it.
+    pub fn with_checklist(verdict: GateVerdict, checklist: ChecklistRecord) -> Self {
+        GateAnswer {
+            verdict,
+            checklist: Some(checklist),
+        }
+    }
+}
+
+impl From<GateVerdict> for GateAnswer {
+    fn from(verdict: GateVerdict) -> Self {
+        GateAnswer {
+            verdict,
+            checklist: None,
         }
     }
 }
@@ -194,6 +225,14 @@ pub trait Gate: Send + Sync + fmt::Debug {
 
     /// Asks the gate.
     async fn check(&self, ctx: &GateContext) -> Result<GateVerdict, ProviderError>;
+
+    /// Asks the gate, with what it saw for the decision record. The engine calls this one.
+    /// The default asks [`check`](Gate::check) and adds nothing; a
+    /// [`Checklist`](crate::Checklist) adds every check's result, the exemptions used and the
+    /// fixes run. A gate that wraps another forwards this too.
+    async fn answer(&self, ctx: &GateContext) -> Result<GateAnswer, ProviderError> {
+        self.check(ctx).await.map(GateAnswer::from)
+    }
 }
 
 #[async_trait]
@@ -209,5 +248,8 @@ impl<T: Gate + ?Sized> Gate for Arc<T> {
     }
     async fn check(&self, ctx: &GateContext) -> Result<GateVerdict, ProviderError> {
         (**self).check(ctx).await
+    }
+    async fn answer(&self, ctx: &GateContext) -> Result<GateAnswer, ProviderError> {
+        (**self).answer(ctx).await
     }
 }

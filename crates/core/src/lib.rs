@@ -126,7 +126,9 @@ pub use self::engine::{
     RolloutEvent, RolloutHandle,
 };
 pub use self::error::{BoxError, ErrorKind, ProviderError};
-pub use self::gate::{Approval, ApprovalGate, Gate, GateContext, GateStage, GateVerdict};
+pub use self::gate::{
+    Approval, ApprovalGate, Gate, GateAnswer, GateContext, GateStage, GateVerdict,
+};
 pub use self::id::{IdError, RevisionId, Revisions, RolloutId};
 pub use self::metric::{MetricQuery, MetricSource, Samples};
 pub use self::migration::{MigrationContext, MigrationPhase, MigrationStep};

@@ -4,20 +4,21 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
 use cutover_core::checklist::{
     AUDIT_KIND, Check, CheckContext, CheckResult, CheckStatus, ChecklistError, ChecklistItem,
-    Exemption, Registry, Remediation,
+    ChecklistRecord, Exemption, FixRecord, Registry,
 };
+use cutover_core::planner::ActionResult;
 use cutover_core::{
-    Canary, Checklist, GateStage, MemoryStateStore, Outcome, ProviderError, RolloutId, StateStore,
-    Timestamp, TokioClock,
+    Canary, Checklist, DecisionRecord, Entry, FileStateStore, GateStage, GateVerdict,
+    MemoryStateStore, Outcome, RolloutId, StateStore, Timestamp, TokioClock,
 };
-use cutover_test::FakeRouter;
+use cutover_test::{ColdCache, FakeRouter};
 use serde::Deserialize;
 
 const EPOCH: u64 = 1_700_000_000_000;
@@ -74,32 +75,6 @@ struct Hangs;
 impl Check for Hangs {
     async fn run(&self, _ctx: &CheckContext) -> CheckResult {
         std::future::pending().await
-    }
-}
-
-/// Fails until its fix ran.
-#[derive(Debug, Clone, Default)]
-struct Switch(Arc<AtomicBool>);
-
-#[async_trait]
-impl Check for Switch {
-    async fn run(&self, _ctx: &CheckContext) -> CheckResult {
-        if self.0.load(Ordering::SeqCst) {
-            CheckResult::pass("cache is warm")
-        } else {
-            CheckResult::fail("cache is cold").hint("warm the cache")
-        }
-    }
-}
-
-#[async_trait]
-impl Remediation for Switch {
-    fn describe(&self) -> String {
-        "warm the cache".into()
-    }
-    async fn apply(&self, _ctx: &CheckContext) -> Result<String, ProviderError> {
-        self.0.store(true, Ordering::SeqCst);
-        Ok("cache warmed".into())
     }
 }
 
@@ -220,16 +195,13 @@ async fn exemptions_let_a_failure_through_until_they_expire_and_unknown_ones_are
 
 #[tokio::test(start_paused = true)]
 async fn a_fix_runs_only_when_allowed_and_is_recorded() {
-    let switch = Switch::default();
+    let switch = ColdCache::default();
     let item = ChecklistItem::new("cache", "configuration", switch.clone()).fix(switch.clone());
     let checklist = Checklist::new("pf").clock(clock()).item(item);
 
     let report = checklist.run(&CheckContext::default()).await;
     assert!(!report.passed());
-    assert!(
-        !switch.0.load(Ordering::SeqCst),
-        "no fix without permission"
-    );
+    assert!(!switch.warmed(), "no fix without permission");
     let row = report.get("cache").unwrap();
     assert!(row.fix.is_none());
     assert!(
@@ -312,6 +284,191 @@ async fn a_failing_checklist_refuses_the_rollout_before_any_traffic_moves() {
     assert_eq!(reports[0]["checks"][0]["id"], "ok");
     assert_eq!(reports[0]["checks"][0]["result"]["status"], "pass");
     assert_eq!(reports[0]["checks"][1]["result"]["hint"], "renew it");
+}
+
+/// The record of the checklist gate's last answer in `records`.
+fn checklist_records(records: &[DecisionRecord]) -> Vec<(GateVerdict, ChecklistRecord)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.entry {
+            Entry::Decision {
+                result: Some(ActionResult::Checklist { verdict, checklist }),
+                ..
+            } => Some((verdict.clone(), (**checklist).clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_decision_log_keeps_every_check_every_exemption_used_and_every_fix_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file store: the log goes through JSON on disk and is read back from it.
+    let store = FileStateStore::new(dir.path()).unwrap();
+    let switch = ColdCache::default();
+    let checklist = Checklist::new("preflight")
+        .clock(clock())
+        .allow_fixes(true)
+        .item(ChecklistItem::new(
+            "ok",
+            "infrastructure",
+            Scripted::new(CheckResult::pass("fine").evidence("token", "s3cr3t-evidence")),
+        ))
+        .item(ChecklistItem::new("cache", "configuration", switch.clone()).fix(switch.clone()))
+        .item(ChecklistItem::new(
+            "secrets-present",
+            "security",
+            Scripted::new(CheckResult::fail("not set: API_TOKEN").hint("set it")),
+        ))
+        .item(ChecklistItem::new(
+            "tls",
+            "security",
+            Scripted::new(CheckResult::fail("certificate expired 3 days ago").hint("renew it")),
+        ))
+        .exemption(Exemption::new(
+            "secrets-present",
+            "secrets move to the vault in CHG-2041",
+            "alice",
+            at(mins(60)),
+        ));
+    let rollout = builder("logged", plan(Canary::new([weight(10)])))
+        .state_store(store.clone())
+        .router(FakeRouter::new("mesh"))
+        .gate(GateStage::PreFlight, checklist)
+        .build()
+        .unwrap();
+    let outcome = rollout.run().await.unwrap();
+    assert!(matches!(outcome, Outcome::Refused { .. }), "{outcome:?}");
+
+    let id = RolloutId::new("logged").unwrap();
+    let records = store.records(&id, 0, 1000).await.unwrap();
+    let found = checklist_records(&records);
+    assert_eq!(found.len(), 1, "one checklist run, one record");
+    let (verdict, record) = &found[0];
+    assert!(matches!(verdict, GateVerdict::Closed { .. }), "{verdict}");
+    assert_eq!(record.checklist, "preflight");
+    assert!(record.fixes_allowed);
+    let statuses: Vec<(&str, &str, CheckStatus)> = record
+        .checks
+        .iter()
+        .map(|c| (c.id.as_str(), c.category.as_str(), c.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("ok", "infrastructure", CheckStatus::Pass),
+            ("cache", "configuration", CheckStatus::Pass),
+            ("secrets-present", "security", CheckStatus::Fail),
+            ("tls", "security", CheckStatus::Fail),
+        ]
+    );
+    assert_eq!(record.checks[3].hint.as_deref(), Some("renew it"));
+    assert!(record.checks[3].blocks() && !record.checks[2].blocks());
+
+    // The exemption used: which check, why, who, until when.
+    let used: Vec<&Exemption> = record.exemptions_used().collect();
+    assert_eq!(
+        used,
+        [&Exemption::new(
+            "secrets-present",
+            "secrets move to the vault in CHG-2041",
+            "alice",
+            at(mins(60)),
+        )]
+    );
+    // The fix run: what, and what came of it.
+    let fixes: Vec<(&str, &FixRecord)> = record.fixes().collect();
+    assert_eq!(fixes.len(), 1);
+    assert_eq!(fixes[0].0, "cache");
+    assert_eq!(
+        fixes[0].1,
+        &FixRecord {
+            description: "warm the cache".into(),
+            applied: true,
+            message: "cache warmed".into(),
+            status_before: CheckStatus::Fail,
+        }
+    );
+    // People read the same in the record's summary.
+    let summary = &records
+        .iter()
+        .find(|r| {
+            matches!(
+                &r.entry,
+                Entry::Decision {
+                    result: Some(ActionResult::Checklist { .. }),
+                    ..
+                }
+            )
+        })
+        .unwrap()
+        .summary;
+    assert!(
+        summary.contains("4 checks: 2 pass, 2 fail")
+            && summary.contains(
+                "exempted: secrets-present (by alice until 2023-11-14T23:13:20.000Z: secrets move to the vault in CHG-2041)"
+            )
+            && summary.contains("fix applied on cache: cache warmed"),
+        "{summary}"
+    );
+    // Evidence stays out of the log (the audit document has it).
+    let log = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flat_map(|d| walk(&d.unwrap().path()))
+        .collect::<String>();
+    assert!(log.contains("CHG-2041"), "the log on disk was read");
+    assert!(!log.contains("s3cr3t-evidence"), "no evidence in the log");
+}
+
+/// Every file's text under `path`.
+fn walk(path: &std::path::Path) -> Vec<String> {
+    if path.is_dir() {
+        std::fs::read_dir(path)
+            .unwrap()
+            .flat_map(|d| walk(&d.unwrap().path()))
+            .collect()
+    } else {
+        vec![std::fs::read_to_string(path).unwrap_or_default()]
+    }
+}
+
+#[test]
+fn logs_written_before_checklist_records_still_read() {
+    // A gate record as written before checklists were recorded, and a checklist record
+    // missing every field that has a default.
+    let old = r#"{"seq":3,"at":"2026-12-01T10:00:00Z","phase":"pre_flight","inputs":{"step_elapsed":"0s"},
+        "entry":{"kind":"decision","decision":{"apply":{"check_gate":{"gate":"preflight"}}},
+        "result":{"gate":{"closed":{"reason":"1 required check did not pass"}}}},
+        "summary":"check gate `preflight`: closed"}"#;
+    let record: DecisionRecord = serde_json::from_str(old).unwrap();
+    let Entry::Decision {
+        result: Some(result),
+        ..
+    } = &record.entry
+    else {
+        panic!("{record:?}");
+    };
+    assert!(matches!(
+        result.gate_verdict(),
+        Some(GateVerdict::Closed { .. })
+    ));
+    let sparse = r#"{"checklist":{"verdict":"open","checklist":{"checklist":"pf",
+        "started_at":"2026-12-01T10:00:00Z","finished_at":"2026-12-01T10:00:01Z",
+        "checks":[{"id":"a","status":"pass"}]}}}"#;
+    let result: ActionResult = serde_json::from_str(sparse).unwrap();
+    let ActionResult::Checklist { verdict, checklist } = &result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(verdict, &GateVerdict::Open);
+    assert!(!checklist.fixes_allowed);
+    assert!(
+        checklist.checks[0].required,
+        "checks are required unless said"
+    );
+    assert_eq!(checklist.exemptions_used().count(), 0);
+    // And a full one goes through JSON unchanged.
+    let json = serde_json::to_string(&result).unwrap();
+    assert_eq!(serde_json::from_str::<ActionResult>(&json).unwrap(), result);
 }
 
 /// Pending until someone approves the checklist's gate through the store.

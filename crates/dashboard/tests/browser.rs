@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium, driven over WebDriver (chromedriver from Debian,
 //! started here on a free loopback port): sign in, open the list, open a rollout, pause it and
-//! see the page change without reloading, resume it; screenshots of the live page and of the
-//! report go to `target/dashboard/`.
+//! see the page change without reloading, resume it; follow a refused rollout's link to its
+//! pre-flight checklist, where the failing check stands out; screenshots of the live page, the
+//! report and the checklist go to `target/dashboard/`.
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use cutover_core::MemoryStateStore;
 use fantoccini::{Client, ClientBuilder, Locator};
-use support::{TOKEN, serve, waiting_rollout};
+use support::{TOKEN, refused_rollout, serve, waiting_rollout};
 
 /// `target/dashboard/`, where the screenshots go.
 fn shots() -> PathBuf {
@@ -144,6 +145,7 @@ async fn pause_and_resume_in_a_real_browser() {
     let store = Arc::new(MemoryStateStore::new());
     let _checkout = waiting_rollout(&store, "checkout").await;
     let _search = waiting_rollout(&store, "search").await;
+    refused_rollout(&store, "refused").await;
     let running = serve(store.clone()).await;
     let base = running.url().trim_end_matches('/').to_owned();
     let driver = Driver::start().await;
@@ -187,7 +189,7 @@ async fn pause_and_resume_in_a_real_browser() {
         .await
         .unwrap();
     let rows = list.find_all(Locator::Css("a.rollout-link")).await.unwrap();
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
 
     // Open a rollout; its live stream connects.
     client
@@ -314,6 +316,55 @@ async fn pause_and_resume_in_a_real_browser() {
     );
     std::fs::write(
         shots().join("report.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // A refused rollout's page links to its checklist; the failing check stands out there.
+    client
+        .goto(&format!("{base}/rollouts/refused"))
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("checklist-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("table.checklist"))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.current_url().await.unwrap().path(),
+        "/rollouts/refused/checklist"
+    );
+    let backgrounds = client
+        .execute(
+            "return [...document.querySelectorAll('table.checklist tbody tr')].map(r => \
+             [r.dataset.check, getComputedStyle(r.cells[0]).backgroundColor]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let red = "rgb(251, 227, 227)";
+    for row in backgrounds.as_array().unwrap() {
+        let (check, color) = (row[0].as_str().unwrap(), row[1].as_str().unwrap());
+        assert_eq!(color == red, check == "tls", "{check}: {color}");
+    }
+    let exemption = client
+        .find(Locator::Css("tr[data-check=secrets] td.exemption"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(exemption.contains("by alice"), "{exemption}");
+    std::fs::write(
+        shots().join("checklist.png"),
         client.screenshot().await.unwrap(),
     )
     .unwrap();

@@ -1,15 +1,23 @@
 //! The dashboard's routes over real HTTP on loopback, with rollouts running on a memory store:
-//! sign-in, every route, commands through the store, CSRF, hostile input, listing 10,000.
+//! sign-in, every route, commands through the store, CSRF, hostile input, listing 10,000,
+//! the checklist pages of a refused rollout.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use cutover_core::checklist::{CheckResult, ChecklistItem};
 use cutover_core::state::PauseReason;
-use cutover_core::{Command, Entry, MemoryStateStore, RolloutId, StateStore};
+use cutover_core::{
+    Checklist, Command, Entry, Gate, GateContext, GateStage, GateVerdict, MemoryStateStore,
+    Outcome, Revisions, RolloutId, StateStore,
+};
 use scraper::{Html, Selector};
-use support::{Browser, TOKEN, client, serve, stored_rollouts, wait_for, waiting_rollout};
+use support::{
+    Browser, TOKEN, client, gated_rollout, refused_rollout, serve, stored_rollouts, wait_for,
+    waiting_rollout,
+};
 
 fn select<'a>(doc: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
     doc.select(&Selector::parse(css).unwrap()).collect()
@@ -651,5 +659,229 @@ async fn lists_ten_thousand_rollouts_a_page_at_a_time() {
     let body: serde_json::Value = active.json().await.unwrap();
     assert_eq!(body["rollouts"].as_array().unwrap().len(), 1000);
     assert_eq!(body["next"], "svc-01000");
+    running.shutdown().await;
+}
+
+/// The text of the first element matching `css`.
+fn text(doc: &Html, css: &str) -> String {
+    select(doc, css)
+        .first()
+        .unwrap_or_else(|| panic!("no `{css}`"))
+        .text()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checklist_pages_show_each_check_exemption_and_fix_of_a_refused_rollout() {
+    let store = Arc::new(MemoryStateStore::new());
+    refused_rollout(&store, "refused").await;
+    // A checklist that keeps no audit document: only its decision log has its runs.
+    let passing = Checklist::new("smoke").item(ChecklistItem::new(
+        "health",
+        "infrastructure",
+        cutover_test::FixedCheck::new(CheckResult::pass("fine")),
+    ));
+    assert_eq!(
+        gated_rollout(&store, "passing", passing).await,
+        Outcome::Promoted
+    );
+    let _plain = waiting_rollout(&store, "plain").await;
+    // Two runs kept for `twice`: the first fails, the latest (its fix allowed) passes.
+    let cache = cutover_test::ColdCache::default();
+    let twice = Checklist::new("cache")
+        .audit_to(store.clone())
+        .item(ChecklistItem::new("cache", "configuration", cache.clone()).fix(cache));
+    let ctx = GateContext::new(
+        "twice".parse().unwrap(),
+        Revisions::new("v1", "v2").unwrap(),
+        GateStage::PreFlight,
+    );
+    assert!(matches!(
+        twice.check(&ctx).await.unwrap(),
+        GateVerdict::Closed { .. }
+    ));
+    let fixed = twice.allow_fixes(true);
+    assert_eq!(fixed.check(&ctx).await.unwrap(), GateVerdict::Open);
+    let running = serve(store.clone()).await;
+    let base = running.url().trim_end_matches('/').to_owned();
+    let http = client();
+
+    // Reads need credentials.
+    let r = http.get(format!("{base}/checklists")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let r = http
+        .get(format!("{base}/api/checklists"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // JSON: the latest run of every rollout that keeps an audit document.
+    let api = |path: &str| http.get(format!("{base}{path}")).bearer_auth(TOKEN).send();
+    let body: serde_json::Value = api("/api/checklists").await.unwrap().json().await.unwrap();
+    let list = body["checklists"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{body}");
+    assert_eq!(list[1]["rollout"], "twice");
+    assert_eq!(list[1]["passed"], true, "the latest run is listed");
+    let body: serde_json::Value = api("/api/rollouts/twice/checklist")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let passed: Vec<&serde_json::Value> = body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["passed"])
+        .collect();
+    assert_eq!(passed, [true, false], "latest first");
+    let run = &list[0];
+    assert_eq!(run["rollout"], "refused");
+    assert_eq!(run["source"], "audit");
+    assert_eq!(run["passed"], false);
+    assert_eq!(run["blocking"], serde_json::json!(["tls"]));
+    let checks = run["record"]["checks"].as_array().unwrap();
+    let by_id = |id: &str| checks.iter().find(|c| c["id"] == id).unwrap().clone();
+    assert_eq!(by_id("health")["status"], "pass");
+    assert_eq!(by_id("tls")["status"], "fail");
+    assert_eq!(by_id("tls")["category"], "security");
+    assert_eq!(by_id("tls")["hint"], "renew it");
+    let exempted = &by_id("secrets")["exempted"];
+    assert_eq!(exempted["by"], "alice");
+    assert_eq!(exempted["check"], "secrets");
+    assert_eq!(exempted["reason"], "secrets move to the vault in CHG-2041");
+    assert!(exempted["expires"].is_string());
+    let fix = &by_id("cache")["fix"];
+    assert_eq!(fix["description"], "warm the cache");
+    assert_eq!(fix["applied"], true);
+    assert_eq!(fix["message"], "cache warmed");
+    assert_eq!(fix["status_before"], "fail");
+    assert_eq!(by_id("cache")["status"], "pass");
+    assert!(run["record"]["finished_at"].is_string());
+
+    // One rollout's runs: from its audit document, or else from its decision log.
+    let body: serde_json::Value = api("/api/rollouts/passing/checklist")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["runs"][0]["source"], "log");
+    assert_eq!(body["runs"][0]["passed"], true);
+    assert_eq!(body["runs"][0]["record"]["checklist"], "smoke");
+    let body: serde_json::Value = api("/api/rollouts/plain/checklist")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["runs"], serde_json::json!([]));
+    assert_eq!(
+        api("/api/rollouts/nosuch/checklist")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // HTML: the list page, the failing check standing out, everything escaped.
+    let alice = Browser::sign_in(&running, "alice").await;
+    let page = alice.get("/checklists").await;
+    assert_eq!(page.status(), 200);
+    let raw = page.text().await.unwrap();
+    assert!(!raw.contains("<b>expired"), "check text is escaped");
+    let doc = Html::parse_document(&raw);
+    let sections = select(&doc, "section.checklist-run");
+    assert_eq!(sections.len(), 2);
+    assert_eq!(sections[0].value().attr("data-rollout"), Some("refused"));
+    assert_eq!(sections[0].value().attr("data-passed"), Some("false"));
+    assert_eq!(sections[1].value().attr("data-passed"), Some("true"));
+    assert!(text(&doc, "#checklist-summary").contains("2 runs shown, 1 not passed"));
+    let blocking: Vec<&str> = select(&doc, "tr.blocks")
+        .iter()
+        .filter_map(|r| r.value().attr("data-check"))
+        .collect();
+    assert_eq!(
+        blocking,
+        ["tls"],
+        "only the failing, unexempted check stands out"
+    );
+    let cells = |id: &str| -> Vec<String> {
+        select(&doc, &format!("tr[data-check={id}] td"))
+            .iter()
+            .map(|td| td.text().collect::<String>())
+            .collect()
+    };
+    let tls = cells("tls");
+    assert_eq!(tls[0], "security");
+    assert_eq!(tls[2], "fail");
+    assert_eq!(tls[3], "certificate <b>expired</b> 3 days ago");
+    assert_eq!(tls[4], "renew it");
+    let secrets = cells("secrets");
+    assert_eq!(secrets[2], "fail (exempted)");
+    assert!(
+        secrets[5].starts_with("by alice until ")
+            && secrets[5].ends_with(": secrets move to the vault in CHG-2041"),
+        "{secrets:?}"
+    );
+    let cache = cells("cache");
+    assert_eq!(cache[2], "pass (fixed)");
+    assert_eq!(
+        cache[6],
+        "warm the cache — applied (cache warmed; was fail)"
+    );
+    assert_eq!(
+        select(&doc, "a.run-link")[0].value().attr("href"),
+        Some("/rollouts/refused/checklist")
+    );
+
+    // Each rollout's page links to its checklist, marked when it did not pass.
+    let doc = Html::parse_document(&alice.get("/rollouts/refused").await.text().await.unwrap());
+    let link = select(&doc, "#checklist-link");
+    assert_eq!(
+        link[0].value().attr("href"),
+        Some("/rollouts/refused/checklist")
+    );
+    assert_eq!(link[0].value().attr("class"), Some("blocked"));
+    assert!(text(&doc, "#checklist-link").contains("not passed"));
+    let doc = Html::parse_document(&alice.get("/rollouts/passing").await.text().await.unwrap());
+    assert!(
+        select(&doc, "#checklist-link")[0]
+            .value()
+            .attr("class")
+            .is_none()
+    );
+    let doc = Html::parse_document(&alice.get("/rollouts/plain").await.text().await.unwrap());
+    assert!(
+        select(&doc, "#checklist-link").is_empty(),
+        "no checklist, no link"
+    );
+
+    // One rollout's checklist page.
+    let doc = Html::parse_document(
+        &alice
+            .get("/rollouts/refused/checklist")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(select(&doc, "section.checklist-run").len(), 1);
+    assert_eq!(select(&doc, "tr[data-check]").len(), 4);
+    assert_eq!(
+        select(&doc, "#rollout-link")[0].value().attr("href"),
+        Some("/rollouts/refused")
+    );
+    let doc = Html::parse_document(
+        &alice
+            .get("/rollouts/plain/checklist")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(text(&doc, "#checklist-note").contains("No checklist ran"));
+    assert_eq!(alice.get("/rollouts/nosuch/checklist").await.status(), 404);
     running.shutdown().await;
 }

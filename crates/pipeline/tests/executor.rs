@@ -8,15 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cutover_core::checklist::{CheckResult, CheckStatus, ChecklistItem, Exemption};
+use cutover_core::planner::ActionResult;
 use cutover_core::{
-    MemoryStateStore, ProviderError, RevisionId, RolloutBuilder, StateStore, Timestamp, TokioClock,
-    TrafficSplit, Verdict,
+    Checklist, GateStage, MemoryStateStore, ProviderError, RevisionId, RolloutBuilder, StateStore,
+    Timestamp, TokioClock, TrafficSplit, Verdict,
 };
 use cutover_pipeline::{
     Blocked, Environment, Event, Executor, Freight, FreightId, Next, Pipeline, PipelineHandle,
     PipelineState, PromotionContext, PromotionKind, Verification,
 };
-use cutover_test::{CrashMode, CrashingStore, FakeRouter, ScriptedAnalysis};
+use cutover_test::{ColdCache, CrashMode, CrashingStore, FakeRouter, FixedCheck, ScriptedAnalysis};
 
 const T0: Timestamp = Timestamp::from_unix_millis(1_796_212_800_000); // a Wednesday, 12:00 UTC
 
@@ -543,4 +545,129 @@ async fn a_rejection_fails_the_freight_in_that_stage_and_keeps_the_old_one() {
             "v2 failed"
         ]
     );
+}
+
+/// An environment whose rollouts pass a pre-flight checklist first.
+#[derive(Debug, Clone)]
+struct Checked {
+    env: Env,
+    checklist: Checklist,
+}
+
+#[async_trait]
+impl Environment for Checked {
+    fn attach(&self, rollout: RolloutBuilder, ctx: &PromotionContext) -> RolloutBuilder {
+        self.env
+            .attach(rollout, ctx)
+            .gate(GateStage::PreFlight, self.checklist.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stage_checklist_refuses_the_freight_and_the_stage_rollouts_log_keeps_it_whole() {
+    let w = World::new(line("auto"));
+    let store = MemoryStateStore::new();
+    let cache = ColdCache::default();
+    let checklist = Checklist::new("staging-preflight")
+        .clock(w.clock)
+        .allow_fixes(true)
+        .audit_to(store.clone())
+        .item(ChecklistItem::new("cache", "configuration", cache.clone()).fix(cache))
+        .item(ChecklistItem::new(
+            "secrets-present",
+            "security",
+            FixedCheck::new(CheckResult::fail("not set: API_TOKEN")),
+        ))
+        .item(ChecklistItem::new(
+            "backup-fresh",
+            "infrastructure",
+            FixedCheck::new(CheckResult::fail("last backup is 26 hours old").hint("run a backup")),
+        ))
+        .exemption(Exemption::new(
+            "secrets-present",
+            "vault move CHG-2041",
+            "alice",
+            T0 + Duration::from_hours(24),
+        ));
+    let executor = Executor::builder(w.pipeline.clone())
+        .state_store(store.clone())
+        .environment("dev", w.dev.clone())
+        .environment(
+            "staging",
+            Checked {
+                env: w.staging.clone(),
+                checklist,
+            },
+        )
+        .environment("prod", w.prod.clone())
+        .clock(w.clock)
+        .poll_interval(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let state = executor.run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "staging"), Some(v1));
+    let reason = &state.stage("staging").failed[&v2].reason;
+    assert!(
+        reason.contains("refused by gate `staging-preflight`")
+            && reason.contains("backup-fresh [fail]: last backup is 26 hours old"),
+        "{reason}"
+    );
+    assert!(
+        !w.staging.revisions_served().contains("app@v2"),
+        "no traffic moved in staging"
+    );
+    assert!(w.prod.router.splits().is_empty(), "prod was never touched");
+
+    // The stage rollout's decision log has every check, the exemption used and the fix run.
+    let rollout = state
+        .stage("staging")
+        .history
+        .iter()
+        .find_map(|h| match &h.event {
+            Event::Started { rollout, .. } if h.freight == v2 => Some(rollout.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let records = store.records(&rollout, 0, 1000).await.unwrap();
+    let record = records
+        .iter()
+        .find_map(|r| match &r.entry {
+            cutover_core::Entry::Decision {
+                result: Some(ActionResult::Checklist { checklist, .. }),
+                ..
+            } => Some(checklist.clone()),
+            _ => None,
+        })
+        .expect("a checklist record in the stage rollout's log");
+    assert_eq!(record.checklist, "staging-preflight");
+    let checks: Vec<(&str, CheckStatus)> = record
+        .checks
+        .iter()
+        .map(|c| (c.id.as_str(), c.status))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("cache", CheckStatus::Pass),
+            ("secrets-present", CheckStatus::Fail),
+            ("backup-fresh", CheckStatus::Fail),
+        ]
+    );
+    let exempted: Vec<(&str, &str, &str)> = record
+        .exemptions_used()
+        .map(|e| (e.check.as_str(), e.by.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        exempted,
+        [("secrets-present", "alice", "vault move CHG-2041")]
+    );
+    let fixes: Vec<(&str, &str, bool, &str)> = record
+        .fixes()
+        .map(|(id, f)| (id, f.description.as_str(), f.applied, f.message.as_str()))
+        .collect();
+    assert_eq!(fixes, [("cache", "warm the cache", true, "cache warmed")]);
 }

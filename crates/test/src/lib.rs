@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod analysis;
+mod check;
 mod contract;
 mod faults;
 mod gate;
@@ -41,6 +42,7 @@ mod store_contract;
 mod workload;
 
 pub use self::analysis::ScriptedAnalysis;
+pub use self::check::{ColdCache, FixedCheck};
 pub use self::contract::{ContractReport, ContractViolation, router_contract};
 pub use self::faults::Faults;
 pub use self::gate::FakeGate;

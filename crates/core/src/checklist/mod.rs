@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+mod record;
 mod report;
 mod run;
 mod spec;
@@ -46,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Approval, ProviderError, Revisions, RolloutId, Timestamp};
 
+pub use self::record::{CheckRecord, ChecklistRecord};
 pub use self::report::{CheckRun, ChecklistReport, FixRecord};
 pub use self::run::{AUDIT_KIND, Checklist};
 pub use self::spec::{CheckFactory, ChecklistError, ChecklistSpec, ItemSpec, Registry};
@@ -75,6 +77,20 @@ impl CheckStatus {
             CheckStatus::Pending => "pending",
             CheckStatus::Fail => "fail",
             CheckStatus::Error => "error",
+        }
+    }
+
+    /// This status as a table shows it: marked `(exempted)`, `(fixed)` (a fix applied and the
+    /// check no longer blocks) or `(advisory)` (a blocking result of an advisory check).
+    pub(crate) fn marked(self, required: bool, exempted: bool, fixed: bool) -> String {
+        if exempted {
+            format!("{self} (exempted)")
+        } else if fixed && !self.blocks() {
+            format!("{self} (fixed)")
+        } else if !required && self.blocks() {
+            format!("{self} (advisory)")
+        } else {
+            self.to_string()
         }
     }
 

@@ -40,13 +40,11 @@ impl CheckRun {
 
     /// The result column of the table: the status, `exempted` or `fixed`.
     pub fn verdict(&self) -> String {
-        let status = self.result.status;
-        match (&self.exempted, &self.fix) {
-            (Some(_), _) => format!("{status} (exempted)"),
-            (None, Some(f)) if f.applied && !status.blocks() => format!("{status} (fixed)"),
-            _ if !self.required && status.blocks() => format!("{status} (advisory)"),
-            _ => status.to_string(),
-        }
+        self.result.status.marked(
+            self.required,
+            self.exempted.is_some(),
+            self.fix.as_ref().is_some_and(|f| f.applied),
+        )
     }
 }
 

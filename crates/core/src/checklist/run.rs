@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::record::ChecklistRecord;
 use super::report::{CheckRun, ChecklistReport, FixRecord};
 use super::{CheckContext, CheckResult, CheckStatus, ChecklistItem, Exemption};
 use crate::{
-    Clock, Gate, GateContext, GateVerdict, ProviderError, RolloutId, StateStore, StoreError,
-    TokioClock,
+    Clock, Gate, GateAnswer, GateContext, GateVerdict, ProviderError, RolloutId, StateStore,
+    StoreError, TokioClock,
 };
 
 /// The document kind under which [`Checklist::audit_to`] keeps a rollout's checklist reports.
@@ -103,8 +104,9 @@ impl Checklist {
 
     /// Keeps every report of the gate in `store`, as a document of kind [`AUDIT_KIND`] with the
     /// rollout's id: `{"reports": [...]}`, the latest 100, each with its checks, evidence,
-    /// exemptions used and fixes run. The rollout's decision log has the gate's verdicts; this
-    /// has everything the checks saw. A report that cannot be saved closes the gate (after the
+    /// exemptions used and fixes run. The rollout's decision log has every run too (each
+    /// check's result, exemptions used, fixes run: a [`ChecklistRecord`]) but not the evidence;
+    /// this has everything the checks saw, and is what the dashboard's checklist page lists. A report that cannot be saved closes the gate (after the
     /// engine's retries): no unrecorded pass.
     pub fn audit_to(mut self, store: impl StateStore + 'static) -> Self {
         self.audit = Some(Arc::new(store));
@@ -295,6 +297,12 @@ impl Gate for Checklist {
     }
 
     async fn check(&self, ctx: &GateContext) -> Result<GateVerdict, ProviderError> {
+        self.answer(ctx).await.map(|a| a.verdict)
+    }
+
+    /// The verdict with the checklist's record: every check's result, the exemptions used and
+    /// the fixes run, for the rollout's decision log.
+    async fn answer(&self, ctx: &GateContext) -> Result<GateAnswer, ProviderError> {
         let cctx = CheckContext::for_rollout(ctx.rollout.clone(), ctx.revisions.clone())
             .with_approvals(ctx.approvals.clone());
         let report = self.run(&cctx).await;
@@ -312,7 +320,10 @@ impl Gate for Checklist {
                     ProviderError::transient(format!("saving the checklist report: {e}"))
                 })?;
         }
-        Ok(report.verdict())
+        Ok(GateAnswer::with_checklist(
+            report.verdict(),
+            ChecklistRecord::from(&report),
+        ))
     }
 }
 

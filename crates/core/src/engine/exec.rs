@@ -17,8 +17,8 @@ use crate::planner::{Action, ActionResult, Slot};
 use crate::retry::{Jitter, RetryPolicy};
 use crate::state::Phase;
 use crate::{
-    ErrorKind, GateContext, Health, MigrationContext, ProviderError, RevisionId, TrafficRouter,
-    TrafficSplit,
+    ErrorKind, GateAnswer, GateContext, Health, MigrationContext, ProviderError, RevisionId,
+    TrafficRouter, TrafficSplit,
 };
 
 /// Calls the store until it succeeds, fails for good, or `attempts` calls were made; waits
@@ -162,8 +162,21 @@ impl Engine {
                     stage.unwrap_or(crate::GateStage::PreFlight),
                 )
                 .with_approvals(self.state.approvals.clone());
-                match self.retrier.call(op, g.name(), || g.check(&ctx)).await {
-                    Ok(verdict) => (ActionResult::Gate(verdict), None),
+                match self.retrier.call(op, g.name(), || g.answer(&ctx)).await {
+                    Ok(GateAnswer {
+                        verdict,
+                        checklist: None,
+                    }) => (ActionResult::Gate(verdict), None),
+                    Ok(GateAnswer {
+                        verdict,
+                        checklist: Some(checklist),
+                    }) => (
+                        ActionResult::Checklist {
+                            verdict,
+                            checklist: Box::new(checklist),
+                        },
+                        None,
+                    ),
                     // A gate that cannot be asked is closed; that is not a failure of the rollout.
                     Err(e) => (failed(op, g.name(), e).0, None),
                 }

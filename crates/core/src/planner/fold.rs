@@ -104,7 +104,10 @@ pub fn apply_result(
         return;
     }
     match (action, result) {
-        (Action::CheckGate { gate }, ActionResult::Gate(verdict)) => {
+        (
+            Action::CheckGate { gate },
+            ActionResult::Gate(verdict) | ActionResult::Checklist { verdict, .. },
+        ) => {
             gate_answer(state, gate, verdict.clone(), now);
         }
         (Action::ApplyMigration { id }, ActionResult::Done | ActionResult::AlreadyDone) => {

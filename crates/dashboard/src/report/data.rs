@@ -928,7 +928,7 @@ fn checks(records: &[DecisionRecord], start: Timestamp) -> Vec<CheckRow> {
                     _ => continue,
                 };
                 let (text, ok) = match result {
-                    ActionResult::Gate(verdict) => (
+                    ActionResult::Gate(verdict) | ActionResult::Checklist { verdict, .. } => (
                         verdict.to_string(),
                         match verdict {
                             cutover_core::GateVerdict::Open => Some(true),

@@ -1,6 +1,7 @@
 //! The live dashboard: an HTTP server over any [`StateStore`].
 
 mod auth;
+mod checklists;
 mod control;
 mod live;
 mod pages;
@@ -178,6 +179,9 @@ impl DashboardBuilder {
 ///
 /// Routes: `GET /rollouts` (filters `phase`, `q`, paging `after`), `GET /rollouts/{id}`,
 /// `GET /rollouts/{id}/events` (server-sent events), `GET /rollouts/{id}/report`,
+/// `GET /rollouts/{id}/checklist` (its pre-flight checklist runs, `runs` = how many),
+/// `GET /checklists` (the latest checklist run of each rollout, paging `after`),
+/// `GET /api/checklists`, `GET /api/rollouts/{id}/checklist`,
 /// `POST /rollouts/{id}/commands` (form), `GET /api/rollouts`, `GET /api/rollouts/{id}`,
 /// `POST /api/rollouts/{id}/commands` (JSON, bearer token), `GET|POST /login`,
 /// `POST /logout`.
@@ -213,6 +217,10 @@ impl Dashboard {
             .route("/rollouts", get(pages::list))
             .route("/rollouts/{id}", get(pages::rollout))
             .route("/rollouts/{id}/report", get(pages::report))
+            .route("/rollouts/{id}/checklist", get(checklists::rollout))
+            .route("/checklists", get(checklists::list))
+            .route("/api/checklists", get(checklists::api_list))
+            .route("/api/rollouts/{id}/checklist", get(checklists::api_rollout))
             .route("/rollouts/{id}/events", get(live::events))
             .route("/rollouts/{id}/commands", post(control::form))
             .route("/api/rollouts", get(pages::api_list))

@@ -10,10 +10,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use cutover_core::planner::ActionResult;
 use cutover_core::state::Phase;
 use cutover_core::{
-    Command, CommandRequest, DecisionRecord, ListFilter, RolloutId, RolloutState, StoreError,
-    Summary,
+    Command, CommandRequest, DecisionRecord, Entry, ListFilter, RolloutId, RolloutState,
+    StoreError, Summary,
 };
 use serde::Deserialize;
 
@@ -66,7 +67,7 @@ pub(crate) fn message(
     (status, html(render(&page))).into_response()
 }
 
-fn html(body: String) -> ([(header::HeaderName, HeaderValue); 1], String) {
+pub(crate) fn html(body: String) -> ([(header::HeaderName, HeaderValue); 1], String) {
     (
         [(
             header::CONTENT_TYPE,
@@ -578,6 +579,8 @@ struct RolloutTemplate {
     id: String,
     csrf: Option<String>,
     gates: Vec<String>,
+    has_checklist: bool,
+    checklist_blocked: bool,
     body: String,
 }
 
@@ -622,6 +625,14 @@ pub(crate) async fn rollout(
             Err(r) => return *r,
         };
     let body = Report::new(&records).state(&state).render_body();
+    // The latest checklist run the log recorded, if any: the link says whether it passed.
+    let latest_checklist = records.iter().rev().find_map(|r| match &r.entry {
+        Entry::Decision {
+            result: Some(ActionResult::Checklist { checklist, .. }),
+            ..
+        } => Some(checklist),
+        _ => None,
+    });
     let template = RolloutTemplate {
         nav: Nav::of(c.as_ref()),
         id: id.to_string(),
@@ -630,6 +641,8 @@ pub(crate) async fn rollout(
             _ => None,
         },
         gates: state.setup.gates.iter().map(|g| g.name.clone()).collect(),
+        has_checklist: latest_checklist.is_some(),
+        checklist_blocked: latest_checklist.is_some_and(|c| !c.passed()),
         body,
     };
     html(render(&template)).into_response()

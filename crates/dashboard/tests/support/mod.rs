@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cutover_core::checklist::{CheckResult, ChecklistItem, Exemption};
 use cutover_core::planner::Setup;
 use cutover_core::{
-    Clock, MemoryStateStore, Plan, Revisions, Rollout, RolloutState, StateStore, TokioClock,
+    Checklist, Clock, GateStage, MemoryStateStore, Outcome, Plan, Revisions, Rollout, RolloutState,
+    StateStore, TokioClock,
 };
 use cutover_dashboard::{Dashboard, Running, Secret};
-use cutover_test::FakeRouter;
+use cutover_test::{ColdCache, FakeRouter, FixedCheck};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -181,4 +183,60 @@ impl Browser {
             .await
             .unwrap()
     }
+}
+
+/// Runs rollout `id` on `store` behind a pre-flight checklist `preflight` that keeps its
+/// audit document in the store and refuses it: `health` passes, `cache` is fixed, `secrets`
+/// fails but is exempted by alice, `tls` fails (with `<b>` in its message, to see it escaped).
+pub async fn refused_rollout(store: &Arc<MemoryStateStore>, id: &str) {
+    let cache = ColdCache::default();
+    let expires = TokioClock::new().now() + Duration::from_hours(24);
+    let checklist = Checklist::new("preflight")
+        .allow_fixes(true)
+        .audit_to(store.clone())
+        .item(ChecklistItem::new(
+            "health",
+            "infrastructure",
+            FixedCheck::new(CheckResult::pass("GET /healthz answered 200")),
+        ))
+        .item(ChecklistItem::new("cache", "configuration", cache.clone()).fix(cache))
+        .item(ChecklistItem::new(
+            "secrets",
+            "security",
+            FixedCheck::new(CheckResult::fail("not set: API_TOKEN").hint("set API_TOKEN")),
+        ))
+        .item(ChecklistItem::new(
+            "tls",
+            "security",
+            FixedCheck::new(
+                CheckResult::fail("certificate <b>expired</b> 3 days ago").hint("renew it"),
+            ),
+        ))
+        .exemption(Exemption::new(
+            "secrets",
+            "secrets move to the vault in CHG-2041",
+            "alice",
+            expires,
+        ));
+    let outcome = gated_rollout(store, id, checklist).await;
+    assert!(matches!(outcome, Outcome::Refused { .. }), "{outcome:?}");
+}
+
+/// Runs rollout `id` on `store` to its end behind `checklist` as its pre-flight gate.
+pub async fn gated_rollout(
+    store: &Arc<MemoryStateStore>,
+    id: &str,
+    checklist: Checklist,
+) -> Outcome {
+    let plan = Plan::from_yaml("strategy: { canary: { steps: [ { set_weight: 100 } ] } }").unwrap();
+    Rollout::builder(id, plan)
+        .revisions("v1", "v2")
+        .router(FakeRouter::new("mesh"))
+        .state_store(store.clone())
+        .gate(GateStage::PreFlight, checklist)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap()
 }
