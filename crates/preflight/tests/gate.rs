@@ -119,6 +119,7 @@ async fn an_approval_check_waits_for_the_store_command() {
 }
 
 #[test]
+#[cfg(all(feature = "kubernetes", feature = "aws-alb"))]
 fn the_seed_template_has_28_items_in_three_categories() {
     let checklist = cutover_preflight::load_yaml(cutover_preflight::TEMPLATE).unwrap();
     let count = |c: &str| {
@@ -132,6 +133,17 @@ fn the_seed_template_has_28_items_in_three_categories() {
     assert_eq!(count("infrastructure"), 12);
     assert_eq!(count("security"), 8);
     assert_eq!(count("configuration"), 8);
+}
+
+/// Without the features, the template's Kubernetes and ALB items are refused, naming the
+/// feature to enable.
+#[test]
+#[cfg(not(all(feature = "kubernetes", feature = "aws-alb")))]
+fn the_seed_template_names_the_features_it_needs() {
+    let err = cutover_preflight::load_yaml(cutover_preflight::TEMPLATE)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("enable its feature"), "{err}");
 }
 
 #[test]

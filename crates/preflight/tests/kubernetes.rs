@@ -41,13 +41,11 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn quantities(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, Quantity>> {
-    Some(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
-            .collect(),
-    )
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+        .collect()
 }
 
 /// A container with the requests and limits given as `cpu`/`memory` pairs.
@@ -56,8 +54,8 @@ fn container(name: &str, requests: &[(&str, &str)], limits: &[(&str, &str)]) -> 
         name: name.to_owned(),
         image: Some(format!("{name}:1")),
         resources: Some(ResourceRequirements {
-            requests: quantities(requests),
-            limits: quantities(limits),
+            requests: Some(quantities(requests)),
+            limits: Some(quantities(limits)),
             ..ResourceRequirements::default()
         }),
         ..Container::default()
