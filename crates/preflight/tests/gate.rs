@@ -157,7 +157,7 @@ fn bad_yaml_names_the_field() {
         "{e}"
     );
     let e = err("name: p\nchecks:\n  - { id: a, category: x, smoke: { url: u } }\n");
-    assert!(e.starts_with("checks[0].smoke: unknown check kind `smoke`; known: approval, attestation, burn_rate, business_hours"), "{e}");
+    assert!(e.starts_with("checks[0].smoke: unknown check kind `smoke`; known: alb_healthy_targets, approval, attestation, burn_rate, business_hours"), "{e}");
     let e = err("name: p\nchecks:\n  - { id: a, category: x, tcp: { address: nohost } }\n");
     assert!(
         e.starts_with("checks[0].tcp.address: `nohost` has no port"),
