@@ -219,6 +219,25 @@ fn labels_text(labels: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
+/// The `client` and `context` setters every check here has.
+macro_rules! cluster_setters {
+    () => {
+        /// With this client instead of one from the configuration.
+        #[must_use]
+        pub fn client(mut self, client: kube::Client) -> Self {
+            self.workload.cluster = Cluster::Client(client);
+            self
+        }
+
+        /// With the kubeconfig context `context`.
+        #[must_use]
+        pub fn context(mut self, context: impl Into<String>) -> Self {
+            self.workload.cluster = Cluster::Context(context.into());
+            self
+        }
+    };
+}
+
 macro_rules! workload_params {
     ($name:ident { $($field:ident: $ty:ty = $default:expr),* $(,)? }) => {
         #[derive(Deserialize)]
@@ -259,19 +278,7 @@ impl PdbCheck {
         }
     }
 
-    /// With this client instead of one from the configuration.
-    #[must_use]
-    pub fn client(mut self, client: kube::Client) -> Self {
-        self.workload.cluster = Cluster::Client(client);
-        self
-    }
-
-    /// With the kubeconfig context `context`.
-    #[must_use]
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.workload.cluster = Cluster::Context(context.into());
-        self
-    }
+    cluster_setters!();
 
     pub(crate) fn from_params(p: PdbParams) -> Result<Self, (String, String)> {
         Ok(PdbCheck {
@@ -464,19 +471,7 @@ impl ResourcesCheck {
         }
     }
 
-    /// With this client instead of one from the configuration.
-    #[must_use]
-    pub fn client(mut self, client: kube::Client) -> Self {
-        self.workload.cluster = Cluster::Client(client);
-        self
-    }
-
-    /// With the kubeconfig context `context`.
-    #[must_use]
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.workload.cluster = Cluster::Context(context.into());
-        self
-    }
+    cluster_setters!();
 
     /// Requires only `settings`, among `requests.cpu`, `requests.memory`, `limits.cpu` and
     /// `limits.memory` (a team that sets no CPU limits on purpose leaves out `limits.cpu`).
@@ -680,19 +675,7 @@ impl HpaCheck {
         self
     }
 
-    /// With this client instead of one from the configuration.
-    #[must_use]
-    pub fn client(mut self, client: kube::Client) -> Self {
-        self.workload.cluster = Cluster::Client(client);
-        self
-    }
-
-    /// With the kubeconfig context `context`.
-    #[must_use]
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.workload.cluster = Cluster::Context(context.into());
-        self
-    }
+    cluster_setters!();
 
     pub(crate) fn from_params(p: HpaParams) -> Result<Self, (String, String)> {
         Ok(HpaCheck {

@@ -113,6 +113,16 @@ fn pdb(name: &str, namespace: &str, selector: LabelSelector, rule: PdbRule) -> P
     }
 }
 
+/// A budget `name` in `namespace` over pods with `pairs`, one pod at a time.
+fn one_at_a_time(name: &str, namespace: &str, pairs: &[(&str, &str)]) -> PodDisruptionBudget {
+    pdb(
+        name,
+        namespace,
+        match_labels(pairs),
+        PdbRule::MaxUnavailable(IntOrString::Int(1)),
+    )
+}
+
 enum PdbRule {
     MinAvailable(IntOrString),
     MaxUnavailable(IntOrString),
@@ -161,21 +171,23 @@ async fn cluster(
     builder.build().await.unwrap()
 }
 
+/// A fake API server with Deployment `web` (3 replicas, one fully set container) and these.
+async fn web(
+    budgets: Vec<PodDisruptionBudget>,
+    hpas: Vec<HorizontalPodAutoscaler>,
+) -> kube::Client {
+    cluster(Some(deployment(3, vec![full("web")])), budgets, hpas).await
+}
+
 fn assert_status(result: &CheckResult, status: CheckStatus) {
     assert_eq!(result.status, status, "{result:?}");
 }
 
 #[tokio::test]
 async fn pdb_covering_the_pods_passes_with_its_rule() {
-    let client = cluster(
-        Some(deployment(3, vec![full("web")])),
+    let client = web(
         vec![
-            pdb(
-                "other",
-                NS,
-                match_labels(&[("app", "billing")]),
-                PdbRule::MaxUnavailable(IntOrString::Int(1)),
-            ),
+            one_at_a_time("other", NS, &[("app", "billing")]),
             pdb(
                 "web",
                 NS,
@@ -210,8 +222,7 @@ async fn pdb_selecting_by_expression_passes() {
         }]),
         ..LabelSelector::default()
     };
-    let client = cluster(
-        Some(deployment(3, vec![full("web")])),
+    let client = web(
         vec![pdb(
             "tiers",
             NS,
@@ -230,21 +241,10 @@ async fn pdb_selecting_by_expression_passes() {
 #[tokio::test]
 async fn no_pdb_for_the_pods_fails_with_one_to_apply() {
     // One in another namespace with the right labels, one here with other labels.
-    let client = cluster(
-        Some(deployment(3, vec![full("web")])),
+    let client = web(
         vec![
-            pdb(
-                "web",
-                "staging",
-                match_labels(&[("app", "web")]),
-                PdbRule::MaxUnavailable(IntOrString::Int(1)),
-            ),
-            pdb(
-                "web-v2",
-                NS,
-                match_labels(&[("app", "web"), ("tier", "worker")]),
-                PdbRule::MaxUnavailable(IntOrString::Int(1)),
-            ),
+            one_at_a_time("web", "staging", &[("app", "web")]),
+            one_at_a_time("web-v2", NS, &[("app", "web"), ("tier", "worker")]),
         ],
         vec![],
     )
@@ -272,8 +272,7 @@ async fn no_pdb_for_the_pods_fails_with_one_to_apply() {
 
 #[tokio::test]
 async fn pdb_that_allows_no_eviction_warns_and_two_pdbs_fail() {
-    let blocking = cluster(
-        Some(deployment(3, vec![full("web")])),
+    let blocking = web(
         vec![pdb(
             "web",
             NS,
@@ -291,21 +290,10 @@ async fn pdb_that_allows_no_eviction_warns_and_two_pdbs_fail() {
         result.message
     );
 
-    let two = cluster(
-        Some(deployment(3, vec![full("web")])),
+    let two = web(
         vec![
-            pdb(
-                "a",
-                NS,
-                match_labels(&[("app", "web")]),
-                PdbRule::MaxUnavailable(IntOrString::Int(1)),
-            ),
-            pdb(
-                "b",
-                NS,
-                match_labels(&[("tier", "api")]),
-                PdbRule::MaxUnavailable(IntOrString::Int(1)),
-            ),
+            one_at_a_time("a", NS, &[("app", "web")]),
+            one_at_a_time("b", NS, &[("tier", "api")]),
         ],
         vec![],
     )
@@ -317,12 +305,7 @@ async fn pdb_that_allows_no_eviction_warns_and_two_pdbs_fail() {
 
 #[tokio::test]
 async fn a_missing_deployment_is_an_error_for_each_check() {
-    let pdbs = vec![pdb(
-        "web",
-        NS,
-        match_labels(&[("app", "web")]),
-        PdbRule::MaxUnavailable(IntOrString::Int(1)),
-    )];
+    let pdbs = vec![one_at_a_time("web", NS, &[("app", "web")])];
     let client = cluster(None, pdbs, vec![hpa("web", "web", 10, Some(3))]).await;
     for result in [
         run(&PdbCheck::new(NS, "web").client(client.clone())).await,
@@ -337,7 +320,7 @@ async fn a_missing_deployment_is_an_error_for_each_check() {
 
 #[tokio::test]
 async fn a_forbidden_list_names_the_rbac_verb() {
-    let inner = cluster(Some(deployment(3, vec![full("web")])), vec![], vec![]).await;
+    let inner = web(vec![], vec![]).await;
     let client = cutover_kube::testing::failing(inner, NS, 403, |_, path| {
         path.contains("poddisruptionbudgets")
     });
@@ -491,12 +474,7 @@ async fn hpa_headroom_as_a_share_of_max() {
 
 #[tokio::test]
 async fn no_hpa_for_the_deployment_fails() {
-    let client = cluster(
-        Some(deployment(3, vec![full("web")])),
-        vec![],
-        vec![hpa("billing", "billing", 10, Some(3))],
-    )
-    .await;
+    let client = web(vec![], vec![hpa("billing", "billing", 10, Some(3))]).await;
     let result = run(&HpaCheck::new(NS, "web").client(client)).await;
     assert_status(&result, CheckStatus::Fail);
     assert!(
