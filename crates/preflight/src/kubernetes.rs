@@ -6,7 +6,9 @@
 //! kubeconfig `context` when one is given. The checks only read; the Role they need:
 //!
 //! ```yaml
+//! apiVersion: rbac.authorization.k8s.io/v1
 //! kind: Role
+//! metadata: { name: cutover-preflight }
 //! rules:
 //!   - { apiGroups: [apps], resources: [deployments], verbs: [get] }
 //!   - { apiGroups: [policy], resources: [poddisruptionbudgets], verbs: [list] }
@@ -335,10 +337,11 @@ impl Check for PdbCheck {
             Err(r) => return r,
         };
         let api: Api<PodDisruptionBudget> = Api::namespaced(client, &w.namespace);
-        let budgets = match api.list(&ListParams::default()).await {
+        let mut budgets = match api.list(&ListParams::default()).await {
             Ok(l) => l.items,
             Err(e) => return w.api_error(e, "list", "poddisruptionbudgets.policy", ""),
         };
+        budgets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let labels = pod_labels(&deployment);
         // policy/v1: an empty selector selects every pod of the namespace, a missing one none.
         let covering: Vec<&PodDisruptionBudget> = budgets
@@ -440,8 +443,9 @@ const SETTINGS: [&str; 4] = [
 
 /// Every container of the Deployment's pod template has CPU and memory requests and limits
 /// (or the subset listed in `require`): without requests the scheduler packs pods blindly,
-/// without limits one bad revision can starve its neighbours. The evidence lists, by
-/// container, what is missing.
+/// without limits one bad revision can starve its neighbours. A request left out where its
+/// limit is set counts as set (the API server gives every pod a request equal to the limit).
+/// The evidence lists, by container, what is missing.
 ///
 /// ```yaml
 /// kubernetes_resources: { namespace: prod, deployment: checkout }
@@ -504,17 +508,20 @@ impl ResourcesCheck {
     }
 }
 
-/// The required settings `resources` lacks.
+/// The required settings `resources` lacks. A request left out where the limit is set is not
+/// missing: the API server sets it to the limit in every pod.
 fn missing(resources: Option<&ResourceRequirements>, require: &[String]) -> Vec<String> {
+    let has = |map: Option<&BTreeMap<String, _>>, resource: &str| {
+        map.is_some_and(|m| m.contains_key(resource))
+    };
+    let requests = resources.and_then(|r| r.requests.as_ref());
+    let limits = resources.and_then(|r| r.limits.as_ref());
     require
         .iter()
-        .filter(|setting| {
-            let (kind, resource) = setting.split_once('.').unwrap_or_default();
-            let map = match kind {
-                "requests" => resources.and_then(|r| r.requests.as_ref()),
-                _ => resources.and_then(|r| r.limits.as_ref()),
-            };
-            !map.is_some_and(|m| m.contains_key(resource))
+        .filter(|setting| match setting.split_once('.') {
+            Some(("requests", r)) => !has(requests, r) && !has(limits, r),
+            Some((_, r)) => !has(limits, r),
+            None => true,
         })
         .cloned()
         .collect()
@@ -706,10 +713,11 @@ impl Check for HpaCheck {
             Err(r) => return r,
         };
         let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client, &w.namespace);
-        let all = match api.list(&ListParams::default()).await {
+        let mut all = match api.list(&ListParams::default()).await {
             Ok(l) => l.items,
             Err(e) => return w.api_error(e, "list", "horizontalpodautoscalers.autoscaling", ""),
         };
+        all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let found: Vec<&HorizontalPodAutoscaler> =
             all.iter().filter(|h| targets(h, &w.deployment)).collect();
         let names: Vec<String> = found

@@ -337,8 +337,10 @@ async fn a_forbidden_list_names_the_rbac_verb() {
 
 #[tokio::test]
 async fn resources_pass_when_every_container_sets_them() {
+    // Limits alone give the pods requests equal to them.
+    let limited = container("proxy", &[], &[("cpu", "200m"), ("memory", "64Mi")]);
     let client = cluster(
-        Some(deployment(3, vec![full("web"), full("proxy")])),
+        Some(deployment(3, vec![full("web"), limited])),
         vec![],
         vec![],
     )
