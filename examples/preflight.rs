@@ -97,7 +97,6 @@ async fn service() -> u16 {
                 async { "cache warmed" }
             }),
         )
-        .route("/lb/healthy-targets", get(|| async { "3 healthy targets" }))
         // The scanner and the change-management system: they want a signed call.
         .route("/scan", post(webhook))
         .route("/change", post(webhook));
@@ -211,10 +210,17 @@ async fn checklist(dir: &std::path::Path, fix: bool) -> cutover::Checklist {
     let now = TokioClock::new().now();
     let civil = |t: cutover::Timestamp| t.to_string()[..16].to_owned();
     for item in &mut spec.checks {
-        // No Prometheus in this demo: its three items become manual attestations.
-        if ["prometheus_query", "prometheus_alerts", "burn_rate"]
-            .iter()
-            .any(|k| item.kind.contains_key(*k))
+        // No Prometheus, cluster or AWS account in this demo: those items become manual
+        // attestations.
+        if [
+            "prometheus_query",
+            "prometheus_alerts",
+            "burn_rate",
+            "kubernetes_hpa",
+            "alb_healthy_targets",
+        ]
+        .iter()
+        .any(|k| item.kind.contains_key(*k))
         {
             item.kind = [("attestation".to_owned(), serde_json::json!({}))].into();
         }

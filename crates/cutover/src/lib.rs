@@ -111,7 +111,7 @@
 //! | `pipeline` | `pipeline` | releases promoted through environments: freight, stages as a DAG, soak, approvals, freeze windows, rollback to the previous verified freight (`cutover-pipeline`) |
 //! | `notify` | `notify` | webhook, Slack and CloudEvents/CDEvents notifications, Prometheus rollout metrics, DORA figures (`cutover-notify`) |
 //! | `metrics` | `notify` | only the rollout metrics (`RolloutMetrics`, Prometheus/OpenMetrics text) and DORA figures of `cutover-notify`, without its HTTP sinks (no reqwest or rustls) |
-//! | `preflight` | `preflight` | built-in checks for pre-flight [`Checklist`]s (HTTP, TCP, TLS, disk, env, freeze windows, business hours, signed webhooks, approvals, Prometheus, PostgreSQL) and the 28-item template (`cutover-preflight`) |
+//! | `preflight` | `preflight` | built-in checks for pre-flight [`Checklist`]s (HTTP, TCP, TLS, disk, env, freeze windows, business hours, signed webhooks, approvals, Prometheus, PostgreSQL; Kubernetes and AWS ALB with `kubernetes` / `aws-alb`) and the 28-item template (`cutover-preflight`) |
 //! | `test-util` | `test` | fakes of every provider with error injection, scripted metrics, a crashing store, the router contract suite (`cutover-test`); with `aws-alb`, `aws_alb::moto`; with `prometheus`, `prometheus::testing` |
 //! | `mocks` | | mockall mocks of every trait (`MockTrafficRouter`, ...), for tests of error paths |
 //!

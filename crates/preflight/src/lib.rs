@@ -18,6 +18,10 @@
 //! | `postgres_connections` | PostgreSQL has enough free connections |
 //! | `postgres_activity` | no long transaction or lock waiter on the tables a migration touches |
 //! | `burn_rate` | the SLO error-budget burn rate is not above a limit over both a short and a long window |
+//! | `kubernetes_pdb` | a PodDisruptionBudget selects the Deployment's pods (feature `kubernetes`) |
+//! | `kubernetes_resources` | every container of the Deployment sets CPU and memory requests and limits (feature `kubernetes`) |
+//! | `kubernetes_hpa` | the Deployment's HorizontalPodAutoscaler is not at (or near) its maxReplicas (feature `kubernetes`) |
+//! | `alb_healthy_targets` | an ALB target group (or a listener rule's stable group) has at least N healthy targets (feature `aws-alb`) |
 //!
 //! Fix kinds: `http` (an HTTP call, like `POST /admin/warm-cache`).
 //!
@@ -39,11 +43,15 @@
 //! environment checks report names only.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "aws-alb")]
+mod alb;
 mod approval;
 mod calendar;
 mod disk;
 mod env;
 mod http;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod postgres;
 mod prometheus;
 mod redact;
@@ -54,11 +62,15 @@ mod webhook;
 use cutover_core::Checklist;
 use cutover_core::checklist::{ChecklistError, Registry};
 
+#[cfg(feature = "aws-alb")]
+pub use self::alb::AlbTargetsCheck;
 pub use self::approval::{ApprovalCheck, AttestationCheck};
 pub use self::calendar::{BusinessHoursCheck, FreezeCheck, FreezeWindow};
 pub use self::disk::DiskCheck;
 pub use self::env::EnvCheck;
 pub use self::http::{HttpCheck, HttpFix};
+#[cfg(feature = "kubernetes")]
+pub use self::kubernetes::{HpaCheck, PdbCheck, ResourcesCheck};
 pub use self::postgres::{ActivityCheck, ConnectionsCheck};
 pub use self::prometheus::{AlertsCheck, BurnRateCheck, QueryCheck};
 pub use self::redact::SecretUrl;
@@ -68,7 +80,23 @@ pub use self::webhook::{SIGNATURE_HEADER, WebhookCheck};
 
 /// Every built-in check and fix kind.
 pub fn registry() -> Registry {
-    Registry::new()
+    let registry = Registry::new();
+    // Kubernetes and AWS ALB (features `kubernetes`, `aws-alb`; without them, the kinds are
+    // known but refused with the feature to enable).
+    #[cfg(feature = "kubernetes")]
+    let registry = registry
+        .check("kubernetes_pdb", PdbCheck::from_params)
+        .check("kubernetes_resources", ResourcesCheck::from_params)
+        .check("kubernetes_hpa", HpaCheck::from_params);
+    #[cfg(not(feature = "kubernetes"))]
+    let registry = ["kubernetes_pdb", "kubernetes_resources", "kubernetes_hpa"]
+        .into_iter()
+        .fold(registry, |r, kind| r.check(kind, disabled("kubernetes")));
+    #[cfg(feature = "aws-alb")]
+    let registry = registry.check("alb_healthy_targets", AlbTargetsCheck::from_params);
+    #[cfg(not(feature = "aws-alb"))]
+    let registry = registry.check("alb_healthy_targets", disabled("aws-alb"));
+    registry
         .check("http", HttpCheck::from_params)
         .check("tcp", TcpCheck::from_params)
         .check("tls", TlsCheck::from_params)
@@ -85,6 +113,37 @@ pub fn registry() -> Registry {
         .check("postgres_connections", ConnectionsCheck::from_params)
         .check("postgres_activity", ActivityCheck::from_params)
         .fix("http", HttpFix::from_params)
+}
+
+/// A check kind this build leaves out: refused when a checklist uses it, naming the feature.
+#[cfg(not(all(feature = "kubernetes", feature = "aws-alb")))]
+fn disabled(
+    feature: &'static str,
+) -> impl Fn(serde_json::Value) -> Result<Disabled, (String, String)> + Send + Sync + 'static {
+    move |_| {
+        Err((
+            String::new(),
+            format!(
+                "this build of cutover-preflight has no `{feature}` checks: enable its feature `{feature}` (in cutover: `{feature}` with `preflight`)"
+            ),
+        ))
+    }
+}
+
+/// The check of a kind this build leaves out; never built.
+#[cfg(not(all(feature = "kubernetes", feature = "aws-alb")))]
+#[derive(Debug)]
+enum Disabled {}
+
+#[cfg(not(all(feature = "kubernetes", feature = "aws-alb")))]
+#[async_trait::async_trait]
+impl cutover_core::checklist::Check for Disabled {
+    async fn run(
+        &self,
+        _ctx: &cutover_core::checklist::CheckContext,
+    ) -> cutover_core::checklist::CheckResult {
+        match *self {}
+    }
 }
 
 /// Reads a checklist in YAML with the built-in kinds.

@@ -119,6 +119,7 @@ async fn an_approval_check_waits_for_the_store_command() {
 }
 
 #[test]
+#[cfg(all(feature = "kubernetes", feature = "aws-alb"))]
 fn the_seed_template_has_28_items_in_three_categories() {
     let checklist = cutover_preflight::load_yaml(cutover_preflight::TEMPLATE).unwrap();
     let count = |c: &str| {
@@ -134,6 +135,17 @@ fn the_seed_template_has_28_items_in_three_categories() {
     assert_eq!(count("configuration"), 8);
 }
 
+/// Without the features, the template's Kubernetes and ALB items are refused, naming the
+/// feature to enable.
+#[test]
+#[cfg(not(all(feature = "kubernetes", feature = "aws-alb")))]
+fn the_seed_template_names_the_features_it_needs() {
+    let err = cutover_preflight::load_yaml(cutover_preflight::TEMPLATE)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("enable its feature"), "{err}");
+}
+
 #[test]
 fn bad_yaml_names_the_field() {
     let err = |t: &str| cutover_preflight::load_yaml(t).unwrap_err().to_string();
@@ -145,7 +157,7 @@ fn bad_yaml_names_the_field() {
         "{e}"
     );
     let e = err("name: p\nchecks:\n  - { id: a, category: x, smoke: { url: u } }\n");
-    assert!(e.starts_with("checks[0].smoke: unknown check kind `smoke`; known: approval, attestation, burn_rate, business_hours"), "{e}");
+    assert!(e.starts_with("checks[0].smoke: unknown check kind `smoke`; known: alb_healthy_targets, approval, attestation, burn_rate, business_hours"), "{e}");
     let e = err("name: p\nchecks:\n  - { id: a, category: x, tcp: { address: nohost } }\n");
     assert!(
         e.starts_with("checks[0].tcp.address: `nohost` has no port"),

@@ -1,9 +1,13 @@
-//! Test support (feature `moto`): a client for a moto server and a fixture with an Application
-//! Load Balancer, three target groups, a listener and a rule.
+//! Test support (feature `moto`): a moto server started on a free loopback port
+//! ([`MotoServer`]), a client for it, and a fixture with an Application Load Balancer, three
+//! target groups, a listener and a rule.
 //!
 //! moto's ELBv2 needs subnets from its EC2 side. Rather than link the (very large) EC2 SDK,
 //! the fixture asks moto for its default VPC's subnets with one plain HTTP request of the EC2
 //! query API; moto does not check signatures.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::config::{self, BehaviorVersion, Credentials, Region};
@@ -35,6 +39,95 @@ pub fn moto_client(endpoint: &str) -> Client {
         )
         .build(),
     )
+}
+
+/// How long moto may take to answer after it starts.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running moto server (`python3 -m moto.server`, installed by `scripts/test-deps`) on a
+/// free 127.0.0.1 port, killed on drop.
+#[derive(Debug)]
+pub struct MotoServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// A client for it ([`moto_client`]).
+    pub client: Client,
+}
+
+impl MotoServer {
+    /// Starts moto on a free port and polls it until it answers ELBv2 calls.
+    ///
+    /// # Panics
+    ///
+    /// When moto cannot be started, exits, or does not answer within 30 s.
+    pub async fn start() -> MotoServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (install with scripts/test-deps)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = moto_client(&endpoint);
+        let mut moto = MotoServer {
+            child,
+            endpoint,
+            client,
+        };
+        let deadline = tokio::time::Instant::now() + READY_DEADLINE;
+        loop {
+            if moto.client.describe_load_balancers().send().await.is_ok() {
+                return moto;
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto exited with {status} before answering");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "moto did not answer within {READY_DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts moto and creates the fixture ([`create_fixture`]) with the name `web`.
+    ///
+    /// # Panics
+    ///
+    /// As [`MotoServer::start`], or when the fixture cannot be created.
+    pub async fn with_fixture() -> (MotoServer, Fixture) {
+        let moto = MotoServer::start().await;
+        let fixture = create_fixture(&moto.client, &moto.endpoint, "web")
+            .await
+            .expect("the moto fixture");
+        (moto, fixture)
+    }
+
+    /// Sends one EC2 query-API request (`Action=...&...`) to this server, for what the ELBv2
+    /// SDK cannot do (instances to register as targets); returns the XML answer.
+    pub async fn ec2(&self, query: &str) -> Result<String, SetupError> {
+        ec2_query(&self.endpoint, query).await
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// What [`create_fixture`] made.

@@ -2,14 +2,12 @@
 //! contract on a listener and on a rule, what read-modify-write keeps, a canary through the
 //! engine (10 % -> 50 % -> 100 %) and a rollback, target health, and a rolling replacement.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, TargetDescription};
-use common::Moto;
 use cutover_aws_alb::moto::Fixture;
+use cutover_aws_alb::moto::MotoServer as Moto;
 use cutover_aws_alb::{AlbRouter, Target, TargetGroupWorkload, TargetHealthProbe};
 use cutover_core::{
     ErrorKind, Health, HealthProbe as _, Outcome, Plan, ProviderError, ReplicaStatus, RevisionId,
