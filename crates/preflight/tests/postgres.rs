@@ -136,3 +136,374 @@ async fn connection_headroom_long_transactions_and_lock_waiters() {
     .await;
     assert_eq!(r.status, CheckStatus::Error, "{r:?}");
 }
+
+/// Waits (20 ms polls, 30 s at most) until `sql`, one boolean, is true on `client`.
+async fn until(client: &tokio_postgres::Client, sql: &str, what: &str) {
+    cutover_fleet::testing::eventually(Duration::from_secs(30), what, || async {
+        client.query_one(sql, &[]).await.unwrap().get::<_, bool>(0)
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs postgres: scripts/test-deps"]
+async fn replication_lag_against_a_real_streaming_replica() {
+    let primary = PgServer::start().unwrap();
+    let replica = primary.start_replica("replica1").await.unwrap();
+    let (purl, rurl) = (primary.url("postgres"), replica.url("postgres"));
+    let (p, r) = (connect(&purl).await, connect(&rurl).await);
+    p.batch_execute(
+        "CREATE TABLE filler (id bigserial PRIMARY KEY, pad text);
+         INSERT INTO filler (pad) VALUES ('x');",
+    )
+    .await
+    .unwrap();
+    let lsn: String = p
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // The insert position: with synchronous_commit off, the commit record may not be
+    // written yet (`pg_current_wal_lsn`), and only the commit sets the replay timestamp.
+    let replayed = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+    until(&r, &replayed, "the replica replaying the first writes").await;
+
+    // In sync: one replica streaming, well under 1 MB and 10 s behind.
+    let limits = "max_lag: 10s, max_lag_bytes: 1000000";
+    let res = check(
+        "postgres_replication_lag",
+        &format!("url: '{purl} password=hunter2', {limits}, min_replicas: 1"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
+    assert!(!serde_json::to_string(&res).unwrap().contains("hunter2"));
+    assert_eq!(res.evidence["role"], "primary");
+    assert_eq!(res.evidence["streaming"], 1);
+    let seen = &res.evidence["replicas"][0];
+    assert_eq!(seen["application_name"], "replica1", "{res:?}");
+    assert_eq!(seen["state"], "streaming");
+    assert!(
+        seen["replay_lag_bytes"].as_i64().unwrap() < 1_000_000,
+        "{seen}"
+    );
+    let res = check(
+        "postgres_replication_lag",
+        &format!("url: '{rurl}', {limits}"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
+    assert_eq!(res.evidence["role"], "replica");
+    assert_eq!(res.evidence["receiver"], "streaming");
+
+    // Two replicas wanted, one there.
+    let res = check(
+        "postgres_replication_lag",
+        &format!("url: '{purl}', {limits}, min_replicas: 2"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        res.message
+            .contains("1 of 2 required replicas streaming [replica1 (streaming)]"),
+        "{}",
+        res.message
+    );
+    assert!(res.hint.unwrap().contains("start the missing replicas"));
+
+    // Replay paused on the replica while the primary writes about 2 MB: the replica receives
+    // the WAL but does not replay it, and the byte lag grows past the limit.
+    r.batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    until(
+        &r,
+        "SELECT pg_get_wal_replay_pause_state() = 'paused'",
+        "replay paused",
+    )
+    .await;
+    p.batch_execute(
+        "INSERT INTO filler (pad) SELECT repeat(md5(g::text), 30) FROM generate_series(1, 2000) g",
+    )
+    .await
+    .unwrap();
+    let lsn: String = p
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    until(
+        &r,
+        &format!("SELECT pg_last_wal_receive_lsn() >= '{lsn}'::pg_lsn"),
+        "the replica receiving the new WAL",
+    )
+    .await;
+    let res = check(
+        "postgres_replication_lag",
+        &format!("url: '{purl}', {limits}"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        res.message.contains("replica replica1 is ")
+            && res.message.contains("bytes of WAL behind (limit 1000000)"),
+        "{}",
+        res.message
+    );
+    assert!(
+        res.evidence["replicas"][0]["replay_lag_bytes"]
+            .as_i64()
+            .unwrap()
+            > 1_000_000
+    );
+    let res = check(
+        "postgres_replication_lag",
+        &format!("url: '{rurl}', max_lag_bytes: 1000000"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        res.message.contains("WAL replay is paused"),
+        "{}",
+        res.message
+    );
+    assert!(res.hint.unwrap().contains("pg_wal_replay_resume()"));
+    assert!(res.evidence["replay_lag_bytes"].as_i64().unwrap() > 1_000_000);
+    // On the replica, time lag counts from the last replayed transaction while WAL waits.
+    let res = check(
+        "postgres_replication_lag",
+        &format!("url: '{rurl}', max_lag: 1ms"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        res.message.contains("s behind (limit 1ms)"),
+        "{}",
+        res.message
+    );
+
+    // Replay resumed: back in sync.
+    r.batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    let replayed = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+    until(&r, &replayed, "the replica catching up").await;
+    let res = check(
+        "postgres_replication_lag",
+        &format!("url: '{purl}', {limits}"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
+
+    // No server there: an error, with the password nowhere.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let res = check(
+        "postgres_replication_lag",
+        &format!(
+            "url: 'host=127.0.0.1 port={port} user=postgres password=hunter2 dbname=postgres', {limits}"
+        ),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Error, "{res:?}");
+    assert!(
+        res.message.contains("cannot connect to postgres@127.0.0.1"),
+        "{}",
+        res.message
+    );
+    assert!(!serde_json::to_string(&res).unwrap().contains("hunter2"));
+}
+
+fn migration_ctx(promoted: bool) -> cutover_core::MigrationContext {
+    cutover_core::MigrationContext::new(
+        cutover_core::RolloutId::new("checkout").unwrap(),
+        cutover_core::Revisions::new("v1", "v2").unwrap(),
+    )
+    .with_promoted(promoted)
+}
+
+#[tokio::test]
+#[ignore = "needs postgres: scripts/test-deps"]
+async fn pending_and_half_done_expand_contract_migrations() {
+    use cutover_postgres::{Batch, MigrationStep as _, Operation, Postgres};
+    let server = PgServer::shared();
+    server.database("preflight_migrations").await.unwrap();
+    let url = server.url("preflight_migrations");
+    let admin = connect(&url).await;
+    let params = |extra: &str| format!("url: '{url}'{extra}");
+
+    // cutover never migrated this database.
+    let res = check("postgres_migrations", &params("")).await;
+    assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
+    assert!(
+        res.message.contains("0 migrations recorded"),
+        "{}",
+        res.message
+    );
+    let res = check("postgres_migrations", &params(", applied: [add-status]")).await;
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        res.message.contains("not applied: add-status (never ran)"),
+        "{}",
+        res.message
+    );
+
+    admin
+        .batch_execute(
+            "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL);
+             INSERT INTO users (name) SELECT 'User ' || g FROM generate_series(1, 10) g;",
+        )
+        .await
+        .unwrap();
+    let db = Postgres::new(&url)
+        .unwrap()
+        .lock_timeout(Duration::from_millis(50))
+        .lock_retries(1, Duration::from_millis(10))
+        .batch(Batch {
+            size: 5,
+            pause: Duration::ZERO,
+        });
+
+    // Expanded, not contracted.
+    let status = db.migration(
+        "add-status",
+        Operation::add_column("users", "status", "text").with_default("'active'"),
+    );
+    status.expand().apply(&migration_ctx(false)).await.unwrap();
+    let res = check("postgres_migrations", &params("")).await;
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        res.message
+            .contains("add-status is expanded (rollout checkout)"),
+        "{}",
+        res.message
+    );
+    let hint = res.hint.clone().unwrap();
+    assert!(
+        hint.contains("cutover promote checkout") && hint.contains("Migration::contract().apply"),
+        "{hint}"
+    );
+    assert_eq!(res.evidence["pending"], serde_json::json!(["add-status"]));
+    let seen = &res.evidence["migrations"][0];
+    assert_eq!(seen["id"], "add-status");
+    assert_eq!(seen["phase"], "expanded");
+    assert_eq!(seen["expand"], "applied");
+    let res = check(
+        "postgres_migrations",
+        &params(", allow_expanded: [add-status], applied: [add-status]"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
+    let res = check(
+        "postgres_migrations",
+        &params(", applied: [add-status/contract]"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        res.message
+            .contains("not applied: add-status/contract (never ran)"),
+        "{}",
+        res.message
+    );
+
+    // Half-done: the backfill's second batch waits for a lock another session holds (row 7's
+    // update takes advisory lock 42 in a trigger) and runs out of lock retries. The lock
+    // comes after ADD COLUMN, which would otherwise be the statement to time out.
+    admin
+        .batch_execute(
+            "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_advisory_xact_lock(42); RETURN NEW; END $$;
+             CREATE TRIGGER gate BEFORE UPDATE ON users FOR EACH ROW WHEN (OLD.id = 7)
+               EXECUTE FUNCTION gate();",
+        )
+        .await
+        .unwrap();
+    let locker = connect(&url).await;
+    locker
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(42);")
+        .await
+        .unwrap();
+    let slug = db.migration(
+        "add-slug",
+        Operation::add_column("users", "slug", "text").backfill("lower(name)"),
+    );
+    let err = slug
+        .expand()
+        .apply(&migration_ctx(false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), cutover_core::ErrorKind::Transient, "{err}");
+    let res = check(
+        "postgres_migrations",
+        &params(", allow_expanded: [add-status]"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        res.message
+            .contains("add-slug is expanding (rollout checkout)"),
+        "{}",
+        res.message
+    );
+    let hint = res.hint.clone().unwrap();
+    assert!(
+        hint.contains("cutover resume checkout") && hint.contains("cutover rollback checkout"),
+        "{hint}"
+    );
+    assert_eq!(res.evidence["pending"], serde_json::json!(["add-slug"]));
+    let seen = &res.evidence["migrations"][0];
+    assert_eq!(
+        (
+            &seen["id"],
+            &seen["phase"],
+            &seen["expand"],
+            &seen["batches"]
+        ),
+        (
+            &serde_json::json!("add-slug"),
+            &serde_json::json!("expanding"),
+            &serde_json::json!("applying"),
+            &serde_json::json!(1)
+        ),
+        "{seen}"
+    );
+
+    // Finished: the lock goes, the expand resumes, both contract after promotion.
+    locker.batch_execute("COMMIT").await.unwrap();
+    slug.expand().apply(&migration_ctx(false)).await.unwrap();
+    status.contract().apply(&migration_ctx(true)).await.unwrap();
+    slug.contract().apply(&migration_ctx(true)).await.unwrap();
+    let res = check(
+        "postgres_migrations",
+        &params(", applied: [add-status, add-slug/contract]"),
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
+    assert!(
+        res.message.contains("2 migrations recorded"),
+        "{}",
+        res.message
+    );
+    assert_eq!(res.evidence["migrations"][1]["phase"], "contracted");
+
+    // Rolled back is not pending.
+    let flag = db.migration(
+        "add-flag",
+        Operation::add_column("users", "flag", "boolean"),
+    );
+    flag.expand().apply(&migration_ctx(false)).await.unwrap();
+    flag.expand().revert(&migration_ctx(false)).await.unwrap();
+    let res = check("postgres_migrations", &params("")).await;
+    assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
+    assert_eq!(res.evidence["migrations"][0]["phase"], "reverted");
+
+    let res = check(
+        "postgres_migrations",
+        "url_env: CUTOVER_PREFLIGHT_TEST_NEVER_SET",
+    )
+    .await;
+    assert_eq!(res.status, CheckStatus::Error, "{res:?}");
+}
