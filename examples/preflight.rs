@@ -211,10 +211,16 @@ async fn checklist(dir: &std::path::Path, fix: bool) -> cutover::Checklist {
     let now = TokioClock::new().now();
     let civil = |t: cutover::Timestamp| t.to_string()[..16].to_owned();
     for item in &mut spec.checks {
-        // No Prometheus in this demo: its three items become manual attestations.
-        if ["prometheus_query", "prometheus_alerts", "burn_rate"]
-            .iter()
-            .any(|k| item.kind.contains_key(*k))
+        // No Prometheus or PostgreSQL in this demo: their items become manual attestations.
+        if [
+            "prometheus_query",
+            "prometheus_alerts",
+            "burn_rate",
+            "postgres_replication_lag",
+            "postgres_migrations",
+        ]
+        .iter()
+        .any(|k| item.kind.contains_key(*k))
         {
             item.kind = [("attestation".to_owned(), serde_json::json!({}))].into();
         }

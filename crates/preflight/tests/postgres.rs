@@ -507,3 +507,74 @@ async fn pending_and_half_done_expand_contract_migrations() {
     .await;
     assert_eq!(res.status, CheckStatus::Error, "{res:?}");
 }
+
+#[test]
+fn bad_replication_and_migration_params_name_the_field() {
+    let err = |kind: &str, params: &str| {
+        cutover_preflight::load_yaml(&format!(
+            "name: p\nchecks:\n  - {{ id: a, category: x, {kind}: {{ {params} }} }}\n"
+        ))
+        .unwrap_err()
+        .to_string()
+    };
+    let lag = "postgres_replication_lag";
+    for (params, want) in [
+        (
+            "url_env: DB, max_lag: 5 parsecs",
+            ".max_lag: invalid duration `5 parsecs`",
+        ),
+        (
+            "url_env: DB, max_lag_bytes: lots",
+            ".max_lag_bytes: invalid type",
+        ),
+        (
+            "url_env: DB, min_replicas: -1",
+            ".min_replicas: invalid value",
+        ),
+        ("url_env: DB, max_lag: 1s, lag: 2s", ": unknown field `lag`"),
+    ] {
+        let e = err(lag, params);
+        assert!(
+            e.starts_with(&format!("checks[0].{lag}{want}")),
+            "{params}: {e}"
+        );
+    }
+    let e = err(lag, "url_env: DB, min_replicas: 0");
+    assert!(e.contains("nothing to check"), "{e}");
+    let e = err(
+        lag,
+        "url: 'host=db password=hunter2 port=nope', max_lag: 1s",
+    );
+    assert!(e.contains("not a PostgreSQL connection string"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = err(lag, "max_lag: 1s");
+    assert!(e.contains("give `url_env`"), "{e}");
+
+    let m = "postgres_migrations";
+    let e = err(m, "url_env: DB, applied: [a, '']");
+    assert!(
+        e.starts_with("checks[0].postgres_migrations.applied[1]: an empty migration id"),
+        "{e}"
+    );
+    let e = err(m, "url_env: DB, allow_expanded: [a/contract]");
+    assert!(
+        e.starts_with("checks[0].postgres_migrations.allow_expanded[0]: name the migration"),
+        "{e}"
+    );
+    let e = err(m, "url_env: DB, applied: add-status");
+    assert!(
+        e.starts_with("checks[0].postgres_migrations.applied: invalid type"),
+        "{e}"
+    );
+
+    // A connection string in the checklist never shows in Debug.
+    let checklist = cutover_preflight::load_yaml(
+        "name: p\nchecks:\n  - { id: a, category: x, postgres_migrations: { url: 'host=db user=app password=hunter2' } }\n  - { id: b, category: x, postgres_replication_lag: { url: 'postgresql://app:hunter2@db/x', max_lag: 1s } }\n",
+    )
+    .unwrap();
+    let shown = format!("{checklist:?}");
+    assert!(
+        shown.contains("Database(***)") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+}
