@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cutover_core::checklist::{CheckContext, CheckResult, CheckStatus};
 use cutover_fleet::testing::PgServer;
+use serde_json::json;
 
 async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -145,6 +146,31 @@ async fn until(client: &tokio_postgres::Client, sql: &str, what: &str) {
     .await;
 }
 
+async fn lag(params: &str) -> CheckResult {
+    check("postgres_replication_lag", params).await
+}
+
+/// Asserts `res` failed with a message holding each of `parts`.
+fn fails_with(res: &CheckResult, parts: &[&str]) {
+    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
+    assert!(
+        parts.iter().all(|p| res.message.contains(p)),
+        "{}",
+        res.message
+    );
+}
+
+/// The primary's WAL insert position. Not `pg_current_wal_lsn`, the write position: with
+/// synchronous_commit off the commit record may not be written yet, and only a replayed
+/// commit sets the replica's replay timestamp.
+async fn insert_lsn(primary: &tokio_postgres::Client) -> String {
+    let row = primary
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
 #[tokio::test]
 #[ignore = "needs postgres: scripts/test-deps"]
 async fn replication_lag_against_a_real_streaming_replica() {
@@ -158,55 +184,48 @@ async fn replication_lag_against_a_real_streaming_replica() {
     )
     .await
     .unwrap();
-    let lsn: String = p
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    // The insert position: with synchronous_commit off, the commit record may not be
-    // written yet (`pg_current_wal_lsn`), and only the commit sets the replay timestamp.
+    let lsn = insert_lsn(&p).await;
     let replayed = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
     until(&r, &replayed, "the replica replaying the first writes").await;
 
     // In sync: one replica streaming, well under 1 MB and 10 s behind.
     let limits = "max_lag: 10s, max_lag_bytes: 1000000";
-    let res = check(
-        "postgres_replication_lag",
-        &format!("url: '{purl} password=hunter2', {limits}, min_replicas: 1"),
-    )
+    let res = lag(&format!(
+        "url: '{purl} password=hunter2', {limits}, min_replicas: 1"
+    ))
     .await;
     assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
     assert!(!serde_json::to_string(&res).unwrap().contains("hunter2"));
-    assert_eq!(res.evidence["role"], "primary");
-    assert_eq!(res.evidence["streaming"], 1);
     let seen = &res.evidence["replicas"][0];
-    assert_eq!(seen["application_name"], "replica1", "{res:?}");
-    assert_eq!(seen["state"], "streaming");
+    assert_eq!(
+        (
+            &res.evidence["role"],
+            &res.evidence["streaming"],
+            &seen["application_name"],
+            &seen["state"]
+        ),
+        (
+            &json!("primary"),
+            &json!(1),
+            &json!("replica1"),
+            &json!("streaming")
+        ),
+        "{res:?}"
+    );
     assert!(
         seen["replay_lag_bytes"].as_i64().unwrap() < 1_000_000,
         "{seen}"
     );
-    let res = check(
-        "postgres_replication_lag",
-        &format!("url: '{rurl}', {limits}"),
-    )
-    .await;
+    let res = lag(&format!("url: '{rurl}', {limits}")).await;
     assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
     assert_eq!(res.evidence["role"], "replica");
     assert_eq!(res.evidence["receiver"], "streaming");
 
     // Two replicas wanted, one there.
-    let res = check(
-        "postgres_replication_lag",
-        &format!("url: '{purl}', {limits}, min_replicas: 2"),
-    )
-    .await;
-    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
-    assert!(
-        res.message
-            .contains("1 of 2 required replicas streaming [replica1 (streaming)]"),
-        "{}",
-        res.message
+    let res = lag(&format!("url: '{purl}', {limits}, min_replicas: 2")).await;
+    fails_with(
+        &res,
+        &["1 of 2 required replicas streaming [replica1 (streaming)]"],
     );
     assert!(res.hint.unwrap().contains("start the missing replicas"));
 
@@ -215,71 +234,33 @@ async fn replication_lag_against_a_real_streaming_replica() {
     r.batch_execute("SELECT pg_wal_replay_pause()")
         .await
         .unwrap();
-    until(
-        &r,
-        "SELECT pg_get_wal_replay_pause_state() = 'paused'",
-        "replay paused",
-    )
-    .await;
+    let paused = "SELECT pg_get_wal_replay_pause_state() = 'paused'";
+    until(&r, paused, "replay paused").await;
     p.batch_execute(
         "INSERT INTO filler (pad) SELECT repeat(md5(g::text), 30) FROM generate_series(1, 2000) g",
     )
     .await
     .unwrap();
-    let lsn: String = p
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    until(
-        &r,
-        &format!("SELECT pg_last_wal_receive_lsn() >= '{lsn}'::pg_lsn"),
-        "the replica receiving the new WAL",
-    )
-    .await;
-    let res = check(
-        "postgres_replication_lag",
-        &format!("url: '{purl}', {limits}"),
-    )
-    .await;
-    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
-    assert!(
-        res.message.contains("replica replica1 is ")
-            && res.message.contains("bytes of WAL behind (limit 1000000)"),
-        "{}",
-        res.message
+    let lsn = insert_lsn(&p).await;
+    let received = format!("SELECT pg_last_wal_receive_lsn() >= '{lsn}'::pg_lsn");
+    until(&r, &received, "the replica receiving the new WAL").await;
+    let res = lag(&format!("url: '{purl}', {limits}")).await;
+    fails_with(
+        &res,
+        &[
+            "replica replica1 is ",
+            "bytes of WAL behind (limit 1000000)",
+        ],
     );
-    assert!(
-        res.evidence["replicas"][0]["replay_lag_bytes"]
-            .as_i64()
-            .unwrap()
-            > 1_000_000
-    );
-    let res = check(
-        "postgres_replication_lag",
-        &format!("url: '{rurl}', max_lag_bytes: 1000000"),
-    )
-    .await;
-    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
-    assert!(
-        res.message.contains("WAL replay is paused"),
-        "{}",
-        res.message
-    );
+    let bytes = &res.evidence["replicas"][0]["replay_lag_bytes"];
+    assert!(bytes.as_i64().unwrap() > 1_000_000, "{bytes}");
+    let res = lag(&format!("url: '{rurl}', max_lag_bytes: 1000000")).await;
+    fails_with(&res, &["bytes of WAL behind", "WAL replay is paused"]);
     assert!(res.hint.unwrap().contains("pg_wal_replay_resume()"));
     assert!(res.evidence["replay_lag_bytes"].as_i64().unwrap() > 1_000_000);
     // On the replica, time lag counts from the last replayed transaction while WAL waits.
-    let res = check(
-        "postgres_replication_lag",
-        &format!("url: '{rurl}', max_lag: 1ms"),
-    )
-    .await;
-    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
-    assert!(
-        res.message.contains("s behind (limit 1ms)"),
-        "{}",
-        res.message
-    );
+    let res = lag(&format!("url: '{rurl}', max_lag: 1ms")).await;
+    fails_with(&res, &["s behind (limit 1ms)"]);
 
     // Replay resumed: back in sync.
     r.batch_execute("SELECT pg_wal_replay_resume()")
@@ -287,11 +268,7 @@ async fn replication_lag_against_a_real_streaming_replica() {
         .unwrap();
     let replayed = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
     until(&r, &replayed, "the replica catching up").await;
-    let res = check(
-        "postgres_replication_lag",
-        &format!("url: '{purl}', {limits}"),
-    )
-    .await;
+    let res = lag(&format!("url: '{purl}', {limits}")).await;
     assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
 
     // No server there: an error, with the password nowhere.
@@ -300,12 +277,9 @@ async fn replication_lag_against_a_real_streaming_replica() {
         .local_addr()
         .unwrap()
         .port();
-    let res = check(
-        "postgres_replication_lag",
-        &format!(
-            "url: 'host=127.0.0.1 port={port} user=postgres password=hunter2 dbname=postgres', {limits}"
-        ),
-    )
+    let res = lag(&format!(
+        "url: 'host=127.0.0.1 port={port} user=postgres password=hunter2 dbname=postgres', {limits}"
+    ))
     .await;
     assert_eq!(res.status, CheckStatus::Error, "{res:?}");
     assert!(
@@ -322,6 +296,17 @@ fn migration_ctx(promoted: bool) -> cutover_core::MigrationContext {
         cutover_core::Revisions::new("v1", "v2").unwrap(),
     )
     .with_promoted(promoted)
+}
+
+/// Asserts `res` failed with `message` and a hint holding each of `hint`, with one pending
+/// migration, the first in the evidence: returns what the check saw of it.
+fn only_pending<'a>(res: &'a CheckResult, message: &str, hint: &[&str]) -> &'a serde_json::Value {
+    fails_with(res, &[message]);
+    let shown = res.hint.as_deref().unwrap_or_default();
+    assert!(hint.iter().all(|h| shown.contains(h)), "{shown}");
+    let seen = &res.evidence["migrations"][0];
+    assert_eq!(res.evidence["pending"], json!([seen["id"]]), "{res:?}");
+    seen
 }
 
 #[tokio::test]
@@ -373,23 +358,16 @@ async fn pending_and_half_done_expand_contract_migrations() {
     );
     status.expand().apply(&migration_ctx(false)).await.unwrap();
     let res = check("postgres_migrations", &params("")).await;
-    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
-    assert!(
-        res.message
-            .contains("add-status is expanded (rollout checkout)"),
-        "{}",
-        res.message
+    let seen = only_pending(
+        &res,
+        "add-status is expanded (rollout checkout)",
+        &["cutover promote checkout", "Migration::contract().apply"],
     );
-    let hint = res.hint.clone().unwrap();
-    assert!(
-        hint.contains("cutover promote checkout") && hint.contains("Migration::contract().apply"),
-        "{hint}"
+    assert_eq!(
+        (&seen["id"], &seen["phase"], &seen["expand"]),
+        (&json!("add-status"), &json!("expanded"), &json!("applied")),
+        "{seen}"
     );
-    assert_eq!(res.evidence["pending"], serde_json::json!(["add-status"]));
-    let seen = &res.evidence["migrations"][0];
-    assert_eq!(seen["id"], "add-status");
-    assert_eq!(seen["phase"], "expanded");
-    assert_eq!(seen["expand"], "applied");
     let res = check(
         "postgres_migrations",
         &params(", allow_expanded: [add-status], applied: [add-status]"),
@@ -441,20 +419,11 @@ async fn pending_and_half_done_expand_contract_migrations() {
         &params(", allow_expanded: [add-status]"),
     )
     .await;
-    assert_eq!(res.status, CheckStatus::Fail, "{res:?}");
-    assert!(
-        res.message
-            .contains("add-slug is expanding (rollout checkout)"),
-        "{}",
-        res.message
+    let seen = only_pending(
+        &res,
+        "add-slug is expanding (rollout checkout)",
+        &["cutover resume checkout", "cutover rollback checkout"],
     );
-    let hint = res.hint.clone().unwrap();
-    assert!(
-        hint.contains("cutover resume checkout") && hint.contains("cutover rollback checkout"),
-        "{hint}"
-    );
-    assert_eq!(res.evidence["pending"], serde_json::json!(["add-slug"]));
-    let seen = &res.evidence["migrations"][0];
     assert_eq!(
         (
             &seen["id"],
@@ -463,10 +432,10 @@ async fn pending_and_half_done_expand_contract_migrations() {
             &seen["batches"]
         ),
         (
-            &serde_json::json!("add-slug"),
-            &serde_json::json!("expanding"),
-            &serde_json::json!("applying"),
-            &serde_json::json!(1)
+            &json!("add-slug"),
+            &json!("expanding"),
+            &json!("applying"),
+            &json!(1)
         ),
         "{seen}"
     );
