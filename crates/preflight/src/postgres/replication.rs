@@ -17,8 +17,9 @@ use super::{Database, DatabaseParams};
 /// PostgreSQL's `replay_lag` (measured when the replica reports; empty, so 0, when it has
 /// caught up and nothing is written). A replica that stopped replaying shows in bytes first:
 /// set `max_lag_bytes` to catch it. Pointed at a **replica** (`pg_is_in_recovery()`), it
-/// checks its own WAL receiver is streaming, the WAL received but not yet replayed (bytes),
-/// and the time since the last replayed transaction while anything is left to replay.
+/// checks its own WAL receiver is streaming (unless `min_replicas` is 0), the WAL received but
+/// not yet replayed (bytes), and the time since the last replayed transaction while anything
+/// is left to replay.
 ///
 /// ```yaml
 /// postgres_replication_lag: { url_env: PRIMARY_URL, max_lag: 5s, max_lag_bytes: 16777216, min_replicas: 2 }
