@@ -271,6 +271,14 @@ async fn replication_lag_against_a_real_streaming_replica() {
     let res = lag(&format!("url: '{purl}', {limits}")).await;
     assert_eq!(res.status, CheckStatus::Pass, "{res:?}");
 
+    // The primary gone: the replica's WAL receiver stops streaming.
+    primary.stop().unwrap();
+    let gone = "SELECT (SELECT status FROM pg_stat_wal_receiver) IS DISTINCT FROM 'streaming'";
+    until(&r, gone, "the replica noticing its primary is gone").await;
+    let res = lag(&format!("url: '{rurl}', {limits}")).await;
+    fails_with(&res, &["this replica's WAL receiver is "]);
+    assert!(res.hint.unwrap().contains("primary_conninfo"));
+
     // No server there: an error, with the password nowhere.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
