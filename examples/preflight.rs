@@ -210,14 +210,16 @@ async fn checklist(dir: &std::path::Path, fix: bool) -> cutover::Checklist {
     let now = TokioClock::new().now();
     let civil = |t: cutover::Timestamp| t.to_string()[..16].to_owned();
     for item in &mut spec.checks {
-        // No Prometheus, cluster or AWS account in this demo: those items become manual
-        // attestations.
+        // No Prometheus, PostgreSQL, cluster or AWS account in this demo: those items become
+        // manual attestations.
         if [
             "prometheus_query",
             "prometheus_alerts",
             "burn_rate",
             "kubernetes_hpa",
             "alb_healthy_targets",
+            "postgres_replication_lag",
+            "postgres_migrations",
         ]
         .iter()
         .any(|k| item.kind.contains_key(*k))

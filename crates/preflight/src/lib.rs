@@ -17,6 +17,8 @@
 //! | `prometheus_query` | a PromQL query has data, each series within bounds ("monitoring active") |
 //! | `postgres_connections` | PostgreSQL has enough free connections |
 //! | `postgres_activity` | no long transaction or lock waiter on the tables a migration touches |
+//! | `postgres_replication_lag` | replicas are streaming and within a lag limit (time and/or WAL bytes) |
+//! | `postgres_migrations` | no cutover-postgres expand/contract migration is half-done or waiting for its contract |
 //! | `burn_rate` | the SLO error-budget burn rate is not above a limit over both a short and a long window |
 //! | `kubernetes_pdb` | a PodDisruptionBudget selects the Deployment's pods (feature `kubernetes`) |
 //! | `kubernetes_resources` | every container of the Deployment sets CPU and memory requests and limits (feature `kubernetes`) |
@@ -71,7 +73,7 @@ pub use self::env::EnvCheck;
 pub use self::http::{HttpCheck, HttpFix};
 #[cfg(feature = "kubernetes")]
 pub use self::kubernetes::{HpaCheck, PdbCheck, ResourcesCheck};
-pub use self::postgres::{ActivityCheck, ConnectionsCheck};
+pub use self::postgres::{ActivityCheck, ConnectionsCheck, MigrationsCheck, ReplicationCheck};
 pub use self::prometheus::{AlertsCheck, BurnRateCheck, QueryCheck};
 pub use self::redact::SecretUrl;
 pub use self::tcp::TcpCheck;
@@ -112,6 +114,8 @@ pub fn registry() -> Registry {
         .check("burn_rate", BurnRateCheck::from_params)
         .check("postgres_connections", ConnectionsCheck::from_params)
         .check("postgres_activity", ActivityCheck::from_params)
+        .check("postgres_replication_lag", ReplicationCheck::from_params)
+        .check("postgres_migrations", MigrationsCheck::from_params)
         .fix("http", HttpFix::from_params)
 }
 

@@ -1,5 +1,8 @@
-//! PostgreSQL: connection headroom, and no long transactions or lock waiters on the tables a
-//! migration touches.
+//! PostgreSQL: connection headroom, no long transactions or lock waiters on the tables a
+//! migration touches, replication lag, and expand/contract migrations left pending.
+
+mod migrations;
+mod replication;
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -7,6 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cutover_core::checklist::{Check, CheckContext, CheckResult};
 use serde::Deserialize;
+
+pub use self::migrations::MigrationsCheck;
+pub use self::replication::ReplicationCheck;
 
 /// Where the connection string comes from: an environment variable (`url_env`, preferred: the
 /// string holds a password) or the checklist (`url`). Only host, port, user and database are

@@ -7,7 +7,8 @@
 //! server accepts connections (60 s at most). It can be stopped and started again on the same
 //! port and data, to test what a lost database does. A watchdog shell holds a pipe from this
 //! process: when the process exits, however it exits, the pipe closes and the watchdog stops
-//! the server and removes its directory.
+//! the server and removes its directory. [`PgServer::start_replica`] adds a streaming replica
+//! of a server, for tests of replication.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ use crate::DatabaseUrl;
 pub struct PgServer {
     dir: PathBuf,
     port: u16,
+    /// More `postgres` options, like `-c cluster_name=replica1`.
+    extra: String,
     watchdog: Mutex<Child>,
 }
 
@@ -96,23 +99,50 @@ fn free_port() -> Result<u16, ServerError> {
         .map_err(|e| ServerError(format!("no free port: {e}")))
 }
 
+/// A fresh temporary directory the server's user owns, kept by the watchdog.
+fn server_dir() -> Result<PathBuf, ServerError> {
+    let dir = tempfile::Builder::new()
+        .prefix("cutover-fleet-pg-")
+        .tempdir()
+        .map_err(|e| ServerError(format!("no temporary directory: {e}")))?
+        .keep();
+    if is_root() {
+        run(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir),
+            "chown",
+        )?;
+    }
+    Ok(dir)
+}
+
+/// The shell that stops the server in `dir` and removes `dir` when its stdin closes.
+fn watchdog(dir: &Path) -> Result<Child, ServerError> {
+    let stop = format!(
+        "read _; {} {} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
+        if is_root() {
+            "setpriv --reuid postgres --regid postgres --clear-groups"
+        } else {
+            ""
+        },
+        bin("pg_ctl").display(),
+        dir.join("data").display(),
+        dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &stop])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| ServerError(format!("the watchdog shell: {e}")))
+}
+
 impl PgServer {
     /// Creates a cluster and starts it.
     pub fn start() -> Result<PgServer, ServerError> {
-        // Kept by the watchdog, which removes it after stopping the server.
-        let dir = tempfile::Builder::new()
-            .prefix("cutover-fleet-pg-")
-            .tempdir()
-            .map_err(|e| ServerError(format!("no temporary directory: {e}")))?
-            .keep();
-        if is_root() {
-            run(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(&dir),
-                "chown",
-            )?;
-        }
+        let dir = server_dir()?;
+        // The watchdog first: it removes the directory whatever happens next.
+        let watchdog = watchdog(&dir)?;
         run(
             as_postgres(&bin("initdb"))
                 .arg("-D")
@@ -120,29 +150,80 @@ impl PgServer {
                 .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
             "initdb",
         )?;
-        let stop = format!(
-            "read _; {} {} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
-            if is_root() {
-                "setpriv --reuid postgres --regid postgres --clear-groups"
-            } else {
-                ""
-            },
-            bin("pg_ctl").display(),
-            dir.join("data").display(),
-            dir.display()
-        );
-        let watchdog = Command::new("sh")
-            .args(["-c", &stop])
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| ServerError(format!("the watchdog shell: {e}")))?;
         let server = PgServer {
             dir,
             port: free_port()?,
+            extra: String::new(),
             watchdog: Mutex::new(watchdog),
         };
         server.resume()?;
         Ok(server)
+    }
+
+    /// Starts a streaming replica of this server, called `name` (its `application_name` in
+    /// the primary's `pg_stat_replication`; letters, digits and `_`), on another free port:
+    /// `pg_basebackup -R` copies the data directory and configures the standby, and this
+    /// returns once the primary shows the replica `streaming` (60 s at most). initdb's
+    /// `pg_hba.conf` already lets local replication connections in (`trust`), and the
+    /// default `wal_level` is `replica`.
+    pub async fn start_replica(&self, name: &str) -> Result<PgServer, ServerError> {
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "a replica name of letters, digits and underscores"
+        );
+        let dir = server_dir()?;
+        let watchdog = watchdog(&dir)?;
+        run(
+            as_postgres(&bin("pg_basebackup"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .arg("-D")
+                .arg(dir.join("data"))
+                .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]),
+            "pg_basebackup",
+        )?;
+        let replica = PgServer {
+            dir,
+            port: free_port()?,
+            extra: format!(" -c cluster_name={name}"),
+            watchdog: Mutex::new(watchdog),
+        };
+        replica.resume()?;
+        let (client, connection) =
+            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| ServerError(format!("cannot connect to the primary: {e}")))?;
+        let task = tokio::spawn(connection);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_mins(1);
+        loop {
+            let streaming: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication \
+                     WHERE application_name = $1 AND state = 'streaming'",
+                    &[&name],
+                )
+                .await
+                .map_err(|e| ServerError(format!("reading pg_stat_replication: {e}")))?
+                .get(0);
+            if streaming > 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServerError(format!(
+                    "replica {name} not streaming after 60 s"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(client);
+        let _ = task.await;
+        Ok(replica)
     }
 
     /// The server of this process, started on first use.
@@ -205,9 +286,10 @@ impl PgServer {
     pub fn resume(&self) -> Result<(), ServerError> {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=400",
+             -c full_page_writes=off -c max_connections=400{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra
         );
         run(
             as_postgres(&bin("pg_ctl"))
