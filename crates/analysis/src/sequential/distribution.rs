@@ -57,6 +57,7 @@ use serde::{Deserialize, Serialize};
 use super::buckets::{Histogram, check_edges, check_values, default_edges};
 use super::counts::COUNT_SPACING;
 use super::evidence::{Effect, Evidence, RunningP, check_alpha, check_share};
+use super::exceedance::{ExceedanceSettings, ExceedanceTest};
 use super::mixture::{LogRatioMixture, log_sum_exp};
 use super::restarts::{Combine, Restarts};
 use crate::{Alternative, AnalysisError};
@@ -107,6 +108,14 @@ pub struct DistributionSettings {
     /// `true`). State saved without this field reads back with restarts off.
     #[serde(default)]
     pub restarts: bool,
+    /// Also run the [`ExceedanceTest`] on the same values (default `false`). It finds tail
+    /// regressions that begin late several times sooner, but it assumes the latency
+    /// distribution does not drift over the canary (both arms alike): if it may (daily load, a
+    /// shared dependency slowing down), leave this off. The alpha not given to the band is
+    /// then split evenly between the tail e-process and the exceedance test (module docs).
+    /// The exceedance test is one-sided (a slower canary tail), so `Less` ignores this.
+    #[serde(default)]
+    pub stationary: bool,
 }
 
 impl Default for DistributionSettings {
@@ -118,6 +127,7 @@ impl Default for DistributionSettings {
             tail_quantiles: DEFAULT_TAIL_QUANTILES.to_vec(),
             tail_prior_strength: DEFAULT_TAIL_PRIOR_STRENGTH,
             restarts: true,
+            stationary: false,
         }
     }
 }
@@ -185,6 +195,8 @@ pub struct DistributionTest {
     window_control: Histogram,
     window_canary: Histogram,
     tails: Vec<Tail>,
+    /// The exceedance test under a stationary null (`DistributionSettings::stationary`).
+    exceedance: Option<ExceedanceTest>,
     band: RunningP,
     tail: RunningP,
     running: RunningP,
@@ -222,7 +234,23 @@ impl DistributionTest {
                     .then(|| Restarts::new(Combine::Sum, COUNT_SPACING)),
             })
             .collect();
+        // The exceedance test looks for a slower canary tail: no use for `Less`.
+        let exceedance = if settings.stationary && settings.alternative != Alternative::Less {
+            Some(ExceedanceTest::new(ExceedanceSettings {
+                alpha: settings.alpha,
+                edges: if custom_edges {
+                    edges.clone()
+                } else {
+                    Vec::new()
+                },
+                restarts: settings.restarts,
+                ..ExceedanceSettings::default()
+            })?)
+        } else {
+            None
+        };
         Ok(DistributionTest {
+            exceedance,
             alpha: settings.alpha,
             alternative: settings.alternative,
             control: Histogram::new(&edges),
@@ -250,6 +278,9 @@ impl DistributionTest {
         for &v in values {
             self.window_control.insert(&self.edges, v);
         }
+        if let Some(e) = &mut self.exceedance {
+            e.observe_control(values)?;
+        }
         Ok(())
     }
 
@@ -258,6 +289,9 @@ impl DistributionTest {
         check_values("canary", values)?;
         for &v in values {
             self.window_canary.insert(&self.edges, v);
+        }
+        if let Some(e) = &mut self.exceedance {
+            e.observe_canary(values)?;
         }
         Ok(())
     }
@@ -284,6 +318,9 @@ impl DistributionTest {
             return Err(AnalysisError::Invalid("bucket counts overflow u64".into()));
         }
         window.add_counts(counts);
+        if let Some(e) = &mut self.exceedance {
+            e.observe_bucket_counts(arm == Arm::Canary, counts);
+        }
         Ok(())
     }
 
@@ -326,14 +363,26 @@ impl DistributionTest {
         };
         let p_band = band_p_value(d, self.control.total as f64, self.canary.total as f64);
         self.band.update(p_band, self.alpha);
-        if self.tails.is_empty() {
+        let p_exceedance = self.exceedance.as_mut().map(|e| e.check().p_value);
+        if self.tails.is_empty() && p_exceedance.is_none() {
             self.running.update(self.band.p_value, self.alpha);
         } else {
-            self.tail.update_log_e(self.tail_log_e(), self.alpha);
-            let p = (self.band.p_value / BAND_SHARE)
-                .min(self.tail.p_value / (1.0 - BAND_SHARE))
-                .min(1.0);
-            self.running.update(p, self.alpha);
+            if !self.tails.is_empty() {
+                self.tail.update_log_e(self.tail_log_e(), self.alpha);
+            }
+            // The alpha beside the band: all to the tail e-process or the exceedance test when
+            // only one runs, half each when both do.
+            let others = usize::from(!self.tails.is_empty()) + usize::from(p_exceedance.is_some());
+            #[allow(clippy::cast_precision_loss)]
+            let share = (1.0 - BAND_SHARE) / others as f64;
+            let mut p = self.band.p_value / BAND_SHARE;
+            if !self.tails.is_empty() {
+                p = p.min(self.tail.p_value / share);
+            }
+            if let Some(pe) = p_exceedance {
+                p = p.min(pe / share);
+            }
+            self.running.update(p.min(1.0), self.alpha);
         }
         for (tail, seen) in self.tails.iter_mut().zip(exceedances) {
             let (k, alternative) = (tail.mixture.prior_strength(), self.alternative);
@@ -427,6 +476,12 @@ impl DistributionTest {
         self.tail.p_value
     }
 
+    /// The exceedance test's own running p-value (1 when it is off:
+    /// [`DistributionSettings::stationary`]).
+    pub fn exceedance_p_value(&self) -> f64 {
+        self.exceedance.as_ref().map_or(1.0, ExceedanceTest::p_value)
+    }
+
     /// A time-uniform `(1 − alpha)` confidence interval for the `p`-quantile of an arm's
     /// checked values, widened to bucket edges; an end is infinite when the data do not bound
     /// it yet.
@@ -477,6 +532,9 @@ struct DistributionState {
     window_control: Histogram,
     window_canary: Histogram,
     tails: Vec<Tail>,
+    /// Absent in state saved before the exceedance test existed, or with it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exceedance: Option<ExceedanceTest>,
     band: RunningP,
     tail: RunningP,
     running: RunningP,
@@ -493,6 +551,7 @@ impl From<DistributionTest> for DistributionState {
             window_control: t.window_control,
             window_canary: t.window_canary,
             tails: t.tails,
+            exceedance: t.exceedance,
             band: t.band,
             tail: t.tail,
             running: t.running,
@@ -519,6 +578,12 @@ impl TryFrom<DistributionState> for DistributionTest {
         {
             return Err("tail threshold outside the bucket edges".into());
         }
+        if s.exceedance
+            .as_ref()
+            .is_some_and(|e| e.buckets() != edges.len() + 1)
+        {
+            return Err("exceedance test's buckets do not match the bucket edges".into());
+        }
         Ok(DistributionTest {
             alpha: s.alpha,
             alternative: s.alternative,
@@ -529,6 +594,7 @@ impl TryFrom<DistributionState> for DistributionTest {
             window_control: s.window_control,
             window_canary: s.window_canary,
             tails: s.tails,
+            exceedance: s.exceedance,
             band: s.band,
             tail: s.tail,
             running: s.running,
