@@ -1,5 +1,7 @@
-//! Tails (latency): a sequential test on exceedances of high quantiles of the data seen so
-//! far, for a canary whose slowest requests got slower while its typical ones did not.
+//! Latency under a stationary null: a sequential test on the ranks of the canary's values among
+//! all values seen so far, betting on exceedances of high quantiles (a canary whose slowest
+//! requests got slower while its typical ones did not) and on a shift of the whole
+//! distribution.
 //!
 //! # Why beside the distribution test
 //!
@@ -24,27 +26,40 @@
 //! **Sequential ranks.** For the `i`-th value `z_i` (both arms), the smoothed conformal p-value
 //! `p_i = (#{j < i: z_j > z_i} + U_i·(#{j < i: z_j = z_i} + 1)) / i` with `U_i` uniform is,
 //! under exchangeability, uniform on (0, 1) and independent of `p_1, …, p_{i−1}` (Vovk,
-//! Gammerman & Shafer, "Algorithmic learning in a random world", the validity of smoothed
-//! conformal predictors). "`p_i ≤ a`" says that `z_i` lies among the top `a` of all values so
-//! far: it exceeds their `(1 − a)`-quantile. So under the null, a canary value's exceedance
-//! indicator `I_i = [p_i ≤ a]` is Bernoulli(`a`) given everything before it.
+//! Gammerman & Shafer, "Algorithmic learning in a random world": smoothed conformal p-values
+//! are independent and uniform). "`p_i ≤ a`" says that `z_i` lies among the top `a` of all
+//! values so far: it exceeds their `(1 − a)`-quantile. Values are counted over bucket edges
+//! ([`super::default_edges`], 1 % relative width, or the caller's), and values in one bucket
+//! are ties. `U_i` comes from a fixed pseudo-random sequence indexed by `i` (SplitMix64), so the
+//! test is deterministic and its state persists exactly; its validity is that of the randomised
+//! test, the uniforms being chosen before any data.
 //!
-//! **Betting.** For each level `a = 1 − q` ([`ExceedanceSettings::quantiles`]) and each
-//! exceedance probability `θ > a`, the product over canary values of the likelihood ratio
-//! `(θ/a)^{I_i} ((1 − θ)/(1 − a))^{1 − I_i}` has conditional mean 1 at every canary value (and
-//! control values leave it alone): a nonnegative martingale. The test mixes `θ` over the
-//! one-sided Beta(`k·a`, `k·(1 − a)`) prior truncated to `θ > a` (the grid of the counts tests,
-//! `LogRatioMixture`, with the canary values as events and the exceedances as the canary's
-//! label), averages the levels (weights summing to 1), and runs restarted copies beside each
-//! level's e-process (`restarts`: weights summing to 1 in all, one new start every
-//! [`RESTART_SPACING`] canary values) so that a late onset is not diluted by the values before
-//! it. By Ville's inequality `P_H0(e-value ≥ 1/α ever) ≤ α`.
+//! Every bet below is a product of factors `f_i(p_i)` with `f_i ≥ 0` fixed before `p_i` is
+//! seen and `∫₀¹ f_i = 1`, so it has conditional mean 1: a nonnegative martingale in the
+//! filtration of the p-values. All of them live in that one filtration, so weighted sums with
+//! weights summing to 1 are martingales too, and by Ville's inequality
+//! `P_H0(e-value ≥ 1/α ever) ≤ α`.
 //!
-//! **Ties and buckets.** Values are counted over bucket edges ([`super::default_edges`], 1 %
-//! relative width, or the caller's); values in one bucket are ties. The test uses the largest
-//! p-value the tie-breaking could give (`U_i = 1`), so `I_i` is at most the exact indicator;
-//! every factor above is increasing in `I_i` for `θ > a`, so the e-process is at most the exact
-//! martingale: still valid, slightly conservative.
+//! **Tail bets.** For each level `a = 1 − q` ([`ExceedanceSettings::quantiles`], default the
+//! 99th and 99.9th percentiles) and each exceedance probability `θ > a`, canary values get
+//! `(θ/a)^{[p_i ≤ a]} ((1 − θ)/(1 − a))^{[p_i > a]}` (control values 1). The test mixes `θ`
+//! over the one-sided Beta(`k·a`, `k·(1 − a)`) prior truncated to `θ > a` (the grid of the
+//! counts tests, with the canary values as events and the exceedances as the canary's label).
+//!
+//! **Shift bet** ([`ExceedanceSettings::shift`]). With the normal score `s_i = Φ⁻¹(1 − p_i)`
+//! (standard normal under the null), canary values get `exp(δ s_i − δ²/2)` for a shift `δ > 0`
+//! and control values `exp(−δ' s_i − δ'²/2)`, `δ' ≥ 0`: the likelihood ratio of a normal shift,
+//! which integrates to 1 over `p`. The product depends on the sums of scores only, and the
+//! mixture over a half-normal prior of scale `τ` = [`SHIFT_PRIOR_SCALE`] has the closed form
+//! `ln 2 − ln τ − ½ ln v + S²/(2v) + ln Φ(S/√v)`, `v = n + 1/τ²`. The control's mixture puts
+//! half its weight on `δ' = 0`, so it costs at most `ln 2` when the stable values seen before
+//! make the canary's shift the whole signal (a late onset), and adds the control's evidence when
+//! the canary's own values fill the pool (an onset at the start).
+//!
+//! **Late onsets.** Each bet runs restarted copies beside the one that starts with the data
+//! (`restarts`: weights summing to 1 in all, one new start every [`RESTART_SPACING`] canary
+//! values), so a late onset is not diluted by the values before it. The e-value is the average
+//! over the bets (levels and shift).
 //!
 //! **What it does not cover.** If both arms slow down together over the canary (daily load,
 //! a shared dependency), the null above is false and the test may roll back: use the
@@ -124,7 +139,9 @@ fn ln_phi(x: f64) -> f64 {
 /// `ln 2 − ln τ − ½ ln v + S²/(2v) + ln Φ(S/√v)`, `v = n + 1/τ²`.
 fn log_half_normal_mixture(sum: f64, n: f64, tau: f64) -> f64 {
     let v = n + 1.0 / (tau * tau);
-    std::f64::consts::LN_2 - tau.ln() - 0.5 * v.ln() + sum * sum / (2.0 * v) + ln_phi(sum / v.sqrt())
+    std::f64::consts::LN_2 - tau.ln() - 0.5 * v.ln()
+        + sum * sum / (2.0 * v)
+        + ln_phi(sum / v.sqrt())
 }
 
 /// The shift e-process's sufficient statistics: sums of normal scores and counts per arm.
@@ -148,8 +165,7 @@ impl Scores {
     /// `δ = 0`, half over `δ > 0` on the negated scores).
     fn log_e(&self) -> f64 {
         let canary = log_half_normal_mixture(self.canary_sum, self.canary_n, SHIFT_PRIOR_SCALE);
-        let control =
-            log_half_normal_mixture(-self.control_sum, self.control_n, SHIFT_PRIOR_SCALE);
+        let control = log_half_normal_mixture(-self.control_sum, self.control_n, SHIFT_PRIOR_SCALE);
         let control = log_sum_exp([0.0, control].into_iter()) - std::f64::consts::LN_2;
         canary + control
     }
@@ -180,7 +196,7 @@ fn smoothed_p(index: u64, greater: u64, equal: u64) -> f64 {
 }
 
 /// Seed of the tie-breaking uniforms.
-const TIE_SEED: u64 = 0x5EED_0F_C0FF_EE;
+const TIE_SEED: u64 = 0x5EED_0FC0_FFEE;
 
 /// Bucket counts of all values so far as a Fenwick tree, for the number of values at or
 /// above a bucket in O(log bins).
@@ -222,7 +238,7 @@ impl Pool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Level {
     /// `a = 1 − q`.
-    level: f64,
+    rate: f64,
     mixture: LogRatioMixture,
     restarts: Option<Restarts<LogRatioMixture>>,
     /// Canary exceedances and canary values seen, for the estimate.
@@ -301,7 +317,7 @@ impl ExceedanceTest {
             .quantiles
             .iter()
             .map(|&q| Level {
-                level: 1.0 - q,
+                rate: 1.0 - q,
                 mixture: LogRatioMixture::new(k, 1.0 - q, Alternative::Greater),
                 restarts: settings
                     .restarts
@@ -394,7 +410,7 @@ impl ExceedanceTest {
                 let p = smoothed_p(index, index - through, through - below);
                 if canary {
                     for (level, x) in self.levels.iter().zip(&mut exceed) {
-                        *x += u64::from(p <= level.level);
+                        *x += u64::from(p <= level.rate);
                     }
                 }
                 if self.shift.is_some() {
@@ -416,7 +432,7 @@ impl ExceedanceTest {
         self.window_control.clear();
         self.window_canary.clear();
         for (level, &x) in self.levels.iter_mut().zip(&exceed) {
-            let a = level.level;
+            let a = level.rate;
             level.mixture.observe(n - x, x, a);
             level.exceedances += x;
             level.values += n;
@@ -438,7 +454,7 @@ impl ExceedanceTest {
         }
         self.running.update_log_e(self.log_e(), self.alpha);
         for level in &mut self.levels {
-            let (k, a) = (level.mixture.prior_strength(), level.level);
+            let (k, a) = (level.mixture.prior_strength(), level.rate);
             if let Some(restarts) = &mut level.restarts {
                 restarts.after_window(n as f64, || {
                     LogRatioMixture::coarse(k, a, Alternative::Greater)
@@ -477,7 +493,7 @@ impl ExceedanceTest {
             if l.values == 0 {
                 f64::NAN
             } else {
-                l.exceedances as f64 / (l.values as f64 * l.level)
+                l.exceedances as f64 / (l.values as f64 * l.rate)
             }
         });
         Evidence {
@@ -547,7 +563,7 @@ impl TryFrom<ExceedanceState> for ExceedanceTest {
             return Err("window value outside the bucket edges".into());
         }
         if (s.levels.is_empty() && s.shift.is_none())
-            || s.levels.iter().any(|l| !(l.level > 0.0 && l.level < 1.0))
+            || s.levels.iter().any(|l| !(l.rate > 0.0 && l.rate < 1.0))
         {
             return Err("exceedance levels must be in (0, 1), with at least one bet".into());
         }
@@ -644,7 +660,10 @@ mod tests {
                 );
             }
             // Ville: at most alpha = 5 % reject; 400 replications, so allow up to 9 %.
-            assert!(rejected <= 36, "{settings:?}: {rejected} of {reps} rejected");
+            assert!(
+                rejected <= 36,
+                "{settings:?}: {rejected} of {reps} rejected"
+            );
         }
     }
 
@@ -676,6 +695,37 @@ mod tests {
         assert!(found >= 40, "rejected before the onset, at {found}");
         let e = slow.evidence();
         assert!(e.estimate > 1.5 && e.canary_n == 5000, "{e:?}");
+    }
+
+    /// A canary 25 % slower from check 30 on (all of it, not a tail): the shift bet finds it
+    /// within a few checks, the tail bets alone take longer; before the onset nothing rejects.
+    #[test]
+    fn a_late_shift_is_found_by_the_shift_bet() {
+        let first = |shift: bool| {
+            let mut rng = SplitMix64::new(5);
+            let settings = ExceedanceSettings {
+                shift,
+                ..ExceedanceSettings::default()
+            };
+            let mut t = ExceedanceTest::new(settings).unwrap();
+            for check in 0..120 {
+                t.observe_control(&latencies(&mut rng, 50, 0.0, 1.0))
+                    .unwrap();
+                let factor = if check < 30 { 1.0 } else { 1.25 };
+                let canary: Vec<f64> = latencies(&mut rng, 50, 0.0, 1.0)
+                    .iter()
+                    .map(|v| v * factor)
+                    .collect();
+                t.observe_canary(&canary).unwrap();
+                if t.check().rejected {
+                    return Some(check);
+                }
+            }
+            None
+        };
+        let with = first(true).expect("found with the shift bet");
+        assert!((30..=40).contains(&with), "{with}");
+        assert!(first(false).is_none_or(|without| without > with));
     }
 
     #[test]
