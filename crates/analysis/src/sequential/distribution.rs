@@ -196,7 +196,7 @@ pub struct DistributionTest {
     window_canary: Histogram,
     tails: Vec<Tail>,
     /// The exceedance test under a stationary null (`DistributionSettings::stationary`).
-    exceedance: Option<ExceedanceTest>,
+    exceedance: Option<Box<ExceedanceTest>>,
     band: RunningP,
     tail: RunningP,
     running: RunningP,
@@ -236,7 +236,7 @@ impl DistributionTest {
             .collect();
         // The exceedance test looks for a slower canary tail: no use for `Less`.
         let exceedance = if settings.stationary && settings.alternative != Alternative::Less {
-            Some(ExceedanceTest::new(ExceedanceSettings {
+            Some(Box::new(ExceedanceTest::new(ExceedanceSettings {
                 alpha: settings.alpha,
                 edges: if custom_edges {
                     edges.clone()
@@ -245,7 +245,7 @@ impl DistributionTest {
                 },
                 restarts: settings.restarts,
                 ..ExceedanceSettings::default()
-            })?)
+            })?))
         } else {
             None
         };
@@ -479,9 +479,7 @@ impl DistributionTest {
     /// The exceedance test's own running p-value (1 when it is off:
     /// [`DistributionSettings::stationary`]).
     pub fn exceedance_p_value(&self) -> f64 {
-        self.exceedance
-            .as_ref()
-            .map_or(1.0, ExceedanceTest::p_value)
+        self.exceedance.as_ref().map_or(1.0, |e| e.p_value())
     }
 
     /// A time-uniform `(1 − alpha)` confidence interval for the `p`-quantile of an arm's
@@ -536,7 +534,7 @@ struct DistributionState {
     tails: Vec<Tail>,
     /// Absent in state saved before the exceedance test existed, or with it off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    exceedance: Option<ExceedanceTest>,
+    exceedance: Option<Box<ExceedanceTest>>,
     band: RunningP,
     tail: RunningP,
     running: RunningP,
