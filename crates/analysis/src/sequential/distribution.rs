@@ -59,7 +59,7 @@ use super::counts::COUNT_SPACING;
 use super::evidence::{Effect, Evidence, RunningP, check_alpha, check_share};
 use super::exceedance::{ExceedanceSettings, ExceedanceTest};
 use super::mixture::{LogRatioMixture, log_sum_exp};
-use super::restarts::{Combine, Restarts};
+use super::restarts::{Combine, Restarts, log_e_with};
 use crate::{Alternative, AnalysisError};
 
 /// `ε(t, a) = 0.85·sqrt((ln ln(e·t) + 0.8·ln(1612/a)) / t)`, the half-width of Howard &
@@ -158,8 +158,7 @@ struct Tail {
 impl Tail {
     /// ln of this quantile's e-value: its own, or combined with its restarts.
     fn log_e(&self) -> f64 {
-        let base = self.mixture.log_e();
-        self.restarts.as_ref().map_or(base, |r| r.log_e(base))
+        log_e_with(self.restarts.as_ref(), self.mixture.log_e())
     }
 }
 

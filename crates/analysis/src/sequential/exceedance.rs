@@ -72,7 +72,7 @@ use serde::{Deserialize, Serialize};
 use super::buckets::{Histogram, check_edges, check_values, default_edges};
 use super::evidence::{Effect, Evidence, RunningP, check_alpha, check_share};
 use super::mixture::{LogRatioMixture, log_sum_exp};
-use super::restarts::{Combine, Restarts};
+use super::restarts::{Combine, Restarts, log_e_with};
 use crate::{Alternative, AnalysisError};
 
 /// Default quantiles whose exceedances are bet on (levels `a` = 1 % and 0.1 %). The 95th
@@ -180,8 +180,7 @@ struct Shift {
 
 impl Shift {
     fn log_e(&self) -> f64 {
-        let base = self.scores.log_e();
-        self.restarts.as_ref().map_or(base, |r| r.log_e(base))
+        log_e_with(self.restarts.as_ref(), self.scores.log_e())
     }
 }
 
@@ -248,8 +247,7 @@ struct Level {
 
 impl Level {
     fn log_e(&self) -> f64 {
-        let base = self.mixture.log_e();
-        self.restarts.as_ref().map_or(base, |r| r.log_e(base))
+        log_e_with(self.restarts.as_ref(), self.mixture.log_e())
     }
 }
 
