@@ -5,8 +5,8 @@
 
 use cutover_analysis::Alternative;
 use cutover_analysis::sequential::{
-    CountSettings, CountTest, DistributionSettings, DistributionTest, MeanSettings, MeanTest,
-    ObservedShareCountTest,
+    CountSettings, CountTest, DistributionSettings, DistributionTest, ExceedanceSettings,
+    ExceedanceTest, MeanSettings, MeanTest, ObservedShareCountTest,
 };
 
 use super::{Detector, Metric};
@@ -23,6 +23,8 @@ pub(crate) enum Sequential {
     Distribution(DistributionTest),
     /// The mSPRT on log-latency pairs.
     Mean(MeanTest),
+    /// The exceedance test on latencies (stationary null).
+    Exceedance(ExceedanceTest),
 }
 
 impl Sequential {
@@ -63,6 +65,10 @@ impl Detector for Sequential {
                 .observe_window(w.errors[c], w.errors[t], w.requests[c], w.requests[t])
                 .map(|()| test.evidence()),
             Sequential::Distribution(test) => test
+                .observe_control(&w.latency[c])
+                .and_then(|()| test.observe_canary(&w.latency[t]))
+                .map(|()| test.check()),
+            Sequential::Exceedance(test) => test
                 .observe_control(&w.latency[c])
                 .and_then(|()| test.observe_canary(&w.latency[t]))
                 .map(|()| test.check()),
@@ -126,12 +132,24 @@ pub(crate) fn specs(metric: Metric, tag: &str) -> Vec<Spec<'static>> {
                     ..Default::default()
                 })
             }),
+            spec(format!("seq-dist-st-gt/{tag}"), move || {
+                Sequential::distribution(DistributionSettings {
+                    alternative: greater,
+                    stationary: true,
+                    ..Default::default()
+                })
+            }),
             spec(format!("seq-band-gt/{tag}"), move || {
                 Sequential::distribution(DistributionSettings {
                     alternative: greater,
                     tail_quantiles: Vec::new(),
                     ..Default::default()
                 })
+            }),
+            spec(format!("seq-exceed-gt/{tag}"), || {
+                Sequential::Exceedance(
+                    ExceedanceTest::new(ExceedanceSettings::default()).expect("valid settings"),
+                )
             }),
             spec(format!("seq-msprt-2s/{tag}"), || {
                 Sequential::mean(MeanSettings::default())

@@ -246,6 +246,9 @@ pub enum Request {
         /// Default two-sided.
         #[serde(default)]
         alternative: Alternative,
+        /// Also run the exceedance test (stationary null; default false, as the library).
+        #[serde(default)]
+        stationary: bool,
     },
 }
 
@@ -458,12 +461,14 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
             canary,
             alpha,
             alternative,
+            stationary,
         } => sequential_distribution(
             &control,
             &canary,
             DistributionSettings {
                 alpha,
                 alternative,
+                stationary,
                 ..DistributionSettings::default()
             },
         )?,

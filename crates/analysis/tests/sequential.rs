@@ -594,19 +594,32 @@ fn harness_sequential_distribution() {
         .iter()
         .map(|v| v.iter().map(|x| x + 0.5).collect())
         .collect();
-    let request = json!({"op": "sequential_distribution", "control": control, "canary": canary, "alpha": 0.05});
-    let out = run(serde_json::from_value::<Request>(request).unwrap()).unwrap();
-    // The same numbers as the test object fed the same checks.
-    let mut test = DistributionTest::new(DistributionSettings::default()).unwrap();
-    let mut want = Vec::new();
-    for (c, t) in control.iter().zip(&canary) {
-        test.observe_control(c).unwrap();
-        test.observe_canary(t).unwrap();
-        want.push(test.check().p_value);
+    let mut answers = Vec::new();
+    for stationary in [false, true] {
+        let request = json!({"op": "sequential_distribution", "control": control,
+            "canary": canary, "alpha": 0.05, "stationary": stationary});
+        let out = run(serde_json::from_value::<Request>(request).unwrap()).unwrap();
+        // The same numbers as the test object fed the same checks.
+        let settings = DistributionSettings {
+            stationary,
+            ..DistributionSettings::default()
+        };
+        let mut test = DistributionTest::new(settings).unwrap();
+        let mut want = Vec::new();
+        for (c, t) in control.iter().zip(&canary) {
+            test.observe_control(c).unwrap();
+            test.observe_canary(t).unwrap();
+            want.push(test.check().p_value);
+        }
+        assert_eq!(out["p_values"], json!(want));
+        let first = want.iter().position(|p| *p <= 0.05).unwrap();
+        assert_eq!(out["first_rejection"], json!(first));
+        answers.push(want);
     }
-    assert_eq!(out["p_values"], json!(want));
-    let first = want.iter().position(|p| *p <= 0.05).unwrap();
-    assert_eq!(out["first_rejection"], json!(first));
+    assert_ne!(
+        answers[0], answers[1],
+        "stationary adds the exceedance test"
+    );
     for bad in [
         r#"{"op":"sequential_distribution","control":[[1]],"canary":[]}"#,
         r#"{"op":"sequential_distribution","control":[[1]],"canary":[[-1]]}"#,

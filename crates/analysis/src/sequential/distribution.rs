@@ -57,8 +57,9 @@ use serde::{Deserialize, Serialize};
 use super::buckets::{Histogram, check_edges, check_values, default_edges};
 use super::counts::COUNT_SPACING;
 use super::evidence::{Effect, Evidence, RunningP, check_alpha, check_share};
+use super::exceedance::{ExceedanceSettings, ExceedanceTest};
 use super::mixture::{LogRatioMixture, log_sum_exp};
-use super::restarts::{Combine, Restarts};
+use super::restarts::{Combine, Restarts, log_e_with};
 use crate::{Alternative, AnalysisError};
 
 /// `ε(t, a) = 0.85·sqrt((ln ln(e·t) + 0.8·ln(1612/a)) / t)`, the half-width of Howard &
@@ -107,6 +108,14 @@ pub struct DistributionSettings {
     /// `true`). State saved without this field reads back with restarts off.
     #[serde(default)]
     pub restarts: bool,
+    /// Also run the [`ExceedanceTest`] on the same values (default `false`). It finds tail
+    /// regressions that begin late several times sooner, but it assumes the latency
+    /// distribution does not drift over the canary (both arms alike): if it may (daily load, a
+    /// shared dependency slowing down), leave this off. The alpha not given to the band is
+    /// then split evenly between the tail e-process and the exceedance test (module docs).
+    /// The exceedance test is one-sided (a slower canary tail), so `Less` ignores this.
+    #[serde(default)]
+    pub stationary: bool,
 }
 
 impl Default for DistributionSettings {
@@ -118,6 +127,7 @@ impl Default for DistributionSettings {
             tail_quantiles: DEFAULT_TAIL_QUANTILES.to_vec(),
             tail_prior_strength: DEFAULT_TAIL_PRIOR_STRENGTH,
             restarts: true,
+            stationary: false,
         }
     }
 }
@@ -148,8 +158,7 @@ struct Tail {
 impl Tail {
     /// ln of this quantile's e-value: its own, or combined with its restarts.
     fn log_e(&self) -> f64 {
-        let base = self.mixture.log_e();
-        self.restarts.as_ref().map_or(base, |r| r.log_e(base))
+        log_e_with(self.restarts.as_ref(), self.mixture.log_e())
     }
 }
 
@@ -185,6 +194,8 @@ pub struct DistributionTest {
     window_control: Histogram,
     window_canary: Histogram,
     tails: Vec<Tail>,
+    /// The exceedance test under a stationary null (`DistributionSettings::stationary`).
+    exceedance: Option<Box<ExceedanceTest>>,
     band: RunningP,
     tail: RunningP,
     running: RunningP,
@@ -222,7 +233,23 @@ impl DistributionTest {
                     .then(|| Restarts::new(Combine::Sum, COUNT_SPACING)),
             })
             .collect();
+        // The exceedance test looks for a slower canary tail: no use for `Less`.
+        let exceedance = if settings.stationary && settings.alternative != Alternative::Less {
+            Some(Box::new(ExceedanceTest::new(ExceedanceSettings {
+                alpha: settings.alpha,
+                edges: if custom_edges {
+                    edges.clone()
+                } else {
+                    Vec::new()
+                },
+                restarts: settings.restarts,
+                ..ExceedanceSettings::default()
+            })?))
+        } else {
+            None
+        };
         Ok(DistributionTest {
+            exceedance,
             alpha: settings.alpha,
             alternative: settings.alternative,
             control: Histogram::new(&edges),
@@ -250,6 +277,9 @@ impl DistributionTest {
         for &v in values {
             self.window_control.insert(&self.edges, v);
         }
+        if let Some(e) = &mut self.exceedance {
+            e.observe_control(values)?;
+        }
         Ok(())
     }
 
@@ -258,6 +288,9 @@ impl DistributionTest {
         check_values("canary", values)?;
         for &v in values {
             self.window_canary.insert(&self.edges, v);
+        }
+        if let Some(e) = &mut self.exceedance {
+            e.observe_canary(values)?;
         }
         Ok(())
     }
@@ -284,6 +317,9 @@ impl DistributionTest {
             return Err(AnalysisError::Invalid("bucket counts overflow u64".into()));
         }
         window.add_counts(counts);
+        if let Some(e) = &mut self.exceedance {
+            e.observe_bucket_counts(arm == Arm::Canary, counts);
+        }
         Ok(())
     }
 
@@ -326,14 +362,26 @@ impl DistributionTest {
         };
         let p_band = band_p_value(d, self.control.total as f64, self.canary.total as f64);
         self.band.update(p_band, self.alpha);
-        if self.tails.is_empty() {
+        let p_exceedance = self.exceedance.as_mut().map(|e| e.check().p_value);
+        if self.tails.is_empty() && p_exceedance.is_none() {
             self.running.update(self.band.p_value, self.alpha);
         } else {
-            self.tail.update_log_e(self.tail_log_e(), self.alpha);
-            let p = (self.band.p_value / BAND_SHARE)
-                .min(self.tail.p_value / (1.0 - BAND_SHARE))
-                .min(1.0);
-            self.running.update(p, self.alpha);
+            if !self.tails.is_empty() {
+                self.tail.update_log_e(self.tail_log_e(), self.alpha);
+            }
+            // The alpha beside the band: all to the tail e-process or the exceedance test when
+            // only one runs, half each when both do.
+            let others = usize::from(!self.tails.is_empty()) + usize::from(p_exceedance.is_some());
+            #[allow(clippy::cast_precision_loss)]
+            let share = (1.0 - BAND_SHARE) / others as f64;
+            let mut p = self.band.p_value / BAND_SHARE;
+            if !self.tails.is_empty() {
+                p = p.min(self.tail.p_value / share);
+            }
+            if let Some(pe) = p_exceedance {
+                p = p.min(pe / share);
+            }
+            self.running.update(p.min(1.0), self.alpha);
         }
         for (tail, seen) in self.tails.iter_mut().zip(exceedances) {
             let (k, alternative) = (tail.mixture.prior_strength(), self.alternative);
@@ -427,6 +475,12 @@ impl DistributionTest {
         self.tail.p_value
     }
 
+    /// The exceedance test's own running p-value (1 when it is off:
+    /// [`DistributionSettings::stationary`]).
+    pub fn exceedance_p_value(&self) -> f64 {
+        self.exceedance.as_ref().map_or(1.0, |e| e.p_value())
+    }
+
     /// A time-uniform `(1 − alpha)` confidence interval for the `p`-quantile of an arm's
     /// checked values, widened to bucket edges; an end is infinite when the data do not bound
     /// it yet.
@@ -477,6 +531,9 @@ struct DistributionState {
     window_control: Histogram,
     window_canary: Histogram,
     tails: Vec<Tail>,
+    /// Absent in state saved before the exceedance test existed, or with it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exceedance: Option<Box<ExceedanceTest>>,
     band: RunningP,
     tail: RunningP,
     running: RunningP,
@@ -493,6 +550,7 @@ impl From<DistributionTest> for DistributionState {
             window_control: t.window_control,
             window_canary: t.window_canary,
             tails: t.tails,
+            exceedance: t.exceedance,
             band: t.band,
             tail: t.tail,
             running: t.running,
@@ -519,6 +577,12 @@ impl TryFrom<DistributionState> for DistributionTest {
         {
             return Err("tail threshold outside the bucket edges".into());
         }
+        if s.exceedance
+            .as_ref()
+            .is_some_and(|e| e.buckets() != edges.len() + 1)
+        {
+            return Err("exceedance test's buckets do not match the bucket edges".into());
+        }
         Ok(DistributionTest {
             alpha: s.alpha,
             alternative: s.alternative,
@@ -529,6 +593,7 @@ impl TryFrom<DistributionState> for DistributionTest {
             window_control: s.window_control,
             window_canary: s.window_canary,
             tails: s.tails,
+            exceedance: s.exceedance,
             band: s.band,
             tail: s.tail,
             running: s.running,
@@ -582,6 +647,45 @@ mod tests {
         }
         assert_eq!(band_p_value(0.01, 100.0, 100.0), 1.0);
         assert_eq!(band_p_value(0.5, 0.0, 100.0), 1.0);
+    }
+
+    /// With `stationary`, a tail regression that begins after 10 minutes of stable data (5 % of
+    /// requests 3× slower, 50 values per arm per check) is found sooner, the exceedance test's
+    /// p-value is part of the decision, and the state reads back exactly.
+    #[test]
+    fn the_stationary_exceedance_test_runs_beside_band_and_tail() {
+        let run = |stationary: bool| {
+            let mut rng = crate::SplitMix64::new(9);
+            let mut lat = |n: usize, tail: f64| -> Vec<f64> {
+                (0..n)
+                    .map(|_| {
+                        let v = (0.1f64.ln() + 0.5 * rng.normal()).exp();
+                        if rng.uniform() < tail { 3.0 * v } else { v }
+                    })
+                    .collect()
+            };
+            let settings = DistributionSettings {
+                alternative: Alternative::Greater,
+                stationary,
+                ..DistributionSettings::default()
+            };
+            let mut t = DistributionTest::new(settings).unwrap();
+            for check in 0..180 {
+                t.observe_control(&lat(50, 0.0)).unwrap();
+                t.observe_canary(&lat(50, if check < 60 { 0.0 } else { 0.05 }))
+                    .unwrap();
+                if t.check().rejected {
+                    let json = serde_json::to_string(&t).unwrap();
+                    assert_eq!(serde_json::from_str::<DistributionTest>(&json).unwrap(), t);
+                    return (check, t.exceedance_p_value());
+                }
+            }
+            (180, t.exceedance_p_value())
+        };
+        let (with, p_exceedance) = run(true);
+        let (without, off) = run(false);
+        assert!(with >= 60 && with < without, "{with} vs {without}");
+        assert!(p_exceedance <= 0.02 && off == 1.0, "{p_exceedance} {off}");
     }
 
     #[test]

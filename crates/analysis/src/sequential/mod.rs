@@ -12,6 +12,7 @@
 //! | [`CountTest`] | event counts (errors), fixed split | per-request rate ratio canary / control | Dirichlet-multinomial e-process, two-sided \[V\] and one-sided \[D\] |
 //! | [`ObservedShareCountTest`] | events and requests per window | per-request rate ratio | the same with the realised share per window \[D\] |
 //! | [`DistributionTest`] | values (latency) or bucket counts | CDF gap `sup (F_control − F_canary)` | time-uniform CDF band \[U\]/\[D\] + tail exceedance e-process \[D\] |
+//! | [`ExceedanceTest`] | values (latency), stationary | canary's exceedance rate of the running quantiles / level | conformal ranks + one-sided exceedance e-process, with restarts \[D\] |
 //! | [`MeanTest`] | values, paired in arrival order | canary mean − control mean | mSPRT \[V\] with known or plug-in variance, scale-invariant t-mixture (default) \[D\], one-sided \[D\] |
 //!
 //! Tags: \[V\] checked against the cited source or oracle, \[D\] derived here (standard
@@ -41,6 +42,7 @@ mod counts;
 mod distribution;
 mod durations;
 mod evidence;
+mod exceedance;
 mod means;
 mod mixture;
 mod observed_share;
@@ -56,6 +58,10 @@ pub use self::distribution::{
 };
 pub use self::durations::{Durations, Model, Traffic, durations};
 pub use self::evidence::{Decision, Effect, Evidence};
+pub use self::exceedance::{
+    DEFAULT_EXCEEDANCE_PRIOR_STRENGTH, DEFAULT_EXCEEDANCE_QUANTILES, ExceedanceSettings,
+    ExceedanceTest, RESTART_SPACING, SHIFT_PRIOR_SCALE,
+};
 pub use self::means::{
     DEFAULT_STANDARDIZED_TAU, MeanSettings, MeanTest, PLUG_IN_MIN_PAIRS, Variance,
     msprt_log_lambda, msprt_log_lambda_greater, t_mixture_log_bf,

@@ -104,6 +104,11 @@ pub(crate) fn log_weight(j: u64) -> f64 {
     ((1.0 - BASE_WEIGHT) * HORIZON).ln() - (j - 1.0 + HORIZON).ln() - (j + HORIZON).ln()
 }
 
+/// ln of an e-process's value `base` combined with its restarts, if it has any.
+pub(crate) fn log_e_with<C>(restarts: Option<&Restarts<C>>, base: f64) -> f64 {
+    restarts.map_or(base, |r| r.log_e(base))
+}
+
 impl<C> Restarts<C> {
     /// No restarts yet; one starts after every `spacing` data.
     pub(crate) fn new(combine: Combine, spacing: f64) -> Self {
