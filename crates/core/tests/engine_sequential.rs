@@ -344,6 +344,12 @@ fn plan_errors_name_the_field() {
             "only to mean",
         ),
         (
+            "{ test: mean, source: m, query: q, tolerance: 0.01, stationary: true }",
+            "",
+            "analyses.seq.sequential.stationary",
+            "only to distribution",
+        ),
+        (
             "{ test: counts, source: m, query: q, alpha: 1.5 }",
             "",
             "analyses.seq.sequential.alpha",

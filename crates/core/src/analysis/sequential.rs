@@ -216,6 +216,7 @@ impl SequentialAnalysis {
             alpha: t.alpha,
             alternative: t.effective_alternative(),
             restarts: t.restarts.unwrap_or(true),
+            stationary: t.stationary.unwrap_or(false),
             ..DistributionSettings::default()
         }
     }
@@ -916,5 +917,33 @@ mod tests {
             serde_saphyr::from_str("{ test: counts, source: s, query: q, restarts: false }")
                 .unwrap();
         assert_eq!(yaml.restarts, Some(false));
+    }
+
+    /// The template's `stationary` turns the exceedance test of a distribution test on; it is
+    /// off by default (it assumes latency does not drift).
+    #[test]
+    fn the_template_turns_the_exceedance_test_on() {
+        let exceedance_on = |template: SequentialTemplate| {
+            let analysis = SequentialAnalysis::new(template, Sources::new());
+            let SequentialTest::Distribution(mut t) = analysis.new_test(0.2).unwrap() else {
+                panic!("not a distribution test");
+            };
+            // A slower canary tail: only the exceedance test's p-value moves below 1.
+            let control: Vec<f64> = (0..400).map(|i| f64::from(i % 100)).collect();
+            let canary: Vec<f64> = (0..400).map(|i| f64::from(i % 100) * 3.0).collect();
+            t.observe_control(&control).unwrap();
+            t.observe_canary(&canary).unwrap();
+            t.check();
+            t.exceedance_p_value() < 1.0
+        };
+        let yaml: SequentialTemplate =
+            serde_saphyr::from_str("{ test: distribution, source: s, query: q, stationary: true }")
+                .unwrap();
+        assert_eq!(yaml.stationary, Some(true));
+        assert!(exceedance_on(yaml));
+        assert!(!exceedance_on(SequentialTemplate::distribution("s", "q")));
+        assert!(exceedance_on(
+            SequentialTemplate::distribution("s", "q").with_stationary(true)
+        ));
     }
 }

@@ -623,6 +623,11 @@ fn sequential_template(at: &str, t: &super::SequentialTemplate) -> Result {
         t.mixture_width.is_some() && t.test != Mean,
         "mean",
     )?;
+    only(
+        "stationary",
+        t.stationary.is_some() && t.test != Distribution,
+        "distribution",
+    )?;
     if let Some(k) = t.prior_strength
         && !(k.is_finite() && k > 0.0)
     {
