@@ -3,6 +3,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -55,7 +56,8 @@ fn shorten(id: &str) -> String {
 /// A named version of the service: `stable`, `canary`, `v2`, an image digest...
 ///
 /// Any non-empty string of at most 253 bytes without control characters. Providers that need a
-/// narrower form (a Kubernetes label value, say) check it themselves.
+/// narrower form (a Kubernetes label value, say) check it themselves. Cloning one shares the
+/// name rather than copying it: splits, contexts and records hold many copies.
 ///
 /// ```
 /// use cutover_core::RevisionId;
@@ -66,7 +68,7 @@ fn shorten(id: &str) -> String {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(try_from = "String")]
-pub struct RevisionId(String);
+pub struct RevisionId(Arc<str>);
 
 impl RevisionId {
     /// Checks and wraps a revision name.
@@ -92,7 +94,7 @@ impl RevisionId {
                 allowed: "anything but control characters",
             });
         }
-        Ok(RevisionId(id))
+        Ok(RevisionId(id.into()))
     }
 
     /// The name.
@@ -113,7 +115,7 @@ impl RevisionId {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(try_from = "String")]
-pub struct RolloutId(String);
+pub struct RolloutId(Arc<str>);
 
 impl RolloutId {
     /// Checks and wraps a rollout id.
@@ -143,7 +145,7 @@ impl RolloutId {
                 allowed: ALLOWED,
             });
         }
-        Ok(RolloutId(id))
+        Ok(RolloutId(id.into()))
     }
 
     /// The id.
@@ -185,7 +187,7 @@ macro_rules! string_newtype {
         }
         impl From<$ty> for String {
             fn from(id: $ty) -> String {
-                id.0
+                id.0.as_ref().to_owned()
             }
         }
         impl AsRef<str> for $ty {

@@ -1,4 +1,4 @@
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,7 +24,34 @@ pub struct ScriptedAnalysis {
 #[derive(Debug, Default)]
 struct AnalysisWorld {
     script: VecDeque<AnalysisResult>,
-    calls: Vec<AnalysisContext>,
+    /// The rollouts (and their revisions) the calls were for, usually one, and where each is.
+    rollouts: Vec<(cutover_core::RolloutId, cutover_core::Revisions)>,
+    index: HashMap<(cutover_core::RolloutId, cutover_core::Revisions), usize>,
+    calls: Vec<Call>,
+}
+
+/// One evaluation's context, kept small: thousands of rollouts in one process (the scale
+/// benchmark) each keep every call. The rollout is an index into the world's `rollouts`; the
+/// analysis name is shared with the previous call when it is the same.
+#[derive(Debug)]
+struct Call {
+    rollout: usize,
+    analysis: Arc<str>,
+    measurement: u32,
+    elapsed: std::time::Duration,
+}
+
+impl AnalysisWorld {
+    fn context(&self, call: &Call) -> AnalysisContext {
+        let (rollout, revisions) = &self.rollouts[call.rollout];
+        AnalysisContext::new(
+            rollout.clone(),
+            revisions.clone(),
+            call.analysis.as_ref(),
+            call.measurement,
+            call.elapsed,
+        )
+    }
 }
 
 impl ScriptedAnalysis {
@@ -34,6 +61,8 @@ impl ScriptedAnalysis {
             faults: Faults::default(),
             world: Arc::new(Mutex::new(AnalysisWorld {
                 script: results.into_iter().collect(),
+                rollouts: Vec::new(),
+                index: HashMap::new(),
                 calls: Vec::new(),
             })),
         }
@@ -60,14 +89,33 @@ impl ScriptedAnalysis {
 
     /// The context of every evaluation, in order.
     pub fn calls(&self) -> Vec<AnalysisContext> {
-        self.world.lock().calls.clone()
+        let world = self.world.lock();
+        world.calls.iter().map(|c| world.context(c)).collect()
     }
 }
 
 #[async_trait]
 impl Analysis for ScriptedAnalysis {
     async fn evaluate(&self, ctx: &AnalysisContext) -> Result<AnalysisResult, ProviderError> {
-        self.world.lock().calls.push(ctx.clone());
+        {
+            let mut world = self.world.lock();
+            let analysis = match world.calls.last() {
+                Some(last) if *last.analysis == *ctx.analysis => last.analysis.clone(),
+                _ => Arc::from(ctx.analysis.as_str()),
+            };
+            let key = (ctx.rollout.clone(), ctx.revisions.clone());
+            let next = world.rollouts.len();
+            let rollout = *world.index.entry(key.clone()).or_insert(next);
+            if rollout == next {
+                world.rollouts.push(key);
+            }
+            world.calls.push(Call {
+                rollout,
+                analysis,
+                measurement: ctx.measurement,
+                elapsed: ctx.elapsed,
+            });
+        }
         self.faults.check("evaluate")?;
         let mut world = self.world.lock();
         let result = if world.script.len() > 1 {
