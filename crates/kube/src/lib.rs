@@ -351,3 +351,8 @@ mod tests {
         assert!(err.message().contains("prod/web"), "{err}");
     }
 }
+
+/// The README's snippets, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
