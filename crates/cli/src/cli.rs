@@ -17,7 +17,8 @@ Exit codes:
   2  usage: the command line itself is wrong
   3  invalid input: a plan, run file or imported config has errors
   4  store: unreachable, unknown rollout, rollout finished or owned by another engine
-  5  the rollout failed: a provider error, or the plan could not be carried out"
+  5  the rollout failed: a provider error, or the plan could not be carried out; an output
+     file could not be written"
     };
 }
 
@@ -37,6 +38,7 @@ Examples:
   cutover abort checkout --reason 'p99 too high'
   cutover import argo rollout.yaml analysis-template.yaml -o plan.yaml
   cutover drill plan.yaml --inject errors
+  cutover report checkout -o checkout.html
 
 ", exit_codes!())
 )]
@@ -171,15 +173,29 @@ Examples:
         shell: clap_complete::Shell,
     },
 
-    /// Write an HTML report of a rollout (comes with the report feature; not built yet).
-    #[command(hide = true)]
-    Report {
-        /// The rollout.
-        id: String,
-        /// Where to write it.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    /// Write a rollout's HTML report: traffic over time, every analysis, commands, gates and
+    /// the whole decision log, in one self-contained file.
+    #[command(after_help = "\
+Examples:
+  cutover report checkout -o checkout.html
+  cutover --store postgres://cutover@db/cutover report checkout -o checkout.html
+  cutover report checkout > checkout.html       # without -o: standard output
+
+The report needs nothing else to open: no script, stylesheet or font from anywhere, the charts
+are inline SVG. A running rollout's report shows where it stands now.
+Exit codes: 0 written; 3 invalid id; 4 unknown rollout or the store failed; 5 the file could not
+be written.")]
+    Report(ReportArgs),
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The rollout.
+    pub(crate) id: String,
+    /// Write the report here (default, or `-`: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
 }
 
 /// `run`.

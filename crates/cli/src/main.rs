@@ -10,6 +10,7 @@ mod import;
 mod lint;
 mod progress;
 mod providers;
+mod report;
 mod run;
 mod runfile;
 mod status;
@@ -68,10 +69,6 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             );
             Ok(Exit::Ok)
         }
-        Command::Report { .. } => Err(Failure::new(
-            Exit::Invalid,
-            "`cutover report` needs the HTML report, which is not built yet",
-        )),
         Command::Drill(args) => drill::drill(args).await,
         command => {
             let store = cli.store.open().await?;
@@ -92,10 +89,10 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 Command::Approve(args) => control::gate(store, Verb::Approve, args, &by).await,
                 Command::Reject(args) => control::gate(store, Verb::Reject, args, &by).await,
                 Command::Rollback(args) => Box::pin(control::rollback(store, args, &by)).await,
+                Command::Report(args) => report::report(args, store).await,
                 Command::Lint(_)
                 | Command::Import(_)
                 | Command::Completions { .. }
-                | Command::Report { .. }
                 | Command::Drill(_) => unreachable!("handled above"),
             }
         }

@@ -8,28 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// A store and a run file in a temporary directory.
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: String,
-    run_file: PathBuf,
-    records: PathBuf,
-}
-
-impl Setup {
-    /// A canary of the local proxy (its upstreams need not answer: no analysis reads them):
-    /// 10 %, an hour's pause, 40 %, a pause until resumed.
-    fn new() -> Self {
-        Self::with_store(None)
-    }
-
-    /// The same on the store `store` (default: a file store in the temporary directory).
-    fn with_store(store: Option<String>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let run_file = dir.path().join("checkout.yaml");
-        std::fs::write(
-            &run_file,
-            "\
+/// A canary of the local proxy (its upstreams need not answer: no analysis reads them): 10 %,
+/// an hour's pause, 40 %, a pause until resumed.
+const CANARY: &str = "\
 rollout: { id: checkout, stable: v1, candidate: v2, lease_ttl: 2s }
 providers:
   local_proxy: { listen: 127.0.0.1:0, upstreams: { v1: 127.0.0.1:9, v2: 127.0.0.1:9 } }
@@ -41,13 +22,37 @@ strategy:
       - set_weight: 40
       - pause: {}
 poll_interval: 1s
-",
-        )
-        .unwrap();
+";
+
+/// A store and a run file in a temporary directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    store: String,
+    run_file: PathBuf,
+    records: PathBuf,
+}
+
+impl Setup {
+    /// [`CANARY`] on a file store.
+    fn new() -> Self {
+        Self::with_store(None)
+    }
+
+    /// The same on the store `store` (default: a file store in the temporary directory).
+    fn with_store(store: Option<String>) -> Self {
+        Self::with(store, CANARY)
+    }
+
+    /// The run file `run_file_text` on the store `store` (default: a file store in the
+    /// temporary directory).
+    fn with(store: Option<String>, run_file_text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let run_file = dir.path().join("checkout.yaml");
+        std::fs::write(&run_file, run_file_text).unwrap();
         let store = store.unwrap_or_else(|| format!("file:{}", dir.path().join("store").display()));
         let records = dir.path().join("records.json");
         Setup {
-            _dir: dir,
+            dir,
             store,
             run_file,
             records,
@@ -332,6 +337,125 @@ async fn rollback_takes_over_from_a_runner_that_died() {
     assert!(again.status.success(), "{}", text(&again));
 }
 
+/// A canary that promotes alone: 10 %, a second's pause, 50 %.
+const SHORT_CANARY: &str = "\
+rollout: { id: checkout, stable: v1, candidate: v2 }
+providers:
+  local_proxy: { listen: 127.0.0.1:0, upstreams: { v1: 127.0.0.1:9, v2: 127.0.0.1:9 } }
+strategy:
+  canary:
+    steps:
+      - set_weight: 10
+      - pause: { duration: 1s }
+      - set_weight: 50
+poll_interval: 1s
+";
+
+fn select<'a>(doc: &'a scraper::Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    doc.select(&scraper::Selector::parse(css).unwrap())
+        .collect()
+}
+
+fn texts(element: &scraper::ElementRef<'_>) -> String {
+    element.text().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn report_writes_the_html_report_of_a_rollout_that_run_drove() {
+    let setup = Setup::with(None, SHORT_CANARY);
+    let run = setup.run().wait_with_output().unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("outcome: promoted"),
+        "{}",
+        text(&run)
+    );
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(&setup.records).unwrap()).unwrap();
+    let decisions = log.as_array().unwrap().len();
+
+    let file = setup.dir.path().join("report.html");
+    let out = setup.cutover(
+        "observer",
+        &["report", "checkout", "-o", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "report of rollout `checkout` ({decisions} decisions): {}",
+            file.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    let html = std::fs::read_to_string(&file).unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    let title = select(&doc, "title");
+    assert_eq!(texts(&title[0]), "Rollout checkout: promoted", "{html}");
+    let id = select(&doc, "#summary h1 .id");
+    assert_eq!(texts(&id[0]), "checkout");
+    let outcome = select(&doc, "#outcome");
+    assert_eq!(outcome[0].attr("data-outcome"), Some("promoted"));
+    // The traffic chart: an inline SVG with a line per revision and the revisions' legend.
+    let traffic = select(&doc, "figure[data-chart=traffic] svg");
+    assert_eq!(traffic.len(), 1, "one traffic chart: {html}");
+    let chart = traffic[0].html();
+    let legend: Vec<String> = select(&doc, "figure[data-chart=traffic] svg text")
+        .iter()
+        .map(texts)
+        .collect();
+    for revision in ["v1", "v2"] {
+        assert!(
+            legend.iter().any(|t| t.trim() == revision),
+            "{revision} in the legend: {legend:?}"
+        );
+    }
+    assert!(
+        chart.matches("<polyline").count() >= 2,
+        "a line per revision: {chart}"
+    );
+    // Every decision of the log, in order, ending with the promotion.
+    let rows = select(&doc, "#log table.log tbody tr");
+    assert_eq!(rows.len(), decisions, "{html}");
+    assert!(
+        texts(rows.last().unwrap()).contains("finished: promoted"),
+        "{}",
+        texts(rows.last().unwrap())
+    );
+
+    // Standard output without -o.
+    let stdout = setup.cutover("observer", &["report", "checkout"]);
+    assert!(stdout.status.success(), "{}", text(&stdout));
+    assert!(String::from_utf8_lossy(&stdout.stdout).starts_with("<!DOCTYPE html>"));
+
+    // An unknown rollout: the store's exit code, and no file.
+    let missing = setup.dir.path().join("nope.html");
+    let unknown = setup.cutover(
+        "observer",
+        &["report", "nope", "-o", missing.to_str().unwrap()],
+    );
+    assert_eq!(unknown.status.code(), Some(4), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no rollout `nope` in")
+            && text(&unknown).contains("`cutover status` lists the rollouts"),
+        "{}",
+        text(&unknown)
+    );
+    assert!(!missing.exists());
+    // A directory that does not exist: exit 5, naming the file.
+    let nowhere = setup.dir.path().join("no/such/dir/report.html");
+    let unwritable = setup.cutover(
+        "observer",
+        &["report", "checkout", "-o", nowhere.to_str().unwrap()],
+    );
+    assert_eq!(unwritable.status.code(), Some(5), "{}", text(&unwritable));
+    assert!(
+        text(&unwritable).contains("cannot write the report to"),
+        "{}",
+        text(&unwritable)
+    );
+}
+
 #[test]
 fn help_has_examples_and_exit_codes_and_completions_are_printed() {
     let run = |args: &[&str]| {
@@ -346,7 +470,7 @@ fn help_has_examples_and_exit_codes_and_completions_are_printed() {
         "{help}"
     );
     for command in [
-        "run", "status", "pause", "abort", "lint", "import", "drill", "rollback",
+        "run", "status", "pause", "abort", "lint", "import", "drill", "rollback", "report",
     ] {
         let help = text(&run(&[command, "--help"]));
         assert!(
@@ -359,9 +483,8 @@ fn help_has_examples_and_exit_codes_and_completions_are_printed() {
     assert!(String::from_utf8_lossy(&bash.stdout).contains("_cutover()"));
     let usage = run(&["pause"]);
     assert_eq!(usage.status.code(), Some(2));
-    let report = run(&["report", "x"]);
-    assert_eq!(report.status.code(), Some(3));
-    assert!(text(&report).contains("not built yet"), "{}", text(&report));
+    let report = run(&["report"]);
+    assert_eq!(report.status.code(), Some(2), "the id is required");
 }
 
 #[test]
