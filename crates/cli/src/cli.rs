@@ -13,7 +13,8 @@ macro_rules! exit_codes {
         "\
 Exit codes:
   0  success: promoted, queued, no lint errors, imported, drill passed
-  1  the rollout did not promote (rolled back or aborted); the drill found a problem
+  1  the rollout did not promote (rolled back or aborted); the drill found a problem; a
+     checklist did not pass (a required check failed, erred or awaits an approval)
   2  usage: the command line itself is wrong
   3  invalid input: a plan, run file or imported config has errors
   4  store: unreachable, unknown rollout, rollout finished or owned by another engine
@@ -39,6 +40,7 @@ Examples:
   cutover import argo rollout.yaml analysis-template.yaml -o plan.yaml
   cutover drill plan.yaml --inject errors
   cutover report checkout -o checkout.html
+  cutover check preflight.yaml
 
 ", exit_codes!())
 )]
@@ -162,6 +164,26 @@ The plan's analyses must read metrics the local proxy answers (error_rate, laten
 every metric source they name is bound to the proxy. Pauses are capped at --max-pause.")]
     Drill(DrillArgs),
 
+    /// Run a pre-flight checklist (YAML, with the built-in checks: http, tcp, tls, disk, env,
+    /// freeze, business_hours, webhook, prometheus_*, postgres_*, ...) and print its report.
+    #[command(after_help = "\
+Examples:
+  cutover check preflight.yaml
+  cutover check preflight.yaml -o json
+  cutover check preflight.yaml --rollout checkout   # approval checks see checkout's approvals
+
+A checklist:
+  name: preflight
+  checks:
+    - { id: api, category: infrastructure, http: { url: \"http://127.0.0.1:8080/healthz\" } }
+    - { id: secrets, category: security, env: { names: [DATABASE_URL] } }
+    - { id: disk, category: infrastructure, required: false, disk: { path: /var, min_free_percent: 10 } }
+See docs/preflight.md for every check kind and its fields.
+Exit codes: 0 nothing blocks (every required check passed, warned or is exempted); 1 a required
+check failed, erred or awaits an approval; 3 the checklist is invalid; 4 --rollout: unknown
+rollout or the store failed.")]
+    Check(CheckArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -186,6 +208,19 @@ are inline SVG. A running rollout's report shows where it stands now.
 Exit codes: 0 written; 3 invalid id; 4 unknown rollout or the store failed; 5 the file could not
 be written.")]
     Report(ReportArgs),
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The checklist (YAML).
+    pub(crate) file: PathBuf,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+    /// Run the checks for this rollout of the store: approval checks see its approvals.
+    #[arg(long, value_name = "ID")]
+    pub(crate) rollout: Option<String>,
 }
 
 /// `report`.

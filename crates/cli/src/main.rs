@@ -2,6 +2,7 @@
 //! Rollouts, Flagger and Kayenta configs; drill rollbacks. See docs/cli.md.
 #![forbid(unsafe_code)]
 
+mod check;
 mod cli;
 mod control;
 mod drill;
@@ -70,6 +71,14 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             Ok(Exit::Ok)
         }
         Command::Drill(args) => drill::drill(args).await,
+        Command::Check(args) => {
+            // The store only for the approvals of `--rollout`.
+            let store = match &args.rollout {
+                Some(_) => Some(cli.store.open().await?),
+                None => None,
+            };
+            check::check(args, store).await
+        }
         command => {
             let store = cli.store.open().await?;
             match command {
@@ -93,7 +102,8 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 Command::Lint(_)
                 | Command::Import(_)
                 | Command::Completions { .. }
-                | Command::Drill(_) => unreachable!("handled above"),
+                | Command::Drill(_)
+                | Command::Check(_) => unreachable!("handled above"),
             }
         }
     }

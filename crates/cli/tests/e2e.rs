@@ -456,6 +456,180 @@ fn report_writes_the_html_report_of_a_rollout_that_run_drove() {
     );
 }
 
+/// `cutover check FILE ARGS` with `CUTOVER_CHECK_TOKEN` set to a secret.
+fn check(file: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("check")
+        .arg(file)
+        .args(args)
+        .env("CUTOVER_CHECK_TOKEN", "s3cret-token")
+        .env_remove("CUTOVER_CHECK_MISSING")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_runs_a_checklist_and_fails_on_a_blocking_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listening.local_addr().unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = write(
+        "good.yaml",
+        format!(
+            "\
+name: preflight
+checks:
+  - {{ id: token, category: security, env: {{ names: [CUTOVER_CHECK_TOKEN] }} }}
+  - {{ id: api-port, category: infrastructure, tcp: {{ address: \"{open}\" }} }}
+  - {{ id: scratch, category: infrastructure, disk: {{ path: \"{}\", min_free_mb: 1 }} }}
+  - {{ id: nice-to-have, category: configuration, required: false, env: {{ names: [CUTOVER_CHECK_MISSING] }} }}
+",
+            dir.path().display()
+        ),
+    );
+    let out = check(&good, &[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines[0].starts_with("CATEGORY"), "{said}");
+    let row = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l.split_whitespace().nth(1) == Some(id))
+            .map_or_else(
+                || panic!("no row for {id}: {said}"),
+                |l| l.split_whitespace().nth(2).unwrap().to_owned(),
+            )
+    };
+    assert_eq!(row("token"), "pass");
+    assert_eq!(row("api-port"), "pass");
+    assert_eq!(row("scratch"), "pass");
+    assert_eq!(row("nice-to-have"), "fail", "advisory: {said}");
+    assert!(said.contains("fail (advisory)"), "{said}");
+    assert!(said.contains("preflight: PASSED"), "{said}");
+    assert!(!said.contains("s3cret-token"), "names only: {said}");
+
+    let bad = write(
+        "bad.yaml",
+        format!(
+            "\
+name: release-gate
+checks:
+  - {{ id: token, category: security, env: {{ names: [CUTOVER_CHECK_TOKEN] }} }}
+  - {{ id: database, category: infrastructure, tcp: {{ address: \"{closed}\" }} }}
+  - {{ id: secrets, category: security, env: {{ names: [CUTOVER_CHECK_MISSING] }} }}
+"
+        ),
+    );
+    let out = check(&bad, &["-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("-o json is JSON");
+    assert_eq!(report["checklist"], "release-gate");
+    let status = |id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["result"]["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status("token").as_deref(), Some("pass"), "{report:#}");
+    assert_eq!(status("database").as_deref(), Some("fail"), "{report:#}");
+    assert_eq!(status("secrets").as_deref(), Some("fail"), "{report:#}");
+    let table = check(&bad, &[]);
+    assert_eq!(table.status.code(), Some(1));
+    assert!(
+        text(&table).contains("release-gate: NOT PASSED")
+            && text(&table).contains("not set: CUTOVER_CHECK_MISSING"),
+        "{}",
+        text(&table)
+    );
+
+    // An invalid checklist: exit 3, naming the file and the field.
+    let invalid = write(
+        "invalid.yaml",
+        "name: x\nchecks:\n  - { id: a, category: c, tcp: { host: db } }\n".to_owned(),
+    );
+    let out = check(&invalid, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("invalid.yaml: checks[0].tcp"),
+        "{}",
+        text(&out)
+    );
+    drop(listening);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn check_for_a_rollout_sees_its_approvals_in_the_store() {
+    use cutover::StateStore as _;
+
+    let setup = Setup::with(None, SHORT_CANARY);
+    let run = setup.run().wait_with_output().unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    let checklist = setup.dir.path().join("signoff.yaml");
+    std::fs::write(
+        &checklist,
+        "name: signoff\nchecks:\n  - { id: security-signoff, category: security, approval: { gate: security } }\n",
+    )
+    .unwrap();
+    let file = checklist.to_str().unwrap();
+    let status = |out: &Output| -> String {
+        let report: Value = serde_json::from_slice(&out.stdout).expect("-o json is JSON");
+        report["checks"][0]["result"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // No approval yet: pending blocks.
+    let out = setup.cutover(
+        "ci",
+        &["check", file, "--rollout", "checkout", "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(status(&out), "pending");
+
+    // The approval the engine keeps in the rollout's state once it applies `cutover approve`.
+    let store = cutover::FileStateStore::new(setup.dir.path().join("store")).unwrap();
+    let id: cutover::RolloutId = "checkout".parse().unwrap();
+    let stored = store.load(&id).await.unwrap().unwrap();
+    let mut state = stored.state;
+    state.approvals.insert(
+        "security".to_owned(),
+        cutover::Approval {
+            approved: true,
+            by: "sam".to_owned(),
+            reason: "pen test passed".to_owned(),
+            at: state.updated_at,
+        },
+    );
+    store.save(&id, &state, Some(stored.version)).await.unwrap();
+
+    let out = setup.cutover(
+        "ci",
+        &["check", file, "--rollout", "checkout", "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(status(&out), "pass");
+    // Without --rollout the checks see no approvals.
+    let out = setup.cutover("ci", &["check", file, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(status(&out), "pending");
+    let out = setup.cutover("ci", &["check", file, "--rollout", "nope"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("no rollout `nope`"), "{}", text(&out));
+}
+
 #[test]
 fn help_has_examples_and_exit_codes_and_completions_are_printed() {
     let run = |args: &[&str]| {
@@ -470,7 +644,7 @@ fn help_has_examples_and_exit_codes_and_completions_are_printed() {
         "{help}"
     );
     for command in [
-        "run", "status", "pause", "abort", "lint", "import", "drill", "rollback", "report",
+        "run", "status", "pause", "abort", "lint", "import", "drill", "rollback", "report", "check",
     ] {
         let help = text(&run(&[command, "--help"]));
         assert!(
