@@ -630,6 +630,210 @@ async fn check_for_a_rollout_sees_its_approvals_in_the_store() {
     assert!(text(&out).contains("no rollout `nope`"), "{}", text(&out));
 }
 
+/// A run file with `users(id, name)` migrations on the database in `CUTOVER_TEST_DATABASE_URL`:
+/// a backfilled column, a rename and an index; `steps` are the canary's.
+fn migrating(steps: &str) -> String {
+    format!(
+        "\
+rollout: {{ id: checkout, stable: v1, candidate: v2 }}
+providers:
+  local_proxy: {{ listen: 127.0.0.1:0, upstreams: {{ v1: 127.0.0.1:9, v2: 127.0.0.1:9 }} }}
+  postgres:
+    connection_env: CUTOVER_TEST_DATABASE_URL
+    lock_timeout: 1s
+    batch_size: 1
+    migrations:
+      - {{ id: add-email, add_column: {{ table: users, column: email, type: text, backfill: \"lower(name) || '@example.com'\" }} }}
+      - {{ id: rename-name, rename_column: {{ table: users, from: name, to: full_name }} }}
+      - {{ id: index-email, contract: false, create_index: {{ table: users, name: users_email, columns: email }} }}
+strategy: {{ canary: {{ steps: [ {steps} ] }} }}
+poll_interval: 1s
+bake_time: 100ms
+"
+    )
+}
+
+/// A fresh database `name` with `users(id, name)` and three rows; its URL (with a password the
+/// server does not ask for: it must never be shown) and a client.
+async fn users_database(name: &str) -> (String, cutover::postgres::tokio_postgres::Client) {
+    use cutover::postgres::tokio_postgres;
+    let server = cutover_fleet::testing::PgServer::shared();
+    server.database(name).await.expect("a fresh database");
+    let url = format!(
+        "postgresql://postgres:hunter2@127.0.0.1:{}/{name}",
+        server.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&server.url(name), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL);
+             INSERT INTO users (name) VALUES ('Ada'), ('Grace'), ('Edsger');",
+        )
+        .await
+        .unwrap();
+    (url, client)
+}
+
+async fn columns(client: &cutover::postgres::tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'users' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn migration_states(
+    client: &cutover::postgres::tokio_postgres::Client,
+) -> Vec<(String, String)> {
+    client
+        .query(
+            "SELECT migration || '/' || phase, state FROM cutover.migrations \
+             ORDER BY migration, phase DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs postgres: scripts/test-deps"]
+async fn a_run_file_migrates_postgres_expands_then_contracts_after_promotion() {
+    let (url, client) = users_database("cli_migrate_promote").await;
+    let setup = Setup::with(
+        None,
+        &migrating("{ set_weight: 10 }, { pause: { duration: 1s } }, { set_weight: 50 }"),
+    );
+    let run = setup
+        .command(
+            "runner",
+            &[
+                "run",
+                setup.run_file.to_str().unwrap(),
+                "--out",
+                setup.records.to_str().unwrap(),
+            ],
+        )
+        .env("CUTOVER_TEST_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(said.contains("outcome: promoted"), "{said}");
+
+    // Expanded, backfilled, then contracted: `name` is gone, `full_name` holds its values.
+    assert_eq!(columns(&client).await, ["id", "email", "full_name"]);
+    let rows: Vec<(String, String)> = client
+        .query("SELECT full_name, email FROM users ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("Ada".into(), "ada@example.com".into()),
+            ("Grace".into(), "grace@example.com".into()),
+            ("Edsger".into(), "edsger@example.com".into()),
+        ]
+    );
+    let index: bool = client
+        .query_one("SELECT to_regclass('users_email') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(index, "the index stays");
+    assert_eq!(
+        migration_states(&client).await,
+        [
+            ("add-email/expand".into(), "applied".into()),
+            ("add-email/contract".into(), "applied".into()),
+            ("index-email/expand".into(), "applied".into()),
+            ("rename-name/expand".into(), "applied".into()),
+            ("rename-name/contract".into(), "applied".into()),
+        ]
+    );
+    // The decision log says so, and never shows the connection string's password.
+    let log = std::fs::read_to_string(&setup.records).unwrap();
+    let lines = summaries(&serde_json::from_str(&log).unwrap());
+    assert!(
+        lines.iter().any(|l| l.contains("rename-name/contract")),
+        "{lines:#?}"
+    );
+    assert!(
+        !log.contains("hunter2") && !said.contains("hunter2"),
+        "{said}\n{log}"
+    );
+    let status = text(&setup.cutover("observer", &["status", "checkout", "-o", "json"]));
+    assert!(!status.contains("hunter2"), "{status}");
+
+    // Without the variable: exit 3, naming the field and the variable.
+    let unset = setup
+        .command(
+            "runner",
+            &["run", setup.run_file.to_str().unwrap(), "--id", "again"],
+        )
+        .env_remove("CUTOVER_TEST_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(unset.status.code(), Some(3), "{}", text(&unset));
+    assert!(
+        text(&unset).contains(
+            "providers.postgres.connection_env: the environment variable \
+             `CUTOVER_TEST_DATABASE_URL` is not set"
+        ),
+        "{}",
+        text(&unset)
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs postgres: scripts/test-deps"]
+async fn an_aborted_run_reverts_its_postgres_migrations() {
+    let (url, client) = users_database("cli_migrate_abort").await;
+    let setup = Setup::with(None, &migrating("{ set_weight: 10 }, { pause: {} }"));
+    let runner = setup
+        .command("runner", &["run", setup.run_file.to_str().unwrap()])
+        .env("CUTOVER_TEST_DATABASE_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    setup
+        .wait_for("the pause", |s| s["summary"]["step"] == 1)
+        .await;
+    assert_eq!(
+        columns(&client).await,
+        ["id", "name", "email", "full_name"],
+        "expanded before the candidate takes traffic"
+    );
+    let abort = setup.cutover("carol", &["abort", "checkout", "-r", "bad schema"]);
+    assert!(abort.status.success(), "{}", text(&abort));
+    let out = runner.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(columns(&client).await, ["id", "name"], "reverted");
+    assert_eq!(
+        migration_states(&client).await,
+        [
+            ("add-email/expand".into(), "reverted".into()),
+            ("index-email/expand".into(), "reverted".into()),
+            ("rename-name/expand".into(), "reverted".into()),
+        ]
+    );
+}
+
 #[test]
 fn help_has_examples_and_exit_codes_and_completions_are_printed() {
     let run = |args: &[&str]| {
