@@ -834,6 +834,111 @@ async fn an_aborted_run_reverts_its_postgres_migrations() {
     );
 }
 
+/// A canary whose analysis reads the proxy's error rate after an hour's pause.
+const DRILL_PLAN: &str = "\
+rollout: { stable: v1, candidate: v2 }
+strategy:
+  canary:
+    steps:
+      - set_weight: 20
+      - pause: { duration: 1h }
+      - analysis: { name: errors, count: 5, interval: 1s }
+      - set_weight: 60
+      - pause: {}
+analyses:
+  errors:
+    threshold:
+      metrics:
+        - { name: error-rate, source: proxy, query: error_rate, max: 0.05, min_samples: 10 }
+";
+
+/// `cutover drill` of [`DRILL_PLAN`] with pauses capped at 1 s and `args`.
+fn drill(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(&plan, DRILL_PLAN).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("drill")
+        .arg(&plan)
+        .args(["--max-pause", "1s", "--rate", "200", "--timeout", "60s"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The seconds in `… {prefix}X.XX s…`.
+fn seconds_after(said: &str, prefix: &str) -> f64 {
+    let at = said
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {said}"));
+    said[at + prefix.len()..]
+        .split(" s")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no seconds after {prefix:?} in {said}"))
+}
+
+#[test]
+fn drill_times_the_rollback_of_an_injected_failure() {
+    let out = drill(&["--max-time-to-stable", "30s"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("drill: step 1: pause of 1h shortened to 1s"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "drill: injected errors (50 % of the candidate's requests answer 500) with 20.0 % \
+             of traffic on the candidate"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("rollback decided") && said.contains("analysis `errors` failed: error-rate:"),
+        "{said}"
+    );
+    // The time from the failure to all traffic on stable: at least the 1 s pause before the
+    // analysis first measures, and the same in the pass line.
+    let took = seconds_after(&said, "all traffic on stable ");
+    let passed = seconds_after(&said, "DRILL PASSED: back on stable in ");
+    assert!((took - passed).abs() < f64::EPSILON, "{said}");
+    assert!((0.9..30.0).contains(&took), "{took} s: {said}");
+    let failed: u64 = said
+        .split("requests not 2xx between the failure and stable: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of failed requests: {said}"));
+    assert!(failed > 0, "the injected errors reached clients: {said}");
+
+    // Slower than the limit: the drill fails, saying by how much.
+    let slow = drill(&["--max-time-to-stable", "100ms"]);
+    let said = text(&slow);
+    assert_eq!(slow.status.code(), Some(1), "{said}");
+    assert!(said.contains("DRILL FAILED: "), "{said}");
+    assert!(
+        said.contains("to stable is over the limit of 0.10 s"),
+        "{said}"
+    );
+    assert!(!said.contains("DRILL PASSED"), "{said}");
+}
+
+#[test]
+fn a_drill_whose_analyses_miss_the_failure_fails() {
+    let out = drill(&["--inject", "latency", "--latency", "50ms"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "DRILL FAILED: the plan did not return traffic to stable after latency (the \
+             candidate answers 50ms slower) (promoted); its analyses do not catch this failure"
+        ),
+        "{said}"
+    );
+}
+
 #[test]
 fn help_has_examples_and_exit_codes_and_completions_are_printed() {
     let run = |args: &[&str]| {
