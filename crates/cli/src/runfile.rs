@@ -247,6 +247,7 @@ pub(crate) struct AlbSpec {
 /// order); contract steps after promotion and the plan's `bake_time`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct PostgresSpec {
     /// The environment variable holding the connection string (`postgresql://...` or
     /// `host=... user=... dbname=...`): never the string itself, which holds a password.
@@ -280,6 +281,7 @@ pub(crate) struct PostgresSpec {
 /// One migration: an id, exactly one operation, and whether its contract step runs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "MigrationFields")]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct MigrationSpec {
     /// The migration's id, kept in `cutover.migrations` in the database.
     pub(crate) id: String,

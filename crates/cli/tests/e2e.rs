@@ -362,7 +362,21 @@ fn texts(element: &scraper::ElementRef<'_>) -> String {
 
 #[test]
 fn report_writes_the_html_report_of_a_rollout_that_run_drove() {
-    let setup = Setup::with(None, SHORT_CANARY);
+    report_of_a_finished_rollout(&Setup::with(None, SHORT_CANARY));
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs PostgreSQL: scripts/test-deps"]
+async fn report_through_a_postgres_store() {
+    let server = cutover_fleet::testing::PgServer::shared();
+    let db = "cli_report";
+    server.database(db).await.expect("a fresh database");
+    let store = format!("postgres://postgres@127.0.0.1:{}/{db}", server.port());
+    report_of_a_finished_rollout(&Setup::with(Some(store), SHORT_CANARY));
+}
+
+/// `run` to the end, then `report` from other processes.
+fn report_of_a_finished_rollout(setup: &Setup) {
     let run = setup.run().wait_with_output().unwrap();
     assert!(run.status.success(), "{}", text(&run));
     assert!(
