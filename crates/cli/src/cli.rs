@@ -177,7 +177,7 @@ A checklist:
   checks:
     - { id: api, category: infrastructure, http: { url: \"http://127.0.0.1:8080/healthz\" } }
     - { id: secrets, category: security, env: { names: [DATABASE_URL] } }
-    - { id: disk, category: infrastructure, required: false, disk: { path: /var, min_free_percent: 10 } }
+    - { id: tmp, category: host, required: false, disk: { path: /tmp, min_free_mb: 100 } }
 See docs/preflight.md for every check kind and its fields.
 Exit codes: 0 nothing blocks (every required check passed, warned or is exempted); 1 a required
 check failed, erred or awaits an approval; 3 the checklist is invalid; 4 --rollout: unknown
