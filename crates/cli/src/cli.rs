@@ -13,11 +13,13 @@ macro_rules! exit_codes {
         "\
 Exit codes:
   0  success: promoted, queued, no lint errors, imported, drill passed
-  1  the rollout did not promote (rolled back or aborted); the drill found a problem
+  1  the rollout did not promote (rolled back or aborted); the drill found a problem; a
+     checklist did not pass (a required check failed, erred or awaits an approval)
   2  usage: the command line itself is wrong
   3  invalid input: a plan, run file or imported config has errors
   4  store: unreachable, unknown rollout, rollout finished or owned by another engine
-  5  the rollout failed: a provider error, or the plan could not be carried out"
+  5  the rollout failed: a provider error, or the plan could not be carried out; an output
+     file could not be written"
     };
 }
 
@@ -37,6 +39,8 @@ Examples:
   cutover abort checkout --reason 'p99 too high'
   cutover import argo rollout.yaml analysis-template.yaml -o plan.yaml
   cutover drill plan.yaml --inject errors
+  cutover report checkout -o checkout.html
+  cutover check preflight.yaml
 
 ", exit_codes!())
 )]
@@ -160,6 +164,26 @@ The plan's analyses must read metrics the local proxy answers (error_rate, laten
 every metric source they name is bound to the proxy. Pauses are capped at --max-pause.")]
     Drill(DrillArgs),
 
+    /// Run a pre-flight checklist (YAML, with the built-in checks: http, tcp, tls, disk, env,
+    /// freeze, business_hours, webhook, prometheus_*, postgres_*, ...) and print its report.
+    #[command(after_help = "\
+Examples:
+  cutover check preflight.yaml
+  cutover check preflight.yaml -o json
+  cutover check preflight.yaml --rollout checkout   # approval checks see checkout's approvals
+
+A checklist:
+  name: preflight
+  checks:
+    - { id: api, category: infrastructure, http: { url: \"http://127.0.0.1:8080/healthz\" } }
+    - { id: secrets, category: security, env: { names: [DATABASE_URL] } }
+    - { id: tmp, category: host, required: false, disk: { path: /tmp, min_free_mb: 100 } }
+See docs/preflight.md for every check kind and its fields.
+Exit codes: 0 nothing blocks (every required check passed, warned or is exempted); 1 a required
+check failed, erred or awaits an approval; 3 the checklist is invalid; 4 --rollout: unknown
+rollout or the store failed.")]
+    Check(CheckArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -171,15 +195,42 @@ Examples:
         shell: clap_complete::Shell,
     },
 
-    /// Write an HTML report of a rollout (comes with the report feature; not built yet).
-    #[command(hide = true)]
-    Report {
-        /// The rollout.
-        id: String,
-        /// Where to write it.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    /// Write a rollout's HTML report: traffic over time, every analysis, commands, gates and
+    /// the whole decision log, in one self-contained file.
+    #[command(after_help = "\
+Examples:
+  cutover report checkout -o checkout.html
+  cutover --store postgres://cutover@db/cutover report checkout -o checkout.html
+  cutover report checkout > checkout.html       # without -o: standard output
+
+The report needs nothing else to open: no script, stylesheet or font from anywhere, the charts
+are inline SVG. A running rollout's report shows where it stands now.
+Exit codes: 0 written; 3 invalid id; 4 unknown rollout or the store failed; 5 the file could not
+be written.")]
+    Report(ReportArgs),
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The checklist (YAML).
+    pub(crate) file: PathBuf,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+    /// Run the checks for this rollout of the store: approval checks see its approvals.
+    #[arg(long, value_name = "ID")]
+    pub(crate) rollout: Option<String>,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The rollout.
+    pub(crate) id: String,
+    /// Write the report here (default, or `-`: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
 }
 
 /// `run`.

@@ -2,6 +2,7 @@
 //! Rollouts, Flagger and Kayenta configs; drill rollbacks. See docs/cli.md.
 #![forbid(unsafe_code)]
 
+mod check;
 mod cli;
 mod control;
 mod drill;
@@ -10,6 +11,7 @@ mod import;
 mod lint;
 mod progress;
 mod providers;
+mod report;
 mod run;
 mod runfile;
 mod status;
@@ -68,11 +70,15 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             );
             Ok(Exit::Ok)
         }
-        Command::Report { .. } => Err(Failure::new(
-            Exit::Invalid,
-            "`cutover report` needs the HTML report, which is not built yet",
-        )),
         Command::Drill(args) => drill::drill(args).await,
+        Command::Check(args) => {
+            // The store only for the approvals of `--rollout`.
+            let store = match &args.rollout {
+                Some(_) => Some(cli.store.open().await?),
+                None => None,
+            };
+            check::check(args, store).await
+        }
         command => {
             let store = cli.store.open().await?;
             match command {
@@ -92,11 +98,12 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 Command::Approve(args) => control::gate(store, Verb::Approve, args, &by).await,
                 Command::Reject(args) => control::gate(store, Verb::Reject, args, &by).await,
                 Command::Rollback(args) => Box::pin(control::rollback(store, args, &by)).await,
+                Command::Report(args) => report::report(args, store).await,
                 Command::Lint(_)
                 | Command::Import(_)
                 | Command::Completions { .. }
-                | Command::Report { .. }
-                | Command::Drill(_) => unreachable!("handled above"),
+                | Command::Drill(_)
+                | Command::Check(_) => unreachable!("handled above"),
             }
         }
     }

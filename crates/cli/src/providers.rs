@@ -41,6 +41,9 @@ pub(crate) async fn attach(
     if let Some(spec) = &providers.aws_alb {
         builder = alb::router(spec, builder).await?;
     }
+    if let Some(spec) = &providers.postgres {
+        builder = postgres::migrations(spec, builder)?;
+    }
     Ok((builder, running))
 }
 
@@ -50,7 +53,8 @@ pub(crate) async fn attach(
         feature = "prometheus",
         feature = "kubernetes",
         feature = "istio",
-        feature = "aws-alb"
+        feature = "aws-alb",
+        feature = "postgres"
     ),
     allow(dead_code)
 )]
@@ -395,5 +399,152 @@ mod alb {
 
     pub(super) async fn router(_: &AlbSpec, _: RolloutBuilder) -> Result<RolloutBuilder, Failure> {
         Err(missing("aws_alb"))
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::collections::BTreeSet;
+
+    use super::{Failure, RolloutBuilder};
+    use crate::runfile::{OperationSpec, PostgresSpec};
+    use cutover::postgres::{Batch, Operation, Postgres};
+
+    /// The database of `spec` and its migrations: every expand step, then every contract step,
+    /// each in the order written.
+    pub(super) fn migrations(
+        spec: &PostgresSpec,
+        mut builder: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        let var = &spec.connection_env;
+        // Never the variable's value in a message: it holds a password.
+        let connection = std::env::var(var).map_err(|_| {
+            Failure::invalid(format!(
+                "providers.postgres.connection_env: the environment variable `{var}` is not set"
+            ))
+        })?;
+        let mut db = Postgres::new(&connection).map_err(|_| {
+            Failure::invalid(format!(
+                "providers.postgres.connection_env: `{var}` does not hold a PostgreSQL \
+                 connection string (postgresql://USER@HOST:PORT/DB or host=... user=... dbname=...)"
+            ))
+        })?;
+        if let Some(schema) = &spec.schema {
+            db = db.schema(schema.clone());
+        }
+        if let Some(timeout) = spec.lock_timeout {
+            db = db.lock_timeout(timeout);
+        }
+        if spec.lock_retries.is_some() || spec.retry_pause.is_some() {
+            db = db.lock_retries(
+                spec.lock_retries.unwrap_or(10),
+                spec.retry_pause
+                    .unwrap_or(std::time::Duration::from_millis(200)),
+            );
+        }
+        let default = Batch::default();
+        db = db.batch(Batch {
+            size: spec.batch_size.unwrap_or(default.size),
+            pause: spec.batch_pause.unwrap_or(default.pause),
+        });
+        if let Some(prefix) = &spec.versioned_views {
+            db = db.versioned_views(prefix.clone());
+        }
+        if spec.migrations.is_empty() {
+            return Err(Failure::invalid(
+                "providers.postgres.migrations: list at least one migration",
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        let mut migrations = Vec::with_capacity(spec.migrations.len());
+        for (i, m) in spec.migrations.iter().enumerate() {
+            if !ids.insert(m.id.as_str()) {
+                return Err(Failure::invalid(format!(
+                    "providers.postgres.migrations[{i}].id: `{}` is the id of an earlier migration",
+                    m.id
+                )));
+            }
+            migrations.push((
+                db.migration(m.id.clone(), operation(&m.operation)),
+                m.contract,
+            ));
+        }
+        for (migration, _) in &migrations {
+            builder = builder.migration(migration.expand());
+        }
+        for (migration, contract) in &migrations {
+            if *contract {
+                builder = builder.migration(migration.contract());
+            }
+        }
+        Ok(builder)
+    }
+
+    fn operation(spec: &OperationSpec) -> Operation {
+        match spec.clone() {
+            OperationSpec::AddColumn {
+                table,
+                column,
+                data_type,
+                default,
+                backfill,
+            } => {
+                let mut op = Operation::add_column(table, column, data_type);
+                if let Some(default) = default {
+                    op = op.with_default(default);
+                }
+                if let Some(expr) = backfill {
+                    op = op.backfill(expr);
+                }
+                op
+            }
+            OperationSpec::RenameColumn { table, from, to } => {
+                Operation::rename_column(table, from, to)
+            }
+            OperationSpec::CreateIndex {
+                table,
+                name,
+                columns,
+                unique,
+            } => {
+                let op = Operation::create_index(table, name, columns);
+                if unique { op.unique() } else { op }
+            }
+            OperationSpec::CheckConstraint { table, name, check } => {
+                Operation::check_constraint(table, name, check)
+            }
+            OperationSpec::SetNotNull { table, column } => Operation::set_not_null(table, column),
+            OperationSpec::CreateTable { table, columns } => {
+                Operation::create_table(table, columns)
+            }
+            OperationSpec::DropColumn { table, column } => Operation::drop_column(table, column),
+            OperationSpec::RawSql {
+                up,
+                revert,
+                contract,
+            } => {
+                let mut op = Operation::raw_sql(up);
+                if let Some(sql) = revert {
+                    op = op.revert_sql(sql);
+                }
+                if let Some(sql) = contract {
+                    op = op.contract_sql(sql);
+                }
+                op
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+mod postgres {
+    use super::{Failure, RolloutBuilder, missing};
+    use crate::runfile::PostgresSpec;
+
+    pub(super) fn migrations(
+        _: &PostgresSpec,
+        _: RolloutBuilder,
+    ) -> Result<RolloutBuilder, Failure> {
+        Err(missing("postgres"))
     }
 }

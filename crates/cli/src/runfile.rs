@@ -72,6 +72,9 @@ pub(crate) struct Providers {
     /// An AWS ALB router (credentials and region from the environment).
     #[serde(default)]
     pub(crate) aws_alb: Option<AlbSpec>,
+    /// Expand/contract schema migrations on a PostgreSQL database.
+    #[serde(default)]
+    pub(crate) postgres: Option<PostgresSpec>,
 }
 
 /// `providers.local_proxy`.
@@ -239,6 +242,196 @@ pub(crate) struct AlbSpec {
     pub(crate) target_groups: BTreeMap<String, String>,
 }
 
+/// `providers.postgres`: a database and the migrations the rollout carries out on it. Expand
+/// steps run before the candidate takes traffic (an aborted rollout reverts them, in reverse
+/// order); contract steps after promotion and the plan's `bake_time`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct PostgresSpec {
+    /// The environment variable holding the connection string (`postgresql://...` or
+    /// `host=... user=... dbname=...`): never the string itself, which holds a password.
+    pub(crate) connection_env: String,
+    /// The schema of the tables (default `public`).
+    #[serde(default)]
+    pub(crate) schema: Option<String>,
+    /// How long a statement waits for a lock before it is retried (default 2s).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub(crate) lock_timeout: Option<Duration>,
+    /// How often a statement that hit the lock timeout is tried again (default 10).
+    #[serde(default)]
+    pub(crate) lock_retries: Option<u32>,
+    /// The pause between those tries (default 200ms).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub(crate) retry_pause: Option<Duration>,
+    /// Rows per backfill batch (default 1000).
+    #[serde(default)]
+    pub(crate) batch_size: Option<u32>,
+    /// The pause after each backfill batch (default 10ms).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub(crate) batch_pause: Option<Duration>,
+    /// A schema of views per revision, `{prefix}_{revision}`, each showing the columns that
+    /// revision expects.
+    #[serde(default)]
+    pub(crate) versioned_views: Option<String>,
+    /// The migrations, in the order they expand (and contract).
+    pub(crate) migrations: Vec<MigrationSpec>,
+}
+
+/// One migration: an id, exactly one operation, and whether its contract step runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "MigrationFields")]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct MigrationSpec {
+    /// The migration's id, kept in `cutover.migrations` in the database.
+    pub(crate) id: String,
+    /// What it does.
+    pub(crate) operation: OperationSpec,
+    /// Whether its contract step runs after promotion (default true).
+    pub(crate) contract: bool,
+}
+
+/// The operations of cutover-postgres, as written in a run file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum OperationSpec {
+    /// A nullable column, with a default and a batched backfill if given.
+    AddColumn {
+        /// The table.
+        table: String,
+        /// The new column.
+        column: String,
+        /// Its SQL type.
+        #[serde(rename = "type")]
+        data_type: String,
+        /// Its default (SQL).
+        #[serde(default)]
+        default: Option<String>,
+        /// An SQL expression over the row that fills it.
+        #[serde(default)]
+        backfill: Option<String>,
+    },
+    /// A rename through a new column kept in step by triggers; contract drops the old one.
+    RenameColumn {
+        /// The table.
+        table: String,
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// `CREATE INDEX CONCURRENTLY`.
+    CreateIndex {
+        /// The table.
+        table: String,
+        /// The index.
+        name: String,
+        /// Its columns (SQL).
+        columns: String,
+        /// Whether it is unique.
+        #[serde(default)]
+        unique: bool,
+    },
+    /// A `CHECK` constraint, added `NOT VALID` and then validated.
+    CheckConstraint {
+        /// The table.
+        table: String,
+        /// The constraint.
+        name: String,
+        /// Its condition (SQL).
+        check: String,
+    },
+    /// `NOT NULL`: a validated check on expand, `SET NOT NULL` on contract.
+    SetNotNull {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// A new table.
+    CreateTable {
+        /// The table.
+        table: String,
+        /// Its columns (SQL).
+        columns: String,
+    },
+    /// Hidden from the candidate's views on expand, dropped on contract.
+    DropColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// SQL of your own: `up` on expand, `revert` when rolled back, `contract` on contract.
+    RawSql {
+        /// Run on expand, in one transaction; must be idempotent.
+        up: String,
+        /// Undoes `up` (without it the expand is irreversible).
+        #[serde(default)]
+        revert: Option<String>,
+        /// Run on contract.
+        #[serde(default)]
+        contract: Option<String>,
+    },
+}
+
+/// A migration as written: `id`, `contract` and one operation key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrationFields {
+    id: String,
+    #[serde(default = "yes")]
+    contract: bool,
+    add_column: Option<Value>,
+    rename_column: Option<Value>,
+    create_index: Option<Value>,
+    check_constraint: Option<Value>,
+    set_not_null: Option<Value>,
+    create_table: Option<Value>,
+    drop_column: Option<Value>,
+    raw_sql: Option<Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TryFrom<MigrationFields> for MigrationSpec {
+    type Error = String;
+
+    fn try_from(m: MigrationFields) -> Result<Self, String> {
+        let given: Vec<(&str, Value)> = [
+            ("add_column", m.add_column),
+            ("rename_column", m.rename_column),
+            ("create_index", m.create_index),
+            ("check_constraint", m.check_constraint),
+            ("set_not_null", m.set_not_null),
+            ("create_table", m.create_table),
+            ("drop_column", m.drop_column),
+            ("raw_sql", m.raw_sql),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        let mut given = given.into_iter();
+        let (Some((kind, fields)), None) = (given.next(), given.next()) else {
+            return Err(format!(
+                "migration `{}` needs exactly one operation: add_column, rename_column, \
+                 create_index, check_constraint, set_not_null, create_table, drop_column or \
+                 raw_sql",
+                m.id
+            ));
+        };
+        let operation = serde_json::from_value(serde_json::json!({ kind: fields }))
+            .map_err(|e| format!("migration `{}`: {kind}: {e}", m.id))?;
+        Ok(MigrationSpec {
+            id: m.id,
+            operation,
+            contract: m.contract,
+        })
+    }
+}
+
 fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text = Option::<String>::deserialize(d)?;
     text.map(|t| {
@@ -364,5 +557,75 @@ strategy: { canary: { steps: [ { set_weight: 10 } ] } }
         );
         let err = parse("strategy: { canary: { steps: [] } }", Path::new("p.yaml")).unwrap_err();
         assert!(err.message.contains("strategy.canary.steps"), "{err}");
+    }
+
+    #[test]
+    fn postgres_migrations_name_one_operation_each() {
+        let file = parse(
+            r"
+rollout: { stable: v1, candidate: v2 }
+providers:
+  postgres:
+    connection_env: DATABASE_URL
+    migrations:
+      - { id: add-email, add_column: { table: users, column: email, type: text, backfill: 'lower(name)' } }
+      - { id: rename, contract: false, rename_column: { table: users, from: name, to: full_name } }
+strategy: { canary: { steps: [ { set_weight: 10 } ] } }
+",
+            Path::new("p.yaml"),
+        )
+        .unwrap();
+        let pg = file.providers.postgres.unwrap();
+        assert_eq!(pg.connection_env, "DATABASE_URL");
+        assert_eq!(pg.migrations.len(), 2);
+        assert!(pg.migrations[0].contract, "contract by default");
+        assert!(!pg.migrations[1].contract);
+        assert_eq!(
+            pg.migrations[1].operation,
+            OperationSpec::RenameColumn {
+                table: "users".into(),
+                from: "name".into(),
+                to: "full_name".into()
+            }
+        );
+        let err = |migration: &str| {
+            parse(
+                &format!(
+                    "providers: {{ postgres: {{ connection_env: DB, migrations: [ {migration} ] }} }}\n\
+                     strategy: {{ canary: {{ steps: [ {{ set_weight: 10 }} ] }} }}"
+                ),
+                Path::new("p.yaml"),
+            )
+            .unwrap_err()
+            .message
+        };
+        let two = err(
+            "{ id: x, drop_column: { table: t, column: c }, create_table: { table: t, columns: 'id int' } }",
+        );
+        assert!(
+            two.contains(
+                "providers.postgres.migrations[0]: migration `x` needs exactly one operation"
+            ),
+            "{two}"
+        );
+        let none = err("{ id: x }");
+        assert!(none.contains("needs exactly one operation"), "{none}");
+        let field = err("{ id: x, drop_column: { table: t, col: c } }");
+        assert!(
+            field.contains("migration `x`: drop_column: unknown field `col`"),
+            "{field}"
+        );
+        let secret = parse(
+            "providers: { postgres: { connection: 'postgresql://u:pw@h/db', migrations: [] } }\n\
+             strategy: { canary: { steps: [ { set_weight: 10 } ] } }",
+            Path::new("p.yaml"),
+        )
+        .unwrap_err()
+        .message;
+        assert!(
+            secret.contains("providers.postgres.connection: unknown field `connection`"),
+            "{secret}"
+        );
+        assert!(!secret.contains("pw@"), "{secret}");
     }
 }

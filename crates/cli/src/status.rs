@@ -157,13 +157,13 @@ fn print(text: &str, redraw: bool) {
     let _ = out.flush();
 }
 
-fn json<T: Serialize>(value: &T) -> Result<String, Failure> {
+pub(crate) fn json<T: Serialize>(value: &T) -> Result<String, Failure> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
         .map_err(|e| Failure::failed(format!("cannot write JSON: {e}")))
 }
 
-fn yaml<T: Serialize>(value: &T) -> Result<String, Failure> {
+pub(crate) fn yaml<T: Serialize>(value: &T) -> Result<String, Failure> {
     serde_saphyr::to_string(value).map_err(|e| Failure::failed(format!("cannot write YAML: {e}")))
 }
 

@@ -8,28 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// A store and a run file in a temporary directory.
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: String,
-    run_file: PathBuf,
-    records: PathBuf,
-}
-
-impl Setup {
-    /// A canary of the local proxy (its upstreams need not answer: no analysis reads them):
-    /// 10 %, an hour's pause, 40 %, a pause until resumed.
-    fn new() -> Self {
-        Self::with_store(None)
-    }
-
-    /// The same on the store `store` (default: a file store in the temporary directory).
-    fn with_store(store: Option<String>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let run_file = dir.path().join("checkout.yaml");
-        std::fs::write(
-            &run_file,
-            "\
+/// A canary of the local proxy (its upstreams need not answer: no analysis reads them): 10 %,
+/// an hour's pause, 40 %, a pause until resumed.
+const CANARY: &str = "\
 rollout: { id: checkout, stable: v1, candidate: v2, lease_ttl: 2s }
 providers:
   local_proxy: { listen: 127.0.0.1:0, upstreams: { v1: 127.0.0.1:9, v2: 127.0.0.1:9 } }
@@ -41,13 +22,37 @@ strategy:
       - set_weight: 40
       - pause: {}
 poll_interval: 1s
-",
-        )
-        .unwrap();
+";
+
+/// A store and a run file in a temporary directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    store: String,
+    run_file: PathBuf,
+    records: PathBuf,
+}
+
+impl Setup {
+    /// [`CANARY`] on a file store.
+    fn new() -> Self {
+        Self::with_store(None)
+    }
+
+    /// The same on the store `store` (default: a file store in the temporary directory).
+    fn with_store(store: Option<String>) -> Self {
+        Self::with(store, CANARY)
+    }
+
+    /// The run file `run_file_text` on the store `store` (default: a file store in the
+    /// temporary directory).
+    fn with(store: Option<String>, run_file_text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let run_file = dir.path().join("checkout.yaml");
+        std::fs::write(&run_file, run_file_text).unwrap();
         let store = store.unwrap_or_else(|| format!("file:{}", dir.path().join("store").display()));
         let records = dir.path().join("records.json");
         Setup {
-            _dir: dir,
+            dir,
             store,
             run_file,
             records,
@@ -332,6 +337,622 @@ async fn rollback_takes_over_from_a_runner_that_died() {
     assert!(again.status.success(), "{}", text(&again));
 }
 
+/// A canary that promotes alone: 10 %, a second's pause, 50 %.
+const SHORT_CANARY: &str = "\
+rollout: { id: checkout, stable: v1, candidate: v2 }
+providers:
+  local_proxy: { listen: 127.0.0.1:0, upstreams: { v1: 127.0.0.1:9, v2: 127.0.0.1:9 } }
+strategy:
+  canary:
+    steps:
+      - set_weight: 10
+      - pause: { duration: 1s }
+      - set_weight: 50
+poll_interval: 1s
+";
+
+fn select<'a>(doc: &'a scraper::Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    doc.select(&scraper::Selector::parse(css).unwrap())
+        .collect()
+}
+
+fn texts(element: &scraper::ElementRef<'_>) -> String {
+    element.text().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn report_writes_the_html_report_of_a_rollout_that_run_drove() {
+    report_of_a_finished_rollout(&Setup::with(None, SHORT_CANARY));
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs PostgreSQL: scripts/test-deps"]
+async fn report_through_a_postgres_store() {
+    let server = cutover_fleet::testing::PgServer::shared();
+    let db = "cli_report";
+    server.database(db).await.expect("a fresh database");
+    let store = format!("postgres://postgres@127.0.0.1:{}/{db}", server.port());
+    report_of_a_finished_rollout(&Setup::with(Some(store), SHORT_CANARY));
+}
+
+/// `run` to the end, then `report` from other processes.
+fn report_of_a_finished_rollout(setup: &Setup) {
+    let run = setup.run().wait_with_output().unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("outcome: promoted"),
+        "{}",
+        text(&run)
+    );
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(&setup.records).unwrap()).unwrap();
+    let decisions = log.as_array().unwrap().len();
+
+    let file = setup.dir.path().join("report.html");
+    let out = setup.cutover(
+        "observer",
+        &["report", "checkout", "-o", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "report of rollout `checkout` ({decisions} decisions): {}",
+            file.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    let html = std::fs::read_to_string(&file).unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    let title = select(&doc, "title");
+    assert_eq!(texts(&title[0]), "Rollout checkout: promoted", "{html}");
+    let id = select(&doc, "#summary h1 .id");
+    assert_eq!(texts(&id[0]), "checkout");
+    let outcome = select(&doc, "#outcome");
+    assert_eq!(outcome[0].attr("data-outcome"), Some("promoted"));
+    // The traffic chart: an inline SVG with a line per revision and the revisions' legend.
+    let traffic = select(&doc, "figure[data-chart=traffic] svg");
+    assert_eq!(traffic.len(), 1, "one traffic chart: {html}");
+    let chart = traffic[0].html();
+    let legend: Vec<String> = select(&doc, "figure[data-chart=traffic] svg text")
+        .iter()
+        .map(texts)
+        .collect();
+    for revision in ["v1", "v2"] {
+        assert!(
+            legend.iter().any(|t| t.trim() == revision),
+            "{revision} in the legend: {legend:?}"
+        );
+    }
+    assert!(
+        chart.matches("<polyline").count() >= 2,
+        "a line per revision: {chart}"
+    );
+    // Every decision of the log, in order, ending with the promotion.
+    let rows = select(&doc, "#log table.log tbody tr");
+    assert_eq!(rows.len(), decisions, "{html}");
+    assert!(
+        texts(rows.last().unwrap()).contains("finished: promoted"),
+        "{}",
+        texts(rows.last().unwrap())
+    );
+
+    // Standard output without -o.
+    let stdout = setup.cutover("observer", &["report", "checkout"]);
+    assert!(stdout.status.success(), "{}", text(&stdout));
+    assert!(String::from_utf8_lossy(&stdout.stdout).starts_with("<!DOCTYPE html>"));
+
+    // An unknown rollout: the store's exit code, and no file.
+    let missing = setup.dir.path().join("nope.html");
+    let unknown = setup.cutover(
+        "observer",
+        &["report", "nope", "-o", missing.to_str().unwrap()],
+    );
+    assert_eq!(unknown.status.code(), Some(4), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no rollout `nope` in")
+            && text(&unknown).contains("`cutover status` lists the rollouts"),
+        "{}",
+        text(&unknown)
+    );
+    assert!(!missing.exists());
+    // A directory that does not exist: exit 5, naming the file.
+    let nowhere = setup.dir.path().join("no/such/dir/report.html");
+    let unwritable = setup.cutover(
+        "observer",
+        &["report", "checkout", "-o", nowhere.to_str().unwrap()],
+    );
+    assert_eq!(unwritable.status.code(), Some(5), "{}", text(&unwritable));
+    assert!(
+        text(&unwritable).contains("cannot write the report to"),
+        "{}",
+        text(&unwritable)
+    );
+}
+
+/// `cutover check FILE ARGS` with `CUTOVER_CHECK_TOKEN` set to a secret.
+fn check(file: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("check")
+        .arg(file)
+        .args(args)
+        .env("CUTOVER_CHECK_TOKEN", "s3cret-token")
+        .env_remove("CUTOVER_CHECK_MISSING")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_runs_a_checklist_and_fails_on_a_blocking_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listening.local_addr().unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = write(
+        "good.yaml",
+        format!(
+            "\
+name: preflight
+checks:
+  - {{ id: token, category: security, env: {{ names: [CUTOVER_CHECK_TOKEN] }} }}
+  - {{ id: api-port, category: infrastructure, tcp: {{ address: \"{open}\" }} }}
+  - {{ id: scratch, category: infrastructure, disk: {{ path: \"{}\", min_free_mb: 1 }} }}
+  - {{ id: nice-to-have, category: configuration, required: false, env: {{ names: [CUTOVER_CHECK_MISSING] }} }}
+",
+            dir.path().display()
+        ),
+    );
+    let out = check(&good, &[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines[0].starts_with("CATEGORY"), "{said}");
+    let row = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l.split_whitespace().nth(1) == Some(id))
+            .map_or_else(
+                || panic!("no row for {id}: {said}"),
+                |l| l.split_whitespace().nth(2).unwrap().to_owned(),
+            )
+    };
+    assert_eq!(row("token"), "pass");
+    assert_eq!(row("api-port"), "pass");
+    assert_eq!(row("scratch"), "pass");
+    assert_eq!(row("nice-to-have"), "fail", "advisory: {said}");
+    assert!(said.contains("fail (advisory)"), "{said}");
+    assert!(said.contains("preflight: PASSED"), "{said}");
+    assert!(!said.contains("s3cret-token"), "names only: {said}");
+
+    let bad = write(
+        "bad.yaml",
+        format!(
+            "\
+name: release-gate
+checks:
+  - {{ id: token, category: security, env: {{ names: [CUTOVER_CHECK_TOKEN] }} }}
+  - {{ id: database, category: infrastructure, tcp: {{ address: \"{closed}\" }} }}
+  - {{ id: secrets, category: security, env: {{ names: [CUTOVER_CHECK_MISSING] }} }}
+"
+        ),
+    );
+    let out = check(&bad, &["-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("-o json is JSON");
+    assert_eq!(report["checklist"], "release-gate");
+    let status = |id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["result"]["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status("token").as_deref(), Some("pass"), "{report:#}");
+    assert_eq!(status("database").as_deref(), Some("fail"), "{report:#}");
+    assert_eq!(status("secrets").as_deref(), Some("fail"), "{report:#}");
+    let table = check(&bad, &[]);
+    assert_eq!(table.status.code(), Some(1));
+    assert!(
+        text(&table).contains("release-gate: NOT PASSED")
+            && text(&table).contains("not set: CUTOVER_CHECK_MISSING"),
+        "{}",
+        text(&table)
+    );
+
+    // An invalid checklist: exit 3, naming the file and the field.
+    let invalid = write(
+        "invalid.yaml",
+        "name: x\nchecks:\n  - { id: a, category: c, tcp: { host: db } }\n".to_owned(),
+    );
+    let out = check(&invalid, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("invalid.yaml: checks[0].tcp"),
+        "{}",
+        text(&out)
+    );
+    drop(listening);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn check_for_a_rollout_sees_its_approvals_in_the_store() {
+    use cutover::StateStore as _;
+
+    let setup = Setup::with(None, SHORT_CANARY);
+    let run = setup.run().wait_with_output().unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    let checklist = setup.dir.path().join("signoff.yaml");
+    std::fs::write(
+        &checklist,
+        "name: signoff\nchecks:\n  - { id: security-signoff, category: security, approval: { gate: security } }\n",
+    )
+    .unwrap();
+    let file = checklist.to_str().unwrap();
+    let status = |out: &Output| -> String {
+        let report: Value = serde_json::from_slice(&out.stdout).expect("-o json is JSON");
+        report["checks"][0]["result"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // No approval yet: pending blocks.
+    let out = setup.cutover(
+        "ci",
+        &["check", file, "--rollout", "checkout", "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(status(&out), "pending");
+
+    // The approval the engine keeps in the rollout's state once it applies `cutover approve`.
+    let store = cutover::FileStateStore::new(setup.dir.path().join("store")).unwrap();
+    let id: cutover::RolloutId = "checkout".parse().unwrap();
+    let stored = store.load(&id).await.unwrap().unwrap();
+    let mut state = stored.state;
+    state.approvals.insert(
+        "security".to_owned(),
+        cutover::Approval {
+            approved: true,
+            by: "sam".to_owned(),
+            reason: "pen test passed".to_owned(),
+            at: state.updated_at,
+        },
+    );
+    store.save(&id, &state, Some(stored.version)).await.unwrap();
+
+    let out = setup.cutover(
+        "ci",
+        &["check", file, "--rollout", "checkout", "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(status(&out), "pass");
+    // Without --rollout the checks see no approvals.
+    let out = setup.cutover("ci", &["check", file, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(status(&out), "pending");
+    let out = setup.cutover("ci", &["check", file, "--rollout", "nope"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("no rollout `nope`"), "{}", text(&out));
+}
+
+/// A run file with `users(id, name)` migrations on the database in `CUTOVER_TEST_DATABASE_URL`:
+/// a backfilled column, a rename and an index; `steps` are the canary's.
+fn migrating(steps: &str) -> String {
+    format!(
+        "\
+rollout: {{ id: checkout, stable: v1, candidate: v2 }}
+providers:
+  local_proxy: {{ listen: 127.0.0.1:0, upstreams: {{ v1: 127.0.0.1:9, v2: 127.0.0.1:9 }} }}
+  postgres:
+    connection_env: CUTOVER_TEST_DATABASE_URL
+    lock_timeout: 1s
+    batch_size: 1
+    migrations:
+      - {{ id: add-email, add_column: {{ table: users, column: email, type: text, backfill: \"lower(name) || '@example.com'\" }} }}
+      - {{ id: rename-name, rename_column: {{ table: users, from: name, to: full_name }} }}
+      - {{ id: index-email, contract: false, create_index: {{ table: users, name: users_email, columns: email }} }}
+strategy: {{ canary: {{ steps: [ {steps} ] }} }}
+poll_interval: 1s
+bake_time: 100ms
+"
+    )
+}
+
+/// A fresh database `name` with `users(id, name)` and three rows; its URL (with a password the
+/// server does not ask for: it must never be shown) and a client.
+async fn users_database(name: &str) -> (String, cutover::postgres::tokio_postgres::Client) {
+    use cutover::postgres::tokio_postgres;
+    let server = cutover_fleet::testing::PgServer::shared();
+    server.database(name).await.expect("a fresh database");
+    let url = format!(
+        "postgresql://postgres:hunter2@127.0.0.1:{}/{name}",
+        server.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&server.url(name), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL);
+             INSERT INTO users (name) VALUES ('Ada'), ('Grace'), ('Edsger');",
+        )
+        .await
+        .unwrap();
+    (url, client)
+}
+
+async fn columns(client: &cutover::postgres::tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'users' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn migration_states(
+    client: &cutover::postgres::tokio_postgres::Client,
+) -> Vec<(String, String)> {
+    client
+        .query(
+            "SELECT migration || '/' || phase, state FROM cutover.migrations \
+             ORDER BY migration, phase DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs postgres: scripts/test-deps"]
+async fn a_run_file_migrates_postgres_expands_then_contracts_after_promotion() {
+    let (url, client) = users_database("cli_migrate_promote").await;
+    let setup = Setup::with(
+        None,
+        &migrating("{ set_weight: 10 }, { pause: { duration: 1s } }, { set_weight: 50 }"),
+    );
+    let run = setup
+        .command(
+            "runner",
+            &[
+                "run",
+                setup.run_file.to_str().unwrap(),
+                "--out",
+                setup.records.to_str().unwrap(),
+            ],
+        )
+        .env("CUTOVER_TEST_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(said.contains("outcome: promoted"), "{said}");
+
+    // Expanded, backfilled, then contracted: `name` is gone, `full_name` holds its values.
+    assert_eq!(columns(&client).await, ["id", "email", "full_name"]);
+    let rows: Vec<(String, String)> = client
+        .query("SELECT full_name, email FROM users ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("Ada".into(), "ada@example.com".into()),
+            ("Grace".into(), "grace@example.com".into()),
+            ("Edsger".into(), "edsger@example.com".into()),
+        ]
+    );
+    let index: bool = client
+        .query_one("SELECT to_regclass('users_email') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(index, "the index stays");
+    assert_eq!(
+        migration_states(&client).await,
+        [
+            ("add-email/expand".into(), "applied".into()),
+            ("add-email/contract".into(), "applied".into()),
+            ("index-email/expand".into(), "applied".into()),
+            ("rename-name/expand".into(), "applied".into()),
+            ("rename-name/contract".into(), "applied".into()),
+        ]
+    );
+    // The decision log says so, and never shows the connection string's password.
+    let log = std::fs::read_to_string(&setup.records).unwrap();
+    let lines = summaries(&serde_json::from_str(&log).unwrap());
+    assert!(
+        lines.iter().any(|l| l.contains("rename-name/contract")),
+        "{lines:#?}"
+    );
+    assert!(
+        !log.contains("hunter2") && !said.contains("hunter2"),
+        "{said}\n{log}"
+    );
+    let status = text(&setup.cutover("observer", &["status", "checkout", "-o", "json"]));
+    assert!(!status.contains("hunter2"), "{status}");
+
+    // Without the variable: exit 3, naming the field and the variable.
+    let unset = setup
+        .command(
+            "runner",
+            &["run", setup.run_file.to_str().unwrap(), "--id", "again"],
+        )
+        .env_remove("CUTOVER_TEST_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(unset.status.code(), Some(3), "{}", text(&unset));
+    assert!(
+        text(&unset).contains(
+            "providers.postgres.connection_env: the environment variable \
+             `CUTOVER_TEST_DATABASE_URL` is not set"
+        ),
+        "{}",
+        text(&unset)
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs postgres: scripts/test-deps"]
+async fn an_aborted_run_reverts_its_postgres_migrations() {
+    let (url, client) = users_database("cli_migrate_abort").await;
+    let setup = Setup::with(None, &migrating("{ set_weight: 10 }, { pause: {} }"));
+    let runner = setup
+        .command("runner", &["run", setup.run_file.to_str().unwrap()])
+        .env("CUTOVER_TEST_DATABASE_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    setup
+        .wait_for("the pause", |s| s["summary"]["step"] == 1)
+        .await;
+    assert_eq!(
+        columns(&client).await,
+        ["id", "name", "email", "full_name"],
+        "expanded before the candidate takes traffic"
+    );
+    let abort = setup.cutover("carol", &["abort", "checkout", "-r", "bad schema"]);
+    assert!(abort.status.success(), "{}", text(&abort));
+    let out = runner.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(columns(&client).await, ["id", "name"], "reverted");
+    assert_eq!(
+        migration_states(&client).await,
+        [
+            ("add-email/expand".into(), "reverted".into()),
+            ("index-email/expand".into(), "reverted".into()),
+            ("rename-name/expand".into(), "reverted".into()),
+        ]
+    );
+}
+
+/// A canary whose analysis reads the proxy's error rate after an hour's pause.
+const DRILL_PLAN: &str = "\
+rollout: { stable: v1, candidate: v2 }
+strategy:
+  canary:
+    steps:
+      - set_weight: 20
+      - pause: { duration: 1h }
+      - analysis: { name: errors, count: 5, interval: 1s }
+      - set_weight: 60
+      - pause: {}
+analyses:
+  errors:
+    threshold:
+      metrics:
+        - { name: error-rate, source: proxy, query: error_rate, max: 0.05, min_samples: 10 }
+";
+
+/// `cutover drill` of [`DRILL_PLAN`] with pauses capped at 1 s and `args`.
+fn drill(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(&plan, DRILL_PLAN).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("drill")
+        .arg(&plan)
+        .args(["--max-pause", "1s", "--rate", "200", "--timeout", "60s"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The seconds in `… {prefix}X.XX s…`.
+fn seconds_after(said: &str, prefix: &str) -> f64 {
+    let at = said
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {said}"));
+    said[at + prefix.len()..]
+        .split(" s")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no seconds after {prefix:?} in {said}"))
+}
+
+#[test]
+fn drill_times_the_rollback_of_an_injected_failure() {
+    let out = drill(&["--max-time-to-stable", "30s"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("drill: step 1: pause of 1h shortened to 1s"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "drill: injected errors (50 % of the candidate's requests answer 500) with 20.0 % \
+             of traffic on the candidate"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("rollback decided") && said.contains("analysis `errors` failed: error-rate:"),
+        "{said}"
+    );
+    // The time from the failure to all traffic on stable: at least the 1 s pause before the
+    // analysis first measures, and the same in the pass line.
+    let took = seconds_after(&said, "all traffic on stable ");
+    let passed = seconds_after(&said, "DRILL PASSED: back on stable in ");
+    assert!((took - passed).abs() < f64::EPSILON, "{said}");
+    assert!((0.9..30.0).contains(&took), "{took} s: {said}");
+    let failed: u64 = said
+        .split("requests not 2xx between the failure and stable: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of failed requests: {said}"));
+    assert!(failed > 0, "the injected errors reached clients: {said}");
+
+    // Slower than the limit: the drill fails, saying by how much.
+    let slow = drill(&["--max-time-to-stable", "100ms"]);
+    let said = text(&slow);
+    assert_eq!(slow.status.code(), Some(1), "{said}");
+    assert!(said.contains("DRILL FAILED: "), "{said}");
+    assert!(
+        said.contains("to stable is over the limit of 0.10 s"),
+        "{said}"
+    );
+    assert!(!said.contains("DRILL PASSED"), "{said}");
+}
+
+#[test]
+fn a_drill_whose_analyses_miss_the_failure_fails() {
+    let out = drill(&["--inject", "latency", "--latency", "50ms"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "DRILL FAILED: the plan did not return traffic to stable after latency (the \
+             candidate answers 50ms slower) (promoted); its analyses do not catch this failure"
+        ),
+        "{said}"
+    );
+}
+
 #[test]
 fn help_has_examples_and_exit_codes_and_completions_are_printed() {
     let run = |args: &[&str]| {
@@ -346,7 +967,7 @@ fn help_has_examples_and_exit_codes_and_completions_are_printed() {
         "{help}"
     );
     for command in [
-        "run", "status", "pause", "abort", "lint", "import", "drill", "rollback",
+        "run", "status", "pause", "abort", "lint", "import", "drill", "rollback", "report", "check",
     ] {
         let help = text(&run(&[command, "--help"]));
         assert!(
@@ -359,9 +980,8 @@ fn help_has_examples_and_exit_codes_and_completions_are_printed() {
     assert!(String::from_utf8_lossy(&bash.stdout).contains("_cutover()"));
     let usage = run(&["pause"]);
     assert_eq!(usage.status.code(), Some(2));
-    let report = run(&["report", "x"]);
-    assert_eq!(report.status.code(), Some(3));
-    assert!(text(&report).contains("not built yet"), "{}", text(&report));
+    let report = run(&["report"]);
+    assert_eq!(report.status.code(), Some(2), "the id is required");
 }
 
 #[test]

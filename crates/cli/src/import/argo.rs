@@ -11,7 +11,7 @@
 //! | `interval`, `count`, `initialDelay`, limits (of the first metric) | the analysis run's settings |
 //! | `{{args.NAME}}` | the argument's value, else the placeholder `{NAME}` filled by the Prometheus source's `args` |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cutover::analysis::Condition;
 use serde_json::{Map, Value, json};
@@ -60,6 +60,8 @@ pub(super) fn convert(docs: &[Value]) -> Result<Imported, String> {
         t,
         templates,
         analyses: Map::new(),
+        header_routes: BTreeSet::new(),
+        mirrors: BTreeSet::new(),
     };
     let spec = cx.t.field(&root, "spec");
     let mut plan = PlanOut::default();
@@ -86,6 +88,9 @@ struct Context<'a> {
     t: Tracker,
     templates: Vec<(String, Node<'a>)>,
     analyses: Map<String, Value>,
+    /// The header routes and mirrors earlier steps set, which later steps may remove.
+    header_routes: BTreeSet<String>,
+    mirrors: BTreeSet<String>,
 }
 
 impl<'a> Context<'a> {
@@ -151,24 +156,41 @@ impl<'a> Context<'a> {
     fn canary(&mut self, canary: &Node<'a>) -> Value {
         let mut out = Map::new();
         let mut steps = Vec::new();
+        // Where each Argo step's steps start in the plan: some Argo steps have no equivalent.
+        let mut starts = Vec::new();
         let step_nodes = self
             .t
             .field(canary, "steps")
             .map(|s| self.t.items(&s))
             .unwrap_or_default();
         for step in &step_nodes {
+            starts.push(steps.len());
             steps.extend(self.step(step));
         }
         if steps.is_empty() {
             // Argo promotes at once without steps; so does `set_weight: 100`.
             steps.push(json!({ "set_weight": 100 }));
         }
+        let last = steps.len() - 1;
         out.insert("steps".into(), Value::Array(steps));
         if let Some(bg) = self.t.field(canary, "analysis") {
             let starting = self.t.number(&bg, "startingStep").unwrap_or(0.0);
             if let Some(run) = self.run(&bg, true) {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let starting = starting.max(0.0) as u64;
+                let argo = starting.max(0.0) as usize;
+                let starting = match starts.get(argo) {
+                    Some(&at) if at <= last => at,
+                    _ => {
+                        self.t.remark(
+                            "strategy.canary.background_analysis.starting_step",
+                            format!(
+                                "startingStep {starting} is past the last step that could be \
+                                 carried over; the background analysis starts with the last step"
+                            ),
+                        );
+                        last
+                    }
+                };
                 out.insert(
                     "background_analysis".into(),
                     json!({ "starting_step": starting, "analysis": run }),
@@ -301,6 +323,15 @@ impl<'a> Context<'a> {
             .map(|m| t.items(&m))
             .unwrap_or_default();
         if matches.is_empty() {
+            if !self.header_routes.contains(&name) {
+                t.note(
+                    route,
+                    format!(
+                        "removes header route `{name}`, which no earlier step sets; step dropped"
+                    ),
+                );
+                return None;
+            }
             return Some(json!({ "remove_header_route": name }));
         }
         let mut out = Vec::new();
@@ -314,13 +345,25 @@ impl<'a> Context<'a> {
                 _ => t.note(m, "needs headerName and headerValue; match dropped"),
             }
         }
-        (!out.is_empty()).then(|| json!({ "set_header_route": { "name": name, "match": out } }))
+        if out.is_empty() {
+            return None;
+        }
+        let step = json!({ "set_header_route": { "name": name, "match": out } });
+        self.header_routes.insert(name);
+        Some(step)
     }
 
     fn mirror(&mut self, mirror: &Node<'a>) -> Option<Value> {
         let t = &mut self.t;
         let name = t.string(mirror, "name")?;
         let Some(percentage) = t.number(mirror, "percentage") else {
+            if !self.mirrors.contains(&name) {
+                t.note(
+                    mirror,
+                    format!("removes mirror `{name}`, which no earlier step sets; step dropped"),
+                );
+                return None;
+            }
             return Some(json!({ "remove_mirror": name }));
         };
         let mut out = Vec::new();
@@ -351,6 +394,7 @@ impl<'a> Context<'a> {
         if !out.is_empty() {
             set["match"] = Value::Array(out);
         }
+        self.mirrors.insert(name);
         Some(json!({ "set_mirror": set }))
     }
 
@@ -597,20 +641,36 @@ impl<'a> Context<'a> {
                 }
             }
         }
-        for (argo, ours) in [
-            ("count", "count"),
-            ("failureLimit", "failure_limit"),
-            ("inconclusiveLimit", "inconclusive_limit"),
-            ("consecutiveErrorLimit", "consecutive_error_limit"),
-            ("consecutiveSuccessLimit", "consecutive_success_limit"),
+        // Argo's counts may be written as strings; cutover wants whole numbers in range.
+        let most = f64::from(u32::MAX);
+        for (argo, ours, least, most) in [
+            ("count", "count", 1.0, most),
+            ("failureLimit", "failure_limit", -1.0, f64::from(i32::MAX)),
+            ("inconclusiveLimit", "inconclusive_limit", 0.0, most),
+            (
+                "consecutiveErrorLimit",
+                "consecutive_error_limit",
+                0.0,
+                most,
+            ),
+            (
+                "consecutiveSuccessLimit",
+                "consecutive_success_limit",
+                0.0,
+                most,
+            ),
         ] {
-            if let Some(n) = t.number(metric, argo) {
+            let Some(n) = t.number(metric, argo) else {
+                continue;
+            };
+            if n.fract() == 0.0 && (least..=most).contains(&n) {
                 #[allow(clippy::cast_possible_truncation)]
-                let n = n as i64;
-                // Argo's count may be written as a string; cutover wants numbers.
-                if !(ours == "failure_limit" && n < -1 || ours != "failure_limit" && n < 0) {
-                    out.insert(ours.into(), Value::from(n));
-                }
+                out.insert(ours.into(), Value::from(n as i64));
+            } else if let Some(node) = t.field(metric, argo) {
+                t.note(
+                    &node,
+                    format!("{n} is not a whole number from {least} to {most}; not carried over"),
+                );
             }
         }
         out

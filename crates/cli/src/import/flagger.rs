@@ -205,8 +205,9 @@ impl<'a> Context<'a> {
             }
             (Some(n), _) => {
                 let mut run = run;
+                // More than u32::MAX iterations never end either way.
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let count = n.max(1.0) as u64;
+                let count = n.clamp(1.0, f64::from(u32::MAX)) as u64;
                 run["count"] = Value::from(count);
                 json!({ "blue_green": { "pre_promotion_analysis": run } })
             }

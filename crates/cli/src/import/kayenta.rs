@@ -54,8 +54,27 @@ pub(super) fn convert(docs: &[Value]) -> Result<Imported, String> {
     }
     let mut judge_config = json!({ "name": name, "metrics": metrics });
     if let Some(classifier) = cx.t.field(&config, "classifier") {
-        if let Some(weights) = cx.t.take_field(&classifier, "groupWeights") {
-            judge_config["classifier"] = json!({ "groupWeights": weights });
+        if let Some(weights) = cx.t.field(&classifier, "groupWeights") {
+            let mut kept = Map::new();
+            for (group, weight) in cx.t.entries(&weights) {
+                match weight.value.as_f64() {
+                    Some(w) if w >= 0.0 => {
+                        cx.t.take(&weight);
+                        kept.insert(group.to_owned(), super::number(w));
+                    }
+                    _ => cx.t.note(
+                        &weight,
+                        "a group weight is a number of 0 or more; not carried over",
+                    ),
+                }
+            }
+            if !weights.value.is_object() {
+                cx.t.note(
+                    &weights,
+                    "expected a map of group names to weights; not carried over",
+                );
+            }
+            judge_config["classifier"] = json!({ "groupWeights": kept });
         }
         if let Some(thresholds) = cx.t.field(&classifier, "scoreThresholds") {
             judge_config["classifier"]["scoreThresholds"] = cx.thresholds(&thresholds);
@@ -115,8 +134,15 @@ impl Context {
                 continue;
             };
             let mut metric = json!({ "name": name });
-            if let Some(groups) = self.t.take_field(m, "groups") {
-                metric["groups"] = groups.clone();
+            if let Some(groups) = self.t.field(m, "groups") {
+                match groups.value.as_array() {
+                    Some(names) if names.iter().all(Value::is_string) => {
+                        metric["groups"] = self.t.take(&groups).clone();
+                    }
+                    _ => self
+                        .t
+                        .note(&groups, "expected a list of group names; not carried over"),
+                }
             }
             if let Some(scope) = self.t.string(m, "scopeName") {
                 metric["scopeName"] = Value::from(scope);
@@ -234,6 +260,17 @@ impl Context {
     fn thresholds(&mut self, node: &Node<'_>) -> Value {
         let pass = self.t.number(node, "pass").unwrap_or(95.0);
         let marginal = self.t.number(node, "marginal").unwrap_or(75.0);
+        if !(0.0..=100.0).contains(&pass) || !(0.0..=pass).contains(&marginal) {
+            self.t.note(
+                node,
+                format!(
+                    "pass {pass} and marginal {marginal}: scores are 0 to 100 and marginal is at \
+                     most pass; not carried over, the judge's defaults (pass 95, marginal 75) \
+                     apply"
+                ),
+            );
+            return json!({ "pass": 95, "marginal": 75 });
+        }
         json!({ "pass": super::number(pass), "marginal": super::number(marginal) })
     }
 

@@ -8,6 +8,8 @@
 mod argo;
 mod flagger;
 mod kayenta;
+#[cfg(test)]
+mod shapes;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -317,7 +319,11 @@ pub(crate) fn convert(source: Source, docs: &[Value]) -> Result<Imported, String
     };
     let json = serde_json::to_string(&imported.plan).map_err(|e| e.to_string())?;
     cutover::Plan::from_json(&json).map_err(|e| {
-        format!("the converted plan is not valid ({e}); this is a bug in `cutover import`")
+        format!(
+            "the converted plan is not valid: {e}. A value of the input is out of cutover's \
+             range (fix it there); if the input is valid for the tool, this is a bug in \
+             `cutover import`"
+        )
     })?;
     Ok(imported)
 }
