@@ -524,6 +524,16 @@ async fn a_flood_beyond_the_cap_is_refused_fast_and_counted() {
             );
         }
         assert_eq!(s.connections().refused - refused_before, 200);
+        // The admin page's `/metrics` text shows the same count.
+        let text = s.proxy.metrics().prometheus_text();
+        let line = format!(
+            "cutover_proxy_connections_refused_total {}",
+            s.connections().refused
+        );
+        assert!(
+            text.lines().any(|l| l == line),
+            "no `{line}` in the metrics text"
+        );
         // Room again once the holders leave.
         drop(holders);
         let deadline = Instant::now() + Duration::from_secs(5);
