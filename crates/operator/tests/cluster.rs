@@ -11,12 +11,16 @@ use std::time::Duration;
 use cutover::kubernetes::ConfigMapStateStore;
 use cutover::{RolloutId, StateStore};
 use cutover_kube::testing::{
-    Caller, ControlPlane, DEADLINE, FakeKubelet, TestNamespace, apply_yaml, role_from_docs,
+    Caller, ControlPlane, DEADLINE, FakeKubelet, TestNamespace, apply_yaml, eventually,
+    role_from_docs,
 };
+use cutover_operator::conditions;
+use cutover_operator::reconcile::FINALIZER;
 use cutover_operator::{Rollout, RolloutStatus, STATE_PREFIX};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt as _};
 use serde_json::json;
 
 /// Two Deployments of `checkout`, without `replicas`: with `traffic.replicas` the router owns
@@ -162,6 +166,53 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The events about the Rollout `checkout`: (type, reason, note).
+    async fn events(&self) -> Vec<(String, String, String)> {
+        Api::<Event>::namespaced(self.admin.clone(), self.ns.name())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("checkout")
+                    && e.reporting_controller.as_deref() == Some("cutover-operator")
+            })
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until an event of `reason` about `checkout` was published; returns its type and
+    /// note.
+    async fn event(&self, reason: &str) -> (String, String) {
+        eventually(&format!("an event {reason}"), || async {
+            self.events()
+                .await
+                .into_iter()
+                .find(|(_, r, _)| r == reason)
+                .map(|(t, _, note)| (t, note))
+        })
+        .await
+    }
+}
+
+/// The (status, reason) of each condition, by type.
+fn conditions_of(status: &RolloutStatus) -> Vec<(&str, &str, &str)> {
+    conditions::TYPES
+        .iter()
+        .map(|t| {
+            let c = conditions::get(status, t).unwrap_or_else(|| panic!("no {t}: {status:#?}"));
+            (*t, c.status.as_str(), c.reason.as_str())
+        })
+        .collect()
+}
+
 fn phase(status: &RolloutStatus) -> &str {
     status.phase.as_deref().unwrap_or("")
 }
@@ -191,6 +242,28 @@ async fn a_rollout_is_run_and_promoted_through_an_annotation() {
     assert_eq!(waiting.rollout_id.as_deref(), Some("checkout-v2"));
     assert_eq!(waiting.owner.as_deref(), Some("operator-under-test"));
     assert_eq!(cluster.replicas().await, (2, 2));
+    assert_eq!(
+        conditions_of(&waiting),
+        [
+            ("Ready", "False", "Paused"),
+            ("Progressing", "False", "Paused"),
+            ("Degraded", "False", "AsExpected"),
+        ]
+    );
+    let generation = cluster
+        .rollouts()
+        .get("checkout")
+        .await
+        .unwrap()
+        .metadata
+        .generation;
+    assert!(
+        waiting
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == generation && !c.last_transition_time.is_empty()),
+        "{waiting:#?}"
+    );
 
     cluster.annotate("promote: dashboards fine", "alice").await;
     let promoted = cluster
@@ -206,6 +279,21 @@ async fn a_rollout_is_run_and_promoted_through_an_annotation() {
         promoted.last_command.as_deref(),
         Some("promote by alice (dashboards fine): queued")
     );
+    assert_eq!(
+        conditions_of(&promoted),
+        [
+            ("Ready", "True", "Promoted"),
+            ("Progressing", "False", "Promoted"),
+            ("Degraded", "False", "AsExpected"),
+        ]
+    );
+    let (kind, note) = cluster.event("CommandQueued").await;
+    assert_eq!(
+        (kind.as_str(), note.as_str()),
+        ("Normal", "promote by alice (dashboards fine): queued")
+    );
+    let (kind, _) = cluster.event("Promoted").await;
+    assert_eq!(kind, "Normal");
     let annotations = cluster
         .rollouts()
         .get("checkout")
@@ -294,10 +382,20 @@ async fn a_rollout_that_cannot_run_says_why() {
     let status = cluster
         .status_until("the invalid spec", |s| phase(s) == "Invalid")
         .await;
-    let message = status.message.unwrap_or_default();
+    let message = status.message.clone().unwrap_or_default();
     assert!(
         message.starts_with("invalid spec: spec.plan: "),
         "{message}"
+    );
+    assert_eq!(
+        conditions_of(&status)[2],
+        ("Degraded", "True", "Invalid"),
+        "{status:#?}"
+    );
+    let (kind, note) = cluster.event("InvalidSpec").await;
+    assert_eq!(
+        (kind.as_str(), note.as_str()),
+        ("Warning", message.as_str())
     );
 
     let missing = rollout("[ { set_weight: 50 } ]").replace("checkout-v2 }", "checkout-v3 }");
@@ -310,5 +408,109 @@ async fn a_rollout_that_cannot_run_says_why() {
         Some("not running on this replica: Deployment `checkout-v3` does not exist"),
         "{status:#?}"
     );
+    assert_eq!(
+        conditions_of(&status),
+        [
+            ("Ready", "False", "Stalled"),
+            ("Progressing", "False", "Stalled"),
+            ("Degraded", "True", "Stalled"),
+        ]
+    );
+    let (kind, _) = cluster.event("NotRunning").await;
+    assert_eq!(kind, "Warning");
     assert_eq!(cluster.replicas().await, (1, 1), "nothing was touched");
+}
+
+#[tokio::test]
+#[ignore = "needs etcd: scripts/test-deps"]
+async fn deleting_a_running_rollout_returns_traffic_to_stable_first() {
+    let cluster = Cluster::start("operator-delete").await;
+    apply_yaml(
+        &cluster.admin,
+        cluster.ns.name(),
+        &rollout("[ { set_weight: 50 }, { pause: {} }, { set_weight: 75 } ]"),
+    )
+    .await;
+    cluster
+        .status_until("the pause at 50 %", |s| {
+            s.step.as_deref() == Some("1/3 pause") && s.candidate_weight.as_deref() == Some("50%")
+        })
+        .await;
+    assert_eq!(cluster.replicas().await, (2, 2));
+    let api = cluster.rollouts();
+    let before = api.get("checkout").await.unwrap();
+    assert_eq!(before.finalizers(), [FINALIZER]);
+
+    api.delete("checkout", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the Rollout to be gone", || async {
+        api.get_opt("checkout")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // The finalizer let it go only once the abort had put traffic back on stable.
+    assert_eq!(cluster.replicas().await, (4, 0));
+    let store = ConfigMapStateStore::new(cluster.admin.clone(), cluster.ns.name(), STATE_PREFIX);
+    let id = RolloutId::new("checkout-v2").unwrap();
+    let ended = cutover_operator::status::from_store(&store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.phase.as_deref(), Some("Aborted"), "{ended:#?}");
+    assert_eq!(ended.candidate_weight.as_deref(), Some("0%"), "{ended:#?}");
+    let decisions = cluster.decisions().await;
+    assert!(
+        decisions.iter().any(|d| d.starts_with(
+            "command abort by cutover-operator (the Rollout checkout is being deleted)"
+        )),
+        "{decisions:#?}"
+    );
+    let (kind, note) = cluster.event("AbortOnDelete").await;
+    assert_eq!(kind, "Normal");
+    assert!(note.starts_with("aborting checkout-v2"), "{note}");
+}
+
+#[tokio::test]
+#[ignore = "needs etcd: scripts/test-deps"]
+async fn deleting_an_ended_rollout_leaves_traffic_where_it_is() {
+    let cluster = Cluster::start("operator-delete-ended").await;
+    apply_yaml(
+        &cluster.admin,
+        cluster.ns.name(),
+        &rollout("[ { set_weight: 50 } ]"),
+    )
+    .await;
+    cluster
+        .status_until("promotion", |s| phase(s) == "Promoted")
+        .await;
+    assert_eq!(cluster.replicas().await, (0, 4));
+    let api = cluster.rollouts();
+    api.delete("checkout", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the Rollout to be gone", || async {
+        api.get_opt("checkout")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        cluster.replicas().await,
+        (0, 4),
+        "a promoted rollout stays promoted"
+    );
+    assert!(
+        !cluster
+            .decisions()
+            .await
+            .iter()
+            .any(|d| d.starts_with("command abort")),
+        "no abort was sent"
+    );
 }
