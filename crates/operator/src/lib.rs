@@ -40,7 +40,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use self::crd::{Rollout, RolloutSpec, RolloutStatus};
-pub use self::reconcile::{Context, error_policy, reconcile, run};
+pub use self::reconcile::{Context, error_policy, reconcile, run, run_with};
 
 /// The prefix of the names of the store's ConfigMaps and owner Leases, the one
 /// `cutover --store kubernetes:NAMESPACE` uses.

@@ -41,6 +41,7 @@ pub struct Context {
     /// The rollouts this replica sent an abort to because their Rollout is being deleted.
     aborted_on_delete: Mutex<HashSet<RolloutId>>,
     events: Events,
+    lease_ttl: Option<Duration>,
 }
 
 /// An engine running one rollout on this replica.
@@ -94,6 +95,17 @@ impl Context {
     /// A context whose engines own their rollouts as `engine` (unique per replica, like the
     /// Pod's name).
     pub fn new(client: Client, engine: impl Into<String>) -> Arc<Self> {
+        Self::with_lease_ttl(client, engine, None)
+    }
+
+    /// A context whose engines hold their owner leases for `ttl` without renewal (default
+    /// [`cutover::DEFAULT_LEASE_TTL`]): another replica takes a rollout over this long after
+    /// the replica running it died.
+    pub fn with_lease_ttl(
+        client: Client,
+        engine: impl Into<String>,
+        ttl: Option<Duration>,
+    ) -> Arc<Self> {
         let engine = engine.into();
         Arc::new(Context {
             events: Events::new(client.clone(), &engine),
@@ -101,6 +113,7 @@ impl Context {
             engine,
             engines: Mutex::new(HashMap::new()),
             aborted_on_delete: Mutex::new(HashSet::new()),
+            lease_ttl: ttl,
         })
     }
 
@@ -120,11 +133,17 @@ impl Drop for Context {
 /// Runs the controller over the Rollouts of `namespace` (every namespace for `None`) until
 /// SIGTERM or Ctrl-C.
 pub async fn run(client: Client, namespace: Option<&str>, engine: &str) {
-    let api = match namespace {
-        Some(ns) => Api::<Rollout>::namespaced(client.clone(), ns),
-        None => Api::<Rollout>::all(client.clone()),
-    };
     let context = Context::new(client, engine);
+    run_with(namespace, context).await;
+}
+
+/// [`run`] with a [`Context`] of your own.
+pub async fn run_with(namespace: Option<&str>, context: Arc<Context>) {
+    let client = context.client.clone();
+    let api = match namespace {
+        Some(ns) => Api::<Rollout>::namespaced(client, ns),
+        None => Api::<Rollout>::all(client),
+    };
     Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
@@ -267,6 +286,16 @@ async fn keep_running(
     namespace: &str,
     store: &ConfigMapStateStore,
 ) -> Option<String> {
+    // Another replica runs it: nothing to do here until its lease expires.
+    match store.lease(&checked.id).await {
+        Ok(Some(lease))
+            if lease.owner != ctx.engine && lease.is_live_at(TokioClock::new().now()) =>
+        {
+            return None;
+        }
+        Ok(_) => {}
+        Err(e) => return Some(format!("cannot read the owner lease: {e}")),
+    }
     // Why this replica's engine stopped without an outcome in the store, and whether it is
     // time to try again.
     let stopped = match engines.get(&key) {
@@ -290,7 +319,10 @@ async fn keep_running(
             .builder(&ctx.client, namespace, store.clone(), &ctx.engine)
             .await
         {
-            Ok(builder) => {
+            Ok(mut builder) => {
+                if let Some(ttl) = ctx.lease_ttl {
+                    builder = builder.lease_ttl(ttl);
+                }
                 problem = None;
                 engines.insert(key, Engine::start(checked.id.clone(), builder));
             }
@@ -511,7 +543,9 @@ async fn publish_changes(
         }
         return;
     }
-    if changed {
+    // Each replica writes the same status from the store; the owner tells of phase changes.
+    let mine = after.owner.as_deref().is_none_or(|o| o == ctx.engine);
+    if changed && mine {
         ctx.events.phase(rollout, phase, message).await;
     }
     let was_stalled = conditions::get(before, "Degraded").is_some_and(|c| c.reason == "Stalled");

@@ -67,6 +67,8 @@ struct Cluster {
     ns: TestNamespace,
     admin: kube::Client,
     _kubelet: FakeKubelet,
+    /// A client of the user bound to exactly the Role of docs/operator.md.
+    restricted: kube::Client,
     operator: tokio::task::JoinHandle<()>,
 }
 
@@ -75,6 +77,9 @@ impl Drop for Cluster {
         self.operator.abort();
     }
 }
+
+/// The engine id of the operator [`Cluster::start`] runs.
+const FIRST: &str = "operator-under-test";
 
 impl Cluster {
     async fn start(purpose: &str) -> Self {
@@ -91,15 +96,13 @@ impl Cluster {
         apply_yaml(&admin, ns.name(), DEPLOYMENTS).await;
         let kubelet = FakeKubelet::start(admin.clone(), ns.name(), "app=checkout");
         let role = role_from_docs(include_str!("../../../docs/operator.md"));
-        let client = ns.client(&Caller::RestrictedTo(role)).await;
-        let name = ns.name().to_owned();
-        let operator = tokio::spawn(async move {
-            cutover_operator::run(client, Some(&name), "operator-under-test").await;
-        });
+        let restricted = ns.client(&Caller::RestrictedTo(role)).await;
+        let operator = operator(&restricted, ns.name(), FIRST, None);
         Cluster {
             ns,
             admin,
             _kubelet: kubelet,
+            restricted,
             operator,
         }
     }
@@ -213,6 +216,20 @@ fn conditions_of(status: &RolloutStatus) -> Vec<(&str, &str, &str)> {
         .collect()
 }
 
+/// Runs an operator replica over `namespace` as `engine`, with owner leases of `lease_ttl`.
+fn operator(
+    client: &kube::Client,
+    namespace: &str,
+    engine: &str,
+    lease_ttl: Option<Duration>,
+) -> tokio::task::JoinHandle<()> {
+    let context = cutover_operator::Context::with_lease_ttl(client.clone(), engine, lease_ttl);
+    let namespace = namespace.to_owned();
+    tokio::spawn(async move {
+        cutover_operator::run_with(Some(&namespace), context).await;
+    })
+}
+
 fn phase(status: &RolloutStatus) -> &str {
     status.phase.as_deref().unwrap_or("")
 }
@@ -240,7 +257,7 @@ async fn a_rollout_is_run_and_promoted_through_an_annotation() {
         "{waiting:#?}"
     );
     assert_eq!(waiting.rollout_id.as_deref(), Some("checkout-v2"));
-    assert_eq!(waiting.owner.as_deref(), Some("operator-under-test"));
+    assert_eq!(waiting.owner.as_deref(), Some(FIRST));
     assert_eq!(cluster.replicas().await, (2, 2));
     assert_eq!(
         conditions_of(&waiting),
@@ -513,4 +530,68 @@ async fn deleting_an_ended_rollout_leaves_traffic_where_it_is() {
             .any(|d| d.starts_with("command abort")),
         "no abort was sent"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs etcd: scripts/test-deps"]
+async fn two_replicas_one_owner_and_a_handover_when_it_stops() {
+    let mut cluster = Cluster::start("operator-handover").await;
+    // The first replica, with short leases, runs the rollout to its first pause.
+    cluster.operator.abort();
+    let ttl = Some(Duration::from_secs(3));
+    cluster.operator = operator(&cluster.restricted, cluster.ns.name(), "replica-a", ttl);
+    apply_yaml(
+        &cluster.admin,
+        cluster.ns.name(),
+        &rollout("[ { set_weight: 25 }, { pause: {} }, { set_weight: 50 }, { pause: {} } ]"),
+    )
+    .await;
+    let first = cluster
+        .status_until("the first pause", |s| {
+            s.step.as_deref() == Some("1/4 pause")
+        })
+        .await;
+    assert_eq!(first.owner.as_deref(), Some("replica-a"), "{first:#?}");
+
+    // A second replica joins: it leaves the rollout to its owner. Every status seen until
+    // the next pause names replica-a and no replica says it cannot run the rollout.
+    let b = operator(&cluster.restricted, cluster.ns.name(), "replica-b", ttl);
+    cluster.annotate("resume", "alice").await;
+    let api = cluster.rollouts();
+    let seen = std::sync::Mutex::new(Vec::new());
+    eventually("the second pause", || async {
+        let status = api.get("checkout").await.ok()?.status?;
+        seen.lock()
+            .unwrap()
+            .push((status.owner.clone(), status.message.clone()));
+        (status.step.as_deref() == Some("3/4 pause")).then_some(())
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter()
+            .all(|(owner, message)| owner.as_deref() == Some("replica-a")
+                && !message.as_deref().unwrap_or("").contains("not running")),
+        "{seen:#?}"
+    );
+    assert_eq!(cluster.replicas().await, (2, 2));
+
+    // replica-a stops without releasing its lease (as a crash would): once the lease has
+    // expired, replica-b takes the rollout over where the store says it is.
+    cluster.operator.abort();
+    let taken = cluster
+        .status_until("replica-b to own the rollout", |s| {
+            s.owner.as_deref() == Some("replica-b")
+        })
+        .await;
+    assert_eq!(taken.step.as_deref(), Some("3/4 pause"), "{taken:#?}");
+    assert_eq!(taken.candidate_weight.as_deref(), Some("50%"), "{taken:#?}");
+    assert_eq!(cluster.replicas().await, (2, 2));
+    cluster.annotate("promote", "alice").await;
+    // Only replica-b runs: the promotion is its doing.
+    cluster
+        .status_until("promotion by replica-b", |s| phase(s) == "Promoted")
+        .await;
+    assert_eq!(cluster.replicas().await, (0, 4));
+    b.abort();
 }
