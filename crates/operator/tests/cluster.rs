@@ -4,22 +4,31 @@
 //! operator runs in-process, over the test's namespace only, as a user bound to exactly the
 //! Role of docs/operator.md.
 //!
+//! With `CUTOVER_TEST_KUBECONFIG=PATH` they run against the cluster of that kubeconfig
+//! instead (its kubelets run the Pods; the operator impersonates a ServiceAccount bound to the
+//! same Role; each test's namespace is deleted after it).
+//!
 //! `#[ignore = "needs etcd: scripts/test-deps"]`; CI runs them with `--include-ignored`.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cutover::kubernetes::ConfigMapStateStore;
 use cutover::{RolloutId, StateStore};
 use cutover_kube::testing::{
-    Caller, ControlPlane, DEADLINE, FakeKubelet, TestNamespace, apply_yaml, eventually,
+    Caller, ControlPlane, DEADLINE, FakeKubelet, apply_yaml, eventually, install_crds,
     role_from_docs,
 };
 use cutover_operator::conditions;
 use cutover_operator::reconcile::FINALIZER;
 use cutover_operator::{Rollout, RolloutStatus, STATE_PREFIX};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace as CoreNamespace, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, ResourceExt as _};
 use serde_json::json;
 
@@ -33,7 +42,7 @@ spec:
   selector: { matchLabels: { app: checkout, version: v1 } }
   template:
     metadata: { labels: { app: checkout, version: v1 } }
-    spec: { containers: [ { name: app, image: checkout:v1 } ] }
+    spec: { containers: [ { name: app, image: 'registry.k8s.io/pause:3.10' } ] }
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -42,7 +51,7 @@ spec:
   selector: { matchLabels: { app: checkout, version: v2 } }
   template:
     metadata: { labels: { app: checkout, version: v2 } }
-    spec: { containers: [ { name: app, image: checkout:v2 } ] }
+    spec: { containers: [ { name: app, image: 'registry.k8s.io/pause:3.10' } ] }
 ";
 
 /// A Rollout of checkout from v1 to v2 by replica counts, with `steps` as its canary steps.
@@ -62,11 +71,35 @@ spec:
     )
 }
 
-/// A namespace with the Deployments, a fake kubelet, and the operator running over it.
+/// Set to a kubeconfig file to run these tests against that cluster (its current context,
+/// with cluster-admin rights: they install the CRD, and create a namespace per test and
+/// delete it afterwards) instead of a control plane of their own. The cluster's nodes must
+/// be able to pull `registry.k8s.io/pause`.
+const KUBECONFIG_ENV: &str = "CUTOVER_TEST_KUBECONFIG";
+
+/// The namespaces these tests create on a cluster of [`KUBECONFIG_ENV`] carry this label
+/// (`kubectl delete namespace -l cutover.dev/test=operator` cleans up after a killed run).
+const TEST_LABEL: (&str, &str) = ("cutover.dev/test", "operator");
+
+/// The namespace of one test.
+struct Namespace {
+    name: String,
+    /// The kubeconfig of the user's cluster, whose namespace is deleted with the test.
+    user_cluster: Option<PathBuf>,
+}
+
+impl Namespace {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A namespace with the Deployments, a fake kubelet (on the test's own control plane), and
+/// the operator running over it.
 struct Cluster {
-    ns: TestNamespace,
+    ns: Namespace,
     admin: kube::Client,
-    _kubelet: FakeKubelet,
+    _kubelet: Option<FakeKubelet>,
     /// A client of the user bound to exactly the Role of docs/operator.md.
     restricted: kube::Client,
     operator: tokio::task::JoinHandle<()>,
@@ -75,6 +108,14 @@ struct Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.operator.abort();
+        if let Some(path) = self.ns.user_cluster.take() {
+            // The test's runtime may be gone: clean up from a thread with a runtime of its own.
+            let name = self.ns.name.clone();
+            let done = std::thread::spawn(move || delete_user_namespace(&path, &name)).join();
+            if done.is_err() {
+                eprintln!("could not delete namespace {}", self.ns.name);
+            }
+        }
     }
 }
 
@@ -87,16 +128,29 @@ impl Cluster {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let plane = ControlPlane::shared().await;
-        plane
-            .install_crds(&cutover_operator::crd::crd_yaml().unwrap())
-            .await;
-        let ns = plane.namespace(purpose).await;
-        let admin = ns.admin();
-        apply_yaml(&admin, ns.name(), DEPLOYMENTS).await;
-        let kubelet = FakeKubelet::start(admin.clone(), ns.name(), "app=checkout");
         let role = role_from_docs(include_str!("../../../docs/operator.md"));
-        let restricted = ns.client(&Caller::RestrictedTo(role)).await;
+        let (ns, admin, restricted, kubelet) = if let Some(path) = std::env::var_os(KUBECONFIG_ENV)
+        {
+            let (ns, admin, restricted) =
+                on_user_cluster(purpose, PathBuf::from(path), &role).await;
+            apply_yaml(&admin, ns.name(), DEPLOYMENTS).await;
+            (ns, admin, restricted, None)
+        } else {
+            let plane = ControlPlane::shared().await;
+            plane
+                .install_crds(&cutover_operator::crd::crd_yaml().unwrap())
+                .await;
+            let ns = plane.namespace(purpose).await;
+            let admin = ns.admin();
+            apply_yaml(&admin, ns.name(), DEPLOYMENTS).await;
+            let kubelet = FakeKubelet::start(admin.clone(), ns.name(), "app=checkout");
+            let restricted = ns.client(&Caller::RestrictedTo(role)).await;
+            let ns = Namespace {
+                name: ns.name().to_owned(),
+                user_cluster: None,
+            };
+            (ns, admin, restricted, Some(kubelet))
+        };
         let operator = operator(&restricted, ns.name(), FIRST, None);
         Cluster {
             ns,
@@ -228,6 +282,130 @@ fn operator(
     tokio::spawn(async move {
         cutover_operator::run_with(Some(&namespace), context).await;
     })
+}
+
+/// The admin configuration of the kubeconfig at `path` (its current context).
+async fn user_config(path: &Path) -> kube::Config {
+    let kubeconfig = Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("{KUBECONFIG_ENV}={}: {e}", path.display()));
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{KUBECONFIG_ENV}={}: {e}", path.display()))
+}
+
+/// On the cluster of the kubeconfig at `path`: the CRD, a new namespace for `purpose`, and in
+/// it a ServiceAccount `cutover-operator` bound to `role`. Returns the namespace, an admin
+/// client and a client that impersonates the ServiceAccount.
+async fn on_user_cluster(
+    purpose: &str,
+    path: PathBuf,
+    role: &serde_json::Value,
+) -> (Namespace, kube::Client, kube::Client) {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let config = user_config(&path).await;
+    let admin = kube::Client::try_from(config.clone()).unwrap();
+    install_crds(&admin, &cutover_operator::crd::crd_yaml().unwrap(), false).await;
+    let mut name = format!(
+        "cutover-test-{purpose}-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    );
+    name.truncate(63);
+    let name = name.trim_end_matches('-').to_owned();
+    let namespace =
+        json!({ "metadata": { "name": name, "labels": { TEST_LABEL.0: TEST_LABEL.1 } } });
+    Api::<CoreNamespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(namespace).unwrap(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+    let ns = Namespace {
+        name: name.clone(),
+        user_cluster: Some(path),
+    };
+    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), &name);
+    eventually("the namespace's default ServiceAccount", || async {
+        accounts.get_opt("default").await.ok().flatten()
+    })
+    .await;
+    let account = "cutover-operator";
+    let mut role = role.clone();
+    role["metadata"]["namespace"] = json!(name);
+    let role_name = role["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let binding = json!({
+        "metadata": { "name": account, "namespace": name },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name },
+        "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": name }],
+    });
+    let pp = PostParams::default();
+    accounts
+        .create(
+            &pp,
+            &serde_json::from_value(json!({ "metadata": { "name": account } })).unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<Role>::namespaced(admin.clone(), &name)
+        .create(&pp, &serde_json::from_value(role).unwrap())
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), &name)
+        .create(&pp, &serde_json::from_value(binding).unwrap())
+        .await
+        .unwrap();
+    let mut as_operator = config;
+    as_operator.auth_info.impersonate = Some(format!("system:serviceaccount:{name}:{account}"));
+    as_operator.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{name}"),
+        "system:authenticated".into(),
+    ]);
+    let restricted = kube::Client::try_from(as_operator).unwrap();
+    let rollouts = Api::<Rollout>::namespaced(restricted.clone(), &name);
+    eventually("the operator's Role to be bound", || async {
+        rollouts.list(&ListParams::default()).await.ok().map(|_| ())
+    })
+    .await;
+    (ns, admin, restricted)
+}
+
+/// Deletes namespace `name` of the cluster of the kubeconfig at `path`, its Rollouts' finalizers
+/// first (the operator has stopped: nobody else would remove them).
+fn delete_user_namespace(path: &Path, name: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let admin = kube::Client::try_from(user_config(path).await).unwrap();
+        let rollouts = Api::<Rollout>::namespaced(admin.clone(), name);
+        let patch = json!({ "metadata": { "finalizers": null } });
+        for rollout in rollouts
+            .list(&ListParams::default())
+            .await
+            .into_iter()
+            .flatten()
+        {
+            let _ = rollouts
+                .patch(
+                    &rollout.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await;
+        }
+        if let Err(e) = Api::<CoreNamespace>::all(admin)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            eprintln!("deleting namespace {name}: {e}");
+        }
+    });
 }
 
 fn phase(status: &RolloutStatus) -> &str {
