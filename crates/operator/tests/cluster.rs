@@ -224,6 +224,37 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Applies a Rollout `[50 %, pause until promoted, 75 %]` and waits for its pause.
+    async fn paused_at_half(&self) {
+        apply_yaml(
+            &self.admin,
+            self.ns.name(),
+            &rollout("[ { set_weight: 50 }, { pause: {} }, { set_weight: 75 } ]"),
+        )
+        .await;
+        self.status_until("the pause at 50 %", |s| {
+            s.step.as_deref() == Some("1/3 pause") && s.candidate_weight.as_deref() == Some("50%")
+        })
+        .await;
+        assert_eq!(self.replicas().await, (2, 2));
+    }
+
+    /// Deletes the Rollout and waits until it is gone.
+    async fn delete(&self) {
+        let api = self.rollouts();
+        api.delete("checkout", &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually("the Rollout to be gone", || async {
+            api.get_opt("checkout")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+
     /// The events about the Rollout `checkout`: (type, reason, note).
     async fn events(&self) -> Vec<(String, String, String)> {
         Api::<Event>::namespaced(self.admin.clone(), self.ns.name())
@@ -517,18 +548,7 @@ async fn a_rollout_is_run_and_promoted_through_an_annotation() {
 #[ignore = "needs etcd: scripts/test-deps"]
 async fn an_annotated_abort_returns_traffic_to_stable() {
     let cluster = Cluster::start("operator-abort").await;
-    apply_yaml(
-        &cluster.admin,
-        cluster.ns.name(),
-        &rollout("[ { set_weight: 50 }, { pause: {} }, { set_weight: 75 } ]"),
-    )
-    .await;
-    cluster
-        .status_until("the pause at 50 %", |s| {
-            s.step.as_deref() == Some("1/3 pause") && s.candidate_weight.as_deref() == Some("50%")
-        })
-        .await;
-    assert_eq!(cluster.replicas().await, (2, 2));
+    cluster.paused_at_half().await;
 
     cluster.annotate("abort: p99 too high", "bob").await;
     let aborted = cluster
@@ -620,33 +640,11 @@ async fn a_rollout_that_cannot_run_says_why() {
 #[ignore = "needs etcd: scripts/test-deps"]
 async fn deleting_a_running_rollout_returns_traffic_to_stable_first() {
     let cluster = Cluster::start("operator-delete").await;
-    apply_yaml(
-        &cluster.admin,
-        cluster.ns.name(),
-        &rollout("[ { set_weight: 50 }, { pause: {} }, { set_weight: 75 } ]"),
-    )
-    .await;
-    cluster
-        .status_until("the pause at 50 %", |s| {
-            s.step.as_deref() == Some("1/3 pause") && s.candidate_weight.as_deref() == Some("50%")
-        })
-        .await;
-    assert_eq!(cluster.replicas().await, (2, 2));
-    let api = cluster.rollouts();
-    let before = api.get("checkout").await.unwrap();
+    cluster.paused_at_half().await;
+    let before = cluster.rollouts().get("checkout").await.unwrap();
     assert_eq!(before.finalizers(), [FINALIZER]);
 
-    api.delete("checkout", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the Rollout to be gone", || async {
-        api.get_opt("checkout")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    cluster.delete().await;
     // The finalizer let it go only once the abort had put traffic back on stable.
     assert_eq!(cluster.replicas().await, (4, 0));
     let store = ConfigMapStateStore::new(cluster.admin.clone(), cluster.ns.name(), STATE_PREFIX);
@@ -683,18 +681,7 @@ async fn deleting_an_ended_rollout_leaves_traffic_where_it_is() {
         .status_until("promotion", |s| phase(s) == "Promoted")
         .await;
     assert_eq!(cluster.replicas().await, (0, 4));
-    let api = cluster.rollouts();
-    api.delete("checkout", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the Rollout to be gone", || async {
-        api.get_opt("checkout")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    cluster.delete().await;
     assert_eq!(
         cluster.replicas().await,
         (0, 4),
