@@ -22,9 +22,8 @@
 //! kubernetes:NAMESPACE` reads: the command line sees and steers the operator's rollouts
 //! (the id is in `status.rolloutId`). See docs/operator.md.
 //!
-//! Not done in this reference: an end-to-end test of a new rollout when `spec.candidate`
-//! changes while one runs (the running one is aborted first), leader election beyond the
-//! store's per-rollout owner lease.
+//! Not done in this reference: leader election beyond the store's per-rollout owner lease
+//! (replicas hand a rollout over through that lease; see docs/operator.md).
 #![forbid(unsafe_code)]
 
 pub mod command;

@@ -760,3 +760,43 @@ async fn two_replicas_one_owner_and_a_handover_when_it_stops() {
     assert_eq!(cluster.replicas().await, (0, 4));
     b.abort();
 }
+
+#[tokio::test]
+#[ignore = "needs etcd: scripts/test-deps"]
+async fn a_new_candidate_aborts_the_running_rollout_then_starts_its_own() {
+    let cluster = Cluster::start("operator-new-candidate").await;
+    cluster.paused_at_half().await;
+
+    // v3 (built into the same Deployment) replaces v2 while v2's rollout waits at 50 %.
+    let patch =
+        json!({ "spec": { "candidate": { "revision": "v3", "deployment": "checkout-v2" } } });
+    cluster
+        .rollouts()
+        .patch("checkout", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let next = cluster
+        .status_until("v3's rollout at its pause", |s| {
+            s.rollout_id.as_deref() == Some("checkout-v3") && s.step.as_deref() == Some("1/3 pause")
+        })
+        .await;
+    assert_eq!(next.candidate_weight.as_deref(), Some("50%"), "{next:#?}");
+    assert_eq!(cluster.replicas().await, (2, 2));
+
+    let store = ConfigMapStateStore::new(cluster.admin.clone(), cluster.ns.name(), STATE_PREFIX);
+    let old = RolloutId::new("checkout-v2").unwrap();
+    let ended = cutover_operator::status::from_store(&store, &old)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.phase.as_deref(), Some("Aborted"), "{ended:#?}");
+    assert_eq!(ended.candidate_weight.as_deref(), Some("0%"), "{ended:#?}");
+    let decisions = cluster.decisions().await;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d
+                .starts_with("command abort by cutover-operator (spec.candidate changed to v3)")),
+        "{decisions:#?}"
+    );
+}
