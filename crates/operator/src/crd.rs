@@ -186,6 +186,32 @@ pub struct RolloutStatus {
     /// queued: `abort by bob (p99 too high): queued`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_command: Option<String>,
+    /// `Ready`, `Progressing` and `Degraded`, in the shape of Kubernetes conditions (see
+    /// docs/operator.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// A condition of a Rollout, in the shape of Kubernetes' `metav1.Condition`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready`, `Progressing` or `Degraded`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Why, in one `PascalCase` word (the phase, `Stalled`, `AsExpected`).
+    pub reason: String,
+    /// The latest decision, or what is wrong.
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
+    pub last_transition_time: String,
+    /// The generation of the spec the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// Any JSON object, kept as it is (`x-kubernetes-preserve-unknown-fields`).

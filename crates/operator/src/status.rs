@@ -44,6 +44,7 @@ pub async fn from_store(
         message: latest.last().map(|r| r.summary.clone()),
         observed_generation: None,
         last_command: None,
+        conditions: Vec::new(),
     }))
 }
 
