@@ -16,5 +16,11 @@ fn the_guide_prints_the_tested_role() {
 /// Markdown as `//!` lines: `role_from_docs` reads doc comments, whose indentation starts after
 /// the `//! `.
 fn as_doc_comment(markdown: &str) -> String {
-    markdown.lines().map(|l| format!("//! {l}\n")).collect()
+    let mut out = String::new();
+    for line in markdown.lines() {
+        out.push_str("//! ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
