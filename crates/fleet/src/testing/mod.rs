@@ -6,6 +6,7 @@ mod chaos;
 mod postgres;
 mod process;
 mod script;
+mod stampede;
 
 pub use self::bench::{ThroughputRow, bench_specs, fleet_throughput, memory_throughput};
 pub use self::chaos::{ChaosConfig, ChaosReport, Fault, Spawner, run_chaos};
@@ -14,6 +15,9 @@ pub use self::process::{ProcessReport, WORKER_ENV, WorkerArgs, worker_main_from_
 pub use self::script::{
     CALLS_TABLE, Call, MemoryRouters, RecordingRouter, SCRIPTED, ScriptedVerdicts, scripted_spec,
     single_process_rollout, ten_step_plan,
+};
+pub use self::stampede::{
+    STAMPEDE_SERVER_OPTIONS, StampedeConfig, StampedeReport, run_stampede, stampede_specs,
 };
 
 /// Polls `check` every 20 ms until it holds; panics naming `what` after `within`. For tests
