@@ -6,6 +6,7 @@
 //! fleet-bench chaos [--rollouts N] [--out target/bench/fleet.json]
 //! fleet-bench throughput [--rollouts N] [--workers 1,2,4] [--out target/bench/fleet-throughput.jsonl]
 //! fleet-bench stampede [--rollouts N] [--out target/bench/fleet.json]
+//! fleet-bench notify [--commands N] [--out target/bench/fleet.json]
 //! ```
 //!
 //! `chaos`: three workers run N scripted rollouts (default 1,000) while a random worker is
@@ -17,21 +18,27 @@
 //! pools; claim statements per second, connections and claims against the configured bounds,
 //! added to the JSON report as `stampede`; fails if a bound was broken.
 //!
-//! `chaos` and `stampede` write their fields into the same JSON object, each keeping what the
-//! other wrote.
+//! `notify`: N commands (default 200) queued one at a time by another process (this binary
+//! re-executed), each timed from being issued until the watcher here wakes through
+//! LISTEN/NOTIFY; added to the JSON report as `notify`.
+//!
+//! `chaos`, `stampede` and `notify` write their fields into the same JSON object, each keeping what the
+//! others wrote.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cutover_fleet::testing::{
-    ChaosConfig, PgServer, STAMPEDE_SERVER_OPTIONS, StampedeConfig, fleet_throughput,
-    memory_throughput, run_chaos, run_stampede, worker_main_from_env,
+    ChaosConfig, PgServer, STAMPEDE_SERVER_OPTIONS, StampedeConfig, commander_main_from_env,
+    fleet_throughput, memory_throughput, notify_latency, run_chaos, run_stampede,
+    worker_main_from_env,
 };
 
 struct Args {
     mode: String,
     rollouts: Option<usize>,
+    commands: usize,
     workers: Vec<usize>,
     out: Option<PathBuf>,
 }
@@ -39,12 +46,13 @@ struct Args {
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mode = it.next().ok_or("a mode: chaos, throughput or stampede")?;
-    if !["chaos", "throughput", "stampede"].contains(&mode.as_str()) {
+    if !["chaos", "throughput", "stampede", "notify"].contains(&mode.as_str()) {
         return Err(format!("unknown mode {mode}"));
     }
     let mut args = Args {
         mode,
         rollouts: None,
+        commands: 200,
         workers: vec![1, 2, 4],
         out: None,
     };
@@ -53,6 +61,9 @@ fn args() -> Result<Args, String> {
         match flag.as_str() {
             "--rollouts" => {
                 args.rollouts = Some(value.parse().map_err(|e| format!("--rollouts: {e}"))?);
+            }
+            "--commands" => {
+                args.commands = value.parse().map_err(|e| format!("--commands: {e}"))?;
             }
             "--workers" => {
                 args.workers = value
@@ -160,19 +171,60 @@ fn stampede(runtime: &tokio::runtime::Runtime, args: &Args) -> ExitCode {
     if failures.is_empty() {
         return ExitCode::SUCCESS;
     }
-    eprintln!("fleet-bench: stampede checks failed: {}", failures.join("; "));
+    eprintln!(
+        "fleet-bench: stampede checks failed: {}",
+        failures.join("; ")
+    );
     ExitCode::FAILURE
+}
+
+fn notify(runtime: &tokio::runtime::Runtime, server: &PgServer, args: &Args) -> ExitCode {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| "target/bench/fleet.json".into());
+    let report = match runtime.block_on(notify_latency(server, "notify", args.commands, &worker)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("fleet-bench: the notify run failed to run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "notify: {} commands from another process, {} delivered: median {:.2} ms, p90 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms",
+        report.commands,
+        report.delivered,
+        report.median_ms,
+        report.p90_ms,
+        report.p99_ms,
+        report.max_ms
+    );
+    if let Err(e) = merge(&out, serde_json::json!({ "notify": report })) {
+        eprintln!("fleet-bench: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("wrote {}", out.display());
+    if report.delivered == report.commands && report.queued == report.commands {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("fleet-bench: not every command reached the watcher");
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
     if let Some(code) = worker_main_from_env() {
         return code;
     }
+    if let Some(code) = commander_main_from_env() {
+        return code;
+    }
     let args = match args() {
         Ok(args) => args,
         Err(e) => {
             eprintln!(
-                "fleet-bench: {e}\nusage: fleet-bench chaos|throughput|stampede [--rollouts N] [--workers 1,2,4] [--out FILE]"
+                "fleet-bench: {e}\nusage: fleet-bench chaos|throughput|stampede|notify [--rollouts N] [--commands N] [--workers 1,2,4] [--out FILE]"
             );
             return ExitCode::FAILURE;
         }
@@ -192,6 +244,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.mode == "notify" {
+        return notify(&runtime, &server, &args);
+    }
     if args.mode == "chaos" {
         let mut config = ChaosConfig::full();
         if let Some(n) = args.rollouts {

@@ -124,6 +124,8 @@ pub struct StampedeReport {
     pub poll_s: f64,
     /// Rollouts promoted.
     pub promoted: usize,
+    /// Rollouts still open (queued or running) when the run ended.
+    pub unfinished: usize,
     /// Claim statements executed by all workers (`pg_stat_statements`).
     pub claim_statements: u64,
     /// Claim statements per second, over the whole run (from the workers' start until every
@@ -174,8 +176,17 @@ impl StampedeReport {
                 self.promoted, self.rollouts
             ));
         }
+        if self.unfinished > 0 {
+            out.push(format!(
+                "{} rollouts still open at the end",
+                self.unfinished
+            ));
+        }
         if self.double_actors > 0 {
-            out.push(format!("{} rollouts with double actors", self.double_actors));
+            out.push(format!(
+                "{} rollouts with double actors",
+                self.double_actors
+            ));
         }
         if self.peak_connections > self.connections_bound {
             out.push(format!(
@@ -293,9 +304,10 @@ pub async fn run_stampede(
             server.url(db)
         ))
         .map_err(|e| fail(&e))?;
-        let store = PgStateStore::connect_with(&url, PgOptions::default().pool_size(config.pool_size))
-            .await
-            .map_err(|e| fail(&e))?;
+        let store =
+            PgStateStore::connect_with(&url, PgOptions::default().pool_size(config.pool_size))
+                .await
+                .map_err(|e| fail(&e))?;
         let worker = Worker::builder(store)
             .id(format!("stampede-w{i}"))
             .router(SCRIPTED, routers.factory())
@@ -362,6 +374,7 @@ pub async fn run_stampede(
     let t0 = samples[0].at;
     let last = samples.last().unwrap_or(&first);
     report.claim_statements = u64::try_from(last.statements - first.statements).unwrap_or(0);
+    report.unfinished = usize::try_from(last.open).unwrap_or(0);
     // Windows of about a second: each sample against the latest one at least 1 s before it,
     // each checked against the bound for its own length.
     for (i, s) in samples.iter().enumerate() {
