@@ -205,7 +205,10 @@ fn notify(runtime: &tokio::runtime::Runtime, server: &PgServer, args: &Args) -> 
         return ExitCode::FAILURE;
     }
     println!("wrote {}", out.display());
-    if report.delivered == report.commands && report.queued == report.commands {
+    if report.delivered == report.commands
+        && report.queued == report.commands
+        && report.early_wakes == 0
+    {
         ExitCode::SUCCESS
     } else {
         eprintln!("fleet-bench: not every command reached the watcher");

@@ -46,6 +46,9 @@ pub struct NotifyReport {
     pub delivered: usize,
     /// Commands found in the inbox afterwards.
     pub queued: usize,
+    /// Wakes of the watcher before the command was in the inbox (none if every wake was that
+    /// command's notification).
+    pub early_wakes: usize,
     /// Median latency, milliseconds.
     pub median_ms: f64,
     /// 90th percentile, milliseconds.
@@ -174,6 +177,17 @@ pub async fn notify_latency(
         stdin.flush().await.map_err(|e| e.to_string())?;
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await {
             latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            // The wake was this command's: it is in the inbox (the notification is sent when
+            // the insert commits).
+            let after = u64::try_from(i).unwrap_or(u64::MAX);
+            if store
+                .commands(&id, after)
+                .await
+                .map_err(|e| fail(&e))?
+                .is_empty()
+            {
+                report.early_wakes += 1;
+            }
         }
     }
     drop(stdin);
