@@ -43,15 +43,8 @@ async fn keeps_the_store_contract() {
     assert_eq!(report.passed.len(), 7, "{report}");
 }
 
-#[tokio::test]
-#[ignore = "needs PostgreSQL: scripts/test-deps"]
-async fn migrations_run_once_even_when_workers_start_together() {
-    let url = PgServer::shared().database("migrations").await.unwrap();
-    let stores = futures_util::future::join_all((0..4).map(|_| PgStateStore::connect(&url))).await;
-    for store in stores {
-        store.expect("every concurrent connect succeeds");
-    }
-    let db = client("migrations").await;
+/// The schema holds every migration of this release, once.
+async fn assert_every_version_applied(db: &tokio_postgres::Client) {
     let versions: Vec<i32> = db
         .query(
             "SELECT version FROM cutover_schema_migrations ORDER BY version",
@@ -63,6 +56,18 @@ async fn migrations_run_once_even_when_workers_start_together() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/test-deps"]
+async fn migrations_run_once_even_when_workers_start_together() {
+    let url = PgServer::shared().database("migrations").await.unwrap();
+    let stores = futures_util::future::join_all((0..4).map(|_| PgStateStore::connect(&url))).await;
+    for store in stores {
+        store.expect("every concurrent connect succeeds");
+    }
+    let db = client("migrations").await;
+    assert_every_version_applied(&db).await;
     // Connecting again applies nothing and keeps the data.
     let store = PgStateStore::connect(&url).await.unwrap();
     let count: i64 = db
@@ -332,17 +337,7 @@ async fn a_version_1_database_is_upgraded_with_its_data_intact() {
 
     // Opening the store runs the later migrations and reads everything back as it was.
     let store = PgStateStore::connect(&url).await.unwrap();
-    let versions: Vec<i32> = db
-        .query(
-            "SELECT version FROM cutover_schema_migrations ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    assert_every_version_applied(&db).await;
     let loaded = store.load(&id).await.unwrap().unwrap();
     assert_eq!(loaded.version, stored.version);
     assert_eq!(json(&loaded.state), json(&stored.state));
