@@ -60,8 +60,16 @@ impl Listener {
         listener
     }
 
-    /// Changes whenever a command is queued for `id`.
+    /// Changes whenever a command is queued for `id`. It starts out changed: commands queued
+    /// before the watch began (while no engine ran the rollout, or before a takeover) are
+    /// read at once, not at the next notification.
     pub(crate) fn watch(&self, id: &RolloutId) -> watch::Receiver<u64> {
+        let mut receiver = self.subscribe(id);
+        receiver.mark_changed();
+        receiver
+    }
+
+    fn subscribe(&self, id: &RolloutId) -> watch::Receiver<u64> {
         let mut watchers = self.inboxes.lock();
         if let Some(sender) = watchers.by_id.get(id) {
             return sender.subscribe();

@@ -213,7 +213,8 @@ impl PgStateStore {
 
     /// Saves with compare-and-swap and, when `fence` is given, only while its lease is held
     /// and live on the database's clock; the records the state carries are appended to the
-    /// log in the same statement. Returns the new version and whether the log now holds every
+    /// log in the same statement, and a final state closes the fleet's row of the rollout in
+    /// it too (so a finished rollout never stays open, whatever happens to its worker next). Returns the new version and whether the log now holds every
     /// record the state carries.
     pub(crate) async fn save_fenced(
         &self,
@@ -243,7 +244,10 @@ impl PgStateStore {
                    FROM unnest($8::bigint[], $9::json[]) AS t(seq, record), last \
                    WHERE EXISTS (SELECT 1 FROM saved) AND t.seq > last.n \
                      AND $8[1] <= last.n + 1 \
-                   ON CONFLICT (id, seq) DO NOTHING) \
+                   ON CONFLICT (id, seq) DO NOTHING), \
+                 closed AS ( \
+                   UPDATE cutover_fleet_rollouts SET open = false, finished_at = now() \
+                   WHERE id = $1 AND open AND $3 = 'done' AND EXISTS (SELECT 1 FROM saved)) \
                  SELECT (SELECT version FROM saved), \
                         coalesce($8[1] <= (SELECT n FROM last) + 1, true)",
                 &[

@@ -38,6 +38,16 @@ const LOCK_KEY: i64 = 0x0063_7574_6f76_6572;
 
 /// Brings the schema to [`SCHEMA_VERSION`]; returns the versions it applied.
 pub(crate) async fn migrate(conn: &mut Object, target: &str) -> Result<Vec<i32>, ConnectError> {
+    migrate_to(conn, target, SCHEMA_VERSION).await
+}
+
+/// Brings the schema to `version` (at most [`SCHEMA_VERSION`]); returns the versions it
+/// applied. Tests use it to make a database of an older release.
+pub(crate) async fn migrate_to(
+    conn: &mut tokio_postgres::Client,
+    target: &str,
+    version: i32,
+) -> Result<Vec<i32>, ConnectError> {
     let failed = |step: &'static str| {
         let target = target.to_owned();
         move |e: tokio_postgres::Error| ConnectError::Schema {
@@ -78,7 +88,10 @@ pub(crate) async fn migrate(conn: &mut Object, target: &str) -> Result<Vec<i32>,
         });
     }
     let mut applied = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current && m.version <= version)
+    {
         tx.batch_execute(migration.sql)
             .await
             .map_err(|e| ConnectError::Migration {

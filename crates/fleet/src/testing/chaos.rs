@@ -1,12 +1,15 @@
 //! The chaos run: worker processes on one PostgreSQL run scripted rollouts while a random
 //! worker is killed (SIGKILL), stopped past its lease (SIGSTOP, then SIGCONT) or drained
-//! (SIGTERM) every few seconds, and a replacement starts. Then it checks, from the database:
+//! (SIGTERM) every few seconds, and a replacement starts at once after every fault (a stopped
+//! worker is continued past its lease, left a lease's time to meet the fencing, then drained).
+//! Then it checks, from the database:
 //!
 //! - every rollout has the outcome a single-process run of the same script gives
 //!   (`divergent`);
 //! - no write from a stale token was accepted: no decision record written in an epoch older
 //!   than one before it, no router call accepted out of epoch order or from a worker that did
-//!   not hold that epoch (`stale_writes_accepted`);
+//!   not hold that epoch (`stale_writes_accepted`); the router calls it refused for a stale
+//!   token are counted too (`stale_calls_refused`);
 //! - no two workers acted on one rollout in one epoch (`double_actors`);
 //! - nothing stuck: every rollout finished before the run's deadline (`stuck`);
 //! - the decision logs have no gaps or duplicates (`log_gaps`, `log_duplicates`);
@@ -209,6 +212,9 @@ struct Run<'a> {
     procs: Vec<Proc>,
     /// Stopped workers, to continue at the given time.
     stopped: Vec<(Proc, Instant)>,
+    /// Continued workers (their replacement already runs), to drain at the given time, once
+    /// they have woken and met the fencing.
+    retiring: Vec<(Proc, Instant)>,
     started: usize,
 }
 
@@ -258,6 +264,7 @@ pub async fn run_chaos(
         spawn,
         procs: Vec::new(),
         stopped: Vec::new(),
+        retiring: Vec::new(),
         started: 0,
     };
     for _ in 0..config.workers {
@@ -298,7 +305,16 @@ pub async fn run_chaos(
         run.stopped = keep;
         for (proc, _) in resume {
             proc.signal("CONT").map_err(|e| format!("SIGCONT: {e}"))?;
-            run.procs.push(proc);
+            run.retiring.push((proc, now + config.lease_ttl));
+        }
+        // Drain continued workers once they had a lease's time to act on what they held.
+        let (retire, keep): (Vec<_>, Vec<_>) =
+            run.retiring.drain(..).partition(|(_, at)| *at <= now);
+        run.retiring = keep;
+        for (proc, _) in retire {
+            if let Some(r) = proc.stop(Duration::from_secs(30)).await {
+                report.leases_lost_seen += r.lost;
+            }
         }
         let counts = fleet.counts().await.map_err(|e| crate::chain(&e))?;
         if submitted == specs.len() && counts.open() == 0 {
@@ -352,6 +368,7 @@ pub async fn run_chaos(
                     report.stops += 1;
                     let until = Instant::now() + config.lease_ttl + Duration::from_secs(1);
                     run.stopped.push((victim, until));
+                    run.start_worker()?;
                 }
                 _ => {
                     if let Some(r) = victim.stop(Duration::from_secs(30)).await {
@@ -372,6 +389,11 @@ pub async fn run_chaos(
         let _ = proc.signal("CONT");
         run.procs.push(proc);
     }
+    run.procs.extend(
+        std::mem::take(&mut run.retiring)
+            .into_iter()
+            .map(|(p, _)| p),
+    );
     let stops = std::mem::take(&mut run.procs)
         .into_iter()
         .map(|p| p.stop(Duration::from_secs(30)));

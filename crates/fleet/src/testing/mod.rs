@@ -3,17 +3,23 @@
 
 mod bench;
 mod chaos;
+mod notify;
 mod postgres;
 mod process;
 mod script;
+mod stampede;
 
 pub use self::bench::{ThroughputRow, bench_specs, fleet_throughput, memory_throughput};
 pub use self::chaos::{ChaosConfig, ChaosReport, Fault, Spawner, run_chaos};
+pub use self::notify::{COMMANDER_ENV, NotifyReport, commander_main_from_env, notify_latency};
 pub use self::postgres::{PgServer, ServerError};
 pub use self::process::{ProcessReport, WORKER_ENV, WorkerArgs, worker_main_from_env};
 pub use self::script::{
     CALLS_TABLE, Call, MemoryRouters, RecordingRouter, SCRIPTED, ScriptedVerdicts, scripted_spec,
     single_process_rollout, ten_step_plan,
+};
+pub use self::stampede::{
+    STAMPEDE_SERVER_OPTIONS, StampedeConfig, StampedeReport, run_stampede, stampede_specs,
 };
 
 /// Polls `check` every 20 ms until it holds; panics naming `what` after `within`. For tests
@@ -31,4 +37,13 @@ where
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Brings the schema of the database `client` is connected to up to `version` and no further,
+/// as an older release left it: for tests of upgrades. Returns the versions it applied.
+pub async fn migrate_to(
+    client: &mut tokio_postgres::Client,
+    version: i32,
+) -> Result<Vec<i32>, crate::ConnectError> {
+    crate::pg::schema::migrate_to(client, "the test database", version).await
 }

@@ -140,6 +140,12 @@ fn watchdog(dir: &Path) -> Result<Child, ServerError> {
 impl PgServer {
     /// Creates a cluster and starts it.
     pub fn start() -> Result<PgServer, ServerError> {
+        Self::start_with("")
+    }
+
+    /// Creates a cluster and starts it with more `postgres` options, like
+    /// `-c shared_preload_libraries=pg_stat_statements`.
+    pub fn start_with(options: &str) -> Result<PgServer, ServerError> {
         let dir = server_dir()?;
         // The watchdog first: it removes the directory whatever happens next.
         let watchdog = watchdog(&dir)?;
@@ -153,7 +159,7 @@ impl PgServer {
         let server = PgServer {
             dir,
             port: free_port()?,
-            extra: String::new(),
+            extra: format!(" {options}"),
             watchdog: Mutex::new(watchdog),
         };
         server.resume()?;

@@ -134,6 +134,8 @@ pub struct Call {
     pub rollout: RolloutId,
     /// The caller's fencing token's epoch.
     pub epoch: u64,
+    /// The caller's fencing token's owner: the worker.
+    pub owner: String,
     /// The split set.
     pub split: TrafficSplit,
     /// When, on the process's monotonic clock.
@@ -187,6 +189,7 @@ impl TrafficRouter for MemoryRouter {
         self.calls.lock().push(Call {
             rollout: self.token.rollout.clone(),
             epoch: self.token.epoch,
+            owner: self.token.owner.clone(),
             split: split.clone(),
             at: Instant::now(),
         });

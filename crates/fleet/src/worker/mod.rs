@@ -600,11 +600,13 @@ impl Worker {
         let mut drain = self.drain.subscribe();
         tasks.spawn(
             async move {
+                // A run that has returned is taken first: its final state was saved under the
+                // lease, even if the lease was lost (or given back by the engine) just after.
                 let end = tokio::select! {
                     biased;
+                    result = rollout.run() => RunEnd::Ran(result),
                     () = fence.lost() => RunEnd::Lost,
                     () = drained(&mut drain) => RunEnd::Drained,
-                    result = rollout.run() => RunEnd::Ran(result),
                 };
                 (id, fence, end)
             }
