@@ -1,9 +1,9 @@
 //! A release promoted through three environments: dev -> staging -> prod.
 //!
 //! ```text
-//! cargo run --example pipeline --features pipeline              # prod asks for an approval
-//! cargo run --example pipeline --features pipeline -- --approve # the approval is given at once
-//! cargo run --example pipeline --features pipeline -- --bad     # v2 fails in staging
+//! cargo run --example pipeline              # prod asks for an approval
+//! cargo run --example pipeline -- --approve # the approval is given at once
+//! cargo run --example pipeline -- --bad     # v2 fails in staging
 //! ```
 //!
 //! Everything is real and runs in this process: each environment is a cutover-local proxy in
