@@ -42,11 +42,13 @@ mod error;
 mod executor;
 mod freight;
 mod handle;
+mod measure;
 pub mod planner;
 #[cfg(test)]
 mod planner_tests;
 mod spec;
 mod state;
+mod verification;
 
 pub use self::calendar::{Day, FreezeWindow, FreezeWindowSpec};
 pub use self::doc::DOCUMENT_KIND;
@@ -62,5 +64,6 @@ pub use self::spec::{
 };
 pub use self::state::{
     Current, Event, Failure, FreightEntry, HistoryEntry, PIPELINE_FORMAT, PipelineState, Promotion,
-    PromotionKind, PromotionStep, StageState, Verified,
+    PromotionKind, PromotionStep, RunProgress, StageState, VerificationProgress, Verified,
 };
+pub use self::verification::{StageVerification, VerificationSpec};

@@ -18,17 +18,24 @@ use cutover_pipeline::{
     Blocked, Environment, Event, Executor, Freight, FreightId, Next, Pipeline, PipelineHandle,
     PipelineState, PromotionContext, PromotionKind, Verification,
 };
-use cutover_test::{ColdCache, CrashMode, CrashingStore, FakeRouter, FixedCheck, ScriptedAnalysis};
+use cutover_test::{
+    ColdCache, CrashMode, CrashingStore, FakeRouter, FixedCheck, ScriptedAnalysis,
+    ScriptedMetricSource,
+};
 
 const T0: Timestamp = Timestamp::from_unix_millis(1_796_212_800_000); // a Wednesday, 12:00 UTC
 
 /// One environment: a fake router; revisions listed in `bad_rollout` fail the rollout's
-/// analysis, those in `bad_verify` fail verification.
+/// analysis, those in `bad_verify` fail `Environment::verify`. It registers the analysis
+/// `smoke` (passes unless scripted otherwise) and the metric source `metrics` for
+/// verification analyses.
 #[derive(Debug, Clone)]
 struct Env {
     router: FakeRouter,
     bad_rollout: Arc<Mutex<BTreeSet<String>>>,
     bad_verify: Arc<Mutex<BTreeSet<String>>>,
+    smoke: ScriptedAnalysis,
+    metrics: ScriptedMetricSource,
 }
 
 impl Env {
@@ -37,6 +44,8 @@ impl Env {
             router: FakeRouter::new(name),
             bad_rollout: Arc::default(),
             bad_verify: Arc::default(),
+            smoke: ScriptedAnalysis::verdicts([Verdict::Pass]),
+            metrics: ScriptedMetricSource::new("metrics"),
         }
     }
 
@@ -73,6 +82,8 @@ impl Environment for Env {
         rollout
             .router(self.router.clone())
             .analysis("checks", ScriptedAnalysis::verdicts([verdict]))
+            .analysis("smoke", self.smoke.clone())
+            .metric_source("metrics", self.metrics.clone())
     }
 
     async fn verify(&self, ctx: &PromotionContext) -> Result<Verification, ProviderError> {
@@ -670,4 +681,164 @@ async fn a_stage_checklist_refuses_the_freight_and_the_stage_rollouts_log_keeps_
         .map(|(id, f)| (id, f.description.as_str(), f.applied, f.message.as_str()))
         .collect();
     assert_eq!(fixes, [("cache", "warm the cache", true, "cache warmed")]);
+}
+
+/// dev -> staging -> prod, where staging verifies with `verification` after its rollout.
+fn verified_line(verification: &str) -> Pipeline {
+    Pipeline::from_yaml(&format!(
+        "name: shop\n{PLAN}\nstages:
+  - {{ name: dev, providers: [dev] }}
+  - name: staging
+    upstreams: [dev]
+    providers: [staging]
+    verification: {verification}
+  - {{ name: prod, upstreams: [staging], providers: [prod] }}
+"
+    ))
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn verification_analyses_that_pass_let_the_freight_go_downstream() {
+    let w = World::new(verified_line(
+        "{ runs: [ { name: smoke, initial_delay: 30s, interval: 1m, count: 3 } ] }",
+    ));
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "prod"), Some(v2.clone()));
+    assert!(w.prod.serves_only("app@v2"));
+    // Three measurements of v2 against v1, at 30 s, 1m30 and 2m30 after the rollout promoted.
+    let calls = w.staging.smoke.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.revisions.candidate.as_str() == "app@v2"
+                && c.revisions.stable.as_str() == "app@v1"
+                && c.analysis == "smoke")
+    );
+    let elapsed: Vec<Duration> = calls.iter().map(|c| c.elapsed).collect();
+    assert_eq!(
+        elapsed,
+        [30, 90, 150].map(Duration::from_secs),
+        "measured on the run's schedule"
+    );
+    assert_eq!(
+        at(&state, "staging", "v2 verified"),
+        at(&state, "staging", "v2 rolled out") + Duration::from_secs(150)
+    );
+    assert!(at(&state, "prod", "v2 started") >= at(&state, "staging", "v2 verified"));
+    assert!(w.dev.smoke.calls().is_empty(), "dev has no verification");
+    assert!(state.stage("staging").promotion.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_verification_analysis_rolls_the_stage_back_and_downstream_never_sees_the_freight()
+{
+    let w = World::new(verified_line(
+        "{ runs: [ { name: smoke, interval: 1m, count: 3 } ] }",
+    ));
+    // v2's second measurement fails; the rollback to v1 then passes its own verification.
+    w.staging.smoke.set_script(
+        [Verdict::Pass, Verdict::Fail, Verdict::Pass]
+            .map(|v| cutover_core::AnalysisResult::new(v, format!("smoke {v}"))),
+    );
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "staging"), Some(v1.clone()));
+    assert!(w.staging.serves_only("app@v1"), "staging went back to v1");
+    assert_eq!(
+        events(&state, "staging"),
+        [
+            "v1 verified",
+            "v2 started",
+            "v2 rolled out",
+            "v2 failed",
+            "v1 rollback",
+            "v1 rolled out",
+            "v1 verified"
+        ]
+    );
+    let reason = &state.stage("staging").failed[&v2].reason;
+    assert!(
+        reason.starts_with(
+            "verification: analysis `smoke` failed (1 of 2 measurements passed): smoke fail"
+        ),
+        "{reason}"
+    );
+    // Failed at its second measurement, one minute after the rollout promoted.
+    assert_eq!(
+        at(&state, "staging", "v2 failed"),
+        at(&state, "staging", "v2 rolled out") + Duration::from_mins(1)
+    );
+    assert!(w.prod.router.splits().is_empty(), "prod was never touched");
+    assert_eq!(events(&state, "prod"), ["v1 verified"]);
+    assert!(matches!(
+        ci.next().await.unwrap().next("prod"),
+        Some(Next::Blocked(Blocked::FailedUpstream { freight, stage, .. })) if *freight == v2 && stage == "staging"
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_template_reads_the_environments_metric_source() {
+    let w = World::new(verified_line(
+        "{ analyses: { errors: { threshold: { metrics: [ { name: error-rate, source: metrics, query: error_ratio, max: 0.01 } ] } } }, runs: [ { name: errors, interval: 1m, count: 2 } ] }",
+    ));
+    let v2: RevisionId = "app@v2".parse().unwrap();
+    w.staging.metrics.script(
+        "error_ratio",
+        &v2,
+        [
+            cutover_core::Samples::Counts {
+                events: 1,
+                total: 1000,
+            },
+            cutover_core::Samples::Counts {
+                events: 80,
+                total: 1000,
+            },
+        ],
+    );
+    // v1, back after the rollback, is healthy.
+    w.staging.metrics.set(
+        "error_ratio",
+        &"app@v1".parse().unwrap(),
+        cutover_core::Samples::Counts {
+            events: 0,
+            total: 1000,
+        },
+    );
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    let v1 = ci.adopt(v(1)).await.unwrap();
+    let v2_id = ci.submit(v(2)).await.unwrap();
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "staging"), Some(v1));
+    assert_eq!(
+        events(&state, "staging")[3..],
+        ["v2 failed", "v1 rollback", "v1 rolled out", "v1 verified"]
+    );
+    let reason = &state.stage("staging").failed[&v2_id].reason;
+    assert!(
+        reason.contains("analysis `errors` failed") && reason.contains("error-rate"),
+        "{reason}"
+    );
+    let queried: Vec<String> = w
+        .staging
+        .metrics
+        .queries()
+        .iter()
+        .map(|q| q.revision.as_str().to_owned())
+        .collect();
+    assert_eq!(&queried[..2], ["app@v2", "app@v2"], "{queried:?}");
+    assert!(w.prod.router.splits().is_empty());
 }
