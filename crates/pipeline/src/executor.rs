@@ -54,14 +54,16 @@ pub enum Verification {
 
 /// A place a stage's rollouts run: it adds its providers (routers, probes, workload, metric
 /// sources, analyses, pre-flight gates) to the stage's rollout, and verifies freight once the
-/// rollout promoted it. A stage names one or more in `providers`.
+/// rollout promoted it. The metric sources and analyses it adds are also those the stage's
+/// `verification` analyses read. A stage names one or more in `providers`.
 #[async_trait]
 pub trait Environment: Send + Sync + fmt::Debug {
     /// Adds this environment's providers to a rollout of `ctx.freight`.
     fn attach(&self, rollout: RolloutBuilder, ctx: &PromotionContext) -> RolloutBuilder;
 
-    /// Checks the freight after its rollout promoted it (Kargo's verification). Defaults to
-    /// passed. An error counts as failed.
+    /// Checks the freight after its rollout promoted it, before the stage's `verification`
+    /// analyses (if it has any) are measured; both must pass. Defaults to passed. An error
+    /// counts as failed.
     async fn verify(&self, ctx: &PromotionContext) -> Result<Verification, ProviderError> {
         let _ = ctx;
         Ok(Verification::Passed)

@@ -1,6 +1,8 @@
 //! Promote a release through environments: [`Freight`] moves through [stages](Stage) that
 //! form a directed acyclic graph (dev -> staging -> several production regions), each stage
-//! promoting it with an ordinary cutover rollout on its own providers, then verifying it.
+//! promoting it with an ordinary cutover rollout on its own providers, then verifying it
+//! (analyses written like a plan's, measured after the rollout promoted, and
+//! [`Environment::verify`]).
 //!
 //! - **Freight**: an immutable bundle (revision, configuration version, migrations, commit)
 //!   with an id derived from its contents.
