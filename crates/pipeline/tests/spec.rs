@@ -289,3 +289,25 @@ fn verification_errors_name_the_path_in_the_stage() {
         );
     }
 }
+
+#[test]
+fn the_pipeline_in_the_guide_loads() {
+    let guide = include_str!("../../../docs/pipelines.md");
+    let start = guide
+        .find("```yaml\n")
+        .expect("a yaml block in docs/pipelines.md")
+        + 8;
+    let end = start + guide[start..].find("```").unwrap();
+    let p = Pipeline::from_yaml(&guide[start..end]).unwrap();
+    let eu = p.stage("prod-eu").unwrap();
+    let runs: Vec<&str> = eu
+        .verification
+        .as_ref()
+        .unwrap()
+        .runs
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(runs, ["health", "latency"]);
+    assert_eq!(eu.freeze.len(), 3);
+}
