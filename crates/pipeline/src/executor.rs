@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::doc;
 use crate::error::PipelineError;
+use crate::freeze::FreezeGate;
 use crate::freight::Freight;
 use crate::handle::PipelineHandle;
 use crate::measure::{self, Measure};
@@ -417,6 +418,11 @@ impl Inner {
             .clock(self.clock.clone());
         if let Some(gate) = &promotion.approval {
             builder = builder.gate(GateStage::PreFlight, ApprovalGate::new(gate.clone()));
+        }
+        // Freeze windows hold promotions, not rollbacks.
+        if promotion.kind == PromotionKind::Forward && !def.freeze.is_empty() {
+            let gate = FreezeGate::new(stage, def.freeze.clone(), self.clock.clone());
+            builder = builder.gate(GateStage::PreFlight, gate);
         }
         let rollout = match builder.build() {
             Ok(r) => r,

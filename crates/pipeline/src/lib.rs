@@ -42,6 +42,7 @@ mod calendar;
 mod doc;
 mod error;
 mod executor;
+mod freeze;
 mod freight;
 mod handle;
 mod measure;

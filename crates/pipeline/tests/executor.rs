@@ -842,3 +842,122 @@ async fn a_verification_template_reads_the_environments_metric_source() {
     assert_eq!(&queried[..2], ["app@v2", "app@v2"], "{queried:?}");
     assert!(w.prod.router.splits().is_empty());
 }
+
+/// The line with prod frozen (`freeze` is prod's list of windows).
+fn frozen_line(prod_policy: &str, freeze: &str) -> Pipeline {
+    Pipeline::from_yaml(&format!(
+        "name: shop\n{PLAN}\nstages:
+  - {{ name: dev, providers: [dev] }}
+  - {{ name: staging, upstreams: [dev], soak: 10m, providers: [staging] }}
+  - {{ name: prod, upstreams: [staging], soak: 30m, promotion: {prod_policy}, providers: [prod], freeze: {freeze} }}
+"
+    ))
+    .unwrap()
+}
+
+const fn utc(hour: u64, minute: u64) -> Timestamp {
+    // T0 is 2026-12-02 12:00 UTC.
+    Timestamp::from_unix_millis(1_796_212_800_000 + ((hour - 12) * 60 + minute) * 60_000)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_executor_waits_out_a_freeze_window_and_promotes_after_it() {
+    // v2 is ready for prod around 12:45; prod is frozen from 12:30 to 14:00 (UTC).
+    let w = World::new(frozen_line(
+        "auto",
+        r#"[ { timezone: UTC, from: "2026-12-02T12:30", until: "2026-12-02T14:00", reason: release party } ]"#,
+    ));
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let executor = w.executor(store.clone());
+    let run = tokio::spawn(async move { executor.run_until_settled().await });
+
+    tokio::time::sleep(utc(13, 59).saturating_since(T0)).await;
+    assert!(!run.is_finished());
+    let state = ci.state().await.unwrap();
+    assert_eq!(current(&state, "staging"), Some(v2.clone()));
+    assert!(
+        at(&state, "staging", "v2 verified") + Duration::from_mins(30) < utc(14, 0),
+        "v2 soaked long enough before the window ended"
+    );
+    assert_eq!(
+        events(&state, "prod"),
+        ["v1 verified"],
+        "nothing started in prod"
+    );
+    assert!(w.prod.router.splits().is_empty(), "prod's router untouched");
+    assert_eq!(
+        ci.next().await.unwrap().next("prod"),
+        Some(&Next::Frozen {
+            freight: v2.clone(),
+            until: utc(14, 0),
+            reason: "release party".into()
+        })
+    );
+
+    let state = run.await.unwrap().unwrap();
+    assert_eq!(current(&state, "prod"), Some(v2));
+    assert!(w.prod.serves_only("app@v2"));
+    let started = at(&state, "prod", "v2 started");
+    assert!(
+        started >= utc(14, 0) && started <= utc(14, 0) + Duration::from_secs(30),
+        "started at {started}, the executor's poll interval after the window"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_given_during_a_freeze_promotes_only_after_the_window() {
+    // prod's promotion starts around 12:45 and waits for its approval; the freeze runs from
+    // 13:00 to 15:00 (Berlin: 14:00 to 16:00); the approval comes at 13:30.
+    let w = World::new(frozen_line(
+        "manual",
+        r#"[ { timezone: Europe/Berlin, days: [wed], start: "14:00", end: "16:00", reason: change freeze } ]"#,
+    ));
+    let store = MemoryStateStore::new();
+    let ci = w.handle(&store, "ci");
+    ci.adopt(v(1)).await.unwrap();
+    let v2 = ci.submit(v(2)).await.unwrap();
+    let executor = w.executor(store.clone());
+    let run = tokio::spawn(async move { executor.run_until_settled().await });
+
+    let alice = w.handle(&store, "alice");
+    tokio::time::sleep(utc(13, 30).saturating_since(T0)).await;
+    let pending = alice.pending_approvals().await.unwrap();
+    assert_eq!(pending.len(), 1, "prod waits for its approval");
+    let state = alice.state().await.unwrap();
+    assert!(
+        at(&state, "prod", "v2 started") < utc(13, 0),
+        "the promotion began before the window"
+    );
+    alice.approve("prod", "CAB-9").await.unwrap();
+
+    tokio::time::sleep(utc(14, 59).saturating_since(utc(13, 30))).await;
+    assert!(!run.is_finished());
+    assert!(
+        alice.pending_approvals().await.unwrap().is_empty(),
+        "the approval was taken"
+    );
+    assert!(
+        w.prod.router.splits().is_empty(),
+        "no traffic moved in prod during the freeze: {:?}",
+        w.prod.router.splits()
+    );
+
+    let state = run.await.unwrap().unwrap();
+    assert_eq!(current(&state, "prod"), Some(v2));
+    assert!(w.prod.serves_only("app@v2"));
+    assert_eq!(
+        events(&state, "prod"),
+        [
+            "v1 verified",
+            "v2 started",
+            "v2 approved by alice",
+            "v2 rolled out",
+            "v2 verified"
+        ]
+    );
+    assert!(at(&state, "prod", "v2 rolled out") >= utc(15, 0));
+    assert!(at(&state, "prod", "v2 approved by alice") < utc(14, 0));
+}
