@@ -2,106 +2,25 @@
 //! soak, approvals sent by another handle through the store, failures that stay upstream,
 //! rollbacks, fan-out in parallel, and resumption after a crash at every write.
 
-use std::collections::BTreeSet;
+mod common;
+
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::{Env, PLAN, T0, at, current, events, v};
 use cutover_core::checklist::{CheckResult, CheckStatus, ChecklistItem, Exemption};
 use cutover_core::planner::ActionResult;
 use cutover_core::{
-    Checklist, GateStage, MemoryStateStore, ProviderError, RevisionId, RolloutBuilder, StateStore,
-    Timestamp, TokioClock, TrafficSplit, Verdict,
+    Checklist, GateStage, MemoryStateStore, RevisionId, RolloutBuilder, StateStore, Timestamp,
+    TokioClock, Verdict,
 };
 use cutover_pipeline::{
-    Blocked, Environment, Event, Executor, Freight, FreightId, Next, Pipeline, PipelineHandle,
-    PipelineState, PromotionContext, PromotionKind, Verification,
+    Blocked, Environment, Event, Executor, FreightId, Next, Pipeline, PipelineHandle,
+    PipelineState, PromotionContext,
 };
-use cutover_test::{
-    ColdCache, CrashMode, CrashingStore, FakeRouter, FixedCheck, ScriptedAnalysis,
-    ScriptedMetricSource,
-};
-
-const T0: Timestamp = Timestamp::from_unix_millis(1_796_212_800_000); // a Wednesday, 12:00 UTC
-
-/// One environment: a fake router; revisions listed in `bad_rollout` fail the rollout's
-/// analysis, those in `bad_verify` fail `Environment::verify`. It registers the analysis
-/// `smoke` (passes unless scripted otherwise) and the metric source `metrics` for
-/// verification analyses.
-#[derive(Debug, Clone)]
-struct Env {
-    router: FakeRouter,
-    bad_rollout: Arc<Mutex<BTreeSet<String>>>,
-    bad_verify: Arc<Mutex<BTreeSet<String>>>,
-    smoke: ScriptedAnalysis,
-    metrics: ScriptedMetricSource,
-}
-
-impl Env {
-    fn new(name: &str) -> Self {
-        Env {
-            router: FakeRouter::new(name),
-            bad_rollout: Arc::default(),
-            bad_verify: Arc::default(),
-            smoke: ScriptedAnalysis::verdicts([Verdict::Pass]),
-            metrics: ScriptedMetricSource::new("metrics"),
-        }
-    }
-
-    /// Revisions that ever got traffic here.
-    fn revisions_served(&self) -> BTreeSet<String> {
-        self.router
-            .splits()
-            .iter()
-            .flat_map(|s| {
-                s.iter()
-                    .filter(|(_, w)| w.basis_points() > 0)
-                    .map(|(r, _)| r.as_str().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    fn serves_only(&self, revision: &str) -> bool {
-        self.router
-            .current()
-            .is_some_and(|s: TrafficSplit| s.is_all_to(&RevisionId::new(revision).unwrap()))
-    }
-}
-
-#[async_trait]
-impl Environment for Env {
-    fn attach(&self, rollout: RolloutBuilder, ctx: &PromotionContext) -> RolloutBuilder {
-        let bad = self
-            .bad_rollout
-            .lock()
-            .unwrap()
-            .contains(&ctx.freight.revision);
-        let verdict = if bad { Verdict::Fail } else { Verdict::Pass };
-        rollout
-            .router(self.router.clone())
-            .analysis("checks", ScriptedAnalysis::verdicts([verdict]))
-            .analysis("smoke", self.smoke.clone())
-            .metric_source("metrics", self.metrics.clone())
-    }
-
-    async fn verify(&self, ctx: &PromotionContext) -> Result<Verification, ProviderError> {
-        if self
-            .bad_verify
-            .lock()
-            .unwrap()
-            .contains(&ctx.freight.revision)
-        {
-            return Ok(Verification::Failed {
-                reason: format!("smoke test of {} failed", ctx.freight.name),
-            });
-        }
-        Ok(Verification::Passed)
-    }
-}
-
-const PLAN: &str = "plan: { strategy: { canary: { steps: [ { set_weight: 50 }, { analysis: { name: checks } }, { pause: { duration: 2m } } ] } } }";
+use cutover_test::{ColdCache, CrashMode, CrashingStore, FixedCheck};
 
 fn line(prod_policy: &str) -> Pipeline {
     Pipeline::from_yaml(&format!(
@@ -154,47 +73,6 @@ impl World {
         )
         .by(who)
     }
-}
-
-fn v(n: u32) -> Freight {
-    Freight::new(format!("v{n}"), format!("app@v{n}"))
-}
-
-fn current(state: &PipelineState, stage: &str) -> Option<FreightId> {
-    state.stage(stage).current_id().cloned()
-}
-
-fn events(state: &PipelineState, stage: &str) -> Vec<String> {
-    state
-        .stage(stage)
-        .history
-        .iter()
-        .map(|h| {
-            let name = &state.freight(&h.freight).unwrap().freight.name;
-            match &h.event {
-                Event::Started {
-                    kind: PromotionKind::Rollback,
-                    ..
-                } => format!("{name} rollback"),
-                Event::Started { .. } => format!("{name} started"),
-                Event::Approval(a) if a.approved => format!("{name} approved by {}", a.by),
-                Event::Approval(a) => format!("{name} rejected by {}", a.by),
-                Event::RolledOut => format!("{name} rolled out"),
-                Event::Verified => format!("{name} verified"),
-                Event::Failed { .. } => format!("{name} failed"),
-                other => format!("{name} {other:?}"),
-            }
-        })
-        .collect()
-}
-
-fn at(state: &PipelineState, stage: &str, event: &str) -> Timestamp {
-    let list = events(state, stage);
-    let i = list
-        .iter()
-        .position(|e| e == event)
-        .unwrap_or_else(|| panic!("{event} not in {list:?}"));
-    state.stage(stage).history[i].at
 }
 
 #[tokio::test(start_paused = true)]
