@@ -22,6 +22,26 @@ use cutover_pipeline::{
 };
 use cutover_test::{ColdCache, CrashMode, CrashingStore, FixedCheck};
 
+/// A stage's history when v2 failed after its rollout promoted, and the stage went back to v1.
+const ROLLED_BACK_TO_V1: [&str; 7] = [
+    "v1 verified",
+    "v2 started",
+    "v2 rolled out",
+    "v2 failed",
+    "v1 rollback",
+    "v1 rolled out",
+    "v1 verified",
+];
+
+/// prod's history when alice approved v2.
+const APPROVED_BY_ALICE: [&str; 5] = [
+    "v1 verified",
+    "v2 started",
+    "v2 approved by alice",
+    "v2 rolled out",
+    "v2 verified",
+];
+
 fn line(prod_policy: &str) -> Pipeline {
     Pipeline::from_yaml(&format!(
         "name: shop\n{PLAN}\nstages:
@@ -64,6 +84,16 @@ impl World {
             .unwrap()
     }
 
+    /// A store where CI adopted v1 (running everywhere) and submitted v2, CI's handle on it,
+    /// and the ids of v1 and v2.
+    async fn v1_then_v2(&self) -> (MemoryStateStore, PipelineHandle, FreightId, FreightId) {
+        let store = MemoryStateStore::new();
+        let ci = self.handle(&store, "ci");
+        let v1 = ci.adopt(v(1)).await.unwrap();
+        let v2 = ci.submit(v(2)).await.unwrap();
+        (store, ci, v1, v2)
+    }
+
     /// A handle as another process would have it: only the store and the pipeline file.
     fn handle(&self, store: &MemoryStateStore, who: &str) -> PipelineHandle {
         PipelineHandle::new(
@@ -78,10 +108,7 @@ impl World {
 #[tokio::test(start_paused = true)]
 async fn v2_soaks_through_staging_and_waits_in_prod_for_an_approval_sent_by_another_process() {
     let w = World::new(line("manual"));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2) = w.v1_then_v2().await;
     let executor = w.executor(store.clone());
     let run = tokio::spawn(async move { executor.run_until_settled().await });
 
@@ -137,16 +164,7 @@ async fn v2_soaks_through_staging_and_waits_in_prod_for_an_approval_sent_by_anot
     let state = run.await.unwrap().unwrap();
     assert_eq!(current(&state, "prod"), Some(v2.clone()));
     assert!(w.prod.serves_only("app@v2"));
-    assert_eq!(
-        events(&state, "prod"),
-        [
-            "v1 verified",
-            "v2 started",
-            "v2 approved by alice",
-            "v2 rolled out",
-            "v2 verified"
-        ]
-    );
+    assert_eq!(events(&state, "prod"), APPROVED_BY_ALICE);
     let approval = state
         .stage("prod")
         .history
@@ -174,10 +192,7 @@ async fn freight_that_fails_its_rollout_in_staging_never_reaches_prod() {
         .lock()
         .unwrap()
         .insert("app@v2".into());
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, ci, v1, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
 
     assert_eq!(current(&state, "dev"), Some(v2.clone()));
@@ -220,25 +235,11 @@ async fn freight_that_fails_its_rollout_in_staging_never_reaches_prod() {
 async fn failed_verification_takes_the_stage_back_to_its_previous_verified_freight() {
     let w = World::new(line("auto"));
     w.dev.bad_verify.lock().unwrap().insert("app@v2".into());
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
 
     assert_eq!(current(&state, "dev"), Some(v1.clone()));
-    assert_eq!(
-        events(&state, "dev"),
-        [
-            "v1 verified",
-            "v2 started",
-            "v2 rolled out",
-            "v2 failed",
-            "v1 rollback",
-            "v1 rolled out",
-            "v1 verified"
-        ]
-    );
+    assert_eq!(events(&state, "dev"), ROLLED_BACK_TO_V1);
     assert!(
         state.stage("dev").failed[&v2]
             .reason
@@ -251,10 +252,7 @@ async fn failed_verification_takes_the_stage_back_to_its_previous_verified_freig
 #[tokio::test(start_paused = true)]
 async fn a_person_rolls_a_stage_back_with_one_call() {
     let w = World::new(line("auto"));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
     assert_eq!(current(&state, "prod"), Some(v2.clone()));
 
@@ -307,10 +305,7 @@ async fn regions_are_promoted_in_parallel_and_a_fan_in_waits_for_all() {
     ))
     .unwrap();
     let w = World::new(pipeline);
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, _, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
     for stage in ["dev", "staging", "prod", "global"] {
         assert_eq!(current(&state, stage), Some(v2.clone()), "{stage}");
@@ -405,10 +400,7 @@ async fn a_crash_at_any_write_resumes_to_the_same_result() {
 #[tokio::test(start_paused = true)]
 async fn a_rejection_fails_the_freight_in_that_stage_and_keeps_the_old_one() {
     let w = World::new(line("manual"));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2) = w.v1_then_v2().await;
     let executor = w.executor(store.clone());
     let run = tokio::spawn(async move { executor.run_until_settled().await });
     let carol = w.handle(&store, "carol");
@@ -581,10 +573,7 @@ async fn verification_analyses_that_pass_let_the_freight_go_downstream() {
     let w = World::new(verified_line(
         "{ runs: [ { name: smoke, initial_delay: 30s, interval: 1m, count: 3 } ] }",
     ));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, _, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
 
     assert_eq!(current(&state, "prod"), Some(v2.clone()));
@@ -625,26 +614,12 @@ async fn a_failed_verification_analysis_rolls_the_stage_back_and_downstream_neve
         [Verdict::Pass, Verdict::Fail, Verdict::Pass]
             .map(|v| cutover_core::AnalysisResult::new(v, format!("smoke {v}"))),
     );
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, ci, v1, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
 
     assert_eq!(current(&state, "staging"), Some(v1.clone()));
     assert!(w.staging.serves_only("app@v1"), "staging went back to v1");
-    assert_eq!(
-        events(&state, "staging"),
-        [
-            "v1 verified",
-            "v2 started",
-            "v2 rolled out",
-            "v2 failed",
-            "v1 rollback",
-            "v1 rolled out",
-            "v1 verified"
-        ]
-    );
+    assert_eq!(events(&state, "staging"), ROLLED_BACK_TO_V1);
     let reason = &state.stage("staging").failed[&v2].reason;
     assert!(
         reason.starts_with(
@@ -694,10 +669,7 @@ async fn a_verification_template_reads_the_environments_metric_source() {
             total: 1000,
         },
     );
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2_id = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2_id) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
 
     assert_eq!(current(&state, "staging"), Some(v1));
@@ -745,10 +717,7 @@ async fn the_executor_waits_out_a_freeze_window_and_promotes_after_it() {
         "auto",
         r#"[ { timezone: UTC, from: "2026-12-02T12:30", until: "2026-12-02T14:00", reason: release party } ]"#,
     ));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, ci, _, v2) = w.v1_then_v2().await;
     let executor = w.executor(store.clone());
     let run = tokio::spawn(async move { executor.run_until_settled().await });
 
@@ -793,10 +762,7 @@ async fn an_approval_given_during_a_freeze_promotes_only_after_the_window() {
         "manual",
         r#"[ { timezone: Europe/Berlin, days: [wed], start: "14:00", end: "16:00", reason: change freeze } ]"#,
     ));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, _, v2) = w.v1_then_v2().await;
     let executor = w.executor(store.clone());
     let run = tokio::spawn(async move { executor.run_until_settled().await });
 
@@ -826,16 +792,7 @@ async fn an_approval_given_during_a_freeze_promotes_only_after_the_window() {
     let state = run.await.unwrap().unwrap();
     assert_eq!(current(&state, "prod"), Some(v2));
     assert!(w.prod.serves_only("app@v2"));
-    assert_eq!(
-        events(&state, "prod"),
-        [
-            "v1 verified",
-            "v2 started",
-            "v2 approved by alice",
-            "v2 rolled out",
-            "v2 verified"
-        ]
-    );
+    assert_eq!(events(&state, "prod"), APPROVED_BY_ALICE);
     assert!(at(&state, "prod", "v2 rolled out") >= utc(15, 0));
     assert!(at(&state, "prod", "v2 approved by alice") < utc(14, 0));
 }
