@@ -1,9 +1,9 @@
 //! A release promoted through three environments: dev -> staging -> prod.
 //!
 //! ```text
-//! cargo run --example pipeline --features pipeline              # prod asks for an approval
-//! cargo run --example pipeline --features pipeline -- --approve # the approval is given at once
-//! cargo run --example pipeline --features pipeline -- --bad     # v2 fails in staging
+//! cargo run --example pipeline              # prod asks for an approval
+//! cargo run --example pipeline -- --approve # the approval is given at once
+//! cargo run --example pipeline -- --bad     # v2 fails in staging
 //! ```
 //!
 //! Everything is real and runs in this process: each environment is a cutover-local proxy in
@@ -11,7 +11,8 @@
 //! 200 requests a second through it. All three run v1 when the pipeline adopts it; then v2 is
 //! submitted. Each stage promotes v2 with an ordinary canary judged on the error rate the
 //! proxy measured (prod: one more step and a stricter limit, as overrides of the shared plan),
-//! then verifies it. Staging takes v2 only after dev verified it and it soaked there 5 s;
+//! then verifies it: each stage's `verification` measures the error rate of all its traffic
+//! twice more after the switch (prod with its stricter limit). Staging takes v2 only after dev verified it and it soaked there 5 s;
 //! prod after 5 s in staging and a person's approval, which is sent through the state store
 //! by a separate handle, as a command line or a dashboard would. With `--bad`, staging's v2
 //! answers 20 % of requests with errors: its canary rolls back, v2 is marked failed there,
@@ -38,9 +39,9 @@ use cutover::local::load::{LoadConfig, LoadGenerator};
 use cutover::local::{LocalProxy, ProxyMetrics, ProxyRouter};
 use cutover::pipeline::{
     Environment, Event, Executor, Freight, Pipeline, PipelineHandle, PipelineState,
-    PromotionContext, Verification,
+    PromotionContext,
 };
-use cutover::{MemoryStateStore, ProviderError, RevisionId, RolloutBuilder, TokioClock};
+use cutover::{MemoryStateStore, RevisionId, RolloutBuilder, TokioClock};
 
 const PIPELINE: &str = r"
 name: shop
@@ -59,13 +60,23 @@ plan:
           - { name: error-rate, source: proxy, query: error_rate, window: 3s, max: 0.01, min_samples: 10 }
   progress_deadline: 30s
 stages:
-  - { name: dev, providers: [dev] }
-  - { name: staging, upstreams: [dev], soak: 5s, providers: [staging] }
+  - name: dev
+    providers: [dev]
+    verification:         # after the switch: the error rate of all traffic, twice, a second apart
+      runs: [ { name: health, initial_delay: 1s, interval: 1s, count: 2 } ]
+  - name: staging
+    upstreams: [dev]
+    soak: 5s
+    providers: [staging]
+    verification:
+      runs: [ { name: health, initial_delay: 1s, interval: 1s, count: 2 } ]
   - name: prod
     upstreams: [staging]
     soak: 5s
     promotion: manual
     providers: [prod]
+    verification:         # with prod's stricter `health`
+      runs: [ { name: health, initial_delay: 1s, interval: 1s, count: 2 } ]
     overrides:            # prod goes slower and is judged more strictly
       strategy:
         canary:
@@ -124,8 +135,8 @@ impl Site {
     }
 }
 
-/// What a stage's rollout runs on: the site's proxy as router and metric source. Verification
-/// reads the proxy's error rate for the new revision over the last 2 s.
+/// What a stage's rollout runs on: the site's proxy as router and metric source. Its
+/// verification (in the YAML) reads the same metric source after the rollout promoted.
 #[derive(Debug)]
 struct LocalEnvironment {
     router: ProxyRouter,
@@ -138,30 +149,6 @@ impl Environment for LocalEnvironment {
         rollout
             .router(self.router.clone())
             .metric_source("proxy", self.metrics.clone())
-    }
-
-    async fn verify(&self, ctx: &PromotionContext) -> Result<Verification, ProviderError> {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let revision = RevisionId::new(ctx.freight.revision.clone())
-            .map_err(|e| ProviderError::permanent(e.to_string()))?;
-        let (n, errors) = self
-            .metrics
-            .counts(&revision, Duration::from_secs(2))
-            .unwrap_or((0, 0));
-        if n == 0 {
-            return Ok(Verification::Failed {
-                reason: format!("no requests reached {revision}"),
-            });
-        }
-        #[allow(clippy::cast_precision_loss)] // request counts far below 2^52
-        let rate = errors as f64 / n as f64;
-        Ok(if rate <= 0.01 {
-            Verification::Passed
-        } else {
-            Verification::Failed {
-                reason: format!("{revision} answered {errors} of {n} requests with errors"),
-            }
-        })
     }
 }
 

@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_core::{
-    ApprovalGate, Clock, GateStage, Outcome, ProviderError, Rollout, RolloutBuilder, RolloutError,
-    RolloutId, StateStore, Timestamp, TokioClock,
+    ApprovalGate, Clock, GateStage, Outcome, ProviderError, Revisions, Rollout, RolloutBuilder,
+    RolloutError, RolloutId, StateStore, Timestamp, TokioClock,
 };
 use tokio::task::JoinSet;
 
 use crate::doc;
 use crate::error::PipelineError;
+use crate::freeze::FreezeGate;
 use crate::freight::Freight;
 use crate::handle::PipelineHandle;
+use crate::measure::{self, Measure};
 use crate::planner::{Next, decide, decide_stage};
-use crate::spec::Pipeline;
+use crate::spec::{Pipeline, Stage};
 use crate::state::{Event, PipelineState, Promotion, PromotionKind, PromotionStep, Verified};
 
 /// What an environment is told about a promotion.
@@ -53,14 +55,16 @@ pub enum Verification {
 
 /// A place a stage's rollouts run: it adds its providers (routers, probes, workload, metric
 /// sources, analyses, pre-flight gates) to the stage's rollout, and verifies freight once the
-/// rollout promoted it. A stage names one or more in `providers`.
+/// rollout promoted it. The metric sources and analyses it adds are also those the stage's
+/// `verification` analyses read. A stage names one or more in `providers`.
 #[async_trait]
 pub trait Environment: Send + Sync + fmt::Debug {
     /// Adds this environment's providers to a rollout of `ctx.freight`.
     fn attach(&self, rollout: RolloutBuilder, ctx: &PromotionContext) -> RolloutBuilder;
 
-    /// Checks the freight after its rollout promoted it (Kargo's verification). Defaults to
-    /// passed. An error counts as failed.
+    /// Checks the freight after its rollout promoted it, before the stage's `verification`
+    /// analyses (if it has any) are measured; both must pass. Defaults to passed. An error
+    /// counts as failed.
     async fn verify(&self, ctx: &PromotionContext) -> Result<Verification, ProviderError> {
         let _ = ctx;
         Ok(Verification::Passed)
@@ -283,6 +287,7 @@ impl Inner {
                 approval,
                 step: PromotionStep::RollingOut,
                 started: now,
+                verification: None,
             };
             here.promotion = Some(promotion.clone());
             here.log(now, freight, Event::Started { rollout, kind });
@@ -337,6 +342,11 @@ impl Inner {
                         here.log(now, id, Event::RolledOut);
                         let mut next = promotion.clone();
                         next.step = PromotionStep::Verifying;
+                        next.verification = self
+                            .pipeline
+                            .stage(stage)
+                            .and_then(|def| def.verification.as_ref())
+                            .map(|v| measure::begin(v, now));
                         here.promotion = Some(next.clone());
                         Ok(Some(Some(next)))
                     }
@@ -354,7 +364,13 @@ impl Inner {
                 None => return Ok(()),
             }
         }
-        let verdict = self.verify(stage, &ctx).await;
+        let verdict = match self.verify(stage, &ctx).await {
+            Verification::Passed => match self.measure(stage, &ctx, &mut promotion).await? {
+                Some(verdict) => verdict,
+                None => return Ok(()), // someone else moved it on
+            },
+            failed @ Verification::Failed { .. } => failed,
+        };
         let now = self.clock.now();
         doc::update(&*self.store, self.pipeline.id(), |state| {
             let here = state.stage_mut(stage);
@@ -396,21 +412,17 @@ impl Inner {
         let Some(def) = self.pipeline.stage(stage) else {
             return Ok(Err(format!("stage `{stage}` is no longer in the pipeline")));
         };
-        let stable = ctx
-            .from
-            .as_ref()
-            .map_or(NO_REVISION, |f| f.revision.as_str());
-        let mut builder = Rollout::builder(promotion.rollout.as_str(), def.plan.clone())
-            .revisions(stable, ctx.freight.revision.as_str())
+        let mut builder = self
+            .attach(def, ctx)
             .state_store(self.store.clone())
             .clock(self.clock.clone());
-        for name in &def.providers {
-            if let Some(env) = self.environments.get(name) {
-                builder = env.attach(builder, ctx);
-            }
-        }
         if let Some(gate) = &promotion.approval {
             builder = builder.gate(GateStage::PreFlight, ApprovalGate::new(gate.clone()));
+        }
+        // Freeze windows hold promotions, not rollbacks.
+        if promotion.kind == PromotionKind::Forward && !def.freeze.is_empty() {
+            let gate = FreezeGate::new(stage, def.freeze.clone(), self.clock.clone());
+            builder = builder.gate(GateStage::PreFlight, gate);
         }
         let rollout = match builder.build() {
             Ok(r) => r,
@@ -429,6 +441,45 @@ impl Inner {
                 source: Box::new(source),
             }),
         }
+    }
+
+    /// A builder of the stage's rollout of `ctx.freight` with the stage's environments attached.
+    fn attach(&self, def: &Stage, ctx: &PromotionContext) -> RolloutBuilder {
+        let mut builder = Rollout::builder(ctx.rollout.as_str(), def.plan.clone())
+            .revisions(stable_revision(ctx), ctx.freight.revision.as_str());
+        for name in &def.providers {
+            if let Some(env) = self.environments.get(name) {
+                builder = env.attach(builder, ctx);
+            }
+        }
+        builder
+    }
+
+    /// Measures the stage's verification analyses, if it has any (`Passed` if not). `None`:
+    /// someone else moved the promotion on.
+    async fn measure(
+        &self,
+        stage: &str,
+        ctx: &PromotionContext,
+        promotion: &mut Promotion,
+    ) -> Result<Option<Verification>, PipelineError> {
+        let Some(def) = self.pipeline.stage(stage) else {
+            return Ok(Some(Verification::Passed));
+        };
+        let Some(spec) = &def.verification else {
+            return Ok(Some(Verification::Passed));
+        };
+        let revisions = Revisions::new(stable_revision(ctx), ctx.freight.revision.as_str())
+            .map_err(|e| e.to_string());
+        Measure {
+            store: &*self.store,
+            pipeline: self.pipeline.id(),
+            clock: &*self.clock,
+            stage,
+            spec,
+        }
+        .run(&self.attach(def, ctx), revisions, promotion)
+        .await
     }
 
     /// Asks every environment of the stage, in order; the first failure wins.
@@ -454,4 +505,11 @@ impl Inner {
         }
         Verification::Passed
     }
+}
+
+/// The revision a stage's rollout starts from: the freight it ran before, or [`NO_REVISION`].
+fn stable_revision(ctx: &PromotionContext) -> &str {
+    ctx.from
+        .as_ref()
+        .map_or(NO_REVISION, |f| f.revision.as_str())
 }

@@ -1,6 +1,8 @@
 //! Promote a release through environments: [`Freight`] moves through [stages](Stage) that
 //! form a directed acyclic graph (dev -> staging -> several production regions), each stage
-//! promoting it with an ordinary cutover rollout on its own providers, then verifying it.
+//! promoting it with an ordinary cutover rollout on its own providers, then verifying it
+//! (analyses written like a plan's, measured after the rollout promoted, and
+//! [`Environment::verify`]).
 //!
 //! - **Freight**: an immutable bundle (revision, configuration version, migrations, commit)
 //!   with an id derived from its contents.
@@ -40,13 +42,16 @@ mod calendar;
 mod doc;
 mod error;
 mod executor;
+mod freeze;
 mod freight;
 mod handle;
+mod measure;
 pub mod planner;
 #[cfg(test)]
 mod planner_tests;
 mod spec;
 mod state;
+mod verification;
 
 pub use self::calendar::{Day, FreezeWindow, FreezeWindowSpec};
 pub use self::doc::DOCUMENT_KIND;
@@ -62,5 +67,6 @@ pub use self::spec::{
 };
 pub use self::state::{
     Current, Event, Failure, FreightEntry, HistoryEntry, PIPELINE_FORMAT, PipelineState, Promotion,
-    PromotionKind, PromotionStep, StageState, Verified,
+    PromotionKind, PromotionStep, RunProgress, StageState, VerificationProgress, Verified,
 };
+pub use self::verification::{StageVerification, VerificationSpec};

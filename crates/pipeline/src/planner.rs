@@ -35,6 +35,9 @@ pub enum Next {
         to: FreightId,
     },
     /// A promotion is in progress: carry it on (its rollout may be waiting for an approval).
+    /// Freeze windows do not stop it here: a forward promotion's rollout has the stage's
+    /// freeze gate (`freeze-<stage>`, pre-flight, after the approval gate), so it moves no
+    /// traffic while a window is on, even when approved during it.
     Continue(Promotion),
     /// Newer freight is verified upstream but has not soaked long enough.
     Soaking {
@@ -124,6 +127,7 @@ pub fn decide(pipeline: &Pipeline, state: &PipelineState, now: Timestamp) -> Dec
 pub fn decide_stage(stage: &Stage, state: &PipelineState, now: Timestamp) -> Next {
     let here = state.stage(&stage.name);
     if let Some(promotion) = &here.promotion {
+        // Driven even in a freeze window: its rollout holds at the stage's freeze gate.
         return Next::Continue(promotion.clone());
     }
     if let Some(current) = here.current_id()

@@ -157,6 +157,7 @@ fn manual_stages_promote_through_an_approval_gate() {
         approval: Some("promote-prod".into()),
         step: PromotionStep::RollingOut,
         started: t(50),
+        verification: None,
     };
     s.stage_mut("prod").promotion = Some(promotion.clone());
     let v2 = submit(&mut s, "v2");

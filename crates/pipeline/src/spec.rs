@@ -9,6 +9,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::calendar::{FreezeWindow, FreezeWindowSpec};
+use crate::verification::{StageVerification, VerificationSpec};
 
 /// Why a pipeline file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -33,7 +34,7 @@ pub enum SpecError {
 }
 
 impl SpecError {
-    fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Self {
         SpecError::Invalid {
             path: path.into(),
             reason: reason.into(),
@@ -65,6 +66,8 @@ impl SpecError {
 ///     freeze: [ { timezone: Europe/Berlin, days: [sat, sun] } ]
 ///     overrides: { progress_deadline: 30m }
 ///     providers: [prod]
+///     verification:          # measured after the rollout promoted, before prod counts as verified
+///       runs: [ { name: smoke, interval: 1m, count: 10 } ]   # `prod` registers `smoke`
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +137,10 @@ pub struct StageSpec {
     /// The names of the environments (registered with the executor) whose providers the
     /// stage's rollout runs on, and which verify it afterwards. At least one.
     pub providers: Vec<String>,
+    /// Analyses measured after the stage's rollout promoted freight, before it counts as
+    /// verified here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationSpec>,
 }
 
 mod duration {
@@ -184,6 +191,8 @@ pub struct Stage {
     pub plan: Plan,
     /// The environments it runs on.
     pub providers: Vec<String>,
+    /// The analyses measured after its rollout promoted freight.
+    pub verification: Option<StageVerification>,
     /// Every stage upstream of it, near or far.
     pub ancestors: BTreeSet<String>,
 }
@@ -346,6 +355,10 @@ impl Pipeline {
                     SpecError::invalid(at(&format!("freeze[{j}].{field}")), reason)
                 })?);
             }
+            let verification = match &s.verification {
+                Some(v) => Some(StageVerification::check(v, &plan, &at("verification"))?),
+                None => None,
+            };
             stages.push(Stage {
                 name: s.name.clone(),
                 upstreams: s.upstreams.clone(),
@@ -355,6 +368,7 @@ impl Pipeline {
                 freeze,
                 plan,
                 providers: s.providers.clone(),
+                verification,
                 ancestors: BTreeSet::new(),
             });
         }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use cutover_core::{Approval, RolloutId, Timestamp};
+use cutover_core::{Approval, RolloutId, Tally, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::freight::{Freight, FreightId};
@@ -131,6 +131,37 @@ pub struct Promotion {
     pub step: PromotionStep,
     /// When it started.
     pub started: Timestamp,
+    /// The stage's verification analyses so far (step `verifying`, stages with a
+    /// `verification`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationProgress>,
+}
+
+/// How far a stage's verification analyses have gone; saved after every measurement, so that
+/// an executor started after a crash carries on with the same runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct VerificationProgress {
+    /// When verification began (the rollout had promoted).
+    pub started: Timestamp,
+    /// Each run of the stage's `verification.runs`, in order.
+    pub runs: Vec<RunProgress>,
+}
+
+/// One verification run's measurements.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunProgress {
+    /// The analysis.
+    pub analysis: String,
+    /// Its measurements so far.
+    pub tally: Tally,
+    /// When the latest one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<Timestamp>,
+    /// The latest one's summary.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
 }
 
 /// One line of a stage's history.

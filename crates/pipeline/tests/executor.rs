@@ -2,95 +2,45 @@
 //! soak, approvals sent by another handle through the store, failures that stay upstream,
 //! rollbacks, fan-out in parallel, and resumption after a crash at every write.
 
-use std::collections::BTreeSet;
+mod common;
+
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::{Env, PLAN, T0, at, current, events, v};
 use cutover_core::checklist::{CheckResult, CheckStatus, ChecklistItem, Exemption};
 use cutover_core::planner::ActionResult;
 use cutover_core::{
-    Checklist, GateStage, MemoryStateStore, ProviderError, RevisionId, RolloutBuilder, StateStore,
-    Timestamp, TokioClock, TrafficSplit, Verdict,
+    Checklist, GateStage, MemoryStateStore, RevisionId, RolloutBuilder, StateStore, Timestamp,
+    TokioClock, Verdict,
 };
 use cutover_pipeline::{
-    Blocked, Environment, Event, Executor, Freight, FreightId, Next, Pipeline, PipelineHandle,
-    PipelineState, PromotionContext, PromotionKind, Verification,
+    Blocked, Environment, Event, Executor, FreightId, Next, Pipeline, PipelineHandle,
+    PipelineState, PromotionContext,
 };
-use cutover_test::{ColdCache, CrashMode, CrashingStore, FakeRouter, FixedCheck, ScriptedAnalysis};
+use cutover_test::{ColdCache, CrashMode, CrashingStore, FixedCheck};
 
-const T0: Timestamp = Timestamp::from_unix_millis(1_796_212_800_000); // a Wednesday, 12:00 UTC
+/// A stage's history when v2 failed after its rollout promoted, and the stage went back to v1.
+const ROLLED_BACK_TO_V1: [&str; 7] = [
+    "v1 verified",
+    "v2 started",
+    "v2 rolled out",
+    "v2 failed",
+    "v1 rollback",
+    "v1 rolled out",
+    "v1 verified",
+];
 
-/// One environment: a fake router; revisions listed in `bad_rollout` fail the rollout's
-/// analysis, those in `bad_verify` fail verification.
-#[derive(Debug, Clone)]
-struct Env {
-    router: FakeRouter,
-    bad_rollout: Arc<Mutex<BTreeSet<String>>>,
-    bad_verify: Arc<Mutex<BTreeSet<String>>>,
-}
-
-impl Env {
-    fn new(name: &str) -> Self {
-        Env {
-            router: FakeRouter::new(name),
-            bad_rollout: Arc::default(),
-            bad_verify: Arc::default(),
-        }
-    }
-
-    /// Revisions that ever got traffic here.
-    fn revisions_served(&self) -> BTreeSet<String> {
-        self.router
-            .splits()
-            .iter()
-            .flat_map(|s| {
-                s.iter()
-                    .filter(|(_, w)| w.basis_points() > 0)
-                    .map(|(r, _)| r.as_str().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    fn serves_only(&self, revision: &str) -> bool {
-        self.router
-            .current()
-            .is_some_and(|s: TrafficSplit| s.is_all_to(&RevisionId::new(revision).unwrap()))
-    }
-}
-
-#[async_trait]
-impl Environment for Env {
-    fn attach(&self, rollout: RolloutBuilder, ctx: &PromotionContext) -> RolloutBuilder {
-        let bad = self
-            .bad_rollout
-            .lock()
-            .unwrap()
-            .contains(&ctx.freight.revision);
-        let verdict = if bad { Verdict::Fail } else { Verdict::Pass };
-        rollout
-            .router(self.router.clone())
-            .analysis("checks", ScriptedAnalysis::verdicts([verdict]))
-    }
-
-    async fn verify(&self, ctx: &PromotionContext) -> Result<Verification, ProviderError> {
-        if self
-            .bad_verify
-            .lock()
-            .unwrap()
-            .contains(&ctx.freight.revision)
-        {
-            return Ok(Verification::Failed {
-                reason: format!("smoke test of {} failed", ctx.freight.name),
-            });
-        }
-        Ok(Verification::Passed)
-    }
-}
-
-const PLAN: &str = "plan: { strategy: { canary: { steps: [ { set_weight: 50 }, { analysis: { name: checks } }, { pause: { duration: 2m } } ] } } }";
+/// prod's history when alice approved v2.
+const APPROVED_BY_ALICE: [&str; 5] = [
+    "v1 verified",
+    "v2 started",
+    "v2 approved by alice",
+    "v2 rolled out",
+    "v2 verified",
+];
 
 fn line(prod_policy: &str) -> Pipeline {
     Pipeline::from_yaml(&format!(
@@ -134,6 +84,16 @@ impl World {
             .unwrap()
     }
 
+    /// A store where CI adopted v1 (running everywhere) and submitted v2, CI's handle on it,
+    /// and the ids of v1 and v2.
+    async fn v1_then_v2(&self) -> (MemoryStateStore, PipelineHandle, FreightId, FreightId) {
+        let store = MemoryStateStore::new();
+        let ci = self.handle(&store, "ci");
+        let v1 = ci.adopt(v(1)).await.unwrap();
+        let v2 = ci.submit(v(2)).await.unwrap();
+        (store, ci, v1, v2)
+    }
+
     /// A handle as another process would have it: only the store and the pipeline file.
     fn handle(&self, store: &MemoryStateStore, who: &str) -> PipelineHandle {
         PipelineHandle::new(
@@ -145,54 +105,10 @@ impl World {
     }
 }
 
-fn v(n: u32) -> Freight {
-    Freight::new(format!("v{n}"), format!("app@v{n}"))
-}
-
-fn current(state: &PipelineState, stage: &str) -> Option<FreightId> {
-    state.stage(stage).current_id().cloned()
-}
-
-fn events(state: &PipelineState, stage: &str) -> Vec<String> {
-    state
-        .stage(stage)
-        .history
-        .iter()
-        .map(|h| {
-            let name = &state.freight(&h.freight).unwrap().freight.name;
-            match &h.event {
-                Event::Started {
-                    kind: PromotionKind::Rollback,
-                    ..
-                } => format!("{name} rollback"),
-                Event::Started { .. } => format!("{name} started"),
-                Event::Approval(a) if a.approved => format!("{name} approved by {}", a.by),
-                Event::Approval(a) => format!("{name} rejected by {}", a.by),
-                Event::RolledOut => format!("{name} rolled out"),
-                Event::Verified => format!("{name} verified"),
-                Event::Failed { .. } => format!("{name} failed"),
-                other => format!("{name} {other:?}"),
-            }
-        })
-        .collect()
-}
-
-fn at(state: &PipelineState, stage: &str, event: &str) -> Timestamp {
-    let list = events(state, stage);
-    let i = list
-        .iter()
-        .position(|e| e == event)
-        .unwrap_or_else(|| panic!("{event} not in {list:?}"));
-    state.stage(stage).history[i].at
-}
-
 #[tokio::test(start_paused = true)]
 async fn v2_soaks_through_staging_and_waits_in_prod_for_an_approval_sent_by_another_process() {
     let w = World::new(line("manual"));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2) = w.v1_then_v2().await;
     let executor = w.executor(store.clone());
     let run = tokio::spawn(async move { executor.run_until_settled().await });
 
@@ -248,16 +164,7 @@ async fn v2_soaks_through_staging_and_waits_in_prod_for_an_approval_sent_by_anot
     let state = run.await.unwrap().unwrap();
     assert_eq!(current(&state, "prod"), Some(v2.clone()));
     assert!(w.prod.serves_only("app@v2"));
-    assert_eq!(
-        events(&state, "prod"),
-        [
-            "v1 verified",
-            "v2 started",
-            "v2 approved by alice",
-            "v2 rolled out",
-            "v2 verified"
-        ]
-    );
+    assert_eq!(events(&state, "prod"), APPROVED_BY_ALICE);
     let approval = state
         .stage("prod")
         .history
@@ -285,10 +192,7 @@ async fn freight_that_fails_its_rollout_in_staging_never_reaches_prod() {
         .lock()
         .unwrap()
         .insert("app@v2".into());
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, ci, v1, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
 
     assert_eq!(current(&state, "dev"), Some(v2.clone()));
@@ -331,25 +235,11 @@ async fn freight_that_fails_its_rollout_in_staging_never_reaches_prod() {
 async fn failed_verification_takes_the_stage_back_to_its_previous_verified_freight() {
     let w = World::new(line("auto"));
     w.dev.bad_verify.lock().unwrap().insert("app@v2".into());
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
 
     assert_eq!(current(&state, "dev"), Some(v1.clone()));
-    assert_eq!(
-        events(&state, "dev"),
-        [
-            "v1 verified",
-            "v2 started",
-            "v2 rolled out",
-            "v2 failed",
-            "v1 rollback",
-            "v1 rolled out",
-            "v1 verified"
-        ]
-    );
+    assert_eq!(events(&state, "dev"), ROLLED_BACK_TO_V1);
     assert!(
         state.stage("dev").failed[&v2]
             .reason
@@ -362,10 +252,7 @@ async fn failed_verification_takes_the_stage_back_to_its_previous_verified_freig
 #[tokio::test(start_paused = true)]
 async fn a_person_rolls_a_stage_back_with_one_call() {
     let w = World::new(line("auto"));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
     assert_eq!(current(&state, "prod"), Some(v2.clone()));
 
@@ -418,10 +305,7 @@ async fn regions_are_promoted_in_parallel_and_a_fan_in_waits_for_all() {
     ))
     .unwrap();
     let w = World::new(pipeline);
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, _, v2) = w.v1_then_v2().await;
     let state = w.executor(store.clone()).run_until_settled().await.unwrap();
     for stage in ["dev", "staging", "prod", "global"] {
         assert_eq!(current(&state, stage), Some(v2.clone()), "{stage}");
@@ -516,10 +400,7 @@ async fn a_crash_at_any_write_resumes_to_the_same_result() {
 #[tokio::test(start_paused = true)]
 async fn a_rejection_fails_the_freight_in_that_stage_and_keeps_the_old_one() {
     let w = World::new(line("manual"));
-    let store = MemoryStateStore::new();
-    let ci = w.handle(&store, "ci");
-    let v1 = ci.adopt(v(1)).await.unwrap();
-    let v2 = ci.submit(v(2)).await.unwrap();
+    let (store, _, v1, v2) = w.v1_then_v2().await;
     let executor = w.executor(store.clone());
     let run = tokio::spawn(async move { executor.run_until_settled().await });
     let carol = w.handle(&store, "carol");
@@ -670,4 +551,248 @@ async fn a_stage_checklist_refuses_the_freight_and_the_stage_rollouts_log_keeps_
         .map(|(id, f)| (id, f.description.as_str(), f.applied, f.message.as_str()))
         .collect();
     assert_eq!(fixes, [("cache", "warm the cache", true, "cache warmed")]);
+}
+
+/// dev -> staging -> prod, where staging verifies with `verification` after its rollout.
+fn verified_line(verification: &str) -> Pipeline {
+    Pipeline::from_yaml(&format!(
+        "name: shop\n{PLAN}\nstages:
+  - {{ name: dev, providers: [dev] }}
+  - name: staging
+    upstreams: [dev]
+    providers: [staging]
+    verification: {verification}
+  - {{ name: prod, upstreams: [staging], providers: [prod] }}
+"
+    ))
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn verification_analyses_that_pass_let_the_freight_go_downstream() {
+    let w = World::new(verified_line(
+        "{ runs: [ { name: smoke, initial_delay: 30s, interval: 1m, count: 3 } ] }",
+    ));
+    let (store, _, _, v2) = w.v1_then_v2().await;
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "prod"), Some(v2.clone()));
+    assert!(w.prod.serves_only("app@v2"));
+    // Three measurements of v2 against v1, at 30 s, 1m30 and 2m30 after the rollout promoted.
+    let calls = w.staging.smoke.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.revisions.candidate.as_str() == "app@v2"
+                && c.revisions.stable.as_str() == "app@v1"
+                && c.analysis == "smoke")
+    );
+    let elapsed: Vec<Duration> = calls.iter().map(|c| c.elapsed).collect();
+    assert_eq!(
+        elapsed,
+        [30, 90, 150].map(Duration::from_secs),
+        "measured on the run's schedule"
+    );
+    assert_eq!(
+        at(&state, "staging", "v2 verified"),
+        at(&state, "staging", "v2 rolled out") + Duration::from_secs(150)
+    );
+    assert!(at(&state, "prod", "v2 started") >= at(&state, "staging", "v2 verified"));
+    assert!(w.dev.smoke.calls().is_empty(), "dev has no verification");
+    assert!(state.stage("staging").promotion.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_verification_analysis_rolls_the_stage_back_and_downstream_never_sees_the_freight()
+{
+    let w = World::new(verified_line(
+        "{ runs: [ { name: smoke, interval: 1m, count: 3 } ] }",
+    ));
+    // v2's second measurement fails; the rollback to v1 then passes its own verification.
+    w.staging.smoke.set_script(
+        [Verdict::Pass, Verdict::Fail, Verdict::Pass]
+            .map(|v| cutover_core::AnalysisResult::new(v, format!("smoke {v}"))),
+    );
+    let (store, ci, v1, v2) = w.v1_then_v2().await;
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "staging"), Some(v1.clone()));
+    assert!(w.staging.serves_only("app@v1"), "staging went back to v1");
+    assert_eq!(events(&state, "staging"), ROLLED_BACK_TO_V1);
+    let reason = &state.stage("staging").failed[&v2].reason;
+    assert!(
+        reason.starts_with(
+            "verification: analysis `smoke` failed (1 of 2 measurements passed): smoke fail"
+        ),
+        "{reason}"
+    );
+    // Failed at its second measurement, one minute after the rollout promoted.
+    assert_eq!(
+        at(&state, "staging", "v2 failed"),
+        at(&state, "staging", "v2 rolled out") + Duration::from_mins(1)
+    );
+    assert!(w.prod.router.splits().is_empty(), "prod was never touched");
+    assert_eq!(events(&state, "prod"), ["v1 verified"]);
+    assert!(matches!(
+        ci.next().await.unwrap().next("prod"),
+        Some(Next::Blocked(Blocked::FailedUpstream { freight, stage, .. })) if *freight == v2 && stage == "staging"
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_template_reads_the_environments_metric_source() {
+    let w = World::new(verified_line(
+        "{ analyses: { errors: { threshold: { metrics: [ { name: error-rate, source: metrics, query: error_ratio, max: 0.01 } ] } } }, runs: [ { name: errors, interval: 1m, count: 2 } ] }",
+    ));
+    let v2: RevisionId = "app@v2".parse().unwrap();
+    w.staging.metrics.script(
+        "error_ratio",
+        &v2,
+        [
+            cutover_core::Samples::Counts {
+                events: 1,
+                total: 1000,
+            },
+            cutover_core::Samples::Counts {
+                events: 80,
+                total: 1000,
+            },
+        ],
+    );
+    // v1, back after the rollback, is healthy.
+    w.staging.metrics.set(
+        "error_ratio",
+        &"app@v1".parse().unwrap(),
+        cutover_core::Samples::Counts {
+            events: 0,
+            total: 1000,
+        },
+    );
+    let (store, _, v1, v2_id) = w.v1_then_v2().await;
+    let state = w.executor(store.clone()).run_until_settled().await.unwrap();
+
+    assert_eq!(current(&state, "staging"), Some(v1));
+    assert_eq!(
+        events(&state, "staging")[3..],
+        ["v2 failed", "v1 rollback", "v1 rolled out", "v1 verified"]
+    );
+    let reason = &state.stage("staging").failed[&v2_id].reason;
+    assert!(
+        reason.contains("analysis `errors` failed") && reason.contains("error-rate"),
+        "{reason}"
+    );
+    let queried: Vec<String> = w
+        .staging
+        .metrics
+        .queries()
+        .iter()
+        .map(|q| q.revision.as_str().to_owned())
+        .collect();
+    assert_eq!(&queried[..2], ["app@v2", "app@v2"], "{queried:?}");
+    assert!(w.prod.router.splits().is_empty());
+}
+
+/// The line with prod frozen (`freeze` is prod's list of windows).
+fn frozen_line(prod_policy: &str, freeze: &str) -> Pipeline {
+    Pipeline::from_yaml(&format!(
+        "name: shop\n{PLAN}\nstages:
+  - {{ name: dev, providers: [dev] }}
+  - {{ name: staging, upstreams: [dev], soak: 10m, providers: [staging] }}
+  - {{ name: prod, upstreams: [staging], soak: 30m, promotion: {prod_policy}, providers: [prod], freeze: {freeze} }}
+"
+    ))
+    .unwrap()
+}
+
+const fn utc(hour: u64, minute: u64) -> Timestamp {
+    // T0 is 2026-12-02 12:00 UTC.
+    Timestamp::from_unix_millis(1_796_212_800_000 + ((hour - 12) * 60 + minute) * 60_000)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_executor_waits_out_a_freeze_window_and_promotes_after_it() {
+    // v2 is ready for prod around 12:45; prod is frozen from 12:30 to 14:00 (UTC).
+    let w = World::new(frozen_line(
+        "auto",
+        r#"[ { timezone: UTC, from: "2026-12-02T12:30", until: "2026-12-02T14:00", reason: release party } ]"#,
+    ));
+    let (store, ci, _, v2) = w.v1_then_v2().await;
+    let executor = w.executor(store.clone());
+    let run = tokio::spawn(async move { executor.run_until_settled().await });
+
+    tokio::time::sleep(utc(13, 59).saturating_since(T0)).await;
+    assert!(!run.is_finished());
+    let state = ci.state().await.unwrap();
+    assert_eq!(current(&state, "staging"), Some(v2.clone()));
+    assert!(
+        at(&state, "staging", "v2 verified") + Duration::from_mins(30) < utc(14, 0),
+        "v2 soaked long enough before the window ended"
+    );
+    assert_eq!(
+        events(&state, "prod"),
+        ["v1 verified"],
+        "nothing started in prod"
+    );
+    assert!(w.prod.router.splits().is_empty(), "prod's router untouched");
+    assert_eq!(
+        ci.next().await.unwrap().next("prod"),
+        Some(&Next::Frozen {
+            freight: v2.clone(),
+            until: utc(14, 0),
+            reason: "release party".into()
+        })
+    );
+
+    let state = run.await.unwrap().unwrap();
+    assert_eq!(current(&state, "prod"), Some(v2));
+    assert!(w.prod.serves_only("app@v2"));
+    let started = at(&state, "prod", "v2 started");
+    assert!(
+        started >= utc(14, 0) && started <= utc(14, 0) + Duration::from_secs(30),
+        "started at {started}, the executor's poll interval after the window"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_given_during_a_freeze_promotes_only_after_the_window() {
+    // prod's promotion starts around 12:45 and waits for its approval; the freeze runs from
+    // 13:00 to 15:00 (Berlin: 14:00 to 16:00); the approval comes at 13:30.
+    let w = World::new(frozen_line(
+        "manual",
+        r#"[ { timezone: Europe/Berlin, days: [wed], start: "14:00", end: "16:00", reason: change freeze } ]"#,
+    ));
+    let (store, _, _, v2) = w.v1_then_v2().await;
+    let executor = w.executor(store.clone());
+    let run = tokio::spawn(async move { executor.run_until_settled().await });
+
+    let alice = w.handle(&store, "alice");
+    tokio::time::sleep(utc(13, 30).saturating_since(T0)).await;
+    let pending = alice.pending_approvals().await.unwrap();
+    assert_eq!(pending.len(), 1, "prod waits for its approval");
+    let state = alice.state().await.unwrap();
+    assert!(
+        at(&state, "prod", "v2 started") < utc(13, 0),
+        "the promotion began before the window"
+    );
+    alice.approve("prod", "CAB-9").await.unwrap();
+
+    tokio::time::sleep(utc(14, 59).saturating_since(utc(13, 30))).await;
+    assert!(!run.is_finished());
+    assert!(
+        alice.pending_approvals().await.unwrap().is_empty(),
+        "the approval was taken"
+    );
+    assert!(
+        w.prod.router.splits().is_empty(),
+        "no traffic moved in prod during the freeze: {:?}",
+        w.prod.router.splits()
+    );
+
+    let state = run.await.unwrap().unwrap();
+    assert_eq!(current(&state, "prod"), Some(v2));
+    assert!(w.prod.serves_only("app@v2"));
+    assert_eq!(events(&state, "prod"), APPROVED_BY_ALICE);
+    assert!(at(&state, "prod", "v2 rolled out") >= utc(15, 0));
+    assert!(at(&state, "prod", "v2 approved by alice") < utc(14, 0));
 }

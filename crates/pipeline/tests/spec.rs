@@ -181,3 +181,133 @@ fn syntax_errors_carry_the_line() {
     );
     assert!(e.to_string().contains("line"), "{e}");
 }
+
+/// A pipeline whose plan has the analysis `health` and whose second stage verifies with
+/// `verification`.
+fn verifying(verification: &str) -> String {
+    format!(
+        "name: shop
+plan:
+  strategy: {{ canary: {{ steps: [ {{ set_weight: 50 }} ] }} }}
+  analyses:
+    health: {{ threshold: {{ metrics: [ {{ name: e, source: proxy, query: errors, max: 0.01 }} ] }} }}
+    seq: {{ sequential: {{ test: counts, source: proxy, query: errors, tolerance: 1.2 }} }}
+stages:
+  - {{ name: dev, providers: [d] }}
+  - {{ name: prod, upstreams: [dev], providers: [p], verification: {verification} }}
+"
+    )
+}
+
+#[test]
+fn verification_runs_templates_of_its_own_and_of_the_stage_plan() {
+    let p = Pipeline::from_yaml(&verifying(
+        "{ analyses: { latency: { threshold: { metrics: [ { name: p99, source: proxy, query: p99, max: 0.3 } ] } } }, runs: [ { name: health, interval: 30s, count: 10 }, { name: latency }, { name: smoke, failure_limit: 1 } ] }",
+    ))
+    .unwrap();
+    assert!(p.stage("dev").unwrap().verification.is_none());
+    let v = p.stage("prod").unwrap().verification.as_ref().unwrap();
+    let names: Vec<&str> = v.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["health", "latency", "smoke"]);
+    assert_eq!(v.runs[0].interval, Duration::from_secs(30));
+    assert_eq!(v.runs[0].count, Some(10));
+    assert_eq!(v.runs[2].failure_limit, 1);
+    let templates: Vec<&str> = v.analyses.keys().map(String::as_str).collect();
+    assert_eq!(templates, ["health", "latency", "seq"]);
+}
+
+#[test]
+fn verification_errors_name_the_path_in_the_stage() {
+    let cases = [
+        (
+            "{ runs: [] }",
+            "stages[1].verification.runs",
+            "at least one run",
+        ),
+        (
+            "{ runs: [ { name: health, count: 0 } ] }",
+            "stages[1].verification.runs[0].count",
+            "at least 1",
+        ),
+        (
+            "{ runs: [ { name: health }, { name: health } ] }",
+            "stages[1].verification.runs[1].name",
+            "run twice",
+        ),
+        (
+            "{ runs: [ { name: health, count: 3, interval: 0s } ] }",
+            "stages[1].verification.runs[0].interval",
+            "longer than zero",
+        ),
+        (
+            "{ runs: [ { name: health, intervl: 1m } ] }",
+            "stages[1].verification.runs[0].intervl",
+            "unknown field",
+        ),
+        (
+            "{ runs: [ { name: seq } ] }",
+            "stages[1].verification.runs[0].name",
+            "sequential",
+        ),
+        (
+            "{ runs: [ { name: health, on_inconclusive: { extend: { times: 2, then: abort } } } ] }",
+            "stages[1].verification.runs[0].on_inconclusive",
+            "not extended",
+        ),
+        (
+            "{ analyses: { health: { threshold: { metrics: [] } } }, runs: [ { name: health } ] }",
+            "stages[1].verification.analyses.health",
+            "also an analysis of the stage's plan",
+        ),
+        (
+            "{ analyses: { lat: { threshold: { metrics: [] } } }, runs: [ { name: lat } ] }",
+            "stages[1].verification.analyses.lat.threshold.metrics",
+            "at least one metric",
+        ),
+        (
+            "{ analyses: { lat: { thresold: {} } }, runs: [ { name: lat } ] }",
+            "stages[1].verification.analyses.lat",
+            "unknown variant",
+        ),
+        (
+            "{ analyses: { lat: { threshold: { metrics: [ { name: p99, source: proxy, query: p99, min: 2, max: 1 } ] } } }, runs: [ { name: lat } ] }",
+            "stages[1].verification.analyses.lat.threshold.metrics[0]",
+            "min 2 is above max 1",
+        ),
+        (
+            "{ runs: [ { name: health } ], every: 1m }",
+            "stages[1].verification.every",
+            "unknown field",
+        ),
+    ];
+    for (verification, want_path, want_reason) in cases {
+        let (path, reason) = err(&verifying(verification));
+        assert_eq!(path, want_path, "{verification}: {reason}");
+        assert!(
+            reason.contains(want_reason),
+            "{verification}: {path}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn the_pipeline_in_the_guide_loads() {
+    let guide = include_str!("../../../docs/pipelines.md");
+    let start = guide
+        .find("```yaml\n")
+        .expect("a yaml block in docs/pipelines.md")
+        + 8;
+    let end = start + guide[start..].find("```").unwrap();
+    let p = Pipeline::from_yaml(&guide[start..end]).unwrap();
+    let eu = p.stage("prod-eu").unwrap();
+    let runs: Vec<&str> = eu
+        .verification
+        .as_ref()
+        .unwrap()
+        .runs
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(runs, ["health", "latency"]);
+    assert_eq!(eu.freeze.len(), 3);
+}

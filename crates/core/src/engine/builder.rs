@@ -392,46 +392,20 @@ impl RolloutBuilder {
     /// Every analysis the plan refers to, built from templates or registered in code; the
     /// sequential ones apart, since the engine hands them their saved state.
     fn resolve_analyses(&self) -> Result<(Analyses, SequentialAnalyses), BuildError> {
-        let sources: Sources = self.sources.clone();
         let mut resolved: Analyses = self.analyses.clone();
         let mut sequential = SequentialAnalyses::new();
         for (name, template) in &self.plan.analyses {
             if resolved.contains_key(name) {
                 return Err(BuildError::AmbiguousAnalysis { name: name.clone() });
             }
-            let source_names: Vec<&String> = match template {
-                AnalysisTemplate::Threshold(t) => t.metrics.iter().map(|m| &m.source).collect(),
-                AnalysisTemplate::Proportions(p) => vec![&p.source],
-                AnalysisTemplate::Judge(j) => j.queries.values().map(|q| &q.source).collect(),
-                AnalysisTemplate::Conditions(c) => c.metrics.iter().map(|m| &m.source).collect(),
-                AnalysisTemplate::Sequential(s) => vec![&s.source],
-            };
-            if let Some(missing) = source_names.into_iter().find(|s| !sources.contains_key(*s)) {
-                return Err(BuildError::UnknownMetricSource {
-                    analysis: name.clone(),
-                    source_name: missing.clone(),
-                });
+            match from_template(name, template, &self.sources)? {
+                Built::Plain(analysis) => {
+                    resolved.insert(name.clone(), analysis);
+                }
+                Built::Sequential(analysis) => {
+                    sequential.insert(name.clone(), analysis);
+                }
             }
-            let analysis: Arc<dyn Analysis> = match template {
-                AnalysisTemplate::Threshold(t) => {
-                    Arc::new(ThresholdAnalysis::new(t.clone(), sources.clone()))
-                }
-                AnalysisTemplate::Proportions(p) => {
-                    Arc::new(ProportionsAnalysis::new(p.clone(), sources.clone()))
-                }
-                AnalysisTemplate::Judge(j) => {
-                    Arc::new(JudgeAnalysis::new(j.clone(), sources.clone()))
-                }
-                AnalysisTemplate::Conditions(c) => {
-                    Arc::new(ConditionsAnalysis::new(c.clone(), sources.clone()))
-                }
-                AnalysisTemplate::Sequential(s) => {
-                    let analysis = SequentialAnalysis::new(s.clone(), sources.clone());
-                    sequential.insert(name.clone(), Arc::new(analysis));
-                    continue;
-                }
-            };
-            resolved.insert(name.clone(), analysis);
         }
         for (at, name) in analysis_refs(&self.plan) {
             if !resolved.contains_key(&name) && !sequential.contains_key(&name) {
@@ -440,6 +414,80 @@ impl RolloutBuilder {
         }
         Ok((resolved, sequential))
     }
+
+    /// The analysis called `name` as a rollout built from this builder would measure it: one
+    /// registered with [`analysis`](Self::analysis), or the template of that name in
+    /// `templates` built on the metric sources registered with
+    /// [`metric_source`](Self::metric_source). For analyses measured outside a rollout, like
+    /// a pipeline stage's verification after its rollout promoted. `at` names where `name` was
+    /// written, for the error. Sequential templates are refused: their test's state lives in a
+    /// rollout's record.
+    pub fn resolve_analysis(
+        &self,
+        at: &str,
+        name: &str,
+        templates: &BTreeMap<String, AnalysisTemplate>,
+    ) -> Result<Arc<dyn Analysis>, BuildError> {
+        match (self.analyses.get(name), templates.get(name)) {
+            (Some(_), Some(_)) => Err(BuildError::AmbiguousAnalysis {
+                name: name.to_owned(),
+            }),
+            (Some(analysis), None) => Ok(analysis.clone()),
+            (None, Some(template)) => match from_template(name, template, &self.sources)? {
+                Built::Plain(analysis) => Ok(analysis),
+                Built::Sequential(_) => Err(BuildError::SequentialOutsideRollout {
+                    at: at.to_owned(),
+                    name: name.to_owned(),
+                }),
+            },
+            (None, None) => Err(BuildError::UnknownAnalysis {
+                at: at.to_owned(),
+                name: name.to_owned(),
+            }),
+        }
+    }
+}
+
+/// An analysis built from a template.
+enum Built {
+    Plain(Arc<dyn Analysis>),
+    Sequential(Arc<SequentialAnalysis>),
+}
+
+/// Builds the analysis of template `name` on `sources`, checking that it reads only sources
+/// that are registered.
+fn from_template(
+    name: &str,
+    template: &AnalysisTemplate,
+    sources: &Sources,
+) -> Result<Built, BuildError> {
+    let source_names: Vec<&String> = match template {
+        AnalysisTemplate::Threshold(t) => t.metrics.iter().map(|m| &m.source).collect(),
+        AnalysisTemplate::Proportions(p) => vec![&p.source],
+        AnalysisTemplate::Judge(j) => j.queries.values().map(|q| &q.source).collect(),
+        AnalysisTemplate::Conditions(c) => c.metrics.iter().map(|m| &m.source).collect(),
+        AnalysisTemplate::Sequential(s) => vec![&s.source],
+    };
+    if let Some(missing) = source_names.into_iter().find(|s| !sources.contains_key(*s)) {
+        return Err(BuildError::UnknownMetricSource {
+            analysis: name.to_owned(),
+            source_name: missing.clone(),
+        });
+    }
+    let sources = sources.clone();
+    let analysis: Arc<dyn Analysis> = match template {
+        AnalysisTemplate::Threshold(t) => Arc::new(ThresholdAnalysis::new(t.clone(), sources)),
+        AnalysisTemplate::Proportions(p) => Arc::new(ProportionsAnalysis::new(p.clone(), sources)),
+        AnalysisTemplate::Judge(j) => Arc::new(JudgeAnalysis::new(j.clone(), sources)),
+        AnalysisTemplate::Conditions(c) => Arc::new(ConditionsAnalysis::new(c.clone(), sources)),
+        AnalysisTemplate::Sequential(s) => {
+            return Ok(Built::Sequential(Arc::new(SequentialAnalysis::new(
+                s.clone(),
+                sources,
+            ))));
+        }
+    };
+    Ok(Built::Plain(analysis))
 }
 
 type Analyses = BTreeMap<String, Arc<dyn Analysis>>;

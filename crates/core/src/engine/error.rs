@@ -50,6 +50,17 @@ pub enum BuildError {
         /// The name.
         name: String,
     },
+    /// A sequential analysis was asked for outside a rollout
+    /// ([`RolloutBuilder::resolve_analysis`](crate::RolloutBuilder::resolve_analysis)).
+    #[error(
+        "{at}: `{name}` is a sequential analysis, which runs only inside a rollout (its test's state lives in the rollout's record); use a threshold, judge or conditions analysis here"
+    )]
+    SequentialOutsideRollout {
+        /// Where it is referred to.
+        at: String,
+        /// The name.
+        name: String,
+    },
     /// An analysis is defined both in the plan and in code.
     #[error("analysis `{name}` is defined both in the plan and with .analysis(..); rename one")]
     AmbiguousAnalysis {
