@@ -98,7 +98,9 @@ impl Engine {
             held,
             watch,
             next_poll: now,
-            notified: false,
+            // Look at the inbox once on start: a command queued while no engine ran came
+            // before this engine's watch, which only tells of changes after it.
+            notified: true,
             unsaved: false,
             private_store: ownership.private_store,
         };
