@@ -134,7 +134,29 @@ async fn a_running_rollout_shows_its_phase_and_weight() {
         text.contains(r#"cutover_rollout_candidate_weight_percent{rollout="paused-v1"} 30.0"#),
         "{text}"
     );
-    run.abort();
+
+    // Commands, by kind and whether the engine took them: an approval of a gate the rollout
+    // does not have is refused, the resume lifts the pause and the rollout ends.
+    let now = cutover_core::Timestamp::from_unix_millis(1_764_800_000_000);
+    let mut approve = cutover_core::CommandRequest::new(cutover_core::Command::Approve, "ana");
+    approve.subject = Some(String::from("no-such-gate"));
+    store.send(&id, &approve, now).await.unwrap();
+    let resume = cutover_core::CommandRequest::new(cutover_core::Command::Resume, "ana");
+    store.send(&id, &resume, now).await.unwrap();
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .expect("the resumed rollout ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::Promoted);
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    let text = metrics.encode();
+    for line in [
+        r#"cutover_commands_total{command="approve",accepted="false"} 1"#,
+        r#"cutover_commands_total{command="resume",accepted="true"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,4 +232,59 @@ async fn a_refused_rollout_is_counted_and_noticed_as_refused() {
         notices.iter().all(|n| n.kind != NoticeKind::RolledBack),
         "{notices:?}"
     );
+}
+
+/// Provider calls and their failures, by provider: a promoted and a rolled-back canary call the
+/// router and the analysis; a third rollout's router refuses the first split for good (and the
+/// rollout fails), a fourth's analysis cannot measure. Calls and failures carry the same labels.
+#[tokio::test(start_paused = true)]
+async fn provider_calls_and_failures_are_counted_by_provider() {
+    use cutover_core::{ErrorKind, Plan, Rollout};
+    use cutover_test::{FakeRouter, ScriptedAnalysis};
+
+    let store = two_rollouts().await;
+    let router = FakeRouter::new("mesh");
+    router
+        .faults()
+        .fail_always("set_split", ErrorKind::Permanent);
+    let broken = Rollout::builder("broken-v1", Plan::from_yaml(PROMOTING).unwrap())
+        .revisions("v1", "v2")
+        .router(router)
+        .state_store(store.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await;
+    assert!(broken.is_err(), "a router that refuses fails the rollout");
+    let analysis = ScriptedAnalysis::verdicts([]);
+    analysis
+        .faults()
+        .fail_always("evaluate", ErrorKind::Permanent);
+    let blind = Rollout::builder("blind-v1", Plan::from_yaml(FAILING).unwrap())
+        .revisions("v1", "v2")
+        .router(FakeRouter::new("mesh"))
+        .analysis("checks", analysis)
+        .state_store(store.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(matches!(blind, Outcome::RolledBack(_)), "{blind:?}");
+
+    let metrics = RolloutMetrics::new();
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    let (_, text) = scrape(&metrics).await;
+    for line in [
+        // good-v1: 20, 50, 100 %; bad-v1: 20 %, back to 0 %; broken-v1: 20 % and back to 0 %,
+        // both refused; blind-v1: 20 %, back to 0 %.
+        r#"cutover_provider_calls_total{provider="router",op="set_split"} 9"#,
+        r#"cutover_provider_failures_total{provider="router",op="set_split"} 2"#,
+        // bad-v1: one failing verdict (a call that worked); blind-v1: five errors, then the
+        // rollback (the plan's error limit).
+        r#"cutover_provider_calls_total{provider="checks",op="measure"} 6"#,
+        r#"cutover_provider_failures_total{provider="checks",op="measure"} 5"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
 }

@@ -140,15 +140,29 @@ async fn spent_retries_and_refusals_go_to_the_dead_letter_list() {
     let refusing = Receiver::start().await;
     refusing.otherwise(Reply::Status(410));
     let promoted = Filter::default().kinds([NoticeKind::Promoted, NoticeKind::Started]);
+    let metrics = RolloutMetrics::new();
     let notifier = Notifier::new(store.clone())
         .sink("failing", webhook(&failing), promoted.clone())
         .unwrap()
         .sink("refusing", webhook(&refusing), promoted)
         .unwrap()
-        .retry(fast_retry(3));
+        .retry(fast_retry(3))
+        .metrics(metrics.clone());
     let report = notifier.deliver_pending().await.unwrap();
     assert_eq!(report.dead_lettered["failing"], 2);
     assert_eq!(report.dead_lettered["refusing"], 2);
+    let text = metrics.encode();
+    for line in [
+        r#"cutover_notifications_total{sink="failing",kind="webhook",outcome="dead_lettered"} 2"#,
+        r#"cutover_notifications_total{sink="failing",kind="webhook",outcome="retried"} 4"#,
+        r#"cutover_notifications_total{sink="refusing",kind="webhook",outcome="dead_lettered"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    assert!(
+        !text.contains(r#"sink="refusing",kind="webhook",outcome="retried""#),
+        "a 410 is not retried: {text}"
+    );
     assert_eq!(
         failing.received().len(),
         6,
