@@ -1,4 +1,6 @@
-//! Rollout metrics from real rollouts, scraped over HTTP on 127.0.0.1 and checked by promtool.
+//! Rollout metrics from real rollouts, scraped over HTTP on 127.0.0.1, read by a real
+//! Prometheus and checked by `promtool check metrics` (both ignored by default: they need the
+//! Debian package prometheus, from scripts/test-deps).
 
 mod support;
 
@@ -287,4 +289,63 @@ async fn provider_calls_and_failures_are_counted_by_provider() {
     ] {
         assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
     }
+}
+
+/// The text of every kind of series (counters, histograms, gauges, DORA gauges, notification
+/// counts) passes `promtool check metrics`, which parses it and lints names, types and help.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs promtool (Debian package prometheus): scripts/test-deps"]
+async fn metrics_text_passes_promtool() {
+    let store = two_rollouts().await;
+    let metrics = RolloutMetrics::new();
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    metrics.notification("ops", "slack", "delivered");
+    let window = cutover_notify::dora::Window::new(
+        cutover_core::Timestamp::from_unix_millis(0),
+        cutover_core::Timestamp::from_unix_millis(u64::MAX / 2),
+    );
+    let report = cutover_notify::dora::from_store(store.as_ref(), window)
+        .await
+        .unwrap();
+    metrics.set_dora(&report);
+    let (_, text) = scrape(&metrics).await;
+    for family in [
+        "cutover_rollouts_finished_total{",
+        "cutover_rollout_duration_seconds_bucket{",
+        "cutover_provider_calls_total{",
+        "cutover_dora_change_failure_rate{",
+        "cutover_notifications_total{",
+    ] {
+        assert!(text.contains(family), "no {family} in\n{text}");
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool 2.x lints in the classic text format, where a counter's HELP names the series
+    // `x_total`; OpenMetrics names the family `x` and its sample `x_total`. Exit code 3 is
+    // "parsed, with lint problems" (1 would be a parse error): the only ones allowed are that,
+    // for counters whose family has its HELP and TYPE under the OpenMetrics name.
+    let allowed = |line: &str| {
+        line.strip_suffix("_total no help text")
+            .is_some_and(|family| {
+                text.contains(&format!("# HELP {family} "))
+                    && text.contains(&format!("# TYPE {family} counter\n"))
+            })
+    };
+    assert!(
+        out.status.success() || (out.status.code() == Some(3) && said.lines().all(allowed)),
+        "promtool rejects /metrics ({:?}): {said}\n{text}",
+        out.status.code()
+    );
 }
