@@ -31,7 +31,7 @@ pub(crate) async fn pipelines(
             match serde_json::from_value::<PipelineState>(doc.body) {
                 Ok(state) => all.push((id, state)),
                 Err(e) => {
-                    tracing::warn!(pipeline = %id, error = %e, "pipeline document unreadable; no notices from it")
+                    tracing::warn!(pipeline = %id, error = %e, "pipeline document unreadable; no notices from it");
                 }
             }
         }
