@@ -21,6 +21,30 @@ async fn two_rollouts() -> Arc<dyn StateStore> {
     store
 }
 
+/// The two rollouts counted, and one notification delivered.
+async fn counted() -> (Arc<dyn StateStore>, RolloutMetrics) {
+    let store = two_rollouts().await;
+    let metrics = RolloutMetrics::new();
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    metrics.notification("ops", "slack", "delivered");
+    (store, metrics)
+}
+
+/// A DORA window holding every test's history.
+fn all_time() -> cutover_notify::dora::Window {
+    cutover_notify::dora::Window::new(
+        cutover_core::Timestamp::from_unix_millis(0),
+        cutover_core::Timestamp::from_unix_millis(u64::MAX / 2),
+    )
+}
+
+/// Fails naming the first of `lines` that is not a whole line of `text`.
+fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.lines().any(|l| l == *line), "no `{line}` in\n{text}");
+    }
+}
+
 async fn scrape(metrics: &RolloutMetrics) -> (String, String) {
     let (addr, _server) = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     assert!(addr.ip().is_loopback());
@@ -72,11 +96,7 @@ async fn metrics_count_real_rollouts_and_are_served_over_http() {
     assert!(text.ends_with("# EOF\n"));
 
     // DORA as gauges: one success and one failure of the service `good-v1` / `bad-v1` each.
-    let window = cutover_notify::dora::Window::new(
-        cutover_core::Timestamp::from_unix_millis(0),
-        cutover_core::Timestamp::from_unix_millis(u64::MAX / 2),
-    );
-    let report = cutover_notify::dora::from_store(store.as_ref(), window)
+    let report = cutover_notify::dora::from_store(store.as_ref(), all_time())
         .await
         .unwrap();
     metrics.set_dora(&report);
@@ -153,21 +173,19 @@ async fn a_running_rollout_shows_its_phase_and_weight() {
     assert_eq!(outcome, Outcome::Promoted);
     metrics.catch_up(store.as_ref()).await.unwrap();
     let text = metrics.encode();
-    for line in [
-        r#"cutover_commands_total{command="approve",accepted="false"} 1"#,
-        r#"cutover_commands_total{command="resume",accepted="true"} 1"#,
-    ] {
-        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
-    }
+    assert_lines(
+        &text,
+        &[
+            r#"cutover_commands_total{command="approve",accepted="false"} 1"#,
+            r#"cutover_commands_total{command="resume",accepted="true"} 1"#,
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs prometheus: scripts/test-deps"]
 async fn a_real_prometheus_scrapes_and_reads_the_metrics() {
-    let store = two_rollouts().await;
-    let metrics = RolloutMetrics::new();
-    metrics.catch_up(store.as_ref()).await.unwrap();
-    metrics.notification("ops", "slack", "delivered");
+    let (_store, metrics) = counted().await;
     let (addr, _server) = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let prometheus = cutover_prometheus::testing::PrometheusServer::start(&[addr])
         .await
@@ -277,18 +295,19 @@ async fn provider_calls_and_failures_are_counted_by_provider() {
     let metrics = RolloutMetrics::new();
     metrics.catch_up(store.as_ref()).await.unwrap();
     let (_, text) = scrape(&metrics).await;
-    for line in [
-        // good-v1: 20, 50, 100 %; bad-v1: 20 %, back to 0 %; broken-v1: 20 % and back to 0 %,
-        // both refused; blind-v1: 20 %, back to 0 %.
-        r#"cutover_provider_calls_total{provider="router",op="set_split"} 9"#,
-        r#"cutover_provider_failures_total{provider="router",op="set_split"} 2"#,
-        // bad-v1: one failing verdict (a call that worked); blind-v1: five errors, then the
-        // rollback (the plan's error limit).
-        r#"cutover_provider_calls_total{provider="checks",op="measure"} 6"#,
-        r#"cutover_provider_failures_total{provider="checks",op="measure"} 5"#,
-    ] {
-        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
-    }
+    assert_lines(
+        &text,
+        &[
+            // good-v1: 20, 50, 100 %; bad-v1: 20 %, back to 0 %; broken-v1: 20 % and back to 0 %,
+            // both refused; blind-v1: 20 %, back to 0 %.
+            r#"cutover_provider_calls_total{provider="router",op="set_split"} 9"#,
+            r#"cutover_provider_failures_total{provider="router",op="set_split"} 2"#,
+            // bad-v1: one failing verdict (a call that worked); blind-v1: five errors, then the
+            // rollback (the plan's error limit).
+            r#"cutover_provider_calls_total{provider="checks",op="measure"} 6"#,
+            r#"cutover_provider_failures_total{provider="checks",op="measure"} 5"#,
+        ],
+    );
 }
 
 /// The text of every kind of series (counters, histograms, gauges, DORA gauges, notification
@@ -296,15 +315,8 @@ async fn provider_calls_and_failures_are_counted_by_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs promtool (Debian package prometheus): scripts/test-deps"]
 async fn metrics_text_passes_promtool() {
-    let store = two_rollouts().await;
-    let metrics = RolloutMetrics::new();
-    metrics.catch_up(store.as_ref()).await.unwrap();
-    metrics.notification("ops", "slack", "delivered");
-    let window = cutover_notify::dora::Window::new(
-        cutover_core::Timestamp::from_unix_millis(0),
-        cutover_core::Timestamp::from_unix_millis(u64::MAX / 2),
-    );
-    let report = cutover_notify::dora::from_store(store.as_ref(), window)
+    let (store, metrics) = counted().await;
+    let report = cutover_notify::dora::from_store(store.as_ref(), all_time())
         .await
         .unwrap();
     metrics.set_dora(&report);
