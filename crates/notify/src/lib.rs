@@ -25,6 +25,8 @@ mod metrics;
 mod notice;
 #[cfg(feature = "sinks")]
 mod notifier;
+#[cfg(feature = "pipeline")]
+mod pipeline;
 mod release;
 mod scan;
 #[cfg(feature = "sinks")]
@@ -34,7 +36,7 @@ mod sink;
 
 pub use self::filter::Filter;
 pub use self::metrics::{CONTENT_TYPE, RolloutMetrics};
-pub use self::notice::{Notice, NoticeKind, RolloutInfo, Severity};
+pub use self::notice::{Notice, NoticeKind, PipelineRef, RolloutInfo, Severity};
 #[cfg(feature = "sinks")]
 pub use self::notifier::{
     CURSOR_KIND, DEAD_LETTER_KIND, DEAD_LETTER_LIMIT, DeadLetter, Notifier, NotifyError,

@@ -70,6 +70,7 @@ struct Inner {
     step_duration: Family<Labels, Histogram, Buckets>,
     time_to_rollback: Family<Labels, Histogram, Buckets>,
     measurements: Family<Labels, Counter>,
+    calls: Family<Labels, Counter>,
     action_failures: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     commands: Family<Labels, Counter>,
@@ -99,13 +100,24 @@ struct Live {
 /// | `cutover_step_duration_seconds` | histogram | `strategy`, `step` (its kind) |
 /// | `cutover_time_to_rollback_seconds` | histogram | `strategy`: start to rolled back |
 /// | `cutover_analysis_measurements_total` | counter | `analysis`, `run` (`step`, `background`), `result` (`pass`, `fail`, `inconclusive`, `error`) |
-/// | `cutover_provider_failures_total` | counter | `op` (`set_split`, ...): calls that failed for good |
+/// | `cutover_provider_calls_total` | counter | `provider`, `op` (`set_split`, ...): calls carried out, after their retries (see [provider](#the-provider-label)) |
+/// | `cutover_provider_failures_total` | counter | `provider`, `op`: those of them that failed for good (an error, or an analysis that could not measure) |
 /// | `cutover_provider_retries_total` | counter | `provider`, `op`: failed calls tried again |
 /// | `cutover_commands_total` | counter | `command`, `accepted` |
 /// | `cutover_rollout_phase` | gauge | `rollout`, `phase`: 1 while the rollout is in that phase, removed when it ends |
 /// | `cutover_rollout_candidate_weight_percent` | gauge | `rollout`: the candidate's share of traffic |
 /// | `cutover_notifications_total` | counter | `sink`, `kind`, `outcome` (`delivered`, `retried`, `dead_lettered`) |
 /// | `cutover_dora_deployments_per_day`, `cutover_dora_lead_time_seconds`, `cutover_dora_change_failure_rate`, `cutover_dora_time_to_restore_seconds` | gauge | `service` (`*`: all); see [`set_dora`](RolloutMetrics::set_dora) |
+///
+/// # The `provider` label
+///
+/// Decision records name the gate of a `check_gate`, the migration of `apply_migration` /
+/// `revert_migration` and the analysis of `measure`: those are the names the providers were
+/// given, and the `provider` label carries them. Records do not name the router, workload or
+/// probe that carried out the other actions (one `set_split` goes to every router), so their
+/// `provider` is that role: `router`, `workload` or `probe`. Calls and failures use the same
+/// label, so `failures / calls` is an error rate per provider. `cutover_provider_retries_total`
+/// comes from engine events, which do name each provider (`mesh`, `prometheus`, ...).
 ///
 /// Feed it with [`observe`](RolloutMetrics::observe) (records as they come, e.g. from
 /// [`Rollout::subscribe`](cutover_core::Rollout::subscribe) through
@@ -148,6 +160,7 @@ impl RolloutMetrics {
             step_duration: Family::new_with_constructor(long.clone()),
             time_to_rollback: Family::new_with_constructor(long),
             measurements: Family::default(),
+            calls: Family::default(),
             action_failures: Family::default(),
             retries: Family::default(),
             commands: Family::default(),
@@ -193,6 +206,11 @@ impl RolloutMetrics {
             "analysis_measurements",
             "Analysis measurements, by result",
             inner.measurements.clone(),
+        );
+        registry.register(
+            "provider_calls",
+            "Provider calls carried out, after their retries, whatever came of them",
+            inner.calls.clone(),
         );
         registry.register(
             "provider_failures",
@@ -349,47 +367,62 @@ impl RolloutMetrics {
                     ])
                     .inc();
             }
-            Entry::Decision { decision, result } => match (decision, result) {
-                (Decision::Apply(Action::SetSplit { split }), Some(ActionResult::Done)) => {
-                    self.set_weight(id, split.weight(&rollout.revisions.candidate).percent());
+            Entry::Decision { decision, result } => {
+                if let (Decision::Apply(action), Some(result)) = (decision, result) {
+                    self.provider_call(action, result);
                 }
-                (Decision::Apply(action), Some(ActionResult::Failed { .. })) => {
-                    inner
-                        .action_failures
-                        .get_or_create(&vec![("op", action.op().to_owned())])
-                        .inc();
-                }
-                (
-                    Decision::Apply(Action::Measure { slot, analysis, .. }),
-                    Some(ActionResult::Measured { measurement, .. }),
-                ) => {
-                    inner
-                        .measurements
-                        .get_or_create(&vec![
-                            ("analysis", analysis.clone()),
-                            ("run", tag(slot)),
-                            ("result", tag(measurement)),
-                        ])
-                        .inc();
-                }
-                (Decision::Advance, _) => {
-                    if let Some(step) = &record.step {
-                        inner
-                            .step_duration
-                            .get_or_create(&vec![strategy(), ("step", step.kind.clone())])
-                            .observe(record.inputs.step_elapsed.as_secs_f64());
+                match (decision, result) {
+                    (Decision::Apply(Action::SetSplit { split }), Some(ActionResult::Done)) => {
+                        self.set_weight(id, split.weight(&rollout.revisions.candidate).percent());
                     }
+                    (
+                        Decision::Apply(Action::Measure { slot, analysis, .. }),
+                        Some(ActionResult::Measured { measurement, .. }),
+                    ) => {
+                        inner
+                            .measurements
+                            .get_or_create(&vec![
+                                ("analysis", analysis.clone()),
+                                ("run", tag(slot)),
+                                ("result", tag(measurement)),
+                            ])
+                            .inc();
+                    }
+                    (Decision::Advance, _) => {
+                        if let Some(step) = &record.step {
+                            inner
+                                .step_duration
+                                .get_or_create(&vec![strategy(), ("step", step.kind.clone())])
+                                .observe(record.inputs.step_elapsed.as_secs_f64());
+                        }
+                    }
+                    (Decision::Rollback(reason), _) => {
+                        inner
+                            .rollbacks
+                            .get_or_create(&vec![strategy(), ("reason", tag(reason))])
+                            .inc();
+                    }
+                    (Decision::Complete(end), _) => self.finish(rollout, record, end),
+                    _ => {}
                 }
-                (Decision::Rollback(reason), _) => {
-                    inner
-                        .rollbacks
-                        .get_or_create(&vec![strategy(), ("reason", tag(reason))])
-                        .inc();
-                }
-                (Decision::Complete(end), _) => self.finish(rollout, record, end),
-                _ => {}
-            },
+            }
             _ => {}
+        }
+    }
+
+    /// Counts a provider call the engine carried out, and whether it failed.
+    fn provider_call(&self, action: &Action, result: &ActionResult) {
+        let labels = vec![
+            ("provider", provider_of(action)),
+            ("op", action.op().to_owned()),
+        ];
+        self.inner.calls.get_or_create(&labels).inc();
+        let failed = matches!(
+            result,
+            ActionResult::Failed { .. } | ActionResult::Measured { error: Some(_), .. }
+        );
+        if failed {
+            self.inner.action_failures.get_or_create(&labels).inc();
         }
     }
 
@@ -493,6 +526,24 @@ impl RolloutMetrics {
                 tokio::time::sleep(every).await;
             }
         })
+    }
+}
+
+/// The provider an action went to: its name when the record says it, else its role (see
+/// [`RolloutMetrics`]).
+fn provider_of(action: &Action) -> String {
+    match action {
+        Action::CheckGate { gate } => gate.clone(),
+        Action::ApplyMigration { id } | Action::RevertMigration { id } => id.clone(),
+        Action::Measure { analysis, .. } => analysis.clone(),
+        Action::Scale { .. } | Action::ObserveWorkload { .. } => String::from("workload"),
+        Action::CheckHealth { .. } => String::from("probe"),
+        Action::SetSplit { .. }
+        | Action::SetHeaderRoute { .. }
+        | Action::RemoveHeaderRoute { .. }
+        | Action::SetMirror { .. }
+        | Action::RemoveMirror { .. } => String::from("router"),
+        _ => String::from("other"),
     }
 }
 

@@ -163,6 +163,19 @@ kinds! {
     Failed => "failed",
     /// A pre-flight gate (a checklist, an approval) refused the rollout before traffic moved.
     Refused => "refused",
+    /// Pipeline: a stage's rollout promoted freight; the stage runs it.
+    StagePromoted => "stage_promoted",
+    /// Pipeline: the stage's environments verified the freight it runs.
+    StageVerified => "stage_verified",
+    /// Pipeline: a promotion waits for a person to approve it (a manual stage).
+    AwaitingApproval => "awaiting_approval",
+    /// Pipeline: a person rejected the promotion; the freight goes no further here.
+    FreightBlocked => "freight_blocked",
+    /// Pipeline: the freight failed in a stage (its rollout, its verification, or a person
+    /// rolled it back); it is never promoted there or downstream again.
+    FreightFailed => "freight_failed",
+    /// Pipeline: a stage went back to its previous verified freight.
+    StageRolledBack => "stage_rolled_back",
 }
 
 impl fmt::Display for NoticeKind {
@@ -240,6 +253,23 @@ pub struct Notice {
     /// A link to the rollout's page (the dashboard or a report), when the notifier knows one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// For pipeline notices: the pipeline, stage and freight. `rollout` is then the stage's
+    /// rollout of that freight and `seq` the entry's position in the stage's history, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineRef>,
+}
+
+/// Where a pipeline notice happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineRef {
+    /// The pipeline's id (its `pipeline` document's id in the store).
+    pub pipeline: String,
+    /// The stage.
+    pub stage: String,
+    /// The freight's id.
+    pub freight: String,
+    /// The freight's name for people (`v2`).
+    pub freight_name: String,
 }
 
 impl Notice {
@@ -267,12 +297,22 @@ impl Notice {
             reason,
             by,
             link: None,
+            pipeline: None,
         })
     }
 
-    /// One line: `checkout: rolled back (canary checkout-v42, step 3 analysis): reason`.
+    /// One line: `checkout: rolled back`; for pipelines `shop prod v2: stage promoted`.
     pub fn headline(&self) -> String {
-        format!("{}: {}", self.rollout.service, self.kind_text())
+        match &self.pipeline {
+            Some(p) => format!(
+                "{} {} {}: {}",
+                p.pipeline,
+                p.stage,
+                p.freight_name,
+                self.kind_text()
+            ),
+            None => format!("{}: {}", self.rollout.service, self.kind_text()),
+        }
     }
 
     /// The kind in words: `rolled back`, `weight changed`.

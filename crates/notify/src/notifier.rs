@@ -312,6 +312,47 @@ impl Notifier {
             delivered += d;
             dead += x;
         }
+        #[cfg(feature = "pipeline")]
+        {
+            let (d, x) = self.pipelines(route, cursor).await.map_err(store_error)?;
+            delivered += d;
+            dead += x;
+        }
+        Ok((delivered, dead))
+    }
+
+    /// Delivers the pipeline notices past the cursor, stage by stage in history order.
+    #[cfg(feature = "pipeline")]
+    async fn pipelines(
+        &self,
+        route: &Route,
+        cursor: &mut Cursor,
+    ) -> Result<(usize, usize), StoreError> {
+        use crate::pipeline::{cursor_key, pipelines, stage_notices};
+        let store = self.store.as_ref();
+        let (mut delivered, mut dead) = (0, 0);
+        for (id, state) in pipelines(store).await? {
+            for stage in state.stages.keys() {
+                let key = cursor_key(&id, stage);
+                let acked = cursor.acked(&key);
+                let (notices, last) = stage_notices(store, &id, &state, stage, acked).await?;
+                for (position, notice) in notices {
+                    if let Some(notice) = self.admit(route, notice) {
+                        if self.send(route, &notice).await {
+                            delivered += 1;
+                        } else {
+                            dead += 1;
+                        }
+                    }
+                    cursor.set(&key, position);
+                    cursor.save(store, &route.name).await?;
+                }
+                if cursor.acked(&key) < last {
+                    cursor.set(&key, last);
+                    cursor.save(store, &route.name).await?;
+                }
+            }
+        }
         Ok((delivered, dead))
     }
 
@@ -325,7 +366,7 @@ impl Notifier {
         let (mut delivered, mut dead) = (0, 0);
         let mut info: Option<RolloutInfo> = None;
         loop {
-            let acked = cursor.acked(&summary.id);
+            let acked = cursor.acked(summary.id.as_str());
             let records = store.records(&summary.id, acked, PAGE).await?;
             let Some(last) = records.last().map(|r| r.seq) else {
                 return Ok((delivered, dead));
@@ -344,11 +385,11 @@ impl Notifier {
                 } else {
                     dead += 1;
                 }
-                cursor.set(&summary.id, record.seq);
+                cursor.set(summary.id.as_str(), record.seq);
                 cursor.save(store, &route.name).await?;
             }
-            if cursor.acked(&summary.id) < last {
-                cursor.set(&summary.id, last);
+            if cursor.acked(summary.id.as_str()) < last {
+                cursor.set(summary.id.as_str(), last);
                 cursor.save(store, &route.name).await?;
             }
             if records.len() < PAGE {
@@ -358,17 +399,18 @@ impl Notifier {
     }
 
     fn notice(&self, route: &Route, info: &RolloutInfo, record: &DecisionRecord) -> Option<Notice> {
-        if self.since.is_some_and(|since| record.at < since) {
-            return None;
-        }
-        let mut notice = Notice::from_record(info, record)?;
-        if !route.filter.admits(&notice) {
+        self.admit(route, Notice::from_record(info, record)?)
+    }
+
+    /// The notice as this route sends it, if its filter admits it.
+    fn admit(&self, route: &Route, mut notice: Notice) -> Option<Notice> {
+        if self.since.is_some_and(|since| notice.at < since) || !route.filter.admits(&notice) {
             return None;
         }
         notice.link = self
             .link_base
             .as_ref()
-            .map(|base| format!("{base}/rollouts/{}", info.id));
+            .map(|base| format!("{base}/rollouts/{}", notice.rollout.id));
         Some(notice)
     }
 
@@ -518,12 +560,13 @@ impl Cursor {
         })
     }
 
-    fn acked(&self, id: &RolloutId) -> u64 {
-        self.acked.get(id.as_str()).copied().unwrap_or(0)
+    /// The position acknowledged for a rollout id, or a pipeline stage's key.
+    fn acked(&self, key: &str) -> u64 {
+        self.acked.get(key).copied().unwrap_or(0)
     }
 
-    fn set(&mut self, id: &RolloutId, seq: u64) {
-        let slot = self.acked.entry(id.as_str().to_owned()).or_default();
+    fn set(&mut self, key: &str, seq: u64) {
+        let slot = self.acked.entry(key.to_owned()).or_default();
         *slot = (*slot).max(seq);
     }
 

@@ -1,4 +1,6 @@
-//! Rollout metrics from real rollouts, scraped over HTTP on 127.0.0.1 and checked by promtool.
+//! Rollout metrics from real rollouts, scraped over HTTP on 127.0.0.1, read by a real
+//! Prometheus and checked by `promtool check metrics` (both ignored by default: they need the
+//! Debian package prometheus, from scripts/test-deps).
 
 mod support;
 
@@ -17,6 +19,30 @@ async fn two_rollouts() -> Arc<dyn StateStore> {
     let bad = run_rollout(store.clone(), "bad-v1", FAILING).await;
     assert!(matches!(bad, Outcome::RolledBack(_)), "{bad:?}");
     store
+}
+
+/// The two rollouts counted, and one notification delivered.
+async fn counted() -> (Arc<dyn StateStore>, RolloutMetrics) {
+    let store = two_rollouts().await;
+    let metrics = RolloutMetrics::new();
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    metrics.notification("ops", "slack", "delivered");
+    (store, metrics)
+}
+
+/// A DORA window holding every test's history.
+fn all_time() -> cutover_notify::dora::Window {
+    cutover_notify::dora::Window::new(
+        cutover_core::Timestamp::from_unix_millis(0),
+        cutover_core::Timestamp::from_unix_millis(u64::MAX / 2),
+    )
+}
+
+/// Fails naming the first of `lines` that is not a whole line of `text`.
+fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.lines().any(|l| l == *line), "no `{line}` in\n{text}");
+    }
 }
 
 async fn scrape(metrics: &RolloutMetrics) -> (String, String) {
@@ -70,11 +96,7 @@ async fn metrics_count_real_rollouts_and_are_served_over_http() {
     assert!(text.ends_with("# EOF\n"));
 
     // DORA as gauges: one success and one failure of the service `good-v1` / `bad-v1` each.
-    let window = cutover_notify::dora::Window::new(
-        cutover_core::Timestamp::from_unix_millis(0),
-        cutover_core::Timestamp::from_unix_millis(u64::MAX / 2),
-    );
-    let report = cutover_notify::dora::from_store(store.as_ref(), window)
+    let report = cutover_notify::dora::from_store(store.as_ref(), all_time())
         .await
         .unwrap();
     metrics.set_dora(&report);
@@ -134,16 +156,36 @@ async fn a_running_rollout_shows_its_phase_and_weight() {
         text.contains(r#"cutover_rollout_candidate_weight_percent{rollout="paused-v1"} 30.0"#),
         "{text}"
     );
-    run.abort();
+
+    // Commands, by kind and whether the engine took them: an approval of a gate the rollout
+    // does not have is refused, the resume lifts the pause and the rollout ends.
+    let now = cutover_core::Timestamp::from_unix_millis(1_764_800_000_000);
+    let mut approve = cutover_core::CommandRequest::new(cutover_core::Command::Approve, "ana");
+    approve.subject = Some(String::from("no-such-gate"));
+    store.send(&id, &approve, now).await.unwrap();
+    let resume = cutover_core::CommandRequest::new(cutover_core::Command::Resume, "ana");
+    store.send(&id, &resume, now).await.unwrap();
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .expect("the resumed rollout ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::Promoted);
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    let text = metrics.encode();
+    assert_lines(
+        &text,
+        &[
+            r#"cutover_commands_total{command="approve",accepted="false"} 1"#,
+            r#"cutover_commands_total{command="resume",accepted="true"} 1"#,
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs prometheus: scripts/test-deps"]
 async fn a_real_prometheus_scrapes_and_reads_the_metrics() {
-    let store = two_rollouts().await;
-    let metrics = RolloutMetrics::new();
-    metrics.catch_up(store.as_ref()).await.unwrap();
-    metrics.notification("ops", "slack", "delivered");
+    let (_store, metrics) = counted().await;
     let (addr, _server) = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let prometheus = cutover_prometheus::testing::PrometheusServer::start(&[addr])
         .await
@@ -209,5 +251,113 @@ async fn a_refused_rollout_is_counted_and_noticed_as_refused() {
     assert!(
         notices.iter().all(|n| n.kind != NoticeKind::RolledBack),
         "{notices:?}"
+    );
+}
+
+/// Provider calls and their failures, by provider: a promoted and a rolled-back canary call the
+/// router and the analysis; a third rollout's router refuses the first split for good (and the
+/// rollout fails), a fourth's analysis cannot measure. Calls and failures carry the same labels.
+#[tokio::test(start_paused = true)]
+async fn provider_calls_and_failures_are_counted_by_provider() {
+    use cutover_core::{ErrorKind, Plan, Rollout};
+    use cutover_test::{FakeRouter, ScriptedAnalysis};
+
+    let store = two_rollouts().await;
+    let router = FakeRouter::new("mesh");
+    router
+        .faults()
+        .fail_always("set_split", ErrorKind::Permanent);
+    let broken = Rollout::builder("broken-v1", Plan::from_yaml(PROMOTING).unwrap())
+        .revisions("v1", "v2")
+        .router(router)
+        .state_store(store.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await;
+    assert!(broken.is_err(), "a router that refuses fails the rollout");
+    let analysis = ScriptedAnalysis::verdicts([]);
+    analysis
+        .faults()
+        .fail_always("evaluate", ErrorKind::Permanent);
+    let blind = Rollout::builder("blind-v1", Plan::from_yaml(FAILING).unwrap())
+        .revisions("v1", "v2")
+        .router(FakeRouter::new("mesh"))
+        .analysis("checks", analysis)
+        .state_store(store.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(matches!(blind, Outcome::RolledBack(_)), "{blind:?}");
+
+    let metrics = RolloutMetrics::new();
+    metrics.catch_up(store.as_ref()).await.unwrap();
+    let (_, text) = scrape(&metrics).await;
+    assert_lines(
+        &text,
+        &[
+            // good-v1: 20, 50, 100 %; bad-v1: 20 %, back to 0 %; broken-v1: 20 % and back to 0 %,
+            // both refused; blind-v1: 20 %, back to 0 %.
+            r#"cutover_provider_calls_total{provider="router",op="set_split"} 9"#,
+            r#"cutover_provider_failures_total{provider="router",op="set_split"} 2"#,
+            // bad-v1: one failing verdict (a call that worked); blind-v1: five errors, then the
+            // rollback (the plan's error limit).
+            r#"cutover_provider_calls_total{provider="checks",op="measure"} 6"#,
+            r#"cutover_provider_failures_total{provider="checks",op="measure"} 5"#,
+        ],
+    );
+}
+
+/// The text of every kind of series (counters, histograms, gauges, DORA gauges, notification
+/// counts) passes `promtool check metrics`, which parses it and lints names, types and help.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs promtool (Debian package prometheus): scripts/test-deps"]
+async fn metrics_text_passes_promtool() {
+    let (store, metrics) = counted().await;
+    let report = cutover_notify::dora::from_store(store.as_ref(), all_time())
+        .await
+        .unwrap();
+    metrics.set_dora(&report);
+    let (_, text) = scrape(&metrics).await;
+    for family in [
+        "cutover_rollouts_finished_total{",
+        "cutover_rollout_duration_seconds_bucket{",
+        "cutover_provider_calls_total{",
+        "cutover_dora_change_failure_rate{",
+        "cutover_notifications_total{",
+    ] {
+        assert!(text.contains(family), "no {family} in\n{text}");
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool 2.x lints in the classic text format, where a counter's HELP names the series
+    // `x_total`; OpenMetrics names the family `x` and its sample `x_total`. Exit code 3 is
+    // "parsed, with lint problems" (1 would be a parse error): the only ones allowed are that,
+    // for counters whose family has its HELP and TYPE under the OpenMetrics name.
+    let allowed = |line: &str| {
+        line.strip_suffix("_total no help text")
+            .is_some_and(|family| {
+                text.contains(&format!("# HELP {family} "))
+                    && text.contains(&format!("# TYPE {family} counter\n"))
+            })
+    };
+    assert!(
+        out.status.success() || (out.status.code() == Some(3) && said.lines().all(allowed)),
+        "promtool rejects /metrics ({:?}): {said}\n{text}",
+        out.status.code()
     );
 }

@@ -140,15 +140,29 @@ async fn spent_retries_and_refusals_go_to_the_dead_letter_list() {
     let refusing = Receiver::start().await;
     refusing.otherwise(Reply::Status(410));
     let promoted = Filter::default().kinds([NoticeKind::Promoted, NoticeKind::Started]);
+    let metrics = RolloutMetrics::new();
     let notifier = Notifier::new(store.clone())
         .sink("failing", webhook(&failing), promoted.clone())
         .unwrap()
         .sink("refusing", webhook(&refusing), promoted)
         .unwrap()
-        .retry(fast_retry(3));
+        .retry(fast_retry(3))
+        .metrics(metrics.clone());
     let report = notifier.deliver_pending().await.unwrap();
     assert_eq!(report.dead_lettered["failing"], 2);
     assert_eq!(report.dead_lettered["refusing"], 2);
+    let text = metrics.encode();
+    for line in [
+        r#"cutover_notifications_total{sink="failing",kind="webhook",outcome="dead_lettered"} 2"#,
+        r#"cutover_notifications_total{sink="failing",kind="webhook",outcome="retried"} 4"#,
+        r#"cutover_notifications_total{sink="refusing",kind="webhook",outcome="dead_lettered"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    assert!(
+        !text.contains(r#"sink="refusing",kind="webhook",outcome="retried""#),
+        "a 410 is not retried: {text}"
+    );
     assert_eq!(
         failing.received().len(),
         6,
@@ -309,7 +323,11 @@ async fn cloudevents_carry_cdevents_as_the_schemas_require() {
             "dev.cdevents.service.rolledback.0.3.0",
         ]
     );
+    let schemas = Schemas::load();
     for event in &events {
+        // The published JSON Schemas (tests/schemas/README.md): CloudEvents 1.0.2 for the
+        // envelope, CDEvents 0.5.1 for the CDEvents carried as data.
+        schemas.check(event);
         // CloudEvents 1.0: required id, source, specversion, type; time is RFC 3339.
         assert_eq!(event["specversion"], "1.0");
         assert!(!event["id"].as_str().unwrap().is_empty());
@@ -476,4 +494,119 @@ async fn a_store_without_documents_still_gets_each_notice_once_per_process() {
         7
     );
     assert_eq!(receiver.received().len(), 14);
+}
+
+/// The vendored CloudEvents and CDEvents JSON Schemas, compiled offline (tests/schemas/).
+struct Schemas {
+    cloudevents: jsonschema::Validator,
+    cdevents: Vec<(&'static str, jsonschema::Validator)>,
+}
+
+impl Schemas {
+    fn read(path: &str) -> serde_json::Value {
+        let path = format!("{}/tests/schemas/{path}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn load() -> Self {
+        let compile = |schema: &serde_json::Value, registry: &jsonschema::Registry<'_>| {
+            jsonschema::options()
+                .offline()
+                .should_validate_formats(true)
+                .with_registry(registry)
+                .build(schema)
+                .unwrap()
+        };
+        let mut links = jsonschema::Registry::new();
+        for name in [
+            "embeddedlinksarray",
+            "embeddedlinkend",
+            "embeddedlinkpath",
+            "embeddedlinkrelation",
+        ] {
+            links = links
+                .add(
+                    format!("https://cdevents.dev/0.5.1/schema/links/{name}"),
+                    Self::read(&format!("cdevents-0.5.1/links/{name}.json")),
+                )
+                .unwrap();
+        }
+        let registry = links.prepare().unwrap();
+        let cdevents = [
+            ("dev.cdevents.service.deployed.0.3.0", "servicedeployed"),
+            ("dev.cdevents.service.rolledback.0.3.0", "servicerolledback"),
+            ("dev.cdevents.incident.detected.0.3.0", "incidentdetected"),
+        ]
+        .into_iter()
+        .map(|(kind, file)| {
+            let schema = Self::read(&format!("cdevents-0.5.1/{file}.json"));
+            (kind, compile(&schema, &registry))
+        })
+        .collect();
+        let cloudevents = compile(&Self::read("cloudevents-1.0.2/cloudevents.json"), &registry);
+        Schemas {
+            cloudevents,
+            cdevents,
+        }
+    }
+
+    /// Every violation of the CloudEvents schema by the event, and of the CDEvents schema by
+    /// its data when its type is one of CDEvents'.
+    fn violations(&self, event: &serde_json::Value) -> Vec<String> {
+        let errors = |validator: &jsonschema::Validator, value: &serde_json::Value| {
+            validator
+                .iter_errors(value)
+                .map(|e| format!("{e} at {}", e.instance_path()))
+                .collect::<Vec<_>>()
+        };
+        let mut found = errors(&self.cloudevents, event);
+        if let Some((_, validator)) = self.cdevents.iter().find(|(t, _)| event["type"] == *t) {
+            found.extend(errors(validator, &event["data"]));
+        }
+        found
+    }
+
+    fn check(&self, event: &serde_json::Value) {
+        let found = self.violations(event);
+        assert!(found.is_empty(), "{found:?}\n{event:#}");
+    }
+}
+
+/// The schemas catch what they should: a CloudEvent without its `source`, and a CDEvent with
+/// a key the schema does not know or without its artifact.
+#[test]
+fn the_vendored_schemas_refuse_broken_events() {
+    let schemas = Schemas::load();
+    let valid = serde_json::json!({
+        "specversion": "1.0", "id": "r/1", "source": "/cutover/test",
+        "type": "dev.cdevents.service.deployed.0.3.0", "time": "2026-12-04T06:00:00.000Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "context": { "specversion": "0.5.1", "id": "r/1", "source": "/cutover/test",
+                         "type": "dev.cdevents.service.deployed.0.3.0",
+                         "timestamp": "2026-12-04T06:00:00.000Z" },
+            "subject": { "id": "checkout", "source": "/cutover/test",
+                         "content": { "environment": { "id": "prod" }, "artifactId": "pkg:generic/checkout@v2" } }
+        }
+    });
+    schemas.check(&valid);
+    let broken = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut event = valid.clone();
+        edit(&mut event);
+        !schemas.violations(&event).is_empty()
+    };
+    assert!(broken(&|e| {
+        e.as_object_mut().unwrap().remove("source");
+    }));
+    assert!(broken(&|e| e["data"]["context"]["extra"] = "x".into()));
+    assert!(broken(&|e| {
+        e["data"]["subject"]["content"]
+            .as_object_mut()
+            .unwrap()
+            .remove("artifactId");
+    }));
+    assert!(broken(
+        &|e| e["data"]["context"]["timestamp"] = "yesterday".into()
+    ));
 }

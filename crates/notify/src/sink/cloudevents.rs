@@ -15,14 +15,15 @@ pub const CDEVENTS_SPEC_VERSION: &str = "0.5.1";
 
 /// The CDEvents type a notice kind is sent as, if CDEvents names one: `promoted` is
 /// `dev.cdevents.service.deployed.0.3.0`; `rolled_back`, `aborted` and `failed` are
-/// `dev.cdevents.service.rolledback.0.3.0` (traffic went back to the stable revision);
-/// `rolling_back` is `dev.cdevents.incident.detected.0.3.0`.
+/// `dev.cdevents.service.rolledback.0.3.0` (traffic went back to the stable revision), and so
+/// is a pipeline's `stage_rolled_back`; `rolling_back` is `dev.cdevents.incident.detected.0.3.0`.
 pub fn cdevent_type(kind: NoticeKind) -> Option<&'static str> {
     Some(match kind {
         NoticeKind::Promoted => "dev.cdevents.service.deployed.0.3.0",
-        NoticeKind::RolledBack | NoticeKind::Aborted | NoticeKind::Failed => {
-            "dev.cdevents.service.rolledback.0.3.0"
-        }
+        NoticeKind::RolledBack
+        | NoticeKind::Aborted
+        | NoticeKind::Failed
+        | NoticeKind::StageRolledBack => "dev.cdevents.service.rolledback.0.3.0",
         NoticeKind::RollingBack => "dev.cdevents.incident.detected.0.3.0",
         _ => return None,
     })
@@ -33,7 +34,8 @@ pub fn cdevent_type(kind: NoticeKind) -> Option<&'static str> {
 ///
 /// Notices CDEvents names (see [`cdevent_type`]) carry a CDEvent (spec 0.5.1) as `data`, its
 /// context `id`, `source` and `type` copied to the CloudEvent as the CDEvents binding says.
-/// Other notices go as `dev.cutover.rollout.<kind>` with the [`Notice`] as `data`. Event ids
+/// Other notices go as `dev.cutover.rollout.<kind>` (`dev.cutover.pipeline.<kind>` for a
+/// pipeline's) with the [`Notice`] as `data`. Event ids
 /// are the notice ids, the same on every attempt.
 #[derive(Debug, Clone)]
 pub struct CloudEvents {
@@ -65,7 +67,10 @@ impl CloudEvents {
                 "specversion": "1.0",
                 "id": notice.id,
                 "source": self.source,
-                "type": format!("dev.cutover.rollout.{}", notice.kind),
+                "type": match notice.pipeline {
+                    Some(_) => format!("dev.cutover.pipeline.{}", notice.kind),
+                    None => format!("dev.cutover.rollout.{}", notice.kind),
+                },
                 "subject": service,
                 "time": notice.at,
                 "datacontenttype": "application/json",
