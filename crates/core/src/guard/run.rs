@@ -192,7 +192,8 @@ struct Session<'a> {
     /// `next_seq` as of the last save: a stored document with another one was written by
     /// another guard process.
     saved_seq: u64,
-    unsent: Vec<GuardRecord>,
+    /// The id of the guard's decision log.
+    log: RolloutId,
 }
 
 impl FailoverGuard {
@@ -283,6 +284,19 @@ impl FailoverGuard {
     }
 
     async fn open(&self) -> Result<Session<'_>, GuardError> {
+        let log = self.handle().log_id()?;
+        if self
+            .store
+            .load(&log)
+            .await
+            .map_err(store_error(&self.id))?
+            .is_some()
+        {
+            return Err(GuardError::LogTaken {
+                id: self.id.clone(),
+                log,
+            });
+        }
         let stored = self
             .store
             .load_document(GUARD_KIND, &self.id)
@@ -310,6 +324,7 @@ impl FailoverGuard {
                     inbox: Vec::new(),
                     last_command: 0,
                     log: Vec::new(),
+                    unlogged: Vec::new(),
                     next_seq: 1,
                 };
                 (doc, None, false)
@@ -320,7 +335,7 @@ impl FailoverGuard {
             saved_seq: doc.next_seq,
             doc,
             version,
-            unsent: Vec::new(),
+            log,
         };
         session.record(GuardEntry::Started {
             instance: self.instance.clone(),
@@ -354,7 +369,36 @@ impl Session<'_> {
             let excess = self.doc.log.len() - LOG_KEEP;
             self.doc.log.drain(..excess);
         }
-        self.unsent.push(record);
+        self.doc.unlogged.push(record);
+    }
+
+    /// Appends the records saved with the document to the store's decision log (idempotent
+    /// by `seq`), then streams them: a subscriber never sees a record that could be lost.
+    async fn flush(&mut self) -> Result<(), GuardError> {
+        if self.doc.unlogged.is_empty() {
+            return Ok(());
+        }
+        let id = &self.guard.id;
+        let split = Some(self.doc.intent.clone());
+        let records = self
+            .doc
+            .unlogged
+            .iter()
+            .map(|r| r.to_decision(split.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| GuardError::Corrupt {
+                id: id.clone(),
+                source,
+            })?;
+        self.guard
+            .store
+            .append(&self.log, &records)
+            .await
+            .map_err(store_error(id))?;
+        for record in std::mem::take(&mut self.doc.unlogged) {
+            let _ = self.guard.events.send(record);
+        }
+        Ok(())
     }
 
     /// Saves the document; a conflict (a command queued in between) takes the stored inbox
@@ -372,10 +416,7 @@ impl Session<'_> {
                 Ok(version) => {
                     self.version = Some(version);
                     self.saved_seq = self.doc.next_seq;
-                    for record in self.unsent.drain(..) {
-                        let _ = self.guard.events.send(record);
-                    }
-                    return Ok(());
+                    return self.flush().await;
                 }
                 Err(StoreError::Conflict { .. }) => {
                     let stored = load_existing(&*self.guard.store, id).await?;
@@ -502,7 +543,7 @@ impl Session<'_> {
             .cloned()
             .collect();
         if behind.is_empty() {
-            if !self.unsent.is_empty() {
+            if !self.doc.unlogged.is_empty() {
                 self.save().await?;
             }
             return Ok(());
@@ -579,7 +620,7 @@ impl Session<'_> {
                 self.set(&router, &expected, true).await;
             }
         }
-        if !self.unsent.is_empty() {
+        if !self.doc.unlogged.is_empty() {
             self.save().await?;
         }
         Ok(())
