@@ -153,8 +153,8 @@ async fn keeps_more_than_a_thousand_records_in_the_file_store() {
 /// twice, and every command is applied and recorded once.
 #[tokio::test(start_paused = true)]
 async fn a_restart_at_any_write_loses_and_doubles_no_record() {
-    const FIRST: u64 = 12;
-    const ALL: u64 = 20;
+    const FIRST: u64 = 16;
+    const ALL: u64 = 24;
     let mut crashed = 0;
     for crash_at in 1..=24 {
         for mode in [CrashMode::AfterWrite, CrashMode::BeforeWrite] {
