@@ -445,6 +445,22 @@ async fn drift_of_a_rollout_in_progress_is_reported_once_and_cleared() {
         2,
         "reported only: the watch set nothing (10 %, then 100 %)"
     );
+    // Kept in the rollout's drift document, as returned; the rollout's own log is untouched.
+    let id: RolloutId = "checkout".parse().unwrap();
+    let doc = RolloutDriftWatch::document(&*store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.log, records);
+    assert_eq!(doc.next_seq, 3);
+    assert!(doc.drift.is_empty(), "cleared");
+    let log = store.records(&id, 0, 1000).await.unwrap();
+    assert!(log.iter().zip(1..).all(|(r, seq)| r.seq == seq));
+    assert!(
+        log.iter()
+            .all(|r| !matches!(r.entry, cutover_core::Entry::Guard { .. })),
+        "no drift record in the engine's log"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -7,7 +7,8 @@
 //!   them out through [`TrafficRouter`](crate::TrafficRouter)s.
 //! - **Drift**: the guard reads every router back on an interval and compares with the split
 //!   it set; a difference is recorded and repaired, or only reported. [`RolloutDriftWatch`]
-//!   reports drift of a rollout in progress the same way.
+//!   reports drift of a rollout in progress the same way, and keeps its records in a document
+//!   of the rollout ([`ROLLOUT_DRIFT_KIND`]).
 //! - **Bake** ([`bake`]): after a promotion, analyses are watched for a bake period; a failure
 //!   sends traffic back to the previous revision while it exists, or raises an alert.
 //!
@@ -32,5 +33,7 @@ pub use self::failover::{
     Allocation, Check, FailoverCommand, FailoverEvent, FailoverPolicy, FailoverState, Mode,
     PolicyError, Target, TargetState,
 };
-pub use self::rollout_drift::RolloutDriftWatch;
+pub use self::rollout_drift::{
+    DRIFT_KEEP, ROLLOUT_DRIFT_KIND, RolloutDriftDocument, RolloutDriftWatch,
+};
 pub use self::run::{DriftAction, FailoverGuard, FailoverGuardBuilder, RunningGuard};
