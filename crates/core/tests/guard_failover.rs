@@ -489,3 +489,75 @@ async fn a_guard_on_a_file_store_takes_commands_from_another_handle_and_resumes(
     assert!(doc.state.targets[&rev("ap")].pinned_out);
     again.stop().await.unwrap();
 }
+
+/// One guard sets its split on two routers (two regions' load balancers, say): a drain reaches
+/// both; a router that fails is retried alone while the other keeps the split; drift on one is
+/// repaired on that one only.
+#[tokio::test(start_paused = true)]
+async fn a_guard_drives_two_routers_and_keeps_each_on_its_split() {
+    let (store, probe) = (store(), FakeProbe::new());
+    let (west, east) = (FakeRouter::new("west"), FakeRouter::new("east"));
+    let guard = FailoverGuard::builder("regions".parse().unwrap(), policy())
+        .router(west.clone())
+        .router(east.clone())
+        .probe(probe.clone())
+        .store(store.clone())
+        .probe_every(10 * SECOND, 2 * SECOND)
+        .drift(60 * SECOND, DriftAction::Repair)
+        .build()
+        .unwrap();
+    let running = start(guard);
+    tokio::time::sleep(SECOND).await;
+    assert_eq!(west.splits(), [split(34, 33, 33)]);
+    assert_eq!(east.splits(), [split(34, 33, 33)]);
+
+    // The drain (second failed probe, at 20 s) fails on east once: west is drained at once,
+    // east with the next round (30 s).
+    east.faults().fail("set_split", ErrorKind::Transient, 1);
+    probe.set(&rev("eu"), Health::failed("connection refused"));
+    tokio::time::sleep(20 * SECOND).await;
+    assert_eq!(west.current(), Some(split(0, 50, 50)));
+    assert_eq!(east.current(), Some(split(34, 33, 33)), "its call failed");
+    tokio::time::sleep(10 * SECOND).await;
+    assert_eq!(east.current(), Some(split(0, 50, 50)), "retried");
+    assert_eq!(
+        west.splits(),
+        [split(34, 33, 33), split(0, 50, 50)],
+        "west is not set again"
+    );
+
+    // Drift on west only (read back at 61 s): west is repaired, east untouched.
+    west.misreport(split(80, 10, 10), 1);
+    tokio::time::sleep(40 * SECOND).await;
+    assert_eq!(
+        west.splits(),
+        [split(34, 33, 33), split(0, 50, 50), split(0, 50, 50)]
+    );
+    assert_eq!(east.splits(), [split(34, 33, 33), split(0, 50, 50)]);
+    running.stop().await.unwrap();
+
+    let sets: Vec<String> = records(&store)
+        .await
+        .iter()
+        .filter(|r| matches!(r.entry, GuardEntry::Split { .. }))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            "set west to ap 33%, eu 34%, us 33%",
+            "set east to ap 33%, eu 34%, us 33%",
+            "set west to ap 50%, eu 0%, us 50%",
+            "failed to set east to ap 50%, eu 0%, us 50%: injected transient error in set_split (call 2) (transient)",
+            "set east to ap 50%, eu 0%, us 50%",
+            "repaired west to ap 50%, eu 0%, us 50%",
+        ]
+    );
+    let doc = GuardHandle::new(store, "regions".parse().unwrap())
+        .document()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.applied["west"], split(0, 50, 50));
+    assert_eq!(doc.applied["east"], split(0, 50, 50));
+}
