@@ -19,6 +19,10 @@ use crate::{
     TrafficRouter, TrafficSplit,
 };
 
+/// How many records a subscriber may fall behind before it misses some (they stay in the
+/// store's decision log).
+const EVENT_CAPACITY: usize = 1024;
+
 /// What the guard does when a router applies a split it did not set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -45,7 +49,9 @@ pub struct FailoverGuard {
     drift_interval: Duration,
     drift_action: DriftAction,
     command_poll: Duration,
-    events: broadcast::Sender<GuardRecord>,
+    /// Made at the first [`subscribe`](FailoverGuard::subscribe): a broadcast channel holds
+    /// all its slots from the start, too much to give each of thousands of guards unasked.
+    events: std::sync::OnceLock<broadcast::Sender<GuardRecord>>,
 }
 
 /// A guard running on its own task, from [`FailoverGuard::spawn`].
@@ -213,7 +219,7 @@ impl FailoverGuard {
                 drift_interval: Duration::from_secs(30),
                 drift_action: DriftAction::Repair,
                 command_poll: Duration::from_secs(1),
-                events: broadcast::channel(1024).0,
+                events: std::sync::OnceLock::new(),
             },
             probe: None,
         }
@@ -226,7 +232,9 @@ impl FailoverGuard {
 
     /// Records as they are saved.
     pub fn subscribe(&self) -> broadcast::Receiver<GuardRecord> {
-        self.events.subscribe()
+        self.events
+            .get_or_init(|| broadcast::channel(EVENT_CAPACITY).0)
+            .subscribe()
     }
 
     /// A handle on this guard through its store.
@@ -395,8 +403,11 @@ impl Session<'_> {
             .append(&self.log, &records)
             .await
             .map_err(store_error(id))?;
-        for record in std::mem::take(&mut self.doc.unlogged) {
-            let _ = self.guard.events.send(record);
+        let records = std::mem::take(&mut self.doc.unlogged);
+        if let Some(events) = self.guard.events.get() {
+            for record in records {
+                let _ = events.send(record);
+            }
         }
         Ok(())
     }
