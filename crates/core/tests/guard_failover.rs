@@ -561,3 +561,54 @@ async fn a_guard_drives_two_routers_and_keeps_each_on_its_split() {
     assert_eq!(doc.applied["west"], split(0, 50, 50));
     assert_eq!(doc.applied["east"], split(0, 50, 50));
 }
+
+/// A drift watch started again on the same rollout continues its document: drift already
+/// reported is not reported again.
+#[tokio::test(start_paused = true)]
+async fn a_restarted_drift_watch_continues_the_rollouts_drift_document() {
+    use cutover_core::guard::RolloutDriftWatch;
+    use cutover_core::{Outcome, Plan, Rollout};
+    let store = store();
+    let router = FakeRouter::new("mesh");
+    let plan = Plan::from_yaml(
+        "strategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: { duration: 5m }\n",
+    )
+    .unwrap();
+    let rollout = Rollout::builder("checkout", plan)
+        .revisions("v1", "v2")
+        .router(router.clone())
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    let rollout = tokio::spawn(async move { rollout.run().await });
+    let id: RolloutId = "checkout".parse().unwrap();
+    let watch = |store: &Arc<dyn StateStore>| {
+        RolloutDriftWatch::new(id.clone(), store.clone())
+            .router(router.clone())
+            .interval(30 * SECOND)
+    };
+    let first = watch(&store);
+    let watching = tokio::spawn(async move { first.run().await });
+    tokio::time::sleep(20 * SECOND).await;
+    let by_hand = TrafficSplit::new([(rev("v1"), pct(50)), (rev("v2"), pct(50))]).unwrap();
+    router.misreport(by_hand, 6);
+    tokio::time::sleep(40 * SECOND).await;
+    watching.abort();
+    let second = watch(&store);
+    let again = tokio::spawn(async move { second.run().await });
+    assert_eq!(rollout.await.unwrap().unwrap(), Outcome::Promoted);
+    let made = again.await.unwrap().unwrap();
+    let lines: Vec<String> = made.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["mesh in sync again"],
+        "the drift was reported already"
+    );
+    assert_eq!(made[0].seq, 2, "numbering continues");
+    let doc = RolloutDriftWatch::document(&*store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.log.len(), 2);
+    assert!(matches!(doc.log[0].entry, GuardEntry::Drift { .. }));
+}

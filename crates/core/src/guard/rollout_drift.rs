@@ -97,6 +97,14 @@ impl RolloutDriftWatch {
         store: &dyn StateStore,
         id: &RolloutId,
     ) -> Result<Option<RolloutDriftDocument>, GuardError> {
+        Ok(Self::load(store, id).await?.map(|(doc, _)| doc))
+    }
+
+    /// The stored document and its version.
+    async fn load(
+        store: &dyn StateStore,
+        id: &RolloutId,
+    ) -> Result<Option<(RolloutDriftDocument, u64)>, GuardError> {
         let Some(stored) = store
             .load_document(ROLLOUT_DRIFT_KIND, id)
             .await
@@ -105,7 +113,7 @@ impl RolloutDriftWatch {
             return Ok(None);
         };
         serde_json::from_value(stored.body)
-            .map(Some)
+            .map(|doc| Some((doc, stored.version)))
             .map_err(|source| GuardError::Corrupt {
                 id: id.clone(),
                 source,
@@ -144,19 +152,8 @@ impl RolloutDriftWatch {
     /// ([`document`](Self::document)) before it is returned or streamed; a watch started
     /// again on the same rollout continues that document.
     pub async fn run(&self) -> Result<Vec<GuardRecord>, GuardError> {
-        let (mut doc, mut version) = match self
-            .store
-            .load_document(ROLLOUT_DRIFT_KIND, &self.id)
-            .await
-            .map_err(store_error(&self.id))?
-        {
-            Some(stored) => (
-                serde_json::from_value(stored.body).map_err(|source| GuardError::Corrupt {
-                    id: self.id.clone(),
-                    source,
-                })?,
-                Some(stored.version),
-            ),
+        let (mut doc, mut version) = match Self::load(&*self.store, &self.id).await? {
+            Some((doc, version)) => (doc, Some(version)),
             None => (
                 RolloutDriftDocument {
                     next_seq: 1,
