@@ -40,13 +40,17 @@ fn policy() -> FailoverPolicy {
 }
 
 fn guard(store: Arc<dyn StateStore>, instance: &str) -> FailoverGuard {
+    guard_polling(store, instance, SECOND)
+}
+
+fn guard_polling(store: Arc<dyn StateStore>, instance: &str, poll: Duration) -> FailoverGuard {
     FailoverGuard::builder(id(), policy())
         .router(FakeRouter::new("proxy"))
         .probe(FakeProbe::new())
         .store(store)
         .instance(instance)
         .probe_every(10 * SECOND, 2 * SECOND)
-        .command_poll(SECOND)
+        .command_poll(poll)
         .build()
         .unwrap()
 }
@@ -54,8 +58,13 @@ fn guard(store: Arc<dyn StateStore>, instance: &str) -> FailoverGuard {
 /// Sends commands `from..to` (pause and resume in turn), `batch` a second, then waits until
 /// the guard has applied them all.
 async fn send_commands(handle: &GuardHandle, from: u64, to: u64, batch: u64) {
+    send_commands_every(handle, from, to, batch, SECOND).await;
+}
+
+/// The same, `batch` per `poll`; gives up after 3,000 polls.
+async fn send_commands_every(handle: &GuardHandle, from: u64, to: u64, batch: u64, poll: Duration) {
     while handle.document().await.unwrap().is_none() {
-        tokio::time::sleep(SECOND).await;
+        tokio::time::sleep(poll).await;
     }
     for n in from..to {
         let command = if n % 2 == 0 {
@@ -65,15 +74,15 @@ async fn send_commands(handle: &GuardHandle, from: u64, to: u64, batch: u64) {
         };
         handle.send(command, &format!("command {n}")).await.unwrap();
         if (n + 1) % batch == 0 {
-            tokio::time::sleep(SECOND).await;
+            tokio::time::sleep(poll).await;
         }
     }
-    for _ in 0..1000 {
+    for _ in 0..3000 {
         let doc = handle.document().await.unwrap().unwrap();
         if doc.last_command == to {
             return;
         }
-        tokio::time::sleep(SECOND).await;
+        tokio::time::sleep(poll).await;
     }
     panic!("the guard did not apply command {to}");
 }
@@ -107,12 +116,25 @@ async fn check_log(store: &Arc<dyn StateStore>, commands: u64) -> Vec<GuardRecor
     log
 }
 
-async fn keeps_every_record(store: Arc<dyn StateStore>) {
+/// `poll`: how often the guard looks at its inbox and the test sends a batch.
+async fn keeps_every_record(store: Arc<dyn StateStore>, poll: Duration) {
     const COMMANDS: u64 = 1000;
-    let guard = Arc::new(guard(store.clone(), "one"));
+    let guard = Arc::new(guard_polling(store.clone(), "one", poll));
     let running = guard.spawn();
     let handle = GuardHandle::new(store.clone(), id());
-    send_commands(&handle, 0, COMMANDS, 100).await;
+    let sent = tokio::spawn({
+        let handle = handle.clone();
+        async move { send_commands_every(&handle, 0, COMMANDS, 100, poll).await }
+    });
+    while !sent.is_finished() {
+        assert!(
+            !running.is_finished(),
+            "the guard stopped: {:?}",
+            running.stop().await
+        );
+        tokio::time::sleep(poll).await;
+    }
+    sent.await.unwrap();
     running.stop().await.unwrap();
 
     let log = check_log(&store, COMMANDS).await;
@@ -139,13 +161,19 @@ async fn keeps_every_record(store: Arc<dyn StateStore>) {
 
 #[tokio::test(start_paused = true)]
 async fn keeps_more_than_a_thousand_records_in_the_memory_store() {
-    keeps_every_record(Arc::new(MemoryStateStore::new())).await;
+    keeps_every_record(Arc::new(MemoryStateStore::new()), SECOND).await;
 }
 
-#[tokio::test(start_paused = true)]
+/// On real time: the file store works on blocking threads, which paused time would run ahead
+/// of. Waits at most 3,000 polls of 20 ms for the guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeps_more_than_a_thousand_records_in_the_file_store() {
     let dir = tempfile::tempdir().unwrap();
-    keeps_every_record(Arc::new(FileStateStore::new(dir.path()).unwrap())).await;
+    keeps_every_record(
+        Arc::new(FileStateStore::new(dir.path()).unwrap()),
+        Duration::from_millis(20),
+    )
+    .await;
 }
 
 /// A guard process dies at its `crash_at`-th write (before or after it), at any point of its

@@ -19,6 +19,11 @@ use crate::{
     TrafficRouter, TrafficSplit,
 };
 
+/// How many conflicting saves in a row a guard's save outlasts. Each conflict is a command
+/// queued by someone else (a save by another guard process stops this one at once), so the
+/// guard keeps trying while a burst of commands lasts.
+const SAVE_CONFLICTS: usize = 1000;
+
 /// How many records a subscriber may fall behind before it misses some (they stay in the
 /// store's decision log).
 const EVENT_CAPACITY: usize = 1024;
@@ -416,7 +421,7 @@ impl Session<'_> {
     /// and saves again.
     async fn save(&mut self) -> Result<(), GuardError> {
         let id = &self.guard.id;
-        for _ in 0..8 {
+        for _ in 0..SAVE_CONFLICTS {
             let body = self.doc.encode(id)?;
             match self
                 .guard
@@ -434,13 +439,14 @@ impl Session<'_> {
                     let theirs = self.adopt(stored.body)?;
                     self.doc.inbox = theirs.inbox;
                     self.version = Some(stored.version);
+                    tokio::task::yield_now().await;
                 }
                 Err(e) => return Err(store_error(id)(e)),
             }
         }
         Err(GuardError::Contended {
             id: id.clone(),
-            attempts: 8,
+            attempts: SAVE_CONFLICTS,
         })
     }
 
