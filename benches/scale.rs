@@ -13,11 +13,24 @@
 //!
 //! Run it once per configuration (peak memory is the process's): `scripts/bench-scale` does.
 //! It prints one table row and appends one JSON object per line to the output file.
+//!
+//! ```text
+//! scale --guards N [--rounds R] [--out target/bench/scale.jsonl]
+//! ```
+//!
+//! Guard mode: N failover guards (two targets, one minimal router, a probe that always answers
+//! ready; probes every 10 s, inbox looked at every 1 s, routers read back every 30 s) on one
+//! memory store, run for R probe rounds (default 30) of paused time: CPU per guard per round
+//! and peak resident memory.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cutover::guard::{DriftAction, FailoverGuard, FailoverPolicy, Target};
+use cutover::{Health, HealthProbe, RevisionId, RolloutId, Weight};
 
 use cutover::test::{FakeRouter, ScriptedAnalysis};
 use cutover::{
@@ -32,6 +45,8 @@ struct Args {
     store: String,
     providers: String,
     rollouts: usize,
+    guards: usize,
+    rounds: u32,
     out: PathBuf,
 }
 
@@ -39,6 +54,8 @@ fn args() -> Result<Args, String> {
     let mut store = "memory".to_owned();
     let mut providers = "minimal".to_owned();
     let mut rollouts = 1000;
+    let mut guards = 0;
+    let mut rounds = 30;
     let mut out = PathBuf::from("target/bench/scale.jsonl");
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,6 +64,8 @@ fn args() -> Result<Args, String> {
             "--store" if value == "memory" || value == "file" => store = value,
             "--providers" if value == "minimal" || value == "fakes" => providers = value,
             "--rollouts" => rollouts = value.parse().map_err(|e| format!("--rollouts: {e}"))?,
+            "--guards" => guards = value.parse().map_err(|e| format!("--guards: {e}"))?,
+            "--rounds" => rounds = value.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--out" => out = value.into(),
             _ => return Err(format!("unknown argument {flag} {value}")),
         }
@@ -55,6 +74,8 @@ fn args() -> Result<Args, String> {
         store,
         providers,
         rollouts,
+        guards,
+        rounds,
         out,
     })
 }
@@ -173,15 +194,139 @@ async fn decisions(store: &dyn StateStore) -> u64 {
     }
 }
 
+/// A probe that always answers ready.
+#[derive(Debug)]
+struct Ready;
+
+#[async_trait::async_trait]
+impl HealthProbe for Ready {
+    fn name(&self) -> &'static str {
+        "ready"
+    }
+    async fn check(&self, _: &RevisionId) -> Result<Health, ProviderError> {
+        Ok(Health::Ready)
+    }
+}
+
+/// Runs `args.guards` guards for `args.rounds` probe rounds; returns the records they logged.
+async fn run_guards(args: &Args, store: Arc<dyn StateStore>) -> Result<u64, String> {
+    let revision = |s: &str| RevisionId::new(s).expect("valid");
+    let half = Weight::from_percent(50).expect("valid");
+    let policy = FailoverPolicy::new(vec![
+        Target::new(revision("a"), half, Weight::FULL),
+        Target::new(revision("b"), half, Weight::FULL),
+    ])
+    .map_err(|e| e.to_string())?;
+    let mut guards = Vec::with_capacity(args.guards);
+    for i in 0..args.guards {
+        let id = RolloutId::new(format!("g{i}")).map_err(|e| e.to_string())?;
+        let guard = FailoverGuard::builder(id, policy.clone())
+            .router(MinimalRouter::default())
+            .probe(Ready)
+            .store(store.clone())
+            .clock(Arc::new(TokioClock::starting_at(
+                Timestamp::from_unix_millis(1_800_000_000_000),
+            )))
+            .probe_every(Duration::from_secs(10), Duration::from_secs(5))
+            .command_poll(Duration::from_secs(1))
+            .drift(Duration::from_secs(30), DriftAction::Repair)
+            .build()
+            .map_err(|e| e.to_string())?;
+        guards.push(Arc::new(guard));
+    }
+    let running: Vec<_> = guards.iter().map(FailoverGuard::spawn).collect();
+    tokio::time::sleep(Duration::from_secs(10) * args.rounds).await;
+    for guard in running {
+        guard.stop().await.map_err(|e| e.to_string())?;
+    }
+    let mut records = 0;
+    for guard in &guards {
+        records += guard
+            .handle()
+            .document()
+            .await
+            .map_err(|e| e.to_string())?
+            .map_or(0, |d| d.next_seq - 1);
+    }
+    Ok(records)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn guard_mode(args: &Args) -> ExitCode {
+    let runtime = cutover_benches::paused_runtime();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::new());
+    let rss_before = status_kb("VmRSS:");
+    let cpu_before = cpu_seconds();
+    #[allow(clippy::disallowed_methods)]
+    let started = Instant::now();
+    let records = match runtime.block_on(run_guards(args, store)) {
+        Ok(records) => records,
+        Err(e) => {
+            eprintln!("scale: guards: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let wall_s = started.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds() - cpu_before;
+    let peak_kb = status_kb("VmHWM:");
+    let n = args.guards as f64;
+    let guard_rounds = n * f64::from(args.rounds);
+    let row = serde_json::json!({
+        "mode": "guards",
+        "store": "memory",
+        "guards": args.guards,
+        "rounds": args.rounds,
+        "records": records,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "cpu_us_per_guard_round": cpu_s * 1e6 / guard_rounds,
+        "peak_rss_mb": peak_kb as f64 / 1024.0,
+        "kb_per_guard": peak_kb.saturating_sub(rss_before) as f64 / n,
+    });
+    println!(
+        "guards  memory {:>8} {:>6} {:>8} {:>8.2} {:>8.2} {:>12.1} {:>9.1} {:>8.1}",
+        args.guards,
+        args.rounds,
+        records,
+        wall_s,
+        cpu_s,
+        cpu_s * 1e6 / guard_rounds,
+        peak_kb as f64 / 1024.0,
+        peak_kb.saturating_sub(rss_before) as f64 / n,
+    );
+    write_row(&args.out, &row)
+}
+
+fn write_row(out: &std::path::Path, row: &serde_json::Value) -> ExitCode {
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .and_then(|mut f| writeln!(f, "{row}"));
+    if let Err(e) = written {
+        eprintln!("scale: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
 #[allow(clippy::cast_precision_loss)]
 fn main() -> ExitCode {
     let args = match args() {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("scale: {e}\nusage: scale --store memory|file --rollouts N [--out FILE]");
+            eprintln!(
+                "scale: {e}\nusage: scale --store memory|file --rollouts N [--out FILE]\n       scale --guards N [--rounds R] [--out FILE]"
+            );
             return ExitCode::FAILURE;
         }
     };
+    if args.guards > 0 {
+        return guard_mode(&args);
+    }
     let runtime = cutover_benches::paused_runtime();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store: std::sync::Arc<dyn StateStore> = match args.store.as_str() {
@@ -226,16 +371,7 @@ fn main() -> ExitCode {
         peak_kb as f64 / 1024.0,
         peak_kb.saturating_sub(rss_before) as f64 / n,
     );
-    if let Some(dir) = args.out.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.out)
-        .and_then(|mut f| writeln!(f, "{row}"));
-    if let Err(e) = written {
-        eprintln!("scale: cannot write {}: {e}", args.out.display());
+    if write_row(&args.out, &row) == ExitCode::FAILURE {
         return ExitCode::FAILURE;
     }
     if promoted == args.rollouts {

@@ -96,6 +96,14 @@ pub enum Entry {
         /// What it did.
         effect: CommandEffect,
     },
+    /// A record of a [guard](crate::guard): a [`GuardRecord`](crate::guard::GuardRecord)'s
+    /// entry as JSON, in the log the guard keeps under
+    /// [`GuardHandle::log_id`](crate::guard::GuardHandle::log_id). Kept as JSON so that the
+    /// record module does not depend on the guards'.
+    Guard {
+        /// The [`GuardEntry`](crate::guard::GuardEntry).
+        record: serde_json::Value,
+    },
 }
 
 /// A forced takeover of a rollout whose owner's lease had not expired.

@@ -445,6 +445,22 @@ async fn drift_of_a_rollout_in_progress_is_reported_once_and_cleared() {
         2,
         "reported only: the watch set nothing (10 %, then 100 %)"
     );
+    // Kept in the rollout's drift document, as returned; the rollout's own log is untouched.
+    let id: RolloutId = "checkout".parse().unwrap();
+    let doc = RolloutDriftWatch::document(&*store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.log, records);
+    assert_eq!(doc.next_seq, 3);
+    assert!(doc.drift.is_empty(), "cleared");
+    let log = store.records(&id, 0, 1000).await.unwrap();
+    assert!(log.iter().zip(1..).all(|(r, seq)| r.seq == seq));
+    assert!(
+        log.iter()
+            .all(|r| !matches!(r.entry, cutover_core::Entry::Guard { .. })),
+        "no drift record in the engine's log"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -472,4 +488,127 @@ async fn a_guard_on_a_file_store_takes_commands_from_another_handle_and_resumes(
     let doc = again.guard.handle().document().await.unwrap().unwrap();
     assert!(doc.state.targets[&rev("ap")].pinned_out);
     again.stop().await.unwrap();
+}
+
+/// One guard sets its split on two routers (two regions' load balancers, say): a drain reaches
+/// both; a router that fails is retried alone while the other keeps the split; drift on one is
+/// repaired on that one only.
+#[tokio::test(start_paused = true)]
+async fn a_guard_drives_two_routers_and_keeps_each_on_its_split() {
+    let (store, probe) = (store(), FakeProbe::new());
+    let (west, east) = (FakeRouter::new("west"), FakeRouter::new("east"));
+    let guard = FailoverGuard::builder("regions".parse().unwrap(), policy())
+        .router(west.clone())
+        .router(east.clone())
+        .probe(probe.clone())
+        .store(store.clone())
+        .probe_every(10 * SECOND, 2 * SECOND)
+        .drift(60 * SECOND, DriftAction::Repair)
+        .build()
+        .unwrap();
+    let running = start(guard);
+    tokio::time::sleep(SECOND).await;
+    assert_eq!(west.splits(), [split(34, 33, 33)]);
+    assert_eq!(east.splits(), [split(34, 33, 33)]);
+
+    // The drain (second failed probe, at 20 s) fails on east once: west is drained at once,
+    // east with the next round (30 s).
+    east.faults().fail("set_split", ErrorKind::Transient, 1);
+    probe.set(&rev("eu"), Health::failed("connection refused"));
+    tokio::time::sleep(20 * SECOND).await;
+    assert_eq!(west.current(), Some(split(0, 50, 50)));
+    assert_eq!(east.current(), Some(split(34, 33, 33)), "its call failed");
+    tokio::time::sleep(10 * SECOND).await;
+    assert_eq!(east.current(), Some(split(0, 50, 50)), "retried");
+    assert_eq!(
+        west.splits(),
+        [split(34, 33, 33), split(0, 50, 50)],
+        "west is not set again"
+    );
+
+    // Drift on west only (read back at 61 s): west is repaired, east untouched.
+    west.misreport(split(80, 10, 10), 1);
+    tokio::time::sleep(40 * SECOND).await;
+    assert_eq!(
+        west.splits(),
+        [split(34, 33, 33), split(0, 50, 50), split(0, 50, 50)]
+    );
+    assert_eq!(east.splits(), [split(34, 33, 33), split(0, 50, 50)]);
+    running.stop().await.unwrap();
+
+    let sets: Vec<String> = records(&store)
+        .await
+        .iter()
+        .filter(|r| matches!(r.entry, GuardEntry::Split { .. }))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            "set west to ap 33%, eu 34%, us 33%",
+            "set east to ap 33%, eu 34%, us 33%",
+            "set west to ap 50%, eu 0%, us 50%",
+            "failed to set east to ap 50%, eu 0%, us 50%: injected transient error in set_split (call 2) (transient)",
+            "set east to ap 50%, eu 0%, us 50%",
+            "repaired west to ap 50%, eu 0%, us 50%",
+        ]
+    );
+    let doc = GuardHandle::new(store, "regions".parse().unwrap())
+        .document()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.applied["west"], split(0, 50, 50));
+    assert_eq!(doc.applied["east"], split(0, 50, 50));
+}
+
+/// A drift watch started again on the same rollout continues its document: drift already
+/// reported is not reported again.
+#[tokio::test(start_paused = true)]
+async fn a_restarted_drift_watch_continues_the_rollouts_drift_document() {
+    use cutover_core::guard::RolloutDriftWatch;
+    use cutover_core::{Outcome, Plan, Rollout};
+    let store = store();
+    let router = FakeRouter::new("mesh");
+    let plan = Plan::from_yaml(
+        "strategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: { duration: 5m }\n",
+    )
+    .unwrap();
+    let rollout = Rollout::builder("checkout", plan)
+        .revisions("v1", "v2")
+        .router(router.clone())
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    let rollout = tokio::spawn(async move { rollout.run().await });
+    let id: RolloutId = "checkout".parse().unwrap();
+    let watch = |store: &Arc<dyn StateStore>| {
+        RolloutDriftWatch::new(id.clone(), store.clone())
+            .router(router.clone())
+            .interval(30 * SECOND)
+    };
+    let first = watch(&store);
+    let watching = tokio::spawn(async move { first.run().await });
+    tokio::time::sleep(20 * SECOND).await;
+    let by_hand = TrafficSplit::new([(rev("v1"), pct(50)), (rev("v2"), pct(50))]).unwrap();
+    router.misreport(by_hand, 6);
+    tokio::time::sleep(40 * SECOND).await;
+    watching.abort();
+    let second = watch(&store);
+    let again = tokio::spawn(async move { second.run().await });
+    assert_eq!(rollout.await.unwrap().unwrap(), Outcome::Promoted);
+    let made = again.await.unwrap().unwrap();
+    let lines: Vec<String> = made.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["mesh in sync again"],
+        "the drift was reported already"
+    );
+    assert_eq!(made[0].seq, 2, "numbering continues");
+    let doc = RolloutDriftWatch::document(&*store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.log.len(), 2);
+    assert!(matches!(doc.log[0].entry, GuardEntry::Drift { .. }));
 }

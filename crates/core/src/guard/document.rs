@@ -5,6 +5,12 @@
 //! the records that explain it. Anyone who reaches the store may read it ([`GuardHandle`]) and
 //! queue a command in it; the guard applies queued commands in order and acknowledges them
 //! with `last_command` in the same save as their effect.
+//!
+//! Every record also goes to the store's append-only decision log under
+//! [`log_id`] (`guard.<id>`), the way the engine does it: records are saved in the document's
+//! `unlogged` first, appended after the save (appending is idempotent by `seq`), and a
+//! restarted guard appends what its document still holds. The document itself keeps only the
+//! last [`LOG_KEEP`] records, for display.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,15 +21,27 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::failover::{FailoverCommand, FailoverEvent, FailoverPolicy, FailoverState};
+use crate::status::Phase;
 use crate::{Clock, RevisionId, RolloutId, StateStore, StoreError, Timestamp, TokioClock};
+use crate::{DecisionRecord, Entry, Inputs};
 use crate::{TrafficSplit, Verdict, Weight};
 
 /// The document kind guards are stored under.
 pub const GUARD_KIND: &str = "guard";
 
-/// How many records a guard's document keeps; older ones are dropped (their count stays in
-/// `next_seq`).
-pub const LOG_KEEP: usize = 1000;
+/// How many recent records a guard's document keeps for display; all of them are in the
+/// store's decision log under [`log_id`].
+pub const LOG_KEEP: usize = 32;
+
+/// What the id of a guard's decision log starts with.
+const LOG_PREFIX: &str = "guard.";
+
+/// The id a guard's records are logged under in its store: `guard.<id>`. Rollout ids share
+/// this namespace; a guard refuses to start when a rollout is stored under its log id, and
+/// rollouts should not be named `guard.…`.
+pub fn log_id(id: &RolloutId) -> Result<RolloutId, crate::IdError> {
+    RolloutId::new(format!("{LOG_PREFIX}{id}"))
+}
 
 /// How many times a save that conflicts with a command sent in between is tried again.
 const SAVE_ATTEMPTS: usize = 8;
@@ -80,6 +98,14 @@ pub enum GuardError {
     Superseded {
         /// The guard.
         id: RolloutId,
+    },
+    /// The guard's log id is taken by a rollout stored under it.
+    #[error("guard `{id}`: a rollout is stored under its log id `{log}`; rename one of them")]
+    LogTaken {
+        /// The guard.
+        id: RolloutId,
+        /// Its log id.
+        log: RolloutId,
     },
     /// The guard was built without something it needs.
     #[error("guard `{id}`: {problem}")]
@@ -194,6 +220,46 @@ pub struct GuardRecord {
     pub entry: GuardEntry,
 }
 
+impl GuardRecord {
+    /// The record as it goes to the store's decision log: [`Entry::Guard`], phase `done` (a
+    /// guard watches after rollouts), the guard's `split` as input, this record's line as
+    /// summary.
+    pub fn to_decision(
+        &self,
+        split: Option<TrafficSplit>,
+    ) -> Result<DecisionRecord, serde_json::Error> {
+        Ok(DecisionRecord {
+            seq: self.seq,
+            at: self.at,
+            phase: Phase::Done,
+            step: None,
+            inputs: Inputs {
+                split,
+                step_elapsed: Duration::ZERO,
+                analysis: None,
+                background: None,
+                health: None,
+            },
+            entry: Entry::Guard {
+                record: serde_json::to_value(&self.entry)?,
+            },
+            summary: self.to_string(),
+        })
+    }
+
+    /// The guard record a decision record holds; `None` for records of other kinds.
+    pub fn from_decision(record: &DecisionRecord) -> Option<Result<Self, serde_json::Error>> {
+        let Entry::Guard { record: entry } = &record.entry else {
+            return None;
+        };
+        Some(GuardEntry::deserialize(entry).map(|entry| GuardRecord {
+            seq: record.seq,
+            at: record.at,
+            entry,
+        }))
+    }
+}
+
 impl fmt::Display for GuardRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use FailoverEvent as F;
@@ -298,9 +364,14 @@ pub struct GuardDocument {
     /// The last command applied.
     #[serde(default)]
     pub last_command: u64,
-    /// The most recent records (at most [`LOG_KEEP`]).
+    /// The most recent records (at most [`LOG_KEEP`]), for display; all are in the store's
+    /// decision log ([`GuardHandle::records`]).
     #[serde(default)]
     pub log: Vec<GuardRecord>,
+    /// Records saved with this document but not yet confirmed appended to the decision log;
+    /// the guard appends them after the save, so a crash between the two loses nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlogged: Vec<GuardRecord>,
     /// The seq the next record gets.
     pub next_seq: u64,
 }
@@ -399,13 +470,56 @@ impl GuardHandle {
         }
     }
 
-    /// The kept records with `seq > after`.
+    /// The id of the guard's decision log in the store (see [`log_id`]).
+    pub fn log_id(&self) -> Result<RolloutId, GuardError> {
+        log_id(&self.id).map_err(|e| GuardError::Build {
+            id: self.id.clone(),
+            problem: format!("its log id is not valid: {e}"),
+        })
+    }
+
+    /// Up to `limit` records with `seq > after` from the store's decision log, in order: pass
+    /// the last `seq` read as `after` to read on.
+    pub async fn records_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<GuardRecord>, GuardError> {
+        let log = self.log_id()?;
+        let records = self
+            .store
+            .records(&log, after, limit)
+            .await
+            .map_err(store_error(&self.id))?;
+        records
+            .iter()
+            .filter_map(GuardRecord::from_decision)
+            .map(|r| {
+                r.map_err(|source| GuardError::Corrupt {
+                    id: self.id.clone(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Every record with `seq > after` in the store's decision log, in order.
     pub async fn records(&self, after: u64) -> Result<Vec<GuardRecord>, GuardError> {
-        Ok(self
-            .document()
-            .await?
-            .map(|d| d.log.into_iter().filter(|r| r.seq > after).collect())
-            .unwrap_or_default())
+        const PAGE: usize = 1000;
+        let mut all = Vec::new();
+        let mut after = after;
+        loop {
+            let page = self.records_page(after, PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(all);
+            };
+            after = last.seq;
+            let full = page.len() == PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     /// Queues `command`; the guard applies it at its next look at the inbox.

@@ -19,6 +19,15 @@ use crate::{
     TrafficRouter, TrafficSplit,
 };
 
+/// How many conflicting saves in a row a guard's save outlasts. Each conflict is a command
+/// queued by someone else (a save by another guard process stops this one at once), so the
+/// guard keeps trying while a burst of commands lasts.
+const SAVE_CONFLICTS: usize = 1000;
+
+/// How many records a subscriber may fall behind before it misses some (they stay in the
+/// store's decision log).
+const EVENT_CAPACITY: usize = 1024;
+
 /// What the guard does when a router applies a split it did not set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -45,7 +54,9 @@ pub struct FailoverGuard {
     drift_interval: Duration,
     drift_action: DriftAction,
     command_poll: Duration,
-    events: broadcast::Sender<GuardRecord>,
+    /// Made at the first [`subscribe`](FailoverGuard::subscribe): a broadcast channel holds
+    /// all its slots from the start, too much to give each of thousands of guards unasked.
+    events: std::sync::OnceLock<broadcast::Sender<GuardRecord>>,
 }
 
 /// A guard running on its own task, from [`FailoverGuard::spawn`].
@@ -192,7 +203,8 @@ struct Session<'a> {
     /// `next_seq` as of the last save: a stored document with another one was written by
     /// another guard process.
     saved_seq: u64,
-    unsent: Vec<GuardRecord>,
+    /// The id of the guard's decision log.
+    log: RolloutId,
 }
 
 impl FailoverGuard {
@@ -212,7 +224,7 @@ impl FailoverGuard {
                 drift_interval: Duration::from_secs(30),
                 drift_action: DriftAction::Repair,
                 command_poll: Duration::from_secs(1),
-                events: broadcast::channel(1024).0,
+                events: std::sync::OnceLock::new(),
             },
             probe: None,
         }
@@ -225,7 +237,9 @@ impl FailoverGuard {
 
     /// Records as they are saved.
     pub fn subscribe(&self) -> broadcast::Receiver<GuardRecord> {
-        self.events.subscribe()
+        self.events
+            .get_or_init(|| broadcast::channel(EVENT_CAPACITY).0)
+            .subscribe()
     }
 
     /// A handle on this guard through its store.
@@ -283,6 +297,19 @@ impl FailoverGuard {
     }
 
     async fn open(&self) -> Result<Session<'_>, GuardError> {
+        let log = self.handle().log_id()?;
+        if self
+            .store
+            .load(&log)
+            .await
+            .map_err(store_error(&self.id))?
+            .is_some()
+        {
+            return Err(GuardError::LogTaken {
+                id: self.id.clone(),
+                log,
+            });
+        }
         let stored = self
             .store
             .load_document(GUARD_KIND, &self.id)
@@ -310,6 +337,7 @@ impl FailoverGuard {
                     inbox: Vec::new(),
                     last_command: 0,
                     log: Vec::new(),
+                    unlogged: Vec::new(),
                     next_seq: 1,
                 };
                 (doc, None, false)
@@ -320,7 +348,7 @@ impl FailoverGuard {
             saved_seq: doc.next_seq,
             doc,
             version,
-            unsent: Vec::new(),
+            log,
         };
         session.record(GuardEntry::Started {
             instance: self.instance.clone(),
@@ -354,14 +382,46 @@ impl Session<'_> {
             let excess = self.doc.log.len() - LOG_KEEP;
             self.doc.log.drain(..excess);
         }
-        self.unsent.push(record);
+        self.doc.unlogged.push(record);
+    }
+
+    /// Appends the records saved with the document to the store's decision log (idempotent
+    /// by `seq`), then streams them: a subscriber never sees a record that could be lost.
+    async fn flush(&mut self) -> Result<(), GuardError> {
+        if self.doc.unlogged.is_empty() {
+            return Ok(());
+        }
+        let id = &self.guard.id;
+        let split = Some(self.doc.intent.clone());
+        let records = self
+            .doc
+            .unlogged
+            .iter()
+            .map(|r| r.to_decision(split.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| GuardError::Corrupt {
+                id: id.clone(),
+                source,
+            })?;
+        self.guard
+            .store
+            .append(&self.log, &records)
+            .await
+            .map_err(store_error(id))?;
+        let records = std::mem::take(&mut self.doc.unlogged);
+        if let Some(events) = self.guard.events.get() {
+            for record in records {
+                let _ = events.send(record);
+            }
+        }
+        Ok(())
     }
 
     /// Saves the document; a conflict (a command queued in between) takes the stored inbox
     /// and saves again.
     async fn save(&mut self) -> Result<(), GuardError> {
         let id = &self.guard.id;
-        for _ in 0..8 {
+        for _ in 0..SAVE_CONFLICTS {
             let body = self.doc.encode(id)?;
             match self
                 .guard
@@ -372,23 +432,21 @@ impl Session<'_> {
                 Ok(version) => {
                     self.version = Some(version);
                     self.saved_seq = self.doc.next_seq;
-                    for record in self.unsent.drain(..) {
-                        let _ = self.guard.events.send(record);
-                    }
-                    return Ok(());
+                    return self.flush().await;
                 }
                 Err(StoreError::Conflict { .. }) => {
                     let stored = load_existing(&*self.guard.store, id).await?;
                     let theirs = self.adopt(stored.body)?;
                     self.doc.inbox = theirs.inbox;
                     self.version = Some(stored.version);
+                    tokio::task::yield_now().await;
                 }
                 Err(e) => return Err(store_error(id)(e)),
             }
         }
         Err(GuardError::Contended {
             id: id.clone(),
-            attempts: 8,
+            attempts: SAVE_CONFLICTS,
         })
     }
 
@@ -502,7 +560,7 @@ impl Session<'_> {
             .cloned()
             .collect();
         if behind.is_empty() {
-            if !self.unsent.is_empty() {
+            if !self.doc.unlogged.is_empty() {
                 self.save().await?;
             }
             return Ok(());
@@ -579,7 +637,7 @@ impl Session<'_> {
                 self.set(&router, &expected, true).await;
             }
         }
-        if !self.unsent.is_empty() {
+        if !self.doc.unlogged.is_empty() {
             self.save().await?;
         }
         Ok(())
