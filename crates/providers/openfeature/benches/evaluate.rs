@@ -66,7 +66,7 @@ mod unleash {
 
     /// The one flag, as the SDK's typed feature key.
     #[derive(Debug, Clone, Copy)]
-    pub enum Flag {
+    pub(crate) enum Flag {
         NewPath,
     }
 
@@ -89,7 +89,7 @@ mod unleash {
     }
 
     /// A client holding `checkout.new-path` at 25 % by `flexibleRollout`, sticky on `userId`.
-    pub fn client() -> Client<Flag> {
+    pub(crate) fn client() -> Client<Flag> {
         let client = ClientBuilder::default()
             .disable_metric_submission()
             .into_client_with_transport::<Flag>(
