@@ -64,10 +64,7 @@ fn run_and_check(bad: bool) -> String {
         select(&doc, "script").is_empty() && select(&doc, "link").is_empty(),
         "self-contained"
     );
-    assert!(
-        !html.contains("http://") || !html.contains("src=\"http"),
-        "nothing loaded from elsewhere"
-    );
+    assert_self_contained(&doc);
     assert_eq!(select(&doc, "figure[data-chart=traffic] svg").len(), 1);
     for name in &analyses {
         let charts = select(&doc, &format!("figure.chart[data-analysis=\"{name}\"] svg"));
@@ -112,4 +109,40 @@ fn run_and_check(bad: bool) -> String {
 fn reports_of_the_good_and_the_bad_run() {
     assert_eq!(run_and_check(false), "promoted");
     assert_eq!(run_and_check(true), "rolled-back");
+}
+
+/// Nothing in the report is fetched from anywhere: every `src`, `href` (and the like) is an
+/// in-page `#` reference or a `data:` URI, and so is every CSS `url(...)`; no `@import`.
+fn assert_self_contained(doc: &Html) {
+    let inside = |v: &str| {
+        let v = v.trim().trim_start_matches(['"', '\'']);
+        v.starts_with('#') || v.starts_with("data:")
+    };
+    let mut css = Vec::new();
+    for node in doc.root_element().descendants() {
+        let Some(el) = scraper::ElementRef::wrap(node) else {
+            continue;
+        };
+        for (name, value) in el.value().attrs() {
+            match name {
+                "src" | "href" | "srcset" | "action" | "formaction" | "poster" | "data"
+                | "background" => assert!(
+                    inside(value),
+                    "<{}> {name}={value:?} points outside the file",
+                    el.value().name()
+                ),
+                "style" => css.push(value.to_owned()),
+                _ => {}
+            }
+        }
+        if el.value().name() == "style" {
+            css.push(el.text().collect());
+        }
+    }
+    for sheet in css {
+        assert!(!sheet.contains("@import"), "CSS imports: {sheet}");
+        for after in sheet.split("url(").skip(1) {
+            assert!(inside(after), "CSS loads url({after:.40})");
+        }
+    }
 }

@@ -885,3 +885,49 @@ async fn checklist_pages_show_each_check_exemption_and_fix_of_a_refused_rollout(
     assert_eq!(alice.get("/rollouts/nosuch/checklist").await.status(), 404);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_hash_signs_in_the_right_password_only() {
+    let store = Arc::new(MemoryStateStore::new());
+    let _rollout = waiting_rollout(&store, "checkout").await;
+    let password = "correct horse battery staple";
+    let hash = cutover_dashboard::hash_password(password).unwrap();
+    let running = cutover_dashboard::Dashboard::builder(store.clone())
+        .password_hash(hash.clone())
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .build()
+        .unwrap()
+        .serve()
+        .await
+        .unwrap();
+    let base = running.url().trim_end_matches('/').to_owned();
+    let http = client();
+    let sign_in = |secret: &str| {
+        http.post(format!("{base}/login"))
+            .header("origin", &base)
+            .form(&[("name", "alice"), ("secret", secret), ("next", "/rollouts")])
+            .send()
+    };
+    for wrong in ["correct horse battery", "", &hash, TOKEN] {
+        let r = sign_in(wrong).await.unwrap();
+        assert_eq!(r.status(), 401, "signed in with {wrong:?}");
+        assert!(r.headers().get("set-cookie").is_none());
+        assert!(
+            !r.text().await.unwrap().contains(&hash),
+            "the hash is never shown"
+        );
+    }
+    let r = sign_in(password).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(format!("{base}/rollouts/checkout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "the session opens the rollout's page");
+    assert!(!page.text().await.unwrap().contains(&hash));
+    running.shutdown().await;
+}
