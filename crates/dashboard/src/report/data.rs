@@ -1284,6 +1284,19 @@ mod tests {
         );
         assert_eq!(seq.points[1].lower, Some(1.25));
         assert_eq!(seq.points[1].mark, Mark::Fail);
+        // And the report draws both charts.
+        let html = crate::Report::new(&records).render();
+        for kind in ["e-value", "confidence-sequence"] {
+            assert_eq!(charts(&html, kind), 1, "one `{kind}` chart");
+        }
+        assert_eq!(charts(&html, "metric"), 0, "no threshold chart");
+    }
+
+    /// Charts of `kind` in a rendered report, each an SVG inside its figure.
+    fn charts(html: &str, kind: &str) -> usize {
+        let doc = scraper::Html::parse_document(html);
+        let css = format!("figure[data-chart=\"{kind}\"] svg");
+        doc.select(&scraper::Selector::parse(&css).unwrap()).count()
     }
 
     #[test]
@@ -1369,6 +1382,21 @@ mod tests {
             "not measured the second time"
         );
         assert_eq!(judge.rows[0].cells[1].as_ref().unwrap().mark, Mark::Fail);
+        // And the report draws the score and the classification table.
+        let html = crate::Report::new(&records).render();
+        assert_eq!(charts(&html, "score"), 1);
+        let doc = scraper::Html::parse_document(&html);
+        let count = |css: &str| doc.select(&scraper::Selector::parse(css).unwrap()).count();
+        assert_eq!(
+            count("table.judge tbody tr:not(.score)"),
+            2,
+            "a row per metric: latency and errors"
+        );
+        assert_eq!(
+            count("table.judge tr.score td"),
+            2,
+            "a score per measurement"
+        );
     }
 
     #[test]
