@@ -209,6 +209,28 @@ async fn every_route_answers() {
     let first = String::from_utf8_lossy(&first);
     assert!(first.starts_with("event: update\n"), "{first}");
     assert!(first.contains("data-phase=\"progressing\""), "{first}");
+    // A decision reaches the open page within a second on the memory store: pause through the
+    // store, then read the stream until the paused page arrives.
+    let sent = tokio::time::Instant::now();
+    store
+        .send(
+            &RolloutId::new("checkout").unwrap(),
+            &cutover_core::CommandRequest::new(Command::Pause, "bob").reason("look"),
+            cutover_core::Timestamp::from_unix_millis(0),
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains(", paused</dd>") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+            .await
+            .expect("an update within 5 s")
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let delay = sent.elapsed();
+    assert!(delay < Duration::from_secs(1), "the update took {delay:?}");
     drop(events);
 
     let api = browser.get("/api/rollouts?phase=active").await;
