@@ -905,6 +905,42 @@ async fn checklist_pages_show_each_check_exemption_and_fix_of_a_refused_rollout(
     );
     assert!(text(&doc, "#checklist-note").contains("No checklist ran"));
     assert_eq!(alice.get("/rollouts/nosuch/checklist").await.status(), 404);
+
+    // The standalone report lists each check of the refused rollout's checklist under its gate.
+    let report = Html::parse_document(
+        &alice
+            .get("/rollouts/refused/report")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let rows: Vec<Vec<String>> = select(&report, "#checks tbody tr")
+        .iter()
+        .map(|tr| {
+            tr.select(&Selector::parse("td").unwrap())
+                .map(|td| td.text().collect::<String>())
+                .collect()
+        })
+        .collect();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r[2] == name)
+            .unwrap_or_else(|| panic!("no row for `{name}` in {rows:?}"))
+            .clone()
+    };
+    assert!(row("tls")[1].starts_with("check of"), "{rows:?}");
+    assert!(row("tls")[3].starts_with("fail"), "{rows:?}");
+    assert!(row("health")[3].starts_with("pass"), "{rows:?}");
+    assert!(row("secrets")[3].contains("exempted by alice"), "{rows:?}");
+    let failing: Vec<String> = select(&report, "#checks tbody td.fail")
+        .iter()
+        .map(|td| td.text().collect())
+        .collect();
+    assert!(
+        failing.iter().any(|t| t.starts_with("fail")),
+        "the blocking check is marked: {failing:?}"
+    );
     running.shutdown().await;
 }
 

@@ -942,6 +942,21 @@ fn checks(records: &[DecisionRecord], start: Timestamp) -> Vec<CheckRow> {
                     _ => (r.summary.clone(), None),
                 };
                 out.push(row(name, what, text, ok));
+                // A checklist's checks, each on a row of its own under its gate.
+                if let ActionResult::Checklist { checklist, .. } = result {
+                    for check in &checklist.checks {
+                        out.push(row(
+                            &check.id,
+                            &format!("check of `{name}` ({})", check.category),
+                            check_text(check),
+                            match check.status {
+                                _ if check.blocks() => Some(false),
+                                cutover_core::checklist::CheckStatus::Pass => Some(true),
+                                _ => None,
+                            },
+                        ));
+                    }
+                }
             }
             Entry::Command { command, effect } if command.request.subject.is_some() => {
                 let q = &command.request;
@@ -960,6 +975,35 @@ fn checks(records: &[DecisionRecord], start: Timestamp) -> Vec<CheckRow> {
         }
     }
     out
+}
+
+/// A check's result in one line: status and message, then the exemption and the fix, if any.
+fn check_text(check: &cutover_core::checklist::CheckRecord) -> String {
+    let mut text = check.status.as_str().to_owned();
+    if !check.required {
+        text.push_str(" (advisory)");
+    }
+    if !check.message.is_empty() {
+        let _ = write!(text, ": {}", check.message);
+    }
+    if let Some(e) = &check.exempted {
+        let _ = write!(
+            text,
+            "; exempted by {} until {}: {}",
+            e.by, e.expires, e.reason
+        );
+    }
+    if let Some(fix) = &check.fix {
+        let outcome = if fix.applied { "applied" } else { "failed" };
+        let _ = write!(
+            text,
+            "; fix {outcome} ({}, was {}): {}",
+            fix.description,
+            fix.status_before.as_str(),
+            fix.message
+        );
+    }
+    text
 }
 
 fn log_row(r: &DecisionRecord, start: Timestamp) -> LogRow {
