@@ -63,7 +63,11 @@ async fn send_commands(handle: &GuardHandle, from: u64, to: u64, batch: u64) {
 
 /// The same, `batch` per `poll`; gives up after 3,000 polls.
 async fn send_commands_every(handle: &GuardHandle, from: u64, to: u64, batch: u64, poll: Duration) {
-    while handle.document().await.unwrap().is_none() {
+    for tries in 0.. {
+        if handle.document().await.unwrap().is_some() {
+            break;
+        }
+        assert!(tries < 3000, "the guard never saved its document");
         tokio::time::sleep(poll).await;
     }
     for n in from..to {

@@ -43,7 +43,7 @@ pub use self::crds::install_crds;
 pub use self::failing::failing;
 pub use self::interleave::{OTHER_WRITER, edited_before};
 pub use self::kubelet::{FakeKubelet, mark_ready, mark_waiting};
-pub use self::namespace::{Caller, TestNamespace, role_from_docs};
+pub use self::namespace::{Caller, TestNamespace, role_from_docs, role_from_markdown};
 
 /// Runs each named test twice, as `<name>::as_admin` and `<name>::as_restricted_user`: each
 /// calls the `async fn <name>(caller: Caller)` of the enclosing module with [`Caller::Admin`]

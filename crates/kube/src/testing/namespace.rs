@@ -182,6 +182,22 @@ pub fn role_from_docs(source: &str) -> Value {
     panic!("no ```yaml block with `kind: Role` in the docs")
 }
 
+/// [`role_from_docs`] for a Markdown page (a guide): its lines read as doc-comment lines, so the
+/// YAML keeps its indentation.
+///
+/// # Panics
+///
+/// As [`role_from_docs`].
+pub fn role_from_markdown(markdown: &str) -> Value {
+    let mut source = String::new();
+    for line in markdown.lines() {
+        source.push_str("//! ");
+        source.push_str(line);
+        source.push('\n');
+    }
+    role_from_docs(&source)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
