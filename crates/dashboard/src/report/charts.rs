@@ -282,68 +282,86 @@ pub(crate) fn traffic(traffic: &Traffic, markers: &[Marker]) -> String {
 }
 
 /// One metric of an analysis over time: its values as verdict-coloured dots, with its bounds.
-pub(crate) fn metric(series: &MetricSeries, end: f64) -> String {
+/// One chart of metrics that measure the same thing: a line per metric (in its revision's
+/// colour when the plan names the revision), each metric's bounds as dashed lines, dots
+/// coloured by verdict.
+pub(crate) fn metric(group: &[&MetricSeries], end: f64) -> String {
     svg(HEIGHT, |root| {
-        let values = series
-            .points
-            .iter()
-            .filter_map(|p| p.value)
-            .chain(series.min)
-            .chain(series.max);
+        let values = group.iter().flat_map(|series| {
+            series
+                .points
+                .iter()
+                .filter_map(|p| p.value)
+                .chain(series.min)
+                .chain(series.max)
+        });
         let mut chart = ChartBuilder::on(root)
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(64)
             .build_cartesian_2d(time_range(end), value_range(values, true))
             .map_err(err)?;
-        let name = match &series.revision {
+        let name = |series: &MetricSeries| match &series.revision {
             Some(r) => format!("{} ({r})", series.name),
             None => series.name.clone(),
+        };
+        let y_desc = match group {
+            [one] => name(one),
+            _ => group
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" / "),
         };
         chart
             .configure_mesh()
             .x_desc(time_desc(end))
-            .y_desc(name.clone())
+            .y_desc(y_desc)
             .x_label_formatter(&time_label(end))
             .y_label_formatter(&number_label)
             .label_style((FONT, 12))
             .draw()
             .map_err(err)?;
-        if let Some(max) = series.max {
-            hline(
-                &mut chart,
-                end,
-                max,
-                LIMIT,
-                format!("max {}", number_label(&max)),
-            )?;
+        // With several lines a bound says whose it is.
+        let whose = |series: &MetricSeries| match (group.len(), &series.revision) {
+            (2.., Some(r)) => format!(" ({r})"),
+            _ => String::new(),
+        };
+        for series in group {
+            for (bound, word) in [(series.max, "max"), (series.min, "min")] {
+                if let Some(bound) = bound {
+                    hline(
+                        &mut chart,
+                        end,
+                        bound,
+                        LIMIT,
+                        format!("{word} {}{}", number_label(&bound), whose(series)),
+                    )?;
+                }
+            }
         }
-        if let Some(min) = series.min {
-            hline(
-                &mut chart,
-                end,
-                min,
-                LIMIT,
-                format!("min {}", number_label(&min)),
-            )?;
-        }
-        let line: Vec<(f64, f64)> = series
-            .points
-            .iter()
-            .filter_map(|p| p.value.map(|v| (p.t, v)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(line, LINE.stroke_width(1)))
-            .map_err(err)?
-            .label(name)
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], LINE.stroke_width(1)));
-        verdict_dots(
-            &mut chart,
-            series
+        for series in group {
+            let color = series.role.map_or(LINE, revision_color);
+            let line: Vec<(f64, f64)> = series
                 .points
                 .iter()
-                .filter_map(|p| p.value.map(|v| (p.t, v, p.mark))),
-        )?;
+                .filter_map(|p| p.value.map(|v| (p.t, v)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))
+                .map_err(err)?
+                .label(name(series))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            verdict_dots(
+                &mut chart,
+                series
+                    .points
+                    .iter()
+                    .filter_map(|p| p.value.map(|v| (p.t, v, p.mark))),
+            )?;
+        }
         legend(&mut chart)
     })
 }

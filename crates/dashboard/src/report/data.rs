@@ -134,6 +134,11 @@ pub(crate) struct MetricSeries {
     pub(crate) name: String,
     /// Whose values these are (`candidate v2`), when the plan says.
     pub(crate) revision: Option<String>,
+    /// 0 for the stable, 1 for the candidate, when the plan says (the revision's colour).
+    pub(crate) role: Option<usize>,
+    /// What is measured (source, query, aggregate and window), when the plan says: metrics
+    /// that measure the same thing on the stable and the candidate share one chart.
+    pub(crate) measure: Option<String>,
     pub(crate) min: Option<f64>,
     pub(crate) max: Option<f64>,
     pub(crate) points: Vec<MetricPoint>,
@@ -747,10 +752,18 @@ fn metric_series(
             let index = if let Some(i) = out.iter().position(|s| s.name == m.name) {
                 i
             } else {
-                let (revision, min, max) = bounds(template, &m.name, revisions);
+                let Planned {
+                    revision,
+                    role,
+                    measure,
+                    min,
+                    max,
+                } = planned(template, &m.name, revisions);
                 out.push(MetricSeries {
                     name: m.name.clone(),
                     revision,
+                    role,
+                    measure,
                     min,
                     max,
                     points: Vec::new(),
@@ -767,40 +780,73 @@ fn metric_series(
     out
 }
 
-/// Whose values a metric is and its bounds, from a threshold template.
-fn bounds(
-    template: Option<&AnalysisTemplate>,
-    metric: &str,
-    revisions: &[String],
-) -> (Option<String>, Option<f64>, Option<f64>) {
-    let target_name = |target: cutover_core::Target| {
+/// What the plan says of one metric of an analysis.
+#[derive(Default)]
+struct Planned {
+    revision: Option<String>,
+    role: Option<usize>,
+    measure: Option<String>,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+/// Whose values a metric is, what it measures and its bounds, from a threshold or conditions
+/// template.
+fn planned(template: Option<&AnalysisTemplate>, metric: &str, revisions: &[String]) -> Planned {
+    let on = |target: cutover_core::Target, measure: String, min, max| {
         let (role, index) = match target {
             cutover_core::Target::Stable => ("stable", 0),
             cutover_core::Target::Candidate => ("candidate", 1),
         };
-        Some(match revisions.get(index) {
-            Some(r) => format!("{role} {r}"),
-            None => role.to_owned(),
-        })
+        Planned {
+            revision: Some(match revisions.get(index) {
+                Some(r) => format!("{role} {r}"),
+                None => role.to_owned(),
+            }),
+            role: Some(index),
+            measure: Some(measure),
+            min,
+            max,
+        }
     };
     match template {
         Some(AnalysisTemplate::Threshold(t)) => t
             .metrics
             .iter()
             .find(|m| m.name == metric)
-            .map_or((None, None, None), |m| {
-                (target_name(m.revision), m.min, m.max)
+            .map_or_else(Planned::default, |m| {
+                let measure = format!("{}|{}|{:?}|{:?}", m.source, m.query, m.aggregate, m.window);
+                on(m.revision, measure, m.min, m.max)
             }),
-        Some(AnalysisTemplate::Conditions(t)) => (
-            t.metrics
-                .iter()
-                .find(|m| m.name == metric)
-                .and_then(|m| target_name(m.revision)),
-            None,
-            None,
-        ),
-        _ => (None, None, None),
+        Some(AnalysisTemplate::Conditions(t)) => t
+            .metrics
+            .iter()
+            .find(|m| m.name == metric)
+            .map_or_else(Planned::default, |m| {
+                let measure = format!("{}|{}|{:?}|{:?}", m.source, m.query, m.aggregate, m.window);
+                on(m.revision, measure, None, None)
+            }),
+        _ => Planned::default(),
     }
+}
+
+/// The metrics of an analysis, one group per chart: a metric alone, or the metrics that measure
+/// the same thing on different revisions (the stable's and the candidate's error rate), in the
+/// order they first appear.
+pub(crate) fn chart_groups(metrics: &[MetricSeries]) -> Vec<Vec<&MetricSeries>> {
+    let mut groups: Vec<Vec<&MetricSeries>> = Vec::new();
+    for m in metrics {
+        let same = m.measure.as_ref().and_then(|measure| {
+            groups.iter().position(|g| {
+                g[0].measure.as_ref() == Some(measure) && g.iter().all(|o| o.role != m.role)
+            })
+        });
+        match same {
+            Some(i) => groups[i].push(m),
+            None => groups.push(vec![m]),
+        }
+    }
+    groups
 }
 
 fn sequential(
@@ -1273,6 +1319,96 @@ mod tests {
             background.measurements[0].summary,
             "could not measure: source down"
         );
+    }
+
+    #[test]
+    fn a_metric_measured_on_both_revisions_shares_one_chart() {
+        let plan = cutover_core::Plan::from_yaml(
+            "
+strategy:
+  canary:
+    steps:
+      - set_weight: 10
+      - analysis: { name: health }
+analyses:
+  health:
+    threshold:
+      metrics:
+        - { name: errors, source: proxy, query: error_rate, window: 1m, max: 0.01 }
+        - { name: p99, source: proxy, query: latency, aggregate: p99, window: 1m, max: 0.25 }
+        - { name: stable-errors, source: proxy, query: error_rate, window: 1m, revision: stable, max: 0.05 }
+",
+        )
+        .unwrap();
+        let setup = cutover_core::planner::Setup::new(
+            plan,
+            cutover_core::Revisions::new("v1", "v2").unwrap(),
+        );
+        let state = RolloutState::new(
+            "checkout".parse().unwrap(),
+            std::sync::Arc::new(setup),
+            Timestamp::from_unix_millis(T0),
+        );
+        let records = [record(
+            1,
+            10,
+            None,
+            measured(
+                "health",
+                1,
+                "fail",
+                json!([
+                    metric("errors", "fail", 0.04, "0.04 > max 0.01"),
+                    metric("p99", "pass", 0.2, "ok"),
+                    metric("stable-errors", "pass", 0.002, "ok")
+                ]),
+                None,
+            ),
+        )];
+        let data = ReportData::new(Some("checkout"), &records, Some(&state), &[]);
+        let metrics = &data.analyses[0].metrics;
+        let planned: Vec<String> = metrics
+            .iter()
+            .map(|m| format!("{} {:?} {:?} {:?}", m.name, m.revision, m.role, m.max))
+            .collect();
+        assert_eq!(
+            planned,
+            [
+                r#"errors Some("candidate v2") Some(1) Some(0.01)"#,
+                r#"p99 Some("candidate v2") Some(1) Some(0.25)"#,
+                r#"stable-errors Some("stable v1") Some(0) Some(0.05)"#,
+            ]
+        );
+        let groups: Vec<Vec<&str>> = chart_groups(metrics)
+            .iter()
+            .map(|g| g.iter().map(|m| m.name.as_str()).collect())
+            .collect();
+        assert_eq!(
+            groups,
+            [vec!["errors", "stable-errors"], vec!["p99"]],
+            "the error rate of both revisions on one chart, the latency alone"
+        );
+        // The report draws two metric charts; the shared one names both revisions and both bounds.
+        let html = crate::Report::new(&records).state(&state).render();
+        assert_eq!(charts(&html, "metric"), 2);
+        let doc = scraper::Html::parse_document(&html);
+        let figure = doc
+            .select(&scraper::Selector::parse("figure[data-chart=\"metric\"]").unwrap())
+            .next()
+            .unwrap();
+        let text: String = figure.text().collect();
+        for needle in [
+            "errors (candidate v2)",
+            "stable-errors (stable v1)",
+            "max 0.0100 (candidate v2)",
+            "max 0.0500 (stable v1)",
+        ] {
+            assert!(
+                text.contains(needle),
+                "`{needle}` not in the chart: {}",
+                figure.html()
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use askama::Template;
 
 use super::charts;
-use super::data::{AnalysisKind, AnalysisSeries, Mark, ReportData};
+use super::data::{AnalysisKind, AnalysisSeries, Mark, ReportData, chart_groups};
 
 /// The stylesheet of the report and the dashboard.
 pub(crate) const CSS: &str = include_str!("../../assets/style.css");
@@ -108,31 +108,38 @@ fn analysis_view(series: &AnalysisSeries, end: f64) -> AnalysisView<'_> {
             }
         }
         _ => {
-            for m in &series.metrics {
-                let bounds = match (m.min, m.max) {
-                    (Some(lo), Some(hi)) => format!(" within [{lo}, {hi}]"),
-                    (Some(lo), None) => format!(" at least {lo}"),
-                    (None, Some(hi)) => format!(" at most {hi}"),
-                    (None, None) => String::new(),
-                };
-                out.push(ChartView {
-                    kind: "metric",
-                    svg: charts::metric(m, end),
-                    caption: format!(
-                        "{}: {}{} at each measurement{bounds}; dots coloured by verdict.",
-                        series.name,
-                        m.name,
-                        m.revision
+            for group in chart_groups(&series.metrics) {
+                let lines: Vec<String> = group
+                    .iter()
+                    .map(|m| {
+                        let whose = m
+                            .revision
                             .as_ref()
                             .map(|r| format!(" of the {r}"))
-                            .unwrap_or_default()
+                            .unwrap_or_default();
+                        let bounds = match (m.min, m.max) {
+                            (Some(lo), Some(hi)) => format!(" within [{lo}, {hi}]"),
+                            (Some(lo), None) => format!(" at least {lo}"),
+                            (None, Some(hi)) => format!(" at most {hi}"),
+                            (None, None) => String::new(),
+                        };
+                        format!("{}{whose}{bounds}", m.name)
+                    })
+                    .collect();
+                out.push(ChartView {
+                    kind: "metric",
+                    svg: charts::metric(&group, end),
+                    caption: format!(
+                        "{}: {} at each measurement; dots coloured by verdict.",
+                        series.name,
+                        lines.join(", and ")
                     ),
                 });
             }
             if series.metrics.is_empty() {
                 out.push(ChartView {
                     kind: "verdicts",
-                    svg: charts::metric(&verdict_series(series), end),
+                    svg: charts::metric(&[&verdict_series(series)], end),
                     caption: format!(
                         "{}: verdict of each measurement (1 pass, 0 fail, 0.5 inconclusive or error).",
                         series.name
@@ -173,6 +180,8 @@ fn verdict_series(series: &AnalysisSeries) -> super::data::MetricSeries {
     super::data::MetricSeries {
         name: "verdict".to_owned(),
         revision: None,
+        role: None,
+        measure: None,
         min: None,
         max: None,
         points: series
