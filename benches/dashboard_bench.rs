@@ -180,6 +180,11 @@ async fn filled_store(n: usize) -> Result<MemoryStateStore, Error> {
     Ok(store)
 }
 
+/// Where the middle of `n` rollouts is, counting from 1.
+fn middle_position(n: usize) -> usize {
+    (n / 2).max(1)
+}
+
 /// The id halfway through the store's id order: the cursor of a page in the middle.
 async fn middle_id(store: &MemoryStateStore, n: usize) -> Result<String, Error> {
     let mut seen = 0;
@@ -189,8 +194,8 @@ async fn middle_id(store: &MemoryStateStore, n: usize) -> Result<String, Error> 
         let Some(last) = page.last() else {
             return Err("the store ended before its middle".into());
         };
-        if seen + page.len() >= n / 2 {
-            return Ok(page[(n / 2).saturating_sub(seen + 1)].id.to_string());
+        if seen + page.len() >= middle_position(n) {
+            return Ok(page[middle_position(n) - seen - 1].id.to_string());
         }
         seen += page.len();
         filter = filter.after(last.id.clone());
@@ -207,7 +212,7 @@ struct Case {
 
 fn cases(n: usize, middle: &str) -> Vec<Case> {
     let page = n.min(50);
-    let after_middle = (n - n / 2).min(50);
+    let after_middle = (n - middle_position(n)).min(50);
     let active = (1..=n).filter(|i| matches!(i % 20, 3 | 13)).count();
     let rare = (1..=n).filter(|i| i % 2000 == 7).count();
     vec![
