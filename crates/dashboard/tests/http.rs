@@ -670,6 +670,26 @@ async fn lists_ten_thousand_rollouts_a_page_at_a_time() {
         10,
         "case-insensitive, svc-09990..svc-09999"
     );
+    // A search pages like the list: 50 matches a page, the next link keeps the search.
+    let searched = browser
+        .get("/rollouts?q=svc-001")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ids(&searched).len(), 50);
+    let more = browser
+        .get(&next(&searched).unwrap())
+        .await
+        .text()
+        .await
+        .unwrap();
+    let more = ids(&more);
+    assert_eq!(
+        (more.len(), more[0].as_str(), more[49].as_str()),
+        (50, "svc-00150", "svc-00199"),
+        "the second page of the 100 ids svc-00100..svc-00199"
+    );
     let none = browser
         .get("/rollouts?phase=done")
         .await

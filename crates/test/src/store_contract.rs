@@ -414,7 +414,7 @@ impl Contract<'_> {
     }
 
     async fn listing(&mut self) -> Result<(), StoreContractViolation> {
-        const CHECK: &str = "list filters by phase and pages in id order";
+        const CHECK: &str = "list filters by phase and id and pages in id order";
         let s = self.store;
         let ids: Vec<RolloutId> = (0..5).map(|i| self.id(&format!("list-{i}"))).collect();
         for (i, id) in ids.iter().enumerate() {
@@ -482,6 +482,39 @@ impl Contract<'_> {
             CHECK,
             got == [ids[2].as_str(), ids[3].as_str()],
             format!("page after {} of 2: {got:?}", ids[1]),
+        )?;
+        // A search by id ignores ASCII case, and counts only matches towards the limit.
+        let found = self.ok(
+            CHECK,
+            s.list(
+                &ListFilter::default()
+                    .after(before.clone())
+                    .id_contains(format!("{}LIST-3", self.prefix).to_uppercase()),
+            )
+            .await,
+        )?;
+        let got: Vec<&str> = found.iter().map(|x| x.id.as_str()).collect();
+        self.expect(
+            CHECK,
+            got == [ids[3].as_str()],
+            format!("search for list-3: {got:?}"),
+        )?;
+        let found = self.ok(
+            CHECK,
+            s.list(
+                &ListFilter::default()
+                    .after(before.clone())
+                    .id_contains(format!("{}list-", self.prefix))
+                    .phases([Phase::Progressing])
+                    .limit(2),
+            )
+            .await,
+        )?;
+        let got: Vec<&str> = found.iter().map(|x| x.id.as_str()).collect();
+        self.expect(
+            CHECK,
+            got == [ids[0].as_str(), ids[2].as_str()],
+            format!("search for list- in progressing, 2 at most: {got:?}"),
         )?;
         self.report.passed.push(CHECK);
         Ok(())

@@ -256,7 +256,9 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// Commands with `seq > after`, in order.
     async fn commands(&self, id: &RolloutId, after: u64) -> Result<Vec<QueuedCommand>, StoreError>;
 
-    /// Summaries of stored rollouts, in id order.
+    /// Summaries of stored rollouts, in id order: those the filter admits
+    /// ([`ListFilter::admits_id`] and [`ListFilter::admits_phase`]), at most `filter.limit`.
+    /// A store should match ids before it reads a state, so a search costs a walk over ids.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Summary>, StoreError>;
 
     /// Takes the rollout's owner lease.

@@ -82,6 +82,9 @@ pub struct ListFilter {
     pub after: Option<RolloutId>,
     /// At most this many.
     pub limit: usize,
+    /// Only rollouts whose id contains this text, ignoring ASCII case: a search. Stores check
+    /// it on the id, before reading a rollout's state.
+    pub id_contains: Option<String>,
 }
 
 impl Default for ListFilter {
@@ -91,6 +94,7 @@ impl Default for ListFilter {
             phases: Vec::new(),
             after: None,
             limit: 1000,
+            id_contains: None,
         }
     }
 }
@@ -125,9 +129,19 @@ impl ListFilter {
         self
     }
 
-    /// Whether a rollout's id is past the cursor.
+    /// Rollouts whose id contains `text`, ignoring ASCII case (an empty text: every rollout).
+    pub fn id_contains(mut self, text: impl Into<String>) -> Self {
+        self.id_contains = Some(text.into()).filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Whether a rollout's id is past the cursor and contains the searched text.
     pub fn admits_id(&self, id: &RolloutId) -> bool {
         self.after.as_ref().is_none_or(|after| id > after)
+            && self.id_contains.as_deref().is_none_or(|text| {
+                let (id, text) = (id.as_str().as_bytes(), text.as_bytes());
+                text.is_empty() || id.windows(text.len()).any(|w| w.eq_ignore_ascii_case(text))
+            })
     }
 
     /// Whether a rollout in `phase` is wanted.

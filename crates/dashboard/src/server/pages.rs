@@ -338,8 +338,6 @@ fn phase_filter(value: &str) -> Option<Vec<Phase>> {
 
 /// Rows on a page of the list.
 pub(crate) const PAGE_ROWS: usize = 50;
-/// A search by id looks through at most this many rollouts per page.
-pub(crate) const SCAN_LIMIT: usize = 100_000;
 
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct ListQuery {
@@ -351,13 +349,14 @@ pub(crate) struct ListQuery {
     limit: Option<usize>,
 }
 
-/// One page of the list, and whether the search stopped at the scan limit.
+/// One page of the list.
 struct ListPage {
     rows: Vec<Summary>,
     next: Option<RolloutId>,
-    scanned_out: bool,
 }
 
+/// One `list` call per page, a search included: the store matches ids before it reads a
+/// rollout's state.
 async fn list_page(app: &App, q: &ListQuery) -> Result<ListPage, (StatusCode, String)> {
     let phases = phase_filter(&q.phase).ok_or_else(|| {
         (
@@ -369,50 +368,21 @@ async fn list_page(app: &App, q: &ListQuery) -> Result<ListPage, (StatusCode, St
         )
     })?;
     let limit = q.limit.unwrap_or(PAGE_ROWS).clamp(1, 1000);
-    let mut after = match q.after.as_deref().filter(|a| !a.is_empty()) {
-        Some(a) => Some(parse_id(a).map_err(|e| (StatusCode::BAD_REQUEST, e))?),
-        None => None,
-    };
-    let needle = q.q.trim().to_lowercase();
-    let mut rows = Vec::new();
-    let mut scanned = 0;
-    loop {
-        // Without a search one read is enough; a search reads pages until it has enough.
-        let batch = if needle.is_empty() { limit + 1 } else { 1000 };
-        let mut filter = ListFilter::default().phases(phases.clone()).limit(batch);
-        if let Some(a) = &after {
-            filter = filter.after(a.clone());
-        }
-        let page = app
-            .store
-            .list(&filter)
-            .await
-            .map_err(|e| (super::pages::store_status(&e), chain(&e)))?;
-        let got = page.len();
-        scanned += got;
-        after = page.last().map(|s| s.id.clone());
-        rows.extend(
-            page.into_iter()
-                .filter(|s| needle.is_empty() || s.id.as_str().to_lowercase().contains(&needle)),
-        );
-        if rows.len() > limit || got < batch {
-            break;
-        }
-        if scanned >= SCAN_LIMIT {
-            return Ok(ListPage {
-                next: after,
-                rows,
-                scanned_out: true,
-            });
-        }
+    let mut filter = ListFilter::default()
+        .phases(phases)
+        .id_contains(q.q.trim())
+        .limit(limit + 1);
+    if let Some(a) = q.after.as_deref().filter(|a| !a.is_empty()) {
+        filter = filter.after(parse_id(a).map_err(|e| (StatusCode::BAD_REQUEST, e))?);
     }
+    let mut rows = app
+        .store
+        .list(&filter)
+        .await
+        .map_err(|e| (super::pages::store_status(&e), chain(&e)))?;
     let next = (rows.len() > limit).then(|| rows[limit - 1].id.clone());
     rows.truncate(limit);
-    Ok(ListPage {
-        rows,
-        next,
-        scanned_out: false,
-    })
+    Ok(ListPage { rows, next })
 }
 
 struct Row {
@@ -487,8 +457,6 @@ struct ListTemplate<'a> {
     first_page: bool,
     first_link: String,
     next_link: Option<String>,
-    scanned_out: bool,
-    scan_limit: usize,
 }
 
 fn query_link(phase: &str, q: &str, after: Option<&str>) -> String {
@@ -548,8 +516,6 @@ pub(crate) async fn list(
             .next
             .as_ref()
             .map(|n| query_link(&q.phase, &q.q, Some(n.as_str()))),
-        scanned_out: page.scanned_out,
-        scan_limit: SCAN_LIMIT,
     };
     html(render(&template)).into_response()
 }

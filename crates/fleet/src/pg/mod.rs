@@ -578,6 +578,8 @@ impl StateStore for PgStateStore {
         let phases: Vec<&str> = filter.phases.iter().map(|p| phase_name(*p)).collect();
         let after = filter.after.as_ref().map(RolloutId::as_str);
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        // Ids are ASCII, so `lower` folds exactly the ASCII case that `admits_id` ignores.
+        let search = filter.id_contains.as_deref().filter(|t| !t.is_empty());
         let rows = self
             .db()
             .query(
@@ -587,8 +589,9 @@ impl StateStore for PgStateStore {
                  FROM cutover_rollouts \
                  WHERE version IS NOT NULL AND ($1::text IS NULL OR id > $1) \
                    AND (cardinality($2::text[]) = 0 OR phase = ANY($2)) \
+                   AND ($4::text IS NULL OR strpos(lower(id), lower($4)) > 0) \
                  ORDER BY id LIMIT $3",
-                &[&after, &phases, &limit],
+                &[&after, &phases, &limit, &search],
             )
             .await?;
         rows.iter()

@@ -309,7 +309,9 @@ impl StateStore for MemoryStateStore {
             };
             range
                 .filter_map(|id| Some((id, rollouts.entries.get(id)?)))
-                .filter(|(_, e)| e.state.is_some() && filter.admits_phase(e.phase))
+                .filter(|(id, e)| {
+                    e.state.is_some() && filter.admits_phase(e.phase) && filter.admits_id(id)
+                })
                 .take(filter.limit)
                 .filter_map(|(id, e)| {
                     let (version, bytes) = e.state.clone()?;
