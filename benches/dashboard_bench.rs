@@ -11,9 +11,10 @@
 //! the first page of the HTML list, the JSON list's first page, an HTML page from the middle
 //! of the list (`after` = the id halfway through), `phase=active`, a search that matches a
 //! handful of ids (one rollout in 2,000 is a `ledger-` one) and a search that matches none
-//! (both read every stored rollout). Each answer is checked (status, rows) before timing.
-//! Beside them, in this process and without HTTP, the floor under a search: `StateStore::list`
-//! through all N, 1,000 a call as the list page reads them (a tenth as many repetitions).
+//! (each one `list` call: the store matches ids before it reads a state). Each answer is
+//! checked (status, rows) before timing. Beside them, in this process and without HTTP, what a
+//! search cost when the page compared ids itself: `StateStore::list` through all N, 1,000 a
+//! call (a tenth as many repetitions).
 //!
 //! It prints a table of the median and p99 latencies per case and size with the ratio of the
 //! largest size to the smallest, and writes them as one JSON object to `--out`.
@@ -352,8 +353,8 @@ async fn measure_size(n: usize, args: &Args) -> Result<Vec<Measured>, Error> {
     Ok(measured)
 }
 
-/// The floor under a search: `StateStore::list` through every stored rollout, 1,000 a call as
-/// the list page reads them, in this process (no HTTP, no page).
+/// What a search cost when the page compared ids itself: `StateStore::list` through every
+/// stored rollout, 1,000 a call, in this process (no HTTP, no page).
 async fn store_scan(store: &MemoryStateStore, n: usize, args: &Args) -> Result<Measured, Error> {
     let scan = || async {
         let mut filter = ListFilter::default().limit(1000);

@@ -281,7 +281,6 @@ pub(crate) fn traffic(traffic: &Traffic, markers: &[Marker]) -> String {
     })
 }
 
-/// One metric of an analysis over time: its values as verdict-coloured dots, with its bounds.
 /// One chart of metrics that measure the same thing: a line per metric (in its revision's
 /// colour when the plan names the revision), each metric's bounds as dashed lines, dots
 /// coloured by verdict.
