@@ -82,6 +82,25 @@ fn store() -> Arc<dyn StateStore> {
     Arc::new(MemoryStateStore::new())
 }
 
+/// Rollout `checkout` (v1 to v2) on `store` through `router`: 10 %, a 5-minute pause, then
+/// promoted; running on its own task.
+fn spawn_paused_canary(
+    store: &Arc<dyn StateStore>,
+    router: &FakeRouter,
+) -> tokio::task::JoinHandle<Result<cutover_core::Outcome, cutover_core::RolloutError>> {
+    let plan = cutover_core::Plan::from_yaml(
+        "strategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: { duration: 5m }\n",
+    )
+    .unwrap();
+    let rollout = cutover_core::Rollout::builder("checkout", plan)
+        .revisions("v1", "v2")
+        .router(router.clone())
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    tokio::spawn(async move { rollout.run().await })
+}
+
 async fn records(store: &Arc<dyn StateStore>) -> Vec<GuardRecord> {
     GuardHandle::new(store.clone(), "regions".parse::<RolloutId>().unwrap())
         .records(0)
@@ -408,21 +427,11 @@ async fn a_thousand_guards_share_one_process_and_one_store() {
 
 #[tokio::test(start_paused = true)]
 async fn drift_of_a_rollout_in_progress_is_reported_once_and_cleared() {
+    use cutover_core::Outcome;
     use cutover_core::guard::RolloutDriftWatch;
-    use cutover_core::{Outcome, Plan, Rollout};
     let store = store();
     let router = FakeRouter::new("mesh");
-    let plan = Plan::from_yaml(
-        "strategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: { duration: 5m }\n",
-    )
-    .unwrap();
-    let rollout = Rollout::builder("checkout", plan)
-        .revisions("v1", "v2")
-        .router(router.clone())
-        .state_store(store.clone())
-        .build()
-        .unwrap();
-    let rollout = tokio::spawn(async move { rollout.run().await });
+    let rollout = spawn_paused_canary(&store, &router);
     let watch = RolloutDriftWatch::new("checkout".parse().unwrap(), store.clone())
         .router(router.clone())
         .interval(30 * SECOND);
@@ -566,21 +575,11 @@ async fn a_guard_drives_two_routers_and_keeps_each_on_its_split() {
 /// reported is not reported again.
 #[tokio::test(start_paused = true)]
 async fn a_restarted_drift_watch_continues_the_rollouts_drift_document() {
+    use cutover_core::Outcome;
     use cutover_core::guard::RolloutDriftWatch;
-    use cutover_core::{Outcome, Plan, Rollout};
     let store = store();
     let router = FakeRouter::new("mesh");
-    let plan = Plan::from_yaml(
-        "strategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: { duration: 5m }\n",
-    )
-    .unwrap();
-    let rollout = Rollout::builder("checkout", plan)
-        .revisions("v1", "v2")
-        .router(router.clone())
-        .state_store(store.clone())
-        .build()
-        .unwrap();
-    let rollout = tokio::spawn(async move { rollout.run().await });
+    let rollout = spawn_paused_canary(&store, &router);
     let id: RolloutId = "checkout".parse().unwrap();
     let watch = |store: &Arc<dyn StateStore>| {
         RolloutDriftWatch::new(id.clone(), store.clone())

@@ -330,20 +330,7 @@ async fn metrics_text_passes_promtool() {
     ] {
         assert!(text.contains(family), "no {family} in\n{text}");
     }
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed");
-    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (status, said) = cutover_test::promtool_check_metrics(text.as_bytes());
     // promtool 2.x lints in the classic text format, where a counter's HELP names the series
     // `x_total`; OpenMetrics names the family `x` and its sample `x_total`. Exit code 3 is
     // "parsed, with lint problems" (1 would be a parse error): the only ones allowed are that,
@@ -356,8 +343,8 @@ async fn metrics_text_passes_promtool() {
             })
     };
     assert!(
-        out.status.success() || (out.status.code() == Some(3) && said.lines().all(allowed)),
+        status.success() || (status.code() == Some(3) && said.lines().all(allowed)),
         "promtool rejects /metrics ({:?}): {said}\n{text}",
-        out.status.code()
+        status.code()
     );
 }
