@@ -213,19 +213,32 @@ async fn apply(
                 observed_generation: generation,
                 ..RolloutStatus::default()
             };
-            write_status(ctx, api, rollout, invalid, false).await?;
+            write_status(
+                ctx,
+                api,
+                rollout,
+                rollout.resource_version(),
+                invalid,
+                false,
+            )
+            .await?;
             return Ok(Action::await_change());
         }
     };
     let store = ctx.store(namespace);
     let mut current = status::from_store(&store, &checked.id).await?;
     let mut last_command = rollout.status.as_ref().and_then(|s| s.last_command.clone());
+    // The version of the Rollout this pass has seen, for the status write.
+    let mut version = rollout.resource_version();
     // A command waits in its annotation until the engine has stored the rollout: the store
     // refuses commands to rollouts it does not know.
     if current.is_some()
         && let Some(annotated) = command::parse(rollout.annotations())
     {
-        last_command = Some(take_command(ctx, api, rollout, &store, &checked.id, annotated).await?);
+        let (taken, after) =
+            take_command(ctx, api, rollout, &store, &checked.id, annotated).await?;
+        last_command = Some(taken);
+        version = after;
     }
     let done = status::is_final(current.as_ref().and_then(|s| s.phase.as_deref()));
     let key = format!("{namespace}/{name}");
@@ -266,7 +279,7 @@ async fn apply(
     next.last_command = last_command;
     next.observed_generation = generation;
     let finished = status::is_final(next.phase.as_deref());
-    write_status(ctx, api, rollout, next, stalled).await?;
+    write_status(ctx, api, rollout, version, next, stalled).await?;
     Ok(if finished {
         Action::await_change()
     } else if stalled {
@@ -389,7 +402,7 @@ async fn cleanup(
     let mut next = current;
     next.observed_generation = rollout.metadata.generation;
     next.last_command = rollout.status.as_ref().and_then(|s| s.last_command.clone());
-    write_status(ctx, api, rollout, next, false).await?;
+    write_status(ctx, api, rollout, rollout.resource_version(), next, false).await?;
     Err(Error::Deleting(format!(
         "waiting for the abort of {id} to return traffic to stable"
     )))
@@ -407,7 +420,7 @@ async fn forget(ctx: &Context, key: &str, id: Option<&RolloutId>) {
 
 /// Removes the command annotations (only from the version of the Rollout that carried them,
 /// so a command is taken once), then queues the command. Returns what became of it, for
-/// `status.lastCommand`.
+/// `status.lastCommand`, and the Rollout's resource version once the annotations are gone.
 async fn take_command(
     ctx: &Context,
     api: &Api<Rollout>,
@@ -415,20 +428,22 @@ async fn take_command(
     store: &dyn StateStore,
     id: &RolloutId,
     annotated: Result<command::Annotated, Error>,
-) -> Result<String, Error> {
+) -> Result<(String, Option<String>), Error> {
     let remove = json!({
         "metadata": {
             "resourceVersion": rollout.resource_version(),
             "annotations": { command::COMMAND: null, command::BY: null },
         }
     });
-    api.patch(
-        &rollout.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&remove),
-    )
-    .await
-    .map_err(|e| Error::Kube(Arc::new(e)))?;
+    let version = api
+        .patch(
+            &rollout.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&remove),
+        )
+        .await
+        .map_err(|e| Error::Kube(Arc::new(e)))?
+        .resource_version();
     let annotated = match annotated {
         Ok(annotated) => annotated,
         Err(e) => {
@@ -442,7 +457,7 @@ async fn take_command(
                     what.clone(),
                 )
                 .await;
-            return Ok(what);
+            return Ok((what, version));
         }
     };
     let what = match &annotated.reason {
@@ -465,7 +480,7 @@ async fn take_command(
     (ctx.events)
         .publish(rollout, !queued, reason, "Command", what.clone())
         .await;
-    Ok(what)
+    Ok((what, version))
 }
 
 /// The fields of [`RolloutStatus`], as serialized.
@@ -484,10 +499,17 @@ const STATUS_FIELDS: &[&str] = &[
 /// Writes `status`, with its conditions (`stalled`: the engine cannot start on this replica),
 /// unless it is what the Rollout has; publishes an event when the phase changes, or the reason
 /// the rollout is invalid or stalled does.
+///
+/// The write holds only if the Rollout is still at `version`, the version this pass has seen
+/// (or made, by taking a command). A pass that ran on an older copy of the Rollout than the API
+/// server holds (the controller's cache lags behind its own writes) would otherwise put back
+/// what a newer pass wrote, such as `lastCommand`; its write is dropped instead, and the newer
+/// version, which comes with its own pass, writes the status.
 async fn write_status(
     ctx: &Context,
     api: &Api<Rollout>,
     rollout: &Rollout,
+    version: Option<String>,
     mut status: RolloutStatus,
     stalled: bool,
 ) -> Result<(), Error> {
@@ -509,14 +531,22 @@ async fn write_status(
             fields.entry(*field).or_insert(serde_json::Value::Null);
         }
     }
-    let patch = json!({ "status": body });
-    api.patch_status(
-        &rollout.name_any(),
-        &PatchParams::apply(MANAGER),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|e| Error::Kube(Arc::new(e)))?;
+    let patch = json!({ "metadata": { "resourceVersion": version }, "status": body });
+    let written = api
+        .patch_status(
+            &rollout.name_any(),
+            &PatchParams::apply(MANAGER),
+            &Patch::Merge(&patch),
+        )
+        .await;
+    match written {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            tracing::debug!(rollout = %rollout.name_any(), "status not written: the Rollout changed since this pass read it");
+            return Ok(());
+        }
+        Err(e) => return Err(Error::Kube(Arc::new(e))),
+    }
     publish_changes(ctx, rollout, &before, &status, stalled).await;
     Ok(())
 }

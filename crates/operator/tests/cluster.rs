@@ -549,6 +549,7 @@ async fn a_rollout_is_run_and_promoted_through_an_annotation() {
 async fn an_annotated_abort_returns_traffic_to_stable() {
     let cluster = Cluster::start("operator-abort").await;
     cluster.paused_at_half().await;
+    let older = cluster.rollouts().get("checkout").await.unwrap();
 
     cluster.annotate("abort: p99 too high", "bob").await;
     let aborted = cluster
@@ -572,6 +573,18 @@ async fn an_annotated_abort_returns_traffic_to_stable() {
     assert_eq!(
         aborted.last_command.as_deref(),
         Some("abort by bob (p99 too high): queued")
+    );
+
+    // A pass on an older copy of the Rollout (a controller's cache lags behind its own
+    // writes) leaves the newer status alone: the API server refuses its write.
+    let late = cutover_operator::Context::new(cluster.restricted.clone(), "late-replica");
+    cutover_operator::reconcile(std::sync::Arc::new(older), late)
+        .await
+        .unwrap();
+    let now = cluster.rollouts().get("checkout").await.unwrap();
+    assert_eq!(
+        now.status.and_then(|s| s.last_command),
+        aborted.last_command
     );
 
     // A finished rollout takes no more commands; the status says so.

@@ -254,6 +254,33 @@ async fn a_command_annotation_is_taken_queued_and_cleared() {
 }
 
 #[tokio::test]
+async fn a_pass_on_an_older_copy_of_the_rollout_does_not_undo_a_newer_status() {
+    let fake = Fake::with(rollout(&json!([{ "set_weight": 50 }, { "pause": {} }]))).await;
+    fake.stored().await;
+    fake.reconcile().await.unwrap(); // the finalizer
+    fake.annotate("abort: p99 too high", "bob").await;
+    let annotated = fake.get().await;
+    fake.reconcile().await.unwrap();
+    let taken = fake.get().await;
+    let said = Some("abort by bob (p99 too high): queued");
+    assert_eq!(taken.status.as_ref().unwrap().last_command.as_deref(), said);
+
+    // The controller's cache can lag behind its own writes: the next pass may see the Rollout
+    // without its annotation but with the status from before the command was taken.
+    let mut stale = annotated;
+    stale.metadata.annotations = None;
+    reconcile(Arc::new(stale), fake.ctx.clone()).await.unwrap();
+    let after = fake.get().await;
+    assert_eq!(after.status.as_ref().unwrap().last_command.as_deref(), said);
+    assert_eq!(after.resource_version(), taken.resource_version());
+
+    // A pass on the Rollout as it is writes as before.
+    fake.reconcile().await.unwrap();
+    let status = fake.get().await.status.unwrap();
+    assert_eq!(status.last_command.as_deref(), said);
+}
+
+#[tokio::test]
 async fn a_deleted_rollout_that_runs_is_aborted_and_keeps_its_finalizer() {
     let mut deleting = rollout(&json!([{ "set_weight": 50 }, { "pause": {} }]));
     deleting.metadata.finalizers = Some(vec![OTHER.to_owned(), FINALIZER.to_owned()]);
