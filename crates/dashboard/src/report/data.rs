@@ -815,7 +815,7 @@ fn planned(template: Option<&AnalysisTemplate>, metric: &str, revisions: &[Strin
             .iter()
             .find(|m| m.name == metric)
             .map_or_else(Planned::default, |m| {
-                let measure = format!("{}|{}|{:?}|{:?}", m.source, m.query, m.aggregate, m.window);
+                let measure = measure(&m.source, &m.query, m.aggregate, m.window);
                 on(m.revision, measure, m.min, m.max)
             }),
         Some(AnalysisTemplate::Conditions(t)) => t
@@ -823,11 +823,22 @@ fn planned(template: Option<&AnalysisTemplate>, metric: &str, revisions: &[Strin
             .iter()
             .find(|m| m.name == metric)
             .map_or_else(Planned::default, |m| {
-                let measure = format!("{}|{}|{:?}|{:?}", m.source, m.query, m.aggregate, m.window);
+                let measure = measure(&m.source, &m.query, m.aggregate, m.window);
                 on(m.revision, measure, None, None)
             }),
         _ => Planned::default(),
     }
+}
+
+/// What a metric measures, as a key: metrics of equal keys measure the same thing (on
+/// different revisions, when their plan says so).
+fn measure(
+    source: &str,
+    query: &str,
+    aggregate: cutover_core::Aggregate,
+    window: std::time::Duration,
+) -> String {
+    format!("{source}|{query}|{aggregate:?}|{window:?}")
 }
 
 /// The metrics of an analysis, one group per chart: a metric alone, or the metrics that measure

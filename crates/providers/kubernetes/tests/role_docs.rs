@@ -1,5 +1,5 @@
-//! The Role printed in docs/providers/kubernetes.md is the one the cluster tests grant (read from the
-//! crate docs), so the guide cannot drift from what is tested.
+//! The Role printed in docs/providers/kubernetes.md is the one the cluster tests grant (read
+//! from the crate docs), so the guide cannot drift from what is tested.
 
 use cutover_kube::testing::{role_from_docs, role_from_markdown};
 
