@@ -6,7 +6,8 @@
 use cutover_analysis::Alternative;
 use cutover_analysis::sequential::{
     CountSettings, CountTest, DistributionSettings, DistributionTest, ExceedanceSettings,
-    ExceedanceTest, MeanSettings, MeanTest, ObservedShareCountTest,
+    ExceedanceTest, MeanSettings, MeanTest, ObservedShareCountTest, StationaryCountSettings,
+    StationaryCountTest,
 };
 
 use super::{Detector, Metric};
@@ -25,6 +26,8 @@ pub(crate) enum Sequential {
     Mean(MeanTest),
     /// The exceedance test on latencies (stationary null).
     Exceedance(ExceedanceTest),
+    /// The conformal counts test on error indicators (stationary null).
+    Stationary(StationaryCountTest),
 }
 
 impl Sequential {
@@ -63,6 +66,9 @@ impl Detector for Sequential {
                 .map(|()| test.evidence()),
             Sequential::ObservedShare(test) => test
                 .observe_window(w.errors[c], w.errors[t], w.requests[c], w.requests[t])
+                .map(|()| test.evidence()),
+            Sequential::Stationary(test) => test
+                .observe_window(w.errors[c], w.requests[c], w.errors[t], w.requests[t])
                 .map(|()| test.evidence()),
             Sequential::Distribution(test) => test
                 .observe_control(&w.latency[c])
@@ -119,6 +125,12 @@ pub(crate) fn specs(metric: Metric, tag: &str) -> Vec<Spec<'static>> {
                         ..Default::default()
                     },
                     true,
+                )
+            }),
+            spec(format!("seq-counts-st/{tag}"), || {
+                Sequential::Stationary(
+                    StationaryCountTest::new(StationaryCountSettings::default())
+                        .expect("valid settings"),
                 )
             }),
         ],

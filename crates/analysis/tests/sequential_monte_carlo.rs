@@ -6,7 +6,7 @@
 
 use cutover_analysis::sequential::{
     CountSettings, CountTest, DistributionSettings, DistributionTest, MeanSettings, MeanTest,
-    ObservedShareCountTest, Variance,
+    ObservedShareCountTest, StationaryCountSettings, StationaryCountTest, Variance,
 };
 use cutover_analysis::{Alternative, SplitMix64};
 
@@ -85,6 +85,27 @@ fn counts_tests_hold_alpha_under_a_a() {
             });
             assert_under_alpha(&format!("counts {alternative:?} k={k}"), r, n);
         }
+    }
+}
+
+#[test]
+fn stationary_counts_test_holds_alpha_under_a_a() {
+    for error_rate in [0.002, 0.05] {
+        let settings = StationaryCountSettings {
+            alpha: ALPHA,
+            ..StationaryCountSettings::default()
+        };
+        let n = 150;
+        let r = rejections(n, |rng| {
+            let mut test = StationaryCountTest::new(settings.clone()).unwrap();
+            (0..CHECKS).any(|_| {
+                let (nc, nt) = (rng.poisson(50.0), rng.poisson(50.0));
+                let (ec, et) = (rng.binomial(nc, error_rate), rng.binomial(nt, error_rate));
+                test.observe_window(ec, nc, et, nt).unwrap();
+                test.evidence().rejected
+            })
+        });
+        assert_under_alpha(&format!("stationary counts at {error_rate}"), r, n);
     }
 }
 

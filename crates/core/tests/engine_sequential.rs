@@ -347,7 +347,7 @@ fn plan_errors_name_the_field() {
             "{ test: mean, source: m, query: q, tolerance: 0.01, stationary: true }",
             "",
             "analyses.seq.sequential.stationary",
-            "only to distribution",
+            "only to counts and distribution",
         ),
         (
             "{ test: counts, source: m, query: q, alpha: 1.5 }",

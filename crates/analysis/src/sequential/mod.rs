@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | [`CountTest`] | event counts (errors), fixed split | per-request rate ratio canary / control | Dirichlet-multinomial e-process, two-sided \[V\] and one-sided \[D\] |
 //! | [`ObservedShareCountTest`] | events and requests per window | per-request rate ratio | the same with the realised share per window \[D\] |
+//! | [`StationaryCountTest`] | events and requests per window, stationary | canary's error rate / control's (no confidence sequence) | conformal ranks of error indicators + rate-ratio bets, with restarts \[D\] |
 //! | [`DistributionTest`] | values (latency) or bucket counts | CDF gap `sup (F_control − F_canary)` | time-uniform CDF band \[U\]/\[D\] + tail exceedance e-process \[D\] |
 //! | [`ExceedanceTest`] | values (latency), stationary | canary's exceedance rate of the running quantiles / level | conformal ranks + one-sided exceedance e-process, with restarts \[D\] |
 //! | [`MeanTest`] | values, paired in arrival order | canary mean − control mean | mSPRT \[V\] with known or plug-in variance, scale-invariant t-mixture (default) \[D\], one-sided \[D\] |
@@ -47,6 +48,7 @@ mod means;
 mod mixture;
 mod observed_share;
 mod restarts;
+mod stationary_counts;
 
 pub use self::buckets::default_edges;
 pub use self::counts::{
@@ -68,3 +70,7 @@ pub use self::means::{
 };
 pub use self::observed_share::ObservedShareCountTest;
 pub use self::restarts::{BASE_WEIGHT, HORIZON, MAX_LIVE};
+pub use self::stationary_counts::{
+    DEFAULT_LEVEL_COUNT, DEFAULT_RATIOS, StationaryCountSettings, StationaryCountTest,
+    default_levels,
+};

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use cutover_analysis::sequential::{
     CountSettings, CountTest, Decision, DistributionSettings, DistributionTest, Evidence,
-    MeanSettings, MeanTest, Model, ObservedShareCountTest, Traffic, durations,
+    MeanSettings, MeanTest, Model, ObservedShareCountTest, StationaryCountSettings,
+    StationaryCountTest, Traffic, durations,
 };
 use cutover_analysis::{AnalysisError, SplitMix64, Verdict};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,42 @@ pub enum SequentialTest {
     Distribution(DistributionTest),
     /// Means of per-request values (mSPRT).
     Mean(MeanTest),
+    /// A counts test beside the stationary counts test (the template's `stationary: true`),
+    /// each at half the template's alpha: rejected when either rejects; the estimate and the
+    /// confidence sequence are the counts test's.
+    StationaryCounts {
+        /// The counts test (fixed or realised share).
+        counts: Box<SequentialTest>,
+        /// The test of the candidate's errors against the error rate of all requests so far.
+        stationary: StationaryCountTest,
+    },
+}
+
+impl SequentialTest {
+    /// The test's current evidence.
+    fn evidence(&self) -> Evidence {
+        match self {
+            SequentialTest::Counts(t) => t.evidence(),
+            SequentialTest::ObservedShare(t) => t.evidence(),
+            SequentialTest::Distribution(t) => t.evidence(),
+            SequentialTest::Mean(t) => t.evidence(),
+            SequentialTest::StationaryCounts { counts, stationary } => {
+                either_at_half_alpha(counts.evidence(), &stationary.evidence())
+            }
+        }
+    }
+}
+
+/// The evidence of two tests each run at `alpha / 2`, rejecting when either does (a union
+/// bound): the p-value is `min(1, 2·min(p₁, p₂))`, the e-value half the larger, and the
+/// effect, estimate and confidence sequence are the first test's.
+fn either_at_half_alpha(first: Evidence, second: &Evidence) -> Evidence {
+    Evidence {
+        p_value: (2.0 * first.p_value.min(second.p_value)).min(1.0),
+        rejected: first.rejected || second.rejected,
+        log_e_value: first.log_e_value.max(second.log_e_value) - std::f64::consts::LN_2,
+        ..first
+    }
 }
 
 /// What a sequential analysis run carries from one measurement to the next; saved in
@@ -194,11 +231,26 @@ impl SequentialAnalysis {
         SequentialAnalysis { template, sources }
     }
 
+    /// Whether a counts test runs beside the stationary counts test.
+    fn stationary_counts(&self) -> bool {
+        self.template.test == SequentialKind::Counts && self.template.stationary == Some(true)
+    }
+
+    /// The alpha of each test: the template's, or half of it for each of the two tests of
+    /// `stationary: true` on counts.
+    fn test_alpha(&self) -> f64 {
+        if self.stationary_counts() {
+            self.template.alpha / 2.0
+        } else {
+            self.template.alpha
+        }
+    }
+
     /// The counts settings of the template (counts tests only).
     fn count_settings(&self) -> CountSettings {
         let t = &self.template;
         let mut settings = CountSettings {
-            alpha: t.alpha,
+            alpha: self.test_alpha(),
             alternative: t.effective_alternative(),
             restarts: t.restarts.unwrap_or(true),
             ..CountSettings::default()
@@ -227,12 +279,24 @@ impl SequentialAnalysis {
         Ok(match t.test {
             SequentialKind::Counts => {
                 let settings = self.count_settings();
-                match t.canary_share {
+                let counts = match t.canary_share {
                     Some(share) => SequentialTest::Counts(CountTest::new(share, settings)?),
                     None => SequentialTest::ObservedShare(ObservedShareCountTest::new(
                         canary_weight.clamp(0.01, 0.99),
                         settings,
                     )?),
+                };
+                if self.stationary_counts() {
+                    SequentialTest::StationaryCounts {
+                        counts: Box::new(counts),
+                        stationary: StationaryCountTest::new(StationaryCountSettings {
+                            alpha: self.test_alpha(),
+                            restarts: t.restarts.unwrap_or(true),
+                            ..StationaryCountSettings::default()
+                        })?,
+                    }
+                } else {
+                    counts
                 }
             }
             SequentialKind::Distribution => {
@@ -415,12 +479,7 @@ impl SequentialAnalysis {
             }
         }
         state.covered_until = state.covered_until.max(now);
-        let evidence = match &state.test {
-            SequentialTest::Counts(t) => t.evidence(),
-            SequentialTest::ObservedShare(t) => t.evidence(),
-            SequentialTest::Distribution(t) => t.evidence(),
-            SequentialTest::Mean(t) => t.evidence(),
-        };
+        let evidence = state.test.evidence();
         let elapsed = now.saturating_since(state.data_start);
         let seen = |w: &Option<Window>, total: u64, requests: u64| Seen {
             total,
@@ -614,6 +673,26 @@ fn feed(test: &mut SequentialTest, control: &Window, canary: &Window) -> Result<
             t.observe_control(&sample(c, n, &mut rng))?;
             t.observe_canary(&sample(x, n, &mut rng))
         }
+        (
+            SequentialTest::StationaryCounts { counts, stationary },
+            Window::Counts {
+                events: c,
+                total: nc,
+            },
+            Window::Counts {
+                events: x,
+                total: nx,
+            },
+        ) => {
+            // Check the window before either test takes it, so a bad one changes neither.
+            if c > nc || x > nx {
+                return Err(AnalysisError::Invalid(format!(
+                    "events exceed requests: stable {c} of {nc}, candidate {x} of {nx}"
+                )));
+            }
+            feed(counts, control, canary)?;
+            stationary.observe_window(*c, *nc, *x, *nx)
+        }
         _ => Err(AnalysisError::Invalid(
             "the saved test does not match the template's kind".into(),
         )),
@@ -688,6 +767,7 @@ mod tests {
             SequentialTemplate::mean("s", "q").with_tolerance(0.01),
             SequentialTemplate::counts("s", "q")
                 .with_alternative(cutover_analysis::Alternative::TwoSided),
+            SequentialTemplate::counts("s", "q").with_stationary(true),
         ] {
             let state = fed(&template);
             let json = serde_json::to_string(&state).unwrap();
@@ -899,6 +979,15 @@ mod tests {
                     // Only visible in the saved state: a restarted tail e-process.
                     serde_json::to_string(&t).unwrap().contains("\"restarts\"")
                 }
+                SequentialTest::StationaryCounts { counts, stationary } => {
+                    let json = serde_json::to_string(&stationary).unwrap();
+                    let inner = match *counts {
+                        SequentialTest::ObservedShare(t) => t.settings().restarts,
+                        other => panic!("not an observed-share test inside: {other:?}"),
+                    };
+                    assert_eq!(json.contains("\"restarts\":{"), inner, "{json}");
+                    inner
+                }
             }
         };
         for template in [
@@ -906,6 +995,7 @@ mod tests {
             SequentialTemplate::counts("s", "q").with_canary_share(0.2),
             SequentialTemplate::distribution("s", "q"),
             SequentialTemplate::mean("s", "q").with_tolerance(0.01),
+            SequentialTemplate::counts("s", "q").with_stationary(true),
         ] {
             assert!(restarts(template.clone()), "{template:?}");
             assert!(
@@ -917,6 +1007,60 @@ mod tests {
             serde_saphyr::from_str("{ test: counts, source: s, query: q, restarts: false }")
                 .unwrap();
         assert_eq!(yaml.restarts, Some(false));
+    }
+
+    /// The template's `stationary` on a counts test runs the stationary counts test beside
+    /// it, each at half the alpha: a doubling of the candidate's error rate after ten minutes
+    /// of equal rates is rejected sooner than by the counts test alone, and it is the
+    /// stationary test that rejects.
+    #[test]
+    fn the_template_adds_the_stationary_counts_test() {
+        let windows_to_reject = |template: SequentialTemplate| {
+            let analysis = SequentialAnalysis::new(template, Sources::new());
+            let mut test = analysis.new_test(0.5).unwrap();
+            let window = |events, total| Window::Counts { events, total };
+            for _ in 0..60 {
+                feed(&mut test, &window(10, 1000), &window(10, 1000)).unwrap();
+                assert!(!test.evidence().rejected);
+            }
+            for w in 1..=30 {
+                feed(&mut test, &window(10, 1000), &window(20, 1000)).unwrap();
+                if test.evidence().rejected {
+                    return (w, test);
+                }
+            }
+            panic!("not rejected in 30 windows");
+        };
+        let yaml: SequentialTemplate =
+            serde_saphyr::from_str("{ test: counts, source: s, query: q, stationary: true }")
+                .unwrap();
+        let (with, test) = windows_to_reject(yaml);
+        let (without, _) = windows_to_reject(SequentialTemplate::counts("s", "q"));
+        assert!(with < without, "{with} windows with, {without} without");
+        let SequentialTest::StationaryCounts { counts, stationary } = &test else {
+            panic!("not the pair: {test:?}");
+        };
+        assert!(stationary.evidence().rejected && !counts.evidence().rejected);
+        let e = test.evidence();
+        assert!((e.p_value - 2.0 * stationary.evidence().p_value).abs() < 1e-12);
+        assert!(e.p_value <= 0.05, "{}", e.p_value);
+        // The estimate and confidence sequence stay the counts test's (alpha / 2).
+        assert_eq!(e.upper.to_bits(), counts.evidence().upper.to_bits());
+        // A bad window changes neither test.
+        let mut after = test.clone();
+        let bad = feed(
+            &mut after,
+            &Window::Counts {
+                events: 5,
+                total: 4,
+            },
+            &Window::Counts {
+                events: 0,
+                total: 10,
+            },
+        );
+        assert!(bad.is_err());
+        assert_eq!(after, test);
     }
 
     /// The template's `stationary` turns the exceedance test of a distribution test on; it is

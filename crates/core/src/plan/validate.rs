@@ -625,8 +625,8 @@ fn sequential_template(at: &str, t: &super::SequentialTemplate) -> Result {
     )?;
     only(
         "stationary",
-        t.stationary.is_some() && t.test != Distribution,
-        "distribution",
+        t.stationary.is_some() && t.test == Mean,
+        "counts and distribution",
     )?;
     if let Some(k) = t.prior_strength
         && !(k.is_finite() && k > 0.0)
