@@ -163,6 +163,15 @@ pub(crate) fn specs(metric: Metric, tag: &str) -> Vec<Spec<'static>> {
                     ExceedanceTest::new(ExceedanceSettings::default()).expect("valid settings"),
                 )
             }),
+            spec(format!("seq-exceed-notm-gt/{tag}"), || {
+                Sequential::Exceedance(
+                    ExceedanceTest::new(ExceedanceSettings {
+                        tail_mixture: false,
+                        ..ExceedanceSettings::default()
+                    })
+                    .expect("valid settings"),
+                )
+            }),
             spec(format!("seq-msprt-2s/{tag}"), || {
                 Sequential::mean(MeanSettings::default())
             }),

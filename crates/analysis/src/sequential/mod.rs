@@ -62,7 +62,7 @@ pub use self::durations::{Durations, Model, Traffic, durations};
 pub use self::evidence::{Decision, Effect, Evidence};
 pub use self::exceedance::{
     DEFAULT_EXCEEDANCE_PRIOR_STRENGTH, DEFAULT_EXCEEDANCE_QUANTILES, ExceedanceSettings,
-    ExceedanceTest, RESTART_SPACING, SHIFT_PRIOR_SCALE,
+    ExceedanceTest, RESTART_SPACING, SHIFT_PRIOR_SCALE, TAIL_SHARES, TAIL_SHIFTS,
 };
 pub use self::means::{
     DEFAULT_STANDARDIZED_TAU, MeanSettings, MeanTest, PLUG_IN_MIN_PAIRS, Variance,
