@@ -159,7 +159,7 @@ fn tail_bets(z: f64) -> impl Iterator<Item = f64> {
 }
 
 /// The tail mixture's running sums of `ln` bets, one per `(s, d)`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TailSums(Vec<f64>);
 
 impl TailSums {
@@ -173,11 +173,15 @@ impl TailSums {
         }
     }
 
-    /// `ln` of the average over the grid of the products since `start`.
+    /// `ln` of the average over the grid of the products since `start` (`None`: since the
+    /// beginning).
     #[allow(clippy::cast_precision_loss)]
-    fn log_e_since(&self, start: &TailSums) -> f64 {
-        let terms = self.0.iter().zip(&start.0).map(|(a, b)| a - b);
-        log_sum_exp(terms) - (self.0.len() as f64).ln()
+    fn log_e_since(&self, start: Option<&TailSums>) -> f64 {
+        let sum = match start {
+            Some(start) => log_sum_exp(self.0.iter().zip(&start.0).map(|(a, b)| a - b)),
+            None => log_sum_exp(self.0.iter().copied()),
+        };
+        sum - (self.0.len() as f64).ln()
     }
 }
 
@@ -190,10 +194,7 @@ struct TailMixture {
 
 impl TailMixture {
     fn log_e(&self) -> f64 {
-        log_e_with(
-            self.restarts.as_ref(),
-            self.sums.log_e_since(&TailSums::new()),
-        )
+        log_e_with(self.restarts.as_ref(), self.sums.log_e_since(None))
     }
 }
 
@@ -543,7 +544,7 @@ impl ExceedanceTest {
             tails.sums.add(&window_tails);
             if let Some(restarts) = &mut tails.restarts {
                 for r in restarts.live_mut() {
-                    r.log_e = tails.sums.log_e_since(&r.component);
+                    r.log_e = tails.sums.log_e_since(Some(&r.component));
                 }
             }
         }

@@ -380,6 +380,18 @@ mod tests {
         StationaryCountTest::new(StationaryCountSettings::default()).expect("valid settings")
     }
 
+    /// The one-sided counts test the stationary one is compared with.
+    fn counts_test() -> super::super::CountTest {
+        super::super::CountTest::new(
+            0.5,
+            super::super::CountSettings {
+                alternative: crate::Alternative::Greater,
+                ..Default::default()
+            },
+        )
+        .expect("valid settings")
+    }
+
     #[test]
     fn the_default_levels_span_the_documented_range() {
         let levels = default_levels();
@@ -481,14 +493,7 @@ mod tests {
         let mut times = [Vec::new(), Vec::new()];
         for _ in 0..20 {
             let mut stationary = test();
-            let mut counts = super::super::CountTest::new(
-                0.5,
-                super::super::CountSettings {
-                    alternative: crate::Alternative::Greater,
-                    ..Default::default()
-                },
-            )
-            .expect("valid settings");
+            let mut counts = counts_test();
             let mut caught = [None, None];
             for w in 0..180 {
                 let (c, x) = (
@@ -535,14 +540,7 @@ mod tests {
             let mut rng = crate::SplitMix64::new(1000 + r);
             let mut draw = |n: u64, p: f64| (0..n).filter(|_| rng.uniform() <= p).count() as u64;
             let mut s = test();
-            let mut c = super::super::CountTest::new(
-                0.5,
-                super::super::CountSettings {
-                    alternative: crate::Alternative::Greater,
-                    ..Default::default()
-                },
-            )
-            .expect("valid settings");
+            let mut c = counts_test();
             for check in 0..180 {
                 let p = 0.01 * (1.0 + f64::from(check) / 180.0);
                 let (a, b) = (draw(1000, p), draw(1000, p));
