@@ -3,7 +3,6 @@
 //! latency, or a crash); the drill reports how long the plan took to notice and to put all
 //! traffic back on stable, and how many requests failed meanwhile.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,7 +119,7 @@ pub(crate) async fn drill(args: &DrillArgs) -> Result<Exit, Failure> {
                     RolloutEvent::SplitChanged { to, .. } => {
                         let share = to.weight(&candidate_id).percent();
                         if t.injected.is_none() && at_step.is_none() && share > 0.0 {
-                            inject(&mut t, &failure, &v2, v2_addr, &load, share, None).await;
+                            inject(&mut t, &failure, &v2, &load, share, None).await;
                         } else if t.injected.is_some()
                             && t.stable.is_none()
                             && to.is_all_to(&stable_id)
@@ -140,7 +139,7 @@ pub(crate) async fn drill(args: &DrillArgs) -> Result<Exit, Failure> {
                         {
                             let share = t.candidate_share;
                             let label = format!("{} ({})", step.index, step.kind);
-                            inject(&mut t, &failure, &v2, v2_addr, &load, share, Some(label)).await;
+                            inject(&mut t, &failure, &v2, &load, share, Some(label)).await;
                         }
                         if let Entry::Decision {
                             decision: Decision::Rollback(reason),
@@ -232,39 +231,32 @@ impl Injected {
     }
 }
 
-/// Replaces the candidate's service by a failing one on the same address.
+/// Makes the candidate fail: errors and latency are switched on in place (same address, same
+/// connections, so the switch itself fails no request); a crash stops the service.
 async fn inject(
     t: &mut Timeline,
     failure: &Injected,
     v2: &Mutex<Option<DemoService>>,
-    addr: SocketAddr,
     load: &LoadGenerator,
     share: f64,
     step: Option<String>,
 ) {
     let mut slot = v2.lock().await;
-    let version = "candidate (failing)";
-    if let Some(old) = slot.take() {
-        old.shutdown().await;
-    }
     let report = load.report();
     t.failed_before = report.failed();
     t.total_before = report.total();
     t.injected = Some(wall_now());
     t.candidate_share = share;
     t.injected_at_step = step;
-    let config = match failure.kind {
-        Inject::Crash => None,
-        Inject::Errors => Some(DemoConfig::new(version).error_rate(failure.error_rate)),
-        Inject::Latency => Some(DemoConfig::new(version).latency(failure.latency)),
-    };
-    if let Some(config) = config {
-        match DemoService::start_on(config, addr).await {
-            Ok(service) => *slot = Some(service),
-            Err(e) => {
-                eprintln!("drill: could not restart the candidate on {addr}: {e}; it stays down");
+    match (failure.kind, slot.as_ref()) {
+        (Inject::Errors, Some(service)) => service.set_error_rate(failure.error_rate),
+        (Inject::Latency, Some(service)) => service.set_latency(failure.latency),
+        (Inject::Crash, _) => {
+            if let Some(old) = slot.take() {
+                old.shutdown().await;
             }
         }
+        (_, None) => {}
     }
     println!(
         "drill: injected {} with {share:.1} % of traffic on the candidate",

@@ -72,6 +72,10 @@ impl DemoConfig {
 
 struct Prepared {
     config: DemoConfig,
+    /// The share answered 500, as `f64` bits: changed in place by [`DemoService::set_error_rate`].
+    error_rate: AtomicU64,
+    /// The added latency in nanoseconds: changed in place by [`DemoService::set_latency`].
+    latency_nanos: AtomicU64,
     served: AtomicU64,
     version: HeaderValue,
     body: Bytes,
@@ -103,6 +107,8 @@ impl DemoService {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             body: Bytes::from(format!("hello from {}\n", config.version)),
             health: Bytes::from(format!("ok {}\n", config.version)),
+            error_rate: AtomicU64::new(config.error_rate.to_bits()),
+            latency_nanos: AtomicU64::new(nanos(config.latency)),
             config,
             served: AtomicU64::new(0),
         });
@@ -134,6 +140,23 @@ impl DemoService {
         self.prepared.served.load(Ordering::Relaxed)
     }
 
+    /// Answers this share of the requests that arrive from now on with 500 (0.0 to 1.0), on
+    /// the same address and connections: a failure injected without a restart, so no request
+    /// fails for the change itself.
+    pub fn set_error_rate(&self, rate: f64) {
+        self.prepared
+            .error_rate
+            .store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Adds this latency to the requests that arrive from now on, on the same address and
+    /// connections.
+    pub fn set_latency(&self, latency: Duration) {
+        self.prepared
+            .latency_nanos
+            .store(nanos(latency), Ordering::Relaxed);
+    }
+
     /// Stops it, letting requests in flight finish.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
@@ -150,9 +173,27 @@ impl Drop for DemoService {
     }
 }
 
+impl Prepared {
+    fn error_rate(&self) -> f64 {
+        f64::from_bits(self.error_rate.load(Ordering::Relaxed))
+    }
+
+    fn latency(&self) -> Duration {
+        Duration::from_nanos(self.latency_nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// A latency in nanoseconds, saturated (584 years fit).
+fn nanos(latency: Duration) -> u64 {
+    u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.config.fmt(f)
+        let mut config = self.config.clone();
+        config.error_rate = self.error_rate();
+        config.latency = self.latency();
+        config.fmt(f)
     }
 }
 
@@ -166,11 +207,12 @@ async fn answer<B>(p: &Prepared, req: &Request<B>) -> Response<ProxyBody> {
         };
     }
     p.served.fetch_add(1, Ordering::Relaxed);
-    if !c.latency.is_zero() {
+    let latency = p.latency();
+    if !latency.is_zero() {
         // Simulated service time, not a wait for something to happen.
-        tokio::time::sleep(c.latency).await;
+        tokio::time::sleep(latency).await;
     }
-    let mut resp = if fastrand::f64() < c.error_rate {
+    let mut resp = if fastrand::f64() < p.error_rate() {
         plain(StatusCode::INTERNAL_SERVER_ERROR, "failed\n")
     } else {
         let mut resp = Response::new(full(p.body.clone()));

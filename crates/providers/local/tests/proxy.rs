@@ -520,3 +520,35 @@ async fn upstreams_closing_keep_alive_connections_cost_no_request() {
     }
     assert_eq!(statuses, [(200, 300)].into(), "status counts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_service_starts_failing_in_place_without_failing_a_request_for_the_change() {
+    let s = setup(DemoConfig::new("v2")).await;
+    let c = client();
+    s.proxy.router().set_split(&canary(10_000)).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(get(&c, s.proxy.addr(), &[]).await.0, 200);
+    }
+    // Every request fails from now on, and the latency is added, on the same address.
+    s.v2.set_error_rate(1.0);
+    s.v2.set_latency(Duration::from_millis(20));
+    for _ in 0..20 {
+        assert_eq!(get(&c, s.proxy.addr(), &[]).await.0, 500);
+    }
+    s.v2.set_error_rate(0.0);
+    for _ in 0..20 {
+        assert_eq!(get(&c, s.proxy.addr(), &[]).await.0, 200);
+    }
+    assert_eq!(s.v2.served(), 60);
+    let m = s.proxy.metrics();
+    let q = |query: &str| MetricQuery::new(query, query, rev("v2"), Duration::from_mins(1));
+    let Samples::Values(lat) = m.query(&q("latency")).await.unwrap() else {
+        panic!()
+    };
+    let slow = lat.iter().filter(|&&l| l >= 0.019).count();
+    assert_eq!(slow, 40, "20 ms added to the last 40 of 60: {lat:?}");
+    let Samples::Counts { events, total } = m.query(&q("error_rate")).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!((events, total), (20, 60));
+}
