@@ -13,7 +13,10 @@ use crate::kayenta::{
     CanaryConfig, JudgeSettings, MetricConfig, MetricData, ScoreThresholds, ScoredMetric, classify,
     judge, score,
 };
-use crate::sequential::{CountSettings, CountTest, DistributionSettings, DistributionTest};
+use crate::sequential::{
+    CountSettings, CountTest, DistributionSettings, DistributionTest, StationaryCountSettings,
+    StationaryCountTest,
+};
 use crate::{
     Alternative, AnalysisError, Method, PowerSettings, chi_square_2x2, fisher_exact,
     hodges_lehmann, mann_whitney, power_normal, power_two_proportions, sample_size_normal,
@@ -233,6 +236,21 @@ pub enum Request {
         #[serde(default)]
         alternative: Alternative,
     },
+    /// [`StationaryCountTest`] fed cumulative errors and requests per check →
+    /// `{"p_values", "first_rejection"}`.
+    SequentialStationaryCounts {
+        /// Cumulative `[control, canary]` errors, one pair per check (non-decreasing).
+        errors: Vec<[u64; 2]>,
+        /// Cumulative `[control, canary]` requests, one pair per check (non-decreasing, as
+        /// many as `errors`, never fewer than the errors).
+        requests: Vec<[u64; 2]>,
+        /// Default 0.05.
+        #[serde(default = "alpha")]
+        alpha: f64,
+        /// Restarted e-processes for late onsets (default true, as the library).
+        #[serde(default = "yes")]
+        restarts: bool,
+    },
     /// [`DistributionTest`] fed new values per check →
     /// `{"p_values", "first_rejection"}`.
     SequentialDistribution {
@@ -269,20 +287,53 @@ fn sequential_counts(
         )));
     }
     let mut test = CountTest::new(split[1] / (split[0] + split[1]), settings)?;
-    let mut last = [0u64; 2];
     let mut p_values = Vec::with_capacity(counts.len());
-    for (i, &[control, canary]) in counts.iter().enumerate() {
-        if control < last[0] || canary < last[1] {
-            return Err(AnalysisError::Invalid(format!(
-                "counts must be cumulative (non-decreasing): check {i} has {:?} after {last:?}",
-                [control, canary]
-            )));
-        }
-        test.observe(control - last[0], canary - last[1])?;
+    for [control, canary] in increments("counts", counts)? {
+        test.observe(control, canary)?;
         p_values.push(test.evidence().p_value);
-        last = [control, canary];
     }
     Ok(sequential_answer(&p_values, settings.alpha))
+}
+
+/// The increments of cumulative `[control, canary]` pairs, refused when one falls.
+fn increments(name: &str, cumulative: &[[u64; 2]]) -> Result<Vec<[u64; 2]>, AnalysisError> {
+    let mut last = [0u64; 2];
+    let mut out = Vec::with_capacity(cumulative.len());
+    for (i, &pair) in cumulative.iter().enumerate() {
+        if pair[0] < last[0] || pair[1] < last[1] {
+            return Err(AnalysisError::Invalid(format!(
+                "{name} must be cumulative (non-decreasing): check {i} has {pair:?} after {last:?}"
+            )));
+        }
+        out.push([pair[0] - last[0], pair[1] - last[1]]);
+        last = pair;
+    }
+    Ok(out)
+}
+
+fn sequential_stationary_counts(
+    errors: &[[u64; 2]],
+    requests: &[[u64; 2]],
+    settings: StationaryCountSettings,
+) -> Result<Value, AnalysisError> {
+    if errors.len() != requests.len() {
+        return Err(AnalysisError::Invalid(format!(
+            "errors has {} checks but requests has {}",
+            errors.len(),
+            requests.len()
+        )));
+    }
+    let alpha = settings.alpha;
+    let mut test = StationaryCountTest::new(settings)?;
+    let mut p_values = Vec::with_capacity(errors.len());
+    for (e, n) in increments("errors", errors)?
+        .into_iter()
+        .zip(increments("requests", requests)?)
+    {
+        test.observe_window(e[0], n[0], e[1], n[1])?;
+        p_values.push(test.evidence().p_value);
+    }
+    Ok(sequential_answer(&p_values, alpha))
 }
 
 fn sequential_distribution(
@@ -454,6 +505,20 @@ pub fn run(request: Request) -> Result<Value, AnalysisError> {
                 prior_strength,
                 alternative,
                 restarts,
+            },
+        )?,
+        Request::SequentialStationaryCounts {
+            errors,
+            requests,
+            alpha,
+            restarts,
+        } => sequential_stationary_counts(
+            &errors,
+            &requests,
+            StationaryCountSettings {
+                alpha,
+                restarts,
+                ..StationaryCountSettings::default()
             },
         )?,
         Request::SequentialDistribution {

@@ -8,9 +8,9 @@
 use cutover_analysis::harness::{Request, run, run_json};
 use cutover_analysis::sequential::{
     Arm, BAND_SHARE, BASE_WEIGHT, CountSettings, CountTest, Decision, DistributionSettings,
-    DistributionTest, MeanSettings, MeanTest, ObservedShareCountTest, Variance, band_epsilon,
-    log_bayes_factor, log_bayes_factor_greater, msprt_log_lambda, msprt_log_lambda_greater,
-    t_mixture_log_bf,
+    DistributionTest, MeanSettings, MeanTest, ObservedShareCountTest, StationaryCountSettings,
+    StationaryCountTest, Variance, band_epsilon, log_bayes_factor, log_bayes_factor_greater,
+    msprt_log_lambda, msprt_log_lambda_greater, t_mixture_log_bf,
 };
 use cutover_analysis::{Alternative, AnalysisError};
 use serde_json::{Value, json};
@@ -624,6 +624,55 @@ fn harness_sequential_distribution() {
         r#"{"op":"sequential_distribution","control":[[1]],"canary":[]}"#,
         r#"{"op":"sequential_distribution","control":[[1]],"canary":[[-1]]}"#,
         r#"{"op":"sequential_distribution","control":[[1]],"canary":[[1]],"alpha":0}"#,
+    ] {
+        assert!(run_json(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn harness_sequential_stationary_counts() {
+    // 1 % errors in both arms for 30 checks, then the canary at 10 %.
+    let (mut errors, mut requests) = (Vec::new(), Vec::new());
+    let (mut e, mut n) = ([0u64; 2], [0u64; 2]);
+    let mut windows = Vec::new();
+    for check in 0..40 {
+        let canary_errors = if check < 30 { 10 } else { 100 };
+        let window = [10, 1000, canary_errors, 1000];
+        windows.push(window);
+        e = [e[0] + window[0], e[1] + window[2]];
+        n = [n[0] + window[1], n[1] + window[3]];
+        errors.push(e);
+        requests.push(n);
+    }
+    for restarts in [true, false] {
+        let request = json!({"op": "sequential_stationary_counts", "errors": errors,
+            "requests": requests, "alpha": 0.05, "restarts": restarts});
+        let out = run(serde_json::from_value::<Request>(request).unwrap()).unwrap();
+        // The same numbers as the test object fed the same windows.
+        let mut test = StationaryCountTest::new(StationaryCountSettings {
+            restarts,
+            ..StationaryCountSettings::default()
+        })
+        .unwrap();
+        let mut want = Vec::new();
+        for [ce, cn, te, tn] in &windows {
+            test.observe_window(*ce, *cn, *te, *tn).unwrap();
+            want.push(test.evidence().p_value);
+        }
+        assert_eq!(out["p_values"], json!(want));
+        let first = want.iter().position(|p| *p <= 0.05).unwrap();
+        assert!(first >= 30, "rejected before the onset: {want:?}");
+        assert_eq!(out["first_rejection"], json!(first));
+    }
+    for bad in [
+        // Decreasing totals, more errors than requests, unequal lengths, bad alpha, unknown
+        // field.
+        r#"{"op":"sequential_stationary_counts","errors":[[5,5],[4,6]],"requests":[[9,9],[9,9]]}"#,
+        r#"{"op":"sequential_stationary_counts","errors":[[5,5],[5,5]],"requests":[[9,9],[8,9]]}"#,
+        r#"{"op":"sequential_stationary_counts","errors":[[5,10]],"requests":[[9,9]]}"#,
+        r#"{"op":"sequential_stationary_counts","errors":[[5,5]],"requests":[]}"#,
+        r#"{"op":"sequential_stationary_counts","errors":[[5,5]],"requests":[[9,9]],"alpha":0}"#,
+        r#"{"op":"sequential_stationary_counts","errors":[[5,5]],"requests":[[9,9]],"nope":1}"#,
     ] {
         assert!(run_json(bad).is_err(), "{bad}");
     }

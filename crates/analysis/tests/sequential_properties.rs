@@ -226,4 +226,43 @@ proptest! {
             && counts.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1);
         prop_assert_eq!(result.is_ok(), valid, "{:?}", result);
     }
+
+    #[test]
+    fn harness_stationary_counts_never_panics(
+        checks in prop::collection::vec(((0u64..50, 0u64..50), (0u64..100, 0u64..100)), 0..10),
+        alpha in -0.5f64..1.5,
+    ) {
+        let errors: Vec<[u64; 2]> = checks.iter().map(|((a, b), _)| [*a, *b]).collect();
+        let requests: Vec<[u64; 2]> = checks.iter().map(|(_, (a, b))| [*a, *b]).collect();
+        let request = serde_json::json!({
+            "op": "sequential_stationary_counts",
+            "errors": errors,
+            "requests": requests,
+            "alpha": alpha,
+        });
+        let result = run_json(&request.to_string());
+        let increments = |v: &[[u64; 2]]| -> Option<Vec<[u64; 2]>> {
+            let mut last = [0, 0];
+            v.iter()
+                .map(|p| {
+                    let step = [p[0].checked_sub(last[0])?, p[1].checked_sub(last[1])?];
+                    last = *p;
+                    Some(step)
+                })
+                .collect()
+        };
+        let valid = alpha > 0.0
+            && alpha < 1.0
+            && match (increments(&errors), increments(&requests)) {
+                (Some(e), Some(n)) => e.iter().zip(&n).all(|(e, n)| e[0] <= n[0] && e[1] <= n[1]),
+                _ => false,
+            };
+        prop_assert_eq!(result.is_ok(), valid, "{:?}", result);
+        if let Ok(text) = result {
+            let out: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let p = out["p_values"].as_array().unwrap();
+            prop_assert_eq!(p.len(), checks.len());
+            prop_assert!(p.iter().all(|p| (0.0..=1.0).contains(&p.as_f64().unwrap())));
+        }
+    }
 }
