@@ -1,6 +1,7 @@
 //! Which detectors run in which cell, and on how many replications.
 
 use crate::detectors::argo::Argo;
+use crate::detectors::cusum::Cusum;
 use crate::detectors::group_sequential::GroupSequential;
 use crate::detectors::kayenta::Kayenta;
 use crate::detectors::mann_whitney::NaiveMannWhitney;
@@ -31,14 +32,25 @@ fn spec<'a>(
 }
 
 /// The lineup of one cell. The SPRT limit comes first (named `sprt-limit`) when the scenario
-/// has an effect.
-pub(crate) fn lineup(scenario: &Scenario, rate: f64, caps: Caps) -> Vec<Spec<'_>> {
+/// has an effect, then the CUSUM that does not know the onset (`sprt-cusum`) when its
+/// threshold is given.
+pub(crate) fn lineup(
+    scenario: &Scenario,
+    rate: f64,
+    caps: Caps,
+    cusum_threshold: Option<f64>,
+) -> Vec<Spec<'_>> {
     let all = usize::MAX;
     let mut out = Vec::new();
     if scenario.effect != Effect::None {
         out.push(spec("sprt-limit".into(), all, move || {
             Box::new(Sprt::new(scenario))
         }));
+        if let Some(h) = cusum_threshold {
+            out.push(spec("sprt-cusum".into(), all, move || {
+                Box::new(Cusum::new(scenario.effect, h))
+            }));
+        }
     }
     if matches!(scenario.effect, Effect::Tail { .. }) {
         out.push(spec("sprt-2s-limit".into(), all, move || {

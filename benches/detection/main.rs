@@ -103,7 +103,9 @@ struct Reps {
 /// Every cell of the run.
 fn run(o: &Options, reps: Reps) -> Vec<Row> {
     let mut rows = Vec::new();
-    for rate in [5.0, 20.0, 100.0] {
+    // The CUSUM reference's threshold per effect and rate, calibrated once (the onsets share it).
+    let mut thresholds = std::collections::HashMap::new();
+    for rate in [5.0_f64, 20.0, 100.0] {
         for scenario in Scenario::all() {
             if o.only
                 .as_ref()
@@ -116,6 +118,18 @@ fn run(o: &Options, reps: Reps) -> Vec<Row> {
             } else {
                 reps.effect
             };
+            let cusum = (scenario.effect != traffic::Effect::None).then(|| {
+                let key = (format!("{:?}", scenario.effect), rate.to_bits());
+                *thresholds.entry(key).or_insert_with(|| {
+                    detectors::cusum::calibrate(
+                        o.seed,
+                        scenario.effect,
+                        rate,
+                        detectors::cusum::CALIBRATION_REPS,
+                        o.threads,
+                    )
+                })
+            });
             let mut specs = lineup::lineup(
                 &scenario,
                 rate,
@@ -123,6 +137,7 @@ fn run(o: &Options, reps: Reps) -> Vec<Row> {
                     baseline: reps.baseline,
                     raw: reps.raw,
                 },
+                cusum,
             );
             if let Some(d) = &o.detectors {
                 specs.retain(|s| s.name.starts_with("sprt-") || s.name.contains(d.as_str()));

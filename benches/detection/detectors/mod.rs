@@ -1,6 +1,7 @@
 //! The detectors: each one reads the same simulated windows and says when it would roll back.
 
 pub(crate) mod argo;
+pub(crate) mod cusum;
 pub(crate) mod cutover;
 pub(crate) mod group_sequential;
 pub(crate) mod kayenta;

@@ -55,14 +55,56 @@ impl Detector for TwoSampleTailSprt {
     }
 }
 
+/// Log-latencies not yet paired, per arm; the canary's with the log scale of its window.
+#[derive(Default)]
+pub(crate) struct Pending {
+    control: VecDeque<f64>,
+    canary: VecDeque<(f64, f64)>,
+}
+
+/// The limit's log-likelihood ratio increment for window `w` under `effect` (the effect in
+/// force for that window; none before the onset): event labels for errors, paired
+/// log-latency differences for a scale (pairs may span windows, hence `pending`), the
+/// one-sample mixture density for a tail.
+pub(crate) fn window_llr(effect: Effect, w: &Window, pending: &mut Pending) -> f64 {
+    match effect {
+        Effect::None => 0.0,
+        Effect::Errors { from, to } => {
+            let theta = canary_event_share(from, to);
+            llr_event_labels(w.errors[CONTROL], w.errors[CANARY], theta)
+        }
+        Effect::Scale(m) => {
+            pending
+                .control
+                .extend(w.latency[CONTROL].iter().map(|v| v.ln()));
+            pending
+                .canary
+                .extend(w.latency[CANARY].iter().map(|v| (v.ln(), m.ln())));
+            let var = 2.0 * LOG_SD * LOG_SD;
+            let mut llr = 0.0;
+            while !pending.control.is_empty() && !pending.canary.is_empty() {
+                let c = pending.control.pop_front().unwrap_or_default();
+                let (t, delta) = pending.canary.pop_front().unwrap_or_default();
+                llr += llr_normal_sum(t - c, 1, delta, var);
+            }
+            llr
+        }
+        Effect::Tail { share, factor } => {
+            let mu = MEDIAN_LATENCY_S.ln();
+            w.latency[CANARY]
+                .iter()
+                .map(|v| llr_tail(v.ln(), mu, LOG_SD, share, factor))
+                .sum::<f64>()
+        }
+    }
+}
+
 /// The limit SPRT.
 pub(crate) struct Sprt {
     scenario: Scenario,
     threshold: f64,
     llr: f64,
-    /// Log-latencies not yet paired, per arm; the canary's with the log scale of its window.
-    pending_control: VecDeque<f64>,
-    pending_canary: VecDeque<(f64, f64)>,
+    pending: Pending,
 }
 
 impl Sprt {
@@ -72,8 +114,7 @@ impl Sprt {
             scenario: scenario.clone(),
             threshold: 20.0_f64.ln(),
             llr: 0.0,
-            pending_control: VecDeque::new(),
-            pending_canary: VecDeque::new(),
+            pending: Pending::default(),
         }
     }
 }
@@ -84,32 +125,7 @@ impl Detector for Sprt {
             return false;
         }
         // Along a ramp the limit knows each window's parameters.
-        match self.scenario.effect_at(w.index) {
-            Effect::None => return false,
-            Effect::Errors { from, to } => {
-                let theta = canary_event_share(from, to);
-                self.llr += llr_event_labels(w.errors[CONTROL], w.errors[CANARY], theta);
-            }
-            Effect::Scale(m) => {
-                self.pending_control
-                    .extend(w.latency[CONTROL].iter().map(|v| v.ln()));
-                self.pending_canary
-                    .extend(w.latency[CANARY].iter().map(|v| (v.ln(), m.ln())));
-                let var = 2.0 * LOG_SD * LOG_SD;
-                while !self.pending_control.is_empty() && !self.pending_canary.is_empty() {
-                    let c = self.pending_control.pop_front().unwrap_or_default();
-                    let (t, delta) = self.pending_canary.pop_front().unwrap_or_default();
-                    self.llr += llr_normal_sum(t - c, 1, delta, var);
-                }
-            }
-            Effect::Tail { share, factor } => {
-                let mu = MEDIAN_LATENCY_S.ln();
-                self.llr += w.latency[CANARY]
-                    .iter()
-                    .map(|v| llr_tail(v.ln(), mu, LOG_SD, share, factor))
-                    .sum::<f64>();
-            }
-        }
+        self.llr += window_llr(self.scenario.effect_at(w.index), w, &mut self.pending);
         self.llr >= self.threshold
     }
 }
