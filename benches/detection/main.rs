@@ -1,7 +1,8 @@
 //! The detection benchmark (issue 10, ANALYSIS.md §6): one seeded simulation of canary traffic,
 //! read by every detector (Kayenta-style repeated judgment, naive repeated Mann-Whitney,
 //! Argo-style thresholds, cutover's sequential tests, an O'Brien-Fleming group-sequential test,
-//! and the SPRT limit), reporting false rollback rates and times to detect.
+//! the SPRT limit, and a CUSUM that knows the effect but not its onset), reporting false
+//! rollback rates and times to detect.
 //!
 //! ```text
 //! cargo run --release -p cutover-benches --bin detection -- [--quick] [--json PATH]
@@ -196,7 +197,8 @@ fn main() -> ExitCode {
         "detection benchmark: seed {}, {} A/A reps, {} reps per effect cell; Kayenta and \
          naive MW on 10 s points on the first {} reps of each cell, on raw latencies at \
          5 req/s on the first {}; checks every 10 s for 30 min; TTD from onset; limit = \
-         power-one SPRT (ln 20) with true parameters",
+         power-one SPRT (ln 20) with true parameters; sprt-cusum = CUSUM on the same \
+         increments, onset unknown, threshold for 5 % false alarms in 30 min",
         o.seed, reps.null, reps.effect, reps.baseline, reps.raw
     );
     print!("{}", report::table(&rows));
