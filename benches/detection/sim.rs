@@ -49,19 +49,15 @@ fn run_rep(traffic: &Traffic<'_>, specs: &[Spec<'_>], rep: usize) -> RepResult {
     first
 }
 
-/// Runs `reps` replications of `scenario` at `rate` on `threads` threads and summarises each
-/// detector into a row; `limit_ttd_s` is the median of the detector named `sprt-limit`.
-#[allow(clippy::cast_precision_loss)]
-pub(crate) fn run_cell(
-    seed: u64,
-    scenario: &Scenario,
-    rate: f64,
+/// `run(rep)` for every replication `0..reps`, spread over `threads` threads, in replication
+/// order: the results do not depend on the thread count.
+pub(crate) fn replications<T: Send>(
     reps: usize,
-    specs: &[Spec<'_>],
     threads: usize,
-) -> Vec<Row> {
+    run: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, RepResult)>> = Mutex::new(Vec::with_capacity(reps));
+    let results = Mutex::new(Vec::with_capacity(reps));
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
@@ -71,13 +67,7 @@ pub(crate) fn run_cell(
                     if rep >= reps {
                         break;
                     }
-                    let traffic = Traffic {
-                        seed,
-                        replication: rep as u64,
-                        rate,
-                        scenario,
-                    };
-                    local.push((rep, run_rep(&traffic, specs, rep)));
+                    local.push((rep, run(rep)));
                 }
                 results
                     .lock()
@@ -90,13 +80,36 @@ pub(crate) fn run_cell(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     results.sort_by_key(|r| r.0);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Runs `reps` replications of `scenario` at `rate` on `threads` threads and summarises each
+/// detector into a row; `limit_ttd_s` is the median of the detector named `sprt-limit`.
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn run_cell(
+    seed: u64,
+    scenario: &Scenario,
+    rate: f64,
+    reps: usize,
+    specs: &[Spec<'_>],
+    threads: usize,
+) -> Vec<Row> {
+    let results = replications(reps, threads, |rep| {
+        let traffic = Traffic {
+            seed,
+            replication: rep as u64,
+            rate,
+            scenario,
+        };
+        run_rep(&traffic, specs, rep)
+    });
     let onset = scenario.onset_window;
     let mut rows: Vec<Row> = specs
         .iter()
         .enumerate()
         .map(|(j, spec)| {
             let ran = reps.min(spec.max_reps);
-            let firsts = results.iter().take(ran).filter_map(|(_, r)| r[j]);
+            let firsts = results.iter().take(ran).filter_map(|r| r[j]);
             let null = scenario.effect == crate::traffic::Effect::None;
             let (before, after): (Vec<usize>, Vec<usize>) =
                 firsts.partition(|&i| null || i < onset);

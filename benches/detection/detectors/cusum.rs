@@ -6,11 +6,9 @@
 //! the best such a test can do with everything else known (CUSUM is optimal for a known
 //! change, Lorden 1971, Moustakides 1986).
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use super::Detector;
 use super::sprt::{Pending, window_llr};
+use crate::sim::replications;
 use crate::traffic::{Effect, Scenario, Traffic, WINDOWS, Window};
 
 /// Runs without an effect used to set the threshold.
@@ -77,42 +75,20 @@ fn peaks(seed: u64, effect: Effect, rate: f64, reps: usize, threads: usize) -> V
         onset_window: WINDOWS,
         ramp_windows: 0,
     };
-    let next = AtomicUsize::new(0);
-    let peaks = Mutex::new(Vec::with_capacity(reps));
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let mut local = Vec::new();
-                let mut w = Window::default();
-                loop {
-                    let rep = next.fetch_add(1, Ordering::Relaxed);
-                    if rep >= reps {
-                        break;
-                    }
-                    let traffic = Traffic {
-                        seed: seed ^ 0xC05A_11B8_A7E5_0001,
-                        replication: u64::try_from(rep).unwrap_or(u64::MAX),
-                        rate,
-                        scenario: &null,
-                    };
-                    let mut cusum = Cusum::new(effect, f64::INFINITY);
-                    let mut peak = 0.0_f64;
-                    for i in 0..WINDOWS {
-                        traffic.window(i, &mut w);
-                        peak = peak.max(cusum.update(&w));
-                    }
-                    local.push(peak);
-                }
-                peaks
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .extend(local);
-            });
-        }
+    let mut peaks = replications(reps, threads, |rep| {
+        let traffic = Traffic {
+            seed: seed ^ 0xC05A_11B8_A7E5_0001,
+            replication: u64::try_from(rep).unwrap_or(u64::MAX),
+            rate,
+            scenario: &null,
+        };
+        let mut cusum = Cusum::new(effect, f64::INFINITY);
+        let mut w = Window::default();
+        (0..WINDOWS).fold(0.0_f64, |peak, i| {
+            traffic.window(i, &mut w);
+            peak.max(cusum.update(&w))
+        })
     });
-    let mut peaks = peaks
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     peaks.sort_by(f64::total_cmp);
     peaks
 }

@@ -311,18 +311,23 @@ fn increments(name: &str, cumulative: &[[u64; 2]]) -> Result<Vec<[u64; 2]>, Anal
     Ok(out)
 }
 
+/// Refuses two per-check lists of different lengths, naming them.
+fn same_checks(a: (&str, usize), b: (&str, usize)) -> Result<(), AnalysisError> {
+    if a.1 == b.1 {
+        return Ok(());
+    }
+    Err(AnalysisError::Invalid(format!(
+        "{} has {} checks but {} has {}",
+        a.0, a.1, b.0, b.1
+    )))
+}
+
 fn sequential_stationary_counts(
     errors: &[[u64; 2]],
     requests: &[[u64; 2]],
     settings: StationaryCountSettings,
 ) -> Result<Value, AnalysisError> {
-    if errors.len() != requests.len() {
-        return Err(AnalysisError::Invalid(format!(
-            "errors has {} checks but requests has {}",
-            errors.len(),
-            requests.len()
-        )));
-    }
+    same_checks(("errors", errors.len()), ("requests", requests.len()))?;
     let alpha = settings.alpha;
     let mut test = StationaryCountTest::new(settings)?;
     let mut p_values = Vec::with_capacity(errors.len());
@@ -341,13 +346,7 @@ fn sequential_distribution(
     canary: &[Vec<f64>],
     settings: DistributionSettings,
 ) -> Result<Value, AnalysisError> {
-    if control.len() != canary.len() {
-        return Err(AnalysisError::Invalid(format!(
-            "control has {} checks but canary has {}",
-            control.len(),
-            canary.len()
-        )));
-    }
+    same_checks(("control", control.len()), ("canary", canary.len()))?;
     let alpha = settings.alpha;
     let mut test = DistributionTest::new(settings)?;
     let mut p_values = Vec::with_capacity(control.len());
